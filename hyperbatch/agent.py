@@ -1,0 +1,286 @@
+"""The worker agent: claim work, run it in series, report, and exit when idle.
+
+`worker_image/start.sh` runs this module in a loop (`python -m hyperbatch.agent`).
+Exit codes tell start.sh what to do next: 0 idle (stop), 3 misconfigured (stop),
+anything else a crash (restart).
+
+One supervisor thread heart-beats the current lease, enforces walltime and kills
+the job's process group on cancel; the main thread only starts processes and
+waits for them, so a tiny task costs little more than its fork and exec.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import exits
+from .dispatch import Dispatcher, Outcome, Run
+from .ports import LogStore, WorkQueue
+
+EXIT_IDLE, EXIT_MISCONFIGURED = 0, 3
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
+
+
+@dataclass
+class Settings:
+    queue: str
+    idle_timeout: float
+    lease_seconds: float
+    heartbeat_seconds: float
+    chunk_size: int
+    work_root: Path
+    definition_env: dict
+    pid_file: Path | None = None  # holds the running job's process group, for clean-up after a crash
+    poll_min: float = 0.005
+    poll_max: float = 0.1
+
+
+class Current:
+    """What the supervisor watches: the process running now and why it should stop."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.index: int | None = None
+        self.deadline: float | None = None
+        self.killed_for: str | None = None  # "walltime", "cancel" or "lease"
+        self.killed_at = 0.0
+
+    def set(self, proc, index, deadline):
+        with self.lock:
+            self.proc, self.index, self.deadline, self.killed_for = proc, index, deadline, None
+
+    def clear(self):
+        with self.lock:
+            self.proc = None
+
+    def kill(self, why: str) -> None:
+        with self.lock:
+            if self.proc is None or self.killed_for:
+                return
+            self.killed_for, self.killed_at = why, time.time()
+            _signal_group(self.proc.pid, signal.SIGTERM)
+
+    def escalate(self) -> None:
+        with self.lock:
+            if self.proc is not None and self.killed_for and time.time() - self.killed_at > KILL_GRACE:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+
+
+class Supervisor(threading.Thread):
+    def __init__(self, dispatcher: Dispatcher, current: Current, heartbeat_seconds: float):
+        super().__init__(daemon=True, name="supervisor")
+        self.dispatcher, self.current, self.every = dispatcher, current, heartbeat_seconds
+        self.run_: Run | None = None
+        self.cancelled_all = False
+        self.cancelled: frozenset[int] = frozenset()
+        self.lease_lost = False
+        self._last = 0.0
+        self._wake = threading.Event()
+
+    def watch(self, run: Run | None) -> None:
+        self.run_, self.cancelled_all, self.cancelled, self.lease_lost = run, False, frozenset(), False
+        self._last = time.time()
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait(0.05)
+            current, run = self.current, self.run_
+            if run is None:
+                continue
+            if current.deadline is not None and current.proc is not None and time.time() > current.deadline:
+                current.kill("walltime")
+            current.escalate()
+            if time.time() - self._last >= self.every:
+                self._last = time.time()
+                try:
+                    signals = self.dispatcher.heartbeat(run)
+                except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
+                    print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
+                    continue
+                self.lease_lost |= signals.lease_lost
+                self.cancelled_all |= signals.cancel_all
+                self.cancelled = signals.cancelled_indices
+                if signals.lease_lost:
+                    current.kill("lease")
+                elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
+                    current.kill("cancel")
+
+
+class Agent:
+    def __init__(self, dispatcher: Dispatcher, queue: WorkQueue, logs: LogStore, settings: Settings):
+        self.dispatcher, self.queue, self.logs, self.settings = dispatcher, queue, logs, settings
+        self.current = Current()
+        self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds)
+        self.chunk = 1  # grows while tasks are quick, so long tasks are not hoarded
+        self.stopping = False
+        self.run_now: Run | None = None
+
+    def serve(self) -> int:
+        self._kill_orphan()
+        self._pid_fd = os.open(self.settings.pid_file, os.O_RDWR | os.O_CREAT, 0o600) if self.settings.pid_file else None
+        self.supervisor.start()
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        idle_since, poll = time.time(), self.settings.poll_min
+        while not self.stopping:
+            item = self.queue.claim(self.settings.queue, self.dispatcher.worker, self.chunk, self.settings.lease_seconds)
+            if item is None:
+                if time.time() - idle_since > self.settings.idle_timeout:
+                    return EXIT_IDLE
+                time.sleep(poll)
+                poll = min(poll * 2, self.settings.poll_max)
+                continue
+            run = self.dispatcher.start(item)
+            if run is not None:
+                self.execute(run)
+            idle_since, poll = time.time(), self.settings.poll_min
+        return EXIT_IDLE
+
+    def _kill_orphan(self) -> None:
+        """A crashed agent's last job may still run: stop it before its work is handed out again."""
+        try:
+            pgid = int(self.settings.pid_file.read_text().split()[0]) if self.settings.pid_file else 0
+        except (FileNotFoundError, ValueError, IndexError):
+            return
+        if pgid > 1:
+            _signal_group(pgid, signal.SIGKILL)
+
+    def _stop(self, signum, frame) -> None:
+        """Stop after handing back the current work, so nothing waits for a lease to run out."""
+        self.stopping = True
+        self.current.kill("stop")
+
+    def execute(self, run: Run) -> None:
+        self.run_now = run
+        self.supervisor.watch(run)
+        try:
+            if run.positions:
+                self._run_tasks(run)
+            else:
+                outcome = self._run_one(run, None)
+                if self.current.killed_for in ("lease", "stop"):
+                    self._abandon(run)
+                else:
+                    self.dispatcher.finish_job(run, outcome)
+        finally:
+            self.supervisor.watch(None)
+            self.run_now = None
+
+    def _run_tasks(self, run: Run) -> None:
+        spec, results = run.spec, {}
+        started = time.time()
+        for pos in run.positions:
+            index = spec.index_at(pos)
+            if self.supervisor.cancelled_all or index in self.supervisor.cancelled:
+                break
+            if self.stopping or self.supervisor.lease_lost:
+                break
+            results[pos] = self._run_one(run, index)
+            if self.current.killed_for in ("lease", "stop"):
+                del results[pos]
+                break
+        if self.supervisor.lease_lost or (self.stopping and not self.supervisor.cancelled_all):
+            self._abandon(run)
+            return
+        self.dispatcher.finish_tasks(run, results)
+        per_task = (time.time() - started) / max(1, len(results))
+        fitting = int(TARGET_CHUNK_SECONDS / per_task) if per_task > 0 else self.settings.chunk_size
+        self.chunk = max(1, min(self.settings.chunk_size, self.chunk * 2, fitting))
+
+    def _abandon(self, run: Run) -> None:
+        """Lease lost or worker stopping: hand the work back (unless the reconciler already took it)."""
+        if not self.supervisor.lease_lost:
+            self.dispatcher.give_back(run)
+
+    def _run_one(self, run: Run, index: int | None) -> Outcome:
+        job = run.job
+        workdir = self.settings.work_root / job["id"]
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = job["command"] or self._script_argv(job, workdir)
+        env = self._environment(run, index)
+        sink = self.logs.sink(job["id"], index, run.attempt)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
+                    cwd=workdir, env=env, process_group=0,
+                )
+            except OSError as exc:
+                os.write(sink.stderr, f"hyperbatch: cannot start {argv[0]}: {exc.strerror}\n".encode())
+                return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]}: {exc.strerror}")
+            deadline = time.time() + job["walltime"] if job["walltime"] else None
+            self.current.set(proc, index, deadline)
+            if self._pid_fd is not None:
+                os.pwrite(self._pid_fd, b"%-12d\n" % proc.pid, 0)
+            returncode = proc.wait()
+            if self._pid_fd is not None:
+                os.pwrite(self._pid_fd, b"0           \n", 0)  # never kill a recycled pid later
+            killed_for = self.current.killed_for
+            self.current.clear()
+        finally:
+            sink.close()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        status = exits.from_returncode(returncode)
+        if killed_for == "walltime":
+            return Outcome(exits.WALLTIME_EXCEEDED, f"walltime {job['walltime']}s exceeded", cpu_seconds=cpu)
+        if killed_for == "cancel":
+            return Outcome(status, "cancelled", cancelled=True, cpu_seconds=cpu)
+        return Outcome(status, exits.describe(status), cpu_seconds=cpu)
+
+    def _script_argv(self, job: dict, workdir: Path) -> list[str]:
+        path = workdir / f".hyperbatch-script-{job['attempt']}"
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=workdir)
+            with os.fdopen(fd, "w") as f:
+                f.write(job["script"])
+            os.chmod(tmp, 0o700)
+            os.replace(tmp, path)
+        return [str(path)] if job["script"].startswith("#!") else ["/bin/bash", str(path)]
+
+    def _environment(self, run: Run, index: int | None) -> dict:
+        job = run.job
+        env = {**os.environ, **self.settings.definition_env, **job["env"]}
+        full_id = job["id"] if index is None else f"{job['id']}[{index}]"
+        env.update(
+            HYPER_JOB_ID=full_id, PBS_JOBID=full_id, HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
+            HYPER_ATTEMPT=str(run.attempt), HYPER_QUEUE=job["queue"], PBS_QUEUE=job["queue"],
+            PBS_O_WORKDIR=job["workdir"] or "", HYPER_OWNER=job["owner"],
+        )
+        if index is not None:
+            env.update(HYPER_ARRAY_INDEX=str(index), PBS_ARRAY_INDEX=str(index), HYPER_ARRAY_ID=job["id"])
+        return env
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def main() -> int:
+    from .backends import worker_from_environment
+
+    try:
+        agent = worker_from_environment()
+    except (KeyError, ValueError) as exc:
+        print(f"hyperbatch agent: misconfigured: {exc}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
+    return agent.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

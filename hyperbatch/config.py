@@ -1,0 +1,337 @@
+"""Validated configuration models for `configurations/*.json`.
+
+One set of models serves the CDK app, local mode and the `hyper` management
+commands, so a file that one of them accepts, all of them accept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+NAME_RE = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+
+FILES = ("settings", "regions", "clusters", "queues", "definitions", "images")
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or inconsistent; the message names file, entry and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Model):
+    throttle_rate: float = Field(100, gt=0, description="steady-state requests per second")
+    throttle_burst: int = Field(200, gt=0)
+    max_batch: int = Field(1000, ge=1, le=1000, description="jobs per POST /jobs")
+
+
+class MonitoringSettings(_Model):
+    dashboard: bool = True
+    alarms: bool = True
+    alarm_email: str | None = None
+
+
+class LocalSettings(_Model):
+    port: int = Field(8765, ge=1024, le=65535)
+    scaler_interval_seconds: float = Field(0.5, gt=0)
+    reconciler_interval_seconds: float = Field(1.0, gt=0)
+    # Local workers heart-beat often so that qdel and lost workers show quickly.
+    lease_seconds: float = Field(10, gt=0)
+    heartbeat_seconds: float = Field(1, gt=0)
+
+
+class Settings(_Model):
+    stack_name: str = Field("HyperBatch", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,100}$")
+    main_region: str
+    account: str | None = Field(None, pattern=r"^\d{12}$")
+    admins: list[str] = Field(default_factory=list, description="IAM principal ARNs that see every job")
+    api: ApiSettings = ApiSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    local: LocalSettings = LocalSettings()
+    job_retention_days: int = Field(30, ge=1, le=3650)
+    log_retention_days: int = Field(30, ge=1)
+    lease_seconds: float = Field(60, gt=0, description="a worker that misses this long loses its job")
+    heartbeat_seconds: float = Field(15, gt=0)
+    scaler_interval_minutes: int = Field(1, ge=1)
+    deletion_protection: bool = True
+
+    @field_validator("main_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_region(value)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> "Settings":
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be smaller than lease_seconds")
+        return self
+
+
+class Vpc(_Model):
+    cidr: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
+    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]+$")
+    subnet_type: Literal["public", "private", "isolated"] = "public"
+    max_azs: int = Field(2, ge=1, le=6)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Vpc":
+        if (self.cidr is None) == (self.vpc_id is None):
+            raise ValueError("give exactly one of cidr (create a VPC) or vpc_id (import one)")
+        return self
+
+
+class Region(_Model):
+    name: str
+    compute: bool = True
+    vpc: Vpc = Vpc(cidr="10.0.0.0/16")
+    local_max_workers: int = Field(4, ge=0, description="worker processes this region may run in local mode")
+
+    @field_validator("name")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_region(value)
+
+
+class Cluster(_Model):
+    name: str = Field(pattern=NAME_RE)
+    type: Literal["EC2", "SPOT", "FARGATE", "FARGATE_SPOT", "LAUNCH_TEMPLATE"] = "SPOT"
+    instance_types: list[str] = Field(default_factory=lambda: ["optimal"])
+    min_vcpus: int = Field(0, ge=0)
+    max_vcpus: int = Field(256, ge=1)
+    allocation_strategy: Literal[
+        "BEST_FIT", "BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED", "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    ] | None = None
+    spot_bid_percentage: int | None = Field(None, ge=1, le=100)
+    regions: list[str] | None = Field(None, description="hub regions to build it in; all compute regions if absent")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Cluster":
+        if self.min_vcpus > self.max_vcpus:
+            raise ValueError("min_vcpus must not exceed max_vcpus")
+        if self.spot_bid_percentage is not None and self.type != "SPOT":
+            raise ValueError("spot_bid_percentage applies only to a SPOT cluster")
+        return self
+
+
+class Queue(_Model):
+    name: str = Field(pattern=NAME_RE)
+    cluster: str
+    definition: str = Field(description="definition used when a job names none")
+    priority: int = Field(1, ge=0, le=1000)
+    region_weights: dict[str, float] | Literal["auto"] = Field(
+        default_factory=dict, description="share of new workers per region; 'auto' from spot placement scores"
+    )
+    max_attempts: int = Field(3, ge=1, le=100, description="default attempts for jobs that name none")
+
+    @field_validator("region_weights")
+    @classmethod
+    def _weights(cls, value):
+        if isinstance(value, dict):
+            for region, weight in value.items():
+                _check_region(region)
+                if weight < 0:
+                    raise ValueError(f"weight for {region} must be zero or more")
+            if value and not any(value.values()):
+                raise ValueError("at least one region needs a weight above zero")
+        return value
+
+
+class Definition(_Model):
+    name: str = Field(pattern=NAME_RE)
+    image: str = "worker"
+    vcpus: float = Field(1, gt=0)
+    memory_mib: int = Field(2048, ge=128)
+    gpus: int = Field(0, ge=0)
+    environment: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: int = Field(86400, ge=60, description="how long one worker container may live")
+    retry_attempts: int = Field(1, ge=1, le=10, description="AWS Batch retries of a worker container")
+    jobs_to_workers_ratio: int = Field(1, ge=1, description="queued jobs per worker started")
+    idle_timeout_seconds: float = Field(60, gt=0, description="a worker with no work exits after this")
+    max_workers: int = Field(10, ge=1)
+    chunk_size: int = Field(64, ge=1, le=10000, description="array tasks a worker claims at once")
+
+
+class Image(_Model):
+    name: str = Field(pattern=NAME_RE)
+    directory: str = "worker_image"
+    build_args: dict[str, str] = Field(default_factory=dict)
+
+
+class Configuration(_Model):
+    """The whole deployment, cross-checked: every reference points at something configured."""
+
+    settings: Settings
+    regions: list[Region]
+    clusters: list[Cluster]
+    queues: list[Queue]
+    definitions: list[Definition]
+    images: list[Image]
+
+    @property
+    def compute_regions(self) -> list[str]:
+        return [r.name for r in self.regions if r.compute]
+
+    @property
+    def hub_regions(self) -> list[str]:
+        return [r.name for r in self.regions if r.compute and r.name != self.settings.main_region]
+
+    def region(self, name: str) -> Region:
+        return _by_name(self.regions, name)
+
+    def queue(self, name: str) -> Queue:
+        return _by_name(self.queues, name)
+
+    def cluster(self, name: str) -> Cluster:
+        return _by_name(self.clusters, name)
+
+    def definition(self, name: str) -> Definition:
+        return _by_name(self.definitions, name)
+
+    def weights(self, queue: Queue) -> dict[str, float]:
+        """Static region weights of a queue ('auto' and empty mean equal weights over compute regions)."""
+        if isinstance(queue.region_weights, dict) and queue.region_weights:
+            return dict(queue.region_weights)
+        return {name: 1.0 for name in self.compute_regions}
+
+    def problems(self) -> list[str]:
+        """Cross-file inconsistencies, each as "file: entry 'name' field 'f': what is wrong"."""
+        out: list[str] = []
+        for kind in ("regions", "clusters", "queues", "definitions", "images"):
+            seen: set[str] = set()
+            for item in getattr(self, kind):
+                if item.name in seen:
+                    out.append(f"{kind}.json: entry '{item.name}' field 'name': appears more than once")
+                seen.add(item.name)
+        regions = {r.name for r in self.regions}
+        compute = set(self.compute_regions)
+        if self.settings.main_region not in regions:
+            out.append(
+                f"settings.json: field 'main_region': '{self.settings.main_region}' is not listed in regions.json"
+            )
+        if not compute:
+            out.append("regions.json: no region has compute enabled")
+        clusters = {c.name for c in self.clusters}
+        definitions = {d.name for d in self.definitions}
+        images = {i.name for i in self.images}
+        for c in self.clusters:
+            for r in c.regions or []:
+                if r not in compute:
+                    out.append(f"clusters.json: entry '{c.name}' field 'regions': '{r}' is not a compute region")
+        for q in self.queues:
+            if q.cluster not in clusters:
+                out.append(f"queues.json: entry '{q.name}' field 'cluster': no cluster named '{q.cluster}'")
+            if q.definition not in definitions:
+                out.append(f"queues.json: entry '{q.name}' field 'definition': no definition named '{q.definition}'")
+            if isinstance(q.region_weights, dict):
+                for r in q.region_weights:
+                    if r not in compute:
+                        out.append(
+                            f"queues.json: entry '{q.name}' field 'region_weights': '{r}' is not a configured compute region"
+                        )
+        for d in self.definitions:
+            if d.image not in images:
+                out.append(f"definitions.json: entry '{d.name}' field 'image': no image named '{d.image}'")
+        return out
+
+
+def _check_region(value: str) -> str:
+    if not REGION_RE.match(value):
+        raise ValueError(f"'{value}' is not an AWS region name such as us-east-1")
+    return value
+
+
+def _by_name(items, name):
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+_MODELS = {
+    "settings": Settings,
+    "regions": Region,
+    "clusters": Cluster,
+    "queues": Queue,
+    "definitions": Definition,
+    "images": Image,
+}
+
+
+def describe_error(file: str, entry: str, error: ValidationError) -> str:
+    """Turn a pydantic error into lines that name the file, the entry and the field."""
+    lines = []
+    for err in error.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "(whole entry)"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{file}: {entry}field '{field}': {message}")
+    return "\n".join(lines)
+
+
+def read_raw(directory: Path, kind: str):
+    path = Path(directory) / f"{kind}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name}: missing from {directory}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path.name}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def parse_file(kind: str, data):
+    """Validate one file's parsed JSON; raise ConfigError naming file, entry and field."""
+    file, model = f"{kind}.json", _MODELS[kind]
+    if kind == "settings":
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(describe_error(file, "", exc)) from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{file}: must be a JSON list of entries, each an object with a 'name'")
+    items = []
+    for index, item in enumerate(data):
+        name = item.get("name") if isinstance(item, dict) else None
+        entry = f"entry '{name}' " if name else f"entry #{index + 1} "
+        if not isinstance(item, dict):
+            raise ConfigError(f"{file}: {entry}must be a JSON object")
+        try:
+            items.append(model.model_validate(item))
+        except ValidationError as exc:
+            raise ConfigError(describe_error(file, entry, exc)) from None
+    return items
+
+
+def validate(raw: dict) -> Configuration:
+    """Validate the parsed files (kind -> JSON data) as one cross-checked configuration."""
+    config = Configuration.model_construct(**{kind: parse_file(kind, raw[kind]) for kind in FILES})
+    problems = config.problems()
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def load(directory: str | Path) -> Configuration:
+    """Read and validate every file of a configuration directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such configuration directory")
+    return validate({kind: read_raw(directory, kind) for kind in FILES})
+
+
+def dump(directory: str | Path, kind: str, value) -> None:
+    """Write one file back, in the same shape `load` reads."""
+    if isinstance(value, list):
+        data = [item.model_dump(mode="json", exclude_defaults=True) | {"name": item.name} for item in value]
+    else:
+        data = value.model_dump(mode="json", exclude_defaults=True)
+    path = Path(directory) / f"{kind}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,351 @@
+"""The worker's side of the state machine: start, heartbeat, finish, and recovery of lost leases.
+
+Every move is a conditional write on (state, attempt) or on the document's
+version, so a late or duplicate message can never move a job backwards or
+start it twice at once. A work item is acknowledged only after its job (or
+its chunk of tasks) has a final state in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import arrays, exits
+from .errors import NotFound, StaleTransition
+from .model import Change, Expect, is_array
+from .ports import JobStore, WorkItem, WorkQueue
+from .states import JobState
+from .tasks import add_range, first_free, remove_range, update_array
+
+CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
+
+
+@dataclass
+class Run:
+    """A claimed item the store has moved to RUNNING: one job, or a chunk of array positions."""
+
+    item: WorkItem
+    job: dict
+    attempt: int
+    positions: list[int] = field(default_factory=list)  # arrays only
+
+    @property
+    def spec(self) -> arrays.ArraySpec:
+        return arrays.parse_array(self.job["array"])
+
+
+@dataclass
+class Outcome:
+    exit_status: int | None
+    reason: str = ""
+    cancelled: bool = False
+    cpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What a heartbeat learned: stop everything, or stop these array indices."""
+
+    lease_lost: bool = False
+    cancel_all: bool = False
+    cancelled_indices: frozenset[int] = frozenset()
+
+
+class Dispatcher:
+    def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float):
+        self.store, self.queue = store, queue
+        self.worker, self.region, self.lease_seconds = worker, region, lease_seconds
+
+    @property
+    def host(self) -> str:
+        return f"{self.region}/{self.worker}"
+
+    # ---- start --------------------------------------------------------------------------
+    def start(self, item: WorkItem) -> Run | None:
+        """Move the item's job (or a chunk of its tasks) to RUNNING; None if there is nothing to run."""
+        try:
+            doc = self.store.get(item.job_id)
+        except NotFound:
+            self.queue.ack(item)
+            return None
+        return self._start_array(item) if is_array(doc) else self._start_job(item, doc)
+
+    def _start_job(self, item: WorkItem, doc: dict) -> Run | None:
+        if doc["state"] != JobState.QUEUED.value or doc["attempt"] != item.attempt:
+            self.queue.ack(item)  # held, cancelled, finished or superseded: release re-queues if needed
+            return None
+        now = time.time()
+        change = Change(
+            set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
+            add={"run_count": 1},
+        )
+        try:
+            doc = self.store.update(item.job_id, Expect.state(JobState.QUEUED, attempt=item.attempt), change)
+        except StaleTransition:
+            self.queue.ack(item)
+            return None
+        return Run(item, doc, item.attempt)
+
+    def _start_array(self, item: WorkItem) -> Run | None:
+        granted: dict = {}
+
+        def decide(doc: dict) -> Change | None:
+            granted.clear()
+            if doc["state"] not in (JobState.QUEUED.value, JobState.RUNNING.value) or doc["cancel_requested"]:
+                return None
+            spec = arrays.parse_array(doc["array"])
+            room = item.size if spec.limit is None else max(0, spec.limit - doc["running"])
+            if item.attempt > 1:  # a single task's retry
+                index = str(spec.index_at(item.lo))
+                if doc["retrying"].get(index) != item.attempt or room == 0:
+                    granted["room"] = room
+                    return None
+                lo, hi = item.lo, item.lo + 1
+                retrying = {k: v for k, v in doc["retrying"].items() if k != index}
+            else:
+                free = first_free(doc["dispatched"], item.lo, item.hi)
+                if free is None or room == 0:
+                    granted["room"] = room
+                    return None
+                lo, hi = free[0], min(free[1], free[0] + room)
+                retrying = doc["retrying"]
+            positions = [p for p in range(lo, hi) if str(spec.index_at(p)) not in doc["cancelled_tasks"]]
+            granted.update(lo=lo, hi=hi, positions=positions)
+            now = time.time()
+            chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now}
+            return Change(
+                set={
+                    "dispatched": add_range(doc["dispatched"], lo, hi),
+                    "retrying": retrying,
+                    "chunks": {**doc["chunks"], item.id: chunk},
+                    "pending": doc["pending"] - len(positions),
+                    "running": doc["running"] + len(positions),
+                    "started_at": doc["started_at"] or now,
+                    "exec_host": self.host,
+                    "run_count": max(doc["run_count"], item.attempt),
+                }
+            )
+
+        doc = update_array(self.store, item.job_id, decide)
+        if "positions" not in granted:
+            if granted.get("room") == 0:
+                self.queue.release(item, delay=CONCURRENCY_LIMIT_BACKOFF)
+            else:
+                self.queue.ack(item)  # everything in it was handed out already, or the array stopped
+            return None
+        if granted["hi"] < item.hi or granted["lo"] > item.lo:
+            item = self.queue.split(item, granted["lo"], granted["hi"])
+        return Run(item, doc, item.attempt, granted["positions"])
+
+    # ---- heartbeat ----------------------------------------------------------------------
+    def heartbeat(self, run: Run) -> Signals:
+        """Extend the lease and look for cancellation."""
+        if not self.queue.extend(run.item, self.lease_seconds):
+            return Signals(lease_lost=True)
+        doc = self.store.get(run.item.job_id)
+        if doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value:
+            return Signals(cancel_all=True)
+        if is_array(doc):
+            return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]))
+        return Signals()
+
+    # ---- finish -------------------------------------------------------------------------
+    def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
+        job, attempt = run.job, run.attempt
+        now = time.time()
+        done = {"finished_at": now, "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
+        if outcome.cancelled:
+            change = Change(set={**done, "state": JobState.CANCELLED, "reason": _cancel_reason(self.store, job)})
+        elif outcome.exit_status == 0:
+            change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": ""})
+        elif attempt < job["max_attempts"]:
+            reason = f"attempt {attempt} failed ({outcome.reason}); re-queued as attempt {attempt + 1}"
+            change = Change(set={**done, "state": JobState.QUEUED, "attempt": attempt + 1, "reason": reason,
+                                 "finished_at": None})
+        else:
+            change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
+        try:
+            new = self.store.update(job["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
+        except StaleTransition:
+            return None  # the reconciler took the job back (lease lost): its item is no longer ours
+        if new["state"] == JobState.QUEUED.value:
+            self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
+        self.queue.ack(run.item)
+        return new
+
+    def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
+        """Record a chunk's results; positions with no result (not reached) count as cancelled."""
+        spec = run.spec
+        retries: list[int] = []
+
+        def decide(doc: dict) -> Change | None:
+            retries.clear()
+            if run.item.id not in doc["chunks"]:
+                return None  # recovered as lost already
+            failed, cancelled, retrying = dict(doc["failed_tasks"]), dict(doc["cancelled_tasks"]), dict(doc["retrying"])
+            succeeded = 0
+            for pos in run.positions:
+                index = str(spec.index_at(pos))
+                outcome = results.get(pos)
+                if outcome is None or outcome.cancelled:
+                    cancelled[index] = True
+                elif outcome.exit_status == 0:
+                    succeeded += 1
+                elif run.attempt < doc["max_attempts"] and not doc["cancel_requested"]:
+                    retrying[index] = run.attempt + 1
+                    retries.append(pos)
+                else:
+                    failed[index] = outcome.exit_status
+            cpu = sum(o.cpu_seconds for o in results.values())
+            return Change(
+                set={
+                    "failed_tasks": failed,
+                    "cancelled_tasks": cancelled,
+                    "retrying": retrying,
+                    "chunks": {k: v for k, v in doc["chunks"].items() if k != run.item.id},
+                    "running": doc["running"] - len(run.positions),
+                    "pending": doc["pending"] + len(retries),
+                    "succeeded": doc["succeeded"] + succeeded,
+                    "failed": doc["failed"] + len(failed) - len(doc["failed_tasks"]),
+                    "cancelled": doc["cancelled"] + len(cancelled) - len(doc["cancelled_tasks"]),
+                    "cpu_seconds": (doc["cpu_seconds"] or 0.0) + cpu,
+                }
+            )
+
+        doc = update_array(self.store, run.item.job_id, decide)
+        self._send_retries(doc, retries, run.attempt + 1)
+        self.queue.ack(run.item)
+        return doc
+
+    def _send_retries(self, doc: dict, positions: list[int], attempt: int) -> None:
+        if positions:
+            self.queue.send_many([(doc["queue"], doc["id"], p, p + 1, attempt, doc["priority"]) for p in positions])
+
+    # ---- give back ----------------------------------------------------------------------
+    def give_back(self, run: Run) -> None:
+        """The worker is stopping: return its work untouched, with no attempt used up."""
+        if not run.positions:
+            change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
+                            add={"run_count": -1})
+            try:
+                self.store.update(run.job["id"], Expect.state(JobState.RUNNING, attempt=run.attempt), change)
+            except StaleTransition:
+                return
+            self.queue.requeue(run.item, run.item.lo, run.attempt)
+            return
+        # The whole chunk goes back, finished tasks included: delivery is at least once.
+        spec, item = run.spec, run.item
+
+        def decide(doc: dict) -> Change | None:
+            if item.id not in doc["chunks"]:
+                return None
+            change = Change(set={
+                "chunks": {k: v for k, v in doc["chunks"].items() if k != item.id},
+                "running": doc["running"] - len(run.positions),
+                "pending": doc["pending"] + len(run.positions),
+            })
+            if item.attempt > 1:  # a retry item: back into the retry map with the same attempt
+                change.set["retrying"] = {**doc["retrying"], **{str(spec.index_at(p)): item.attempt for p in run.positions}}
+            else:
+                change.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
+            return change
+
+        update_array(self.store, item.job_id, decide)
+        self.queue.requeue(item, item.lo, item.attempt)
+
+    # ---- lost leases --------------------------------------------------------------------
+    def recover_lost(self, item: WorkItem) -> None:
+        """The item's worker stopped heart-beating: re-queue its work, or fail it with the reason."""
+        try:
+            doc = self.store.get(item.job_id)
+        except NotFound:
+            self.queue.ack(item)
+            return
+        if is_array(doc):
+            self._recover_chunk(item)
+        else:
+            self._recover_job(item, doc)
+
+    def _recover_job(self, item: WorkItem, doc: dict) -> None:
+        attempt = item.attempt
+        if doc["state"] == JobState.QUEUED.value and doc["attempt"] == attempt:
+            self.queue.requeue(item, item.lo, attempt)  # claimed but never started
+            return
+        if doc["state"] != JobState.RUNNING.value or doc["attempt"] != attempt:
+            self.queue.ack(item)
+            return
+        lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
+        now = time.time()
+        if doc["cancel_requested"]:
+            change = Change(set={"state": JobState.CANCELLED, "finished_at": now,
+                                 "reason": f"{doc['reason'].replace('cancel requested', 'cancelled')}; {lost}"})
+        elif attempt < doc["max_attempts"]:
+            change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1,
+                                 "reason": f"{lost}; re-queued as attempt {attempt + 1}"})
+        else:
+            change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
+                                 "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
+        try:
+            new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
+        except StaleTransition:
+            return  # the worker finished after all; its ack removes the item
+        if new["state"] == JobState.QUEUED.value:
+            self.queue.requeue(item, item.lo, new["attempt"])
+        else:
+            self.queue.ack(item)
+
+    def _recover_chunk(self, item: WorkItem) -> None:
+        retries: list[int] = []
+        found: dict = {}
+
+        def decide(doc: dict) -> Change | None:
+            retries.clear()
+            chunk = doc["chunks"].get(item.id)
+            found["chunk"] = chunk
+            if chunk is None:
+                return None
+            spec = arrays.parse_array(doc["array"])
+            failed, retrying = dict(doc["failed_tasks"]), dict(doc["retrying"])
+            cancelled = dict(doc["cancelled_tasks"])
+            positions = [p for p in range(chunk["lo"], chunk["hi"]) if str(spec.index_at(p)) not in cancelled]
+            for pos in positions:
+                index = str(spec.index_at(pos))
+                if doc["cancel_requested"]:
+                    cancelled[index] = True
+                elif chunk["attempt"] < doc["max_attempts"]:
+                    retrying[index] = chunk["attempt"] + 1
+                    retries.append(pos)
+                else:
+                    failed[index] = exits.WORKER_LOST
+            return Change(
+                set={
+                    "failed_tasks": failed,
+                    "retrying": retrying,
+                    "cancelled_tasks": cancelled,
+                    "chunks": {k: v for k, v in doc["chunks"].items() if k != item.id},
+                    "running": doc["running"] - len(positions),
+                    "pending": doc["pending"] + len(retries),
+                    "failed": doc["failed"] + len(failed) - len(doc["failed_tasks"]),
+                    "cancelled": doc["cancelled"] + len(cancelled) - len(doc["cancelled_tasks"]),
+                    "reason": f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
+                              f"{len(retries)} tasks re-queued",
+                }
+            )
+
+        doc = update_array(self.store, item.job_id, decide)
+        if found.get("chunk") is None:
+            self.queue.requeue(item, item.lo, item.attempt)  # claimed but never started
+            return
+        self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
+        self.queue.ack(item)
+
+
+def _cancel_reason(store: JobStore, job: dict) -> str:
+    reason = store.get(job["id"])["reason"]
+    return reason.replace("cancel requested", "cancelled") or "cancelled"
+
+
+def _final_reason(outcome: Outcome, job: dict) -> str:
+    tries = f"after {job['max_attempts']} attempts" if job["max_attempts"] > 1 else ""
+    return " ".join(part for part in (outcome.reason or exits.describe(outcome.exit_status), tries) if part)

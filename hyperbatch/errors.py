@@ -1,0 +1,38 @@
+"""Errors the core raises; the API maps each to an HTTP status with a message that says what to fix."""
+
+
+class HyperError(Exception):
+    """Base of every error a caller can act on."""
+
+    status = 400
+    code = "BadRequest"
+
+
+class SpecError(HyperError, ValueError):
+    """Malformed user input: a script header, an array range, a dependency, a walltime."""
+
+    code = "InvalidSpec"
+
+
+class NotFound(HyperError, LookupError):
+    status = 404
+    code = "NotFound"
+
+
+class Forbidden(HyperError):
+    status = 403
+    code = "Forbidden"
+
+
+class Conflict(HyperError):
+    """The job is not in a state that allows the request (e.g. releasing a job that is not held)."""
+
+    status = 409
+    code = "Conflict"
+
+
+class StaleTransition(Exception):
+    """A conditional write lost: the job's (state, attempt) was no longer what the caller expected.
+
+    Not a user error: the caller re-reads and decides again.
+    """

@@ -1,0 +1,115 @@
+"""Array tasks kept compactly on the array's one job document.
+
+Per task the document keeps only what is not implied: ranges of positions
+handed out at least once (`dispatched`), chunks in flight (`chunks`), tasks
+waiting for a retry (`retrying`), and the indices that failed or were
+cancelled. Everything else about a task is derived here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from . import arrays
+from .errors import StaleTransition
+from .model import Change, Expect, apply
+from .ports import JobStore
+from .states import JobState
+
+MAX_RETRIES_ON_CONFLICT = 100
+
+
+def covered(ranges: list[list[int]], pos: int) -> bool:
+    return any(lo <= pos < hi for lo, hi in ranges)
+
+
+def add_range(ranges: list[list[int]], lo: int, hi: int) -> list[list[int]]:
+    """Union of sorted, disjoint [lo, hi) ranges with one more, merged so the list stays short."""
+    out: list[list[int]] = []
+    for a, b in sorted([*ranges, [lo, hi]]):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def remove_range(ranges: list[list[int]], lo: int, hi: int) -> list[list[int]]:
+    """The ranges less [lo, hi)."""
+    out: list[list[int]] = []
+    for a, b in ranges:
+        out += [[a, min(b, lo)]] if a < lo else []
+        out += [[max(a, hi), b]] if b > hi else []
+    return [r for r in out if r[0] < r[1]]
+
+
+def first_free(ranges: list[list[int]], lo: int, hi: int) -> tuple[int, int] | None:
+    """The first run of positions in [lo, hi) that no range covers."""
+    start = lo
+    for a, b in sorted(ranges):
+        if b <= start:
+            continue
+        if a > start:
+            return (start, min(a, hi)) if start < hi else None
+        start = max(start, b)
+    return (start, hi) if start < hi else None
+
+
+def task_state(doc: dict, spec: arrays.ArraySpec, pos: int) -> dict:
+    """One task's row for `qstat -t`: index, state, exit status, attempt."""
+    index = spec.index_at(pos)
+    key = str(index)
+    row = {"index": index, "state": JobState.SUCCEEDED.value, "exit_status": 0, "attempt": 1}
+    if key in doc["failed_tasks"]:
+        row.update(state=JobState.FAILED.value, exit_status=doc["failed_tasks"][key])
+    elif key in doc["cancelled_tasks"]:
+        row.update(state=JobState.CANCELLED.value, exit_status=None)
+    elif any(c["lo"] <= pos < c["hi"] for c in doc["chunks"].values()):
+        chunk = next(c for c in doc["chunks"].values() if c["lo"] <= pos < c["hi"])
+        row.update(state=JobState.RUNNING.value, exit_status=None, attempt=chunk["attempt"])
+    elif key in doc["retrying"]:
+        row.update(state=JobState.QUEUED.value, exit_status=None, attempt=doc["retrying"][key])
+    elif not covered(doc["dispatched"], pos):
+        cancelled = doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value
+        row.update(state=(JobState.CANCELLED if cancelled else JobState.QUEUED).value, exit_status=None)
+    return row
+
+
+def derived_fields(doc: dict) -> dict:
+    """State, exit status and finish time that follow from an array's counters."""
+    counts = {k: doc[k] for k in ("pending", "running", "succeeded", "failed", "cancelled")}
+    state = arrays.array_state(**counts)
+    if doc["state"] in (JobState.HELD.value, JobState.WAITING.value) and not doc["running"] and doc["pending"]:
+        state = JobState(doc["state"])
+    out: dict = {"state": state.value}
+    if state.final and doc["finished_at"] is None:
+        out["finished_at"] = time.time()
+        failed = sorted(doc["failed_tasks"].items(), key=lambda kv: int(kv[0]))
+        out["exit_status"] = 0 if state == JobState.SUCCEEDED else (failed[0][1] if failed else None)
+        if failed and state == JobState.FAILED:
+            out["reason"] = (
+                f"{len(failed)} of {doc['total']} tasks failed "
+                f"(indices {arrays.format_indices(int(i) for i, _ in failed)})"
+            )
+    return out
+
+
+def update_array(store: JobStore, job_id: str, decide: Callable[[dict], Change | None]) -> dict:
+    """Read, decide, write under a version check, retrying when another writer got in first.
+
+    The derived state is written in the same conditional write as the counters
+    it derives from, so it can never lag behind them.
+    """
+    for _ in range(MAX_RETRIES_ON_CONFLICT):
+        doc = store.get(job_id)
+        change = decide(doc)
+        if change is None:
+            return doc
+        preview = apply(doc, Expect(), change)
+        change.set.update(derived_fields(preview))
+        try:
+            return store.update(job_id, Expect(version=doc["version"]), change)
+        except StaleTransition:
+            continue
+    raise StaleTransition(f"job {job_id}: too many concurrent updates")

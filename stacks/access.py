@@ -1,0 +1,67 @@
+"""Least-privilege grants on the control plane's resources, by ARN.
+
+ARNs come from `naming`, so the same grant works from the main region (Lambda
+functions) and from any hub region (worker roles), where the resources
+themselves cannot be referenced.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+
+from hyperbatch.config import Configuration
+
+from . import naming
+from .nag import allow
+
+TABLE_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
+TABLE_WRITE = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",  # conditional transitions inside transactions
+)
+QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+QUEUE_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+LOG_READ = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
+LOG_WRITE = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+
+
+def job_table(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
+    """The job table and its indexes, named one by one (no index/* wildcard)."""
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    allow(principal, actions, [naming.table_arn(deployment, main), *naming.index_arns(deployment, main)])
+
+
+def work_queues(
+    principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...], *, dead_letters: bool = False
+) -> None:
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    names = [naming.queue(deployment, q.name) for q in config.queues]
+    if dead_letters:
+        names += [naming.dead_letter_queue(deployment, q.name) for q in config.queues]
+    allow(principal, actions, [naming.queue_arn(main, name) for name in names])
+
+
+def job_logs(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    allow(
+        principal,
+        actions,
+        naming.log_group_arns(deployment, main),
+        wildcard_reason="Job output is one log stream per job, created at run time, in the per-queue "
+        "log groups under this deployment's prefix; the prefix scopes the wildcard to this deployment.",
+    )
+
+
+def script_objects(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
+    bucket = naming.script_bucket(config.settings.stack_name, config.settings.main_region)
+    allow(
+        principal,
+        actions,
+        [f"arn:{Aws.PARTITION}:s3:::{bucket}/*"],
+        wildcard_reason="Scripts are staged under per-job keys created at run time; the wildcard is "
+        "confined to this deployment's script bucket.",
+    )

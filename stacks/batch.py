@@ -1,0 +1,147 @@
+"""AWS Batch in a compute region: a compute environment and job queue per cluster,
+and a job definition per (definition, platform, architecture) the region's clusters need.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aws_cdk import Duration, Size
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from constructs import Construct
+
+from hyperbatch.config import Cluster, Configuration
+
+from . import code_assets, contract
+from .compute_plan import ClusterPlan, JobDefinitionPlan, RegionPlan
+from .nag import acknowledge
+from .network import WorkerNetwork
+from .worker_roles import WorkerRoles
+
+PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
+INSTANCE_ROLE_REASON = (
+    "Batch EC2 instances run the ECS agent, which needs AmazonEC2ContainerServiceforEC2Role; "
+    "AWS maintains it as the agent changes. The worker's own permissions are in its job role."
+)
+
+
+class BatchCompute(Construct):
+    """`job_queues` and `job_definitions`, by name, for tests and outputs."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: Configuration,
+        plan: RegionPlan,
+        network: WorkerNetwork,
+        roles: WorkerRoles,
+    ) -> None:
+        super().__init__(scope, id)
+        self._config, self._network, self._roles = config, network, roles
+        self._images: dict[tuple[str, str], ecs.ContainerImage] = {}
+        self.job_queues: dict[str, batch.JobQueue] = {}
+        for cluster in plan.clusters:
+            if cluster.job_queue:
+                self.job_queues[cluster.cluster.name] = batch.JobQueue(
+                    self,
+                    f"JobQueue-{cluster.cluster.name}",
+                    job_queue_name=cluster.job_queue,
+                    compute_environments=[
+                        batch.OrderedComputeEnvironment(compute_environment=self._environment(cluster), order=1)
+                    ],
+                )
+        self.job_definitions = {jd.name: self._job_definition(plan.region, jd) for jd in plan.job_definitions}
+
+    def _environment(self, plan: ClusterPlan) -> batch.IComputeEnvironment:
+        cluster = plan.cluster
+        common = dict(
+            vpc=self._network.vpc,
+            vpc_subnets=self._network.subnets,
+            maxv_cpus=cluster.max_vcpus,
+            spot=cluster.type in ("SPOT", "FARGATE_SPOT"),
+        )
+        if plan.platform == "fargate":
+            return batch.FargateComputeEnvironment(self, f"Compute-{cluster.name}", **common)
+        environment = batch.ManagedEc2EcsComputeEnvironment(
+            self,
+            f"Compute-{cluster.name}",
+            minv_cpus=cluster.min_vcpus,
+            allocation_strategy=batch.AllocationStrategy(cluster.allocation_strategy)
+            if cluster.allocation_strategy
+            else None,
+            spot_bid_percentage=cluster.spot_bid_percentage,
+            **_instance_selection(cluster),
+            **common,
+        )
+        acknowledge(
+            environment,
+            INSTANCE_ROLE_REASON,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
+        )
+        return environment
+
+    def _job_definition(self, region: str, plan: JobDefinitionPlan) -> batch.EcsJobDefinition:
+        definition = self._config.definition(plan.definition)
+        container_props = dict(
+            image=self._image(definition.image, plan.arch),
+            memory=Size.mebibytes(definition.memory_mib),
+            environment=contract.worker_environment(self._config, region, definition.name),
+            job_role=self._roles.job_role,
+            execution_role=self._roles.execution_role,
+        )
+        if plan.platform == "fargate":
+            container = batch.EcsFargateContainerDefinition(
+                self,
+                f"Container-{plan.name}",
+                cpu=definition.vcpus,
+                assign_public_ip=self._network.public,  # else a public-subnet task cannot pull its image
+                fargate_cpu_architecture=ecs.CpuArchitecture.X86_64,
+                **container_props,
+            )
+        else:
+            container = batch.EcsEc2ContainerDefinition(
+                self,
+                f"Container-{plan.name}",
+                cpu=math.ceil(definition.vcpus),  # Batch on EC2 reserves whole vCPUs
+                gpu=definition.gpus or None,
+                **container_props,
+            )
+        return batch.EcsJobDefinition(
+            self,
+            f"JobDefinition-{plan.name}",
+            job_definition_name=plan.name,
+            container=container,
+            retry_attempts=definition.retry_attempts,
+            timeout=Duration.seconds(definition.timeout_seconds),
+        )
+
+    def _image(self, name: str, arch: str) -> ecs.ContainerImage:
+        """The worker image, built once per (image, architecture) on deploy; synth only stages it."""
+        if (name, arch) not in self._images:
+            image = next(i for i in self._config.images if i.name == name)
+            asset = ecr_assets.DockerImageAsset(
+                self,
+                f"Image-{name}-{arch}",
+                # The build context is the repository root, so the Dockerfile can COPY hyperbatch/.
+                directory=str(code_assets.PROJECT_ROOT),
+                file=f"{image.directory}/Dockerfile",
+                exclude=code_assets.only(*code_assets.WORKER_ENTRIES),
+                platform=PLATFORMS[arch],
+                build_args=dict(image.build_args) or None,
+            )
+            self._images[(name, arch)] = ecs.ContainerImage.from_docker_image_asset(asset)
+        return self._images[(name, arch)]
+
+
+def _instance_selection(cluster: Cluster) -> dict:
+    """Instance families/types from the configuration; "optimal" lets Batch choose."""
+    named = [t for t in cluster.instance_types if t != "optimal"]
+    return dict(
+        instance_types=[ec2.InstanceType(t) for t in named] or None,
+        use_optimal_instance_classes="optimal" in cluster.instance_types,
+    )

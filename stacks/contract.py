@@ -1,0 +1,94 @@
+"""The environment the stacks hand to Lambda functions and workers.
+
+This is the contract between the infrastructure and the runtime (`lambdas/`,
+`hyperbatch/`): variable names and the shape of their values are defined
+here once, for both the control plane and every compute region.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Aws
+
+from hyperbatch.config import FILES, Configuration, ConfigError
+
+from . import naming
+
+# Lambda rejects a function whose environment (names + values) exceeds 4 KB.
+LAMBDA_ENVIRONMENT_LIMIT = 4096
+_SAMPLE_ACCOUNT = "123456789012"  # same length as any account id, for size estimates
+
+
+def config_json(config: Configuration) -> str:
+    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}."""
+    data = {
+        kind: (
+            config.settings.model_dump(mode="json")
+            if kind == "settings"
+            else [item.model_dump(mode="json") for item in getattr(config, kind)]
+        )
+        for kind in FILES
+    }
+    return _compact(data)
+
+
+def shared_environment(config: Configuration, account: str = Aws.ACCOUNT_ID) -> dict[str, str]:
+    """What every Lambda function and every worker needs to reach the main region."""
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    return {
+        "HYPER_STACK": deployment,
+        "HYPER_MAIN_REGION": main,
+        "HYPER_TABLE": naming.table(deployment),
+        "HYPER_QUEUE_URLS": _compact(
+            {q.name: naming.queue_url(main, naming.queue(deployment, q.name), account) for q in config.queues}
+        ),
+        "HYPER_LOG_GROUP_PREFIX": naming.log_group_prefix(deployment),
+    }
+
+
+def lambda_environment(
+    config: Configuration, script_bucket: str, compute: dict, account: str = Aws.ACCOUNT_ID
+) -> dict[str, str]:
+    """Environment of every control-plane function.
+
+    `compute` describes the Batch (or Auto Scaling) targets per region, see
+    `compute_targets`; the scaler submits workers to them.
+    """
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    return shared_environment(config, account) | {
+        "HYPER_DLQ_URLS": _compact(
+            {
+                q.name: naming.queue_url(main, naming.dead_letter_queue(deployment, q.name), account)
+                for q in config.queues
+            }
+        ),
+        "HYPER_ADMINS": _compact(list(config.settings.admins)),
+        "HYPER_SCRIPT_BUCKET": script_bucket,
+        "HYPER_COMPUTE": _compact(compute),
+        "HYPER_CONFIG": config_json(config),
+        "POWERTOOLS_SERVICE_NAME": "hyperbatch",
+        "POWERTOOLS_METRICS_NAMESPACE": "HyperBatch",
+    }
+
+
+def worker_environment(config: Configuration, region: str, definition: str) -> dict[str, str]:
+    """Environment of a worker container started from a definition's job definition."""
+    extra = config.definition(definition).environment
+    return dict(extra) | shared_environment(config) | {"HYPER_DEFINITION": definition, "HYPER_REGION": region}
+
+
+def check_lambda_environment_size(config: Configuration, script_bucket_name_length: int, compute: dict) -> None:
+    """Fail at synth, not at deploy, when the environment would exceed Lambda's 4 KB."""
+    env = lambda_environment(config, "b" * script_bucket_name_length, compute, account=_SAMPLE_ACCOUNT)
+    size = sum(len(key) + len(value.replace(Aws.URL_SUFFIX, "amazonaws.com")) for key, value in env.items())
+    if size > LAMBDA_ENVIRONMENT_LIMIT:
+        raise ConfigError(
+            f"configurations: the Lambda environment would be {size} bytes, over Lambda's "
+            f"{LAMBDA_ENVIRONMENT_LIMIT}-byte limit (HYPER_CONFIG alone is {len(env['HYPER_CONFIG'])}); "
+            "use fewer or shorter entries"
+        )
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)

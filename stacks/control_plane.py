@@ -1,0 +1,186 @@
+"""The main region's stack: API, functions, job table, work queues, script bucket, monitoring."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from constructs import Construct
+
+from hyperbatch.config import Configuration
+
+from . import access, compute_plan, contract, naming, storage
+from .api import HyperApi
+from .functions import Functions
+from .monitoring import Monitoring
+from .nag import acknowledge, allow
+
+RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
+
+
+class ControlPlaneStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, config: Configuration, **props) -> None:
+        super().__init__(scope, id, **props)
+        deployment, main = config.settings.stack_name, config.settings.main_region
+
+        self.table = storage.job_table(self, config)
+        self.queues = storage.work_queues(self, config)
+        self.bucket = storage.script_bucket(self, config)
+        # Job output: one log group per queue (so retention is managed here), one stream per job.
+        self.job_logs = {
+            q.name: storage.log_group(self, f"JobLogs-{q.name}", config, naming.job_log_group(deployment, q.name))
+            for q in config.queues
+        }
+        self.release_failures = storage.secure_queue(
+            self, "ReleaseFailures", naming.stream_failures_queue(deployment)
+        )
+        acknowledge(
+            self.release_failures,
+            "This queue is the on-failure destination of the release function's stream mapping.",
+            "AwsSolutions-SQS3",
+        )
+
+        compute = compute_plan.compute_targets(config)
+        contract.check_lambda_environment_size(config, len(naming.script_bucket(deployment, main)), compute)
+        functions = Functions(
+            self,
+            "Functions",
+            config=config,
+            environment=contract.lambda_environment(config, naming.script_bucket(deployment, main), compute),
+        )
+        self.api_function = self._api_function(functions, config)
+        self.release_function = self._release_function(functions, config)
+        self.scaler_function = self._scaler_function(functions, config)
+        self.reconciler_function = self._reconciler_function(functions, config)
+
+        self.api = HyperApi(self, "Api", config=config, handler=self.api_function)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            api=self.api.http_api,
+            functions={
+                "api": self.api_function,
+                "release": self.release_function,
+                "scaler": self.scaler_function,
+                "reconciler": self.reconciler_function,
+            },
+            table=self.table,
+            queues=self.queues,
+            other_dead_letter_queues={"release-failures": self.release_failures},
+        )
+        self._outputs(config)
+
+    def _api_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
+        function = functions.add("Api", "lambdas.api.handler", timeout_seconds=29, memory_mib=1024)
+        access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
+        access.work_queues(function, config, access.QUEUE_SEND)
+        access.job_logs(function, config, access.LOG_READ)
+        access.script_objects(function, config, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"))
+        return function
+
+    def _release_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
+        function = functions.add("Release", "lambdas.release.handler", timeout_seconds=60)
+        access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
+        access.work_queues(function, config, access.QUEUE_SEND)
+        # The mapping grants the stream reads (and the failure queue's sends) itself.
+        function.add_event_source(
+            sources.DynamoEventSource(
+                self.table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                max_batching_window=Duration.seconds(1),
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                retry_attempts=RELEASE_RETRY_ATTEMPTS,
+                on_failure=sources.SqsDlq(self.release_failures),
+            )
+        )
+        acknowledge(
+            function,
+            "dynamodb:ListStreams has no resource-level permissions; CDK's stream grant adds it on '*' "
+            "for the event source mapping. The stream read actions themselves are scoped to the table's stream.",
+            "AwsSolutions-IAM5[Resource::*]",
+        )
+        return function
+
+    def _scaler_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
+        # Single flight: two scalers running at once would both start the same workers.
+        function = functions.add(
+            "Scaler", "lambdas.scaler.handler", timeout_seconds=60, reserved_concurrent_executions=1
+        )
+        access.job_table(function, config, access.TABLE_READ)
+        access.work_queues(function, config, ("sqs:GetQueueAttributes",))
+        self._allow_compute(function, config)
+        self._schedule("ScalerSchedule", function, config.settings.scaler_interval_minutes)
+        return function
+
+    def _reconciler_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
+        function = functions.add("Reconciler", "lambdas.reconciler.handler", timeout_seconds=120)
+        access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
+        access.work_queues(function, config, access.QUEUE_SEND + access.QUEUE_CONSUME, dead_letters=True)
+        self._schedule("ReconcilerSchedule", function, 1)
+        return function
+
+    def _allow_compute(self, function: lambda_.Function, config: Configuration) -> None:
+        """Start and count workers in every compute region: Batch jobs, or Auto Scaling capacity."""
+        unscoped = (
+            "These actions support no resource-level permissions (IAM service authorization reference), "
+            "so the resource must be '*'; they only read."
+        )
+        job_queues, job_definitions, groups = [], [], []
+        for region in config.compute_regions:
+            plan = compute_plan.plan_region(config, region)
+            job_queues += [naming.arn("batch", region, f"job-queue/{c.job_queue}") for c in plan.clusters if c.job_queue]
+            # SubmitJob is authorized against a job definition revision: name:revision.
+            job_definitions += [naming.arn("batch", region, f"job-definition/{jd.name}:*") for jd in plan.job_definitions]
+            groups += [
+                naming.arn("autoscaling", region, f"autoScalingGroup:*:autoScalingGroupName/{c.auto_scaling_group}")
+                for c in plan.clusters
+                if c.auto_scaling_group
+            ]
+        if job_queues:
+            allow(
+                function,
+                ["batch:SubmitJob"],
+                job_queues + job_definitions,
+                wildcard_reason="The '*' is the job definition revision, which changes on every deploy.",
+            )
+            allow(function, ["batch:ListJobs", "batch:DescribeJobs"], ["*"], wildcard_reason=unscoped)
+        if groups:
+            allow(
+                function,
+                ["autoscaling:SetDesiredCapacity"],
+                groups,
+                wildcard_reason="The '*' is the group's generated id; the group name is fixed.",
+            )
+            allow(function, ["autoscaling:DescribeAutoScalingGroups"], ["*"], wildcard_reason=unscoped)
+        # Spot placement scores feed the 'auto' region weights.
+        allow(function, ["ec2:GetSpotPlacementScores"], ["*"], wildcard_reason=unscoped)
+
+    def _schedule(self, id: str, function: lambda_.IFunction, minutes: int) -> None:
+        events.Rule(
+            self,
+            id,
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            # A missed tick is made up by the next one; retrying a stale one only doubles work.
+            targets=[targets.LambdaFunction(function, retry_attempts=0, max_event_age=Duration.minutes(minutes))],
+        )
+
+    def _outputs(self, config: Configuration) -> None:
+        """What `hyper hosts import-deployment` reads; exports are unique per deployment."""
+        deployment, main = config.settings.stack_name, config.settings.main_region
+        env = contract.shared_environment(config)
+        values = {
+            "ApiUrl": self.api.url,
+            "Region": main,
+            "StackName": deployment,
+            "TableName": naming.table(deployment),
+            "QueueUrls": env["HYPER_QUEUE_URLS"],
+            "LogGroupPrefix": naming.log_group_prefix(deployment),
+            "ScriptBucket": naming.script_bucket(deployment, main),
+        }
+        for key, value in values.items():
+            CfnOutput(self, key, value=value, export_name=naming.export(deployment, key))

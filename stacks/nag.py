@@ -1,0 +1,71 @@
+"""cdk-nag (3.x) acknowledgements and least-privilege policy statements.
+
+Every acknowledgement names the exact finding and carries a reason; there is no
+blanket suppression. Wildcard resources get their IAM5 finding ids computed
+from the statement itself, so a new wildcard cannot slip in unacknowledged:
+`allow()` refuses a wildcard without a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_iam as iam
+from constructs import IConstruct
+
+
+def acknowledge(scope: IConstruct, reason: str, *rule_ids: str) -> None:
+    """Acknowledge AwsSolutions findings on `scope` and everything below it."""
+    Validations.of(scope).acknowledge(*(Acknowledgment(id=rule, reason=reason) for rule in rule_ids))
+
+
+def allow(
+    principal: iam.IGrantable,
+    actions: Iterable[str],
+    resources: Iterable[str],
+    wildcard_reason: str | None = None,
+) -> None:
+    """Add one Allow statement to `principal`'s policy.
+
+    Actions must be named (no `*` or `service:*`). A resource containing `*`
+    needs `wildcard_reason`, which acknowledges exactly those IAM5 findings.
+    """
+    actions, resources = sorted(set(actions)), list(resources)
+    if any("*" in action for action in actions):
+        raise ValueError(f"wildcard action in {actions}: name each action")
+    principal.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
+    wildcards = [r for r in resources if "*" in _flatten(Stack.of(_construct(principal)).resolve(r))]
+    if wildcards and not wildcard_reason:
+        raise ValueError(f"wildcard resources {wildcards} need a wildcard_reason")
+    if wildcards:
+        stack = Stack.of(_construct(principal))
+        findings = [f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(r))}]" for r in wildcards]
+        acknowledge(_construct(principal), wildcard_reason, *findings)
+
+
+def _construct(principal: iam.IGrantable) -> IConstruct:
+    return principal if isinstance(principal, IConstruct) else principal.grant_principal
+
+
+def _flatten(node) -> str:
+    """The same flat rendering cdk-nag uses for finding ids (utils/flatten-cfn-reference.js)."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return delimiter.join(_flatten(item) for item in items)
+        if "Fn::Sub" in node:
+            return _flatten(node["Fn::Sub"])
+        if "Fn::GetAtt" in node:
+            resource, attribute = node["Fn::GetAtt"]
+            return f"<{_flatten(resource)}.{_flatten(attribute)}>"
+        if "Fn::ImportValue" in node:
+            return _flatten(node["Fn::ImportValue"])
+        if "Ref" in node:
+            return f"<{_flatten(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))

@@ -1,0 +1,133 @@
+"""The control plane's state: the job table, the work queues and the script bucket."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from hyperbatch.config import ConfigError, Configuration
+
+from . import naming
+from .nag import acknowledge
+
+MAX_RECEIVE_COUNT = 5  # deliveries before a message is parked in the DLQ
+RETENTION = Duration.days(14)  # SQS maximum: a backlog may wait long for capacity
+# The values CloudWatch Logs accepts for a retention period.
+LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+
+
+@dataclass(frozen=True)
+class WorkQueue:
+    queue: sqs.Queue
+    dead_letters: sqs.Queue
+
+
+def removal_policy(config: Configuration) -> RemovalPolicy:
+    """Protected deployments keep their data when the stack goes; others clean up."""
+    return RemovalPolicy.RETAIN if config.settings.deletion_protection else RemovalPolicy.DESTROY
+
+
+def job_table(scope: Construct, config: Configuration) -> dynamodb.Table:
+    deployment = config.settings.stack_name
+    table = dynamodb.Table(
+        scope,
+        "JobTable",
+        table_name=naming.table(deployment),
+        partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        deletion_protection=config.settings.deletion_protection,
+        removal_policy=removal_policy(config),
+        time_to_live_attribute="expires_at",
+        stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+    )
+    for index, (pk, sk) in naming.INDEXES.items():
+        table.add_global_secondary_index(
+            index_name=index,
+            partition_key=dynamodb.Attribute(name=pk, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sk, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+    return table
+
+
+def secure_queue(scope: Construct, id: str, name: str, **props) -> sqs.Queue:
+    """An SQS queue encrypted at rest, reachable only over TLS, kept for the SQS maximum."""
+    return sqs.Queue(
+        scope,
+        id,
+        queue_name=name,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=RETENTION,
+        **props,
+    )
+
+
+def work_queues(scope: Construct, config: Configuration) -> dict[str, WorkQueue]:
+    """Per configured queue a standard queue whose lease is the visibility timeout, plus its DLQ."""
+    deployment = config.settings.stack_name
+    lease = Duration.seconds(math.ceil(config.settings.lease_seconds))
+    queues = {}
+    for q in config.queues:
+        dead_letters = secure_queue(scope, f"Queue-{q.name}-DLQ", naming.dead_letter_queue(deployment, q.name))
+        acknowledge(dead_letters, "This queue is itself the dead-letter queue of a work queue.", "AwsSolutions-SQS3")
+        queue = secure_queue(
+            scope,
+            f"Queue-{q.name}",
+            naming.queue(deployment, q.name),
+            visibility_timeout=lease,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=MAX_RECEIVE_COUNT),
+        )
+        queues[q.name] = WorkQueue(queue=queue, dead_letters=dead_letters)
+    return queues
+
+
+def script_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
+    """Scripts the API stages for workers; they expire with the job records."""
+    bucket = s3.Bucket(
+        scope,
+        "ScriptBucket",
+        bucket_name=naming.script_bucket(config.settings.stack_name, config.settings.main_region),
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=removal_policy(config),
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                expiration=Duration.days(config.settings.job_retention_days),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            )
+        ],
+    )
+    acknowledge(
+        bucket,
+        "Only the API function writes here, each object keyed by job id and owner; access is "
+        "already recorded by the API access log and CloudTrail, so S3 server access logs would duplicate it.",
+        "AwsSolutions-S1",
+    )
+    return bucket
+
+
+def log_group(scope: Construct, id: str, config: Configuration, name: str | None = None) -> logs.LogGroup:
+    """A log group with the configured retention (which must be one CloudWatch accepts)."""
+    days = config.settings.log_retention_days
+    if days not in LOG_RETENTION_DAYS:
+        raise ConfigError(
+            f"settings.json: field 'log_retention_days': {days} is not a retention CloudWatch Logs "
+            f"accepts; use one of {', '.join(map(str, sorted(LOG_RETENTION_DAYS)))}"
+        )
+    group = logs.LogGroup(scope, id, log_group_name=name, removal_policy=removal_policy(config))
+    group.node.default_child.retention_in_days = days
+    return group

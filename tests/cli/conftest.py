@@ -1,0 +1,290 @@
+"""A fake HyperBatch API on 127.0.0.1 and helpers that run the real console scripts against it.
+
+The fake follows the API contract closely enough for the CLI: it stores jobs
+in memory, records every request, and lets a test script state changes
+(`api.progress`), log chunks (`api.logs`) and canned answers (`api.override`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pytest
+
+# The venv's bin, where qsub & co. are installed as console scripts.
+BIN = Path(sys.executable).parent
+if not (BIN / "qsub").exists():
+    BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+TOKEN = "test-token-0123456789"
+USER = "alice"
+FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def job_defaults(job_id: str, **fields: Any) -> dict[str, Any]:
+    job = {
+        "id": job_id,
+        "name": "job",
+        "owner": USER,
+        "queue": "default",
+        "definition": "default",
+        "state": "QUEUED",
+        "attempt": 1,
+        "run_count": 0,
+        "max_attempts": 1,
+        "priority": 0,
+        "exit_status": None,
+        "reason": "",
+        "submitted_at": 1_700_000_000.0,
+        "started_at": None,
+        "finished_at": None,
+        "exec_host": None,
+        "walltime": None,
+        "env": {},
+        "resources": {},
+        "depend": "",
+        "command": None,
+        "script_name": None,
+        "array": None,
+        "cpu_seconds": None,
+    }
+    job.update(fields)
+    return job
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, list[dict[str, Any]]] = {}
+        self.logs: dict[tuple[str, str, Any], list[tuple[str, bool]]] = {}
+        self.progress: dict[str, list[dict[str, Any]]] = {}
+        self.overrides: dict[tuple[str, str], Callable[..., tuple[int, Any]] | tuple[int, Any]] = {}
+        self.page_size = 2
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.url = ""
+
+    # -- test helpers ---------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        self._counter += 1
+        return f"01JD4V8ZK{self._counter:04d}"
+
+    def add(self, **fields: Any) -> dict[str, Any]:
+        job = job_defaults(fields.pop("id", None) or self.new_id(), **fields)
+        self.jobs[job["id"]] = job
+        return job
+
+    def override(self, method: str, path: str, answer: Callable[..., tuple[int, Any]] | tuple[int, Any]) -> None:
+        self.overrides[(method, path)] = answer
+
+    def calls(self, method: str | None = None, path_prefix: str = "") -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.requests
+            if (method is None or r["method"] == method) and r["path"].startswith(path_prefix)
+        ]
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        key = (method, path)
+        if key in self.overrides:
+            answer = self.overrides[key]
+            return answer(query, body) if callable(answer) else answer
+        if headers.get("authorization") != f"Bearer {TOKEN}":
+            return 401, {"error": "Unauthorized", "message": "missing or bad bearer token"}
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts == ["health"]:
+            return 200, {"status": "ok", "version": "test"}
+        if parts == ["jobs"] and method == "POST":
+            return self._submit(body)
+        if parts == ["jobs"] and method == "GET":
+            return self._list(query)
+        if len(parts) >= 2 and parts[0] == "jobs":
+            job = self.jobs.get(parts[1])
+            if job is None:
+                return 404, {"error": "NotFound", "message": f"no job {parts[1]}"}
+            rest = parts[2:]
+            if not rest and method == "GET":
+                patches = self.progress.get(job["id"])
+                if patches:
+                    job.update(patches.pop(0))
+                return 200, job
+            if not rest and method == "DELETE":
+                if job["state"] in FINAL:
+                    return 409, {"error": "Conflict", "message": f"job {job['id']} has already finished"}
+                job.update(state="CANCELLED", reason="cancelled by qdel")
+                return 200, job
+            if rest == ["hold"] and method == "POST":
+                job["state"] = "HELD"
+                return 200, job
+            if rest == ["release"] and method == "POST":
+                if job["state"] != "HELD":
+                    return 409, {"error": "Conflict", "message": f"job {job['id']} is not held"}
+                job["state"] = "QUEUED"
+                return 200, job
+            if rest == ["tasks"] and method == "GET":
+                if not job.get("array"):
+                    return 409, {"error": "Conflict", "message": f"job {job['id']} is not an array"}
+                tasks = self.tasks.get(job["id"], [])
+                offset, limit = int(query.get("offset", 0)), int(query.get("limit", 1000))
+                page = tasks[offset : offset + limit]
+                nxt = offset + limit if offset + limit < len(tasks) else None
+                return 200, {"tasks": page, "next": nxt}
+            if rest == ["log"] and method == "GET":
+                index = int(query["index"]) if "index" in query else None
+                chunks = self.logs.get((job["id"], query.get("stream", "stdout"), index))
+                offset = int(query.get("offset", 0))
+                if not chunks:
+                    return 200, {"data": "", "offset": offset, "final": job["state"] in FINAL}
+                data, final = chunks.pop(0)
+                if not chunks:
+                    chunks.append(("", final))  # the last chunk is served once, then only its finality
+                return 200, {"data": data, "offset": offset + len(data), "final": final}
+        return 404, {"error": "NotFound", "message": f"no route {method} {path}"}
+
+    def _submit(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            return 400, {"error": "BadRequest", "message": "body must be a JSON object"}
+        if "jobs" in body:
+            return 201, {"jobs": [self._submit(one)[1] for one in body["jobs"]]}
+        job = self.add(
+            name=body.get("name") or body.get("script_name") or "job",
+            queue=body.get("queue") or "default",
+            state="HELD" if body.get("hold") else "QUEUED",
+            command=body.get("command"),
+            script_name=body.get("script_name"),
+            env=body.get("env") or {},
+            resources=body.get("resources") or {},
+            depend=body.get("depend") or "",
+            max_attempts=body.get("max_attempts") or 1,
+            priority=body.get("priority") or 0,
+        )
+        return 201, job
+
+    def _list(self, query: dict[str, str]) -> tuple[int, Any]:
+        jobs = list(self.jobs.values())
+        if query.get("state"):
+            wanted = set(query["state"].split(","))
+            jobs = [j for j in jobs if j["state"] in wanted]
+        owner = query.get("owner")
+        if owner != "*":
+            jobs = [j for j in jobs if j["owner"] == (owner or USER)]
+        jobs.sort(key=lambda j: j["id"], reverse=True)  # newest first
+        start = int(query.get("next") or 0)
+        page = jobs[start : start + self.page_size]
+        nxt = str(start + self.page_size) if start + self.page_size < len(jobs) else None
+        return 200, {"jobs": page, "next": nxt}
+
+
+def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            with api._lock:
+                api.requests.append(
+                    {
+                        "method": self.command,
+                        "path": parts.path,
+                        "raw_path": self.path,
+                        "query": query,
+                        "body": body,
+                        "raw_body": raw,
+                        "headers": headers,
+                    }
+                )
+                status, payload = api.handle(self.command, parts.path, query, body, headers)
+            out = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_GET = do_POST = do_DELETE = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def api() -> Any:
+    fake = FakeApi()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, api: FakeApi) -> Path:
+    """$HYPERBATCH_HOME with one local host pointing at the fake API."""
+    state = tmp_path / "hbhome"
+    state.mkdir()
+    token = state / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    hosts = {"selected": "local", "hosts": {"local": {"kind": "local", "url": api.url, "token_file": str(token)}}}
+    (state / "hosts.json").write_text(json.dumps(hosts))
+    return state
+
+
+@pytest.fixture
+def cli(home: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """cli("qsub", "-N", "x", "--", "true", input=None, env={...}) runs the installed console script."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    def run(
+        command: str, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 15
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERBATCH_")}
+        full_env.update(HYPERBATCH_HOME=str(home), LOGNAME=USER, USER=USER, LC_ALL="C.UTF-8")
+        full_env.update(env or {})
+        return subprocess.run(
+            [str(BIN / command), *args],
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=workdir,
+            timeout=timeout,
+        )
+
+    run.workdir = workdir  # type: ignore[attr-defined]
+    return run
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,241 @@
+"""qsub, run as the installed console script against the fake API."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from conftest import TOKEN, USER
+
+
+def _only_submit(api):
+    posts = api.calls("POST", "/jobs")
+    assert len(posts) == 1, posts
+    return posts[0]["body"]
+
+
+SCRIPT = """#!/bin/bash
+#PBS -N from-directive
+#PBS -l walltime=00:10:00
+#HYPER -q fast
+echo "hello from $PBS_ARRAY_INDEX"
+"""
+
+
+def test_script_file_prints_id_alone_and_sends_text(cli, api):
+    script = cli.workdir / "run.sh"
+    script.write_text(SCRIPT)
+    result = cli("qsub", "run.sh")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    body = _only_submit(api)
+    assert result.stdout == f"{next(iter(api.jobs))}\n"
+    assert body["script"] == SCRIPT  # exactly the file's text: the server parses the directives
+    assert body["script_name"] == "run.sh"
+    assert body["workdir"] == str(cli.workdir)
+    assert "command" not in body and "hold" not in body and "name" not in body
+
+
+def test_bearer_token_and_user_header(cli, api):
+    assert cli("qsub", "--", "true").returncode == 0
+    request = api.calls("POST", "/jobs")[0]
+    assert request["headers"]["authorization"] == f"Bearer {TOKEN}"
+    assert request["headers"]["x-hyper-user"] == USER
+    assert request["headers"]["content-type"] == "application/json"
+
+
+def test_options_become_request_fields(cli, api):
+    result = cli(
+        "qsub",
+        "-N", "sweep",
+        "-q", "fast",
+        "-d", "big",
+        "-J", "1-10%2",
+        "-W", "depend=afterok:01JD4V8ZKAAAA:01JD4V8ZKBBBB",
+        "-W", "depend=afterany:01JD4V8ZKCCCC",
+        "-p", "-5",
+        "--retries", "2",
+        "-l", "walltime=01:00:00,mem=1gb",
+        "-l", "ncpus=2",
+        "-v", "A=1,B,C='x,y'",
+        "-h",
+        "--", "python3", "-c", "print(1)", "-N", "not-an-option",
+        env={"B": "from-env"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body = _only_submit(api)
+    assert body == {
+        "command": ["python3", "-c", "print(1)", "-N", "not-an-option"],
+        "name": "sweep",
+        "queue": "fast",
+        "definition": "big",
+        "array": "1-10%2",
+        "depend": "afterok:01JD4V8ZKAAAA:01JD4V8ZKBBBB,afterany:01JD4V8ZKCCCC",
+        "priority": -5,
+        "max_attempts": 3,
+        "walltime": "01:00:00",
+        "resources": {"mem": "1gb", "ncpus": "2"},
+        "env": {"A": "1", "B": "from-env", "C": "x,y"},
+        "hold": True,
+        "workdir": str(cli.workdir),
+    }
+
+
+def test_t_is_an_alias_of_J_and_long_options(cli, api):
+    assert cli("qsub", "-t", "0-10:2", "--name", "n", "--queue", "q", "--", "true").returncode == 0
+    body = _only_submit(api)
+    assert (body["array"], body["name"], body["queue"]) == ("0-10:2", "n", "q")
+
+
+def test_hold_flag_clusters_with_value_options(cli, api):
+    assert cli("qsub", "-hN", "--", "--", "true").returncode == 0  # -N's value is "--"
+    body = _only_submit(api)
+    assert body["hold"] is True and body["name"] == "--" and body["command"] == ["true"]
+
+
+def test_script_on_stdin(cli, api):
+    result = cli("qsub", "-N", "piped", input="#!/bin/sh\necho hi\n")
+    assert result.returncode == 0, result.stderr
+    body = _only_submit(api)
+    assert body["script"] == "#!/bin/sh\necho hi\n"
+    assert body["script_name"] == "STDIN"
+
+
+def test_V_passes_environment_without_secrets(cli, api):
+    env = {"MY_SETTING": "1", "AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "t", "DB_PASSWORD": "p", "OVER": "env"}
+    assert cli("qsub", "-V", "-v", "OVER=cli", "--", "true", env=env).returncode == 0
+    sent = _only_submit(api)["env"]
+    assert sent["MY_SETTING"] == "1" and sent["OVER"] == "cli"
+    assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DB_PASSWORD", "HYPERBATCH_HOME"} & set(sent)
+
+
+@pytest.mark.parametrize(
+    ("final", "code"),
+    [
+        ({"state": "SUCCEEDED", "exit_status": 0}, 0),
+        ({"state": "FAILED", "exit_status": 3}, 3),
+        ({"state": "FAILED", "exit_status": 256 + 9}, 137),  # killed by SIGKILL, as a shell says
+        ({"state": "FAILED", "exit_status": -3}, 1),  # walltime: a scheduler-side failure
+        ({"state": "CANCELLED", "exit_status": None}, 1),
+    ],
+)
+def test_wait_exit_status(cli, api, final, code):
+    job_id = "01JD4V8ZK0001"  # the fake's first id
+    api.progress[job_id] = [final]
+    result = cli("qsub", "--wait", "--", "true")
+    assert result.returncode == code, result.stderr
+    assert result.stdout == f"{job_id}\n"
+    assert result.stderr == ""
+
+
+def test_wait_polls_through_running(cli, api):
+    job_id = "01JD4V8ZK0001"
+    api.progress[job_id] = [{"state": "RUNNING"}, {"state": "RUNNING"}, {"state": "SUCCEEDED", "exit_status": 0}]
+    result = cli("qsub", "--wait", "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert len(api.calls("GET", f"/jobs/{job_id}")) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-x", "--", "true"], "No such option"),
+        (["-p", "x", "--", "true"], "'x' is not a valid integer"),
+        (["--retries", "-1", "--", "true"], "--retries"),
+        (["-W", "group_list=x", "--", "true"], "only depend="),
+        (["-l", "mem", "--", "true"], "KEY=VALUE"),
+        (["-v", "SURELY_NOT_SET_ANYWHERE", "--", "true"], "not set in your environment"),
+        (["--"], "nothing to run"),
+        (["missing.sh"], "not found"),
+        ([], "no job to submit"),  # stdin is an empty pipe
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(cli, api, args, needle):
+    result = cli("qsub", *args)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qsub: "), result.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in result.stderr
+    assert api.calls("POST") == []
+
+
+def test_script_and_command_together_is_a_usage_error(cli, api):
+    (cli.workdir / "a.sh").write_text("echo a\n")
+    result = cli("qsub", "a.sh", "--", "true")
+    assert result.returncode == 2 and "not both" in result.stderr
+
+
+def test_binary_and_empty_scripts_are_refused(cli, api):
+    (cli.workdir / "prog").write_bytes(b"\x7fELF\x00\x01\x02")
+    (cli.workdir / "empty.sh").write_text("\n  \n")
+    binary = cli("qsub", "prog")
+    assert binary.returncode == 2 and "binary" in binary.stderr and "qsub -- PROGRAM" in binary.stderr.replace(
+        "[OPTIONS] ", ""
+    )
+    empty = cli("qsub", "empty.sh")
+    assert empty.returncode == 2 and "empty" in empty.stderr
+    directory = cli("qsub", ".")
+    assert directory.returncode == 2 and "directory" in directory.stderr
+
+
+def test_server_422_message_passes_through_exit_2(cli, api):
+    message = "line 3: #PBS -J 5-1: the end must not be below the start, as in 1-100"
+    api.override("POST", "/jobs", (422, {"error": "InvalidSpec", "message": message}))
+    result = cli("qsub", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr == f"qsub: {message}\n"
+    assert result.stdout == ""
+
+
+def test_server_multiline_message_is_one_line(cli, api):
+    api.override("POST", "/jobs", (400, {"error": "InvalidSpec", "message": "bad queue 'x'\nknown: a, b"}))
+    result = cli("qsub", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr == "qsub: bad queue 'x'; known: a, b\n"
+
+
+def test_bad_token_exits_1_with_message(cli, api, home):
+    (home / "token").write_text("wrong\n")
+    result = cli("qsub", "--", "true")
+    assert result.returncode == 1
+    assert result.stderr == "qsub: missing or bad bearer token\n"
+
+
+def test_server_error_exits_1(cli, api):
+    api.override("POST", "/jobs", (500, {"error": "Internal", "message": "boom"}))
+    result = cli("qsub", "--", "true")
+    assert result.returncode == 1
+    assert result.stderr == "qsub: server error (HTTP 500): boom\n"
+
+
+def test_no_host_configured(cli, api, home):
+    (home / "hosts.json").unlink()
+    result = cli("qsub", "--", "true")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "qsub: no HyperBatch host: start one with `hyper local up` "
+        "or import one with `hyper hosts import-deployment`\n"
+    )
+
+
+def test_unreachable_host(cli, api, home):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    hosts = json.loads((home / "hosts.json").read_text())
+    hosts["hosts"]["local"]["url"] = f"http://127.0.0.1:{port}"
+    (home / "hosts.json").write_text(json.dumps(hosts))
+    result = cli("qsub", "--", "true")
+    assert result.returncode == 1
+    assert result.stderr == f"qsub: cannot reach HyperBatch at http://127.0.0.1:{port}: is `hyper local up` running?\n"
+
+
+def test_help_uses_double_dash_only(cli, api):
+    result = cli("qsub", "--help")
+    assert result.returncode == 0
+    assert "-h " in result.stdout and "--wait" in result.stdout and "Submit" in result.stdout
+    assert api.requests == []

@@ -1,0 +1,121 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hyperbatch.arrays import ArraySpec
+from hyperbatch.directives import parse_directives
+from hyperbatch.errors import SpecError
+
+A, B = "01JD4V8ZK2N3A", "01JD4V8ZK2N3B"
+
+
+def test_full_header():
+    script = f"""#!/bin/bash
+#PBS -N sweep -q short
+#PBS -l walltime=01:00:00,ncpus=2
+#PBS -l mem=4gb
+#HYPER --definition big -J 1-100%5 --retries 2
+#PBS -W depend=afterok:{A}:{B}
+#PBS -p 10 -v A=1,B=two -v C=3
+# an ordinary comment
+
+#PBS -h -o out.txt -e err.txt -j oe -m abe -M me@example.com -A acct -S /bin/sh -V
+echo hello
+#PBS -N ignored-after-the-first-command
+"""
+    assert parse_directives(script) == {
+        "name": "sweep",
+        "queue": "short",
+        "walltime": 3600,
+        "resources": {"ncpus": "2", "mem": "4gb"},
+        "definition": "big",
+        "array": "1-100%5",
+        "max_attempts": 3,
+        "depend": f"afterok:{A}:{B}",
+        "priority": 10,
+        "env": {"A": "1", "B": "two", "C": "3"},
+        "hold": True,
+    }
+
+
+def test_no_directives():
+    assert parse_directives("") == {}
+    assert parse_directives("echo hi\n#PBS -N x\n") == {}
+    assert parse_directives("#!/bin/sh\n# just a comment\n\necho hi\n") == {}
+
+
+def test_shebang_only_skipped_on_first_line():
+    assert parse_directives("#!/bin/bash\n#PBS -N a") == {"name": "a"}
+    assert parse_directives("#PBS -N first\n#!/not/a/shebang\n#PBS -q q") == {"name": "first", "queue": "q"}
+
+
+def test_later_lines_override_scalars_and_lists_merge():
+    script = "#PBS -N one -l ncpus=1 -v A=1\n#PBS -N two -l ncpus=2,mem=1gb -v B=2 -l walltime=10:00\n#PBS -t 0-4:2"
+    assert parse_directives(script) == {
+        "name": "two",
+        "resources": {"ncpus": "2", "mem": "1gb"},
+        "env": {"A": "1", "B": "2"},
+        "walltime": 600,
+        "array": "0-4:2",
+    }
+
+
+def test_canonical_forms():
+    got = parse_directives(f"#PBS -J ' 7 '\n#PBS -W depend=afterok:{A}[],afterok:{B}")
+    assert got == {"array": "7", "depend": f"afterok:{A}:{B}"}
+
+
+def test_option_spellings():
+    assert parse_directives("#PBS -Nname -qq1 --retries=0 -d def") == {
+        "name": "name",
+        "queue": "q1",
+        "max_attempts": 1,
+        "definition": "def",
+    }
+    assert parse_directives("#HYPER\n  #PBS -N indented\r\n#HYPERX -N not-a-directive") == {"name": "indented"}
+    assert parse_directives('#PBS -v "A=1,B=\'x,y\'"') == {"env": {"A": "1", "B": "x,y"}}
+
+
+@pytest.mark.parametrize(
+    "script, message",
+    [
+        ("#PBS -Z 1", "script line 1: unknown directive option '-Z'"),
+        ("#!/bin/sh\n\n#PBS --frobnicate", "script line 3: unknown directive option '--frobnicate'"),
+        ("#PBS -N", "script line 1: option -N needs a value"),
+        ("#PBS -N bad/name", "script line 1: job name 'bad/name': use 1 to 64 letters"),
+        ("#PBS -N -leading", "job name '-leading'"),
+        ("#PBS -N " + "x" * 65, "job name"),
+        ("#PBS -J 5-1", "script line 1: array range '5-1': the end must not be below the start, as in 1-100"),
+        ("#PBS -W group_list=x", "script line 1: -W group_list is not supported"),
+        ("#PBS -W depend=before:" + A, "use afterok, afterany or afternotok"),
+        (f"#PBS -W depend=afterok:{A}[2]", "array task cannot be a dependency"),
+        ("#PBS -p 5000", "script line 1: priority 5000: must be from -1024 to 1023"),
+        ("#PBS --retries -1", "--retries '-1': give a whole number from 0 to 99"),
+        ("#PBS --retries 100", "from 0 to 99"),
+        ("#PBS -l walltime=abc", "walltime 'abc': use HH:MM:SS, as in 01:30:00"),
+        ("#PBS -l ncpus", "give key=value"),
+        ("#PBS -v HOME", "give VAR=value"),
+        ("#PBS -h yes", "unexpected 'yes'"),
+        ("#PBS -hx", "option -h takes no value"),
+        ("#PBS -N a # comment", "remove the trailing comment"),
+        ('#PBS -N "unclosed', "script line 1: a quote is not closed"),
+        ("#PBS -q ''", "option -q needs a value"),
+    ],
+)
+def test_errors(script, message):
+    with pytest.raises(SpecError) as err:
+        parse_directives(script)
+    assert message in str(err.value)
+
+
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
+arrays = st.builds(
+    lambda s, span, step: ArraySpec(s, s + span, step), st.integers(0, 1000), st.integers(0, 1000), st.integers(1, 9)
+)
+
+
+@given(names, arrays, st.integers(-1024, 1023), st.integers(1, 10**6))
+def test_round_trip_of_values(name, array, priority, walltime):
+    script = f"#!/bin/sh\n#PBS -N {name} -J {array} -p {priority} -l walltime={walltime}\nrun\n"
+    got = parse_directives(script)
+    assert got == {"name": name, "array": str(array), "priority": priority, "walltime": walltime}
