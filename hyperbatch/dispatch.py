@@ -16,7 +16,7 @@ from .errors import NotFound, StaleTransition
 from .model import Change, Expect, is_array
 from .ports import JobStore, WorkItem, WorkQueue
 from .states import JobState
-from .tasks import add_range, first_free, remove_range, update_array
+from .tasks import add_range, first_free, remove_range, settle, update_array
 
 CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
 
@@ -110,10 +110,11 @@ class Dispatcher:
                     return None
                 lo, hi = free[0], min(free[1], free[0] + room)
                 retrying = doc["retrying"]
-            positions = [p for p in range(lo, hi) if str(spec.index_at(p)) not in doc["cancelled_tasks"]]
+            skip = [p for p in range(lo, hi) if str(spec.index_at(p)) in doc["cancelled_tasks"]]
+            positions = [p for p in range(lo, hi) if p not in skip]
             granted.update(lo=lo, hi=hi, positions=positions)
             now = time.time()
-            chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now}
+            chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now, "skip": skip}
             return Change(
                 set={
                     "dispatched": add_range(doc["dispatched"], lo, hi),
@@ -176,44 +177,30 @@ class Dispatcher:
 
     def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
         """Record a chunk's results; positions with no result (not reached) count as cancelled."""
-        spec = run.spec
         retries: list[int] = []
 
-        def decide(doc: dict) -> Change | None:
-            retries.clear()
-            if run.item.id not in doc["chunks"]:
-                return None  # recovered as lost already
-            failed, cancelled, retrying = dict(doc["failed_tasks"]), dict(doc["cancelled_tasks"]), dict(doc["retrying"])
-            succeeded = 0
-            for pos in run.positions:
-                index = str(spec.index_at(pos))
+        def verdict(doc: dict):
+            def decide(pos: int, index: str):
                 outcome = results.get(pos)
                 if outcome is None or outcome.cancelled:
-                    cancelled[index] = True
-                elif outcome.exit_status == 0:
-                    succeeded += 1
-                elif run.attempt < doc["max_attempts"] and not doc["cancel_requested"]:
-                    retrying[index] = run.attempt + 1
-                    retries.append(pos)
-                else:
-                    failed[index] = outcome.exit_status
-            cpu = sum(o.cpu_seconds for o in results.values())
-            return Change(
-                set={
-                    "failed_tasks": failed,
-                    "cancelled_tasks": cancelled,
-                    "retrying": retrying,
-                    "chunks": {k: v for k, v in doc["chunks"].items() if k != run.item.id},
-                    "running": doc["running"] - len(run.positions),
-                    "pending": doc["pending"] + len(retries),
-                    "succeeded": doc["succeeded"] + succeeded,
-                    "failed": doc["failed"] + len(failed) - len(doc["failed_tasks"]),
-                    "cancelled": doc["cancelled"] + len(cancelled) - len(doc["cancelled_tasks"]),
-                    "cpu_seconds": (doc["cpu_seconds"] or 0.0) + cpu,
-                }
-            )
+                    return "cancelled", None
+                if outcome.exit_status == 0:
+                    return "succeeded", None
+                if run.attempt < doc["max_attempts"] and not doc["cancel_requested"] and index not in doc["cancelled_tasks"]:
+                    return "retry", run.attempt + 1
+                return "failed", outcome.exit_status
+            return decide
 
-        doc = update_array(self.store, run.item.job_id, decide)
+        def change(doc: dict) -> Change | None:
+            if run.item.id not in doc["chunks"]:
+                return None  # recovered as lost already
+            settled, again = settle(doc, run.item.id, verdict(doc))
+            retries[:] = again
+            cpu = sum(o.cpu_seconds for o in results.values())
+            settled.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
+            return settled
+
+        doc = update_array(self.store, run.item.job_id, change)
         self._send_retries(doc, retries, run.attempt + 1)
         self.queue.ack(run.item)
         return doc
@@ -235,23 +222,21 @@ class Dispatcher:
             self.queue.requeue(run.item, run.item.lo, run.attempt)
             return
         # The whole chunk goes back, finished tasks included: delivery is at least once.
-        spec, item = run.spec, run.item
+        item = run.item
 
-        def decide(doc: dict) -> Change | None:
+        def change(doc: dict) -> Change | None:
             if item.id not in doc["chunks"]:
                 return None
-            change = Change(set={
-                "chunks": {k: v for k, v in doc["chunks"].items() if k != item.id},
-                "running": doc["running"] - len(run.positions),
-                "pending": doc["pending"] + len(run.positions),
-            })
             if item.attempt > 1:  # a retry item: back into the retry map with the same attempt
-                change.set["retrying"] = {**doc["retrying"], **{str(spec.index_at(p)): item.attempt for p in run.positions}}
+                back = ("retry", item.attempt)
             else:
-                change.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
-            return change
+                back = ("pending", None)
+            settled, _ = settle(doc, item.id, lambda pos, index: ("cancelled", None) if index in doc["cancelled_tasks"] else back)
+            if item.attempt == 1:
+                settled.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
+            return settled
 
-        update_array(self.store, item.job_id, decide)
+        update_array(self.store, item.job_id, change)
         self.queue.requeue(item, item.lo, item.attempt)
 
     # ---- lost leases --------------------------------------------------------------------
@@ -299,41 +284,27 @@ class Dispatcher:
         retries: list[int] = []
         found: dict = {}
 
-        def decide(doc: dict) -> Change | None:
-            retries.clear()
-            chunk = doc["chunks"].get(item.id)
-            found["chunk"] = chunk
+        def change(doc: dict) -> Change | None:
+            chunk = found["chunk"] = doc["chunks"].get(item.id)
             if chunk is None:
                 return None
-            spec = arrays.parse_array(doc["array"])
-            failed, retrying = dict(doc["failed_tasks"]), dict(doc["retrying"])
-            cancelled = dict(doc["cancelled_tasks"])
-            positions = [p for p in range(chunk["lo"], chunk["hi"]) if str(spec.index_at(p)) not in cancelled]
-            for pos in positions:
-                index = str(spec.index_at(pos))
-                if doc["cancel_requested"]:
-                    cancelled[index] = True
-                elif chunk["attempt"] < doc["max_attempts"]:
-                    retrying[index] = chunk["attempt"] + 1
-                    retries.append(pos)
-                else:
-                    failed[index] = exits.WORKER_LOST
-            return Change(
-                set={
-                    "failed_tasks": failed,
-                    "retrying": retrying,
-                    "cancelled_tasks": cancelled,
-                    "chunks": {k: v for k, v in doc["chunks"].items() if k != item.id},
-                    "running": doc["running"] - len(positions),
-                    "pending": doc["pending"] + len(retries),
-                    "failed": doc["failed"] + len(failed) - len(doc["failed_tasks"]),
-                    "cancelled": doc["cancelled"] + len(cancelled) - len(doc["cancelled_tasks"]),
-                    "reason": f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
-                              f"{len(retries)} tasks re-queued",
-                }
-            )
 
-        doc = update_array(self.store, item.job_id, decide)
+            def decide(pos: int, index: str):
+                if doc["cancel_requested"] or index in doc["cancelled_tasks"]:
+                    return "cancelled", None
+                if chunk["attempt"] < doc["max_attempts"]:
+                    return "retry", chunk["attempt"] + 1
+                return "failed", exits.WORKER_LOST
+
+            settled, again = settle(doc, item.id, decide)
+            retries[:] = again
+            settled.set["reason"] = (
+                f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
+                f"{len(again)} tasks re-queued"
+            )
+            return settled
+
+        doc = update_array(self.store, item.job_id, change)
         if found.get("chunk") is None:
             self.queue.requeue(item, item.lo, item.attempt)  # claimed but never started
             return

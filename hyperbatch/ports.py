@@ -31,7 +31,7 @@ class Event:
 
 class JobStore(Protocol):
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
-        """Insert new jobs and their (parent, child) dependency edges; all or nothing."""
+        """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists)."""
 
     def get(self, job_id: str) -> dict:
         """The job document; raises NotFound."""

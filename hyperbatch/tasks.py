@@ -56,6 +56,59 @@ def first_free(ranges: list[list[int]], lo: int, hi: int) -> tuple[int, int] | N
     return (start, hi) if start < hi else None
 
 
+def chunk_positions(chunk: dict) -> list[int]:
+    """The positions a chunk counted as running (those cancelled before it started are skipped)."""
+    skip = set(chunk.get("skip", ()))
+    return [p for p in range(chunk["lo"], chunk["hi"]) if p not in skip]
+
+
+def settle(doc: dict, chunk_id: str, verdict: Callable[[int, str], tuple[str, object]]) -> tuple[Change, list[int]]:
+    """Take a chunk out of flight, each of its positions going where `verdict(pos, index)` says.
+
+    Verdicts: ("succeeded", _), ("failed", exit_status), ("cancelled", _),
+    ("retry", attempt), ("pending", _) for work handed back untouched.
+    Returns the change and the positions to send again as retries. Finishing,
+    losing and giving back a chunk all go through here, so the counters always
+    add up to the array's size.
+    """
+    spec = arrays.parse_array(doc["array"])
+    chunk = doc["chunks"][chunk_id]
+    failed, cancelled, retrying = dict(doc["failed_tasks"]), dict(doc["cancelled_tasks"]), dict(doc["retrying"])
+    counts = dict.fromkeys(("succeeded", "failed", "cancelled", "pending"), 0)
+    retries: list[int] = []
+    positions = chunk_positions(chunk)
+    for pos in positions:
+        index = str(spec.index_at(pos))
+        kind, value = verdict(pos, index)
+        if kind != "cancelled":
+            cancelled.pop(index, None)  # a cancel that came too late loses to the real result
+        if kind == "succeeded":
+            counts["succeeded"] += 1
+        elif kind == "failed":
+            failed[index] = value
+            counts["failed"] += 1
+        elif kind == "cancelled":
+            cancelled[index] = True
+            counts["cancelled"] += 1
+        elif kind == "retry":
+            retrying[index] = value
+            retries.append(pos)
+            counts["pending"] += 1
+        else:
+            counts["pending"] += 1
+    change = Change(
+        set={
+            "failed_tasks": failed,
+            "cancelled_tasks": cancelled,
+            "retrying": retrying,
+            "chunks": {k: v for k, v in doc["chunks"].items() if k != chunk_id},
+            "running": doc["running"] - len(positions),
+            **{key: doc[key] + n for key, n in counts.items()},
+        }
+    )
+    return change, retries
+
+
 def task_state(doc: dict, spec: arrays.ArraySpec, pos: int) -> dict:
     """One task's row for `qstat -t`: index, state, exit status, attempt."""
     index = spec.index_at(pos)

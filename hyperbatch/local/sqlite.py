@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..model import Change, Expect, apply
 from ..ports import Event, Page, WorkItem
 
@@ -84,10 +84,13 @@ class SqliteJobStore:
 
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
         with self.db.write() as conn:
-            conn.executemany(
-                "INSERT INTO jobs (id, owner, queue, state, doc) VALUES (?, ?, ?, ?, ?)",
-                [(d["id"], d["owner"], d["queue"], d["state"], json.dumps(d)) for d in docs],
-            )
+            try:
+                conn.executemany(
+                    "INSERT INTO jobs (id, owner, queue, state, doc) VALUES (?, ?, ?, ?, ?)",
+                    [(d["id"], d["owner"], d["queue"], d["state"], json.dumps(d)) for d in docs],
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("a job with one of these ids exists already") from None
             conn.executemany("INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)", edges)
             conn.executemany(
                 "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, NULL, ?)",

@@ -1,0 +1,44 @@
+"""LogStore contract: what a job writes is readable while it runs, from any offset."""
+
+import os
+
+
+def test_output_is_read_back_from_offsets(backend):
+    sink = backend.logs.sink("J1", None, 1)
+    os.write(sink.stdout, b"hello\n")
+    os.write(sink.stderr, b"oops\n")
+    text, offset = backend.logs.read("J1", None, "stdout", 0, 1 << 20)
+    assert (text, offset) == ("hello\n", 6)
+    os.write(sink.stdout, b"world\n")
+    sink.close()
+    assert backend.logs.read("J1", None, "stdout", offset, 1 << 20) == ("world\n", 12)
+    assert backend.logs.read("J1", None, "stderr", 0, 1 << 20) == ("oops\n", 5)
+
+
+def test_tasks_have_their_own_logs(backend):
+    for index in (1, 2):
+        sink = backend.logs.sink("A", index, 1)
+        os.write(sink.stdout, f"task {index}\n".encode())
+        sink.close()
+    assert backend.logs.read("A", 2, "stdout", 0, 100)[0] == "task 2\n"
+
+
+def test_missing_output_reads_empty(backend):
+    assert backend.logs.read("nope", None, "stdout", 0, 100) == ("", 0)
+
+
+def test_a_character_cut_by_the_limit_is_not_mangled(backend):
+    sink = backend.logs.sink("U", None, 1)
+    os.write(sink.stdout, "é".encode() * 3)  # 6 bytes
+    sink.close()
+    text, offset = backend.logs.read("U", None, "stdout", 0, 3)
+    rest, end = backend.logs.read("U", None, "stdout", offset, 100)
+    assert text + rest == "ééé" and end == 6
+
+
+def test_a_new_attempt_replaces_the_output(backend):
+    for attempt, text in ((1, b"first\n"), (2, b"second\n")):
+        sink = backend.logs.sink("R", None, attempt)
+        os.write(sink.stdout, text)
+        sink.close()
+    assert backend.logs.read("R", None, "stdout", 0, 100)[0] == "second\n"

@@ -1,0 +1,223 @@
+"""Array jobs: one record, chunked claims, %limits, per-task retries, cancels and lost chunks."""
+
+import tempfile
+import time
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from hyperbatch import arrays, config
+from hyperbatch.backends import open_local
+from hyperbatch.dispatch import Dispatcher, Outcome
+from hyperbatch.service import Caller, Scheduler
+from hyperbatch.tasks import task_state
+
+ALICE = Caller("alice")
+
+
+def finish(harness, run, failing=()):
+    spec = run.spec
+    results = {p: Outcome(1 if spec.index_at(p) in failing else 0) for p in run.positions}
+    return harness.worker.finish_tasks(run, results)
+
+
+def test_an_array_is_one_record_run_in_chunks(harness):
+    array = harness.submit(array="1-10")
+    assert array["total"] == 10 and array["pending"] == 10
+    first = harness.claim(max_tasks=4)
+    assert [first.spec.index_at(p) for p in first.positions] == [1, 2, 3, 4]
+    assert harness.job(array["id"])["state"] == "RUNNING"
+    second = harness.claim(max_tasks=100)
+    assert len(second.positions) == 6
+    finish(harness, first)
+    doc = finish(harness, second)
+    assert (doc["state"], doc["succeeded"], doc["running"], doc["exit_status"]) == ("SUCCEEDED", 10, 0, 0)
+    assert len(harness.backend.store.query(owner="alice").items) == 1
+
+
+def test_a_concurrency_limit_caps_running_tasks(harness):
+    array = harness.submit(array="1-10%2")
+    run = harness.claim(max_tasks=10)
+    assert len(run.positions) == 2
+    assert harness.claim(max_tasks=10) is None  # at the limit: the rest waits
+    finish(harness, run)
+    time.sleep(0.25)  # the limited item comes back after a short back-off
+    assert len(harness.claim(max_tasks=10).positions) == 2
+    assert harness.job(array["id"])["running"] == 2
+
+
+def test_failed_tasks_are_retried_alone_then_recorded(harness):
+    array = harness.submit(array="1-5", max_attempts=2)
+    finish(harness, harness.claim(), failing={2, 4})
+    doc = harness.job(array["id"])
+    assert doc["retrying"] == {"2": 2, "4": 2} and doc["pending"] == 2 and doc["state"] == "QUEUED"
+    for _ in range(2):
+        run = harness.claim()
+        assert run.attempt == 2 and len(run.positions) == 1
+        finish(harness, run, failing={2})
+    doc = harness.job(array["id"])
+    assert (doc["state"], doc["succeeded"], doc["failed"], doc["failed_tasks"]) == ("FAILED", 4, 1, {"2": 1})
+    assert doc["reason"] == "1 of 5 tasks failed (indices 2)"
+
+
+def test_task_rows_show_each_tasks_state(harness):
+    array = harness.submit(array="0-8:2", max_attempts=1)
+    run = harness.claim(max_tasks=2)
+    finish(harness, run, failing={2})
+    harness.claim(max_tasks=1)
+    doc = harness.job(array["id"])
+    spec = arrays.parse_array(doc["array"])
+    rows = [task_state(doc, spec, p) for p in range(spec.size)]
+    assert [(r["index"], r["state"]) for r in rows] == [
+        (0, "SUCCEEDED"), (2, "FAILED"), (4, "RUNNING"), (6, "QUEUED"), (8, "QUEUED")
+    ]
+    assert rows[1]["exit_status"] == 1
+
+
+def test_cancel_one_task_before_it_runs(harness):
+    array = harness.submit(array="1-4")
+    harness.scheduler.cancel(array["id"], ALICE, index=3)
+    run = harness.claim()
+    assert [run.spec.index_at(p) for p in run.positions] == [1, 2, 4]
+    doc = finish(harness, run)
+    assert (doc["succeeded"], doc["cancelled"], doc["state"]) == (3, 1, "CANCELLED")
+
+
+def test_cancel_the_whole_array_while_a_chunk_runs(harness):
+    array = harness.submit(array="1-100")
+    run = harness.claim(max_tasks=10)
+    doc = harness.scheduler.cancel(array["id"], ALICE)
+    assert (doc["cancelled"], doc["running"], doc["state"]) == (90, 10, "RUNNING")
+    assert harness.worker.heartbeat(run).cancel_all
+    doc = harness.worker.finish_tasks(run, {run.positions[0]: Outcome(0)})  # the rest was not reached
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 1, 99)
+    assert harness.claim() is None
+
+
+def test_a_lost_chunk_is_retried_task_by_task(harness):
+    array = harness.submit(array="1-3", max_attempts=2)
+    harness.claim()
+    harness.lose_lease()
+    doc = harness.job(array["id"])
+    assert (doc["running"], doc["pending"], doc["retrying"]) == (0, 3, {"1": 2, "2": 2, "3": 2})
+    for _ in range(3):
+        finish(harness, harness.claim())
+    assert harness.job(array["id"])["state"] == "SUCCEEDED"
+
+
+def test_hold_and_release_an_array(harness):
+    array = harness.submit(array="1-6")
+    harness.scheduler.hold(array["id"], ALICE)
+    assert harness.claim() is None
+    harness.scheduler.release(array["id"], ALICE)
+    finish(harness, harness.claim())
+    assert harness.job(array["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_million_task_array_costs_one_record(harness):
+    array = harness.submit(array="1-1000000")
+    assert harness.backend.queue.backlog("batch") == 1_000_000
+    run = harness.claim(max_tasks=64)
+    finish(harness, run)
+    doc = harness.job(array["id"])
+    assert doc["dispatched"] == [[0, 64]] and doc["pending"] == 1_000_000 - 64
+    assert harness.backend.db.conn.execute("SELECT COUNT(*) FROM work").fetchone()[0] == 1
+
+
+class ArrayAccounting(RuleBasedStateMachine):
+    """Any interleaving of claims, results, lost workers and cancels accounts for every task exactly once."""
+
+    @initialize(size=st.integers(1, 30), limit=st.one_of(st.none(), st.integers(1, 5)), attempts=st.integers(1, 3))
+    def setup(self, size, limit, attempts):
+        self.tmp = tempfile.TemporaryDirectory()
+        backend = open_local(self.tmp.name)
+        cfg = config.load("configurations")
+        self.scheduler = Scheduler(cfg, backend.store, backend.queue, backend.logs)
+        self.backend = backend
+        self.workers = [Dispatcher(backend.store, backend.queue, f"w{i}", "r", 30) for i in range(3)]
+        spec = f"1-{size}" + (f"%{limit}" if limit else "")
+        self.id = self.scheduler.submit([{"command": ["true"], "array": spec, "max_attempts": attempts}], ALICE)[0]["id"]
+        self.runs = []
+
+    def doc(self):
+        return self.backend.store.get(self.id)
+
+    @rule(worker=st.integers(0, 2), max_tasks=st.integers(1, 8))
+    def claim(self, worker, max_tasks):
+        dispatcher = self.workers[worker]
+        item = self.backend.queue.claim("batch", dispatcher.worker, max_tasks, 30)
+        run = dispatcher.start(item) if item else None
+        if run:
+            self.runs.append((dispatcher, run))
+
+    @precondition(lambda self: self.runs)
+    @rule(which=st.integers(0, 100), fail_mask=st.integers(0, 255), cut=st.integers(0, 8))
+    def finish(self, which, fail_mask, cut):
+        dispatcher, run = self.runs.pop(which % len(self.runs))
+        done = run.positions[: max(0, len(run.positions) - cut)] if cut < 3 else run.positions
+        dispatcher.finish_tasks(run, {p: Outcome((fail_mask >> (p % 8)) & 1) for p in done})
+
+    @precondition(lambda self: self.runs)
+    @rule(which=st.integers(0, 100))
+    def lose(self, which):
+        dispatcher, run = self.runs.pop(which % len(self.runs))
+        dispatcher.recover_lost(run.item)
+
+    @precondition(lambda self: self.runs)
+    @rule(which=st.integers(0, 100))
+    def stop_worker(self, which):
+        dispatcher, run = self.runs.pop(which % len(self.runs))
+        dispatcher.give_back(run)
+
+    @rule(index=st.integers(1, 30))
+    def cancel_task(self, index):
+        doc = self.doc()
+        spec = arrays.parse_array(doc["array"])
+        pos = spec.position_of(index)
+        if pos is not None and task_state(doc, spec, pos)["state"] in ("QUEUED", "RUNNING"):
+            self.scheduler.cancel(self.id, ALICE, index=index)
+
+    @precondition(lambda self: not self.doc()["cancel_requested"])
+    @rule()
+    def cancel_all(self):
+        if not self.doc()["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            self.scheduler.cancel(self.id, ALICE)
+
+    @invariant()
+    def counted_once(self):
+        doc = self.doc()
+        counts = [doc[k] for k in ("pending", "running", "succeeded", "failed", "cancelled")]
+        assert min(counts) >= 0, counts
+        assert sum(counts) == doc["total"], counts
+        assert doc["running"] == sum(len(r.positions) for _, r in self.runs), (doc["running"], self.runs)
+
+    def teardown(self):
+        # Drain: every task must reach a final state and the rows must agree with the counters.
+        for _ in range(1000):
+            while self.runs:
+                dispatcher, run = self.runs.pop()
+                dispatcher.finish_tasks(run, {p: Outcome(0) for p in run.positions})
+            item = self.backend.queue.claim("batch", "drain", 8, 30)
+            if item is None:
+                time.sleep(0.001)
+                if not self.backend.queue.backlog("batch") and not self.backend.queue.in_flight("batch"):
+                    break
+                continue
+            run = self.workers[0].start(item)
+            if run:
+                self.runs.append((self.workers[0], run))
+        doc = self.doc()
+        assert doc["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"), doc
+        spec = arrays.parse_array(doc["array"])
+        rows = Counter(task_state(doc, spec, p)["state"] for p in range(spec.size))
+        assert rows == Counter({s: doc[k] for s, k in (("SUCCEEDED", "succeeded"), ("FAILED", "failed"),
+                                                       ("CANCELLED", "cancelled")) if doc[k]})
+        self.tmp.cleanup()
+
+
+TestArrayAccounting = ArrayAccounting.TestCase
+TestArrayAccounting.settings = settings(
+    max_examples=80, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+)

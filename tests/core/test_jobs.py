@@ -1,0 +1,159 @@
+"""Single jobs through the state machine: submit, run, retry, lose, cancel, hold, release."""
+
+import pytest
+
+from hyperbatch import exits
+from hyperbatch.dispatch import Outcome
+from hyperbatch.errors import Conflict, Forbidden, SpecError
+from hyperbatch.service import Caller
+
+ALICE = Caller("alice")
+
+
+def test_a_job_runs_to_success(harness):
+    job = harness.submit(name="ok")
+    assert job["state"] == "QUEUED"
+    run = harness.claim()
+    assert harness.job(job["id"])["state"] == "RUNNING"
+    assert harness.job(job["id"])["exec_host"] == "us-east-1/w-test"
+    harness.worker.finish_job(run, Outcome(0))
+    done = harness.job(job["id"])
+    assert (done["state"], done["exit_status"], done["run_count"]) == ("SUCCEEDED", 0, 1)
+    assert harness.backend.queue.in_flight("batch") == 0 and harness.backend.queue.backlog("batch") == 0
+
+
+def test_script_directives_apply_and_request_fields_win(harness):
+    script = "#!/bin/bash\n#PBS -N fromscript\n#PBS -q west\n#PBS -l walltime=00:10:00\n#HYPER --retries 4\necho hi\n"
+    job = harness.submit(script=script, command=None, name="fromrequest")
+    assert (job["name"], job["queue"], job["walltime"], job["max_attempts"]) == ("fromrequest", "west", 600, 5)
+
+
+def test_a_failed_attempt_is_retried_then_fails_with_its_reason(harness):
+    job = harness.submit(max_attempts=2)
+    harness.run_job(status=3)
+    again = harness.job(job["id"])
+    assert (again["state"], again["attempt"]) == ("QUEUED", 2)
+    assert "attempt 1 failed (exit status 3)" in again["reason"]
+    harness.run_job(status=3)
+    final = harness.job(job["id"])
+    assert (final["state"], final["exit_status"], final["run_count"]) == ("FAILED", 3, 2)
+    assert final["reason"] == "exit status 3 after 2 attempts"
+
+
+def test_a_lost_worker_requeues_then_fails_on_the_last_attempt(harness):
+    job = harness.submit(max_attempts=2)
+    harness.claim()
+    harness.lose_lease()
+    requeued = harness.job(job["id"])
+    assert (requeued["state"], requeued["attempt"]) == ("QUEUED", 2)
+    assert "lost" in requeued["reason"]
+    harness.claim()
+    harness.lose_lease()
+    failed = harness.job(job["id"])
+    assert (failed["state"], failed["exit_status"]) == ("FAILED", exits.WORKER_LOST)
+    assert "lost" in failed["reason"] and "last of 2 attempts" in failed["reason"]
+
+
+def test_a_late_finish_after_recovery_changes_nothing(harness):
+    job = harness.submit(max_attempts=3)
+    stale_run = harness.claim()
+    harness.lose_lease()
+    fresh = harness.claim()
+    assert harness.worker.finish_job(stale_run, Outcome(0)) is None  # the lost worker reports late
+    assert harness.job(job["id"])["state"] == "RUNNING"
+    harness.worker.finish_job(fresh, Outcome(0))
+    assert harness.job(job["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_duplicate_item_never_starts_a_job_twice(harness):
+    job = harness.submit()
+    harness.backend.queue.send("batch", job["id"], 0, 1, 1)  # a duplicate delivery
+    first = harness.claim()
+    second = harness.claim()
+    assert first is not None and second is None
+    assert harness.job(job["id"])["run_count"] == 1
+
+
+def test_cancel_of_a_queued_job_is_immediate(harness):
+    job = harness.submit()
+    cancelled = harness.scheduler.cancel(job["id"], ALICE)
+    assert (cancelled["state"], cancelled["reason"]) == ("CANCELLED", "cancelled by alice")
+    assert harness.claim() is None
+
+
+def test_cancel_of_a_running_job_is_seen_at_the_heartbeat(harness):
+    job = harness.submit()
+    run = harness.claim()
+    flagged = harness.scheduler.cancel(job["id"], ALICE)
+    assert flagged["state"] == "RUNNING" and flagged["reason"] == "cancel requested by alice"
+    assert harness.worker.heartbeat(run).cancel_all
+    harness.worker.finish_job(run, Outcome(271, "cancelled", cancelled=True))
+    final = harness.job(job["id"])
+    assert (final["state"], final["reason"]) == ("CANCELLED", "cancelled by alice")
+
+
+def test_cancel_of_a_finished_job_is_refused(harness):
+    job = harness.submit()
+    harness.run_job()
+    with pytest.raises(Conflict, match="already finished"):
+        harness.scheduler.cancel(job["id"], ALICE)
+
+
+def test_hold_and_release(harness):
+    job = harness.submit()
+    held = harness.scheduler.hold(job["id"], ALICE)
+    assert held["state"] == "HELD"
+    assert harness.claim() is None  # the queued item is dropped while held
+    released = harness.scheduler.release(job["id"], ALICE)
+    assert released["state"] == "QUEUED"
+    harness.run_job()
+    assert harness.job(job["id"])["state"] == "SUCCEEDED"
+    with pytest.raises(Conflict, match="not held"):
+        harness.scheduler.release(job["id"], ALICE)
+
+
+def test_submitted_held(harness):
+    job = harness.submit(hold=True)
+    assert job["state"] == "HELD" and harness.claim() is None
+
+
+def test_others_jobs_are_hidden(harness):
+    job = harness.submit()
+    with pytest.raises(Forbidden):
+        harness.scheduler.get(job["id"], Caller("mallory"))
+    with pytest.raises(Forbidden):
+        harness.scheduler.cancel(job["id"], Caller("mallory"))
+    with pytest.raises(Forbidden):
+        harness.scheduler.list(Caller("mallory"), owner="alice")
+    assert harness.scheduler.list(Caller("mallory")).items == []
+    assert harness.scheduler.get(job["id"], Caller("root", admin=True))["id"] == job["id"]
+
+
+@pytest.mark.parametrize("request_, message", [
+    ({"queue": "nope"}, "unknown queue 'nope'"),
+    ({"definition": "nope"}, "unknown definition 'nope'"),
+    ({"array": "5-1"}, "array range"),
+    ({"depend": "afterfoo:01M7Y8Y0CXBNC"}, "afterok"),
+    ({"depend": "afterok:01M7Y8Y0CXBNC"}, "no job 01M7Y8Y0CXBNC"),
+    ({"walltime": "abc"}, "walltime"),
+    ({"env": {"1BAD": "x"}}, "environment variable name"),
+    ({"command": None}, "exactly one of"),
+    ({"script": "#PBS -Z\n", "command": None}, "unknown directive option"),
+])
+def test_bad_requests_change_nothing(harness, request_, message):
+    with pytest.raises(SpecError, match=message):
+        harness.submit(**request_)
+    assert harness.backend.store.query(owner="alice").items == []
+    assert harness.backend.queue.backlog("batch") == 0
+
+
+def test_one_bad_job_in_a_batch_stores_none(harness):
+    with pytest.raises(SpecError, match="job #2"):
+        harness.scheduler.submit([{"command": ["true"]}, {"command": ["true"], "queue": "nope"}], ALICE)
+    assert harness.backend.store.query(owner="alice").items == []
+
+
+def test_a_batch_is_stored_and_queued(harness):
+    docs = harness.scheduler.submit([{"command": ["true"]} for _ in range(50)], ALICE)
+    assert len({d["id"] for d in docs}) == 50
+    assert harness.backend.queue.backlog("batch") == 50
