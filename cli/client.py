@@ -166,9 +166,7 @@ class Client:
     def _auth_headers(self, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
         if self.kind == "aws":
             return self._sigv4(method, target, data, headers)
-        import getpass
-
-        return {"Authorization": f"Bearer {self._read_token()}", "X-Hyper-User": getpass.getuser()}
+        return {"Authorization": f"Bearer {self._read_token()}", "X-Hyper-User": _login_name()}
 
     def _read_token(self) -> str:
         if self._token is None:
@@ -224,6 +222,15 @@ class Client:
         except BotoCoreError as exc:
             raise HostError(f"cannot sign the request with your AWS credentials: {exc}") from None
         return {k: v for k, v in req.headers.items() if k.lower() not in {h.lower() for h in headers}}
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name and no passwd entry (some containers)
+        return str(os.getuid())
 
 
 def current_client(timeout: float = DEFAULT_TIMEOUT) -> Client:

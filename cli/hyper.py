@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import CliError, UsageError
+from cli.errors import CliError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 START_TIMEOUT = 20.0
@@ -58,11 +58,6 @@ def _local_entry(state: dict) -> dict:
     return {"kind": "local", "url": state["url"], "token_file": str(_home() / "token")}
 
 
-def _default_config() -> Path:
-    env = os.environ.get("HYPERBATCH_CONFIG")
-    return Path(env) if env else Path.cwd() / "configurations"
-
-
 @local.command("up")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port on 127.0.0.1 (default: settings.json local.port, 8765).")
@@ -76,9 +71,9 @@ def local_up(port: int | None, config_dir: Path | None) -> None:
     if state:
         click.echo(f"HyperBatch local mode is already running at {state['url']} (pid {state['pid']})")
         return
-    config_dir = (config_dir or _default_config()).resolve()
-    if not config_dir.is_dir():
-        raise UsageError(f"no configuration directory at {config_dir}: pass --config DIR")
+    from cli.manage import configuration_dir
+
+    config_dir = configuration_dir(config_dir).resolve()
     if port is None:
         port = _configured_port(config_dir)
     home = _home()
@@ -175,20 +170,12 @@ def local_down() -> None:
     click.echo(f"HyperBatch local mode did not stop in {STOP_TIMEOUT:g}s; killed pid {pid}")
 
 
-def _register_management_commands() -> None:
-    """Commands for hosts, deployments and resources live in their own modules."""
-    try:
-        from cli import manage
-    except ImportError:
-        return
-    manage.register(hyper)
-
-
 def main() -> int:
-    from cli.jobs import _run
+    from cli import manage
+    from cli.runner import run
 
-    _register_management_commands()
-    return _run(hyper, "hyper")
+    manage.register(hyper)  # hosts, deploy and the resource groups live in their own modules
+    return run(hyper, "hyper")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from typing import Any, Callable, Iterator
 import click
 
 from cli.errors import ApiError, CliError, Unreachable, UsageError
+from cli.runner import err as _err
+from cli.runner import one_line as _one_line
+from cli.runner import run as _run
 
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
@@ -70,16 +73,6 @@ def _job_path(job_id: str, *rest: str) -> str:
     from cli.client import job_path
 
     return job_path(job_id, *rest)
-
-
-def _err(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-def _one_line(text: str) -> str:
-    lines = [part.strip() for part in str(text).strip().splitlines() if part.strip()]
-    return "; ".join(lines)
 
 
 def parse_ref(text: str) -> tuple[str, int | None, bool]:
@@ -151,41 +144,6 @@ class _Outage:
             return None
         self.since = None
         return result
-
-
-# ---------------------------------------------------------------------------------------------
-# running a command: one line per error, never a traceback
-
-
-def _run(cmd: click.Command, prog: str, args: list[str] | None = None, obj: Any = None) -> int:
-    args = sys.argv[1:] if args is None else args
-    try:
-        rv = cmd.main(args=args, prog_name=prog, standalone_mode=False, obj=obj)
-        return rv if isinstance(rv, int) else 0
-    except click.UsageError as exc:
-        _err(f"{prog}: {_one_line(exc.format_message()).rstrip('.')} (try '{prog} --help')")
-        return 2
-    except click.ClickException as exc:
-        _err(f"{prog}: {_one_line(exc.format_message())}")
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        return 130
-    except CliError as exc:
-        _err(f"{prog}: {_one_line(exc.message)}")
-        return exc.exit_code
-    except BrokenPipeError:
-        # `qstat | head`: stop quietly, and keep the interpreter from complaining at exit.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
-        return 141
-    except Exception as exc:  # last resort: still one line
-        _err(f"{prog}: internal error: {type(exc).__name__}: {_one_line(str(exc)) or 'no detail'}")
-        return 1
 
 
 # ---------------------------------------------------------------------------------------------

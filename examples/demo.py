@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 def run(*args: str, quiet: bool = False, check: bool = True) -> str:
     if not quiet:
-        print(f"\n$ {' '.join(args)}", flush=True)
+        print(f"\n$ {shlex.join(args)}", flush=True)
     proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=ROOT, capture_output=True, text=True)
     if not quiet:
         sys.stdout.write(proc.stdout)
@@ -66,6 +67,7 @@ def main() -> int:
         run("qstat", "-f", flaky)
         run("qstat", "-f", broken)
         run("qlog", "-e", broken)
+        run("qlog", west)
         run("qsub", "--wait", "-N", "waited", "--", "echo", "qsub --wait returns the job's exit status")
         run("hyper", "local", "status")
     finally:
