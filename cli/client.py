@@ -135,9 +135,10 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _unreachable(self, exc: BaseException) -> Unreachable:
-        if self.kind == "local":
-            return Unreachable(f"cannot reach HyperBatch at {self.url}: is `hyper local up` running?")
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if self.kind == "local":
+            detail = "" if isinstance(exc, ConnectionRefusedError) else f" ({why})"
+            return Unreachable(f"cannot reach HyperBatch at {self.url}{detail}: is `hyper local up` running?")
         return Unreachable(f"cannot reach HyperBatch at {self.url}: {why}")
 
     def _decode(self, status: int, raw: bytes, reason: str) -> Any:

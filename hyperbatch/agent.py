@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import exits
+from .processes import signal_group
 from .dispatch import Dispatcher, Outcome, Run
 from .ports import LogStore, WorkQueue
 
@@ -69,12 +70,12 @@ class Current:
             if self.proc is None or self.killed_for:
                 return
             self.killed_for, self.killed_at = why, time.time()
-            _signal_group(self.proc.pid, signal.SIGTERM)
+            signal_group(self.proc.pid, signal.SIGTERM)
 
     def escalate(self) -> None:
         with self.lock:
             if self.proc is not None and self.killed_for and time.time() - self.killed_at > KILL_GRACE:
-                _signal_group(self.proc.pid, signal.SIGKILL)
+                signal_group(self.proc.pid, signal.SIGKILL)
 
 
 class Supervisor(threading.Thread):
@@ -153,8 +154,7 @@ class Agent:
             pgid = int(self.settings.pid_file.read_text().split()[0]) if self.settings.pid_file else 0
         except (FileNotFoundError, ValueError, IndexError):
             return
-        if pgid > 1:
-            _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
 
     def _stop(self, signum, frame) -> None:
         """Stop after handing back the current work, so nothing waits for a lease to run out."""
@@ -263,12 +263,6 @@ class Agent:
             env.update(HYPER_ARRAY_INDEX=str(index), PBS_ARRAY_INDEX=str(index), HYPER_ARRAY_ID=job["id"])
         return env
 
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def main() -> int:

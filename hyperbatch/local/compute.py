@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..processes import signal_group
 from .sqlite import Database
 
 START_SH = Path(__file__).resolve().parents[2] / "worker_image" / "start.sh"
@@ -82,25 +83,18 @@ class LocalCompute:
             pgid = int((self.home / "workers" / f"{worker}.job").read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)  # 0 (no job running) is refused there
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""
         pids = [pid for (pid,) in self.db.conn.execute("SELECT pid FROM workers")]
         for pid in pids:
-            _signal_group(pid, signal.SIGTERM)
+            signal_group(pid, signal.SIGTERM)
         deadline = time.time() + grace
         while time.time() < deadline and any(self._alive(pid) for pid in pids):
             time.sleep(0.05)
         for pid in pids:
             if self._alive(pid):
-                _signal_group(pid, signal.SIGKILL)
+                signal_group(pid, signal.SIGKILL)
         with self.db.write() as conn:
             conn.execute("DELETE FROM workers")
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
