@@ -18,6 +18,11 @@ NAME_RE = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 
 FILES = ("settings", "regions", "clusters", "queues", "definitions", "images")
 
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
 
 class ConfigError(ValueError):
     """A configuration file is missing, malformed or inconsistent; the message names file, entry and field."""
@@ -67,6 +72,15 @@ class Settings(_Model):
     @classmethod
     def _region(cls, value: str) -> str:
         return _check_region(value)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"{value} is not a retention CloudWatch Logs accepts; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> "Settings":
@@ -218,6 +232,13 @@ class Configuration(_Model):
             )
         if not compute:
             out.append("regions.json: no region has compute enabled")
+        for r in self.regions:
+            if r.compute and r.vpc.subnet_type == "isolated" and r.name != self.settings.main_region:
+                out.append(
+                    f"regions.json: entry '{r.name}' field 'vpc.subnet_type': isolated subnets reach only their own "
+                    f"region's services, but workers must reach the queues and table in {self.settings.main_region}: "
+                    "use private or public"
+                )
         clusters = {c.name for c in self.clusters}
         definitions = {d.name for d in self.definitions}
         images = {i.name for i in self.images}

@@ -13,7 +13,7 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
-from hyperbatch.config import Cluster, Configuration
+from hyperbatch.config import Cluster, ConfigError, Configuration
 
 from . import code_assets, contract
 from .compute_plan import ClusterPlan, JobDefinitionPlan, RegionPlan
@@ -22,6 +22,11 @@ from .network import WorkerNetwork
 from .worker_roles import WorkerRoles
 
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
+DEFAULT_CLASSES = {
+    "default_arm64": batch.DefaultInstanceClass.ARM64,
+    "default_x86_64": batch.DefaultInstanceClass.X86_64,
+}
+INSTANCE_ROLE_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 INSTANCE_ROLE_REASON = (
     "Batch EC2 instances run the ECS agent, which needs AmazonEC2ContainerServiceforEC2Role; "
     "AWS maintains it as the agent changes. The worker's own permissions are in its job role."
@@ -81,7 +86,7 @@ class BatchCompute(Construct):
         acknowledge(
             environment,
             INSTANCE_ROLE_REASON,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
+            f"AwsSolutions-IAM4[Policy::{INSTANCE_ROLE_POLICY}]",
         )
         return environment
 
@@ -139,9 +144,29 @@ class BatchCompute(Construct):
 
 
 def _instance_selection(cluster: Cluster) -> dict:
-    """Instance families/types from the configuration; "optimal" lets Batch choose."""
-    named = [t for t in cluster.instance_types if t != "optimal"]
+    """Batch instance choice from the configuration.
+
+    "optimal" lets Batch choose, "default_arm64"/"default_x86_64" are Batch's
+    default classes, a family ("c6g") is any size of it, "c6g.large" one type.
+    """
+    types, classes, defaults = [], [], []
+    for name in cluster.instance_types:
+        if name == "optimal":
+            continue
+        if name in DEFAULT_CLASSES:
+            defaults.append(DEFAULT_CLASSES[name])
+        elif "." in name:
+            types.append(ec2.InstanceType(name))
+        elif name.upper().replace("-", "_") in ec2.InstanceClass.__members__:
+            classes.append(ec2.InstanceClass[name.upper().replace("-", "_")])
+        else:
+            raise ConfigError(
+                f"clusters.json: entry '{cluster.name}' field 'instance_types': '{name}' is not an EC2 "
+                "instance family or type (such as 'c6g' or 'c6g.large'), 'optimal' or 'default_arm64'"
+            )
     return dict(
-        instance_types=[ec2.InstanceType(t) for t in named] or None,
+        instance_types=types or None,
+        instance_classes=classes or None,
+        default_instance_classes=defaults or None,
         use_optimal_instance_classes="optimal" in cluster.instance_types,
     )

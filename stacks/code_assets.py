@@ -15,8 +15,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # (pydantic, powertools) come from the Powertools layer.
 LAMBDA_ENTRIES = ("hyperbatch", "lambdas")
 
-# What a worker needs to be installed (pip) and started (worker_image/start.sh).
-WORKER_ENTRIES = ("hyperbatch", "worker_image", "pyproject.toml", "requirements.txt", "README.md")
+# What a worker needs: pinned requirements, the package, worker_image/ (Dockerfile, start.sh).
+# The image build context is the repository root; worker_image/Dockerfile.dockerignore narrows it further.
+WORKER_ENTRIES = ("hyperbatch", "worker_image", "requirements.txt")
 
 
 def only(*entries: str) -> list[str]:

@@ -44,12 +44,11 @@ def shared_environment(config: Configuration, account: str = Aws.ACCOUNT_ID) -> 
             {q.name: naming.queue_url(main, naming.queue(deployment, q.name), account) for q in config.queues}
         ),
         "HYPER_LOG_GROUP_PREFIX": naming.log_group_prefix(deployment),
+        "HYPER_SCRIPT_BUCKET": naming.script_bucket(deployment, main, account),
     }
 
 
-def lambda_environment(
-    config: Configuration, script_bucket: str, compute: dict, account: str = Aws.ACCOUNT_ID
-) -> dict[str, str]:
+def lambda_environment(config: Configuration, compute: dict, account: str = Aws.ACCOUNT_ID) -> dict[str, str]:
     """Environment of every control-plane function.
 
     `compute` describes the Batch (or Auto Scaling) targets per region, see
@@ -64,7 +63,6 @@ def lambda_environment(
             }
         ),
         "HYPER_ADMINS": _compact(list(config.settings.admins)),
-        "HYPER_SCRIPT_BUCKET": script_bucket,
         "HYPER_COMPUTE": _compact(compute),
         "HYPER_CONFIG": config_json(config),
         "POWERTOOLS_SERVICE_NAME": "hyperbatch",
@@ -78,9 +76,9 @@ def worker_environment(config: Configuration, region: str, definition: str) -> d
     return dict(extra) | shared_environment(config) | {"HYPER_DEFINITION": definition, "HYPER_REGION": region}
 
 
-def check_lambda_environment_size(config: Configuration, script_bucket_name_length: int, compute: dict) -> None:
+def check_lambda_environment_size(config: Configuration, compute: dict) -> None:
     """Fail at synth, not at deploy, when the environment would exceed Lambda's 4 KB."""
-    env = lambda_environment(config, "b" * script_bucket_name_length, compute, account=_SAMPLE_ACCOUNT)
+    env = lambda_environment(config, compute, account=_SAMPLE_ACCOUNT)
     size = sum(len(key) + len(value.replace(Aws.URL_SUFFIX, "amazonaws.com")) for key, value in env.items())
     if size > LAMBDA_ENVIRONMENT_LIMIT:
         raise ConfigError(

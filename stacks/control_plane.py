@@ -16,6 +16,7 @@ from .api import HyperApi
 from .functions import Functions
 from .monitoring import Monitoring
 from .nag import acknowledge, allow
+from .retention import log_group
 
 RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
 
@@ -23,19 +24,17 @@ RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
 class ControlPlaneStack(Stack):
     def __init__(self, scope: Construct, id: str, *, config: Configuration, **props) -> None:
         super().__init__(scope, id, **props)
-        deployment, main = config.settings.stack_name, config.settings.main_region
+        deployment = config.settings.stack_name
 
         self.table = storage.job_table(self, config)
         self.queues = storage.work_queues(self, config)
         self.bucket = storage.script_bucket(self, config)
         # Job output: one log group per queue (so retention is managed here), one stream per job.
         self.job_logs = {
-            q.name: storage.log_group(self, f"JobLogs-{q.name}", config, naming.job_log_group(deployment, q.name))
+            q.name: log_group(self, f"JobLogs-{q.name}", config, naming.job_log_group(deployment, q.name))
             for q in config.queues
         }
-        self.release_failures = storage.secure_queue(
-            self, "ReleaseFailures", naming.stream_failures_queue(deployment)
-        )
+        self.release_failures = storage.secure_queue(self, "ReleaseFailures", naming.stream_failures_queue(deployment))
         acknowledge(
             self.release_failures,
             "This queue is the on-failure destination of the release function's stream mapping.",
@@ -43,13 +42,9 @@ class ControlPlaneStack(Stack):
         )
 
         compute = compute_plan.compute_targets(config)
-        contract.check_lambda_environment_size(config, len(naming.script_bucket(deployment, main)), compute)
-        functions = Functions(
-            self,
-            "Functions",
-            config=config,
-            environment=contract.lambda_environment(config, naming.script_bucket(deployment, main), compute),
-        )
+        contract.check_lambda_environment_size(config, compute)
+        environment = contract.lambda_environment(config, compute)
+        functions = Functions(self, "Functions", config=config, environment=environment)
         self.api_function = self._api_function(functions, config)
         self.release_function = self._release_function(functions, config)
         self.scaler_function = self._scaler_function(functions, config)
@@ -99,7 +94,7 @@ class ControlPlaneStack(Stack):
             )
         )
         acknowledge(
-            function,
+            function.role,
             "dynamodb:ListStreams has no resource-level permissions; CDK's stream grant adds it on '*' "
             "for the event source mapping. The stream read actions themselves are scoped to the table's stream.",
             "AwsSolutions-IAM5[Resource::*]",
@@ -133,13 +128,14 @@ class ControlPlaneStack(Stack):
         job_queues, job_definitions, groups = [], [], []
         for region in config.compute_regions:
             plan = compute_plan.plan_region(config, region)
-            job_queues += [naming.arn("batch", region, f"job-queue/{c.job_queue}") for c in plan.clusters if c.job_queue]
+            for cluster in plan.clusters:
+                if cluster.job_queue:
+                    job_queues.append(naming.arn("batch", region, f"job-queue/{cluster.job_queue}"))
+                if cluster.auto_scaling_group:
+                    groups.append(naming.auto_scaling_group_arn(region, cluster.auto_scaling_group))
             # SubmitJob is authorized against a job definition revision: name:revision.
-            job_definitions += [naming.arn("batch", region, f"job-definition/{jd.name}:*") for jd in plan.job_definitions]
-            groups += [
-                naming.arn("autoscaling", region, f"autoScalingGroup:*:autoScalingGroupName/{c.auto_scaling_group}")
-                for c in plan.clusters
-                if c.auto_scaling_group
+            job_definitions += [
+                naming.arn("batch", region, f"job-definition/{jd.name}:*") for jd in plan.job_definitions
             ]
         if job_queues:
             allow(

@@ -11,13 +11,13 @@ from hyperbatch.config import Configuration
 
 from . import code_assets
 from .nag import acknowledge, allow
-from .storage import log_group
+from .retention import log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 # Powertools for AWS Lambda (Python) v3, public layer; bump the version here only.
 # It also supplies pydantic, which hyperbatch.config needs, built for this runtime and architecture.
-POWERTOOLS_LAYER_VERSION = 23
+POWERTOOLS_LAYER_VERSION = 27
 POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:{version}"
 
 

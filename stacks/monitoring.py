@@ -38,14 +38,15 @@ REGION_METRICS = ("WorkersRunning", "VcpusRunning")
 PERIOD = Duration.minutes(1)
 
 
-def emf_search(metric: str, dimension: str, value: str, statistic: str) -> cloudwatch.MathExpression:
-    """A HyperBatch metric for one queue or region, whatever other dimensions it carries."""
-    query = f"Namespace=\"{NAMESPACE}\" MetricName=\"{metric}\" {dimension}=\"{value}\""
-    return cloudwatch.MathExpression(
-        expression=f"SEARCH('{query}', '{statistic}', {int(PERIOD.to_seconds())})",
-        using_metrics={},
-        label=metric,
-        period=PERIOD,
+def emf_search(metric: str, dimension: str, value: str, statistic: str) -> cloudwatch.SearchExpression:
+    """A HyperBatch metric for one queue or region, whatever other dimensions it carries.
+
+    No `{namespace,dimensions}` schema on purpose: a schema matches only metrics with
+    exactly those dimensions. The quoted namespace is an exact search term instead.
+    """
+    query = f'"{NAMESPACE}" MetricName="{metric}" {dimension}="{value}"'
+    return cloudwatch.SearchExpression(
+        expression=f"SEARCH('{query}', '{statistic}', {int(PERIOD.to_seconds())})", label=metric, period=PERIOD
     )
 
 
@@ -88,18 +89,25 @@ class Monitoring(Construct):
         self._queues(queues)
         self._regions(config.compute_regions)
         self.facade.add_large_header("Control plane")
+        # Explicit friendly names everywhere: the default derives from resource names,
+        # which are tokens, and would make alarm logical ids change from synth to synth.
         self.facade.monitor_api_gateway_v2_http_api(
-            api=api, add5xx_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0))
+            api=api,
+            alarm_friendly_name="http-api",
+            human_readable_name="HTTP API",
+            add5xx_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0)),
         )
         for name, function in functions.items():
             self.facade.monitor_lambda_function(
                 lambda_function=function,
-                human_readable_name=name,
-                alarm_friendly_name=name,
+                human_readable_name=f"{name} function",
+                alarm_friendly_name=f"{name}-function",
                 add_fault_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0)),
                 add_throttles_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0)),
             )
-        self.facade.monitor_dynamo_table(table=table, billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST)
+        self.facade.monitor_dynamo_table(
+            table=table, alarm_friendly_name="jobs-table", billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST
+        )
         for name, dead_letters in other_dead_letter_queues.items():
             self.facade.monitor_sqs_queue(
                 queue=dead_letters,

@@ -35,18 +35,17 @@ def allow(
     actions, resources = sorted(set(actions)), list(resources)
     if any("*" in action for action in actions):
         raise ValueError(f"wildcard action in {actions}: name each action")
-    principal.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
-    wildcards = [r for r in resources if "*" in _flatten(Stack.of(_construct(principal)).resolve(r))]
-    if wildcards and not wildcard_reason:
-        raise ValueError(f"wildcard resources {wildcards} need a wildcard_reason")
-    if wildcards:
-        stack = Stack.of(_construct(principal))
-        findings = [f"AwsSolutions-IAM5[Resource::{_flatten(stack.resolve(r))}]" for r in wildcards]
-        acknowledge(_construct(principal), wildcard_reason, *findings)
-
-
-def _construct(principal: iam.IGrantable) -> IConstruct:
-    return principal if isinstance(principal, IConstruct) else principal.grant_principal
+    # The statement lands in the policy of the grant principal (a function's role,
+    # not the function), so that is where findings are acknowledged.
+    holder = principal.grant_principal
+    holder.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
+    stack = Stack.of(holder)
+    flattened = (_flatten(stack.resolve(resource)) for resource in resources)
+    findings = [f"AwsSolutions-IAM5[Resource::{flat}]" for flat in flattened if "*" in flat]
+    if findings and not wildcard_reason:
+        raise ValueError(f"wildcard resources {findings} need a wildcard_reason")
+    if findings:
+        acknowledge(holder, wildcard_reason, *findings)
 
 
 def _flatten(node) -> str:

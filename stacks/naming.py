@@ -51,7 +51,7 @@ def dead_letter_queue(deployment: str, name: str) -> str:
 
 def stream_failures_queue(deployment: str) -> str:
     """Where the release function's event source mapping parks batches it gave up on."""
-    return f"{deployment}-release-failures"
+    return _checked(f"{deployment}-release-failures", _SQS_NAME_MAX, "the release-failures queue")
 
 
 def log_group_prefix(deployment: str) -> str:
@@ -77,9 +77,16 @@ def auto_scaling_group(deployment: str, cluster: str) -> str:
     return f"{deployment}-{cluster}"
 
 
-# ARNs and URLs. The account is always the deploying account, so it is the
-# AWS::AccountId pseudo parameter: templates then do not depend on which
-# account (or placeholder) synthesized them.
+def script_bucket(deployment: str, region: str, account: str = Aws.ACCOUNT_ID) -> str:
+    """Globally unique by account and region; lower case as S3 requires."""
+    name = f"{deployment.lower()}-scripts-{account}-{region}"
+    # AWS::AccountId renders as 12 digits; check the length it will have.
+    _checked(name.replace(Aws.ACCOUNT_ID, "0" * 12), _S3_NAME_MAX, "the script bucket")
+    return name
+
+
+# ARNs and URLs. The account is the AWS::AccountId pseudo parameter: every
+# resource named here lives in the deploying account.
 
 
 def arn(service: str, region: str, resource: str) -> str:
@@ -102,6 +109,11 @@ def queue_url(region: str, queue_name: str, account: str = Aws.ACCOUNT_ID) -> st
     return f"https://sqs.{region}.{Aws.URL_SUFFIX}/{account}/{queue_name}"
 
 
+def auto_scaling_group_arn(region: str, group_name: str) -> str:
+    """The '*' stands for the group's generated id; the name pins the group."""
+    return arn("autoscaling", region, f"autoScalingGroup:*:autoScalingGroupName/{group_name}")
+
+
 def log_group_arns(deployment: str, region: str) -> list[str]:
     """The job log groups and their streams (the two ARN forms CloudWatch Logs actions check)."""
     groups = arn("logs", region, f"log-group:{log_group_prefix(deployment)}*")
@@ -116,10 +128,3 @@ def _checked(name: str, limit: int, what: str) -> str:
         )
     return name
 
-
-def script_bucket(deployment: str, region: str) -> str:
-    """Globally unique by account and region; lower case as S3 requires."""
-    name = f"{deployment.lower()}-scripts-{Aws.ACCOUNT_ID}-{region}"
-    # AWS::AccountId renders as 12 digits; check the length it will have.
-    _checked(name.replace(Aws.ACCOUNT_ID, "0" * 12), _S3_NAME_MAX, "the script bucket")
-    return name

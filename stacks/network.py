@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Annotations
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from hyperbatch.config import Configuration, Region
 
-from .storage import log_group
+from .retention import log_group
 
 SUBNET_TYPES = {
     "public": ec2.SubnetType.PUBLIC,
@@ -67,21 +66,21 @@ class WorkerNetwork(Construct):
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(log_group(self, "FlowLogGroup", config)),
             traffic_type=ec2.FlowLogTrafficType.REJECT,
         )
-        if spec.subnet_type == "isolated":
-            self._endpoints()
-            if region.name != config.settings.main_region:
-                Annotations.of(self).add_warning_v2(
-                    "hyperbatch:isolated-hub",
-                    f"{region.name} is a hub region with isolated subnets: its VPC endpoints reach only "
-                    f"{region.name}'s services, but workers must reach SQS, DynamoDB and CloudWatch Logs in "
-                    f"{config.settings.main_region}. Use subnet_type 'private' (or add cross-region routing).",
-                )
+        if spec.subnet_type == "isolated":  # main region only: the configuration refuses it elsewhere
+            self._endpoints(spec.cidr)
 
-    def _endpoints(self) -> None:
+    def _endpoints(self, cidr: str) -> None:
         for name, service in GATEWAY_ENDPOINTS.items():
             self.vpc.add_gateway_endpoint(name, service=service, subnets=[self.subnets])
+        # One security group for all interface endpoints: HTTPS from inside the VPC only.
+        https_from_vpc = ec2.SecurityGroup(
+            self, "Endpoints", vpc=self.vpc, allow_all_outbound=False, description="HTTPS from the VPC to endpoints"
+        )
+        https_from_vpc.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "workers in this VPC")
         for name, service in INTERFACE_ENDPOINTS.items():
-            self.vpc.add_interface_endpoint(name, service=service, subnets=self.subnets)
+            self.vpc.add_interface_endpoint(
+                name, service=service, subnets=self.subnets, security_groups=[https_from_vpc], open=False
+            )
 
 
 def _subnets(subnet_type: str) -> list[ec2.SubnetConfiguration]:

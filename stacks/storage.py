@@ -5,33 +5,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from hyperbatch.config import ConfigError, Configuration
+from hyperbatch.config import Configuration
 
 from . import naming
 from .nag import acknowledge
+from .retention import removal_policy
 
 MAX_RECEIVE_COUNT = 5  # deliveries before a message is parked in the DLQ
 RETENTION = Duration.days(14)  # SQS maximum: a backlog may wait long for capacity
-# The values CloudWatch Logs accepts for a retention period.
-LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
 
 @dataclass(frozen=True)
 class WorkQueue:
     queue: sqs.Queue
     dead_letters: sqs.Queue
-
-
-def removal_policy(config: Configuration) -> RemovalPolicy:
-    """Protected deployments keep their data when the stack goes; others clean up."""
-    return RemovalPolicy.RETAIN if config.settings.deletion_protection else RemovalPolicy.DESTROY
 
 
 def job_table(scope: Construct, config: Configuration) -> dynamodb.Table:
@@ -97,7 +90,7 @@ def script_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
     """Scripts the API stages for workers; they expire with the job records."""
     bucket = s3.Bucket(
         scope,
-        "ScriptBucket",
+        "Scripts",
         bucket_name=naming.script_bucket(config.settings.stack_name, config.settings.main_region),
         encryption=s3.BucketEncryption.S3_MANAGED,
         enforce_ssl=True,
@@ -118,16 +111,3 @@ def script_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
         "AwsSolutions-S1",
     )
     return bucket
-
-
-def log_group(scope: Construct, id: str, config: Configuration, name: str | None = None) -> logs.LogGroup:
-    """A log group with the configured retention (which must be one CloudWatch accepts)."""
-    days = config.settings.log_retention_days
-    if days not in LOG_RETENTION_DAYS:
-        raise ConfigError(
-            f"settings.json: field 'log_retention_days': {days} is not a retention CloudWatch Logs "
-            f"accepts; use one of {', '.join(map(str, sorted(LOG_RETENTION_DAYS)))}"
-        )
-    group = logs.LogGroup(scope, id, log_group_name=name, removal_policy=removal_policy(config))
-    group.node.default_child.retention_in_days = days
-    return group

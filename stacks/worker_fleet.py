@@ -26,18 +26,24 @@ from .worker_roles import grant_worker
 
 INSTALL_DIR = "/opt/hyperbatch"
 CPU_TYPES = {"arm64": ec2.AmazonLinuxCpuType.ARM_64, "x86_64": ec2.AmazonLinuxCpuType.X86_64}
+ROOT_VOLUME = ec2.BlockDevice(device_name="/dev/xvda", volume=ec2.BlockDeviceVolume.ebs(30, encrypted=True))
 
 
 class WorkerFleet(Construct):
     def __init__(
-        self, scope: Construct, id: str, *, config: Configuration, region: str, plan: ClusterPlan, network: WorkerNetwork
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: Configuration,
+        region: str,
+        plan: ClusterPlan,
+        network: WorkerNetwork,
     ) -> None:
         super().__init__(scope, id)
         cluster = plan.cluster
         instance_types = _instance_types(cluster.name, cluster.instance_types)
-        group_arn = naming.arn(
-            "autoscaling", region, f"autoScalingGroup:*:autoScalingGroupName/{plan.auto_scaling_group}"
-        )
+        group_arn = naming.auto_scaling_group_arn(region, plan.auto_scaling_group)
 
         role = iam.Role(self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
         grant_worker(role, config)
@@ -48,14 +54,18 @@ class WorkerFleet(Construct):
             wildcard_reason="The '*' is the group's generated id; the group name is fixed.",
         )
         code = s3_assets.Asset(
-            self, "WorkerCode", path=str(code_assets.PROJECT_ROOT), exclude=code_assets.only(*code_assets.WORKER_ENTRIES)
+            self,
+            "WorkerCode",
+            path=str(code_assets.PROJECT_ROOT),
+            exclude=code_assets.only(*code_assets.WORKER_ENTRIES),
         )
         allow(role, ["s3:GetObject"], [code.bucket.arn_for_objects(code.s3_object_key)])
 
         user_data = ec2.UserData.for_linux()
+        user_data.add_commands(*_release_on_exit(region))
         archive = user_data.add_s3_download_command(bucket=code.bucket, bucket_key=code.s3_object_key)
         environment = contract.shared_environment(config) | {"HYPER_REGION": region, "HYPER_CLUSTER": cluster.name}
-        user_data.add_commands(*_boot_script(archive, environment, region))
+        user_data.add_commands(*_install_and_run(archive, environment))
 
         security_group = ec2.SecurityGroup(
             self, "Workers", vpc=network.vpc, allow_all_outbound=True, description="HyperBatch workers: egress only"
@@ -71,13 +81,10 @@ class WorkerFleet(Construct):
             require_imdsv2=True,
             detailed_monitoring=True,
             associate_public_ip_address=network.public or None,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name="/dev/xvda", volume=ec2.BlockDeviceVolume.ebs(30, encrypted=True)
-                )
-            ],
+            block_devices=[ROOT_VOLUME],
         )
         # No desired capacity: it starts at min (0) and a deploy must not reset what the scaler set.
+        # The maximum counts instances; max_vcpus bounds it since every instance has at least one vCPU.
         self.group = autoscaling.AutoScalingGroup(
             self,
             "Group",
@@ -88,7 +95,9 @@ class WorkerFleet(Construct):
             max_capacity=cluster.max_vcpus,
             mixed_instances_policy=autoscaling.MixedInstancesPolicy(
                 launch_template=template,
-                launch_template_overrides=[autoscaling.LaunchTemplateOverrides(instance_type=t) for t in instance_types],
+                launch_template_overrides=[
+                    autoscaling.LaunchTemplateOverrides(instance_type=instance_type) for instance_type in instance_types
+                ],
             ),
         )
         acknowledge(
@@ -96,6 +105,12 @@ class WorkerFleet(Construct):
             "Workers are disposable and stop themselves when idle; scaling events are visible in the "
             "dashboard's worker counts, so per-event notifications would only be noise.",
             "AwsSolutions-AS3",
+        )
+        acknowledge(
+            self.group,
+            "The root volume is encrypted in the launch template (block_devices above); the rule cannot "
+            "follow the group's reference to the template and reports an error instead.",
+            "AwsSolutions-EC26",
         )
         self.role = role
 
@@ -111,20 +126,40 @@ def _instance_types(cluster: str, names: list[str]) -> list[ec2.InstanceType]:
     return [ec2.InstanceType(n) for n in names]
 
 
-def _boot_script(archive: str, environment: dict[str, str], region: str) -> list[str]:
-    exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items())]
+def _release_on_exit(region: str) -> list[str]:
+    """First lines of the boot script: whatever happens next (a failed install included),
+    the instance leaves its group on exit, so a broken instance never idles at a cost."""
     return [
         "set -euo pipefail",
+        "release_capacity() {",
+        "  TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')",
+        '  ID=$(curl -s -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/instance-id)',
+        f'  aws autoscaling terminate-instance-in-auto-scaling-group --region {region} --instance-id "$ID" '
+        "--should-decrement-desired-capacity",
+        "}",
+        "trap release_capacity EXIT",
+    ]
+
+
+def _install_and_run(archive: str, environment: dict[str, str]) -> list[str]:
+    """Install the worker as the image does (pinned requirements, code on PYTHONPATH) and run
+    start.sh as ec2-user until it exits (idle). The environment goes through a file, which
+    sudo's environment scrubbing (PYTHONPATH among others) cannot touch."""
+    settings = environment | {
+        "PYTHONPATH": INSTALL_DIR,
+        "PYTHONUNBUFFERED": "1",
+        "HYPER_PYTHON": f"{INSTALL_DIR}/.venv/bin/python",
+        "HYPERBATCH_HOME": "/home/ec2-user/.hyperbatch",
+    }
+    env_file = f"{INSTALL_DIR}/worker.env"
+    return [
         "dnf install -y python3.11 python3.11-pip unzip",
         f"mkdir -p {INSTALL_DIR} && unzip -o {archive} -d {INSTALL_DIR}",
-        f"python3.11 -m venv {INSTALL_DIR}/.venv && {INSTALL_DIR}/.venv/bin/pip install {INSTALL_DIR}",
-        f"chown -R ec2-user {INSTALL_DIR}",
-        *exports,
-        f"export PATH={INSTALL_DIR}/.venv/bin:$PATH",
-        f"sudo -E -u ec2-user bash {INSTALL_DIR}/worker_image/start.sh || echo 'worker exited with an error'",
-        # Idle (or failed): hand the capacity back instead of idling at a cost.
-        "TOKEN=$(curl -sX PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')",
-        "ID=$(curl -s -H \"X-aws-ec2-metadata-token: $TOKEN\" http://169.254.169.254/latest/meta-data/instance-id)",
-        f"aws autoscaling terminate-instance-in-auto-scaling-group --region {region} "
-        f"--instance-id \"$ID\" --should-decrement-desired-capacity",
+        f"python3.11 -m venv {INSTALL_DIR}/.venv",
+        f"{INSTALL_DIR}/.venv/bin/pip install -r {INSTALL_DIR}/requirements.txt",
+        f"cat > {env_file} <<'HYPER_ENV'",
+        *(f"{key}={shlex.quote(value)}" for key, value in sorted(settings.items())),
+        "HYPER_ENV",
+        f"sudo -u ec2-user bash -c 'set -a; . {env_file}; exec bash {INSTALL_DIR}/worker_image/start.sh' "
+        '|| echo "worker exited with $?"',
     ]

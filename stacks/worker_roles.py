@@ -7,12 +7,16 @@ The execution role is what ECS uses to pull the image and ship container logs.
 
 from __future__ import annotations
 
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from . import access
+from . import access, naming
+from .nag import allow
+
+BATCH_LOG_GROUP = "/aws/batch/job"  # where Batch sends container output by default
 
 WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query")
 WORKER_QUEUE_ACTIONS = (
@@ -38,6 +42,19 @@ class WorkerRoles(Construct):
         tasks = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
         self.job_role = iam.Role(self, "JobRole", assumed_by=tasks, description="HyperBatch worker agent")
         grant_worker(self.job_role, config)
-        # Left without statements: the image asset and the job definitions grant it
-        # exactly the ECR repository pull and log-stream writes they need.
+        # The image asset adds the pull from its own repository; this adds the rest.
         self.execution_role = iam.Role(self, "ExecutionRole", assumed_by=tasks, description="HyperBatch image pull")
+        allow(
+            self.execution_role,
+            ["ecr:GetAuthorizationToken"],
+            ["*"],
+            wildcard_reason="ecr:GetAuthorizationToken supports no resource-level permissions; "
+            "the pull actions themselves are scoped to the image repository.",
+        )
+        allow(
+            self.execution_role,
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [naming.arn("logs", Stack.of(self).region, f"log-group:{BATCH_LOG_GROUP}:*")],
+            wildcard_reason="Batch writes each container's stdout to its own stream in /aws/batch/job, "
+            "created at run time; the wildcard is confined to that log group.",
+        )

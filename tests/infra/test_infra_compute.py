@@ -1,0 +1,138 @@
+"""The compute stacks: one per compute region, Batch capacity and workers scoped to the main region."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+from infra_templates import as_list, flat, resources, role_statements
+
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+
+
+def test_one_compute_stack_per_compute_region(synth):
+    assert set(synth.templates) == {synth.control_name, *(synth.compute_name(r) for r in REGIONS)}
+    assert synth.compute_name("us-west-2") == "HyperBatch-Compute-us-west-2"
+    assert synth.control_name == "HyperBatch-Control"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_spot_compute_environment_follows_the_cluster(computes, synth, region):
+    cluster = synth.config.cluster("default")
+    computes[region].has_resource_properties(
+        "AWS::Batch::ComputeEnvironment",
+        {
+            "Type": "managed",
+            "ComputeResources": {
+                "Type": "SPOT",
+                "AllocationStrategy": cluster.allocation_strategy,
+                "BidPercentage": cluster.spot_bid_percentage,
+                "InstanceTypes": cluster.instance_types,
+                "MaxvCpus": cluster.max_vcpus,
+                "MinvCpus": cluster.min_vcpus,
+                "InstanceRole": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_job_queue_per_cluster_with_the_deterministic_name(computes, region):
+    computes[region].has_resource_properties("AWS::Batch::JobQueue", {"JobQueueName": "HyperBatch-default"})
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_job_definition_carries_the_definition_and_worker_environment(synth, region):
+    template = synth.templates[synth.compute_name(region)]
+    (job_definition,) = resources(template, "AWS::Batch::JobDefinition").values()
+    props = job_definition["Properties"]
+    definition = synth.config.definition("standard")
+    assert props["JobDefinitionName"] == "HyperBatch-standard-ec2-arm64"
+    assert props["PlatformCapabilities"] == ["EC2"]
+    assert props["RetryStrategy"]["Attempts"] == definition.retry_attempts
+    assert props["Timeout"]["AttemptDurationSeconds"] == definition.timeout_seconds
+    container = props["ContainerProperties"]
+    requirements = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+    assert requirements == {"VCPU": "1", "MEMORY": str(definition.memory_mib)}
+    env = {e["Name"]: flat(e["Value"]) for e in container["Environment"]}
+    assert env["HYPER_EXAMPLE"] == "1"
+    assert env["HYPER_MAIN_REGION"] == "us-east-1"
+    assert env["HYPER_REGION"] == region
+    assert env["HYPER_DEFINITION"] == "standard"
+    assert env["HYPER_TABLE"] == "HyperBatch-jobs"
+    assert env["HYPER_LOG_GROUP_PREFIX"] == "/hyperbatch/HyperBatch/jobs/"
+    # Queue URLs point at the main region whichever region the worker is in.
+    assert "https://sqs.us-east-1.${AWS::URLSuffix}/${AWS::AccountId}/HyperBatch-batch" in env["HYPER_QUEUE_URLS"]
+    assert container["JobRoleArn"] and container["ExecutionRoleArn"]
+
+
+def test_worker_image_is_an_asset_built_on_deploy_for_the_cluster_architecture(synth):
+    assets = json.loads((synth.outdir / f"{synth.compute_name('us-west-2')}.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "worker_image/Dockerfile"
+    assert image["source"]["platform"] == "linux/arm64"  # c6g/m6g are Graviton
+    staged = synth.outdir / image["source"]["directory"]
+    assert {p.name for p in staged.iterdir()} == {"hyperbatch", "worker_image", "requirements.txt"}
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_worker_role_reaches_only_the_main_region_control_plane(synth, region):
+    found = role_statements(synth.templates[synth.compute_name(region)], "WorkersJobRole")
+    by_service: dict[str, set[str]] = {}
+    for statement in found:
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            service = action.split(":")[0]
+            by_service.setdefault(service, set()).update(flat(r) for r in as_list(statement["Resource"]))
+    assert set(by_service) == {"sqs", "dynamodb", "logs", "s3"}
+    account = "${AWS::AccountId}"
+    assert by_service["sqs"] == {
+        f"arn:${{AWS::Partition}}:sqs:us-east-1:{account}:HyperBatch-batch",
+        f"arn:${{AWS::Partition}}:sqs:us-east-1:{account}:HyperBatch-west",
+    }
+    table = f"arn:${{AWS::Partition}}:dynamodb:us-east-1:{account}:table/HyperBatch-jobs"
+    indexes = ("by_owner", "by_queue_state", "by_parent")
+    assert by_service["dynamodb"] == {table} | {f"{table}/index/{index}" for index in indexes}
+    assert all(":logs:us-east-1:" in r and "/hyperbatch/HyperBatch/jobs/" in r for r in by_service["logs"])
+    assert by_service["s3"] == {f"arn:${{AWS::Partition}}:s3:::hyperbatch-scripts-{account}-us-east-1/*"}
+    actions = {a for s in found for a in as_list(s["Action"])}
+    assert actions == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "s3:GetObject",
+    }
+
+
+def test_vpc_shape_follows_subnet_type(computes):
+    # eu-west-1 public: no NAT; us-west-2 private: exactly one NAT; us-east-1 (main) isolated: endpoints, no IGW.
+    computes["eu-west-1"].resource_count_is("AWS::EC2::NatGateway", 0)
+    computes["eu-west-1"].resource_count_is("AWS::EC2::VPCEndpoint", 0)
+    computes["us-west-2"].resource_count_is("AWS::EC2::NatGateway", 1)
+    computes["us-east-1"].resource_count_is("AWS::EC2::NatGateway", 0)
+    computes["us-east-1"].resource_count_is("AWS::EC2::InternetGateway", 0)
+    for region in REGIONS:
+        computes[region].has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
+
+
+def test_isolated_vpc_has_the_endpoints_workers_need(synth):
+    template = synth.templates[synth.compute_name("us-east-1")]
+    services = {flat(e["Properties"]["ServiceName"]) for e in resources(template, "AWS::EC2::VPCEndpoint").values()}
+    for suffix in ("sqs", "dynamodb", "s3", "ecr.api", "ecr.dkr", "logs", "sts", "ecs", "ecs-agent", "ecs-telemetry"):
+        assert any(s.endswith(f".{suffix}") for s in services), suffix
+    gateways = {
+        flat(e["Properties"]["ServiceName"]).rsplit(".", 1)[-1]
+        for e in resources(template, "AWS::EC2::VPCEndpoint").values()
+        if e["Properties"].get("VpcEndpointType") == "Gateway"
+    }
+    assert gateways == {"s3", "dynamodb"}

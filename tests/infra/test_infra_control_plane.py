@@ -1,0 +1,262 @@
+"""The control-plane stack: data stores, functions, schedules, API, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+from infra_templates import flat, resources
+
+from stacks import api, functions, naming
+
+HANDLERS = ("lambdas.api.handler", "lambdas.release.handler", "lambdas.scaler.handler", "lambdas.reconciler.handler")
+
+
+def lambda_functions(synth) -> dict[str, dict]:
+    """Handler -> function properties (only ours, not CDK's helper functions)."""
+    found = resources(synth.templates[synth.control_name], "AWS::Lambda::Function")
+    properties = [f["Properties"] for f in found.values()]
+    return {p["Handler"]: p for p in properties if p["Handler"] in HANDLERS}
+
+
+def test_job_table_is_on_demand_recoverable_streamed_and_indexed(control, synth):
+    control.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "HyperBatch-jobs",
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "DeletionProtectionEnabled": synth.config.settings.deletion_protection,
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        },
+    )
+    table = next(iter(resources(synth.templates[synth.control_name], "AWS::DynamoDB::Table").values()))
+    indexes = {
+        gsi["IndexName"]: ([k["AttributeName"] for k in gsi["KeySchema"]], gsi["Projection"]["ProjectionType"])
+        for gsi in table["Properties"]["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "by_owner": (["gsi1pk", "gsi1sk"], "ALL"),
+        "by_queue_state": (["gsi2pk", "gsi2sk"], "ALL"),
+        "by_parent": (["gsi3pk", "gsi3sk"], "ALL"),
+    }
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
+    assert set(types.values()) == {"S"}
+
+
+@pytest.mark.parametrize("queue", ["batch", "west"])
+def test_each_queue_is_encrypted_with_a_dead_letter_queue_and_the_lease_as_visibility(control, synth, queue):
+    dlq_name = f"HyperBatch-{queue}-dlq"
+    control.has_resource_properties("AWS::SQS::Queue", {"QueueName": dlq_name, "SqsManagedSseEnabled": True})
+    control.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "QueueName": f"HyperBatch-{queue}",
+            "SqsManagedSseEnabled": True,
+            "VisibilityTimeout": int(synth.config.settings.lease_seconds),
+            "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 5},
+        },
+    )
+
+
+def test_every_queue_denies_requests_without_tls(synth):
+    template = synth.templates[synth.control_name]
+    queues = resources(template, "AWS::SQS::Queue")
+    protected = set()
+    for policy in resources(template, "AWS::SQS::QueuePolicy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}:
+                protected.update(q["Ref"] for q in policy["Properties"]["Queues"])
+    assert protected == set(queues), "every queue (work, dead-letter, release failures) needs the TLS-only policy"
+
+
+def test_functions_are_arm_python_with_the_powertools_layer(synth):
+    found = lambda_functions(synth)
+    assert set(found) == set(HANDLERS)
+    for props in found.values():
+        assert props["Architectures"] == ["arm64"]
+        assert props["Runtime"] in ("python3.12", "python3.13")
+        assert props["Layers"] == [functions.powertools_layer_arn("us-east-1")]
+        assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in props["Layers"][0]
+
+
+def test_only_the_scaler_is_single_flight(synth):
+    found = lambda_functions(synth)
+    assert found["lambdas.scaler.handler"]["ReservedConcurrentExecutions"] == 1
+    others = [h for h in HANDLERS if h != "lambdas.scaler.handler"]
+    assert all("ReservedConcurrentExecutions" not in found[h] for h in others)
+
+
+def test_functions_share_the_environment_contract(synth):
+    expected = {
+        "HYPER_TABLE",
+        "HYPER_QUEUE_URLS",
+        "HYPER_DLQ_URLS",
+        "HYPER_LOG_GROUP_PREFIX",
+        "HYPER_MAIN_REGION",
+        "HYPER_STACK",
+        "HYPER_ADMINS",
+        "HYPER_SCRIPT_BUCKET",
+        "HYPER_CONFIG",
+        "HYPER_COMPUTE",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+    }
+    for props in lambda_functions(synth).values():
+        env = props["Environment"]["Variables"]
+        assert set(env) == expected
+        assert env["HYPER_TABLE"] == "HyperBatch-jobs"
+        assert env["HYPER_MAIN_REGION"] == "us-east-1"
+        assert env["HYPER_STACK"] == "HyperBatch"
+        assert env["HYPER_LOG_GROUP_PREFIX"] == "/hyperbatch/HyperBatch/jobs/"
+        assert json.loads(env["HYPER_ADMINS"]) == synth.config.settings.admins
+        assert env["POWERTOOLS_SERVICE_NAME"] == "hyperbatch"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "HyperBatch"
+        assert "/${AWS::AccountId}/HyperBatch-batch" in flat(env["HYPER_QUEUE_URLS"])
+        assert "/${AWS::AccountId}/HyperBatch-west-dlq" in flat(env["HYPER_DLQ_URLS"])
+
+
+def test_hyper_config_round_trips_through_the_models(synth):
+    from hyperbatch.config import validate
+
+    env = lambda_functions(synth)["lambdas.api.handler"]["Environment"]["Variables"]
+    assert validate(json.loads(env["HYPER_CONFIG"])) == synth.config
+
+
+def test_hyper_compute_names_the_batch_targets_of_every_region(synth):
+    env = lambda_functions(synth)["lambdas.scaler.handler"]["Environment"]["Variables"]
+    compute = json.loads(env["HYPER_COMPUTE"])
+    assert set(compute) == set(synth.config.compute_regions)
+    for region in compute:
+        assert compute[region]["default"] == {
+            "type": "SPOT",
+            "job_queue": "HyperBatch-default",
+            "job_definitions": {"standard": "HyperBatch-standard-ec2-arm64"},
+        }
+
+
+def test_code_asset_holds_only_the_scheduler_and_lambda_entry_points(synth):
+    assets = json.loads((synth.outdir / f"{synth.control_name}.assets.json").read_text())["files"]
+    code_dirs = [synth.outdir / a["source"]["path"] for a in assets.values() if a["source"].get("packaging") == "zip"]
+    assert code_dirs, "the Lambda code asset is missing"
+    for directory in code_dirs:
+        assert sorted(p.name for p in directory.iterdir()) == ["hyperbatch", "lambdas"]
+        assert not list(directory.rglob("__pycache__"))
+
+
+def test_release_consumes_the_stream_with_partial_failures_and_a_failure_queue(control):
+    control.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [Match.any_value(), "StreamArn"]},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": Match.any_value(),
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
+    control.has_resource_properties("AWS::SQS::Queue", {"QueueName": "HyperBatch-release-failures"})
+
+
+def test_schedules_drive_the_scaler_and_reconciler(control, synth):
+    minutes = synth.config.settings.scaler_interval_minutes
+    scaler_rate = f"rate({minutes} minute{'s' if minutes > 1 else ''})"
+    found = resources(synth.templates[synth.control_name], "AWS::Events::Rule")
+    rules = {r["Properties"]["ScheduleExpression"] for r in found.values()}
+    assert scaler_rate in rules and "rate(1 minute)" in rules
+    assert len(found) == 2
+
+
+def test_script_bucket_is_private_encrypted_tls_only_and_expires(control, synth):
+    control.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [Match.object_like({})]},
+            "LifecycleConfiguration": {
+                "Rules": [Match.object_like({"ExpirationInDays": synth.config.settings.job_retention_days})]
+            },
+        },
+    )
+    control.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+
+
+def test_every_api_route_requires_iam(synth):
+    routes = resources(synth.templates[synth.control_name], "AWS::ApiGatewayV2::Route")
+    keys = {r["Properties"]["RouteKey"] for r in routes.values()}
+    assert keys == {f"{method} {path}" for method, path in api.ROUTES}
+    unauthorized = [
+        r["Properties"]["RouteKey"] for r in routes.values() if r["Properties"].get("AuthorizationType") != "AWS_IAM"
+    ]
+    assert unauthorized == []
+
+
+def test_api_is_http_with_throttled_logged_default_stage(control, synth):
+    control.resource_count_is("AWS::ApiGatewayV2::Api", 1)
+    control.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
+    control.resource_count_is("AWS::ApiGateway::RestApi", 0)
+    control.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AutoDeploy": True,
+            "DefaultRouteSettings": {
+                "ThrottlingRateLimit": synth.config.settings.api.throttle_rate,
+                "ThrottlingBurstLimit": synth.config.settings.api.throttle_burst,
+            },
+            "AccessLogSettings": {
+                "DestinationArn": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+                "Format": Match.any_value(),
+            },
+        },
+    )
+
+
+def test_job_log_groups_exist_per_queue_with_retention(control, synth):
+    for queue in synth.config.queues:
+        control.has_resource_properties(
+            "AWS::Logs::LogGroup",
+            {
+                "LogGroupName": naming.job_log_group("HyperBatch", queue.name),
+                "RetentionInDays": synth.config.settings.log_retention_days,
+            },
+        )
+
+
+def test_outputs_the_cli_imports_are_exported_per_deployment(synth):
+    outputs = synth.templates[synth.control_name]["Outputs"]
+    for key in ("ApiUrl", "Region", "StackName", "TableName", "QueueUrls", "LogGroupPrefix", "ScriptBucket"):
+        assert outputs[key]["Export"]["Name"] == f"HyperBatch-Control-{key}"
+    assert outputs["Region"]["Value"] == "us-east-1"
+    assert outputs["TableName"]["Value"] == "HyperBatch-jobs"
+    assert outputs["LogGroupPrefix"]["Value"] == "/hyperbatch/HyperBatch/jobs/"
+    assert flat(outputs["ApiUrl"]["Value"]).startswith("https://")
+
+
+def test_dashboard_and_alarms_follow_settings(control, synth):
+    dashboard = json.dumps(synth.templates[synth.control_name]["Resources"])
+    control.resource_count_is("AWS::CloudWatch::Dashboard", 1 if synth.config.settings.monitoring.dashboard else 0)
+    for metric in ("JobsSubmitted", "JobsSucceeded", "JobsFailed", "DispatchLatency", "WorkersRunning"):
+        assert metric in dashboard
+    alarms = resources(synth.templates[synth.control_name], "AWS::CloudWatch::Alarm")
+    assert alarms and all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    dlq_alarms = [a for a in alarms.values() if "ApproximateNumberOfMessagesVisible" in json.dumps(a)]
+    assert len(dlq_alarms) >= len(synth.config.queues)
+    control.resource_count_is("AWS::SNS::Topic", 1)

@@ -1,0 +1,74 @@
+"""Least privilege across every synthesized template."""
+
+from __future__ import annotations
+
+from infra_templates import as_list, flat, role_statements, statements
+
+
+def test_no_statement_allows_every_action_of_anything(synth):
+    offending = [
+        (name, policy_id, action)
+        for name, template in synth.templates.items()
+        for policy_id, statement in statements(template)
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+        if action == "*" or action.endswith(":*")
+    ]
+    assert offending == []
+
+
+def test_no_statement_pairs_a_wildcard_action_with_a_wildcard_resource(synth):
+    offending = [
+        (name, policy_id)
+        for name, template in synth.templates.items()
+        for policy_id, statement in statements(template)
+        if statement["Effect"] == "Allow"
+        and any("*" in a for a in as_list(statement["Action"]))
+        and "*" in as_list(statement.get("Resource", []))
+    ]
+    assert offending == []
+
+
+def actions_of(synth, role_prefix: str) -> dict[str, set[str]]:
+    """Action -> resources (flattened) granted to a control-plane function's role."""
+    granted: dict[str, set[str]] = {}
+    for statement in role_statements(synth.templates[synth.control_name], role_prefix):
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(flat(r) for r in as_list(statement["Resource"]))
+    return granted
+
+
+def test_api_reads_and_writes_jobs_but_never_touches_compute(synth):
+    granted = actions_of(synth, "FunctionsApiRole")
+    expected = {"dynamodb:PutItem", "dynamodb:Query", "sqs:SendMessage", "s3:PutObject", "logs:GetLogEvents"}
+    assert expected <= set(granted)
+    assert not any(a.startswith(("batch:", "ec2:", "autoscaling:")) for a in granted)
+    assert "sqs:ReceiveMessage" not in granted and "sqs:DeleteMessage" not in granted
+
+
+def test_scaler_only_reads_the_table_and_submits_to_named_batch_targets(synth):
+    granted = actions_of(synth, "FunctionsScalerRole")
+    writes = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage")
+    assert not any(action in granted for action in writes)
+    submit = granted["batch:SubmitJob"]
+    for region in synth.config.compute_regions:
+        assert f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-queue/HyperBatch-default" in submit
+        assert (
+            f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-definition/HyperBatch-standard-ec2-arm64:*"
+            in submit
+        )
+    assert granted["ec2:GetSpotPlacementScores"] == {"*"}
+    assert granted["batch:DescribeJobs"] == {"*"} and granted["batch:ListJobs"] == {"*"}
+
+
+def test_reconciler_may_consume_queues_and_dead_letter_queues(synth):
+    granted = actions_of(synth, "FunctionsReconcilerRole")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage", "sqs:GetQueueAttributes"):
+        assert any(r.endswith(":HyperBatch-batch-dlq") for r in granted[action])
+        assert any(r.endswith(":HyperBatch-batch") for r in granted[action])
+
+
+def test_release_writes_jobs_and_sends_work(synth):
+    granted = actions_of(synth, "FunctionsReleaseRole")
+    assert {"dynamodb:UpdateItem", "sqs:SendMessage", "dynamodb:GetRecords"} <= set(granted)
+    assert not any(a.startswith(("batch:", "s3:", "ec2:")) for a in granted)

@@ -1,0 +1,81 @@
+"""Configuration files: the example validates; every mistake names the file, the entry and the field."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hyperbatch import config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "configurations"
+
+
+@pytest.fixture
+def conf(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "c")
+    root = tmp_path / "c"
+
+    def edit(kind, change):
+        path = root / f"{kind}.json"
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+        return root
+
+    return edit
+
+
+def test_the_example_is_one_main_and_two_hub_regions():
+    c = config.load(EXAMPLE)
+    assert c.settings.main_region == "us-east-1"
+    assert c.hub_regions == ["us-west-2", "eu-west-1"]
+    assert len(c.clusters) == 1 and len(c.queues) == 2 and len(c.definitions) == 1
+    assert c.weights(c.queue("west")) == {"us-east-1": 1, "us-west-2": 3, "eu-west-1": 0}
+    assert c.definition("standard").jobs_to_workers_ratio >= 1
+
+
+@pytest.mark.parametrize("kind, change, message", [
+    ("queues", lambda q: [q[0], {**q[1], "cluster": "nope"}],
+     "queues.json: entry 'west' field 'cluster': no cluster named 'nope'"),
+    ("queues", lambda q: [q[0], {**q[1], "region_weights": {"ap-south-1": 1}}],
+     "queues.json: entry 'west' field 'region_weights': 'ap-south-1' is not a configured compute region"),
+    ("queues", lambda q: [q[0], {**q[1], "region_weights": {"mars": 1}}],
+     "queues.json: entry 'west' field 'region_weights': 'mars' is not an AWS region name"),
+    ("definitions", lambda d: [{**d[0], "max_workers": 0}],
+     "definitions.json: entry 'standard' field 'max_workers': Input should be greater than or equal to 1"),
+    ("definitions", lambda d: [{**d[0], "colour": "red"}],
+     "definitions.json: entry 'standard' field 'colour': Extra inputs are not permitted"),
+    ("clusters", lambda c: [{**c[0], "type": "EC2"}],
+     "clusters.json: entry 'default' field '(whole entry)': spot_bid_percentage applies only to a SPOT cluster"),
+    ("settings", lambda s: {**s, "log_retention_days": 45},
+     "settings.json: field 'log_retention_days': 45 is not a retention CloudWatch Logs accepts"),
+    ("settings", lambda s: {**s, "main_region": "eu-central-1"},
+     "settings.json: field 'main_region': 'eu-central-1' is not listed in regions.json"),
+    ("regions", lambda r: [r[0], {**r[1], "vpc": {"cidr": "10.0.0.0/16", "subnet_type": "isolated"}}, r[2]],
+     "regions.json: entry 'us-west-2' field 'vpc.subnet_type': isolated subnets reach only their own region"),
+    ("regions", lambda r: [r[0], {**r[1], "vpc": {"cidr": "10.0.0.0/16", "vpc_id": "vpc-0abc"}}, r[2]],
+     "give exactly one of cidr"),
+    ("images", lambda i: i + i, "images.json: entry 'worker' field 'name': appears more than once"),
+    ("queues", lambda q: {"not": "a list"}, "queues.json: must be a JSON list"),
+])
+def test_a_mistake_names_file_entry_and_field(conf, kind, change, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(conf(kind, change))
+    assert message in str(err.value)
+
+
+def test_invalid_json_and_missing_files_are_reported(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "c")
+    (tmp_path / "c" / "queues.json").write_text("[{,]")
+    with pytest.raises(config.ConfigError, match=r"queues.json: not valid JSON: .* line 1 column 3"):
+        config.load(tmp_path / "c")
+    (tmp_path / "c" / "queues.json").unlink()
+    with pytest.raises(config.ConfigError, match="queues.json: missing from"):
+        config.load(tmp_path / "c")
+
+
+def test_dump_round_trips(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "c")
+    before = config.load(tmp_path / "c")
+    for kind in config.FILES:
+        config.dump(tmp_path / "c", kind, getattr(before, kind))
+    assert config.load(tmp_path / "c") == before
