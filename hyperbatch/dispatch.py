@@ -213,6 +213,10 @@ class Dispatcher:
     def give_back(self, run: Run) -> None:
         """The worker is stopping: return its work untouched, with no attempt used up."""
         if not run.positions:
+            doc = self.store.get(run.job["id"])
+            if doc["cancel_requested"]:
+                self.finish_job(run, Outcome(None, "cancelled", cancelled=True))
+                return
             change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
                             add={"run_count": -1})
             try:
@@ -231,7 +235,11 @@ class Dispatcher:
                 back = ("retry", item.attempt)
             else:
                 back = ("pending", None)
-            settled, _ = settle(doc, item.id, lambda pos, index: ("cancelled", None) if index in doc["cancelled_tasks"] else back)
+            def decide(pos: int, index: str):
+                cancelled = doc["cancel_requested"] or index in doc["cancelled_tasks"]
+                return ("cancelled", None) if cancelled else back
+
+            settled, _ = settle(doc, item.id, decide)
             if item.attempt == 1:
                 settled.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
             return settled

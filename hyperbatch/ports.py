@@ -66,6 +66,11 @@ class WorkItem:
     hi: int
     attempt: int
     receipt: str  # what ack/extend/release need to name this lease
+    # True when the queue delivered this item before and its lease ran out (SQS:
+    # ApproximateReceiveCount > 1). A lease table reports lost leases through
+    # `expired()` instead and always leaves this False. A worker that claims a
+    # redelivered item hands it to `Dispatcher.recover_lost` rather than running it.
+    redelivered: bool = False
 
     @property
     def size(self) -> int:
@@ -98,16 +103,28 @@ class WorkQueue(Protocol):
         """Make a lost item claimable again from `lo` with a new attempt number (the reconciler's move)."""
 
     def expired(self, now: float) -> list[WorkItem]:
-        """Items whose lease ran out (their worker is gone)."""
+        """Items whose lease ran out (their worker is gone).
+
+        A queue that redelivers lost work by itself (SQS) returns [] here and
+        marks the redelivered item's `redelivered` instead.
+        """
 
     def backlog(self, queue: str) -> int:
-        """Array positions and jobs waiting in `queue`, not leased."""
+        """Array positions and jobs waiting in `queue`, not leased.
+
+        SQS can only count messages (one job, or a range of array positions,
+        each), so the AWS adapter answers in messages, not positions.
+        """
 
     def in_flight(self, queue: str) -> int:
         """Items of `queue` under a lease (being run)."""
 
     def jobs_with_work(self, job_ids: list[str]) -> set[str]:
-        """Which of these jobs have an item in the queue (for the reconciler's gap check)."""
+        """Which of these jobs have an item in the queue (for the reconciler's gap check).
+
+        Only a queue that can be searched (the local lease table) answers; SQS
+        raises NotImplementedError (its reconciler re-sends instead, see hyperbatch.aws.sqs).
+        """
 
 
 class LogSink(Protocol):

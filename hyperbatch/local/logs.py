@@ -20,13 +20,15 @@ class FileSink:
 class FileLogStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._made: set[str] = set()  # job folders this process created already (one mkdir per job, not per task)
 
     def _path(self, job_id: str, index: int | None, stream: str) -> Path:
         return self.root / job_id / f"{'job' if index is None else index}.{stream}"
 
     def sink(self, job_id: str, index: int | None, attempt: int) -> FileSink:
-        folder = self.root / job_id
-        folder.mkdir(parents=True, exist_ok=True)
+        if job_id not in self._made:
+            (self.root / job_id).mkdir(parents=True, exist_ok=True)
+            self._made.add(job_id)
         return FileSink(self._path(job_id, index, "stdout"), self._path(job_id, index, "stderr"))
 
     def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[str, int]:

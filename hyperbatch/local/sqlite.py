@@ -191,6 +191,11 @@ class SqliteWorkQueue:
 
     def claim(self, queue, worker, max_tasks, lease_seconds):
         now = time.time()
+        # Idle workers poll often: look without the write lock first.
+        if self.db.conn.execute(
+            "SELECT 1 FROM work WHERE queue = ? AND lease_until IS NULL AND visible_at <= ? LIMIT 1", (queue, now)
+        ).fetchone() is None:
+            return None
         with self.db.write() as conn:
             row = conn.execute(
                 "SELECT id, job_id, lo, hi, attempt, priority FROM work "

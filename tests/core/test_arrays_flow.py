@@ -219,5 +219,5 @@ class ArrayAccounting(RuleBasedStateMachine):
 
 TestArrayAccounting = ArrayAccounting.TestCase
 TestArrayAccounting.settings = settings(
-    max_examples=80, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=150, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
 )

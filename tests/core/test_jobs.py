@@ -157,3 +157,22 @@ def test_a_batch_is_stored_and_queued(harness):
     docs = harness.scheduler.submit([{"command": ["true"]} for _ in range(50)], ALICE)
     assert len({d["id"] for d in docs}) == 50
     assert harness.backend.queue.backlog("batch") == 50
+
+
+def test_a_stopping_worker_hands_its_job_back_without_using_an_attempt(harness):
+    job = harness.submit(max_attempts=1)
+    harness.worker.give_back(harness.claim())
+    back = harness.job(job["id"])
+    assert (back["state"], back["attempt"], back["run_count"]) == ("QUEUED", 1, 0)
+    assert "stopped; re-queued" in back["reason"]
+    harness.run_job()
+    assert harness.job(job["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_stopping_worker_finishes_a_cancel_it_was_asked_for(harness):
+    job = harness.submit()
+    run = harness.claim()
+    harness.scheduler.cancel(job["id"], ALICE)
+    harness.worker.give_back(run)
+    assert harness.job(job["id"])["state"] == "CANCELLED"
+    assert harness.claim() is None

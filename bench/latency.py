@@ -1,0 +1,109 @@
+"""Submit-to-running latency of local mode on one warm idle worker, and the wall time of qsub and qstat.
+
+    .venv/bin/python bench/latency.py [--samples 50] [--cli-runs 10] [--gap-min 0.5 --gap-max 1.0]
+
+Prints figures; asserts nothing.
+
+Local mode with exactly one worker (one region, local_max_workers 1, max_workers 1),
+kept alive (HYPER_IDLE_TIMEOUT=600 in the daemon's environment, which its workers
+inherit, and idle_timeout_seconds 600 in the definition). A warm-up job makes
+the worker start and run once; then, per sample, after a random idle gap of
+0.5-1.0 s (an idle agent's poll interval has backed off to its maximum by then,
+so the submit lands at a random phase of it):
+
+    t = time.time(); POST /jobs {"command": ["true"]}     (urllib-style, bearer token)
+    ... wait until the job is final ...
+    submit_to_running = job.started_at - t
+
+`started_at` is stamped by the worker when it moves the job to RUNNING, just
+before it forks the command, on the same clock as `t`. Also printed: the POST
+round trip, and started_at - submitted_at (the daemon's own stamp), which is
+the part spent waiting for a worker to pick the job up.
+
+CLI: `qsub -- true` and `qstat ID` run as subprocesses, `--cli-runs` times
+each, wall time by time.perf_counter; the median is printed. For scale,
+`python -c pass` and `python -c "import cli.jobs"` are timed the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _localmode import BIN, LocalMode, install_signal_cleanup, percentile  # noqa: E402
+
+
+def timed_runs(argv: list[str], env: dict, cwd: Path, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+        out.append((time.perf_counter() - start) * 1000)
+        if proc.returncode != 0:
+            print(f"# warning: {' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}", file=sys.stderr)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--cli-runs", type=int, default=10)
+    parser.add_argument("--gap-min", type=float, default=0.5, help="idle seconds before each submit, at least")
+    parser.add_argument("--gap-max", type=float, default=1.0, help="idle seconds before each submit, at most")
+    args = parser.parse_args()
+    install_signal_cleanup()
+    rng = random.Random(1)
+
+    print(f"# machine: {os.cpu_count()} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with LocalMode(workers=1, daemon_env={"HYPER_IDLE_TIMEOUT": "600"}) as hb:
+        hb.warm_up()
+        time.sleep(1.0)
+        workers = hb.worker_pids()
+        print(f"# config: 1 worker (local_max_workers=1, max_workers=1), HYPER_IDLE_TIMEOUT=600; "
+              f"agents up before sampling: {len(workers)}; settings.local {hb.config['settings.local']}")
+
+        latency, post_rtt, pickup, hosts = [], [], [], set()
+        for _ in range(args.samples):
+            time.sleep(rng.uniform(args.gap_min, args.gap_max))
+            t = time.time()
+            job = hb.submit({"command": ["true"], "name": "latency"})
+            post_rtt.append((time.time() - t) * 1000)
+            done = hb.wait_final([job["id"]], timeout=60, interval=0.02)[job["id"]]
+            latency.append((done["started_at"] - t) * 1000)
+            pickup.append((done["started_at"] - done["submitted_at"]) * 1000)
+            hosts.add(done["exec_host"])
+        if len(hosts) != 1 or sorted(hb.worker_pids()) != sorted(workers):
+            print(f"# warning: jobs ran on {sorted(hosts)}; agents {workers} -> {hb.worker_pids()}", file=sys.stderr)
+
+        print(f"submit_to_running_p50_ms: {percentile(latency, 50):.1f}")
+        print(f"submit_to_running_p95_ms: {percentile(latency, 95):.1f}")
+        print(f"# submit_to_running min/mean/max ms: {min(latency):.1f} / {sum(latency) / len(latency):.1f} / "
+              f"{max(latency):.1f} over {len(latency)} samples")
+        print(f"# of which POST /jobs round trip p50 {percentile(post_rtt, 50):.1f} ms (p95 "
+              f"{percentile(post_rtt, 95):.1f}); submitted_at -> started_at (waiting for the worker's poll) "
+              f"p50 {percentile(pickup, 50):.1f} ms (p95 {percentile(pickup, 95):.1f}, max {max(pickup):.1f})")
+
+        env, cwd = hb.env, hb.workdir
+        qsub = timed_runs([str(BIN / "qsub"), "--", "true"], env, cwd, args.cli_runs)
+        last = hb.cli("qsub", "--", "true", check=True).stdout.strip()
+        hb.wait_final([last], timeout=60)
+        qstat = timed_runs([str(BIN / "qstat"), last], env, cwd, args.cli_runs)
+        bare = timed_runs([sys.executable, "-c", "pass"], env, cwd, args.cli_runs)
+        imports = timed_runs([sys.executable, "-c", "import cli.jobs"], env, cwd, args.cli_runs)
+        print(f"qsub_wall_ms_p50: {percentile(qsub, 50):.1f}   # `qsub -- true`, {args.cli_runs} runs")
+        print(f"qstat_wall_ms_p50: {percentile(qstat, 50):.1f}   # `qstat ID` of one finished job, "
+              f"{args.cli_runs} runs")
+        print(f"# for scale: `python -c pass` p50 {percentile(bare, 50):.1f} ms; "
+              f"`python -c 'import cli.jobs'` p50 {percentile(imports, 50):.1f} ms")
+    print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""WorkQueue on SQS: a standard queue per HyperBatch queue, each with a dead-letter queue.
+
+A message is one work item, its body JSON `{"job_id", "lo", "hi", "attempt",
+"priority"}`: a job (positions [0, 1)) or a range of array positions. The
+lease is the visibility timeout: `claim` receives with VisibilityTimeout =
+lease, `extend` is ChangeMessageVisibility, `ack` is DeleteMessage. An item's
+`id` is the SQS MessageId (stable across redeliveries: array chunks in the
+store are keyed by it); its `receipt` is the receipt handle of this delivery.
+
+Ranges. SQS cannot edit a message, so a range is narrowed by sending the part
+given away as a new message and keeping the original under the lease while
+the returned item says the narrower range (`claim` with a range larger than
+`max_tasks`, `split`). The original message still says the whole range. If
+its worker dies, the redelivered message offers positions that other messages
+also carry: harmless, because a worker starting array work takes only
+positions the job's `dispatched` ranges do not cover yet (`tasks.first_free`),
+so every position still runs once per attempt.
+
+Lost leases. SQS redelivers a message whose visibility ran out: redelivery is
+the expiry, so `expired()` is always empty here. Instead a claimed item says
+whether its message was received before (`WorkItem.redelivered`, from
+ApproximateReceiveCount > 1): the AWS agent hands such an item to
+`Dispatcher.recover_lost` (which re-queues or fails its work, then acks or
+re-sends it) instead of running it.
+
+Dead letters. After `MAX_RECEIVE_COUNT` (5) receives SQS moves a message to
+the queue's DLQ; `dead_letters` reads them so the reconciler can mark their
+jobs FAILED with a reason, then `drop_dead_letter` deletes each.
+
+Limits to know: delays and visibility are whole seconds (rounded up here);
+DelaySeconds is at most 900; a message's visibility cannot be extended beyond
+12 hours after it was received (after that `extend` returns False: a job
+longer than 12 hours needs a lease kept in the store instead).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, replace
+
+from botocore.exceptions import ClientError
+
+from ..ports import WorkItem
+
+MAX_DELAY_SECONDS = 900
+MAX_VISIBILITY_SECONDS = 43200
+MAX_BATCH = 10  # SendMessageBatch entries
+MAX_RECEIVE_COUNT = 5  # the redrive policy of stacks/storage.py
+SEND_RETRIES = 3
+# What SQS answers when a receipt no longer names an in-flight message: deleted,
+# redelivered to someone else, or beyond the 12-hour visibility limit.
+LEASE_LOST_CODES = frozenset({
+    "ReceiptHandleIsInvalid",
+    "MessageNotInflight",
+    "AWS.SimpleQueueService.MessageNotInflight",
+    "InvalidParameterValue",
+})
+
+
+@dataclass(frozen=True)
+class SqsWorkItem(WorkItem):
+    """A WorkItem that also remembers its priority, so work sent back keeps it."""
+
+    priority: int = 0
+
+
+def _seconds(value: float, most: int) -> int:
+    return max(0, min(most, math.ceil(value)))
+
+
+def _body(job_id: str, lo: int, hi: int, attempt: int, priority: int) -> str:
+    return json.dumps({"job_id": job_id, "lo": lo, "hi": hi, "attempt": attempt, "priority": priority},
+                      separators=(",", ":"))
+
+
+def _item(queue: str, message: dict) -> SqsWorkItem | None:
+    try:
+        body = json.loads(message["Body"])
+        fields = (str(body["job_id"]), int(body["lo"]), int(body["hi"]), int(body["attempt"]))
+        priority = int(body.get("priority", 0))
+    except (ValueError, KeyError, TypeError):
+        return None
+    received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+    return SqsWorkItem(
+        message["MessageId"], queue, *fields, receipt=message["ReceiptHandle"],
+        redelivered=received > 1, priority=priority,
+    )
+
+
+class SqsWorkQueue:
+    """`urls`: HyperBatch queue name -> queue URL (HYPER_QUEUE_URLS); `dead_letter_urls` likewise (HYPER_DLQ_URLS).
+
+    `wait_seconds` is the long poll of `claim` (0-20; tests use 0): an empty
+    queue costs one request per `wait_seconds` instead of one per poll.
+    """
+
+    def __init__(self, urls: dict[str, str], client, *, dead_letter_urls: dict[str, str] | None = None,
+                 wait_seconds: int = 10):
+        self.urls, self.client = dict(urls), client
+        self.dead_letter_urls = dict(dead_letter_urls or {})
+        self.wait_seconds = wait_seconds
+
+    def _url(self, queue: str) -> str:
+        try:
+            return self.urls[queue]
+        except KeyError:
+            raise ValueError(f"no SQS queue for HyperBatch queue '{queue}'") from None
+
+    # ---- send ---------------------------------------------------------------------------
+    def send(self, queue, job_id, lo, hi, attempt, priority=0):
+        self._send(queue, job_id, lo, hi, attempt, priority)
+
+    def _send(self, queue, job_id, lo, hi, attempt, priority, delay: float = 0.0) -> None:
+        params = {"QueueUrl": self._url(queue), "MessageBody": _body(job_id, lo, hi, attempt, priority)}
+        if delay > 0:
+            params["DelaySeconds"] = _seconds(delay, MAX_DELAY_SECONDS)
+        self.client.send_message(**params)
+
+    def send_many(self, items):
+        """SendMessageBatch, ten entries a call; entries SQS refused are retried, then raised."""
+        by_queue: dict[str, list[str]] = {}
+        for queue, job_id, lo, hi, attempt, priority in items:
+            by_queue.setdefault(queue, []).append(_body(job_id, lo, hi, attempt, priority))
+        for queue, bodies in by_queue.items():
+            url = self._url(queue)
+            for start in range(0, len(bodies), MAX_BATCH):
+                entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + MAX_BATCH])]
+                for _ in range(SEND_RETRIES):
+                    response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
+                    failed = {f["Id"] for f in response.get("Failed", [])}
+                    entries = [e for e in entries if e["Id"] in failed]
+                    if not entries:
+                        break
+                else:
+                    raise RuntimeError(f"SQS refused {len(entries)} messages for queue '{queue}'")
+
+    # ---- lease --------------------------------------------------------------------------
+    def claim(self, queue, worker, max_tasks, lease_seconds):
+        """ReceiveMessage under a lease; a range over `max_tasks` keeps its head and sends the tail back."""
+        response = self.client.receive_message(
+            QueueUrl=self._url(queue), MaxNumberOfMessages=1, WaitTimeSeconds=self.wait_seconds,
+            VisibilityTimeout=_seconds(lease_seconds, MAX_VISIBILITY_SECONDS),
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return None
+        item = _item(queue, messages[0])
+        if item is None:  # not ours: after MAX_RECEIVE_COUNT receives it sits in the DLQ for a human
+            print(f"hyperbatch: unreadable message {messages[0].get('MessageId')} in {queue}", file=sys.stderr)
+            return None
+        if item.size > max_tasks:
+            return self.split(item, item.lo, item.lo + max(1, max_tasks))
+        return item
+
+    def extend(self, item, lease_seconds):
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self._url(item.queue), ReceiptHandle=item.receipt,
+                VisibilityTimeout=_seconds(lease_seconds, MAX_VISIBILITY_SECONDS),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in LEASE_LOST_CODES:
+                return False
+            raise
+        return True
+
+    def ack(self, item):
+        self._delete(item.queue, item.receipt)
+
+    def _delete(self, queue: str, receipt: str, url: str | None = None) -> None:
+        try:
+            self.client.delete_message(QueueUrl=url or self._url(queue), ReceiptHandle=receipt)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in LEASE_LOST_CODES:
+                raise  # gone already (requeued, or acked twice): nothing to delete
+
+    def split(self, item: WorkItem, lo: int, hi: int) -> WorkItem:
+        """Keep [lo, hi) under this lease; [hi, item.hi) goes out as a new message.
+
+        The message itself still says item's whole range (see the module docstring).
+        """
+        if hi < item.hi:
+            self._send(item.queue, item.job_id, hi, item.hi, item.attempt, _priority(item))
+        return replace(item, lo=lo, hi=hi)
+
+    def release(self, item, lo=None, delay=0.0):
+        """Send [lo, hi) again, visible after `delay` (whole seconds, at most 900), and delete the original.
+
+        Even when all of it goes back, this is a new message rather than a
+        ChangeMessageVisibility(delay) of the original: every receive counts
+        toward the redrive policy, and an array waiting at its concurrency
+        limit is released over and over — its message would land in the DLQ
+        after five rounds.
+        """
+        lo = item.lo if lo is None else lo
+        if lo < item.hi:
+            self._send(item.queue, item.job_id, lo, item.hi, item.attempt, _priority(item), delay)
+        self._delete(item.queue, item.receipt)
+
+    def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
+        """Send [lo, hi) with the new attempt, then delete the old message (send first: never lose work)."""
+        if lo < item.hi:
+            self._send(item.queue, item.job_id, lo, item.hi, attempt, _priority(item))
+        self._delete(item.queue, item.receipt)
+
+    def expired(self, now):
+        """Always []: SQS redelivers a message whose lease ran out; see `WorkItem.redelivered`."""
+        return []
+
+    # ---- counts -------------------------------------------------------------------------
+    def _attributes(self, queue: str, *names: str) -> dict[str, int]:
+        response = self.client.get_queue_attributes(QueueUrl=self._url(queue), AttributeNames=list(names))
+        return {k: int(v) for k, v in response.get("Attributes", {}).items()}
+
+    def backlog(self, queue):
+        """Messages waiting (visible or delayed) — messages, not array positions: one may carry thousands.
+
+        Approximate, as SQS says (it settles within a minute). The scaler on
+        AWS should size on `DynamoJobStore.pending_tasks(queue)` instead.
+        """
+        found = self._attributes(queue, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")
+        return found.get("ApproximateNumberOfMessages", 0) + found.get("ApproximateNumberOfMessagesDelayed", 0)
+
+    def in_flight(self, queue):
+        """Messages under a lease (received, not yet deleted or visible again)."""
+        return self._attributes(queue, "ApproximateNumberOfMessagesNotVisible").get(
+            "ApproximateNumberOfMessagesNotVisible", 0
+        )
+
+    def jobs_with_work(self, job_ids):
+        raise NotImplementedError(
+            "SQS cannot be searched for a job's messages. The AWS reconciler closes the gap the other "
+            "way: it queries QUEUED jobs (and arrays with pending tasks) older than a grace period "
+            "through the by_queue_state index and sends their work again; a duplicate message is "
+            "harmless, since starting work is a conditional write on (state, attempt) and array "
+            "positions are handed out once through the job's `dispatched` ranges."
+        )
+
+    # ---- dead letters -------------------------------------------------------------------
+    def dead_letters(self, queue: str, max_messages: int = 100, lease_seconds: float = 60) -> list[tuple[WorkItem | None, str]]:
+        """Up to `max_messages` messages of the queue's DLQ as (item, receipt), hidden for `lease_seconds`.
+
+        The item is None for a body that is not a work item. Delete each one
+        handled with `drop_dead_letter(queue, receipt)`; one not deleted shows
+        up again after `lease_seconds`.
+        """
+        url = self.dead_letter_urls.get(queue)
+        if url is None:
+            raise ValueError(f"no dead-letter queue known for HyperBatch queue '{queue}'")
+        out: list[tuple[WorkItem | None, str]] = []
+        while len(out) < max_messages:
+            response = self.client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=min(10, max_messages - len(out)), WaitTimeSeconds=0,
+                VisibilityTimeout=_seconds(lease_seconds, MAX_VISIBILITY_SECONDS),
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                break
+            out += [(_item(queue, m), m["ReceiptHandle"]) for m in messages]
+        return out
+
+    def drop_dead_letter(self, queue: str, receipt: str) -> None:
+        self._delete(queue, receipt, url=self.dead_letter_urls[queue])
+
+
+def _priority(item: WorkItem) -> int:
+    return getattr(item, "priority", 0)

@@ -1,0 +1,59 @@
+"""The adapters' view of the deployment matches the CDK stack's; wiring from the stack's environment."""
+
+import json
+
+import pytest
+
+from hyperbatch.aws import bootstrap, clients, dynamo, from_environment, sqs
+from hyperbatch.ids import new_job_id
+from hyperbatch.model import new_job
+
+
+def test_names_and_schema_match_the_stacks():
+    pytest.importorskip("aws_cdk")
+    from stacks import naming, storage
+
+    for deployment in ("HyperBatch", "Dev-2"):
+        assert bootstrap.table_name(deployment) == naming.table(deployment)
+        assert bootstrap.queue_name(deployment, "batch") == naming.queue(deployment, "batch")
+        assert bootstrap.dead_letter_queue_name(deployment, "batch") == naming.dead_letter_queue(deployment, "batch")
+        assert bootstrap.log_group_prefix(deployment) == naming.log_group_prefix(deployment)
+    assert dynamo.INDEXES == naming.INDEXES
+    assert sqs.MAX_RECEIVE_COUNT == storage.MAX_RECEIVE_COUNT
+
+
+def test_adapters_from_the_stack_environment(aws):
+    env = {
+        "HYPER_MAIN_REGION": "us-east-1",
+        "HYPER_TABLE": aws.plane.table,
+        "HYPER_QUEUE_URLS": json.dumps(aws.plane.queue_urls),
+        "HYPER_DLQ_URLS": json.dumps(aws.plane.dead_letter_urls),
+        "HYPER_LOG_GROUP_PREFIX": aws.plane.log_group_prefix,
+    }
+    clients.reset()
+    backend = from_environment(env, wait_seconds=0)
+    doc = new_job(id=new_job_id(), owner="alice", queue="west", definition="standard")
+    backend.store.create([doc], [])
+    backend.queue.send("west", doc["id"], 0, 1, 1)
+    assert backend.queue.claim("west", "w", 1, 30).job_id == doc["id"]
+    assert backend.store.query(states=["QUEUED"]).items == [doc]  # the queue names came from the URLs
+    assert backend.logs.group(doc["id"]) == f"{aws.plane.log_group_prefix}west"
+    clients.reset()  # they were made under this test's mock
+
+
+def test_clients_are_made_once_per_service_and_region(monkeypatch):
+    from hyperbatch.aws import clients
+
+    monkeypatch.setenv("HYPER_MAIN_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    clients.reset()
+    try:
+        sqs_client = clients.client("sqs")
+        assert clients.client("sqs", "eu-west-1") is sqs_client
+        assert sqs_client.meta.region_name == "eu-west-1"
+        assert clients.client("sqs", "us-west-2") is not sqs_client
+        assert sqs_client.meta.config.retries["mode"] == "standard"
+        assert sqs_client.meta.config.read_timeout > 20  # above SQS's longest long poll
+    finally:
+        clients.reset()
