@@ -84,8 +84,8 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> "Settings":
-        if self.heartbeat_seconds >= self.lease_seconds:
-            raise ValueError("heartbeat_seconds must be smaller than lease_seconds")
+        for where in (self, self.local):
+            _check_heartbeat(where.heartbeat_seconds, where.lease_seconds)
         return self
 
 
@@ -261,6 +261,12 @@ class Configuration(_Model):
             if d.image not in images:
                 out.append(f"definitions.json: entry '{d.name}' field 'image': no image named '{d.image}'")
         return out
+
+
+def _check_heartbeat(heartbeat: float, lease: float) -> None:
+    # A worker silent for half a lease is taken for lost, so it must beat at least twice in that time.
+    if heartbeat * 3 > lease:
+        raise ValueError(f"heartbeat_seconds ({heartbeat:g}) must be at most a third of lease_seconds ({lease:g})")
 
 
 def _check_region(value: str) -> str:

@@ -53,9 +53,11 @@ class Signals:
 
 
 class Dispatcher:
-    def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float):
+    def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float,
+                 clock=time.time):
         self.store, self.queue = store, queue
         self.worker, self.region, self.lease_seconds = worker, region, lease_seconds
+        self.clock = clock
 
     @property
     def host(self) -> str:
@@ -141,15 +143,36 @@ class Dispatcher:
 
     # ---- heartbeat ----------------------------------------------------------------------
     def heartbeat(self, run: Run) -> Signals:
-        """Extend the lease and look for cancellation."""
+        """Extend the lease, record that the worker lives, and look for cancellation.
+
+        The store's heartbeat is what tells a lost worker from a duplicate delivery
+        (SQS may hand a message out twice while its first worker still runs).
+        """
         if not self.queue.extend(run.item, self.lease_seconds):
             return Signals(lease_lost=True)
-        doc = self.store.get(run.item.job_id)
+        now = time.time()
+        try:
+            if run.positions:
+                doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+            else:
+                doc = self.store.update(
+                    run.item.job_id, Expect.state(JobState.RUNNING, attempt=run.attempt),
+                    Change(set={"heartbeat_at": now}),
+                )
+        except StaleTransition:
+            return Signals(lease_lost=True)  # the job was taken back: whatever runs here must stop
         if doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value:
             return Signals(cancel_all=True)
         if is_array(doc):
             return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]))
         return Signals()
+
+    def alive(self, beat: float | None) -> bool:
+        """A worker beats several times a lease; one silent for half a lease is taken for lost.
+
+        (When SQS redelivers a lost worker's message, its last beat is about a whole lease old.)
+        """
+        return beat is not None and self.clock() - beat < self.lease_seconds / 2
 
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
@@ -256,8 +279,16 @@ class Dispatcher:
             self.queue.ack(item)
             return
         if is_array(doc):
+            chunk = doc["chunks"].get(item.id)
+            if chunk and self.alive(doc["beats"].get(item.id, chunk["started"])):
+                self.queue.ack(item)  # a duplicate delivery: the chunk's worker is still beating
+                return
             self._recover_chunk(item)
         else:
+            running = doc["state"] == JobState.RUNNING.value and doc["attempt"] == item.attempt
+            if running and self.alive(doc["heartbeat_at"]):
+                self.queue.ack(item)  # a duplicate delivery: the job's worker is still beating
+                return
             self._recover_job(item, doc)
 
     def _recover_job(self, item: WorkItem, doc: dict) -> None:

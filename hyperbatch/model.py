@@ -64,6 +64,7 @@ def new_job(**fields: Any) -> dict:
         "cancelled_tasks": {},
         "retrying": {},
         "chunks": {},
+        "beats": {},  # chunk id -> last heartbeat of the worker running it
     }
     doc.update(fields)
     return doc

@@ -102,6 +102,7 @@ def settle(doc: dict, chunk_id: str, verdict: Callable[[int, str], tuple[str, ob
             "cancelled_tasks": cancelled,
             "retrying": retrying,
             "chunks": {k: v for k, v in doc["chunks"].items() if k != chunk_id},
+            "beats": {k: v for k, v in doc["beats"].items() if k != chunk_id},
             "running": doc["running"] - len(positions),
             **{key: doc[key] + n for key, n in counts.items()},
         }

@@ -7,6 +7,8 @@ core's flows hold on DynamoDB + SQS, including a lost worker found by redelivery
 import os
 
 import boto3
+import time
+
 import pytest
 
 from hyperbatch.aws.events import events_from_stream
@@ -101,7 +103,8 @@ def test_a_lost_worker_is_found_by_redelivery_and_its_job_retried(aws, flow):
     run = work(aws, worker, lease=0)  # the worker dies at once: its message is visible again
     assert aws.store.get(job["id"])["state"] == "RUNNING" and run.attempt == 1
     recovered = []
-    retry = work(aws, Dispatcher(aws.store, aws.queue, "w2", "us-east-1", 30), recovered=recovered)
+    later = Dispatcher(aws.store, aws.queue, "w2", "us-east-1", 30, clock=lambda: time.time() + 3600)
+    retry = work(aws, later, recovered=recovered)
     assert [i.job_id for i in recovered] == [job["id"]]
     doc = aws.store.get(job["id"])
     assert (doc["state"], doc["attempt"]) == ("RUNNING", 2) and "lost" in doc["reason"]
@@ -118,13 +121,14 @@ def test_a_lost_array_chunk_is_settled_and_its_tasks_retried(aws, flow):
     lost = work(aws, worker, max_tasks=6, lease=0)
     assert lost.positions == list(range(6))
     recovered, done = [], 0
-    while (run := work(aws, worker, recovered=recovered)) is not None:
+    later = Dispatcher(aws.store, aws.queue, "w2", "us-east-1", 30, clock=lambda: time.time() + 3600)
+    while (run := work(aws, later, recovered=recovered)) is not None:
         if not done:  # the chunk was settled before anything ran again
             assert [i.id for i in recovered] == [lost.item.id]
             waiting = aws.store.get(array["id"])["retrying"]
             assert set(waiting) | {str(p) for p in run.positions} == {str(i) for i in range(6)}
         assert run.attempt == 2
-        worker.finish_tasks(run, {p: Outcome(0) for p in run.positions})
+        later.finish_tasks(run, {p: Outcome(0) for p in run.positions})
         done += len(run.positions)
     assert done == 6
     doc = aws.store.get(array["id"])

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
@@ -262,7 +261,7 @@ def home(tmp_path: Path, api: FakeApi) -> Path:
 def cli(home: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """cli("qsub", "-N", "x", "--", "true", input=None, env={...}) runs the installed console script."""
     workdir = tmp_path / "work"
-    workdir.mkdir()
+    workdir.mkdir(exist_ok=True)
 
     def run(
         command: str, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 15
@@ -284,10 +283,31 @@ def cli(home: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess
     return run
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+@pytest.fixture
+def inproc(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """inproc("qsub", "-N", "x", "--", "true", env={...}) -> (exit code, stdout, stderr), in this process.
+
+    For the many option-parsing cases where a fresh interpreter per case would only cost time;
+    the `cli` fixture covers the installed console scripts themselves.
+    """
+    from cli import jobs
+
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+
+    def run(command: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        with monkeypatch.context() as m:
+            for key in [k for k in os.environ if k.startswith("HYPERBATCH_")]:
+                m.delenv(key)
+            m.setenv("HYPERBATCH_HOME", str(home))
+            m.setenv("LOGNAME", USER)
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            m.chdir(workdir)
+            capsys.readouterr()
+            code = getattr(jobs, f"{command}_main")(list(args))
+            out, err = capsys.readouterr()
+        return code, out, err
+
+    run.workdir = workdir  # type: ignore[attr-defined]
+    return run

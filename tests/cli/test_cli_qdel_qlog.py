@@ -13,27 +13,24 @@ def test_qdel_processes_every_id_and_reports_unknown(cli, api):
     assert [r["path"] for r in api.calls("DELETE")] == [f"/jobs/{a['id']}", "/jobs/01JD4V8ZKZZZZ", f"/jobs/{c['id']}"]
 
 
-def test_qdel_success_prints_nothing(cli, api):
+def test_qdel_success_prints_nothing(inproc, api):
     a = api.add()
-    result = cli("qdel", a["id"])
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert inproc("qdel", a["id"]) == (0, "", "")
 
 
-def test_qdel_array_and_task(cli, api):
+def test_qdel_array_and_task(inproc, api):
     arr = api.add(array={"spec": "1-3", "total": 3}, state="QUEUED")
-    assert cli("qdel", f"{arr['id']}[2]").returncode == 0
-    assert cli("qdel", f"{arr['id']}[]").returncode == 0
+    assert inproc("qdel", f"{arr['id']}[2]")[0] == 0
+    assert inproc("qdel", f"{arr['id']}[]")[0] == 0
     first, second = api.calls("DELETE")
     assert first["path"] == second["path"] == f"/jobs/{arr['id']}"
     assert first["query"] == {"index": "2"}
     assert second["query"] == {}
 
 
-def test_qdel_finished_job_passes_server_message(cli, api):
+def test_qdel_finished_job_passes_server_message(inproc, api):
     done = api.add(state="SUCCEEDED")
-    result = cli("qdel", done["id"])
-    assert result.returncode == 1
-    assert result.stderr == f"qdel: {done['id']}: job {done['id']} has already finished\n"
+    assert inproc("qdel", done["id"]) == (1, "", f"qdel: {done['id']}: job {done['id']} has already finished\n")
 
 
 def test_qdel_needs_an_id(cli, api):
@@ -42,15 +39,15 @@ def test_qdel_needs_an_id(cli, api):
     assert result.stderr.startswith("qdel: Missing argument")
 
 
-def test_qhold_and_qrls(cli, api):
+def test_qhold_and_qrls(inproc, api):
     job = api.add(state="QUEUED")
-    assert cli("qhold", job["id"]).returncode == 0
+    assert inproc("qhold", job["id"]) == (0, "", "")
     assert api.jobs[job["id"]]["state"] == "HELD"
-    assert cli("qrls", job["id"]).returncode == 0
+    assert inproc("qrls", job["id"]) == (0, "", "")
     assert api.jobs[job["id"]]["state"] == "QUEUED"
-    again = cli("qrls", job["id"], "01JD4V8ZKZZZZ")
-    assert again.returncode == 1
-    assert again.stderr == f"qrls: {job['id']}: job {job['id']} is not held\nqrls: Unknown Job Id 01JD4V8ZKZZZZ\n"
+    code, _, err = inproc("qrls", job["id"], "01JD4V8ZKZZZZ")
+    assert code == 1
+    assert err == f"qrls: {job['id']}: job {job['id']} is not held\nqrls: Unknown Job Id 01JD4V8ZKZZZZ\n"
     assert [r["path"] for r in api.calls("POST")] == [
         f"/jobs/{job['id']}/hold",
         f"/jobs/{job['id']}/release",
@@ -59,11 +56,11 @@ def test_qhold_and_qrls(cli, api):
     ]
 
 
-def test_qhold_refuses_a_single_task(cli, api):
+def test_qhold_refuses_a_single_task(inproc, api):
     arr = api.add(array={"spec": "1-3", "total": 3})
-    result = cli("qhold", f"{arr['id']}[2]")
-    assert result.returncode == 2
-    assert "whole array" in result.stderr
+    code, _, err = inproc("qhold", f"{arr['id']}[2]")
+    assert code == 2
+    assert "whole array" in err
     assert api.calls("POST") == []
 
 
@@ -77,11 +74,10 @@ def test_qlog_prints_exactly_what_is_stored(cli, api):
     assert offsets == ["0", str(len("line 1\nhé "))]
 
 
-def test_qlog_without_follow_stops_when_nothing_new(cli, api):
+def test_qlog_without_follow_stops_when_nothing_new(inproc, api):
     job = api.add(state="RUNNING")
     api.logs[(job["id"], "stdout", None)] = [("so far\n", False)]
-    result = cli("qlog", job["id"])
-    assert (result.returncode, result.stdout) == (0, "so far\n")
+    assert inproc("qlog", job["id"]) == (0, "so far\n", "")
 
 
 def test_qlog_follow_until_final(cli, api):
@@ -94,15 +90,12 @@ def test_qlog_follow_until_final(cli, api):
     assert offsets == ["0", "2", "2", "3", "3"]
 
 
-def test_qlog_stderr_and_task(cli, api):
+def test_qlog_stderr_and_task(inproc, api):
     arr = api.add(array={"spec": "1-3", "total": 3}, state="SUCCEEDED")
     api.logs[(arr["id"], "stderr", 2)] = [("oops\n", True)]
-    result = cli("qlog", "-e", f"{arr['id']}[2]")
-    assert (result.returncode, result.stdout) == (0, "oops\n")
+    assert inproc("qlog", "-e", f"{arr['id']}[2]") == (0, "oops\n", "")
     assert api.calls("GET")[0]["query"] == {"stream": "stderr", "offset": "0", "index": "2"}
 
 
-def test_qlog_unknown_job(cli, api):
-    result = cli("qlog", "01JD4V8ZKZZZZ")
-    assert result.returncode == 1
-    assert result.stderr == "qlog: Unknown Job Id 01JD4V8ZKZZZZ\n"
+def test_qlog_unknown_job(inproc, api):
+    assert inproc("qlog", "01JD4V8ZKZZZZ") == (1, "", "qlog: Unknown Job Id 01JD4V8ZKZZZZ\n")

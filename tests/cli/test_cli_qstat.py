@@ -97,17 +97,16 @@ def test_x_includes_finished_jobs(cli, api, jobs):
     assert "state" not in api.calls("GET", "/jobs")[0]["query"]
 
 
-def test_no_jobs_prints_nothing(cli, api):
-    result = cli("qstat")
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+def test_no_jobs_prints_nothing(inproc, api):
+    assert inproc("qstat") == (0, "", "")
 
 
-def test_u_asks_for_another_owner(cli, api, jobs):
+def test_u_asks_for_another_owner(inproc, api, jobs):
     api.add(name="bobs", owner="bob", state="QUEUED")
-    result = cli("qstat", "-u", "bob")
-    assert result.returncode == 0
+    code, out, _ = inproc("qstat", "-u", "bob")
+    assert code == 0
     assert api.calls("GET", "/jobs")[0]["query"]["owner"] == "bob"
-    assert [row[1] for row in _rows(result.stdout).values()] == ["bobs"]
+    assert [row[1] for row in _rows(out).values()] == ["bobs"]
 
 
 def test_explicit_ids_show_finished_jobs_and_report_unknown(cli, api, jobs):
@@ -156,16 +155,17 @@ def test_t_expands_arrays_into_task_rows(cli, api, jobs):
     assert keys.index(arr + "[]") + 1 == keys.index(f"{arr}[1]")  # tasks follow their array
 
 
-def test_one_task_by_id(cli, api, jobs):
+def test_one_task_by_id(inproc, api, jobs):
     arr = jobs["array"]["id"]
-    result = cli("qstat", f"{arr}[3]")
-    assert result.returncode == 0, result.stderr
-    assert list(_rows(result.stdout)) == [f"{arr}[3]"]
-    assert _rows(result.stdout)[f"{arr}[3]"][4] == "X"
+    code, out, err = inproc("qstat", f"{arr}[3]")
+    assert code == 0, err
+    assert list(_rows(out)) == [f"{arr}[3]"]
+    assert _rows(out)[f"{arr}[3]"][4] == "X"
     task_calls = api.calls("GET", f"/jobs/{arr}/tasks")
     assert task_calls[0]["query"] == {"offset": "2", "limit": "1"}  # straight to the task's position
-    missing = cli("qstat", f"{arr}[9]")
-    assert missing.returncode == 1 and missing.stderr == f"qstat: Unknown Job Id {arr}[9]\n"
+    assert inproc("qstat", f"{arr}[9]") == (1, "", f"qstat: Unknown Job Id {arr}[9]\n")
+    code, _, err = inproc("qstat", f"{jobs['queued']['id']}[1]")
+    assert code == 1 and "is not an array job" in err
 
 
 def test_json(cli, api, jobs):
@@ -178,7 +178,7 @@ def test_json(cli, api, jobs):
     assert [t["index"] for t in with_tasks[0]["tasks"]] == [1, 2, 3, 4, 5]
 
 
-def test_malformed_id_is_a_usage_error(cli, api):
-    result = cli("qstat", "ABC[x]")
-    assert result.returncode == 2
-    assert result.stderr.startswith("qstat: illegally formed job identifier")
+def test_malformed_id_is_a_usage_error(inproc, api):
+    code, _, err = inproc("qstat", "ABC[x]")
+    assert code == 2
+    assert err.startswith("qstat: illegally formed job identifier")

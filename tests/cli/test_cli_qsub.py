@@ -83,14 +83,14 @@ def test_options_become_request_fields(cli, api):
     }
 
 
-def test_t_is_an_alias_of_J_and_long_options(cli, api):
-    assert cli("qsub", "-t", "0-10:2", "--name", "n", "--queue", "q", "--", "true").returncode == 0
+def test_t_is_an_alias_of_J_and_long_options(inproc, api):
+    assert inproc("qsub", "-t", "0-10:2", "--name", "n", "--queue", "q", "--", "true")[0] == 0
     body = _only_submit(api)
     assert (body["array"], body["name"], body["queue"]) == ("0-10:2", "n", "q")
 
 
-def test_hold_flag_clusters_with_value_options(cli, api):
-    assert cli("qsub", "-hN", "--", "--", "true").returncode == 0  # -N's value is "--"
+def test_hold_flag_clusters_with_value_options(inproc, api):
+    assert inproc("qsub", "-hN", "--", "--", "true")[0] == 0  # -N's value is "--"
     body = _only_submit(api)
     assert body["hold"] is True and body["name"] == "--" and body["command"] == ["true"]
 
@@ -103,9 +103,9 @@ def test_script_on_stdin(cli, api):
     assert body["script_name"] == "STDIN"
 
 
-def test_V_passes_environment_without_secrets(cli, api):
+def test_V_passes_environment_without_secrets(inproc, api):
     env = {"MY_SETTING": "1", "AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "t", "DB_PASSWORD": "p", "OVER": "env"}
-    assert cli("qsub", "-V", "-v", "OVER=cli", "--", "true", env=env).returncode == 0
+    assert inproc("qsub", "-V", "-v", "OVER=cli", "--", "true", env=env)[0] == 0
     sent = _only_submit(api)["env"]
     assert sent["MY_SETTING"] == "1" and sent["OVER"] == "cli"
     assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DB_PASSWORD", "HYPERBATCH_HOME"} & set(sent)
@@ -143,11 +143,6 @@ def test_wait_polls_through_running(cli, api):
     [
         (["-x", "--", "true"], "No such option"),
         (["-p", "x", "--", "true"], "'x' is not a valid integer"),
-        (["--retries", "-1", "--", "true"], "--retries"),
-        (["-W", "group_list=x", "--", "true"], "only depend="),
-        (["-l", "mem", "--", "true"], "KEY=VALUE"),
-        (["-v", "SURELY_NOT_SET_ANYWHERE", "--", "true"], "not set in your environment"),
-        (["--"], "nothing to run"),
         (["missing.sh"], "not found"),
         ([], "no job to submit"),  # stdin is an empty pipe
     ],
@@ -159,27 +154,54 @@ def test_usage_errors_exit_2_with_one_line(cli, api, args, needle):
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("qsub: "), result.stderr
     assert needle in lines[0]
-    assert "Traceback" not in result.stderr
     assert api.calls("POST") == []
 
 
-def test_script_and_command_together_is_a_usage_error(cli, api):
-    (cli.workdir / "a.sh").write_text("echo a\n")
-    result = cli("qsub", "a.sh", "--", "true")
-    assert result.returncode == 2 and "not both" in result.stderr
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--retries", "-1", "--", "true"], "--retries"),
+        (["-W", "group_list=x", "--", "true"], "only depend="),
+        (["-W", "depend=", "--", "true"], "needs a value"),
+        (["-l", "mem", "--", "true"], "KEY=VALUE"),
+        (["-v", "SURELY_NOT_SET_ANYWHERE", "--", "true"], "not set in your environment"),
+        (["-v", "A='x", "--", "true"], "unbalanced"),
+        (["--"], "nothing to run"),
+        (["a.sh", "b.sh"], "unexpected extra argument"),
+    ],
+)
+def test_more_usage_errors(inproc, api, args, needle):
+    code, out, err = inproc("qsub", *args)
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1 and err.startswith("qsub: ") and needle in err, err
+    assert api.calls("POST") == []
 
 
-def test_binary_and_empty_scripts_are_refused(cli, api):
-    (cli.workdir / "prog").write_bytes(b"\x7fELF\x00\x01\x02")
-    (cli.workdir / "empty.sh").write_text("\n  \n")
-    binary = cli("qsub", "prog")
-    assert binary.returncode == 2 and "binary" in binary.stderr and "qsub -- PROGRAM" in binary.stderr.replace(
-        "[OPTIONS] ", ""
-    )
-    empty = cli("qsub", "empty.sh")
-    assert empty.returncode == 2 and "empty" in empty.stderr
-    directory = cli("qsub", ".")
-    assert directory.returncode == 2 and "directory" in directory.stderr
+def test_script_and_command_together_is_a_usage_error(inproc, api):
+    (inproc.workdir / "a.sh").write_text("echo a\n")
+    code, _, err = inproc("qsub", "a.sh", "--", "true")
+    assert code == 2 and "not both" in err
+
+
+def test_binary_empty_and_directory_scripts_are_refused(inproc, api):
+    (inproc.workdir / "prog").write_bytes(b"\x7fELF\x00\x01\x02")
+    (inproc.workdir / "latin1.sh").write_bytes(b"echo caf\xe9\n")
+    (inproc.workdir / "empty.sh").write_text("\n  \n")
+    code, _, err = inproc("qsub", "prog")
+    assert code == 2 and "binary" in err and "qsub -- PROGRAM" in err.replace("[OPTIONS] ", "")
+    code, _, err = inproc("qsub", "latin1.sh")
+    assert code == 2 and "UTF-8" in err
+    code, _, err = inproc("qsub", "empty.sh")
+    assert code == 2 and "empty" in err
+    code, _, err = inproc("qsub", ".")
+    assert code == 2 and "directory" in err
+    assert api.calls("POST") == []
+
+
+def test_options_after_the_script(inproc, api):
+    (inproc.workdir / "a.sh").write_text("echo a\n")
+    assert inproc("qsub", "a.sh", "-N", "late")[0] == 0
+    assert _only_submit(api)["name"] == "late"
 
 
 def test_server_422_message_passes_through_exit_2(cli, api):
@@ -191,25 +213,19 @@ def test_server_422_message_passes_through_exit_2(cli, api):
     assert result.stdout == ""
 
 
-def test_server_multiline_message_is_one_line(cli, api):
+def test_server_multiline_message_is_one_line(inproc, api):
     api.override("POST", "/jobs", (400, {"error": "InvalidSpec", "message": "bad queue 'x'\nknown: a, b"}))
-    result = cli("qsub", "--", "true")
-    assert result.returncode == 2
-    assert result.stderr == "qsub: bad queue 'x'; known: a, b\n"
+    assert inproc("qsub", "--", "true") == (2, "", "qsub: bad queue 'x'; known: a, b\n")
 
 
-def test_bad_token_exits_1_with_message(cli, api, home):
+def test_bad_token_exits_1_with_message(inproc, api, home):
     (home / "token").write_text("wrong\n")
-    result = cli("qsub", "--", "true")
-    assert result.returncode == 1
-    assert result.stderr == "qsub: missing or bad bearer token\n"
+    assert inproc("qsub", "--", "true") == (1, "", "qsub: missing or bad bearer token\n")
 
 
-def test_server_error_exits_1(cli, api):
+def test_server_error_exits_1(inproc, api):
     api.override("POST", "/jobs", (500, {"error": "Internal", "message": "boom"}))
-    result = cli("qsub", "--", "true")
-    assert result.returncode == 1
-    assert result.stderr == "qsub: server error (HTTP 500): boom\n"
+    assert inproc("qsub", "--", "true") == (1, "", "qsub: server error (HTTP 500): boom\n")
 
 
 def test_no_host_configured(cli, api, home):

@@ -43,9 +43,11 @@ class Harness:
         return run
 
     def lose_lease(self):
-        """Make every lease look expired and let the reconciler's recovery run."""
+        """An hour later: every lease has expired and every heartbeat is stale; the reconciler recovers."""
+        later = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", 30,
+                           clock=lambda: time.time() + 3600)
         for item in self.backend.queue.expired(time.time() + 3600):
-            self.worker.recover_lost(item)
+            later.recover_lost(item)
         self.deliver()
 
     def deliver(self):

@@ -176,3 +176,20 @@ def test_a_stopping_worker_finishes_a_cancel_it_was_asked_for(harness):
     harness.worker.give_back(run)
     assert harness.job(job["id"])["state"] == "CANCELLED"
     assert harness.claim() is None
+
+
+def test_a_duplicate_delivery_of_a_running_job_is_dropped_while_its_worker_beats(harness):
+    job = harness.submit(max_attempts=3)
+    run = harness.claim()
+    harness.worker.heartbeat(run)
+    harness.worker.recover_lost(run.item)  # now, not an hour later: the worker is alive
+    still = harness.job(job["id"])
+    assert (still["state"], still["attempt"], still["run_count"]) == ("RUNNING", 1, 1)
+
+
+def test_a_heartbeat_after_the_job_was_taken_back_stops_the_worker(harness):
+    job = harness.submit(max_attempts=3)
+    run = harness.claim()
+    harness.lose_lease()
+    assert harness.job(job["id"])["attempt"] == 2
+    assert harness.worker.heartbeat(run).lease_lost

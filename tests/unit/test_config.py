@@ -54,6 +54,10 @@ def test_the_example_is_one_main_and_two_hub_regions():
      "regions.json: entry 'us-west-2' field 'vpc.subnet_type': isolated subnets reach only their own region"),
     ("regions", lambda r: [r[0], {**r[1], "vpc": {"cidr": "10.0.0.0/16", "vpc_id": "vpc-0abc"}}, r[2]],
      "give exactly one of cidr"),
+    ("settings", lambda s: {**s, "heartbeat_seconds": 30, "lease_seconds": 60},
+     "heartbeat_seconds (30) must be at most a third of lease_seconds (60)"),
+    ("settings", lambda s: {**s, "local": {"lease_seconds": 2, "heartbeat_seconds": 1}},
+     "heartbeat_seconds (1) must be at most a third of lease_seconds (2)"),
     ("images", lambda i: i + i, "images.json: entry 'worker' field 'name': appears more than once"),
     ("queues", lambda q: {"not": "a list"}, "queues.json: must be a JSON list"),
 ])

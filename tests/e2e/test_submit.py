@@ -1,0 +1,125 @@
+"""Submitting scripts and commands, exit statuses, and reading output (qsub, qstat -f, qlog)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_submit")]
+
+
+DIRECTIVES = """\
+#!/bin/bash
+#PBS -N from-directive
+#PBS -l walltime=00:05:00
+#PBS -v GREETING=hello-e2e
+echo "greeting=$GREETING jobid=$PBS_JOBID name=$PBS_JOBNAME"
+"""
+
+
+def test_directives_set_name_walltime_and_environment(hb):
+    script = hb.script(DIRECTIVES, "directives.sh")
+    job_id = hb.submit(script)  # asserts qsub printed the id alone
+
+    job = hb.wait_state(job_id, "SUCCEEDED")
+    assert job["name"] == "from-directive"
+    attrs = hb.full(job_id)
+    assert attrs["Job_Name"] == "from-directive"
+    assert attrs["Resource_List.walltime"] == "00:05:00"
+    assert attrs["Variable_List"] == "GREETING=hello-e2e"
+    assert attrs["job_state"] == "F" and attrs["hyper_state"] == "SUCCEEDED"
+    assert attrs["Exit_status"] == "0"
+
+    out = hb.run("qlog", job_id).stdout
+    assert out == f"greeting=hello-e2e jobid={job_id} name=from-directive\n"
+
+
+def test_command_line_name_wins_over_directive(hb):
+    script = hb.script(DIRECTIVES, "directives2.sh")
+    job_id = hb.submit("-N", "other", script)
+    hb.wait_state(job_id, "SUCCEEDED")
+    assert hb.full(job_id)["Job_Name"] == "other"
+    assert hb.run("qlog", job_id).stdout == f"greeting=hello-e2e jobid={job_id} name=other\n"
+
+
+def test_failing_job_reports_its_exit_status(hb):
+    script = hb.script("#!/bin/bash\necho about to fail\nexit 3\n", "fail3.sh")
+    proc = hb.run("qsub", "--retries", "0", "--wait", script, check=False, timeout=45)
+    assert proc.returncode == 3, proc
+    job_id = proc.stdout.strip()
+    assert proc.stdout == job_id + "\n"
+    hb.submitted.append(job_id)
+
+    attrs = hb.full(job_id)
+    assert attrs["job_state"] == "F"
+    assert attrs["hyper_state"] == "FAILED"
+    assert attrs["Exit_status"] == "3"
+    assert attrs["run_count"] == "1"
+    assert attrs["max_attempts"] == "1"
+    assert hb.run("qlog", job_id).stdout == "about to fail\n"
+
+
+def test_job_killed_by_a_signal(hb):
+    script = hb.script("#!/bin/bash\nkill -9 $$\necho never printed\n", "kill9.sh")
+    proc = hb.run("qsub", "--retries", "0", "--wait", script, check=False, timeout=45)
+    assert proc.returncode == 137, proc  # 128 + 9, as a shell reports it
+    job_id = proc.stdout.strip()
+    hb.submitted.append(job_id)
+
+    attrs = hb.full(job_id)
+    assert attrs["hyper_state"] == "FAILED"
+    assert attrs["Exit_status"] == "265"  # PBS: 256 + signal number
+    assert "signal 9" in attrs.get("comment", "")
+    assert hb.run("qlog", job_id).stdout == ""
+
+
+def test_successful_wait_exits_zero(hb):
+    proc = hb.run("qsub", "--wait", "--", "echo", "fine", timeout=45)
+    job_id = proc.stdout.strip()
+    assert proc.stdout == job_id + "\n"
+    assert hb.job(job_id)["state"] == "SUCCEEDED"
+    assert hb.run("qlog", job_id).stdout == "fine\n"
+
+
+def test_stdout_and_stderr(hb):
+    script = hb.script(
+        "#!/bin/bash\necho to-stdout-1\necho to-stderr-1 >&2\necho to-stdout-2\necho to-stderr-2 >&2\n",
+        "streams.sh",
+    )
+    job_id = hb.submit(script)
+    hb.wait_state(job_id, "SUCCEEDED")
+    out = hb.run("qlog", job_id)
+    assert out.stdout == "to-stdout-1\nto-stdout-2\n"
+    assert out.stderr == ""
+    err = hb.run("qlog", "-e", job_id)
+    assert err.stdout == "to-stderr-1\nto-stderr-2\n"
+
+
+def test_qlog_follow_ends_with_the_job(hb):
+    script = hb.script(
+        "#!/bin/bash\nfor i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.4; done\necho done\n", "ticks.sh"
+    )
+    job_id = hb.submit(script)
+    hb.wait_state(job_id, ("RUNNING", "SUCCEEDED"))
+    following_since = time.time()
+    follower = hb.popen("qlog", "-f", job_id)
+    try:
+        out, err = follower.communicate(timeout=45)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert err == ""
+    assert out == "".join(f"tick {i}\n" for i in range(1, 6)) + "done\n"
+    job = hb.job(job_id)
+    assert job["state"] == "SUCCEEDED"
+    # qlog -f was started while the job still ran, and returned on its own once the job ended.
+    assert job["finished_at"] > following_since
+
+
+def test_script_on_stdin(hb):
+    job_id = hb.submit("-N", "from-stdin", input="#!/bin/bash\necho read from stdin\n")
+    hb.wait_state(job_id, "SUCCEEDED")
+    assert hb.full(job_id)["Job_Name"] == "from-stdin"
+    assert hb.run("qlog", job_id).stdout == "read from stdin\n"
