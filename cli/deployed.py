@@ -3,8 +3,7 @@
 One cheap listing call per (kind, region), cached; any failure reads as
 "unknown" for the entries that needed it, never as an error.
 
-Physical names follow stacks/naming.py (tests/manage/test_manage_deployed.py keeps the
-two in step); importing it here would load aws_cdk, seconds per command.
+Physical names come from hyperbatch/names.py, the rules the stacks build with.
 """
 
 from __future__ import annotations
@@ -14,16 +13,9 @@ import re
 from typing import Any, Callable
 
 from cli import aws
+from hyperbatch.names import compute_stack
 
 UNKNOWN, NOT_APPLICABLE = "unknown", "n/a"
-
-
-def control_stack(deployment: str) -> str:
-    return f"{deployment}-Control"
-
-
-def compute_stack(deployment: str, region: str) -> str:
-    return f"{deployment}-Compute-{region}"
 
 
 def _strip(deployment: str, names: list[str]) -> set[str]:

@@ -65,7 +65,7 @@ def import_deployment(
 ) -> None:
     """Register a deployed HyperBatch (from its control-plane stack's outputs) and select it."""
     from cli import aws
-    from cli.deployed import control_stack
+    from hyperbatch.names import control_stack
 
     if not (stack_name and region):
         settings = _settings(config_dir)

@@ -1,80 +1,31 @@
-"""Physical names, ARNs and URLs every stack derives from the deployment name.
+"""Names, ARNs and URLs of deployed resources, as CloudFormation tokens.
 
-CloudFormation cannot pass values between regions, so the compute stacks never
-import anything from the control-plane stack: both sides compute the same names
-here. Change a rule only here, and only with a migration plan — these names are
-the physical names of deployed resources.
+The name rules themselves live in hyperbatch/names.py (the runtime and the
+CLI need them without the CDK); this module adds what needs CDK tokens: the
+account, the partition, ARNs and URLs.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Aws
 
-from hyperbatch.config import ConfigError
-
-# Global secondary indexes of the job table: name -> (partition key, sort key).
-INDEXES = {
-    "by_owner": ("gsi1pk", "gsi1sk"),  # owner, job id
-    "by_queue_state": ("gsi2pk", "gsi2sk"),  # "queue#state", job id
-    "by_parent": ("gsi3pk", "gsi3sk"),  # parent job id, child id
-}
-
-_SQS_NAME_MAX = 80  # SQS rejects longer queue names
-_BATCH_NAME_MAX = 128  # job queue, job definition and compute environment names
-_S3_NAME_MAX = 63
-
-
-def control_stack(deployment: str) -> str:
-    return f"{deployment}-Control"
-
-
-def compute_stack(deployment: str, region: str) -> str:
-    return f"{deployment}-Compute-{region}"
-
-
-def export(deployment: str, output: str) -> str:
-    """CloudFormation export name of a control-plane output, unique per deployment."""
-    return f"{control_stack(deployment)}-{output}"
-
-
-def table(deployment: str) -> str:
-    return f"{deployment}-jobs"
-
-
-def queue(deployment: str, name: str) -> str:
-    return _checked(f"{deployment}-{name}", _SQS_NAME_MAX, f"queue '{name}'")
-
-
-def dead_letter_queue(deployment: str, name: str) -> str:
-    return _checked(f"{deployment}-{name}-dlq", _SQS_NAME_MAX, f"queue '{name}'")
-
-
-def stream_failures_queue(deployment: str) -> str:
-    """Where the release function's event source mapping parks batches it gave up on."""
-    return _checked(f"{deployment}-release-failures", _SQS_NAME_MAX, "the release-failures queue")
-
-
-def log_group_prefix(deployment: str) -> str:
-    """Job output lives in one log group per queue under this prefix, one stream per job."""
-    return f"/hyperbatch/{deployment}/jobs/"
-
-
-def job_log_group(deployment: str, queue_name: str) -> str:
-    return f"{log_group_prefix(deployment)}{queue_name}"
-
-
-def batch_job_queue(deployment: str, cluster: str) -> str:
-    return _checked(f"{deployment}-{cluster}", _BATCH_NAME_MAX, f"cluster '{cluster}'")
-
-
-def batch_job_definition(deployment: str, definition: str, platform: str, arch: str) -> str:
-    """One job definition per (definition, EC2 or Fargate, CPU architecture) a region needs."""
-    name = f"{deployment}-{definition}-{platform}-{arch}"
-    return _checked(name, _BATCH_NAME_MAX, f"definition '{definition}'")
-
-
-def auto_scaling_group(deployment: str, cluster: str) -> str:
-    return f"{deployment}-{cluster}"
+from hyperbatch.names import (  # noqa: F401 (re-exported for the stacks)
+    INDEXES,
+    _checked,
+    _S3_NAME_MAX,
+    auto_scaling_group,
+    batch_job_definition,
+    batch_job_queue,
+    compute_stack,
+    control_stack,
+    dead_letter_queue,
+    export,
+    job_log_group,
+    log_group_prefix,
+    queue,
+    stream_failures_queue,
+    table,
+)
 
 
 def script_bucket(deployment: str, region: str, account: str = Aws.ACCOUNT_ID) -> str:
@@ -118,13 +69,3 @@ def log_group_arns(deployment: str, region: str) -> list[str]:
     """The job log groups and their streams (the two ARN forms CloudWatch Logs actions check)."""
     groups = arn("logs", region, f"log-group:{log_group_prefix(deployment)}*")
     return [groups, f"{groups}:log-stream:*"]
-
-
-def _checked(name: str, limit: int, what: str) -> str:
-    if len(name) > limit:
-        raise ConfigError(
-            f"settings.json: field 'stack_name': the name '{name}' of {what} is longer than the "
-            f"{limit} characters AWS allows; choose a shorter stack_name (or entry name)"
-        )
-    return name
-

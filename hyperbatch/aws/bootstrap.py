@@ -2,9 +2,7 @@
 
 For moto-backed tests and the AWS-in-a-box harness only: in a deployment
 `stacks/storage.py` and `stacks/control_plane.py` own these resources. The
-names follow stacks/naming.py (tests/aws/test_bootstrap.py checks that they
-do not drift apart; `stacks` itself cannot be imported at run time, since
-it needs aws_cdk).
+names come from hyperbatch/names.py, as the stacks' do.
 """
 
 from __future__ import annotations
@@ -13,26 +11,13 @@ import json
 import math
 from dataclasses import dataclass
 
-from .dynamo import INDEXES, TTL_ATTRIBUTE
+from .. import names
+from .dynamo import TTL_ATTRIBUTE
 from .sqs import MAX_RECEIVE_COUNT
 
 SQS_RETENTION_SECONDS = 14 * 86400
 
 
-def table_name(deployment: str) -> str:
-    return f"{deployment}-jobs"
-
-
-def queue_name(deployment: str, queue: str) -> str:
-    return f"{deployment}-{queue}"
-
-
-def dead_letter_queue_name(deployment: str, queue: str) -> str:
-    return f"{deployment}-{queue}-dlq"
-
-
-def log_group_prefix(deployment: str) -> str:
-    return f"/hyperbatch/{deployment}/jobs/"
 
 
 @dataclass(frozen=True)
@@ -44,7 +29,7 @@ class ControlPlane:
 
 
 def create_table(dynamodb, name: str) -> None:
-    attributes = {"pk", "sk", *(k for pair in INDEXES.values() for k in pair)}
+    attributes = {"pk", "sk", *(k for pair in names.INDEXES.values() for k in pair)}
     dynamodb.create_table(
         TableName=name,
         AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
@@ -55,7 +40,7 @@ def create_table(dynamodb, name: str) -> None:
                 "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "ALL"},
             }
-            for index, (pk, sk) in INDEXES.items()
+            for index, (pk, sk) in names.INDEXES.items()
         ],
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
@@ -70,12 +55,12 @@ def create_queues(sqs, deployment: str, queues: list[str], lease_seconds: float)
     urls, dead = {}, {}
     for name in queues:
         dlq = sqs.create_queue(
-            QueueName=dead_letter_queue_name(deployment, name),
+            QueueName=names.dead_letter_queue(deployment, name),
             Attributes={"MessageRetentionPeriod": str(SQS_RETENTION_SECONDS)},
         )["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         urls[name] = sqs.create_queue(
-            QueueName=queue_name(deployment, name),
+            QueueName=names.queue(deployment, name),
             Attributes={
                 "VisibilityTimeout": str(math.ceil(lease_seconds)),
                 "MessageRetentionPeriod": str(SQS_RETENTION_SECONDS),
@@ -87,17 +72,17 @@ def create_queues(sqs, deployment: str, queues: list[str], lease_seconds: float)
 
 
 def create_log_groups(logs, deployment: str, queues: list[str]) -> str:
-    prefix = log_group_prefix(deployment)
+    prefix = names.log_group_prefix(deployment)
     for name in queues:
         logs.create_log_group(logGroupName=f"{prefix}{name}")
     return prefix
 
 
 def create_control_plane(dynamodb, sqs, logs, deployment: str, queues: list[str], lease_seconds: float = 60) -> ControlPlane:
-    create_table(dynamodb, table_name(deployment))
+    create_table(dynamodb, names.table(deployment))
     urls, dead = create_queues(sqs, deployment, queues, lease_seconds)
     prefix = create_log_groups(logs, deployment, queues)
-    return ControlPlane(table_name(deployment), urls, dead, prefix)
+    return ControlPlane(names.table(deployment), urls, dead, prefix)
 
 
 def open_backend(plane: ControlPlane, dynamodb, sqs, logs, *, queues: list[str] | None = None, queue_of=None,

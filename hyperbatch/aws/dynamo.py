@@ -48,17 +48,12 @@ from botocore.exceptions import ClientError
 
 from ..errors import Conflict, NotFound, StaleTransition
 from ..model import Change, Expect
+from ..names import INDEXES
 from ..ports import Page
 from ..states import FINAL, JobState
 
 JOB_SK = "job"
 EDGE_SK_PREFIX = "parent#"
-# Index name -> (partition key, sort key); must equal stacks/naming.INDEXES (tests/aws checks).
-INDEXES = {
-    "by_owner": ("gsi1pk", "gsi1sk"),
-    "by_queue_state": ("gsi2pk", "gsi2sk"),
-    "by_parent": ("gsi3pk", "gsi3sk"),
-}
 TTL_ATTRIBUTE = "expires_at"
 # Attributes that are keys or bookkeeping, not fields of the job document.
 KEY_ATTRIBUTES = frozenset({"pk", "sk", TTL_ATTRIBUTE, *(k for pair in INDEXES.values() for k in pair)})

@@ -4,21 +4,15 @@ import json
 
 import pytest
 
-from hyperbatch.aws import bootstrap, clients, dynamo, from_environment, sqs
+from hyperbatch.aws import clients, from_environment, sqs
 from hyperbatch.ids import new_job_id
 from hyperbatch.model import new_job
 
 
-def test_names_and_schema_match_the_stacks():
+def test_the_redrive_count_matches_the_stack():
     pytest.importorskip("aws_cdk")
-    from stacks import naming, storage
+    from stacks import storage
 
-    for deployment in ("HyperBatch", "Dev-2"):
-        assert bootstrap.table_name(deployment) == naming.table(deployment)
-        assert bootstrap.queue_name(deployment, "batch") == naming.queue(deployment, "batch")
-        assert bootstrap.dead_letter_queue_name(deployment, "batch") == naming.dead_letter_queue(deployment, "batch")
-        assert bootstrap.log_group_prefix(deployment) == naming.log_group_prefix(deployment)
-    assert dynamo.INDEXES == naming.INDEXES
     assert sqs.MAX_RECEIVE_COUNT == storage.MAX_RECEIVE_COUNT
 
 

@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
 from cli import deployed, hosts
-from hyperbatch import config
+from hyperbatch import config, names
 ROOT = Path(__file__).resolve().parents[2]
 
 HOST = {"kind": "aws", "url": "https://abc.execute-api.us-east-1.amazonaws.com/prod/", "region": "us-east-1",
         "stack_name": "HyperBatch"}
 
 
-def _naming():
-    """stacks/naming.py loaded with aws_cdk stubbed out: its name rules need no CDK, and the real import takes seconds."""
-    spec = importlib.util.spec_from_file_location("_naming_under_test", ROOT / "stacks" / "naming.py")
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(sys.modules, {"aws_cdk": mock.MagicMock()}):
-        spec.loader.exec_module(module)
-    return module
-
-
-def test_physical_names_follow_stacks_naming():
-    naming = _naming()
-    assert deployed.control_stack("Dep") == naming.control_stack("Dep")
-    assert deployed.compute_stack("Dep", "eu-west-1") == naming.compute_stack("Dep", "eu-west-1")
+def test_probes_parse_the_physical_names():
     # The probes strip "<deployment>-" from these names, and parse job definition names.
-    assert naming.queue("Dep", "q") == "Dep-q"
-    assert naming.batch_job_queue("Dep", "c") == naming.auto_scaling_group("Dep", "c") == "Dep-c"
-    assert naming.batch_job_definition("Dep", "my-def", "fargate", "x86_64") == "Dep-my-def-fargate-x86_64"
+    assert names.queue("Dep", "q") == "Dep-q"
+    assert names.batch_job_queue("Dep", "c") == names.auto_scaling_group("Dep", "c") == "Dep-c"
+    assert names.batch_job_definition("Dep", "my-def", "fargate", "x86_64") == "Dep-my-def-fargate-x86_64"
 
 
 def _deploy_some(boto3) -> None:
