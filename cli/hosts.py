@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cli.errors import HostError
+from hyperbatch import paths
 
 __all__ = [
     "DEFAULT_HOST",
@@ -50,9 +51,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def home() -> Path:
-    """The state directory: `$HYPERBATCH_HOME`, else `~/.hyperbatch` (not created here)."""
-    env = os.environ.get("HYPERBATCH_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".hyperbatch"
+    """The state directory (not created here): see hyperbatch.paths."""
+    return paths.home()
 
 
 def hosts_path() -> Path:

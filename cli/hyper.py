@@ -47,10 +47,10 @@ def _daemon_state() -> dict | None:
         state = json.loads(path.read_text())
         os.kill(int(state["pid"]), 0)
         return state
-    except FileNotFoundError:
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
-    except (ProcessLookupError, ValueError, KeyError, json.JSONDecodeError):
-        path.unlink(missing_ok=True)
+    except (ProcessLookupError, ValueError, KeyError):
+        path.unlink(missing_ok=True)  # its daemon is gone
         return None
 
 

@@ -79,24 +79,32 @@ class Current:
 
 
 class Supervisor(threading.Thread):
-    def __init__(self, dispatcher: Dispatcher, current: Current, heartbeat_seconds: float):
+    def __init__(self, dispatcher: Dispatcher, current: Current, heartbeat_seconds: float, stopping):
         super().__init__(daemon=True, name="supervisor")
-        self.dispatcher, self.current, self.every = dispatcher, current, heartbeat_seconds
+        self.dispatcher, self.current, self.every, self.stopping = dispatcher, current, heartbeat_seconds, stopping
         self.run_: Run | None = None
         self.cancelled_all = False
         self.cancelled: frozenset[int] = frozenset()
         self.lease_lost = False
         self._last = 0.0
         self._wake = threading.Event()
+        self._halted = threading.Event()
+
+    def halt(self) -> None:
+        """End the thread (its agent has stopped serving)."""
+        self._halted.set()
+        self._wake.set()
 
     def watch(self, run: Run | None) -> None:
         self.run_, self.cancelled_all, self.cancelled, self.lease_lost = run, False, frozenset(), False
         self._last = time.time()
 
     def run(self) -> None:
-        while True:
+        while not self._halted.is_set():
             self._wake.wait(0.05)
             current, run = self.current, self.run_
+            if self.stopping():
+                current.kill("stop")  # asked for by a signal handler, which only sets a flag
             if run is None:
                 continue
             if current.deadline is not None and current.proc is not None and time.time() > current.deadline:
@@ -109,6 +117,8 @@ class Supervisor(threading.Thread):
                 except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
                     print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
                     continue
+                if self.run_ is not run:
+                    continue  # that run ended while we were beating: the answer is about work that is done
                 self.lease_lost |= signals.lease_lost
                 self.cancelled_all |= signals.cancel_all
                 self.cancelled = signals.cancelled_indices
@@ -122,17 +132,32 @@ class Agent:
     def __init__(self, dispatcher: Dispatcher, queue: WorkQueue, logs: LogStore, settings: Settings):
         self.dispatcher, self.queue, self.logs, self.settings = dispatcher, queue, logs, settings
         self.current = Current()
-        self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds)
+        self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping)
         self.chunk = 1  # grows while tasks are quick, so long tasks are not hoarded
         self.stopping = False
         self.run_now: Run | None = None
 
     def serve(self) -> int:
+        """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
+
+        Signal handlers are installed only from the main thread (Python allows
+        no other); an agent served from another thread is stopped with `stop()`.
+        """
         self._kill_orphan()
         self._pid_fd = os.open(self.settings.pid_file, os.O_RDWR | os.O_CREAT, 0o600) if self.settings.pid_file else None
         self.supervisor.start()
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._stop)
+            signal.signal(signal.SIGINT, self._stop)
+        try:
+            return self._serve()
+        finally:
+            self.supervisor.halt()
+            if self._pid_fd is not None:
+                os.close(self._pid_fd)
+                self._pid_fd = None
+
+    def _serve(self) -> int:
         idle_since, poll = time.time(), self.settings.poll_min
         while not self.stopping:
             item = self.queue.claim(self.settings.queue, self.dispatcher.worker, self.chunk, self.settings.lease_seconds)
@@ -142,9 +167,13 @@ class Agent:
                 time.sleep(poll)
                 poll = min(poll * 2, self.settings.poll_max)
                 continue
-            run = self.dispatcher.start(item)
-            if run is not None:
-                self.execute(run)
+            if item.redelivered:
+                # Its lease ran out once (SQS redelivery): recover the lost work, never run it as it is.
+                self.dispatcher.recover_lost(item)
+            else:
+                run = self.dispatcher.start(item)
+                if run is not None:
+                    self.execute(run)
             idle_since, poll = time.time(), self.settings.poll_min
         return EXIT_IDLE
 
@@ -157,9 +186,15 @@ class Agent:
         signal_group(pgid, signal.SIGKILL)
 
     def _stop(self, signum, frame) -> None:
-        """Stop after handing back the current work, so nothing waits for a lease to run out."""
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop after handing back the current work, so nothing waits for a lease to run out.
+
+        Safe in a signal handler, twice over: it takes no lock; the supervisor
+        kills the running job when it sees the flag.
+        """
         self.stopping = True
-        self.current.kill("stop")
 
     def execute(self, run: Run) -> None:
         self.run_now = run

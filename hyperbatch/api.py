@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .errors import HyperError
@@ -55,7 +55,6 @@ class BatchRequest(BaseModel):
     jobs: list[JobRequest] = Field(min_length=1, max_length=1000)
 
 
-SubmitBody = TypeAdapter(JobRequest | BatchRequest)
 
 
 def error(status: int, code: str, message: str) -> Response:
@@ -76,8 +75,12 @@ def build_app(
     scheduler: Scheduler,
     authorize: Callable[[dict], Caller | None],
     workers: Callable[[], dict[tuple[str, str], int]],
+    unauthenticated_status: int = 401,
 ) -> APIGatewayHttpResolver:
+    """`unauthenticated_status`: what a request that `authorize` refuses gets — 401 locally (bad bearer
+    token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
 
     def caller() -> Caller:
         return app.context["caller"]
@@ -85,7 +88,7 @@ def build_app(
     def auth_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
         who = authorize(app.current_event.raw_event)
         if who is None:
-            return error(401, "Unauthorized", "missing or invalid credentials")
+            return error(unauthenticated_status, refused, "missing or invalid credentials")
         app.append_context(caller=who)
         return next_middleware(app)
 
@@ -111,7 +114,10 @@ def build_app(
     @app.post("/jobs", summary="Submit one job, or a batch of up to 1,000 as {'jobs': [...]}")
     def submit():
         try:
-            body = SubmitBody.validate_python(app.current_event.json_body)
+            raw = app.current_event.json_body
+            # Pick the shape by its key, so errors speak of the body that was meant.
+            shape = BatchRequest if isinstance(raw, dict) and "jobs" in raw else JobRequest
+            body = shape.model_validate(raw)
         except (ValidationError, json.JSONDecodeError, TypeError) as exc:
             message = describe_validation(exc.errors()) if isinstance(exc, ValidationError) else "body must be JSON"
             return error(422, "ValidationError", message)

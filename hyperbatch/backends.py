@@ -5,15 +5,15 @@ Local mode keeps everything under $HYPERBATCH_HOME (default ~/.hyperbatch).
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from . import config as config_models
-
-
-def home() -> Path:
-    return Path(os.environ.get("HYPERBATCH_HOME") or Path.home() / ".hyperbatch")
+from .paths import home
 
 
 @dataclass
@@ -36,14 +36,19 @@ def open_local(root: Path | None = None) -> LocalBackend:
     return LocalBackend(root, db, SqliteJobStore(db), SqliteWorkQueue(db), FileLogStore(root / "logs"))
 
 
-def worker_from_environment():
-    """An Agent for the queue, region and worker named in the environment (set by Compute)."""
+def worker_from_environment(env: Mapping[str, str] | None = None):
+    """An Agent for the queue, region and worker named in the environment (set by Compute).
+
+    `env` defaults to os.environ (the AWS-in-a-box harness passes one per worker thread).
+    """
     from .agent import Agent, Settings
     from .dispatch import Dispatcher
 
-    backend_kind = os.environ.get("HYPER_BACKEND", "local")
+    backend_kind = (os.environ if env is None else env).get("HYPER_BACKEND", "local")
+    if backend_kind == "aws":
+        return _aws_worker(os.environ if env is None else env)
     if backend_kind != "local":
-        raise ValueError(f"HYPER_BACKEND={backend_kind}: this build knows only 'local'")
+        raise ValueError(f"HYPER_BACKEND={backend_kind}: this build knows 'local' and 'aws'")
     config = config_models.load(os.environ["HYPER_CONFIG_DIR"])
     local = config.settings.local
     definition = config.definition(os.environ["HYPER_DEFINITION"])
@@ -62,3 +67,60 @@ def worker_from_environment():
         pid_file=backend.home / "workers" / f"{os.environ['HYPER_WORKER_ID']}.job",
     )
     return Agent(dispatcher, backend.queue, backend.logs, settings)
+
+
+# Long poll of an AWS worker's claims (seconds, 0-20): an idle worker costs one ReceiveMessage
+# per this many seconds. Keep it under the definition's idle timeout.
+AWS_CLAIM_WAIT_SECONDS = 10
+
+
+def configuration_from_environment(env: Mapping[str, str]) -> config_models.Configuration:
+    """HYPER_CONFIG (the validated configuration as JSON, stacks/contract.config_json), else HYPER_CONFIG_DIR."""
+    if env.get("HYPER_CONFIG"):
+        try:
+            raw = json.loads(env["HYPER_CONFIG"])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"HYPER_CONFIG is not JSON: {exc}") from None
+        return config_models.validate(raw)
+    if env.get("HYPER_CONFIG_DIR"):
+        return config_models.load(env["HYPER_CONFIG_DIR"])
+    raise KeyError("HYPER_CONFIG (or HYPER_CONFIG_DIR)")
+
+
+def _aws_worker(env: Mapping[str, str]):
+    """A worker in a Batch container (or on an instance): AWS adapters on the main region's table and queues.
+
+    From the environment (stacks/contract.worker_environment plus the Batch submit's overrides):
+    HYPER_CONFIG, HYPER_DEFINITION, HYPER_REGION, HYPER_QUEUE, the shared HYPER_MAIN_REGION /
+    HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
+    worker's id, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
+    HYPER_IDLE_TIMEOUT and HYPER_CLAIM_WAIT_SECONDS. Lease and heartbeat come from the settings,
+    the same ones the reconciler judges heartbeats by.
+    """
+    from .agent import Agent, Settings
+    from .aws import from_environment
+    from .dispatch import Dispatcher
+
+    config = configuration_from_environment(env)
+    settings = config.settings
+    definition = config.definition(env["HYPER_DEFINITION"])
+    queue = env["HYPER_QUEUE"]
+    config.queue(queue)  # KeyError for a queue the configuration does not know
+    worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
+    wait = int(env.get("HYPER_CLAIM_WAIT_SECONDS", AWS_CLAIM_WAIT_SECONDS))
+    backend = from_environment(env, queues=[q.name for q in config.queues],
+                               retention_days=settings.job_retention_days, wait_seconds=wait)
+    work_root = Path(env.get("HYPER_WORK_ROOT") or "/tmp/hyperbatch")
+    (work_root / "work").mkdir(parents=True, exist_ok=True)
+    dispatcher = Dispatcher(backend.store, backend.queue, worker, env["HYPER_REGION"], settings.lease_seconds)
+    agent_settings = Settings(
+        queue=queue,
+        idle_timeout=float(env.get("HYPER_IDLE_TIMEOUT", definition.idle_timeout_seconds)),
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        chunk_size=definition.chunk_size,
+        work_root=work_root / "work",
+        definition_env=dict(definition.environment),
+        pid_file=work_root / f"{worker.replace('/', '_')}.job",
+    )
+    return Agent(dispatcher, backend.queue, backend.logs, agent_settings)

@@ -283,21 +283,48 @@ class Dispatcher:
             if chunk and self.alive(doc["beats"].get(item.id, chunk["started"])):
                 self.queue.ack(item)  # a duplicate delivery: the chunk's worker is still beating
                 return
-            self._recover_chunk(item)
+            self._recover_chunk(item.job_id, item.id, item)
         else:
             running = doc["state"] == JobState.RUNNING.value and doc["attempt"] == item.attempt
             if running and self.alive(doc["heartbeat_at"]):
                 self.queue.ack(item)  # a duplicate delivery: the job's worker is still beating
                 return
-            self._recover_job(item, doc)
+            self._recover_job(doc, item.attempt, item)
 
-    def _recover_job(self, item: WorkItem, doc: dict) -> None:
-        attempt = item.attempt
+    def recover_stale(self, job_id: str) -> int:
+        """`recover_lost` found from the store instead of from a work item: the reconciler's move on SQS.
+
+        A RUNNING job whose heartbeat is stale (or an array's chunks whose beats
+        are) has its work re-queued as a new message, or failed, exactly as
+        `recover_lost` would; a worker still beating is left alone. Needed where
+        no item may be left to be redelivered (SQS: a duplicate copy of the
+        message was acked while the first worker still ran, then that worker
+        died). Returns how many jobs or chunks were recovered.
+        """
+        try:
+            doc = self.store.get(job_id)
+        except NotFound:
+            return 0
+        if is_array(doc):
+            stale = [cid for cid, chunk in doc["chunks"].items()
+                     if not self.alive(doc["beats"].get(cid, chunk["started"]))]
+            for chunk_id in stale:
+                self._recover_chunk(job_id, chunk_id)
+            return len(stale)
+        if doc["state"] != JobState.RUNNING.value or self.alive(doc["heartbeat_at"]):
+            return 0
+        self._recover_job(doc, doc["attempt"])
+        return 1
+
+    def _recover_job(self, doc: dict, attempt: int, item: WorkItem | None = None) -> None:
+        """Re-queue or fail the lost run of `doc` at `attempt`; `item` is its work item, if one is at hand."""
         if doc["state"] == JobState.QUEUED.value and doc["attempt"] == attempt:
-            self.queue.requeue(item, item.lo, attempt)  # claimed but never started
+            if item is not None:
+                self.queue.requeue(item, item.lo, attempt)  # claimed but never started
             return
         if doc["state"] != JobState.RUNNING.value or doc["attempt"] != attempt:
-            self.queue.ack(item)
+            if item is not None:
+                self.queue.ack(item)
             return
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
         now = time.time()
@@ -315,16 +342,20 @@ class Dispatcher:
         except StaleTransition:
             return  # the worker finished after all; its ack removes the item
         if new["state"] == JobState.QUEUED.value:
-            self.queue.requeue(item, item.lo, new["attempt"])
-        else:
+            if item is not None:
+                self.queue.requeue(item, item.lo, new["attempt"])
+            else:
+                self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
+        elif item is not None:
             self.queue.ack(item)
 
-    def _recover_chunk(self, item: WorkItem) -> None:
+    def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
+        """Settle a lost chunk (its tasks retried or failed); `item` is its work item, if one is at hand."""
         retries: list[int] = []
         found: dict = {}
 
         def change(doc: dict) -> Change | None:
-            chunk = found["chunk"] = doc["chunks"].get(item.id)
+            chunk = found["chunk"] = doc["chunks"].get(chunk_id)
             if chunk is None:
                 return None
 
@@ -335,7 +366,7 @@ class Dispatcher:
                     return "retry", chunk["attempt"] + 1
                 return "failed", exits.WORKER_LOST
 
-            settled, again = settle(doc, item.id, decide)
+            settled, again = settle(doc, chunk_id, decide)
             retries[:] = again
             settled.set["reason"] = (
                 f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
@@ -343,12 +374,14 @@ class Dispatcher:
             )
             return settled
 
-        doc = update_array(self.store, item.job_id, change)
+        doc = update_array(self.store, job_id, change)
         if found.get("chunk") is None:
-            self.queue.requeue(item, item.lo, item.attempt)  # claimed but never started
+            if item is not None:
+                self.queue.requeue(item, item.lo, item.attempt)  # claimed but never started
             return
         self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
-        self.queue.ack(item)
+        if item is not None:
+            self.queue.ack(item)
 
 
 def _cancel_reason(store: JobStore, job: dict) -> str:

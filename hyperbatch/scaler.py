@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from . import scaling
 from .config import Configuration
 from .ports import Compute, WorkQueue
@@ -9,12 +11,15 @@ from .ports import Compute, WorkQueue
 
 def scale_once(
     config: Configuration, queue: WorkQueue, compute: Compute, weights: dict[str, dict[str, float]] | None = None,
-    region_capacity: dict[str, int] | None = None,
+    region_capacity: dict[str, int] | None = None, work: Callable[[str], int] | None = None,
 ) -> dict[tuple[str, str], int]:
     """Start the workers each queue is short of; returns what was started per (region, queue).
 
     `weights` overrides a queue's static weights (the `auto` weights on AWS);
-    `region_capacity` caps workers per region across all queues.
+    `region_capacity` caps workers per region across all queues. `work(queue)` is
+    what a queue's workers have to do (default: the queue's backlog plus its items
+    in flight); on AWS, where SQS counts messages rather than tasks, the scaler
+    function passes one that asks the store.
     """
     running = compute.running()
     per_region: dict[str, int] = {}
@@ -23,15 +28,15 @@ def scale_once(
     started: dict[tuple[str, str], int] = {}
     for q in config.queues:
         definition = config.definition(q.definition)
-        work = queue.backlog(q.name) + queue.in_flight(q.name)
-        if not work:
+        amount = work(q.name) if work is not None else queue.backlog(q.name) + queue.in_flight(q.name)
+        if not amount:
             continue
         mine = {r: n for (r, name), n in running.items() if name == q.name}
         room = None
         if region_capacity is not None:
             room = {r: mine.get(r, 0) + max(0, cap - per_region.get(r, 0)) for r, cap in region_capacity.items()}
         plan = scaling.plan(
-            work, mine, (weights or {}).get(q.name) or config.weights(q),
+            amount, mine, (weights or {}).get(q.name) or config.weights(q),
             definition.jobs_to_workers_ratio, definition.max_workers, room,
         )
         for region, count in plan.items():

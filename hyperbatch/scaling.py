@@ -27,12 +27,20 @@ def plan(
 ) -> dict[str, int]:
     """New workers to start per region (an entry for every region in `weights`).
 
-    Wanted minus running (all regions in `running` count, never below 0), split by weight; with
-    `region_capacity`, a region takes at most its capacity minus what already runs there
-    (a region missing from `region_capacity` is unlimited).
+    Each region's share is of the total the queue wants, not only of the new
+    workers: workers started one at a time still end up spread by weight.
+    A region's share is its weighted part of `wanted` (never above its
+    `region_capacity`; the overflow goes to the other weighted regions), less
+    what already runs there; no more start than the queue is short of in all.
     """
-    new = max(0, wanted_workers(backlog, ratio, max_workers) - sum(running.values()))
-    capacity = None
-    if region_capacity is not None:
-        capacity = {r: region_capacity[r] - running.get(r, 0) for r in weights if r in region_capacity}
-    return split(new, weights, capacity)
+    wanted = wanted_workers(backlog, ratio, max_workers)
+    short = max(0, wanted - sum(running.values()))
+    if short == 0:
+        return {r: 0 for r in weights}
+    capacity = None if region_capacity is None else {r: region_capacity[r] for r in weights if r in region_capacity}
+    share = split(wanted, weights, capacity)
+    deficit = {r: max(0, share[r] - running.get(r, 0)) for r in weights}
+    if sum(deficit.values()) <= short:
+        return deficit
+    # Some region runs more than its share: start only what is missing, where it is missing most.
+    return split(short, {r: float(d) for r, d in deficit.items()}, deficit)

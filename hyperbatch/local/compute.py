@@ -87,14 +87,19 @@ class LocalCompute:
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""
-        pids = [pid for (pid,) in self.db.conn.execute("SELECT pid FROM workers")]
-        for pid in pids:
-            signal_group(pid, signal.SIGTERM)
+        workers = self.db.conn.execute("SELECT id, pid FROM workers").fetchall()
+        for _, pid in workers:
+            # start.sh alone: it passes the request on to its agent, which hands back its work.
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.time() + grace
-        while time.time() < deadline and any(self._alive(pid) for pid in pids):
+        while time.time() < deadline and any(self._alive(pid) for _, pid in workers):
             time.sleep(0.05)
-        for pid in pids:
+        for worker, pid in workers:
             if self._alive(pid):
                 signal_group(pid, signal.SIGKILL)
+                self._kill_job_of(worker)
         with self.db.write() as conn:
             conn.execute("DELETE FROM workers")

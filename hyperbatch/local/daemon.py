@@ -127,7 +127,9 @@ class Daemon:
         write_secret(self.home / "token", self.token)
         state = {"pid": os.getpid(), "url": self.url, "port": self.port, "config_dir": str(self.config_dir),
                  "started_at": time.time()}
-        (self.home / "daemon.json").write_text(json.dumps(state))
+        tmp = self.home / "daemon.json.tmp"
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.home / "daemon.json")  # readers never see half a file
         for target in (self._events, self._scaler, self._reconciler):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())

@@ -14,7 +14,11 @@ A module can adjust its configuration by defining
 which edits the parsed JSON files before the daemon starts.
 
 Modules mark themselves with `pytest.mark.e2e` and `pytest.mark.xdist_group(<module>)`
-so that `pytest -n 2 --dist loadgroup` keeps one daemon's tests in one xdist worker.
+so that `pytest -n 2 --dist loadgroup` keeps one daemon's tests in one xdist worker
+(see `pytest_collection_modifyitems` below for why that needs help under pytest 9.2).
+
+Teardown runs `hyper local down`, then kills whatever process still carries this
+module's HYPERBATCH_HOME in its environment (daemon, start.sh, agents, jobs).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import stat
 import urllib.error
 import urllib.request
@@ -213,7 +214,8 @@ def test_daemon_listens_on_loopback_only(hb):
 
 def test_relative_home(tmp_path_factory):
     """HYPERBATCH_HOME given relative to the current directory works like an absolute one."""
-    daemon = Daemon(tmp_path_factory.mktemp("relative-home"))
+    # A name no other session uses: the clean-up finds this daemon's processes by the relative path.
+    daemon = Daemon(tmp_path_factory.mktemp(f"relative-home-{secrets.token_hex(4)}"))
     daemon.cwd = daemon.root.parent
     daemon.env["HYPERBATCH_HOME"] = f"{daemon.root.name}/home"
     try:

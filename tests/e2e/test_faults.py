@@ -106,9 +106,24 @@ def test_daemon_restart_keeps_and_finishes_queued_jobs(hb):
 
     jobs = {j["id"]: j for j in hb.wait_all_final(batch, timeout=50)}
     assert {j["state"] for j in jobs.values()} == {"SUCCEEDED"}, {i: j["state"] for i, j in jobs.items()}
-    # Work handed back by stopping workers used up no attempt.
-    assert {j["attempt"] for j in jobs.values()} == {1}, {i: j["reason"] for i, j in jobs.items()}
+    # Work handed back by stopping workers used up no attempt: `down` hands running jobs back,
+    # it does not leave them to a lost-worker retry.
+    retried = {i: (j["attempt"], j["run_count"], j["exec_host"]) for i, j in jobs.items() if j["attempt"] != 1}
+    assert not retried, f"jobs retried across the restart (attempt, run_count, exec_host): {retried}"
     for job_id in (batch[0], batch[-1]):
         assert hb.run("qlog", job_id).stdout == f"ran {job_id}\n"
     assert hb.run("qlog", before).stdout == "before the restart\n"
+    _assert_no_job_lost(hb)
+
+
+def test_back_to_back_short_jobs_are_never_taken_for_lost(hb):
+    """Jobs about one heartbeat long, run back to back by the same workers, with no retries:
+    each must run once and succeed (a worker that is alive is never taken for lost)."""
+    # Around the heartbeat period (0.5 s here): a job tends to end while a heartbeat is under way.
+    script = hb.script("#!/bin/bash\nsleep \"$NAP\"\necho \"ok $PBS_JOBID\"\n", "beat.sh")
+    ids = [hb.submit("--retries", "0", "-N", f"beat{n}", "-v", f"NAP=0.{44 + n % 8}", script) for n in range(48)]
+    jobs = {j["id"]: j for j in hb.wait_all_final(ids, timeout=60)}
+    bad = {i: (j["state"], j["attempt"], j["run_count"], j["reason"]) for i, j in jobs.items()
+           if j["state"] != "SUCCEEDED" or j["run_count"] != 1}
+    assert not bad, f"{len(bad)} of {len(ids)} jobs did not simply run once and succeed: {bad}"
     _assert_no_job_lost(hb)

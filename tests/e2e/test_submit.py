@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import selectors
+import subprocess
 import time
 
 import pytest
+
+from .conftest import BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_submit")]
 
@@ -96,26 +101,53 @@ def test_stdout_and_stderr(hb):
     assert err.stdout == "to-stderr-1\nto-stderr-2\n"
 
 
-def test_qlog_follow_ends_with_the_job(hb):
+def _read_until(proc, wanted: bytes, timeout: float) -> bytes:
+    """Read proc's stdout (binary) until `wanted` has appeared; bounded by `timeout`."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while wanted not in got:
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {wanted!r}; read so far {got!r}"
+            if selector.select(left):
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                assert chunk, f"output ended before {wanted!r}; read {got!r}"
+                got += chunk
+    return got
+
+
+def test_qlog_follow_prints_live_and_ends_with_the_job(hb):
+    go = hb.workdir / "go"
     script = hb.script(
-        "#!/bin/bash\nfor i in 1 2 3 4 5; do echo \"tick $i\"; sleep 0.4; done\necho done\n", "ticks.sh"
+        "#!/bin/bash\n"
+        'echo "tick 1"\n'
+        # wait (bounded) until the test has seen tick 1 through qlog -f, then print over ~2 s
+        'for i in $(seq 300); do [ -e "$PBS_O_WORKDIR/go" ] && break; sleep 0.1; done\n'
+        'for i in 2 3 4 5; do echo "tick $i"; sleep 0.4; done\n'
+        "echo done\n",
+        "ticks.sh",
     )
     job_id = hb.submit(script)
-    hb.wait_state(job_id, ("RUNNING", "SUCCEEDED"))
-    following_since = time.time()
-    follower = hb.popen("qlog", "-f", job_id)
+    hb.wait_state(job_id, "RUNNING")
+    follower = subprocess.Popen(
+        [str(BIN / "qlog"), "-f", job_id], env=hb.env, cwd=hb.workdir,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
     try:
-        out, err = follower.communicate(timeout=45)
+        first = _read_until(follower, b"tick 1\n", timeout=20)
+        assert follower.poll() is None, "qlog -f returned while the job was still running"
+        assert hb.job(job_id)["state"] == "RUNNING"
+        go.touch()
+        rest, err = follower.communicate(timeout=45)
     finally:
         if follower.poll() is None:
             follower.kill()
+            follower.wait()
     assert follower.returncode == 0, err
-    assert err == ""
-    assert out == "".join(f"tick {i}\n" for i in range(1, 6)) + "done\n"
-    job = hb.job(job_id)
-    assert job["state"] == "SUCCEEDED"
-    # qlog -f was started while the job still ran, and returned on its own once the job ended.
-    assert job["finished_at"] > following_since
+    assert err == b""
+    assert (first + rest).decode() == "".join(f"tick {i}\n" for i in range(1, 6)) + "done\n"
+    assert hb.job(job_id)["state"] == "SUCCEEDED"
 
 
 def test_script_on_stdin(hb):

@@ -22,8 +22,9 @@ def test_wanted_workers_rejects(args):
 
 def test_plan_starts_the_difference_by_weight():
     assert plan(10, {}, {"a": 1, "b": 1}, 1, 100) == {"a": 5, "b": 5}
-    assert plan(10, {"a": 4, "b": 2}, {"a": 1, "b": 3}, 1, 100) == {"a": 1, "b": 3}
-    assert plan(10, {"a": 4}, {"a": 1, "b": 1}, 2, 100) == {"a": 1, "b": 0}
+    # a already runs more than its share of 10 (2.5): the 4 missing workers all go to b.
+    assert plan(10, {"a": 4, "b": 2}, {"a": 1, "b": 3}, 1, 100) == {"a": 0, "b": 4}
+    assert plan(10, {"a": 4}, {"a": 1, "b": 1}, 2, 100) == {"a": 0, "b": 1}  # b is the one short of its share
 
 
 def test_plan_never_negative_and_lists_every_region():
@@ -36,7 +37,7 @@ def test_running_in_unweighted_regions_counts():
 
 
 def test_plan_capped_by_max_workers():
-    assert plan(1000, {"a": 2}, {"a": 1, "b": 1}, 1, 10) == {"a": 4, "b": 4}
+    assert plan(1000, {"a": 2}, {"a": 1, "b": 1}, 1, 10) == {"a": 3, "b": 5}
 
 
 def test_plan_respects_region_capacity_minus_running():
@@ -58,3 +59,12 @@ def test_plan_never_exceeds_max_workers(backlog, running, weights, ratio, max_wo
     assert sum(running.values()) + sum(new.values()) <= max(max_workers, sum(running.values()))
     if any(weights.values()):
         assert sum(new.values()) == max(0, wanted_workers(backlog, ratio, max_workers) - sum(running.values()))
+
+
+def test_workers_started_one_at_a_time_still_follow_the_weights():
+    weights = {"us-east-1": 1, "us-west-2": 3, "eu-west-1": 0}
+    running = {r: 0 for r in weights}
+    for backlog in range(1, 5):  # jobs arrive one by one; each scaler pass starts what is missing
+        for region, n in plan(backlog, running, weights, 1, 4).items():
+            running[region] += n
+    assert running == {"us-east-1": 1, "us-west-2": 3, "eu-west-1": 0}
