@@ -240,3 +240,21 @@ def test_api_batch_of_1000_is_accepted(hb):
     ids = [j["id"] for j in answer["jobs"]]
     assert len(set(ids)) == 1000 and all(ID_RE.fullmatch(i) for i in ids)
     assert {j["state"] for j in hb.jobs(ids[0], ids[-1])} == {"HELD"}
+
+
+def test_the_api_describes_itself(hb):
+    import json
+    import urllib.request
+
+    def get(path):
+        request = urllib.request.Request(hb.url + path, headers={"Authorization": f"Bearer {hb.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+
+    status, kind, body = get("/openapi.json")
+    spec = json.loads(body)
+    assert status == 200 and spec["info"]["title"] == "HyperBatch"
+    for path in ("/jobs", "/jobs/{job_id}", "/jobs/{job_id}/log", "/jobs/{job_id}/hold", "/queues", "/health"):
+        assert path in spec["paths"], path
+    status, kind, body = get("/swagger")
+    assert status == 200 and kind.startswith("text/html") and "swagger" in body.lower()

@@ -155,3 +155,21 @@ def test_script_on_stdin(hb):
     hb.wait_state(job_id, "SUCCEEDED")
     assert hb.full(job_id)["Job_Name"] == "from-stdin"
     assert hb.run("qlog", job_id).stdout == "read from stdin\n"
+
+
+def test_a_job_over_its_walltime_is_killed_and_failed_with_the_reason(hb, tmp_path):
+    pidfile = tmp_path / "walltime.pid"
+    job_id = hb.submit("-l", "walltime=00:00:02", "--retries", "0", "--",
+                       "bash", "-c", f"echo $$ > {pidfile}; exec sleep 60")
+    job = hb.wait_state(job_id, "FAILED", timeout=30)
+    assert job["exit_status"] == -3
+    attrs = hb.full(job_id)
+    assert attrs["Exit_status"] == "-3"
+    assert "walltime 2s exceeded" in attrs["comment"]
+    pid = int(pidfile.read_text())
+    deadline = time.time() + 10
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}"), "the job's process outlived its walltime"
+    assert hb.run("qsub", "--wait", "-l", "walltime=00:00:01", "--retries", "0", "--", "sleep", "30",
+                  check=False).returncode == 1  # a scheduler-side failure: negative status, exit 1
