@@ -29,6 +29,7 @@ ROUTES = (
     ("POST", "/jobs/{id}/hold"),
     ("POST", "/jobs/{id}/release"),
     ("GET", "/jobs/{id}/log"),
+    ("GET", "/jobs/{id}/tasks"),
     ("GET", "/queues"),
     ("GET", "/health"),
     ("GET", "/openapi.json"),

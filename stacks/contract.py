@@ -45,6 +45,8 @@ def shared_environment(config: Configuration, account: str = Aws.ACCOUNT_ID) -> 
         ),
         "HYPER_LOG_GROUP_PREFIX": naming.log_group_prefix(deployment),
         "HYPER_SCRIPT_BUCKET": naming.script_bucket(deployment, main, account),
+        # The agent reads its lease, heartbeat, idle timeout and chunk size from it too.
+        "HYPER_CONFIG": config_json(config),
     }
 
 
@@ -64,7 +66,6 @@ def lambda_environment(config: Configuration, compute: dict, account: str = Aws.
         ),
         "HYPER_ADMINS": _compact(list(config.settings.admins)),
         "HYPER_COMPUTE": _compact(compute),
-        "HYPER_CONFIG": config_json(config),
         "POWERTOOLS_SERVICE_NAME": "hyperbatch",
         "POWERTOOLS_METRICS_NAMESPACE": "HyperBatch",
     }

@@ -1,0 +1,29 @@
+"""Who may do what: the caller is the IAM principal API Gateway verified."""
+
+from .harness import ADMIN, ALICE, BOB
+
+
+def test_a_request_without_an_iam_principal_is_refused_with_403(box):
+    status, body = box.api("GET", "/jobs", principal=None)
+    assert status == 403 and body["error"] == "Forbidden"
+    status, _ = box.api("POST", "/jobs", principal=None, body={"command": ["true"]})
+    assert status == 403
+    assert box.store.query(owner=ALICE).items == []
+
+
+def test_a_user_sees_and_cancels_only_their_own_jobs_unless_admin(box):
+    status, job = box.api("POST", "/jobs", principal=ALICE, body={"command": ["true"], "hold": True})
+    assert status == 201 and job["owner"] == ALICE
+    for method, path in (("GET", f"/jobs/{job['id']}"), ("DELETE", f"/jobs/{job['id']}"),
+                         ("GET", f"/jobs/{job['id']}/log"), ("POST", f"/jobs/{job['id']}/release")):
+        status, body = box.api(method, path, principal=BOB)
+        assert (status, body["error"]) == (403, "Forbidden"), (method, path)
+    status, mine = box.api("GET", "/jobs", principal=BOB)
+    assert status == 200 and mine["jobs"] == []
+    status, _ = box.api("GET", "/jobs", principal=BOB, query={"owner": ALICE})
+    assert status == 403
+    assert box.api("GET", "/jobs", principal=ALICE)[1]["jobs"][0]["id"] == job["id"]
+    status, seen = box.api("GET", "/jobs", principal=ADMIN, query={"owner": "*"})
+    assert status == 200 and [j["id"] for j in seen["jobs"]] == [job["id"]]
+    status, cancelled = box.api("DELETE", f"/jobs/{job['id']}", principal=ADMIN)
+    assert status == 200 and cancelled["state"] == "CANCELLED"

@@ -1,0 +1,69 @@
+"""Jobs through the API function, run by worker agents, released by the stream function."""
+
+from .harness import ALICE
+
+
+def submit(box, **request):
+    status, job = box.api("POST", "/jobs", body=request)
+    assert status == 201, job
+    return job
+
+
+def test_a_job_and_a_100_task_array_run_and_their_output_is_readable(box):
+    job = submit(box, command=["sh", "-c", "echo hello from $HYPER_JOB_ID"], name="hello")
+    array = submit(box, command=["sh", "-c", "echo task $HYPER_ARRAY_INDEX"], array="1-100")
+    assert (job["state"], array["state"], array["array"]["total"]) == ("QUEUED", "QUEUED", 100)
+    for _ in range(3):
+        box.start_worker()
+    box.wait_state(job["id"], "SUCCEEDED")
+    done = box.wait_state(array["id"], "SUCCEEDED", "FAILED", timeout=60)
+    assert (done["state"], done["succeeded"], done["running"], done["pending"]) == ("SUCCEEDED", 100, 0, 0)
+
+    status, log = box.api("GET", f"/jobs/{job['id']}/log")
+    assert status == 200 and log == {"data": f"hello from {job['id']}\n", "offset": len(log["data"]), "final": True}
+    for index in (1, 57, 100):
+        status, log = box.api("GET", f"/jobs/{array['id']}/log", query={"index": index})
+        assert status == 200 and log["data"] == f"task {index}\n"
+    status, tasks = box.api("GET", f"/jobs/{array['id']}/tasks", query={"limit": 100})
+    assert status == 200 and {t["state"] for t in tasks["tasks"]} == {"SUCCEEDED"}
+
+    box.join_workers(30)  # idle workers exit 0 by themselves
+    assert [w.exit_code for w in box.workers] == [0, 0, 0]
+    assert box.backend.queue.backlog("batch") == box.backend.queue.in_flight("batch") == 0
+    box.wait_for("the stream to settle", lambda: box.deliver() == 0)
+    queues = {d["queue"]: d for d in box.emf("release") if "queue" in d}
+    names = {m["Name"] for d in box.emf("release") for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"JobsSubmitted", "JobsStarted", "JobsSucceeded", "DispatchLatency"} <= names
+    assert set(queues) == {"batch"}
+    def total(metric):
+        return sum(sum(d.get(metric, [])) for d in box.emf("release"))
+
+    assert (total("JobsSubmitted"), total("JobsStarted"), total("JobsSucceeded")) == (2, 2, 2)
+    assert all(ms >= 0 for d in box.emf("release") for ms in d.get("DispatchLatency", []))
+
+
+def test_an_afterok_chain_is_released_link_by_link_and_a_broken_link_cancels(box):
+    first = submit(box, command=["true"])
+    second = submit(box, command=["true"], depend=f"afterok:{first['id']}")
+    third = submit(box, command=["true"], depend=f"afterok:{second['id']}")
+    failing = submit(box, command=["false"], max_attempts=1)
+    never = submit(box, command=["true"], depend=f"afterok:{failing['id']}")
+    assert [j["state"] for j in (second, third, never)] == ["WAITING"] * 3
+    box.start_worker()
+    assert box.wait_state(third["id"], "SUCCEEDED")["state"] == "SUCCEEDED"
+    assert box.job(failing["id"])["state"] == "FAILED"
+    cancelled = box.wait_state(never["id"], "CANCELLED")
+    assert failing["id"] in cancelled["reason"]
+    assert box.release_failures == []
+
+
+def test_qdel_of_a_running_job_kills_it_and_it_ends_cancelled(box):
+    job = submit(box, command=["sleep", "30"])
+    box.start_worker()
+    box.wait_state(job["id"], "RUNNING")
+    status, doc = box.api("DELETE", f"/jobs/{job['id']}")
+    assert status == 200 and doc["state"] == "RUNNING"  # the worker kills it at its next heartbeat
+    done = box.wait_state(job["id"], "CANCELLED", timeout=15)
+    assert done["exit_status"] == 256 + 15  # SIGTERM, as PBS reports a signal
+    assert done["reason"] == f"cancelled by {ALICE}"
+    assert done["finished_at"] - done["started_at"] < 10
