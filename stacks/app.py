@@ -77,15 +77,19 @@ def build_app(
 
 
 def main() -> int:
-    """`python app.py`: synthesize, or print the configuration problem and exit 1."""
+    """`python app.py`: synthesize into cdk.out (or the CDK CLI's CDK_OUTDIR), or print the problem and exit 1."""
+    outdir = os.environ.get("CDK_OUTDIR") or "cdk.out"
     try:
-        app = build_app()
+        app = build_app(outdir=outdir)
     except ConfigError as error:
         print(f"configuration error:\n{error}", file=sys.stderr)
         return 1
     try:
-        app.synth()
+        assembly = app.synth()
     except RuntimeError as error:  # a failed validation (cdk-nag); its report is already printed
         print(f"synthesis failed: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
+    if not os.environ.get("CDK_OUTDIR"):  # run by hand: say what was written
+        for stack in assembly.stacks:
+            print(f"{stack.stack_name}: {os.path.relpath(stack.template_full_path)}")
     return 0

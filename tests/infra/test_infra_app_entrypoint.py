@@ -43,3 +43,21 @@ def test_app_py_writes_the_control_plane_and_one_compute_template_per_region(app
 
 def without_asset_hashes(template_text: str) -> dict:
     return json.loads(re.sub(r"[0-9a-f]{64}", "<asset-hash>", template_text))
+
+
+def test_app_py_run_by_hand_writes_cdk_out_and_names_the_templates(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from infra_synthesis import REPO
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CDK_OUTDIR", "CDK_DEFAULT_ACCOUNT")}
+    env["HYPERBATCH_CONFIG"] = str(EXAMPLE)
+    result = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(p.name for p in (tmp_path / "cdk.out").glob("*.template.json"))
+    assert written == ["HyperBatch-Compute-eu-west-1.template.json", "HyperBatch-Compute-us-east-1.template.json",
+                       "HyperBatch-Compute-us-west-2.template.json", "HyperBatch-Control.template.json"]
+    assert "HyperBatch-Control: cdk.out/HyperBatch-Control.template.json" in result.stdout
