@@ -34,21 +34,32 @@ class Scheduler:
     # ---- submit -------------------------------------------------------------------------
     def submit(self, requests: list[dict], caller: Caller) -> list[dict]:
         """Validate every request, store all jobs, then queue the runnable ones (store first)."""
-        docs, edges = [], []
+        built = []
         for number, request in enumerate(requests):
             try:
-                doc, parents = self._build(request, caller)
+                built.append(self._build(request, caller))
             except SpecError as exc:
                 raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc)) from None
-            docs.append(doc)
-            edges.extend((parent, doc["id"]) for parent in parents)
-        self.store.create(docs, edges)
+        docs = [doc for doc, _ in built]
+        self._create(built)
         self._enqueue([d for d in docs if d["state"] == JobState.QUEUED.value])
         # A parent may have finished between our look and the edge write: look again.
         for doc in docs:
             if doc["state"] == JobState.WAITING.value:
                 doc.update(self.reevaluate(doc["id"]) or {})
         return docs
+
+    def _create(self, built: list[tuple[dict, list[str]]], tries: int = 3) -> None:
+        """Store new jobs; ids are unique only with high probability across processes, so a clash gets new ones."""
+        for attempt in range(tries):
+            try:
+                self.store.create([doc for doc, _ in built], [(p, doc["id"]) for doc, parents in built for p in parents])
+                return
+            except Conflict:
+                if attempt == tries - 1:
+                    raise
+                for doc, _ in built:
+                    doc["id"] = ids.new_job_id()
 
     def _build(self, request: dict, caller: Caller) -> tuple[dict, list[str]]:
         script, command = request.get("script"), request.get("command")

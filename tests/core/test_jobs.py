@@ -193,3 +193,13 @@ def test_a_heartbeat_after_the_job_was_taken_back_stops_the_worker(harness):
     harness.lose_lease()
     assert harness.job(job["id"])["attempt"] == 2
     assert harness.worker.heartbeat(run).lease_lost
+
+
+def test_a_job_id_clash_with_another_process_gets_fresh_ids(harness, monkeypatch):
+    taken = harness.submit()["id"]
+    fresh = iter([taken, taken, "01M7Y8Y0CXBNC"])  # another process minted the same id first
+    monkeypatch.setattr("hyperbatch.ids.new_job_id", lambda: next(fresh))
+    job = harness.submit(name="second")
+    assert job["id"] == "01M7Y8Y0CXBNC"
+    assert harness.job(taken)["name"] != "second"
+    assert harness.job(job["id"])["name"] == "second"
