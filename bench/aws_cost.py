@@ -17,14 +17,17 @@ actor; the price model (bench/prices.py) turns calls into money:
 - DynamoDB: request units worked out per call from item sizes (DynamoDB's size
   rules: attribute names + values), since moto's ConsumedCapacity is not
   DynamoDB's. Writes: 1 WRU per KB (x2 in a transaction), a failed conditional
-  write too; plus GSI write amplification: every index holding the item (both
-  job indexes project ALL) is written once per change of the item, twice when
-  the index key changes (a state change moves the job in by_queue_state).
-  Reads: per 4 KB, strongly consistent 1, eventually consistent (queries) 0.5,
-  queries by the total size of the items they read (before any projection).
+  write too; plus GSI write amplification, by each index's projection
+  (hyperbatch/names.INDEX_PROJECTIONS, as deployed): an index entry (keys and
+  projected attributes) is written when the item enters the index, when an
+  update sets a projected attribute (any attribute for ALL), and twice when its
+  index key changes (a delete and a put: a job moves in by_queue_state when it
+  finishes). Reads: per 4 KB, strongly consistent 1, eventually consistent
+  (queries) 0.5, queries by the total size of the index entries they read.
 - SQS: one request per call and 64 KB chunk of payload.
 - CloudWatch Logs: the functions' own lines (Powertools logs, EMF metrics, and
-  an assumed 600 bytes of Lambda platform lines per invocation) and one API
+  an assumed 600 bytes of Lambda platform lines per invocation unless the stack
+  sets the system log level to WARN) and one API
   access-log line per request are in the per-job figures; job output is not:
   it is reported per KB of output.
 - Scheduled functions (scaler, reconciler: one run a minute each, EventBridge):
@@ -44,6 +47,7 @@ import argparse
 import ast
 import json
 import math
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -55,11 +59,21 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import prices  # noqa: E402
+from hyperbatch.names import INDEX_PROJECTIONS, INDEXES  # noqa: E402
 from tests.aws_box.harness import Box, Call  # noqa: E402
 
 MEASURED = ("api", "release", "worker")  # actors whose calls are per job
 SCHEDULED = ("scaler", "reconciler")
 PLATFORM_LOG_BYTES = 600  # Lambda's JSON platform records (start, report) per invocation, estimated
+
+
+def _platform_log_bytes() -> int:
+    """0 when stacks/functions.py sets the system log level to WARN (no start/report records)."""
+    source = (REPO / "stacks" / "functions.py").read_text()
+    return 0 if "SystemLogLevel.WARN" in source else PLATFORM_LOG_BYTES
+
+
+PLATFORM_LOG_BYTES = _platform_log_bytes()
 EDGE_ITEM_BYTES = 90  # a dependency edge item: pk, sk, gsi3pk, gsi3sk
 KB, READ_UNIT = 1024, 4096
 INDEX_KEYS = {"by_owner": "gsi1pk", "by_queue_state": "gsi2pk", "by_parent": "gsi3pk"}
@@ -147,8 +161,12 @@ class DynamoModel:
     """
 
     def __init__(self, keys_only: bool = False, plain_submit: bool = False, sparse_final: bool = False,
-                 sqs_batch: int = 1, platform_log_bytes: int = PLATFORM_LOG_BYTES, queue_key: bool = False):
+                 sqs_batch: int = 1, platform_log_bytes: int = PLATFORM_LOG_BYTES, queue_key: bool = False,
+                 projections: dict | None = None):
         self.sizes: dict[str, int] = {}
+        self.projections = INDEX_PROJECTIONS if projections is None else projections
+        self.index_keys: dict[str, dict[str, str]] = {}  # job id -> index -> its key value, as last written
+        self.entries: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # index -> [bytes, entries] written
         self.platform_log_bytes = platform_log_bytes  # what-if: Lambda's system log level WARN drops them
         # what-if: by_queue_state keyed by queue alone while a job is not final (its state filtered after
         # a BatchGetItem of the page): moves between QUEUED, RUNNING, HELD, WAITING write no index.
@@ -158,6 +176,29 @@ class DynamoModel:
 
     def _index_put(self, size: int) -> int:
         return 1 if self.keys_only else write_units(size)
+
+    def _entry_size(self, item: dict, index: str) -> int:
+        """Bytes of the item's entry in `index`: the whole item (ALL) or its keys and projected attributes."""
+        projected = self.projections.get(index)
+        if projected is None:
+            return item_size(item)
+        keep = {"pk", "sk", *INDEXES[index], *projected}
+        size = item_size({k: v for k, v in item.items() if k in keep})
+        self.entries[index][0] += size
+        self.entries[index][1] += 1
+        return size
+
+    def _mean_entry(self, index: str) -> int:
+        total, n = self.entries[index]
+        return int(total / n) if n else 100
+
+    def _put_indexes(self, item: dict) -> int:
+        """WRU of a new item's index entries (remembering its index keys for later updates)."""
+        if "pk" in item and item.get("sk", {}).get("S") == "job":
+            self.index_keys[item["pk"]["S"]] = {i: item[INDEX_KEYS[i]]["S"] for i in self._indexes(item)}
+        if self.keys_only:
+            return len(self._indexes(item))
+        return sum(write_units(self._entry_size(item, index)) for index in self._indexes(item))
 
     def mean_job(self) -> int:
         sizes = [s for k, s in self.sizes.items() if not k.startswith("edge:")]
@@ -185,13 +226,13 @@ class DynamoModel:
                 put = action.get("Put")
                 if put:
                     size = self._learn(put["Item"])
-                    wru += factor * write_units(size) + len(self._indexes(put["Item"])) * self._index_put(size)
+                    wru += factor * write_units(size) + self._put_indexes(put["Item"])
                 else:
                     wru += 2  # condition checks, updates, deletes: none used today
             return 0.0, wru
         if op in ("PutItem",):
             size = self._learn(params["Item"])
-            return 0.0, write_units(size) + len(self._indexes(params["Item"])) * self._index_put(size)
+            return 0.0, write_units(size) + self._put_indexes(params["Item"])
         if op == "UpdateItem":
             key = params["Key"]["pk"]["S"]
             before = self.sizes.get(key)
@@ -203,6 +244,9 @@ class DynamoModel:
             size = max(after, before or after)
             wru = write_units(size)
             names = set((params.get("ExpressionAttributeNames") or {}).values())
+            placeholders = params.get("ExpressionAttributeNames") or {}
+            updated = {placeholders.get(t, t) for t in re.findall(r"#\w+", params.get("UpdateExpression", ""))}
+            known = self.index_keys.get(key, {})
             indexed = self._indexes(after_item) if after_item else ["by_owner", "by_queue_state"]
             counters = "pending" in names and after_item is not None and "NULL" not in after_item.get("array", {})
             final = after_item is not None and after_item.get("gsi2pk", {}).get("S", "").endswith(FINAL_SUFFIXES)
@@ -215,8 +259,19 @@ class DynamoModel:
                 elif self.keys_only:
                     # by_queue_state would INCLUDE array and pending (DynamoJobStore.pending_tasks reads them).
                     wru += 2 if moved else (1 if index == "by_queue_state" and counters else 0)
-                else:
+                elif after_item is None or self.projections.get(index) is None:
                     wru += write_units(after) + (write_units(before or after) if moved else 0)
+                else:
+                    new_key = after_item[INDEX_KEYS[index]]["S"]
+                    old_key = known.get(index)
+                    moved = (old_key != new_key) if old_key is not None else moved
+                    entry = write_units(self._entry_size(after_item, index))
+                    if moved:
+                        wru += 2 * entry if old_key is not None else entry  # delete + put, or only a put
+                    elif updated & set(self.projections[index]):
+                        wru += entry
+            if after_item is not None:
+                self.index_keys[key] = {i: after_item[INDEX_KEYS[i]]["S"] for i in self._indexes(after_item)}
             return 0.0, wru
         if op == "BatchWriteItem":
             wru = 0.0
@@ -225,7 +280,7 @@ class DynamoModel:
                     if "PutRequest" in request:
                         item = request["PutRequest"]["Item"]
                         size = self._learn(item)
-                        wru += write_units(size) + len(self._indexes(item)) * self._index_put(size)
+                        wru += write_units(size) + self._put_indexes(item)
                     else:
                         wru += write_units(self.mean_job()) + 2 * self._index_put(self.mean_job())
             return 0.0, wru
@@ -250,6 +305,11 @@ class DynamoModel:
             items = response.get("Items", [])
             if index == "by_parent":
                 total = scanned * EDGE_ITEM_BYTES
+            elif index and self.projections.get(index) is not None:  # index entries, not whole items
+                if params.get("Select") == "COUNT" or "ProjectionExpression" in params:
+                    total = scanned * self._mean_entry(index)
+                else:
+                    total = sum(item_size(i) for i in items) + (scanned - len(items)) * self._mean_entry(index)
             elif items and "ProjectionExpression" not in params and params.get("Select") != "COUNT":
                 total = sum(self._learn(i) for i in items) + (scanned - len(items)) * self.mean_job()
             else:
@@ -482,7 +542,7 @@ def report(phase: Phase, memory: dict[str, int], jobs_per_minute: float, label: 
 def what_if(phases: list[Phase], memory: dict[str, int], jobs_per_minute: float) -> None:
     better = dict(keys_only=True, plain_submit=True, sparse_final=True)
     variants = [
-        ("as measured (both job indexes project ALL)", DynamoModel, memory),
+        ("as measured (job indexes as names.INDEX_PROJECTIONS)", DynamoModel, memory),
         ("1. indexes KEYS_ONLY (by_queue_state INCLUDE array, pending)", lambda: DynamoModel(keys_only=True), memory),
         ("2. + a lone job submitted with PutItem, not a transaction",
          lambda: DynamoModel(keys_only=True, plain_submit=True), memory),
@@ -504,35 +564,28 @@ def what_if(phases: list[Phase], memory: dict[str, int], jobs_per_minute: float)
 
 
 SUGGESTIONS = """
-Targets missed. What dominates, and what would cut it (the what-if rows above price each step on the
+Targets missed. What dominates, and what would cut it (the what-if rows above price some steps on the
 same calls; all are core or adapter changes, for the owners of those files):
- - DynamoDB writes are ~70% of a job: 3 writes (submit, start, finish), each written again to BOTH job
-   indexes (both project ALL), and every state change MOVES the job in by_queue_state (delete + put):
-   submit 4 WRU (a transaction doubles the base write), start 4, finish 4.
-   (1) hyperbatch/aws/bootstrap.create_table + stacks/storage.py: project KEYS_ONLY (by_queue_state
-       INCLUDE array, pending for DynamoJobStore.pending_tasks); DynamoJobStore._by_owner/_merged then
-       BatchGetItem the page (reads cost a fifth of writes). Heartbeats and counters write no index.
-   (2) DynamoJobStore.create: one job with no edges -> one conditional PutItem, not TransactWriteItems.
-   (3) dynamo.update_request: REMOVE gsi2pk when the state becomes final (finished jobs are listed
-       through by_owner): the finish deletes one index entry instead of moving it.
-   (7) the big one: key by_queue_state on the queue alone while a job is not final (gsi2pk = queue,
-       state filtered after the BatchGetItem; pending_tasks sums what it reads): QUEUED -> RUNNING and
-       back write no index at all. Reconciler and scaler read the same partition.
+ - DynamoDB writes are most of a job: 3 writes (submit, start, finish), each ~1-2 WRU for the item plus
+   1 WRU per job index entry whose projected attributes change (both job indexes project `state`, so
+   every state change writes both), and the finish moves the job in by_queue_state (delete + put).
+   (a) drop `state` from by_owner's projection (names.INDEX_PROJECTIONS): start and finish then write
+       no by_owner entry (2 WRU a job); owner queries filtered by state then filter after the fetch.
+   (b) dynamo.update_request: REMOVE gsi2pk when the state becomes final (finished jobs are listed
+       through by_owner): the finish deletes one index entry instead of moving it (what-if 3).
  - SQS, 3 requests a job: (4) SqsWorkQueue.claim with MaxNumberOfMessages=10 (the agent holds the
    extra messages, extending them with ChangeMessageVisibilityBatch) and a DeleteMessageBatch of acks.
- - Lambda: (5) stacks/control_plane._api_function memory_mib=512 (it waits on I/O); (6)
-   stacks/functions.Functions.add: system_log_level WARN drops the platform lines of every invocation.
- - Batched submits: even with all of the above a job costs ~7 WRU; under $3 needs BatchWriteItem (1x)
-   for batches, which needs ids that cannot collide across processes (hyperbatch/ids.py: a random
-   sequence start per millisecond lets two 1,000-job batches in the same ms overlap), or fewer writes
-   per job (e.g. no RUNNING write for jobs shorter than a heartbeat).
+ - Batched submits: under $3 needs BatchWriteItem (1x) for batches, which needs ids that cannot collide
+   across processes (hyperbatch/ids.py: a random sequence start per millisecond lets two 1,000-job
+   batches in the same ms overlap), or fewer writes per job (e.g. no RUNNING write for jobs shorter
+   than a heartbeat).
  - Arrays: per chunk a worker pays ReceiveMessage, SendMessage (the tail), DeleteMessage and two
-   read+write rounds on the array item (1-2 KB: chunks, beats, dispatched), each written to both indexes.
-   The chunk size divides all of it: definitions.json chunk_size 64 -> try --chunk-size 256; the agent
+   read+write rounds on the array item (1-2 KB: chunks, beats, dispatched); `pending` is projected in
+   by_queue_state, so each claim also writes that entry. The chunk size divides all of it; the agent
    starts each worker at 1 task a chunk and doubles (hyperbatch/agent.py), so small arrays pay the ramp.
  - Heartbeats are not in these figures (an `echo` ends before its first beat): each beat is an UpdateItem
-   (3 WRU with ALL indexes, 1 with (1)) and a ChangeMessageVisibility, every heartbeat_seconds (15 s):
-   about $9 per million job-minutes today, $4 with (1).
+   of the item alone (no projected attribute changes) and a ChangeMessageVisibility, every
+   heartbeat_seconds (15 s).
 """
 
 

@@ -69,7 +69,7 @@ class ControlPlaneStack(Stack):
         self._outputs(config)
 
     def _api_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
-        function = functions.add("Api", "lambdas.api.handler", timeout_seconds=29, memory_mib=1024)
+        function = functions.add("Api", "lambdas.api.handler", timeout_seconds=29)  # 512 MiB: it waits on I/O
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
         access.work_queues(function, config, access.QUEUE_SEND)
         access.job_logs(function, config, access.LOG_READ)

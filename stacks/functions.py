@@ -55,6 +55,10 @@ class Functions(Construct):
             role=role,
             log_group=logs,
             logging_format=lambda_.LoggingFormat.JSON,
+            # No platform start/report lines per invocation (errors and timeouts still show);
+            # the handlers' own logs at INFO and up.
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             environment=self._environment,
             timeout=Duration.seconds(timeout_seconds),
             memory_size=memory_mib,

@@ -45,11 +45,13 @@ def job_table(scope: Construct, config: Configuration) -> dynamodb.Table:
         stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
     )
     for index, (pk, sk) in naming.INDEXES.items():
+        projected = naming.INDEX_PROJECTIONS.get(index)
         table.add_global_secondary_index(
             index_name=index,
             partition_key=dynamodb.Attribute(name=pk, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=sk, type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
+            projection_type=dynamodb.ProjectionType.ALL if projected is None else dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=None if projected is None else list(projected),
         )
     return table
 

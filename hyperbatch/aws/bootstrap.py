@@ -28,6 +28,12 @@ class ControlPlane:
     log_group_prefix: str
 
 
+def _projection(attributes) -> dict:
+    if attributes is None:
+        return {"ProjectionType": "ALL"}
+    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)}
+
+
 def create_table(dynamodb, name: str) -> None:
     attributes = {"pk", "sk", *(k for pair in names.INDEXES.values() for k in pair)}
     dynamodb.create_table(
@@ -38,7 +44,7 @@ def create_table(dynamodb, name: str) -> None:
             {
                 "IndexName": index,
                 "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": _projection(names.INDEX_PROJECTIONS.get(index)),
             }
             for index, (pk, sk) in names.INDEXES.items()
         ],

@@ -7,8 +7,18 @@ UpdateItem can check and change single fields, counters and map entries:
 
     pk = <job id>   sk = "job"
     gsi1pk = owner          gsi1sk = job id   (index by_owner: a user's jobs, newest first)
-    gsi2pk = "queue#state"  gsi2sk = job id   (index by_queue_state: a queue's jobs in a state)
+    gsi2pk = "queue#active" while the job is not final (WAITING, HELD, QUEUED, RUNNING),
+             "queue#<state>" once it is (SUCCEEDED, FAILED, CANCELLED)
+                            gsi2sk = job id   (index by_queue_state: a queue's jobs by state)
     expires_at = finished_at + job_retention_days   (TTL, set when the job reaches a final state)
+
+A job moves in by_queue_state at most once in its life, when it finishes
+(final states have no way out); moves between active states only rewrite the
+small index entry. Both job indexes project only what queries filter or sum
+on (names.INDEX_PROJECTIONS: state, queue; state, array, pending); a query
+reads ids from the index and fetches the page's items with one strongly
+consistent BatchGetItem (per 100). A specific active state is a filter on the
+projected `state` within "queue#active".
 
 Job ids begin with a millisecond timestamp, so sorting by id is sorting by
 submit time; DynamoDB hashes `pk`, so a burst of submits (consecutive ids)
@@ -55,11 +65,16 @@ from ..states import FINAL, JobState
 JOB_SK = "job"
 EDGE_SK_PREFIX = "parent#"
 TTL_ATTRIBUTE = "expires_at"
+PUT_TOKEN = "put_token"  # a lone job's create call, so that a retried PutItem can recognise its own write
 # Attributes that are keys or bookkeeping, not fields of the job document.
-KEY_ATTRIBUTES = frozenset({"pk", "sk", TTL_ATTRIBUTE, *(k for pair in INDEXES.values() for k in pair)})
+KEY_ATTRIBUTES = frozenset(
+    {"pk", "sk", TTL_ATTRIBUTE, PUT_TOKEN, *(k for pair in INDEXES.values() for k in pair)}
+)
 
 ALL_STATES = tuple(s.value for s in JobState)
 FINAL_STATES = frozenset(s.value for s in FINAL)
+ACTIVE_STATES = tuple(s for s in ALL_STATES if s not in FINAL_STATES)
+ACTIVE = "active"  # the by_queue_state partition of a queue's jobs that are not final
 
 # TransactWriteItems: at most 100 actions and 4 MB per call.
 TRANSACTION_ITEMS = 100
@@ -116,8 +131,29 @@ def doc_from_item(item: dict) -> dict:
     return {k: decode(v) for k, v in item.items() if k not in KEY_ATTRIBUTES}
 
 
+def _state(value: Any) -> str:
+    return value.value if isinstance(value, JobState) else value
+
+
 def queue_state_key(queue: str, state: str) -> str:
-    return f"{queue}#{state}"
+    """by_queue_state partition of a job in `state`: one for all active states, one per final state."""
+    state = _state(state)
+    return f"{queue}#{state if state in FINAL_STATES else ACTIVE}"
+
+
+def moves_index(expect: Expect, change: Change) -> bool:
+    """Whether `change` may move the job in by_queue_state (and so needs the job's queue).
+
+    Only a change of queue, a move into a final state, or one that might leave a
+    final state (not ruled out by `expect.states`) can change gsi2pk.
+    """
+    if "queue" in change.set:
+        return True
+    if "state" not in change.set:
+        return False
+    if _state(change.set["state"]) in FINAL_STATES:
+        return True
+    return expect.states is None or any(_state(s) in FINAL_STATES for s in expect.states)
 
 
 def expiry(finished_at: float | None, retention_seconds: float, now: float) -> int:
@@ -218,11 +254,14 @@ def update_request(
 ) -> dict:
     """UpdateItem parameters (without table and key) that check `expect` and apply `change`.
 
-    `queue` is the job's queue, needed to keep gsi2pk ("queue#state") in step
-    when the state changes; it is then also checked in the condition, so a
-    wrong guess can only fail the write, never index the job under another queue.
+    `queue` is the job's queue, needed to keep gsi2pk in step when the change
+    may move the job in by_queue_state (`moves_index`: into a final state, or
+    from one); it is then also checked in the condition, so a wrong guess can
+    only fail the write, never index the job under another queue. Moves between
+    active states leave gsi2pk alone: its value cannot change.
     """
     sets, adds, map_set, map_del = _normalise(change)
+    moving = moves_index(expect, change)
     ex = _Expression()
     set_parts = [f"{ex.name(k)} = {ex.value(v)}" for k, v in sets.items()]
     for key, entries in map_set.items():
@@ -231,12 +270,13 @@ def update_request(
     set_parts.append(f"{version} = {version} + {ex.value(1)}")
     conditions = [f"attribute_exists({ex.name('pk')})"]
     if "state" in sets:
-        target_queue = sets.get("queue", queue)
-        if target_queue is None:
-            raise ValueError("a state change needs the job's queue to keep the by_queue_state index in step")
-        if "queue" not in sets:
-            conditions.append(f"{ex.name('queue')} = {ex.value(queue)}")
-        set_parts.append(f"{ex.name('gsi2pk')} = {ex.value(queue_state_key(target_queue, sets['state']))}")
+        if moving:
+            target_queue = sets.get("queue", queue)
+            if target_queue is None:
+                raise ValueError("a state change needs the job's queue to keep the by_queue_state index in step")
+            if "queue" not in sets:
+                conditions.append(f"{ex.name('queue')} = {ex.value(queue)}")
+            set_parts.append(f"{ex.name('gsi2pk')} = {ex.value(queue_state_key(target_queue, sets['state']))}")
         if sets["state"] in FINAL_STATES:
             at = expiry(sets.get("finished_at"), retention_seconds, now)
             set_parts.append(f"{ex.name(TTL_ATTRIBUTE)} = {ex.value(at)}")
@@ -352,11 +392,25 @@ class DynamoJobStore:
         no message was sent for these jobs yet). Each call carries a client
         request token, so botocore's retry of a call whose response was lost is
         idempotent instead of failing on our own first write as a Conflict.
+
+        A lone job without edges is one conditional PutItem instead (half the
+        write units of a one-item transaction; a single item is all-or-nothing
+        anyway). Its retry-safety, as the transaction's request token: the item
+        carries a token of this call (`put_token`, not part of the document);
+        when the condition fails, the item that is there comes back (ALL_OLD),
+        and if it bears our token, botocore retried a call whose response was
+        lost and the create succeeded. Any other existing item is a Conflict.
         """
         ids = [d["id"] for d in docs]
         if len(set(ids)) != len(ids):
             raise Conflict("the same job id appears twice in one submission")
         now = self.clock()
+        if len(docs) == 1 and not edges:
+            item = job_item(docs[0], self.retention_seconds, now)
+            item[PUT_TOKEN] = {"S": uuid.uuid4().hex[:16]}
+            self._put_new(item)
+            self._remember(docs[0])
+            return
         actions = [
             {
                 "Put": {
@@ -378,6 +432,20 @@ class DynamoJobStore:
             raise
         for doc in docs:
             self._remember(doc)
+
+    def _put_new(self, item: dict) -> None:
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            if old is not None and old.get(PUT_TOKEN) == item[PUT_TOKEN]:
+                return  # our own write, retried by botocore after its response was lost
+            raise Conflict(f"a job with id {item['pk']['S']} exists already") from None
 
     def _transact(self, chunk: list[dict]) -> None:
         for attempt in range(TRANSACTION_RETRIES):
@@ -455,7 +523,7 @@ class DynamoJobStore:
         (ReturnValuesOnConditionCheckFailure=ALL_OLD): none means NotFound, one
         means StaleTransition — no second read either way.
         """
-        state_changes = "state" in change.set and "queue" not in change.set
+        state_changes = moves_index(expect, change) and "queue" not in change.set
         queue = self.queue_of(job_id) if state_changes else None
         for _ in range(2):
             request = update_request(
@@ -484,25 +552,35 @@ class DynamoJobStore:
     def query(self, *, owner=None, queue=None, states=None, limit=100, next=None) -> Page:
         """Jobs newest first: by owner (index by_owner, queue and state filtered), else by queue and state.
 
+        The indexes give the page's ids (filtered on their projected attributes);
+        one strongly consistent BatchGetItem per 100 fetches the jobs, and a job
+        whose fresh item no longer matches (the index lags a write) is left out.
         The `next` token is the last job id of the previous page; every Query
         continues below it with a key condition (`sk < next`), which is what an
-        ExclusiveStartKey would do but also works across the merged per-state
-        queries. Never a Scan.
+        ExclusiveStartKey would do but also works across the merged queries.
+        Never a Scan.
         """
-        states = list(states) if states is not None else None
+        states = [_state(s) for s in states] if states is not None else None
         if limit <= 0:
             return Page([], None)
         if owner is not None:
-            docs = self._by_owner(owner, queue, states, limit + 1, next)
+            ids = self._by_owner(owner, queue, states, limit + 1, next)
         else:
             queues = [queue] if queue is not None else self.queues
             if not queues:
                 raise ValueError("listing jobs without an owner or a queue needs the configured queue names")
-            pairs = [(q, s) for q in queues for s in (states or ALL_STATES)]
-            docs = self._merged(pairs, limit + 1, next)
-        docs = [self._remember(d) for d in docs]
-        page = docs[:limit]
-        return Page(page, page[-1]["id"] if len(docs) > limit else None)
+            ids = self._merged(queues, states or list(ALL_STATES), limit + 1, next)
+        more = len(ids) > limit
+        ids = ids[:limit]
+        found = self.get_many(ids)
+        page = [
+            found[i] for i in ids
+            if i in found
+            and (owner is None or found[i].get("owner") == owner)
+            and (queue is None or found[i]["queue"] == queue)
+            and (not states or found[i]["state"] in states)
+        ]
+        return Page(page, ids[-1] if more else None)
 
     def _by_owner(self, owner: str, queue: str | None, states: list[str] | None, want: int, after: str | None):
         if not owner:
@@ -523,40 +601,55 @@ class DynamoJobStore:
         }
         if filters:
             params["FilterExpression"] = " AND ".join(filters)
-        out: list[dict] = []
+        out: list[str] = []
         for items in self._pages(params, page_size=min(1000, want * 4) if filters else want, want=want):
-            out += [doc_from_item(i) for i in items]
+            out += [i["gsi1sk"]["S"] for i in items]
         return out[:want]
 
-    def _merged(self, pairs: list[tuple[str, str]], want: int, after: str | None) -> list[dict]:
-        streams = [self._queue_state(q, s, want, after) for q, s in pairs]
+    def _merged(self, queues: list[str], states: list[str], want: int, after: str | None) -> list[str]:
+        """Up to `want` job ids, newest first, over the by_queue_state partitions these states live in."""
+        active = [s for s in ACTIVE_STATES if s in states]
+        finals = [s for s in states if s in FINAL_STATES]
+        streams = []
+        for q in queues:
+            if active:
+                only = active if len(active) < len(ACTIVE_STATES) else None  # all active states: no filter
+                streams.append(self._queue_state(q, ACTIVE, want, after, only))
+            streams += [self._queue_state(q, s, want, after) for s in dict.fromkeys(finals)]
         out, seen = [], set()
-        for doc in heapq.merge(*streams, key=lambda d: d["id"], reverse=True):
-            if doc["id"] in seen:  # the index lags a state change: a job may show under two states
+        for job_id in heapq.merge(*streams, reverse=True):
+            if job_id in seen:  # the index lags a finish: a job may show under two partitions
                 continue
-            seen.add(doc["id"])
-            out.append(doc)
+            seen.add(job_id)
+            out.append(job_id)
             if len(out) == want:
                 break
         return out
 
-    def _queue_state(self, queue: str, state: str, want: int, after: str | None) -> Iterator[dict]:
-        """Lazily, newest first: heapq.merge asks for more only from the partitions that win."""
-        params = self._queue_state_params(queue, state, after)
+    def _queue_state(self, queue: str, state: str, want: int, after: str | None,
+                     only: list[str] | None = None) -> Iterator[str]:
+        """Lazily, newest first, ids in one partition (`only`: these states of it): heapq.merge asks
+        for more only from the partitions that win."""
+        params = self._queue_state_params(queue, state, after, only)
         params["ScanIndexForward"] = False
-        for items in self._pages(params, page_size=want, want=None):
+        for items in self._pages(params, page_size=min(1000, want * 4) if only else want, want=None):
             for item in items:
-                yield doc_from_item(item)
+                yield item["gsi2sk"]["S"]
 
-    def _queue_state_params(self, queue: str, state: str, after: str | None = None) -> dict:
+    def _queue_state_params(self, queue: str, state: str, after: str | None = None,
+                            only: list[str] | None = None) -> dict:
         ex = _Expression()
-        key = f"{ex.name('gsi2pk')} = {ex.value(queue_state_key(queue, state))}"
+        partition = f"{queue}#{ACTIVE}" if state == ACTIVE else queue_state_key(queue, state)
+        key = f"{ex.name('gsi2pk')} = {ex.value(partition)}"
         if after:
             key += f" AND {ex.name('gsi2sk')} < {ex.value(after)}"
-        return {
+        params = {
             "TableName": self.table, "IndexName": "by_queue_state", "KeyConditionExpression": key,
             "ExpressionAttributeNames": ex.names, "ExpressionAttributeValues": ex.values,
         }
+        if only:
+            params["FilterExpression"] = f"{ex.name('state')} IN ({', '.join(ex.value(s) for s in only)})"
+        return params
 
     def _pages(self, params: dict, page_size: int | None, want: int | None) -> Iterator[list[dict]]:
         """Query pages until exhausted, or until `want` items came back."""
@@ -576,17 +669,32 @@ class DynamoJobStore:
             if not start or (want is not None and got >= want):
                 return
 
-    def counts(self, queue: str) -> dict[str, int]:
-        """Jobs per state: one Query with Select=COUNT per state.
+    def _active(self, queue: str, *attributes: str) -> Iterator[dict]:
+        """The index entries of a queue's active jobs, with `state` and `attributes` (projected)."""
+        params = self._queue_state_params(queue, ACTIVE)
+        names = {f"#a{i}": a for i, a in enumerate(("state", *attributes))}
+        params["ProjectionExpression"] = ", ".join(names)
+        params["ExpressionAttributeNames"] = {**params["ExpressionAttributeNames"], **names}
+        for items in self._pages(params, page_size=None, want=None):
+            yield from items
 
-        A COUNT still reads, and is billed for, every index item it counts (by
-        size: the indexes project whole items), so a queue holding a million
-        finished jobs costs hundreds of thousands of RCUs per call until TTL
-        removes them. Fine for an occasional `qstat -Q`; nothing should poll it
-        (the scaler uses `pending_tasks`, which reads only active states).
+    def counts(self, queue: str) -> dict[str, int]:
+        """Jobs per state: the active partition read once (small entries: state only), and one
+        Query with Select=COUNT per final state.
+
+        A COUNT still reads, and is billed for, every index entry it counts (the
+        entries are small: keys, state, queue or array and pending), so a queue
+        holding a million finished jobs costs tens of thousands of RCUs per call
+        until TTL removes them. Fine for an occasional `qstat -Q`; nothing should
+        poll it (the scaler uses `pending_tasks`, which reads only active jobs).
         """
-        out = {}
+        out: dict[str, int] = {}
+        for item in self._active(queue):
+            state = decode(item["state"])
+            out[state] = out.get(state, 0) + 1
         for state in ALL_STATES:
+            if state not in FINAL_STATES:
+                continue
             params = self._queue_state_params(queue, state)
             params["Select"] = "COUNT"
             total = 0
@@ -600,7 +708,7 @@ class DynamoJobStore:
                     break
             if total:
                 out[state] = total
-        return out
+        return {s: out[s] for s in ALL_STATES if out.get(s)}
 
     def pending_tasks(self, queue: str) -> int:
         """Jobs and array tasks waiting to run in `queue` (what the scaler should size on, on AWS).
@@ -608,19 +716,17 @@ class DynamoJobStore:
         SQS counts messages, and one message can carry thousands of array
         positions; the store knows the real figure: each QUEUED job is 1, each
         QUEUED or RUNNING array adds its `pending` counter. Reads only the
-        active partitions of by_queue_state (projection keeps responses small).
+        active partition of by_queue_state, whose entries carry state, array and pending.
         """
         total = 0
-        for state in (JobState.QUEUED.value, JobState.RUNNING.value):
-            params = self._queue_state_params(queue, state)
-            params["ProjectionExpression"] = "#a, #p"
-            params["ExpressionAttributeNames"] = {**params["ExpressionAttributeNames"], "#a": "array", "#p": "pending"}
-            for items in self._pages(params, page_size=None, want=None):
-                for item in items:
-                    if decode(item.get("array", {"NULL": True})) is not None:
-                        total += max(0, decode(item.get("pending", {"N": "0"})))
-                    elif state == JobState.QUEUED.value:
-                        total += 1
+        for item in self._active(queue, "array", "pending"):
+            state = decode(item["state"])
+            if state not in (JobState.QUEUED.value, JobState.RUNNING.value):
+                continue
+            if decode(item.get("array", {"NULL": True})) is not None:
+                total += max(0, decode(item.get("pending", {"N": "0"})))
+            elif state == JobState.QUEUED.value:
+                total += 1
         return total
 
     def dependents(self, parent_id: str) -> list[str]:

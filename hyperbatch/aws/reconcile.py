@@ -34,9 +34,10 @@ run (the reconciler function, once a minute) does three things instead:
    get messages for the ranges not yet handed out and for their retries only,
    not the whole range again.
 
-Costs per run: one ReceiveMessage per queue's DLQ, and a Query over the
-QUEUED and RUNNING partitions of each queue (the scaler reads the same
-partitions every run for `pending_tasks`).
+Costs per run: one ReceiveMessage per queue's DLQ, and per queue a Query
+over the active partition of by_queue_state (filtered to RUNNING, then
+QUEUED) with a strongly consistent BatchGetItem of the jobs it lists (the
+scaler reads the same partition every run for `pending_tasks`).
 """
 
 from __future__ import annotations

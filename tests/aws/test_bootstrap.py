@@ -51,3 +51,17 @@ def test_clients_are_made_once_per_service_and_region(monkeypatch):
         assert sqs_client.meta.config.read_timeout > 20  # above SQS's longest long poll
     finally:
         clients.reset()
+
+
+def test_the_table_indexes_project_what_the_stack_projects(aws):
+    from hyperbatch import names
+
+    table = aws.dynamodb.describe_table(TableName=aws.plane.table)["Table"]
+    projections = {
+        gsi["IndexName"]: (gsi["Projection"]["ProjectionType"], sorted(gsi["Projection"].get("NonKeyAttributes", [])))
+        for gsi in table["GlobalSecondaryIndexes"]
+    }
+    assert projections == {
+        index: ("ALL", []) if attributes is None else ("INCLUDE", sorted(attributes))
+        for index, attributes in names.INDEX_PROJECTIONS.items()
+    }

@@ -84,7 +84,16 @@ def test_conditions_come_from_expect():
 def test_a_state_change_moves_the_index_key_and_checks_the_queue():
     text = resolve(update_request(Expect(), Change(set={"state": JobState.RUNNING}), queue="batch",
                                   retention_seconds=DAY, now=0))
-    assert "gsi2pk = 'batch#RUNNING'" in text and "queue = 'batch'" in text.split(" IF ")[1]
+    assert "gsi2pk = 'batch#active'" in text and "queue = 'batch'" in text.split(" IF ")[1]
+    text = resolve(update_request(Expect.state(JobState.RUNNING), Change(set={"state": JobState.SUCCEEDED}),
+                                  queue="batch", retention_seconds=DAY, now=0))
+    assert "gsi2pk = 'batch#SUCCEEDED'" in text and "queue = 'batch'" in text.split(" IF ")[1]
+
+
+def test_moves_between_active_states_leave_the_index_key_alone():
+    text = resolve(update_request(Expect.state(JobState.QUEUED), Change(set={"state": JobState.RUNNING}),
+                                  queue=None, retention_seconds=DAY, now=0))
+    assert "gsi2pk" not in text and "queue" not in text and "state = 'RUNNING'" in text
 
 
 def test_a_final_state_sets_the_ttl_in_the_same_write():
@@ -118,6 +127,43 @@ def test_update_is_one_update_item(aws):
     assert aws.calls == ["UpdateItem"]  # the queue for the index key was known from create
 
 
+def test_a_job_moves_in_by_queue_state_only_when_it_finishes(aws):
+    doc = job()
+    aws.store.create([doc], [])
+    fresh = DynamoJobStore(aws.plane.table, aws.dynamodb)  # knows no queue: an index move would need a GetItem
+    aws.calls.clear()
+    fresh.update(doc["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.RUNNING}))
+    fresh.update(doc["id"], Expect.state(JobState.RUNNING), Change(set={"state": JobState.QUEUED}))
+    assert aws.calls == ["UpdateItem", "UpdateItem"] and raw_item(aws, doc["id"])["gsi2pk"] == {"S": "batch#active"}
+    fresh.update(doc["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.SUCCEEDED}))
+    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "batch#SUCCEEDED"}
+    assert [d["id"] for d in aws.store.query(queue="batch", states=["SUCCEEDED"]).items] == [doc["id"]]
+    assert aws.store.query(queue="batch", states=["QUEUED", "RUNNING"]).items == []
+
+
+def test_a_lone_job_is_one_conditional_put(aws):
+    doc = job()
+    aws.store.create([doc], [])
+    assert aws.calls == ["PutItem"]
+    with pytest.raises(Conflict, match=doc["id"]):
+        aws.store.create([doc], [])  # a second create of the same job is still a conflict
+    assert aws.store.get(doc["id"]) == doc
+
+
+def test_a_retried_lone_put_recognises_its_own_write(aws):
+    doc = job()
+    sent = []
+
+    def twice(params, **kwargs):  # as botocore's retry after a lost response: the same request again
+        if not sent:
+            sent.append(params)
+            aws.dynamodb.put_item(**params)
+
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", twice)
+    aws.store.create([doc], [])
+    assert sent and aws.store.get(doc["id"]) == doc
+
+
 def test_a_fresh_process_learns_the_queue_once(aws):
     doc = job()
     aws.store.create([doc], [])
@@ -146,7 +192,7 @@ def test_a_stale_queue_guess_is_corrected(aws):
     aws.store._remember({"id": doc["id"], "queue": "batch"})  # as if another process had said so
     new = aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.RUNNING}))
     assert new["state"] == "RUNNING"
-    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "west#RUNNING"}
+    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "west#active"}
 
 
 def test_index_keys_follow_the_state(aws):
@@ -253,7 +299,8 @@ def test_queries_use_indexes_only(aws):
     assert walk(states=["RUNNING"]) == [d["id"] for d in reversed(docs) if d["state"] == "RUNNING"]
     assert walk(queue="batch") == [d["id"] for d in reversed(docs) if d["queue"] == "batch"]
     assert aws.store.counts("west") == {"QUEUED": 1, "RUNNING": 1, "SUCCEEDED": 1}
-    assert "Scan" not in aws.calls and {"Query"} == set(aws.calls) - {"TransactWriteItems"}
+    # Index queries give the ids; the page's jobs come from one BatchGetItem (by key, not a Scan).
+    assert "Scan" not in aws.calls and {"Query", "BatchGetItem"} == set(aws.calls) - {"TransactWriteItems"}
 
 
 def test_a_filtered_owner_query_fills_its_page(aws):
