@@ -135,7 +135,6 @@ class Agent:
         self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping)
         self.chunk = 1  # grows while tasks are quick, so long tasks are not hoarded
         self.stopping = False
-        self.run_now: Run | None = None
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -197,7 +196,6 @@ class Agent:
         self.stopping = True
 
     def execute(self, run: Run) -> None:
-        self.run_now = run
         self.supervisor.watch(run)
         try:
             self._prepare(run)
@@ -211,7 +209,6 @@ class Agent:
                     self.dispatcher.finish_job(run, outcome)
         finally:
             self.supervisor.watch(None)
-            self.run_now = None
 
     def _prepare(self, run: Run) -> None:
         """Once per claimed item: the work directory, the argv and the environment tasks share."""

@@ -174,6 +174,11 @@ class Dispatcher:
         """
         return beat is not None and self.clock() - beat < self.lease_seconds / 2
 
+    def chunk_alive(self, doc: dict, chunk_id: str) -> bool:
+        """Whether the worker of an array chunk still beats (a chunk with no beat yet counts from its start)."""
+        chunk = doc["chunks"].get(chunk_id)
+        return chunk is not None and self.alive(doc["beats"].get(chunk_id, chunk["started"]))
+
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
         job, attempt = run.job, run.attempt
@@ -279,8 +284,7 @@ class Dispatcher:
             self.queue.ack(item)
             return
         if is_array(doc):
-            chunk = doc["chunks"].get(item.id)
-            if chunk and self.alive(doc["beats"].get(item.id, chunk["started"])):
+            if self.chunk_alive(doc, item.id):
                 self.queue.ack(item)  # a duplicate delivery: the chunk's worker is still beating
                 return
             self._recover_chunk(item.job_id, item.id, item)
@@ -306,8 +310,7 @@ class Dispatcher:
         except NotFound:
             return 0
         if is_array(doc):
-            stale = [cid for cid, chunk in doc["chunks"].items()
-                     if not self.alive(doc["beats"].get(cid, chunk["started"]))]
+            stale = [cid for cid in doc["chunks"] if not self.chunk_alive(doc, cid)]
             for chunk_id in stale:
                 self._recover_chunk(job_id, chunk_id)
             return len(stale)

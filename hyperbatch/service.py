@@ -74,17 +74,9 @@ class Scheduler:
         fields.update({k: v for k, v in request.items() if v is not None and k not in ("script", "command")})
 
         queue = fields.get("queue") or self.config.queues[0].name
-        try:
-            queue_config = self.config.queue(queue)
-        except KeyError:
-            names = ", ".join(q.name for q in self.config.queues)
-            raise SpecError(f"unknown queue '{queue}': configured queues are {names}") from None
+        queue_config = self._configured("queue", queue)
         definition = fields.get("definition") or queue_config.definition
-        try:
-            self.config.definition(definition)
-        except KeyError:
-            names = ", ".join(d.name for d in self.config.definitions)
-            raise SpecError(f"unknown definition '{definition}': configured definitions are {names}") from None
+        self._configured("definition", definition)
 
         walltime = fields.get("walltime")
         if isinstance(walltime, str):
@@ -187,7 +179,7 @@ class Scheduler:
         if owner != caller.name and not caller.admin:
             raise Forbidden("only admins may list other users' jobs")
         if queue is not None:
-            self._queue_config(queue)
+            self._configured("queue", queue)
         return self.store.query(owner=owner, queue=queue, states=states, limit=limit, next=next)
 
     def tasks(self, job_id: str, caller: Caller, offset: int, limit: int) -> tuple[list[dict], int | None]:
@@ -232,11 +224,13 @@ class Scheduler:
             )
         return out
 
-    def _queue_config(self, name: str):
+    def _configured(self, kind: str, name: str):
+        """The configured queue or definition called `name`, or a SpecError that lists the real ones."""
         try:
-            return self.config.queue(name)
+            return getattr(self.config, kind)(name)
         except KeyError:
-            raise SpecError(f"unknown queue '{name}'") from None
+            names = ", ".join(item.name for item in getattr(self.config, f"{kind}s"))
+            raise SpecError(f"unknown {kind} '{name}': configured {kind}s are {names}") from None
 
     # ---- control ------------------------------------------------------------------------
     def cancel(self, job_id: str, caller: Caller, index: int | None = None) -> dict:

@@ -159,7 +159,7 @@ class Reconciler:
         spec = arrays.parse_array(doc["array"])
         chunk = doc["chunks"].get(item.id)
         if chunk is not None:
-            if self.dispatcher.alive(doc["beats"].get(item.id, chunk["started"])):
+            if self.dispatcher.chunk_alive(doc, item.id):
                 return None
 
             def verdict(pos: int, index: str):
@@ -200,11 +200,10 @@ class Reconciler:
     def _recover(self, doc: dict) -> int:
         """Index copies lag (never lead) the table, so a fresh-looking one is fresh; a stale-looking
         one is read again by `recover_stale` before anything is decided."""
-        alive = self.dispatcher.alive
         if is_array(doc):
-            stale = any(not alive(doc["beats"].get(cid, c["started"])) for cid, c in doc["chunks"].items())
+            stale = any(not self.dispatcher.chunk_alive(doc, cid) for cid in doc["chunks"])
         else:
-            stale = not alive(doc["heartbeat_at"])
+            stale = not self.dispatcher.alive(doc["heartbeat_at"])
         return self.dispatcher.recover_stale(doc["id"]) if stale else 0
 
     # ---- 3. lost sends ----------------------------------------------------------------------
