@@ -4,7 +4,9 @@
 
 Three runs, each in a fresh box (tests/aws_box/harness.py: the Lambda handlers
 and worker agents on moto): N single jobs submitted one per POST; N jobs
-submitted in POSTs of up to 1,000; one array of N tasks. Each job and task
+submitted in POSTs of up to 1,000; one array of --array tasks (20,000 by
+default: each worker starts at one task a chunk and doubles, so a small array
+is mostly ramp-up; the figure is what a big array pays per task). Each job and task
 echoes one line.
 Every AWS call made through botocore is counted by service, operation and
 actor; the price model (bench/prices.py) turns calls into money:
@@ -77,7 +79,6 @@ PLATFORM_LOG_BYTES = _platform_log_bytes()
 EDGE_ITEM_BYTES = 90  # a dependency edge item: pk, sk, gsi3pk, gsi3sk
 KB, READ_UNIT = 1024, 4096
 INDEX_KEYS = {"by_owner": "gsi1pk", "by_queue_state": "gsi2pk", "by_parent": "gsi3pk"}
-FINAL_SUFFIXES = ("#SUCCEEDED", "#FAILED", "#CANCELLED")
 JOB = ["echo", "done"]  # each job and task prints one short line: its output is priced per KB, apart
 TASK = ["sh", "-c", "echo task $HYPER_ARRAY_INDEX"]
 
@@ -151,39 +152,33 @@ def read_units(size: int, consistent: bool) -> float:
 
 
 class DynamoModel:
-    """Request units per call, remembering item sizes by key (an update's cost depends on the old item).
+    """Request units per call, remembering each item's size and index keys (an update's cost depends on
+    the item before it: DynamoDB bills the larger of the old and new item, and an index entry is
+    written only when the update puts, deletes, moves or changes it).
 
-    `keys_only`: price the indexes as if they projected KEYS_ONLY (a what-if): an index entry is
-    then under 1 KB, and written only when the item enters or leaves the index or its key changes.
-    `plain_submit`: price a one-item TransactWriteItems as a conditional PutItem (a what-if).
-    `sparse_final`: by_queue_state holds only jobs not yet final (a what-if): a final transition
-    deletes the job's entry instead of moving it.
+    `sqs_batch` is a what-if for the workers: receive SQS messages that many at a time.
     """
 
-    def __init__(self, keys_only: bool = False, plain_submit: bool = False, sparse_final: bool = False,
-                 sqs_batch: int = 1, platform_log_bytes: int = PLATFORM_LOG_BYTES, queue_key: bool = False,
+    def __init__(self, sqs_batch: int = 1, platform_log_bytes: int = PLATFORM_LOG_BYTES,
                  projections: dict | None = None):
         self.sizes: dict[str, int] = {}
         self.projections = INDEX_PROJECTIONS if projections is None else projections
-        self.index_keys: dict[str, dict[str, str]] = {}  # job id -> index -> its key value, as last written
+        self.index_keys: dict[str, dict[str, str]] = {}  # item key -> index -> its key value, as last written
         self.entries: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # index -> [bytes, entries] written
-        self.platform_log_bytes = platform_log_bytes  # what-if: Lambda's system log level WARN drops them
-        # what-if: by_queue_state keyed by queue alone while a job is not final (its state filtered after
-        # a BatchGetItem of the page): moves between QUEUED, RUNNING, HELD, WAITING write no index.
-        self.queue_key = queue_key
-        self.keys_only, self.plain_submit, self.sparse_final = keys_only, plain_submit, sparse_final
-        self.sqs_batch = sqs_batch  # a what-if for SqsWorkQueue: workers receive and delete 10 at a time
+        self.platform_log_bytes = platform_log_bytes
+        self.sqs_batch = sqs_batch
 
-    def _index_put(self, size: int) -> int:
-        return 1 if self.keys_only else write_units(size)
+    @staticmethod
+    def _key(item_or_key: dict) -> str:
+        return f"{item_or_key['pk']['S']}|{item_or_key.get('sk', {}).get('S', '')}"
 
-    def _entry_size(self, item: dict, index: str) -> int:
+    def _entry_size(self, item: dict | None, index: str) -> int:
         """Bytes of the item's entry in `index`: the whole item (ALL) or its keys and projected attributes."""
+        if item is None:
+            return self._mean_entry(index)
         projected = self.projections.get(index)
-        if projected is None:
-            return item_size(item)
-        keep = {"pk", "sk", *INDEXES[index], *projected}
-        size = item_size({k: v for k, v in item.items() if k in keep})
+        keep = None if projected is None else {"pk", "sk", *INDEXES[index], *projected}
+        size = item_size(item if keep is None else {k: v for k, v in item.items() if k in keep})
         self.entries[index][0] += size
         self.entries[index][1] += 1
         return size
@@ -192,112 +187,123 @@ class DynamoModel:
         total, n = self.entries[index]
         return int(total / n) if n else 100
 
-    def _put_indexes(self, item: dict) -> int:
-        """WRU of a new item's index entries (remembering its index keys for later updates)."""
-        if "pk" in item and item.get("sk", {}).get("S") == "job":
-            self.index_keys[item["pk"]["S"]] = {i: item[INDEX_KEYS[i]]["S"] for i in self._indexes(item)}
-        if self.keys_only:
-            return len(self._indexes(item))
-        return sum(write_units(self._entry_size(item, index)) for index in self._indexes(item))
+    @staticmethod
+    def _index_keys(item: dict) -> dict[str, str]:
+        return {index: item[key]["S"] for index, key in INDEX_KEYS.items() if key in item}
 
-    def mean_job(self) -> int:
-        sizes = [s for k, s in self.sizes.items() if not k.startswith("edge:")]
-        return int(sum(sizes) / len(sizes)) if sizes else 1024
-
-    def _learn(self, item: dict) -> int:
+    def _put(self, item: dict) -> int:
+        """WRU of writing a whole new item (no old one): the item, and an entry in each index it is in."""
         size = item_size(item)
-        if "pk" in item and "sk" in item:
-            key = item["pk"]["S"] if item["sk"]["S"] == "job" else f"edge:{item['pk']['S']}:{item['sk']['S']}"
-            self.sizes[key] = size
+        key = self._key(item)
+        old_keys = self.index_keys.get(key, {})
+        self.sizes[key] = size
+        new_keys = self.index_keys[key] = self._index_keys(item)
+        wru = write_units(size)
+        for index in set(old_keys) | set(new_keys):
+            if index not in new_keys:
+                wru += 1  # a put that drops an index key deletes the old entry
+            else:
+                entry = write_units(self._entry_size(item, index))
+                wru += entry * (2 if index in old_keys and old_keys[index] != new_keys[index] else 1)
+        return wru
+
+    def _seen(self, item: dict) -> int:
+        """An item read whole: remember its size (its next update is billed on it)."""
+        size = item_size(item)
+        if "pk" in item:
+            self.sizes[self._key(item)] = size
         return size
 
-    @staticmethod
-    def _indexes(item: dict) -> list[str]:
-        return [index for index, key in INDEX_KEYS.items() if key in item]
+    def mean_job(self) -> int:
+        sizes = [s for k, s in self.sizes.items() if k.endswith("|job")]
+        return int(sum(sizes) / len(sizes)) if sizes else 1024
+
+    def _update(self, call: Call) -> float:
+        params, response = call.params, call.response or {}
+        key = self._key(params["Key"])
+        before = self.sizes.get(key)
+        if call.error == "ConditionalCheckFailedException":
+            old = response.get("Item")
+            return write_units(item_size(old) if old else before or self.mean_job())
+        after_item = response.get("Attributes") if params.get("ReturnValues") == "ALL_NEW" else None
+        after = item_size(after_item) if after_item else (before or self.mean_job())
+        if after_item:
+            self.sizes[key] = after
+        wru = write_units(max(after, before or after))
+        names = params.get("ExpressionAttributeNames") or {}
+        values = params.get("ExpressionAttributeValues") or {}
+        expression = params.get("UpdateExpression", "")
+        updated = {names.get(t, t) for t in re.findall(r"#\w+", expression)}
+        old_keys = self.index_keys.get(key, {})
+        if after_item is not None:
+            new_keys = self._index_keys(after_item)
+        else:  # no new image asked for: follow the expression's SETs and REMOVEs of index keys
+            new_keys = dict(old_keys)
+            for name, value in re.findall(r"(#\w+)\s*=\s*(:\w+)", expression):
+                for index, attribute in INDEX_KEYS.items():
+                    if names.get(name) == attribute and "S" in values.get(value, {}):
+                        new_keys[index] = values[value]["S"]
+            removed = expression.split("REMOVE", 1)[1] if "REMOVE" in expression else ""
+            for index, attribute in INDEX_KEYS.items():
+                if any(names.get(t) == attribute for t in re.findall(r"#\w+", removed.split(" ADD ")[0])):
+                    new_keys.pop(index, None)
+        for index in set(old_keys) | set(new_keys):
+            projected = self.projections.get(index)
+            if index not in new_keys:
+                wru += 1  # the entry is deleted
+            elif index not in old_keys:
+                wru += write_units(self._entry_size(after_item, index))  # the item enters the index
+            elif old_keys[index] != new_keys[index]:
+                wru += 2 * write_units(self._entry_size(after_item, index))  # moved: delete + put
+            elif projected is None or updated & set(projected):
+                wru += write_units(self._entry_size(after_item, index))  # a projected attribute changed
+        self.index_keys[key] = new_keys
+        return wru
 
     def units(self, call: Call) -> tuple[float, float]:
         """(read units, write units) of one DynamoDB call."""
         op, params, response = call.operation, call.params, call.response or {}
         if op == "TransactWriteItems":
             wru = 0.0
-            actions = params.get("TransactItems", [])
-            factor = 1 if self.plain_submit and len(actions) == 1 else 2
-            for action in actions:
-                put = action.get("Put")
-                if put:
-                    size = self._learn(put["Item"])
-                    wru += factor * write_units(size) + self._put_indexes(put["Item"])
+            for action in params.get("TransactItems", []):
+                if "Put" in action:
+                    wru += self._put(action["Put"]["Item"]) + write_units(item_size(action["Put"]["Item"]))
                 else:
-                    wru += 2  # condition checks, updates, deletes: none used today
+                    wru += 2  # condition checks, updates (the counters), deletes: small items, x2
             return 0.0, wru
-        if op in ("PutItem",):
-            size = self._learn(params["Item"])
-            return 0.0, write_units(size) + self._put_indexes(params["Item"])
-        if op == "UpdateItem":
-            key = params["Key"]["pk"]["S"]
-            before = self.sizes.get(key)
+        if op == "PutItem":
             if call.error == "ConditionalCheckFailedException":
-                old = response.get("Item")
-                return 0.0, write_units(item_size(old) if old else before or self.mean_job())
-            after_item = response.get("Attributes")
-            after = self._learn(after_item) if after_item else (before or self.mean_job())
-            size = max(after, before or after)
-            wru = write_units(size)
-            names = set((params.get("ExpressionAttributeNames") or {}).values())
-            placeholders = params.get("ExpressionAttributeNames") or {}
-            updated = {placeholders.get(t, t) for t in re.findall(r"#\w+", params.get("UpdateExpression", ""))}
-            known = self.index_keys.get(key, {})
-            indexed = self._indexes(after_item) if after_item else ["by_owner", "by_queue_state"]
-            counters = "pending" in names and after_item is not None and "NULL" not in after_item.get("array", {})
-            final = after_item is not None and after_item.get("gsi2pk", {}).get("S", "").endswith(FINAL_SUFFIXES)
-            for index in indexed:
-                moved = INDEX_KEYS[index] in names
-                if moved and index == "by_queue_state" and final and self.sparse_final:
-                    wru += 1  # the entry is only deleted
-                elif moved and index == "by_queue_state" and self.queue_key:
-                    wru += 0
-                elif self.keys_only:
-                    # by_queue_state would INCLUDE array and pending (DynamoJobStore.pending_tasks reads them).
-                    wru += 2 if moved else (1 if index == "by_queue_state" and counters else 0)
-                elif after_item is None or self.projections.get(index) is None:
-                    wru += write_units(after) + (write_units(before or after) if moved else 0)
-                else:
-                    new_key = after_item[INDEX_KEYS[index]]["S"]
-                    old_key = known.get(index)
-                    moved = (old_key != new_key) if old_key is not None else moved
-                    entry = write_units(self._entry_size(after_item, index))
-                    if moved:
-                        wru += 2 * entry if old_key is not None else entry  # delete + put, or only a put
-                    elif updated & set(self.projections[index]):
-                        wru += entry
-            if after_item is not None:
-                self.index_keys[key] = {i: after_item[INDEX_KEYS[i]]["S"] for i in self._indexes(after_item)}
-            return 0.0, wru
+                return 0.0, write_units(item_size(params["Item"]))
+            return 0.0, self._put(params["Item"])
+        if op == "UpdateItem":
+            return 0.0, self._update(call)
+        if op == "DeleteItem":
+            key = self._key(params["Key"])
+            return 0.0, write_units(self.sizes.pop(key, 100)) + len(self.index_keys.pop(key, {}))
         if op == "BatchWriteItem":
             wru = 0.0
             for requests in params.get("RequestItems", {}).values():
                 for request in requests:
                     if "PutRequest" in request:
-                        item = request["PutRequest"]["Item"]
-                        size = self._learn(item)
-                        wru += write_units(size) + self._put_indexes(item)
+                        wru += self._put(request["PutRequest"]["Item"])
                     else:
-                        wru += write_units(self.mean_job()) + 2 * self._index_put(self.mean_job())
+                        key = self._key(request["DeleteRequest"]["Key"])
+                        wru += write_units(self.sizes.pop(key, 100)) + len(self.index_keys.pop(key, {}))
             return 0.0, wru
         if op == "GetItem":
             item = response.get("Item")
             consistent = bool(params.get("ConsistentRead"))
             if item and "ProjectionExpression" not in params:
-                size = self._learn(item)
+                size = self._seen(item)
             else:
-                size = self.sizes.get(params["Key"]["pk"]["S"], self.mean_job())
+                size = self.sizes.get(self._key(params["Key"]), self.mean_job())
             return read_units(size, consistent), 0.0
         if op == "BatchGetItem":
             rru = 0.0
             for table, request in params.get("RequestItems", {}).items():
                 consistent = bool(request.get("ConsistentRead"))
                 for item in response.get("Responses", {}).get(table, []):
-                    rru += read_units(self._learn(item), consistent)
+                    rru += read_units(self._seen(item), consistent)
             return rru, 0.0
         if op == "Query":
             index = params.get("IndexName")
@@ -311,7 +317,7 @@ class DynamoModel:
                 else:
                     total = sum(item_size(i) for i in items) + (scanned - len(items)) * self._mean_entry(index)
             elif items and "ProjectionExpression" not in params and params.get("Select") != "COUNT":
-                total = sum(self._learn(i) for i in items) + (scanned - len(items)) * self.mean_job()
+                total = sum(self._seen(i) for i in items) + (scanned - len(items)) * self.mean_job()
             else:
                 total = scanned * self.mean_job()
             consistent = bool(params.get("ConsistentRead")) and not index
@@ -351,9 +357,8 @@ def price_calls(calls: list[Call], model: DynamoModel, bill: Bill) -> None:
         elif call.service == "sqs":
             payload = _sqs_payload(call)
             requests = max(1, math.ceil(payload / prices.SQS_CHUNK_BYTES))
-            batched = call.operation == "DeleteMessage" or (
-                call.operation == "ReceiveMessage" and (call.response or {}).get("Messages"))
-            if call.actor == "worker" and batched:
+            received = call.operation == "ReceiveMessage" and (call.response or {}).get("Messages")
+            if call.actor == "worker" and received:
                 requests /= model.sqs_batch
             bill.add(line, requests * prices.SQS_PER_REQUEST, "requests", requests)
         elif call.service == "logs" and call.operation == "PutLogEvents":
@@ -524,7 +529,8 @@ def report(phase: Phase, memory: dict[str, int], jobs_per_minute: float, label: 
               f"(not in the figures above)")
     if phase.name == "array":
         workers = [c for c in phase.calls if c.actor == "worker"]
-        chunks = sum(1 for c in workers if c.service == "sqs" and c.operation == "DeleteMessage")
+        chunks = sum(len(c.params.get("Entries", [])) if c.operation == "DeleteMessageBatch" else 1
+                     for c in workers if c.service == "sqs" and c.operation.startswith("DeleteMessage"))
         worker_bill = Bill()
         model = DynamoModel()
         for call in phase.calls:
@@ -540,59 +546,31 @@ def report(phase: Phase, memory: dict[str, int], jobs_per_minute: float, label: 
 
 
 def what_if(phases: list[Phase], memory: dict[str, int], jobs_per_minute: float) -> None:
-    better = dict(keys_only=True, plain_submit=True, sparse_final=True)
+    """The levers left, priced on the same calls."""
     variants = [
-        ("as measured (job indexes as names.INDEX_PROJECTIONS)", DynamoModel, memory),
-        ("1. indexes KEYS_ONLY (by_queue_state INCLUDE array, pending)", lambda: DynamoModel(keys_only=True), memory),
-        ("2. + a lone job submitted with PutItem, not a transaction",
-         lambda: DynamoModel(keys_only=True, plain_submit=True), memory),
-        ("3. + by_queue_state without final jobs (finish = 1 delete)", lambda: DynamoModel(**better), memory),
-        ("4. + workers receive and delete SQS messages 10 at a time",
-         lambda: DynamoModel(**better, sqs_batch=10), memory),
-        ("5. + API function at 512 MiB (same duration)",
-         lambda: DynamoModel(**better, sqs_batch=10), {**memory, "api": 512}),
-        ("6. + functions' system log level WARN (no platform lines)",
-         lambda: DynamoModel(**better, sqs_batch=10, platform_log_bytes=0), {**memory, "api": 512}),
-        ("7. + by_queue_state keyed by queue alone while not final",
-         lambda: DynamoModel(**better, sqs_batch=10, platform_log_bytes=0, queue_key=True), {**memory, "api": 512}),
+        ("as measured", DynamoModel),
+        ("workers receive SQS messages 10 at a time", lambda: DynamoModel(sqs_batch=10)),
     ]
     print("\nwhat-if, re-pricing the same calls (USD per million; estimates):")
     print(f"   {'':<62} {'single':>9} {'batched':>9} {'array':>9}")
-    for label, model, mem in variants:
-        figures = [total_per_million(p, mem, jobs_per_minute, model()) for p in phases]
+    for label, model in variants:
+        figures = [total_per_million(p, memory, jobs_per_minute, model()) for p in phases]
         print(f"   {label:<62} " + " ".join(f"{f:>9.3f}" for f in figures))
 
 
 SUGGESTIONS = """
-Targets missed. What dominates, and what would cut it (the what-if rows above price some steps on the
-same calls; all are core or adapter changes, for the owners of those files):
- - DynamoDB writes are most of a job: 3 writes (submit, start, finish), each ~1-2 WRU for the item plus
-   1 WRU per job index entry whose projected attributes change (both job indexes project `state`, so
-   every state change writes both), and the finish moves the job in by_queue_state (delete + put).
-   (a) drop `state` from by_owner's projection (names.INDEX_PROJECTIONS): start and finish then write
-       no by_owner entry (2 WRU a job); owner queries filtered by state then filter after the fetch.
-   (b) dynamo.update_request: REMOVE gsi2pk when the state becomes final (finished jobs are listed
-       through by_owner): the finish deletes one index entry instead of moving it (what-if 3).
- - SQS, 3 requests a job: (4) SqsWorkQueue.claim with MaxNumberOfMessages=10 (the agent holds the
-   extra messages, extending them with ChangeMessageVisibilityBatch) and a DeleteMessageBatch of acks.
- - Batched submits: under $3 needs BatchWriteItem (1x) for batches, which needs ids that cannot collide
-   across processes (hyperbatch/ids.py: a random sequence start per millisecond lets two 1,000-job
-   batches in the same ms overlap), or fewer writes per job (e.g. no RUNNING write for jobs shorter
-   than a heartbeat).
- - Arrays: per chunk a worker pays ReceiveMessage, SendMessage (the tail), DeleteMessage and two
-   read+write rounds on the array item (1-2 KB: chunks, beats, dispatched); `pending` is projected in
-   by_queue_state, so each claim also writes that entry. The chunk size divides all of it; the agent
-   starts each worker at 1 task a chunk and doubles (hyperbatch/agent.py), so small arrays pay the ramp.
- - Heartbeats are not in these figures (an `echo` ends before its first beat): each beat is an UpdateItem
-   of the item alone (no projected attribute changes) and a ChangeMessageVisibility, every
-   heartbeat_seconds (15 s).
+Targets missed. Per job the floor is three item writes (submit, start, finish: 1 WRU each under 1 KB),
+one by_owner entry for a lone job, and three SQS requests (send, receive, delete) less what batching
+saves. Look above for the line that exceeds that, in this order: index writes (UpdateItem WRU above
+1 per call), reads on the claim path, SQS requests per job, Lambda GB-s.
 """
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200, help="single jobs, and batched jobs, to run")
-    parser.add_argument("--array", type=int, default=2000, help="tasks of the array job")
+    parser.add_argument("--array", type=int, default=20_000,
+                        help="tasks of the array job (big enough that the workers' chunk ramp-up is amortised)")
     parser.add_argument("--batch", type=int, default=1000, help="jobs per POST in the batched run (max 1000)")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="array tasks a worker claims at most (default: the configured definition's)")

@@ -7,6 +7,11 @@ anything else a crash (restart).
 One supervisor thread heart-beats the current lease, enforces walltime and kills
 the job's process group on cancel; the main thread only starts processes and
 waits for them, so a tiny task costs little more than its fork and exec.
+
+Acks may be buffered by the queue (SQS deletes in batches): the agent flushes
+them when it goes idle, after each heartbeat (so a long job does not hold back
+the acks of the jobs before it) and when it stops, whatever stops it, so a
+worker that exits leaves no acknowledged message behind.
 """
 
 from __future__ import annotations
@@ -79,9 +84,10 @@ class Current:
 
 
 class Supervisor(threading.Thread):
-    def __init__(self, dispatcher: Dispatcher, current: Current, heartbeat_seconds: float, stopping):
+    def __init__(self, dispatcher: Dispatcher, current: Current, heartbeat_seconds: float, stopping, flush=None):
         super().__init__(daemon=True, name="supervisor")
         self.dispatcher, self.current, self.every, self.stopping = dispatcher, current, heartbeat_seconds, stopping
+        self.flush = flush  # called after each heartbeat: sends acks the queue still buffers
         self.run_: Run | None = None
         self.cancelled_all = False
         self.cancelled: frozenset[int] = frozenset()
@@ -117,6 +123,11 @@ class Supervisor(threading.Thread):
                 except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
                     print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
                     continue
+                if self.flush is not None:
+                    try:
+                        self.flush()
+                    except Exception as exc:  # those messages come back and are acked again: never fatal
+                        print(f"flushing acks failed: {exc}", file=sys.stderr, flush=True)
                 if self.run_ is not run:
                     continue  # that run ended while we were beating: the answer is about work that is done
                 self.lease_lost |= signals.lease_lost
@@ -132,7 +143,8 @@ class Agent:
     def __init__(self, dispatcher: Dispatcher, queue: WorkQueue, logs: LogStore, settings: Settings):
         self.dispatcher, self.queue, self.logs, self.settings = dispatcher, queue, logs, settings
         self.current = Current()
-        self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping)
+        self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping,
+                                     flush=self.flush)
         self.chunk = 1  # grows while tasks are quick, so long tasks are not hoarded
         self.stopping = False
 
@@ -152,20 +164,35 @@ class Agent:
             return self._serve()
         finally:
             self.supervisor.halt()
+            try:
+                self.flush()  # idle, stopped by a signal or crashing: no acknowledged message is left behind
+            except Exception as exc:  # not worth a crash: those messages come back and are acked again
+                print(f"flushing acks failed: {exc}", file=sys.stderr, flush=True)
             if self._pid_fd is not None:
                 os.close(self._pid_fd)
                 self._pid_fd = None
 
+    def flush(self) -> None:
+        """Send the acks the queue still buffers (the dispatcher's queue too, should it be another object)."""
+        self.queue.flush()
+        if self.dispatcher.queue is not self.queue:
+            self.dispatcher.queue.flush()
+
     def _serve(self) -> int:
         idle_since, poll = time.time(), self.settings.poll_min
+        busy = False  # worked since the last empty claim
         while not self.stopping:
             item = self.queue.claim(self.settings.queue, self.dispatcher.worker, self.chunk, self.settings.lease_seconds)
             if item is None:
+                if busy:  # just gone idle: what was acknowledged is deleted now, not when the worker exits
+                    self.flush()
+                    busy = False
                 if time.time() - idle_since > self.settings.idle_timeout:
                     return EXIT_IDLE
                 time.sleep(poll)
                 poll = min(poll * 2, self.settings.poll_max)
                 continue
+            busy = True
             if item.redelivered:
                 # Its lease ran out once (SQS redelivery): recover the lost work, never run it as it is.
                 self.dispatcher.recover_lost(item)

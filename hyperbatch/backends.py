@@ -95,10 +95,13 @@ def _aws_worker(env: Mapping[str, str]):
     HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
     worker's id, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
     HYPER_IDLE_TIMEOUT and HYPER_CLAIM_WAIT_SECONDS. Lease and heartbeat come from the settings,
-    the same ones the reconciler judges heartbeats by.
+    the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
+    queue (hyperbatch.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
+    by the release function from the table's stream, not by the worker.
     """
     from .agent import Agent, Settings
     from .aws import from_environment
+    from .aws.stream import StreamSentQueue
     from .dispatch import Dispatcher
 
     config = configuration_from_environment(env)
@@ -112,7 +115,9 @@ def _aws_worker(env: Mapping[str, str]):
                                retention_days=settings.job_retention_days, wait_seconds=wait)
     work_root = Path(env.get("HYPER_WORK_ROOT") or "/tmp/hyperbatch")
     (work_root / "work").mkdir(parents=True, exist_ok=True)
-    dispatcher = Dispatcher(backend.store, backend.queue, worker, env["HYPER_REGION"], settings.lease_seconds)
+    # The worker writes the store; the work its changes make runnable is sent from the table's stream.
+    queue_port = StreamSentQueue(backend.queue)
+    dispatcher = Dispatcher(backend.store, queue_port, worker, env["HYPER_REGION"], settings.lease_seconds)
     agent_settings = Settings(
         queue=queue,
         idle_timeout=float(env.get("HYPER_IDLE_TIMEOUT", definition.idle_timeout_seconds)),
@@ -123,4 +128,4 @@ def _aws_worker(env: Mapping[str, str]):
         definition_env=dict(definition.environment),
         pid_file=work_root / f"{worker.replace('/', '_')}.job",
     )
-    return Agent(dispatcher, backend.queue, backend.logs, agent_settings)
+    return Agent(dispatcher, queue_port, backend.logs, agent_settings)

@@ -3,13 +3,17 @@
 Every move is a conditional write on (state, attempt) or on the document's
 version, so a late or duplicate message can never move a job backwards or
 start it twice at once. A work item is acknowledged only after its job (or
-its chunk of tasks) has a final state in the store.
+its chunk of tasks) has a final state in the store, or when it stands for no
+work any more (a held, cancelled or superseded job). An item of work that is
+still running is never acknowledged: when it comes back early (SQS redelivers
+a message while its worker still beats) it is put back for one more lease, so
+every running job keeps an item that will come back to check on it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import arrays, exits
 from .errors import NotFound, StaleTransition
@@ -65,35 +69,41 @@ class Dispatcher:
 
     # ---- start --------------------------------------------------------------------------
     def start(self, item: WorkItem) -> Run | None:
-        """Move the item's job (or a chunk of its tasks) to RUNNING; None if there is nothing to run."""
-        try:
-            doc = self.store.get(item.job_id)
-        except NotFound:
-            self.queue.ack(item)
-            return None
-        return self._start_array(item) if is_array(doc) else self._start_job(item, doc)
+        """Move the item's job (or a chunk of its tasks) to RUNNING; None if there is nothing to run.
 
-    def _start_job(self, item: WorkItem, doc: dict) -> Run | None:
-        if doc["state"] != JobState.QUEUED.value or doc["attempt"] != item.attempt:
-            self.queue.ack(item)  # held, cancelled, finished or superseded: release re-queues if needed
-            return None
+        A plain job's item is [0, 1): it is claimed with no read first, by one
+        conditional write (QUEUED at the item's attempt, not an array). Only
+        when that fails, or the item holds other positions (only arrays have
+        them), is the job read (once, by `_start_array`): an array has a chunk
+        of its tasks claimed; any other job's item is stale (held, cancelled,
+        finished or superseded) and acknowledged, since whatever makes the job
+        runnable again sends new work for it.
+        """
+        if (item.lo, item.hi) != (0, 1):
+            return self._start_array(item)
         now = time.time()
         change = Change(
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
         )
+        expect = Expect(states=frozenset({JobState.QUEUED}), attempt=item.attempt, fields=(("array", None),))
         try:
-            doc = self.store.update(item.job_id, Expect.state(JobState.QUEUED, attempt=item.attempt), change)
-        except StaleTransition:
+            doc = self.store.update(item.job_id, expect, change)
+        except NotFound:
             self.queue.ack(item)
             return None
+        except StaleTransition:
+            return self._start_array(item)
         return Run(item, doc, item.attempt)
 
     def _start_array(self, item: WorkItem) -> Run | None:
+        """Claim a chunk of an array's tasks; acknowledge an item that offers nothing (or is no array's)."""
         granted: dict = {}
 
         def decide(doc: dict) -> Change | None:
             granted.clear()
+            if not is_array(doc):
+                return None  # a plain job that is not QUEUED at the item's attempt
             if doc["state"] not in (JobState.QUEUED.value, JobState.RUNNING.value) or doc["cancel_requested"]:
                 return None
             spec = arrays.parse_array(doc["array"])
@@ -130,12 +140,18 @@ class Dispatcher:
                 }
             )
 
-        doc = update_array(self.store, item.job_id, decide)
+        try:
+            doc = update_array(self.store, item.job_id, decide)
+        except NotFound:
+            self.queue.ack(item)
+            return None
         if "positions" not in granted:
             if granted.get("room") == 0:
                 self.queue.release(item, delay=CONCURRENCY_LIMIT_BACKOFF)
             else:
-                self.queue.ack(item)  # everything in it was handed out already, or the array stopped
+                # Everything in it was handed out already, the array stopped, or a plain job's item is
+                # stale (held, cancelled, finished or superseded): whatever runs the job again sends anew.
+                self.queue.ack(item)
             return None
         if granted["hi"] < item.hi or granted["lo"] > item.lo:
             item = self.queue.split(item, granted["lo"], granted["hi"])
@@ -143,17 +159,21 @@ class Dispatcher:
 
     # ---- heartbeat ----------------------------------------------------------------------
     def heartbeat(self, run: Run) -> Signals:
-        """Extend the lease, record that the worker lives, and look for cancellation.
+        """Record that the worker lives, push its item's lease out, and look for cancellation.
 
-        The store's heartbeat is what tells a lost worker from a duplicate delivery
-        (SQS may hand a message out twice while its first worker still runs).
+        The store decides whether the work is still this worker's: a job no
+        longer RUNNING at this attempt, or a chunk settled by recovery, means
+        stop. A lease that cannot be extended does not: the item was replaced
+        by a copy that comes back to check on this run (see `recover_lost`) or
+        passed SQS's 12-hour limit, and whoever receives it next finds this
+        worker beating in the store.
         """
-        if not self.queue.extend(run.item, self.lease_seconds):
-            return Signals(lease_lost=True)
         now = time.time()
         try:
             if run.positions:
                 doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+                if run.item.id not in doc["chunks"]:
+                    return Signals(lease_lost=True)  # the chunk was settled and its tasks handed out again
             else:
                 doc = self.store.update(
                     run.item.job_id, Expect.state(JobState.RUNNING, attempt=run.attempt),
@@ -161,6 +181,7 @@ class Dispatcher:
                 )
         except StaleTransition:
             return Signals(lease_lost=True)  # the job was taken back: whatever runs here must stop
+        self.queue.extend(run.item, self.lease_seconds)
         if doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value:
             return Signals(cancel_all=True)
         if is_array(doc):
@@ -277,7 +298,14 @@ class Dispatcher:
 
     # ---- lost leases --------------------------------------------------------------------
     def recover_lost(self, item: WorkItem) -> None:
-        """The item's worker stopped heart-beating: re-queue its work, or fail it with the reason."""
+        """The item's lease ran out: re-queue its work or fail it with the reason, if its worker is gone.
+
+        A job (RUNNING at the item's attempt) or chunk whose worker still beats
+        is left running and its item is not acknowledged: it is put back for
+        one more lease (`_check_later`), so that it comes back to check again:
+        acknowledged once the work is final, put back again while the worker
+        beats, recovered once the worker has stopped.
+        """
         try:
             doc = self.store.get(item.job_id)
         except NotFound:
@@ -285,25 +313,43 @@ class Dispatcher:
             return
         if is_array(doc):
             if self.chunk_alive(doc, item.id):
-                self.queue.ack(item)  # a duplicate delivery: the chunk's worker is still beating
+                self._check_later(item)  # a duplicate delivery: the chunk's worker is still beating
                 return
             self._recover_chunk(item.job_id, item.id, item)
         else:
             running = doc["state"] == JobState.RUNNING.value and doc["attempt"] == item.attempt
             if running and self.alive(doc["heartbeat_at"]):
-                self.queue.ack(item)  # a duplicate delivery: the job's worker is still beating
+                self._check_later(item)  # a duplicate delivery: the job's worker is still beating
                 return
             self._recover_job(doc, item.attempt, item)
 
+    def _check_later(self, item: WorkItem) -> None:
+        """Have a live run's item come back after one lease, unchanged (no attempt is used up).
+
+        A redelivered item (SQS) is released: a new copy visible after the
+        lease (SQS: at most 900 s), which comes back to `recover_lost` under
+        the same item id (see `SqsWorkQueue.release`), and the original
+        deleted. A lease table's item (listed by `expired()`) is its worker's
+        own lease: releasing it would take the work from a live worker and
+        hand it to the next claimer, so its lease is pushed out by one lease
+        instead; should the worker stop beating, it expires and is listed again.
+        """
+        if item.redelivered:
+            self.queue.release(item, delay=self.lease_seconds)
+        else:
+            self.queue.extend(item, self.lease_seconds)
+
     def recover_stale(self, job_id: str) -> int:
-        """`recover_lost` found from the store instead of from a work item: the reconciler's move on SQS.
+        """`recover_lost` found from the store instead of from a work item.
 
         A RUNNING job whose heartbeat is stale (or an array's chunks whose beats
         are) has its work re-queued as a new message, or failed, exactly as
-        `recover_lost` would; a worker still beating is left alone. Needed where
-        no item may be left to be redelivered (SQS: a duplicate copy of the
-        message was acked while the first worker still ran, then that worker
-        died). Returns how many jobs or chunks were recovered.
+        `recover_lost` would; a worker still beating is left alone. Since
+        `recover_lost` puts a live run's item back rather than acknowledging
+        it, a running job keeps an item that comes back to check on it; this
+        is for work whose item was lost some other way (deleted by hand, or a
+        message acknowledged by an older version). Returns how many jobs or
+        chunks were recovered.
         """
         try:
             doc = self.store.get(job_id)
@@ -323,7 +369,7 @@ class Dispatcher:
         """Re-queue or fail the lost run of `doc` at `attempt`; `item` is its work item, if one is at hand."""
         if doc["state"] == JobState.QUEUED.value and doc["attempt"] == attempt:
             if item is not None:
-                self.queue.requeue(item, item.lo, attempt)  # claimed but never started
+                self._hand_out_again(item)
             return
         if doc["state"] != JobState.RUNNING.value or doc["attempt"] != attempt:
             if item is not None:
@@ -343,7 +389,7 @@ class Dispatcher:
         try:
             new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
-            return  # the worker finished after all; its ack removes the item
+            return  # the worker finished after all: the item, if it comes back, finds the job final
         if new["state"] == JobState.QUEUED.value:
             if item is not None:
                 self.queue.requeue(item, item.lo, new["attempt"])
@@ -351,6 +397,11 @@ class Dispatcher:
                 self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
         elif item is not None:
             self.queue.ack(item)
+
+    def _hand_out_again(self, item: WorkItem) -> None:
+        """An item claimed but never started (no store change to send it anew): back to the queue as
+        fresh work, not as a redelivery (which would come back to `recover_lost` instead of running)."""
+        self.queue.release(replace(item, redelivered=False))
 
     def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
         """Settle a lost chunk (its tasks retried or failed); `item` is its work item, if one is at hand."""
@@ -380,7 +431,7 @@ class Dispatcher:
         doc = update_array(self.store, job_id, change)
         if found.get("chunk") is None:
             if item is not None:
-                self.queue.requeue(item, item.lo, item.attempt)  # claimed but never started
+                self._hand_out_again(item)
             return
         self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
         if item is not None:

@@ -13,17 +13,17 @@ from .config import ConfigError
 
 # Global secondary indexes of the job table: name -> (partition key, sort key).
 INDEXES = {
-    "by_owner": ("gsi1pk", "gsi1sk"),  # owner, job id
-    "by_queue_state": ("gsi2pk", "gsi2sk"),  # "queue#active" or "queue#<final state>", job id
+    "by_owner": ("gsi1pk", "gsi1sk"),  # owner, job id (a lone job) or newest member id (a submission)
+    "by_queue_state": ("gsi2pk", "gsi2sk"),  # "queue#waiting" (WAITING and HELD jobs only), job id
     "by_parent": ("gsi3pk", "gsi3sk"),  # parent job id, child id
 }
 # What each index projects besides the keys: None = ALL. The job indexes carry only what
-# DynamoJobStore filters or sums on; it fetches a page's full items with one BatchGetItem.
-# Small entries, and writes that change none of these attributes (heartbeats, most
-# counters) do not write the index at all.
+# DynamoJobStore filters on in the index (queue; state) or needs to expand a submission
+# (members), all written once per entry, so a job's state changes write no by_owner entry;
+# a page's full items come from one BatchGetItem (see hyperbatch/aws/dynamo.py).
 INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
-    "by_owner": ("queue", "state"),
-    "by_queue_state": ("state", "array", "pending"),
+    "by_owner": ("queue", "members"),
+    "by_queue_state": ("state",),
     "by_parent": None,
 }
 

@@ -67,9 +67,10 @@ class WorkItem:
     attempt: int
     receipt: str  # what ack/extend/release need to name this lease
     # True when the queue delivered this item before and its lease ran out (SQS:
-    # ApproximateReceiveCount > 1). A lease table reports lost leases through
-    # `expired()` instead and always leaves this False. A worker that claims a
-    # redelivered item hands it to `Dispatcher.recover_lost` rather than running it.
+    # ApproximateReceiveCount > 1, or a copy that `release` made of such an item).
+    # A lease table reports lost leases through `expired()` instead and always
+    # leaves this False. A worker that claims a redelivered item hands it to
+    # `Dispatcher.recover_lost` rather than running it.
     redelivered: bool = False
 
     @property
@@ -91,7 +92,10 @@ class WorkQueue(Protocol):
         """Heartbeat: push the lease out; False if the lease was lost."""
 
     def ack(self, item: WorkItem) -> None:
-        """Delete the item: its work has a final state in the store."""
+        """Delete the item: its work has a final state in the store (SQS buffers it for a batch: see `flush`)."""
+
+    def flush(self) -> None:
+        """Carry out acks still buffered (a worker going idle or stopping calls this); a no-op where ack is immediate."""
 
     def release(self, item: WorkItem, lo: int | None = None, delay: float = 0.0) -> None:
         """Give back positions [lo, hi) of the item (all of it if lo is None), visible after `delay`."""
@@ -123,7 +127,7 @@ class WorkQueue(Protocol):
         """Which of these jobs have an item in the queue (for the reconciler's gap check).
 
         Only a queue that can be searched (the local lease table) answers; SQS
-        raises NotImplementedError (its reconciler re-sends instead, see hyperbatch.aws.sqs).
+        raises NotImplementedError (on AWS the table's stream sends the work, see hyperbatch.aws.sqs).
         """
 
 

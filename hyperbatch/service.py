@@ -41,6 +41,10 @@ class Scheduler:
             except SpecError as exc:
                 raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc)) from None
         docs = [doc for doc, _ in built]
+        if 1 < len(built) <= ids.MAX_BLOCK:
+            # One block of ids: the store writes it as one submission (see DynamoJobStore.create).
+            for doc, job_id in zip(docs, ids.new_job_ids(len(built))):
+                doc["id"] = job_id
         self._create(built)
         self._enqueue([d for d in docs if d["state"] == JobState.QUEUED.value])
         # A parent may have finished between our look and the edge write: look again.
@@ -50,7 +54,8 @@ class Scheduler:
         return docs
 
     def _create(self, built: list[tuple[dict, list[str]]], tries: int = 3) -> None:
-        """Store new jobs; ids are unique only with high probability across processes, so a clash gets new ones."""
+        """Store new jobs; ids are unique only with high probability across processes, so a clash gets new ones
+        (a whole new block when they were one: another process took its millisecond)."""
         for attempt in range(tries):
             try:
                 self.store.create([doc for doc, _ in built], [(p, doc["id"]) for doc, parents in built for p in parents])
@@ -58,8 +63,12 @@ class Scheduler:
             except Conflict:
                 if attempt == tries - 1:
                     raise
-                for doc, _ in built:
-                    doc["id"] = ids.new_job_id()
+                if 1 < len(built) <= ids.MAX_BLOCK:
+                    fresh = ids.new_job_ids(len(built))
+                else:
+                    fresh = [ids.new_job_id() for _ in built]
+                for (doc, _), job_id in zip(built, fresh):
+                    doc["id"] = job_id
 
     def _build(self, request: dict, caller: Caller) -> tuple[dict, list[str]]:
         script, command = request.get("script"), request.get("command")

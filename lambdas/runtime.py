@@ -3,7 +3,10 @@
 The configuration comes from HYPER_CONFIG (validated as local mode validates
 its files), the adapters from the variables of stacks/contract.py, and the
 Scheduler, Dispatcher, compute and reconciler over them are made on first use:
-a warm invocation pays for none of it. `reset()` forgets everything (tests
+a warm invocation pays for none of it. The Scheduler and the Dispatcher hold
+the stream-sent queue (hyperbatch.aws.stream.StreamSentQueue: they write the
+store, the release function sends from the table's stream); `queue` is the
+SQS queue itself. `reset()` forgets everything (tests
 that switch moto backends or environments).
 
 Logs are Powertools JSON lines on stdout; metrics are EMF documents on
@@ -63,11 +66,19 @@ class Runtime:
 
     @property
     def queue(self):
+        """The SQS queue itself: what the release function sends, the scaler counts, the reconciler repairs."""
         return self.backend.queue
 
     @cached_property
+    def stream_sent(self):
+        """The queue the Scheduler and Dispatcher hold: their sends come from the table's stream."""
+        from hyperbatch.aws.stream import StreamSentQueue
+
+        return StreamSentQueue(self.backend.queue)
+
+    @cached_property
     def scheduler(self) -> Scheduler:
-        return Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs)
+        return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs)
 
     @cached_property
     def admins(self) -> frozenset[str]:
@@ -112,13 +123,23 @@ class Runtime:
         from hyperbatch.dispatch import Dispatcher
 
         settings = self.config.settings
-        return Dispatcher(self.store, self.queue, "reconciler", settings.main_region, settings.lease_seconds)
+        return Dispatcher(self.store, self.stream_sent, "reconciler", settings.main_region, settings.lease_seconds)
+
+    @cached_property
+    def parked(self):
+        """The release-failures queue (HYPER_STREAM_FAILURES_URL) and the table's stream to read its batches from."""
+        from hyperbatch.aws import clients
+        from hyperbatch.aws.stream import ParkedBatches
+
+        region = self.env["HYPER_MAIN_REGION"]
+        return ParkedBatches(clients.client("sqs", region), self.env["HYPER_STREAM_FAILURES_URL"],
+                             clients.client("dynamodbstreams", region))
 
     @cached_property
     def reconciler(self):
         from hyperbatch.aws.reconcile import Reconciler
 
-        return Reconciler(self.scheduler, self.dispatcher)
+        return Reconciler(self.scheduler, self.dispatcher, self.queue, self.parked)
 
 
 _lock = threading.Lock()
@@ -152,6 +173,16 @@ def publish(dimension: str, value: str, metrics: dict[str, tuple[str, list[float
         for v in values:
             emf.add_metric(name=name, unit=unit, value=v)
     emf.flush_metrics()
+
+
+def publish_jobs(metrics) -> None:
+    """Job metrics (hyperbatch.metrics.JobMetrics) per queue, one EMF document each."""
+    from hyperbatch.metrics import DISPATCH_LATENCY
+
+    for queue, (counts, latencies) in metrics.by_queue().items():
+        values = {name: (COUNT, [n]) for name, n in counts.items()}
+        values[DISPATCH_LATENCY] = (MILLISECONDS, latencies)
+        publish("queue", queue, values)
 
 
 COUNT, MILLISECONDS = MetricUnit.Count, MetricUnit.Milliseconds

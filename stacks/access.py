@@ -24,7 +24,6 @@ TABLE_WRITE = (
     "dynamodb:ConditionCheckItem",  # conditional transitions inside transactions
 )
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
-QUEUE_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 LOG_READ = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
 LOG_WRITE = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
@@ -35,14 +34,17 @@ def job_table(principal: iam.IGrantable, config: Configuration, actions: tuple[s
     allow(principal, actions, [naming.table_arn(deployment, main), *naming.index_arns(deployment, main)])
 
 
-def work_queues(
-    principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...], *, dead_letters: bool = False
-) -> None:
+def work_queues(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
+    """The work queues only (not their dead-letter queues)."""
     deployment, main = config.settings.stack_name, config.settings.main_region
-    names = [naming.queue(deployment, q.name) for q in config.queues]
-    if dead_letters:
-        names += [naming.dead_letter_queue(deployment, q.name) for q in config.queues]
-    allow(principal, actions, [naming.queue_arn(main, name) for name in names])
+    allow(principal, actions, [naming.queue_arn(main, naming.queue(deployment, q.name)) for q in config.queues])
+
+
+def dead_letter_queues(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
+    """The work queues' dead-letter queues only."""
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    allow(principal, actions, [naming.queue_arn(main, naming.dead_letter_queue(deployment, q.name))
+                               for q in config.queues])
 
 
 def job_logs(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:

@@ -48,7 +48,8 @@ class ControlPlaneStack(Stack):
         self.api_function = self._api_function(functions, config)
         self.release_function = self._release_function(functions, config)
         self.scaler_function = self._scaler_function(functions, config)
-        self.reconciler_function = self._reconciler_function(functions, config)
+        self.reconciler_function = self._reconciler_function(
+            functions, config, contract.reconciler_environment(config, compute))
 
         self.api = HyperApi(self, "Api", config=config, handler=self.api_function)
         self.monitoring = Monitoring(
@@ -71,7 +72,8 @@ class ControlPlaneStack(Stack):
     def _api_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
         function = functions.add("Api", "lambdas.api.handler", timeout_seconds=29)  # 512 MiB: it waits on I/O
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
-        access.work_queues(function, config, access.QUEUE_SEND)
+        # It only writes the store (the release function sends from the stream); GET /queues counts.
+        access.work_queues(function, config, ("sqs:GetQueueAttributes",))
         access.job_logs(function, config, access.LOG_READ)
         access.script_objects(function, config, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"))
         return function
@@ -79,6 +81,7 @@ class ControlPlaneStack(Stack):
     def _release_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
         function = functions.add("Release", "lambdas.release.handler", timeout_seconds=60)
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
+        # It sends the work every change makes runnable (hyperbatch.aws.stream).
         access.work_queues(function, config, access.QUEUE_SEND)
         # The mapping grants the stream reads (and the failure queue's sends) itself.
         function.add_event_source(
@@ -112,10 +115,20 @@ class ControlPlaneStack(Stack):
         self._schedule("ScalerSchedule", function, config.settings.scaler_interval_minutes)
         return function
 
-    def _reconciler_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
-        function = functions.add("Reconciler", "lambdas.reconciler.handler", timeout_seconds=120)
+    def _reconciler_function(self, functions: Functions, config: Configuration,
+                             environment: dict[str, str]) -> lambda_.Function:
+        function = functions.add("Reconciler", "lambdas.reconciler.handler", timeout_seconds=120,
+                                 environment=environment)
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
-        access.work_queues(function, config, access.QUEUE_SEND + access.QUEUE_CONSUME, dead_letters=True)
+        # Sends to the work queues (copies of dead letters, re-driven work); reads and deletes dead letters.
+        access.work_queues(function, config, ("sqs:SendMessage",))
+        access.dead_letter_queues(function, config, ("sqs:ReceiveMessage", "sqs:DeleteMessage"))
+        # Parked stream batches: read from the release-failures queue (one failing again is parked
+        # again from its first failed record), their records read back from the table's stream.
+        deployment, main = config.settings.stack_name, config.settings.main_region
+        failures = naming.queue_arn(main, naming.stream_failures_queue(deployment))
+        allow(function, ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"), [failures])
+        allow(function, ("dynamodb:GetShardIterator", "dynamodb:GetRecords"), [self.table.table_stream_arn])
         self._schedule("ReconcilerSchedule", function, 1)
         return function
 

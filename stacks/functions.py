@@ -39,8 +39,10 @@ class Functions(Construct):
             self, "Powertools", powertools_layer_arn(Stack.of(self).region)
         )
 
-    def add(self, name: str, handler: str, *, timeout_seconds: int, memory_mib: int = 512, **props) -> lambda_.Function:
-        """A function with its own role that can write only its own log group."""
+    def add(self, name: str, handler: str, *, timeout_seconds: int, memory_mib: int = 512,
+            environment: dict[str, str] | None = None, **props) -> lambda_.Function:
+        """A function with its own role that can write only its own log group; `environment` replaces
+        the shared one (stacks/contract.py says which function gets which)."""
         role = iam.Role(self, f"{name}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         logs = log_group(self, f"{name}Logs", self._config)
         allow(role, ["logs:CreateLogStream", "logs:PutLogEvents"], [logs.log_group_arn])
@@ -59,7 +61,7 @@ class Functions(Construct):
             # the handlers' own logs at INFO and up.
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
-            environment=self._environment,
+            environment=self._environment if environment is None else environment,
             timeout=Duration.seconds(timeout_seconds),
             memory_size=memory_mib,
             **props,

@@ -8,7 +8,11 @@
 | Compute    | batch.BatchCompute                        |
 | Events     | events.events_from_stream (stream -> Event) |
 
-plus placement.RegionWeights (`auto` region weights) and clients.client
+plus stream (sends from the table's stream: `StreamSentQueue`, the queue the
+Scheduler and the Dispatcher hold on AWS; `StreamBatch`/`handle`, what the
+release function does per batch; `ParkedBatches`, batches the mapping gave
+up on, read back by the reconciler), reconcile.Reconciler,
+placement.RegionWeights (`auto` region weights) and clients.client
 (boto3 clients shared per process). `from_environment` wires the adapters
 from the variables the stacks set (stacks/contract.py).
 """

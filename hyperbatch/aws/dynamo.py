@@ -6,19 +6,32 @@ A job is one item; its document's fields are top-level attributes, so one
 UpdateItem can check and change single fields, counters and map entries:
 
     pk = <job id>   sk = "job"
-    gsi1pk = owner          gsi1sk = job id   (index by_owner: a user's jobs, newest first)
-    gsi2pk = "queue#active" while the job is not final (WAITING, HELD, QUEUED, RUNNING),
-             "queue#<state>" once it is (SUCCEEDED, FAILED, CANCELLED)
-                            gsi2sk = job id   (index by_queue_state: a queue's jobs by state)
+    gsi1pk = owner   gsi1sk = job id      (index by_owner; not on a submission's jobs, see below)
+    gsi2pk = "<queue>#waiting" while the job is WAITING or HELD, absent otherwise
+                     gsi2sk = job id      (index by_queue_state: sparse, work no message stands for)
     expires_at = finished_at + job_retention_days   (TTL, set when the job reaches a final state)
 
-A job moves in by_queue_state at most once in its life, when it finishes
-(final states have no way out); moves between active states only rewrite the
-small index entry. Both job indexes project only what queries filter or sum
-on (names.INDEX_PROJECTIONS: state, queue; state, array, pending); a query
-reads ids from the index and fetches the page's items with one strongly
-consistent BatchGetItem (per 100). A specific active state is a filter on the
-projected `state` within "queue#active".
+A submission (a create of a block of ids, hyperbatch.ids.new_job_ids, all of one
+owner) is one by_owner entry for all its jobs, whose items then carry no gsi1 keys:
+
+    pk = "submission#<the ids' 10-character millisecond prefix>"   sk = "submission"
+    gsi1pk = owner   gsi1sk = newest member id   members = [job ids]
+    queue = the members' queue when they all share one    expires_at = 2 x retention + 14 days after
+
+Its conditional PutItem is written first and claims the millisecond; the job
+items and edges follow with BatchWriteItem (1 WRU each, no condition: the
+claim makes their ids new). Other creates write each job conditionally.
+
+    pk = "owners"   sk = <owner>          (every owner that ever created a job: admin listings)
+    pk = "counts#<queue>"   sk = "counts" (jobs per state and tasks_pending, kept from the stream:
+                                           hyperbatch.aws.counters, `tally`)
+
+Both job indexes project only what is filtered on in the index or needed to
+expand an entry (names.INDEX_PROJECTIONS: queue, members; state): a by_owner
+entry is written once, at create, and a by_queue_state entry only when a job
+enters, leaves or moves within WAITING/HELD. A query reads ids from an index and
+fetches the page's items with one strongly consistent BatchGetItem (per 100),
+filtering state (and anything else the index could not) there.
 
 Job ids begin with a millisecond timestamp, so sorting by id is sorting by
 submit time; DynamoDB hashes `pk`, so a burst of submits (consecutive ids)
@@ -27,13 +40,13 @@ in the child's item collection:
 
     pk = <child id>   sk = "parent#<parent id>"   gsi3pk = parent id   gsi3sk = child id   (index by_parent)
 
-Edge items carry no gsi1/gsi2 attributes, so they never show in job queries,
-and `hyperbatch.aws.events` skips them in the stream.
+Only job items (sk = "job") are jobs in the stream; `hyperbatch.aws.events`
+and the counters skip every other item.
 
-Consistency: `get` and `get_many` read strongly consistent (dependency
-release reads a parent right after the stream said it finished). Queries and
-counts go through global secondary indexes, which are eventually consistent
-(typically well under a second behind).
+Consistency: `get`, `get_many`, `counts` and `pending_tasks` read strongly
+consistent. Queries go through global secondary indexes, which are
+eventually consistent (typically well under a second behind); counts lag the
+stream (the release function tallies each batch it handles).
 
 Numbers: DynamoDB has one number type. Floats go in as Decimal (via their
 shortest repr, so they round-trip exactly) and come back as int when integral,
@@ -43,6 +56,7 @@ else float — `encode`/`decode` are the one place this happens.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import sys
 import threading
@@ -57,15 +71,21 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ..errors import Conflict, NotFound, StaleTransition
+from ..ids import block_prefix, next_millisecond
 from ..model import Change, Expect
 from ..names import INDEXES
 from ..ports import Page
 from ..states import FINAL, JobState
+from . import counters
 
-JOB_SK = "job"
+JOB_SK = counters.JOB_SK
 EDGE_SK_PREFIX = "parent#"
+SUBMISSION_PREFIX = "submission#"
+SUBMISSION_SK = "submission"
+MEMBERS = "members"
+OWNERS_PK = "owners"
 TTL_ATTRIBUTE = "expires_at"
-PUT_TOKEN = "put_token"  # a lone job's create call, so that a retried PutItem can recognise its own write
+PUT_TOKEN = "put_token"  # a conditional PutItem's call, so that a retried PutItem can recognise its own write
 # Attributes that are keys or bookkeeping, not fields of the job document.
 KEY_ATTRIBUTES = frozenset(
     {"pk", "sk", TTL_ATTRIBUTE, PUT_TOKEN, *(k for pair in INDEXES.values() for k in pair)}
@@ -73,14 +93,20 @@ KEY_ATTRIBUTES = frozenset(
 
 ALL_STATES = tuple(s.value for s in JobState)
 FINAL_STATES = frozenset(s.value for s in FINAL)
-ACTIVE_STATES = tuple(s for s in ALL_STATES if s not in FINAL_STATES)
-ACTIVE = "active"  # the by_queue_state partition of a queue's jobs that are not final
+# Jobs no message stands for: the only ones by_queue_state holds, one partition per queue.
+WAITING_STATES = frozenset({JobState.WAITING.value, JobState.HELD.value})
+WAITING = "waiting"
+# A submission outlives its members: they may wait (SQS keeps a message 14 days) and then run
+# for a while before the retention after their finish starts.
+SUBMISSION_EXTRA_SECONDS = 14 * 86400
 
 # TransactWriteItems: at most 100 actions and 4 MB per call.
 TRANSACTION_ITEMS = 100
 TRANSACTION_BYTES = 4 * 1024 * 1024 - 64 * 1024  # headroom: our size estimate is not DynamoDB's exact one
 TRANSACTION_RETRIES = 5
+BATCH_WRITE_ITEMS = 25  # BatchWriteItem limit (16 MB: 25 items of at most 400 KB fit)
 BATCH_GET_KEYS = 100  # BatchGetItem limit
+QUERY_PAGE_MAX = 1000  # index entries per Query call at most (pages grow to this)
 UNPROCESSED_RETRIES = 8
 QUEUE_CACHE_SIZE = 100_000
 
@@ -135,25 +161,15 @@ def _state(value: Any) -> str:
     return value.value if isinstance(value, JobState) else value
 
 
-def queue_state_key(queue: str, state: str) -> str:
-    """by_queue_state partition of a job in `state`: one for all active states, one per final state."""
-    state = _state(state)
-    return f"{queue}#{state if state in FINAL_STATES else ACTIVE}"
+def waiting_key(queue: str) -> str:
+    """by_queue_state partition of a queue's WAITING and HELD jobs."""
+    return f"{queue}#{WAITING}"
 
 
-def moves_index(expect: Expect, change: Change) -> bool:
-    """Whether `change` may move the job in by_queue_state (and so needs the job's queue).
-
-    Only a change of queue, a move into a final state, or one that might leave a
-    final state (not ruled out by `expect.states`) can change gsi2pk.
-    """
-    if "queue" in change.set:
-        return True
-    if "state" not in change.set:
-        return False
-    if _state(change.set["state"]) in FINAL_STATES:
-        return True
-    return expect.states is None or any(_state(s) in FINAL_STATES for s in expect.states)
+def needs_queue(change: Change) -> bool:
+    """Whether `change` needs the job's queue: only entering WAITING or HELD writes a by_queue_state
+    key with it (every other state change REMOVEs gsi2pk, which needs nothing)."""
+    return "state" in change.set and _state(change.set["state"]) in WAITING_STATES and "queue" not in change.set
 
 
 def expiry(finished_at: float | None, retention_seconds: float, now: float) -> int:
@@ -161,18 +177,43 @@ def expiry(finished_at: float | None, retention_seconds: float, now: float) -> i
     return int((finished_at if finished_at is not None else now) + retention_seconds)
 
 
-def job_item(doc: dict, retention_seconds: float, now: float) -> dict:
+def job_item(doc: dict, retention_seconds: float, now: float, *, by_owner: bool = True) -> dict:
+    """A job's item; `by_owner=False` for a submission's member (its submission is its by_owner entry)."""
     item = {k: encode(v) for k, v in doc.items()}
     item["pk"] = {"S": doc["id"]}
     item["sk"] = {"S": JOB_SK}
-    if doc.get("owner"):  # an index key may not be empty
+    if by_owner and doc.get("owner"):  # an index key may not be empty
         item["gsi1pk"] = {"S": doc["owner"]}
         item["gsi1sk"] = {"S": doc["id"]}
-    item["gsi2pk"] = {"S": queue_state_key(doc["queue"], doc["state"])}
-    item["gsi2sk"] = {"S": doc["id"]}
-    if doc["state"] in FINAL_STATES:
+    if _state(doc["state"]) in WAITING_STATES:
+        item["gsi2pk"] = {"S": waiting_key(doc["queue"])}
+    item["gsi2sk"] = {"S": doc["id"]}  # inert without gsi2pk: kept so entering WAITING/HELD sets one key
+    if _state(doc["state"]) in FINAL_STATES:
         item[TTL_ATTRIBUTE] = {"N": str(expiry(doc.get("finished_at"), retention_seconds, now))}
     return item
+
+
+def submission_item(prefix: str, docs: list[dict], owner: str | None, expires_at: int) -> dict:
+    """The submission of a block of jobs (see the module docstring); without an owner it only claims
+    the block's millisecond and is in no index."""
+    ids = [d["id"] for d in docs]
+    item = {
+        "pk": {"S": SUBMISSION_PREFIX + prefix},
+        "sk": {"S": SUBMISSION_SK},
+        MEMBERS: encode(ids),
+        TTL_ATTRIBUTE: {"N": str(expires_at)},
+    }
+    if owner:
+        item["gsi1pk"] = {"S": owner}
+        item["gsi1sk"] = {"S": max(ids)}
+    queues = {d["queue"] for d in docs}
+    if len(queues) == 1:  # lets a query by queue skip the whole submission in the index
+        item["queue"] = {"S": queues.pop()}
+    return item
+
+
+def owner_item(owner: str) -> dict:
+    return {"pk": {"S": OWNERS_PK}, "sk": {"S": owner}}
 
 
 def edge_item(parent: str, child: str) -> dict:
@@ -254,14 +295,13 @@ def update_request(
 ) -> dict:
     """UpdateItem parameters (without table and key) that check `expect` and apply `change`.
 
-    `queue` is the job's queue, needed to keep gsi2pk in step when the change
-    may move the job in by_queue_state (`moves_index`: into a final state, or
-    from one); it is then also checked in the condition, so a wrong guess can
-    only fail the write, never index the job under another queue. Moves between
-    active states leave gsi2pk alone: its value cannot change.
+    Every state change keeps by_queue_state in step: entering WAITING or HELD
+    SETs gsi2pk from `queue` (the job's queue, `needs_queue`), which is then
+    also checked in the condition, so a wrong guess can only fail the write,
+    never index the job under another queue; any other state REMOVEs gsi2pk
+    (removing an absent attribute writes no index entry).
     """
     sets, adds, map_set, map_del = _normalise(change)
-    moving = moves_index(expect, change)
     ex = _Expression()
     set_parts = [f"{ex.name(k)} = {ex.value(v)}" for k, v in sets.items()]
     for key, entries in map_set.items():
@@ -269,20 +309,22 @@ def update_request(
     version = ex.name("version")
     set_parts.append(f"{version} = {version} + {ex.value(1)}")
     conditions = [f"attribute_exists({ex.name('pk')})"]
+    remove_parts = []
     if "state" in sets:
-        if moving:
+        if sets["state"] in WAITING_STATES:
             target_queue = sets.get("queue", queue)
             if target_queue is None:
-                raise ValueError("a state change needs the job's queue to keep the by_queue_state index in step")
+                raise ValueError("entering WAITING or HELD needs the job's queue to index it in by_queue_state")
             if "queue" not in sets:
                 conditions.append(f"{ex.name('queue')} = {ex.value(queue)}")
-            set_parts.append(f"{ex.name('gsi2pk')} = {ex.value(queue_state_key(target_queue, sets['state']))}")
+            set_parts.append(f"{ex.name('gsi2pk')} = {ex.value(waiting_key(target_queue))}")
+        else:
+            remove_parts.append(ex.name("gsi2pk"))
         if sets["state"] in FINAL_STATES:
             at = expiry(sets.get("finished_at"), retention_seconds, now)
             set_parts.append(f"{ex.name(TTL_ATTRIBUTE)} = {ex.value(at)}")
     elif "queue" in sets:
         raise ValueError("moving a job to another queue needs its state in the same change")
-    remove_parts = []
     if "owner" in sets:
         if sets["owner"]:
             set_parts.append(f"{ex.name('gsi1pk')} = {ex.value(sets['owner'])}")
@@ -328,9 +370,10 @@ def update_request(
 class DynamoJobStore:
     """JobStore on DynamoDB; see the module docstring for the item layout.
 
-    `queues` (the configured queue names) lets `query` list jobs by state
-    without an owner or queue (the reconciler and `qstat` for admins), as one
-    indexed Query per (queue, state): never a Scan.
+    `queues` (the configured queue names) lets `query` list WAITING and HELD
+    jobs without naming a queue, one by_queue_state partition per queue.
+    Listings without an owner merge every registered owner's by_owner listing.
+    Never a Scan.
     """
 
     def __init__(
@@ -345,6 +388,8 @@ class DynamoJobStore:
         # follows a read of the same job in the same process, so this makes a
         # state change's index key known without another read.
         self._queues: OrderedDict[str, str] = OrderedDict()
+        # Owners known to be in the registry: each is written once per store object, not per create.
+        self._owners: set[str] = set()
         self._lock = threading.Lock()
 
     # ---- queue cache --------------------------------------------------------------------
@@ -378,62 +423,107 @@ class DynamoJobStore:
 
     # ---- create -------------------------------------------------------------------------
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
-        """Write new jobs and their edges, each job conditional on its id being new.
+        """Write new jobs and their edges, all or nothing; Conflict if an id (or a block's millisecond) is taken.
 
-        BatchWriteItem cannot be conditional (it would silently overwrite a job
-        whose id exists), so this uses TransactWriteItems: all-or-nothing per
-        call of at most 100 actions and 4 MB — 1,000 jobs are 10 calls. Each
-        transactional write costs twice the WCUs of a plain one; a submit
-        pays that once. A transaction in the stream is one INSERT record per item.
+        Three ways, cheapest first:
 
-        Across calls, all-or-nothing is kept by compensation: when a later chunk
-        fails, the jobs of the chunks already written are deleted again (their
-        stream INSERT and REMOVE records pair up; nothing acts on them, since
-        no message was sent for these jobs yet). Each call carries a client
-        request token, so botocore's retry of a call whose response was lost is
-        idempotent instead of failing on our own first write as a Conflict.
+        - A lone job without edges is one conditional PutItem.
+        - Several jobs of one owner whose ids form a block (hyperbatch.ids.new_job_ids)
+          are a submission: its conditional PutItem first (Conflict if another
+          process claimed the millisecond), then the job items and edges with
+          BatchWriteItem, 25 per call, unconditional: no one else writes ids of
+          a claimed block. 1 WRU per item instead of a transaction's 2, and one
+          by_owner entry for all of them.
+        - Anything else uses TransactWriteItems, each job conditional on its id
+          being new: at most 100 actions and 4 MB per call, 1,000 jobs are 10
+          calls. Ids that form a block still claim their millisecond (an
+          ownerless submission item in the first transaction), so a submission
+          elsewhere cannot overwrite them.
 
-        A lone job without edges is one conditional PutItem instead (half the
-        write units of a one-item transaction; a single item is all-or-nothing
-        anyway). Its retry-safety, as the transaction's request token: the item
-        carries a token of this call (`put_token`, not part of the document);
-        when the condition fails, the item that is there comes back (ALL_OLD),
-        and if it bears our token, botocore retried a call whose response was
-        lost and the create succeeded. Any other existing item is a Conflict.
+        Across calls, all-or-nothing is kept by compensation: when a later call
+        fails, what the earlier ones wrote is deleted again (the stream then
+        carries an INSERT and a REMOVE for each: the counters net to zero, and
+        work sent for such a job finds no job). A transaction
+        carries a client request token, so botocore's retry of a call whose
+        response was lost is idempotent instead of failing on our own first
+        write as a Conflict; a conditional PutItem carries a token of this call
+        (`put_token`, not part of the document) for the same reason: when the
+        condition fails, the item that is there comes back (ALL_OLD), and if it
+        bears our token, the create succeeded. Any other existing item is a Conflict.
+
+        Every owner is put in the owners registry (unconditionally) the first
+        time this object sees it, before its jobs, so an admin listing finds them.
         """
         ids = [d["id"] for d in docs]
         if len(set(ids)) != len(ids):
             raise Conflict("the same job id appears twice in one submission")
         now = self.clock()
+        self._register_owners(docs)
         if len(docs) == 1 and not edges:
             item = job_item(docs[0], self.retention_seconds, now)
             item[PUT_TOKEN] = {"S": uuid.uuid4().hex[:16]}
-            self._put_new(item)
-            self._remember(docs[0])
-            return
-        actions = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": job_item(doc, self.retention_seconds, now),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-            for doc in docs
-        ]
-        actions += [{"Put": {"TableName": self.table, "Item": edge_item(p, c)}} for p, c in dict.fromkeys(edges)]
-        written: list[list[dict]] = []
-        try:
-            for chunk in _chunks(actions):
-                self._transact(chunk)
-                written.append(chunk)
-        except BaseException:
-            self._undo(written)
-            raise
+            self._put_new(item, f"a job with id {docs[0]['id']}")
+        else:
+            prefix = block_prefix(ids) if len(docs) > 1 else None
+            owners = {d.get("owner") for d in docs}
+            expires_at = int(now + 2 * self.retention_seconds + SUBMISSION_EXTRA_SECONDS)
+            if prefix is not None and len(owners) == 1 and all(owners):
+                self._create_submission(docs, edges, submission_item(prefix, docs, owners.pop(), expires_at), now)
+            else:
+                claim = submission_item(prefix, docs, None, expires_at) if prefix is not None else None
+                self._create_transacted(docs, edges, claim, now)
         for doc in docs:
             self._remember(doc)
 
-    def _put_new(self, item: dict) -> None:
+    def _register_owners(self, docs: list[dict]) -> None:
+        with self._lock:
+            new = sorted({d["owner"] for d in docs if d.get("owner")} - self._owners)
+        if not new:
+            return
+        if len(new) == 1:
+            self.client.put_item(TableName=self.table, Item=owner_item(new[0]))
+        else:
+            for start in range(0, len(new), BATCH_WRITE_ITEMS):
+                chunk = new[start:start + BATCH_WRITE_ITEMS]
+                self._batch_write([{"PutRequest": {"Item": owner_item(o)}} for o in chunk])
+        with self._lock:
+            self._owners.update(new)
+
+    def _create_submission(self, docs: list[dict], edges: list[tuple[str, str]], submission: dict, now: float) -> None:
+        submission[PUT_TOKEN] = {"S": uuid.uuid4().hex[:16]}
+        self._put_new(submission, f"a submission of millisecond {submission['pk']['S'][len(SUBMISSION_PREFIX):]}")
+        items = [job_item(d, self.retention_seconds, now, by_owner=False) for d in docs]
+        items += [edge_item(p, c) for p, c in dict.fromkeys(edges)]
+        attempted: list[dict] = []
+        try:
+            for start in range(0, len(items), BATCH_WRITE_ITEMS):
+                chunk = items[start:start + BATCH_WRITE_ITEMS]
+                attempted += chunk  # a failed call may have written some of its items
+                self._batch_write([{"PutRequest": {"Item": item}} for item in chunk])
+        except BaseException:
+            self._delete(attempted + [submission])  # the submission last: it is what lists the rest
+            raise
+
+    def _create_transacted(self, docs: list[dict], edges: list[tuple[str, str]], claim: dict | None,
+                           now: float) -> None:
+        new = "attribute_not_exists(pk)"
+        actions = [{"Put": {"TableName": self.table, "Item": claim, "ConditionExpression": new}}] if claim else []
+        actions += [
+            {"Put": {"TableName": self.table, "Item": job_item(doc, self.retention_seconds, now),
+                     "ConditionExpression": new}}
+            for doc in docs
+        ]
+        actions += [{"Put": {"TableName": self.table, "Item": edge_item(p, c)}} for p, c in dict.fromkeys(edges)]
+        written: list[dict] = []
+        try:
+            for chunk in _chunks(actions):
+                self._transact(chunk)
+                written += [a["Put"]["Item"] for a in chunk]
+        except BaseException:
+            self._delete(written[1:] + written[:1] if claim else written)  # the claim last
+            raise
+
+    def _put_new(self, item: dict, what: str) -> None:
         try:
             self.client.put_item(
                 TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)",
@@ -445,7 +535,7 @@ class DynamoJobStore:
             old = exc.response.get("Item")
             if old is not None and old.get(PUT_TOKEN) == item[PUT_TOKEN]:
                 return  # our own write, retried by botocore after its response was lost
-            raise Conflict(f"a job with id {item['pk']['S']} exists already") from None
+            raise Conflict(f"{what} exists already") from None
 
     def _transact(self, chunk: list[dict]) -> None:
         for attempt in range(TRANSACTION_RETRIES):
@@ -461,6 +551,9 @@ class DynamoJobStore:
                     taken = [
                         chunk[i]["Put"]["Item"]["pk"]["S"] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"
                     ]
+                    claims = [t[len(SUBMISSION_PREFIX):] for t in taken if t.startswith(SUBMISSION_PREFIX)]
+                    if claims:
+                        raise Conflict(f"a submission of millisecond {claims[0]} exists already") from None
                     raise Conflict(f"a job with id {', '.join(taken)} exists already") from None
                 if not set(codes) <= {"TransactionConflict", "None", None, "ThrottlingError"} or (
                     attempt == TRANSACTION_RETRIES - 1
@@ -468,15 +561,14 @@ class DynamoJobStore:
                     raise
                 time.sleep(0.05 * 2**attempt)
 
-    def _undo(self, written: list[list[dict]]) -> None:
-        keys = [
-            {"pk": a["Put"]["Item"]["pk"], "sk": a["Put"]["Item"]["sk"]} for chunk in written for a in chunk
-        ]
-        for start in range(0, len(keys), 25):
-            requests = [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
+    def _delete(self, items: list[dict]) -> None:
+        """Best effort: delete these items again (the undo of a create that failed part way)."""
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
+        for start in range(0, len(keys), BATCH_WRITE_ITEMS):
+            requests = [{"DeleteRequest": {"Key": k}} for k in keys[start : start + BATCH_WRITE_ITEMS]]
             try:
                 self._batch_write(requests)
-            except Exception as exc:  # best effort: the caller sees the original error
+            except Exception as exc:  # the caller sees the original error
                 print(f"hyperbatch: could not undo a partial create: {exc}", file=sys.stderr)
 
     def _batch_write(self, requests: list[dict]) -> None:
@@ -523,8 +615,8 @@ class DynamoJobStore:
         (ReturnValuesOnConditionCheckFailure=ALL_OLD): none means NotFound, one
         means StaleTransition — no second read either way.
         """
-        state_changes = moves_index(expect, change) and "queue" not in change.set
-        queue = self.queue_of(job_id) if state_changes else None
+        needs = needs_queue(change)
+        queue = self.queue_of(job_id) if needs else None
         for _ in range(2):
             request = update_request(
                 expect, change, queue=queue, retention_seconds=self.retention_seconds, now=self.clock()
@@ -541,7 +633,7 @@ class DynamoJobStore:
                 if item is None:
                     raise NotFound(f"Unknown Job Id {job_id}") from None
                 old = doc_from_item(item)
-                if state_changes and old["queue"] != queue:  # a stale cache entry: learn and try again
+                if needs and old["queue"] != queue:  # a stale cache entry: learn and try again
                     queue = self._remember(old)["queue"]
                     continue
                 raise StaleTransition(f"job {job_id} is {old['state']} attempt {old['attempt']}") from None
@@ -550,184 +642,213 @@ class DynamoJobStore:
 
     # ---- queries ------------------------------------------------------------------------
     def query(self, *, owner=None, queue=None, states=None, limit=100, next=None) -> Page:
-        """Jobs newest first: by owner (index by_owner, queue and state filtered), else by queue and state.
+        """Jobs newest first, through the indexes (never a Scan).
 
-        The indexes give the page's ids (filtered on their projected attributes);
-        one strongly consistent BatchGetItem per 100 fetches the jobs, and a job
-        whose fresh item no longer matches (the index lags a write) is left out.
-        The `next` token is the last job id of the previous page; every Query
-        continues below it with a key condition (`sk < next`), which is what an
-        ExclusiveStartKey would do but also works across the merged queries.
-        Never a Scan.
+        - By owner: the owner's by_owner entries, newest first, submissions
+          expanded into their members (`_owner_ids`); `queue` filtered in the index.
+        - Without an owner, for WAITING/HELD jobs only: by_queue_state, per
+          queue (all configured queues unless one is named), state filtered in the index.
+        - Otherwise without an owner: every registered owner's listing, merged.
+
+        Candidate ids are fetched in pages with one strongly consistent
+        BatchGetItem (per 100) and kept if the fresh item matches (state is
+        filtered only here; the index may also lag a write or list a job TTL
+        has removed); reading goes on until the page is full or the candidates
+        run out. The `next` token is the last job id of the previous page: each
+        listing continues below it, which works across merged listings too.
         """
-        states = [_state(s) for s in states] if states is not None else None
+        wanted = frozenset(_state(s) for s in states) if states else None  # no states: any state
         if limit <= 0:
             return Page([], None)
+        # Filters can drop entries and candidates: read the index in bigger pages then.
+        first = min(QUERY_PAGE_MAX, (limit + 1) * (4 if wanted else 1))
+        late_filter = wanted is not None  # states are filtered after the fetch (except in by_queue_state)
         if owner is not None:
-            ids = self._by_owner(owner, queue, states, limit + 1, next)
-        else:
+            ids = self._owner_ids(owner, queue, next, first)
+        elif wanted and wanted <= WAITING_STATES and (queue is not None or self.queues):
             queues = [queue] if queue is not None else self.queues
-            if not queues:
-                raise ValueError("listing jobs without an owner or a queue needs the configured queue names")
-            ids = self._merged(queues, states or list(ALL_STATES), limit + 1, next)
-        more = len(ids) > limit
-        ids = ids[:limit]
-        found = self.get_many(ids)
-        page = [
-            found[i] for i in ids
-            if i in found
-            and (owner is None or found[i].get("owner") == owner)
-            and (queue is None or found[i]["queue"] == queue)
-            and (not states or found[i]["state"] in states)
-        ]
-        return Page(page, ids[-1] if more else None)
+            ids = _newest_first([self._waiting_ids(q, wanted, next, first) for q in queues])
+            late_filter = False
+        else:
+            owners = self.owners()
+            per_owner = max(10, first // max(1, len(owners)))  # pages grow as a listing proves busy
+            ids = _newest_first([self._owner_ids(o, queue, next, per_owner) for o in owners])
 
-    def _by_owner(self, owner: str, queue: str | None, states: list[str] | None, want: int, after: str | None):
-        if not owner:
-            return []
+        def matches(doc: dict) -> bool:
+            return (
+                (owner is None or doc.get("owner") == owner)
+                and (queue is None or doc["queue"] == queue)
+                and (wanted is None or doc["state"] in wanted)
+            )
+
+        return self._page(ids, limit, matches, late_filter)
+
+    def _page(self, ids: Iterator[str], limit: int, matches: Callable[[dict], bool], late_filter: bool) -> Page:
+        """Up to `limit` matching jobs from the candidate ids, fetched a chunk at a time."""
+        page: list[dict] = []
+        while True:
+            want = limit - len(page)
+            # Most candidates match unless states are filtered here: then fetch more per call.
+            size = min(BATCH_GET_KEYS, max(want, 25) if late_filter else want)
+            chunk = list(itertools.islice(ids, size))
+            if not chunk:
+                return Page(page, None)
+            found = self.get_many(chunk)
+            page += [found[i] for i in chunk if i in found and matches(found[i])]
+            if len(page) > limit:
+                return Page(page[:limit], page[limit - 1]["id"])
+            if len(page) == limit:
+                # More only if a candidate is left; it may still fail the filter (an empty last page).
+                more = next(ids, None) is not None
+                return Page(page, page[-1]["id"] if more else None)
+
+    def _owner_ids(self, owner: str, queue: str | None, before: str | None, first: int) -> Iterator[str]:
+        """Lazily, newest first, the ids in `owner`'s by_owner entries below `before`.
+
+        An entry is a job (its id is gsi1sk) or a submission (its `members`, all
+        <= gsi1sk). Entries come by gsi1sk descending, so once an entry with
+        gsi1sk = g is read, no unread entry holds an id above g: ids above g
+        can go out, the rest wait in a heap. A submission's ids share one
+        millisecond, so one holding ids below `before` has gsi1sk below the
+        next millisecond: that is the key condition, and ids >= `before` are dropped.
+        """
+        if not owner:  # an index key is never empty: ownerless jobs are in no listing by owner
+            return
         ex = _Expression()
         key = f"{ex.name('gsi1pk')} = {ex.value(owner)}"
-        if after:
-            key += f" AND {ex.name('gsi1sk')} < {ex.value(after)}"
-        filters = []
-        if queue is not None:
-            filters.append(f"{ex.name('queue')} = {ex.value(queue)}")
-        if states:  # as the local store reads it, no states means any state
-            filters.append(f"{ex.name('state')} IN ({', '.join(ex.value(s) for s in states)})")
+        if before:
+            key += f" AND {ex.name('gsi1sk')} < {ex.value(next_millisecond(before))}"
         params = {
             "TableName": self.table, "IndexName": "by_owner", "KeyConditionExpression": key,
-            "ExpressionAttributeNames": ex.names, "ExpressionAttributeValues": ex.values,
             "ScanIndexForward": False,
         }
-        if filters:
-            params["FilterExpression"] = " AND ".join(filters)
-        out: list[str] = []
-        for items in self._pages(params, page_size=min(1000, want * 4) if filters else want, want=want):
-            out += [i["gsi1sk"]["S"] for i in items]
-        return out[:want]
+        if queue is not None:
+            # A submission of several queues carries no queue: its members are filtered after the fetch.
+            name = ex.name("queue")
+            params["FilterExpression"] = f"{name} = {ex.value(queue)} OR attribute_not_exists({name})"
+        params.update(ExpressionAttributeNames=ex.names, ExpressionAttributeValues=ex.values)
+        heap: list[_Newest] = []
+        for items in self._pages(params, first):
+            for item in items:
+                newest = item["gsi1sk"]["S"]
+                while heap and heap[0].id > newest:
+                    yield heapq.heappop(heap).id
+                for job_id in decode(item[MEMBERS]) if MEMBERS in item else (newest,):
+                    if before is None or job_id < before:
+                        heapq.heappush(heap, _Newest(job_id))
+        while heap:
+            yield heapq.heappop(heap).id
 
-    def _merged(self, queues: list[str], states: list[str], want: int, after: str | None) -> list[str]:
-        """Up to `want` job ids, newest first, over the by_queue_state partitions these states live in."""
-        active = [s for s in ACTIVE_STATES if s in states]
-        finals = [s for s in states if s in FINAL_STATES]
-        streams = []
-        for q in queues:
-            if active:
-                only = active if len(active) < len(ACTIVE_STATES) else None  # all active states: no filter
-                streams.append(self._queue_state(q, ACTIVE, want, after, only))
-            streams += [self._queue_state(q, s, want, after) for s in dict.fromkeys(finals)]
-        out, seen = [], set()
-        for job_id in heapq.merge(*streams, reverse=True):
-            if job_id in seen:  # the index lags a finish: a job may show under two partitions
-                continue
-            seen.add(job_id)
-            out.append(job_id)
-            if len(out) == want:
-                break
-        return out
-
-    def _queue_state(self, queue: str, state: str, want: int, after: str | None,
-                     only: list[str] | None = None) -> Iterator[str]:
-        """Lazily, newest first, ids in one partition (`only`: these states of it): heapq.merge asks
-        for more only from the partitions that win."""
-        params = self._queue_state_params(queue, state, after, only)
-        params["ScanIndexForward"] = False
-        for items in self._pages(params, page_size=min(1000, want * 4) if only else want, want=None):
+    def _waiting_ids(self, queue: str, states: frozenset[str], before: str | None, first: int) -> Iterator[str]:
+        """Lazily, newest first, the ids of `queue`'s WAITING/HELD jobs (these `states` of them) below `before`."""
+        ex = _Expression()
+        key = f"{ex.name('gsi2pk')} = {ex.value(waiting_key(queue))}"
+        if before:
+            key += f" AND {ex.name('gsi2sk')} < {ex.value(before)}"
+        params = {
+            "TableName": self.table, "IndexName": "by_queue_state", "KeyConditionExpression": key,
+            "ScanIndexForward": False,
+        }
+        if states != WAITING_STATES:
+            params["FilterExpression"] = f"{ex.name('state')} IN ({', '.join(ex.value(s) for s in sorted(states))})"
+        params.update(ExpressionAttributeNames=ex.names, ExpressionAttributeValues=ex.values)
+        for items in self._pages(params, first):
             for item in items:
                 yield item["gsi2sk"]["S"]
 
-    def _queue_state_params(self, queue: str, state: str, after: str | None = None,
-                            only: list[str] | None = None) -> dict:
-        ex = _Expression()
-        partition = f"{queue}#{ACTIVE}" if state == ACTIVE else queue_state_key(queue, state)
-        key = f"{ex.name('gsi2pk')} = {ex.value(partition)}"
-        if after:
-            key += f" AND {ex.name('gsi2sk')} < {ex.value(after)}"
+    def owners(self) -> list[str]:
+        """Every owner in the registry (one strongly consistent Query)."""
         params = {
-            "TableName": self.table, "IndexName": "by_queue_state", "KeyConditionExpression": key,
-            "ExpressionAttributeNames": ex.names, "ExpressionAttributeValues": ex.values,
+            "TableName": self.table, "KeyConditionExpression": "#pk = :p", "ProjectionExpression": "#sk",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},
+            "ExpressionAttributeValues": {":p": {"S": OWNERS_PK}}, "ConsistentRead": True,
         }
-        if only:
-            params["FilterExpression"] = f"{ex.name('state')} IN ({', '.join(ex.value(s) for s in only)})"
-        return params
+        found = [item["sk"]["S"] for items in self._pages(params, None) for item in items]
+        with self._lock:
+            self._owners.update(found)
+        return found
 
-    def _pages(self, params: dict, page_size: int | None, want: int | None) -> Iterator[list[dict]]:
-        """Query pages until exhausted, or until `want` items came back."""
-        got = 0
+    def _pages(self, params: dict, first: int | None) -> Iterator[list[dict]]:
+        """Query pages until exhausted: `first` items in the first (None: as many as 1 MB holds),
+        twice as many in each next one up to QUERY_PAGE_MAX. Lazy: a caller that stops early reads no more."""
+        size = first
         start = None
         while True:
             call = dict(params)
-            if page_size:
-                call["Limit"] = page_size
+            if size:
+                call["Limit"] = size
+                size = min(QUERY_PAGE_MAX, size * 2)
             if start:
                 call["ExclusiveStartKey"] = start
             response = self.client.query(**call)
-            items = response.get("Items", [])
-            got += len(items)
-            yield items
+            yield response.get("Items", [])
             start = response.get("LastEvaluatedKey")
-            if not start or (want is not None and got >= want):
+            if not start:
                 return
 
-    def _active(self, queue: str, *attributes: str) -> Iterator[dict]:
-        """The index entries of a queue's active jobs, with `state` and `attributes` (projected)."""
-        params = self._queue_state_params(queue, ACTIVE)
-        names = {f"#a{i}": a for i, a in enumerate(("state", *attributes))}
-        params["ProjectionExpression"] = ", ".join(names)
-        params["ExpressionAttributeNames"] = {**params["ExpressionAttributeNames"], **names}
-        for items in self._pages(params, page_size=None, want=None):
-            yield from items
+    # ---- counts -------------------------------------------------------------------------
+    def tally(self, records: list[dict]) -> None:
+        """Apply the counts deltas of these stream records (hyperbatch.aws.counters): one UpdateItem
+        ADD per queue touched; several queues in one TransactWriteItems, so a batch counts all or nothing.
+
+        Each record must be tallied once; the release function calls this once
+        per batch of records it handled. Records that change no count write nothing.
+        """
+        per_queue = counters.deltas(records)
+        if not per_queue:
+            return
+        token = uuid.uuid4().hex
+        updates = [counters.add_request(self.table, q, d, token) for q, d in sorted(per_queue.items())]
+        if len(updates) == 1:
+            try:
+                self.client.update_item(**updates[0])
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                # The item bears our token: botocore retried a call whose response was lost, and it counted.
+            return
+        for start in range(0, len(updates), TRANSACTION_ITEMS):  # more than 100 queues: per 100
+            self._transact_counts([{"Update": u} for u in updates[start:start + TRANSACTION_ITEMS]])
+
+    def _transact_counts(self, actions: list[dict]) -> None:
+        for attempt in range(TRANSACTION_RETRIES):
+            try:
+                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+                return
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+                if "ConditionalCheckFailed" in codes:
+                    return  # an attempt of ours whose response was lost had counted (its token is there)
+                if not codes <= {"TransactionConflict", "None", None, "ThrottlingError"} or (
+                    attempt == TRANSACTION_RETRIES - 1
+                ):
+                    raise
+                time.sleep(0.05 * 2**attempt)  # another batch counting the same queues at once
+
+    def _counts_item(self, queue: str) -> dict:
+        response = self.client.get_item(TableName=self.table, Key=counters.counts_key(queue), ConsistentRead=True)
+        return response.get("Item", {})
 
     def counts(self, queue: str) -> dict[str, int]:
-        """Jobs per state: the active partition read once (small entries: state only), and one
-        Query with Select=COUNT per final state.
+        """Jobs per state in `queue` (an array once, by its state), from its counts item: one GetItem.
 
-        A COUNT still reads, and is billed for, every index entry it counts (the
-        entries are small: keys, state, queue or array and pending), so a queue
-        holding a million finished jobs costs tens of thousands of RCUs per call
-        until TTL removes them. Fine for an occasional `qstat -Q`; nothing should
-        poll it (the scaler uses `pending_tasks`, which reads only active jobs).
+        As current as the stream's tally (the release function), so a moment behind the jobs.
         """
-        out: dict[str, int] = {}
-        for item in self._active(queue):
-            state = decode(item["state"])
-            out[state] = out.get(state, 0) + 1
-        for state in ALL_STATES:
-            if state not in FINAL_STATES:
-                continue
-            params = self._queue_state_params(queue, state)
-            params["Select"] = "COUNT"
-            total = 0
-            start = None
-            while True:
-                call = dict(params, **({"ExclusiveStartKey": start} if start else {}))
-                response = self.client.query(**call)
-                total += response.get("Count", 0)
-                start = response.get("LastEvaluatedKey")
-                if not start:
-                    break
-            if total:
-                out[state] = total
-        return {s: out[s] for s in ALL_STATES if out.get(s)}
+        item = self._counts_item(queue)
+        found = {s: decode(item[s]) for s in ALL_STATES if s in item}
+        return {s: n for s, n in found.items() if n > 0}
 
     def pending_tasks(self, queue: str) -> int:
         """Jobs and array tasks waiting to run in `queue` (what the scaler should size on, on AWS).
 
         SQS counts messages, and one message can carry thousands of array
-        positions; the store knows the real figure: each QUEUED job is 1, each
-        QUEUED or RUNNING array adds its `pending` counter. Reads only the
-        active partition of by_queue_state, whose entries carry state, array and pending.
+        positions; the counts item knows the real figure: each QUEUED job is 1,
+        each QUEUED or RUNNING array adds its `pending` counter (counters.pending_of).
         """
-        total = 0
-        for item in self._active(queue, "array", "pending"):
-            state = decode(item["state"])
-            if state not in (JobState.QUEUED.value, JobState.RUNNING.value):
-                continue
-            if decode(item.get("array", {"NULL": True})) is not None:
-                total += max(0, decode(item.get("pending", {"N": "0"})))
-            elif state == JobState.QUEUED.value:
-                total += 1
-        return total
+        item = self._counts_item(queue)
+        return max(0, decode(item[counters.TASKS_PENDING])) if counters.TASKS_PENDING in item else 0
 
     def dependents(self, parent_id: str) -> list[str]:
         params = {
@@ -735,7 +856,28 @@ class DynamoJobStore:
             "KeyConditionExpression": "gsi3pk = :p", "ExpressionAttributeValues": {":p": {"S": parent_id}},
             "ProjectionExpression": "gsi3sk",
         }
-        return [item["gsi3sk"]["S"] for items in self._pages(params, None, None) for item in items]
+        return [item["gsi3sk"]["S"] for items in self._pages(params, None) for item in items]
+
+
+class _Newest:
+    """A heap entry ordering ids newest first (heapq is a min-heap)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, job_id: str):
+        self.id = job_id
+
+    def __lt__(self, other: "_Newest") -> bool:
+        return self.id > other.id
+
+
+def _newest_first(listings: list[Iterator[str]]) -> Iterator[str]:
+    """Merge listings that are each newest first into one, without repeats."""
+    last = None
+    for job_id in heapq.merge(*listings, reverse=True):
+        if job_id != last:
+            yield job_id
+            last = job_id
 
 
 def _chunks(actions: list[dict]) -> Iterator[list[dict]]:

@@ -3,9 +3,21 @@
 A message is one work item, its body JSON `{"job_id", "lo", "hi", "attempt",
 "priority"}`: a job (positions [0, 1)) or a range of array positions. The
 lease is the visibility timeout: `claim` receives with VisibilityTimeout =
-lease, `extend` is ChangeMessageVisibility, `ack` is DeleteMessage. An item's
-`id` is the SQS MessageId (stable across redeliveries: array chunks in the
-store are keyed by it); its `receipt` is the receipt handle of this delivery.
+lease, `extend` is ChangeMessageVisibility, `ack` deletes the message (in
+batches, see below). An item's `id` is the SQS MessageId (stable across
+redeliveries: array chunks in the store are keyed by it); its `receipt` is
+the receipt handle of this delivery.
+
+Batched deletes. `ack` only buffers the receipt; DeleteMessageBatch deletes
+a queue's buffered receipts when ten are buffered, when the oldest is
+`flush_seconds` (FLUSH_SECONDS) old at the next `ack` or `claim` (checked
+before and after the receive), when a `claim` comes back empty, before
+`backlog` and `in_flight` count the queue, and on `flush()`, which a worker
+calls when it goes idle, at its heartbeats and when it stops. A message is
+still deleted only after its job is final; one whose delete is late (a worker
+killed with acks buffered) is received again and acknowledged by
+`Dispatcher.recover_lost`, which finds the job final. Keep `flush_seconds`
+well under the lease.
 
 Ranges. SQS cannot edit a message, so a range is narrowed by sending the part
 given away as a new message and keeping the original under the lease while
@@ -20,8 +32,13 @@ Lost leases. SQS redelivers a message whose visibility ran out: redelivery is
 the expiry, so `expired()` is always empty here. Instead a claimed item says
 whether its message was received before (`WorkItem.redelivered`, from
 ApproximateReceiveCount > 1): the AWS agent hands such an item to
-`Dispatcher.recover_lost` (which re-queues or fails its work, then acks or
-re-sends it) instead of running it.
+`Dispatcher.recover_lost` instead of running it. That re-queues or fails the
+work of a worker gone silent; for a worker that still beats it `release`s the
+item with a delay of one lease: a copy of a redelivered item says so in its
+body (`"copy_of": <the item id>`), and comes back as a redelivered item with
+the original id (so an array chunk, keyed by it, is still found), to be
+checked again, not run. A copy is a new message: waiting for a long job does
+not count toward the redrive policy.
 
 Dead letters. After `MAX_RECEIVE_COUNT` (5) receives SQS moves a message to
 the queue's DLQ; `dead_letters` reads them so the reconciler can mark their
@@ -38,6 +55,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
+import time
 from dataclasses import dataclass, replace
 
 from botocore.exceptions import ClientError
@@ -46,7 +65,8 @@ from ..ports import WorkItem
 
 MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43200
-MAX_BATCH = 10  # SendMessageBatch entries
+MAX_BATCH = 10  # SendMessageBatch and DeleteMessageBatch entries
+FLUSH_SECONDS = 2.0  # the most a buffered ack waits for its batch, checked at the next ack or claim
 MAX_RECEIVE_COUNT = 5  # the redrive policy of stacks/storage.py
 SEND_RETRIES = 3
 # What SQS answers when a receipt no longer names an in-flight message: deleted,
@@ -70,9 +90,11 @@ def _seconds(value: float, most: int) -> int:
     return max(0, min(most, math.ceil(value)))
 
 
-def _body(job_id: str, lo: int, hi: int, attempt: int, priority: int) -> str:
-    return json.dumps({"job_id": job_id, "lo": lo, "hi": hi, "attempt": attempt, "priority": priority},
-                      separators=(",", ":"))
+def _body(job_id: str, lo: int, hi: int, attempt: int, priority: int, copy_of: str | None = None) -> str:
+    body = {"job_id": job_id, "lo": lo, "hi": hi, "attempt": attempt, "priority": priority}
+    if copy_of is not None:
+        body["copy_of"] = copy_of
+    return json.dumps(body, separators=(",", ":"))
 
 
 def _item(queue: str, message: dict) -> SqsWorkItem | None:
@@ -80,12 +102,13 @@ def _item(queue: str, message: dict) -> SqsWorkItem | None:
         body = json.loads(message["Body"])
         fields = (str(body["job_id"]), int(body["lo"]), int(body["hi"]), int(body["attempt"]))
         priority = int(body.get("priority", 0))
-    except (ValueError, KeyError, TypeError):
+        copy_of = body.get("copy_of")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
     return SqsWorkItem(
-        message["MessageId"], queue, *fields, receipt=message["ReceiptHandle"],
-        redelivered=received > 1, priority=priority,
+        message["MessageId"] if copy_of is None else str(copy_of), queue, *fields,
+        receipt=message["ReceiptHandle"], redelivered=received > 1 or copy_of is not None, priority=priority,
     )
 
 
@@ -94,13 +117,21 @@ class SqsWorkQueue:
 
     `wait_seconds` is the long poll of `claim` (0-20; tests use 0): an empty
     queue costs one request per `wait_seconds` instead of one per poll.
+    `flush_seconds` is how long an ack may wait in the buffer for its batch
+    (see the module docstring); `clock` (monotonic seconds) times it.
+
+    Safe to share between threads (an agent's main loop and its supervisor):
+    the ack buffer is guarded by a lock, and no call to SQS is made under it.
     """
 
     def __init__(self, urls: dict[str, str], client, *, dead_letter_urls: dict[str, str] | None = None,
-                 wait_seconds: int = 10):
+                 wait_seconds: int = 10, flush_seconds: float = FLUSH_SECONDS, clock=time.monotonic):
         self.urls, self.client = dict(urls), client
         self.dead_letter_urls = dict(dead_letter_urls or {})
         self.wait_seconds = wait_seconds
+        self.flush_seconds, self.clock = flush_seconds, clock
+        self._lock = threading.Lock()
+        self._acks: dict[str, dict[str, float]] = {}  # queue URL -> receipt -> when it was buffered
 
     def _url(self, queue: str) -> str:
         try:
@@ -112,8 +143,8 @@ class SqsWorkQueue:
     def send(self, queue, job_id, lo, hi, attempt, priority=0):
         self._send(queue, job_id, lo, hi, attempt, priority)
 
-    def _send(self, queue, job_id, lo, hi, attempt, priority, delay: float = 0.0) -> None:
-        params = {"QueueUrl": self._url(queue), "MessageBody": _body(job_id, lo, hi, attempt, priority)}
+    def _send(self, queue, job_id, lo, hi, attempt, priority, delay: float = 0.0, copy_of: str | None = None) -> None:
+        params = {"QueueUrl": self._url(queue), "MessageBody": _body(job_id, lo, hi, attempt, priority, copy_of)}
         if delay > 0:
             params["DelaySeconds"] = _seconds(delay, MAX_DELAY_SECONDS)
         self.client.send_message(**params)
@@ -138,15 +169,23 @@ class SqsWorkQueue:
 
     # ---- lease --------------------------------------------------------------------------
     def claim(self, queue, worker, max_tasks, lease_seconds):
-        """ReceiveMessage under a lease; a range over `max_tasks` keeps its head and sends the tail back."""
+        """ReceiveMessage under a lease; a range over `max_tasks` keeps its head and sends the tail back.
+
+        Buffered acks that are due are deleted before and after the receive;
+        all of them when nothing comes back (the worker is idle).
+        """
+        url = self._url(queue)
+        self._flush_due()
         response = self.client.receive_message(
-            QueueUrl=self._url(queue), MaxNumberOfMessages=1, WaitTimeSeconds=self.wait_seconds,
+            QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=self.wait_seconds,
             VisibilityTimeout=_seconds(lease_seconds, MAX_VISIBILITY_SECONDS),
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         messages = response.get("Messages", [])
         if not messages:
+            self.flush()
             return None
+        self._flush_due()
         item = _item(queue, messages[0])
         if item is None:  # not ours: after MAX_RECEIVE_COUNT receives it sits in the DLQ for a human
             print(f"hyperbatch: unreadable message {messages[0].get('MessageId')} in {queue}", file=sys.stderr)
@@ -168,7 +207,65 @@ class SqsWorkQueue:
         return True
 
     def ack(self, item):
-        self._delete(item.queue, item.receipt)
+        """Buffer the message's delete; it goes out in a DeleteMessageBatch (see the module docstring)."""
+        url = self._url(item.queue)
+        now = self.clock()
+        with self._lock:
+            buffered = self._acks.setdefault(url, {})
+            buffered.setdefault(item.receipt, now)
+            full = {url: self._take(url)} if len(buffered) >= MAX_BATCH else {}
+        self._delete_batches(full)
+        self._flush_due()
+
+    def flush(self) -> None:
+        """Delete every buffered ack now (a worker going idle or stopping calls this)."""
+        with self._lock:
+            taken = {url: self._take(url) for url in list(self._acks)}
+        self._delete_batches(taken)
+
+    def _flush_queue(self, queue: str) -> None:
+        url = self._url(queue)
+        with self._lock:
+            taken = {url: self._take(url)} if url in self._acks else {}
+        self._delete_batches(taken)
+
+    def _flush_due(self) -> None:
+        """Delete the buffered acks of each queue whose oldest has waited `flush_seconds`."""
+        now = self.clock()
+        with self._lock:
+            due = [url for url, buffered in self._acks.items()
+                   if buffered and now - min(buffered.values()) >= self.flush_seconds]
+            taken = {url: self._take(url) for url in due}
+        self._delete_batches(taken)
+
+    def _take(self, url: str) -> list[str]:
+        """Remove a queue's buffered receipts (the caller holds the lock)."""
+        return list(self._acks.pop(url, {}))
+
+    def _delete_batches(self, taken: dict[str, list[str]]) -> None:
+        """DeleteMessageBatch, ten a call; entries SQS refused are retried, then raised.
+
+        An entry refused because its receipt names no message in flight any
+        more (LEASE_LOST_CODES: deleted already, or redelivered to someone
+        else) is left alone, as a single delete would be. The receipts are out
+        of the buffer whatever happens: a message whose delete failed is
+        received again and acknowledged then (its job is final).
+        """
+        refused: list[str] = []
+        for url, receipts in taken.items():
+            for start in range(0, len(receipts), MAX_BATCH):
+                entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start : start + MAX_BATCH])]
+                for _ in range(SEND_RETRIES):
+                    response = self.client.delete_message_batch(QueueUrl=url, Entries=entries)
+                    failed = {f["Id"]: f.get("Code", "") for f in response.get("Failed", [])}
+                    entries = [e for e in entries if e["Id"] in failed and failed[e["Id"]] not in LEASE_LOST_CODES]
+                    if not entries:
+                        break
+                else:
+                    codes = ", ".join(sorted({failed[e["Id"]] for e in entries}))
+                    refused.append(f"{len(entries)} messages of {url} ({codes})")
+        if refused:
+            raise RuntimeError(f"SQS refused to delete {'; '.join(refused)}")
 
     def _delete(self, queue: str, receipt: str, url: str | None = None) -> None:
         try:
@@ -192,12 +289,19 @@ class SqsWorkQueue:
         Even when all of it goes back, this is a new message rather than a
         ChangeMessageVisibility(delay) of the original: every receive counts
         toward the redrive policy, and an array waiting at its concurrency
-        limit is released over and over — its message would land in the DLQ
-        after five rounds.
+        limit (or a long job's message checked once a lease) is released over
+        and over — its message would land in the DLQ after five rounds.
+
+        The copy of a redelivered item carries the item's id (`copy_of`) and
+        is claimed as a redelivered item with that id: it stands for a lease
+        that ran out, so it goes back to `Dispatcher.recover_lost`, and an
+        array chunk keyed by the id is still found. The original is deleted at
+        once, not buffered: its copy is out already.
         """
         lo = item.lo if lo is None else lo
         if lo < item.hi:
-            self._send(item.queue, item.job_id, lo, item.hi, item.attempt, _priority(item), delay)
+            copy_of = item.id if item.redelivered else None
+            self._send(item.queue, item.job_id, lo, item.hi, item.attempt, _priority(item), delay, copy_of)
         self._delete(item.queue, item.receipt)
 
     def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
@@ -220,23 +324,26 @@ class SqsWorkQueue:
 
         Approximate, as SQS says (it settles within a minute). The scaler on
         AWS should size on `DynamoJobStore.pending_tasks(queue)` instead.
+        The queue's buffered acks are deleted first.
         """
+        self._flush_queue(queue)
         found = self._attributes(queue, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")
         return found.get("ApproximateNumberOfMessages", 0) + found.get("ApproximateNumberOfMessagesDelayed", 0)
 
     def in_flight(self, queue):
-        """Messages under a lease (received, not yet deleted or visible again)."""
+        """Messages under a lease (received, not yet deleted or visible again); buffered acks deleted first."""
+        self._flush_queue(queue)
         return self._attributes(queue, "ApproximateNumberOfMessagesNotVisible").get(
             "ApproximateNumberOfMessagesNotVisible", 0
         )
 
     def jobs_with_work(self, job_ids):
         raise NotImplementedError(
-            "SQS cannot be searched for a job's messages. The AWS reconciler closes the gap the other "
-            "way: it queries QUEUED jobs (and arrays with pending tasks) older than a grace period "
-            "through the by_queue_state index and sends their work again; a duplicate message is "
-            "harmless, since starting work is a conditional write on (state, attempt) and array "
-            "positions are handed out once through the job's `dispatched` ranges."
+            "SQS cannot be searched for a job's messages, and need not be: on AWS the work a store "
+            "change makes runnable is sent from the table's stream (hyperbatch.outbox), which delivers "
+            "every change at least once, so no QUEUED work is left without a message; a duplicate "
+            "message is harmless, since starting work is a conditional write on (state, attempt) and "
+            "array positions are handed out once through the job's `dispatched` ranges."
         )
 
     # ---- dead letters -------------------------------------------------------------------

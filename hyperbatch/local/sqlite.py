@@ -234,6 +234,9 @@ class SqliteWorkQueue:
         with self.db.write() as conn:
             conn.execute("DELETE FROM work WHERE id = ? AND worker IS ?", (int(item.id), item.receipt))
 
+    def flush(self) -> None:
+        """Nothing is buffered here: `ack` deletes at once."""
+
     def split(self, item: WorkItem, lo: int, hi: int) -> WorkItem:
         """Keep [lo, hi) under this lease and put [hi, item.hi) back for other workers."""
         with self.db.write() as conn:

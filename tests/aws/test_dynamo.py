@@ -1,4 +1,7 @@
-"""DynamoJobStore beyond the contract: expressions, one write per update, TTL, call budgets, no Scan."""
+"""DynamoJobStore beyond the contract: expressions, one write per update, TTL, call budgets, no Scan.
+
+Submissions, listings and the stream-kept counts: test_dynamo_submissions.py.
+"""
 
 import json
 from decimal import Decimal
@@ -15,6 +18,7 @@ from hyperbatch.aws.dynamo import (
 from hyperbatch.errors import Conflict, NotFound, StaleTransition
 from hyperbatch.ids import new_job_id
 from hyperbatch.model import Change, Expect, apply, holds, new_job
+from hyperbatch.ports import Page
 from hyperbatch.states import JobState
 
 DAY = 86400
@@ -81,19 +85,27 @@ def test_conditions_come_from_expect():
     )
 
 
-def test_a_state_change_moves_the_index_key_and_checks_the_queue():
-    text = resolve(update_request(Expect(), Change(set={"state": JobState.RUNNING}), queue="batch",
+@pytest.mark.parametrize("state", [JobState.WAITING, JobState.HELD])
+def test_entering_waiting_or_held_sets_the_index_key_and_checks_the_queue(state):
+    text = resolve(update_request(Expect(), Change(set={"state": state}), queue="batch",
                                   retention_seconds=DAY, now=0))
-    assert "gsi2pk = 'batch#active'" in text and "queue = 'batch'" in text.split(" IF ")[1]
-    text = resolve(update_request(Expect.state(JobState.RUNNING), Change(set={"state": JobState.SUCCEEDED}),
-                                  queue="batch", retention_seconds=DAY, now=0))
-    assert "gsi2pk = 'batch#SUCCEEDED'" in text and "queue = 'batch'" in text.split(" IF ")[1]
+    assert "gsi2pk = 'batch#waiting'" in text and "queue = 'batch'" in text.split(" IF ")[1]
+    assert "REMOVE" not in text
+    with pytest.raises(ValueError, match="queue"):
+        update_request(Expect(), Change(set={"state": state}), queue=None, retention_seconds=DAY, now=0)
 
 
-def test_moves_between_active_states_leave_the_index_key_alone():
-    text = resolve(update_request(Expect.state(JobState.QUEUED), Change(set={"state": JobState.RUNNING}),
+@pytest.mark.parametrize("state", [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED, JobState.CANCELLED])
+def test_any_other_state_removes_the_index_key_without_the_queue(state):
+    text = resolve(update_request(Expect.state(JobState.HELD), Change(set={"state": state}),
                                   queue=None, retention_seconds=DAY, now=0))
-    assert "gsi2pk" not in text and "queue" not in text and "state = 'RUNNING'" in text
+    assert "REMOVE gsi2pk" in text and "queue" not in text and f"state = '{state.value}'" in text
+
+
+def test_a_change_without_a_state_leaves_the_index_key_alone():
+    text = resolve(update_request(Expect(), Change(set={"reason": "x"}, add={"pending": -1}),
+                                  queue=None, retention_seconds=DAY, now=0))
+    assert "gsi2pk" not in text
 
 
 def test_a_final_state_sets_the_ttl_in_the_same_write():
@@ -119,31 +131,37 @@ def test_paths_that_overlap_are_folded_as_apply_orders_them():
 # ---- writes -------------------------------------------------------------------------------
 
 def test_update_is_one_update_item(aws):
-    doc = job()
+    doc = job(state="HELD")
     aws.store.create([doc], [])
     aws.calls.clear()
-    aws.store.update(doc["id"], Expect.state(JobState.QUEUED, attempt=1),
-                     Change(set={"state": JobState.RUNNING}, add={"run_count": 1}))
-    assert aws.calls == ["UpdateItem"]  # the queue for the index key was known from create
+    aws.store.update(doc["id"], Expect.state(JobState.HELD), Change(set={"state": JobState.QUEUED}))
+    aws.store.update(doc["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.HELD}))
+    assert aws.calls == ["UpdateItem"] * 2  # the queue for the index key was known from create
 
 
-def test_a_job_moves_in_by_queue_state_only_when_it_finishes(aws):
-    doc = job()
+def test_by_queue_state_holds_only_waiting_and_held_jobs(aws):
+    doc = job(state="WAITING")
     aws.store.create([doc], [])
-    fresh = DynamoJobStore(aws.plane.table, aws.dynamodb)  # knows no queue: an index move would need a GetItem
+    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "batch#waiting"}
+    fresh = DynamoJobStore(aws.plane.table, aws.dynamodb)  # knows no queue: leaving the index needs none
     aws.calls.clear()
+    fresh.update(doc["id"], Expect.state(JobState.WAITING), Change(set={"state": JobState.QUEUED}))
     fresh.update(doc["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.RUNNING}))
-    fresh.update(doc["id"], Expect.state(JobState.RUNNING), Change(set={"state": JobState.QUEUED}))
-    assert aws.calls == ["UpdateItem", "UpdateItem"] and raw_item(aws, doc["id"])["gsi2pk"] == {"S": "batch#active"}
-    fresh.update(doc["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.SUCCEEDED}))
-    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "batch#SUCCEEDED"}
-    assert [d["id"] for d in aws.store.query(queue="batch", states=["SUCCEEDED"]).items] == [doc["id"]]
-    assert aws.store.query(queue="batch", states=["QUEUED", "RUNNING"]).items == []
+    assert aws.calls == ["UpdateItem", "UpdateItem"] and "gsi2pk" not in raw_item(aws, doc["id"])
+    fresh.update(doc["id"], Expect.state(JobState.RUNNING), Change(set={"state": JobState.SUCCEEDED}))
+    assert "gsi2pk" not in raw_item(aws, doc["id"])
+    assert aws.store.query(queue="batch", states=["WAITING", "HELD"]).items == []
+    others = [job(state=s) for s in ("QUEUED", "RUNNING", "SUCCEEDED")]
+    aws.store.create(others, [])
+    assert not any("gsi2pk" in raw_item(aws, d["id"]) for d in others)
 
 
 def test_a_lone_job_is_one_conditional_put(aws):
     doc = job()
     aws.store.create([doc], [])
+    assert aws.calls == ["PutItem", "PutItem"]  # the owner's registry entry (once per store object), the job
+    aws.calls.clear()
+    aws.store.create([job()], [])
     assert aws.calls == ["PutItem"]
     with pytest.raises(Conflict, match=doc["id"]):
         aws.store.create([doc], [])  # a second create of the same job is still a conflict
@@ -171,7 +189,8 @@ def test_a_fresh_process_learns_the_queue_once(aws):
     aws.calls.clear()
     other.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
     other.update(doc["id"], Expect(), Change(set={"state": JobState.QUEUED}))
-    assert aws.calls == ["GetItem", "UpdateItem", "UpdateItem"]
+    other.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
+    assert aws.calls == ["GetItem", "UpdateItem", "UpdateItem", "UpdateItem"]
 
 
 def test_not_found_and_stale_are_told_apart_without_a_read(aws):
@@ -190,19 +209,20 @@ def test_a_stale_queue_guess_is_corrected(aws):
     doc = job(queue="west")
     aws.store.create([doc], [])
     aws.store._remember({"id": doc["id"], "queue": "batch"})  # as if another process had said so
-    new = aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.RUNNING}))
-    assert new["state"] == "RUNNING"
-    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "west#active"}
+    new = aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
+    assert new["state"] == "HELD"
+    assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "west#waiting"}
 
 
 def test_index_keys_follow_the_state(aws):
     doc = job()
     aws.store.create([doc], [])
-    aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.RUNNING}))
-    assert [d["id"] for d in aws.store.query(queue="batch", states=["RUNNING"]).items] == [doc["id"]]
-    assert aws.store.query(queue="batch", states=["QUEUED"]).items == []
+    aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
+    assert [d["id"] for d in aws.store.query(queue="batch", states=["HELD"]).items] == [doc["id"]]
+    assert aws.store.query(queue="batch", states=["WAITING"]).items == []
     item = raw_item(aws, doc["id"])
-    assert (item["gsi1pk"], item["gsi1sk"], item["gsi2sk"]) == ({"S": "alice"}, {"S": doc["id"]}, {"S": doc["id"]})
+    assert (item["gsi1pk"], item["gsi1sk"], item["gsi2pk"], item["gsi2sk"]) == (
+        {"S": "alice"}, {"S": doc["id"]}, {"S": "batch#waiting"}, {"S": doc["id"]})
 
 
 def test_final_jobs_expire_after_the_retention(aws):
@@ -225,13 +245,14 @@ def test_a_thousand_jobs_are_created_in_ten_transactions():
     calls = []
 
     def answer(model, params, **kwargs):  # a before-call hook that answers stops the request
-        calls.append((model.name, len(json.loads(params["body"])["TransactItems"])))
+        calls.append((model.name, len(json.loads(params["body"]).get("TransactItems", []))))
         return botocore.awsrequest.AWSResponse("https://stub", 200, {}, None), {}
 
     client.meta.events.register("before-call.dynamodb.*", answer)
-    docs = [job() for _ in range(1000)]
+    docs = [job() for _ in range(1000)]  # lone ids: not a block
     DynamoJobStore("t", client).create(docs, [(docs[0]["id"], d["id"]) for d in docs[1:50]])
-    assert calls == [("TransactWriteItems", 100)] * 10 + [("TransactWriteItems", 49)]  # 1,049 items
+    # The owner's registry entry, then 1,049 items.
+    assert calls == [("PutItem", 0)] + [("TransactWriteItems", 100)] * 10 + [("TransactWriteItems", 49)]
 
 
 def test_big_documents_make_smaller_transactions():
@@ -243,9 +264,9 @@ def test_big_documents_make_smaller_transactions():
 def test_jobs_spanning_two_transactions(aws):
     docs = [job() for _ in range(104)]
     aws.store.create(docs, [(docs[0]["id"], d["id"]) for d in docs[1:4]])
-    assert aws.calls == ["TransactWriteItems"] * 2
+    assert aws.calls == ["PutItem"] + ["TransactWriteItems"] * 2
     assert aws.store.get_many(d["id"] for d in docs) == {d["id"]: d for d in docs}
-    assert aws.calls[2:] == ["BatchGetItem"] * 2
+    assert aws.calls[3:] == ["BatchGetItem"] * 2
     assert sorted(aws.store.dependents(docs[0]["id"])) == sorted(d["id"] for d in docs[1:4])
 
 
@@ -298,32 +319,27 @@ def test_queries_use_indexes_only(aws):
     ]
     assert walk(states=["RUNNING"]) == [d["id"] for d in reversed(docs) if d["state"] == "RUNNING"]
     assert walk(queue="batch") == [d["id"] for d in reversed(docs) if d["queue"] == "batch"]
-    assert aws.store.counts("west") == {"QUEUED": 1, "RUNNING": 1, "SUCCEEDED": 1}
-    # Index queries give the ids; the page's jobs come from one BatchGetItem (by key, not a Scan).
-    assert "Scan" not in aws.calls and {"Query", "BatchGetItem"} == set(aws.calls) - {"TransactWriteItems"}
+    assert aws.store.counts("west") == {}  # nothing tallied yet: counts come from the stream
+    # Index (and registry) queries give the ids; the page's jobs come from one BatchGetItem (by key, not a Scan).
+    assert "Scan" not in aws.calls
+    assert {"Query", "BatchGetItem", "GetItem"} == set(aws.calls) - {"TransactWriteItems", "BatchWriteItem"}
 
 
 def test_a_filtered_owner_query_fills_its_page(aws):
     docs = [job(state="SUCCEEDED") for _ in range(30)] + [job(state="RUNNING") for _ in range(3)]
     aws.store.create(docs[30:] + docs[:30], [])  # the running ones are oldest
     page = aws.store.query(owner="alice", states=["RUNNING"], limit=3)
-    assert sorted(d["id"] for d in page.items) == sorted(d["id"] for d in docs[30:]) and page.next is None
+    assert sorted(d["id"] for d in page.items) == sorted(d["id"] for d in docs[30:])
+    # The index cannot tell there are no more RUNNING ones; the next page is empty and last.
+    if page.next is not None:
+        assert aws.store.query(owner="alice", states=["RUNNING"], limit=3, next=page.next) == Page([], None)
 
 
-def test_listing_without_owner_or_queue_needs_the_queue_names(aws):
+def test_waiting_listings_without_queue_names_merge_the_owners(aws):
+    held = job(state="HELD")
+    aws.store.create([held, job()], [])
     bare = DynamoJobStore(aws.plane.table, aws.dynamodb)
-    with pytest.raises(ValueError, match="configured queue names"):
-        bare.query(states=["QUEUED"])
-
-
-def test_pending_tasks_counts_array_positions(aws):
-    aws.store.create([
-        job(), job(), job(state="RUNNING"),
-        job(array="0-99", total=100, pending=100),
-        job(array="0-9", total=10, pending=4, running=6, state="RUNNING"),
-        job(state="SUCCEEDED"), job(queue="west"),
-    ], [])
-    assert aws.store.pending_tasks("batch") == 2 + 100 + 4
+    assert bare.query(states=["HELD"]).items == [held]
 
 
 # ---- the same semantics as model.apply ----------------------------------------------------

@@ -12,8 +12,13 @@ and then plays the parts AWS would play around our code:
 - The stream's event source mapping: a thread reads the table's stream
   shards and calls `lambdas.release.handler` with batches of up to 100
   records, re-delivering from the first failed record
-  (report_batch_item_failures), as Lambda does.
-- EventBridge: `scale()` and `reconcile()` call the scheduled handlers.
+  (report_batch_item_failures), as Lambda does; a batch still failing after
+  the mapping's retries is parked on the release-failures queue as the
+  mapping's on-failure destination message (`DDBStreamBatchInfo`). Work is
+  sent by the release function from the stream, so a test that expects work
+  to run must have the stream delivered (`start_stream`, or `deliver`).
+- EventBridge: `scale()` and `reconcile()` call the scheduled handlers (`scale()`
+  settles a running stream first, as a minute's wait would).
 - AWS Batch: moto records the scaler's SubmitJob calls but runs nothing;
   `start_submitted_workers()` starts one agent thread per submitted worker,
   `start_worker()` one more. Agents are the real `hyperbatch.agent.Agent`
@@ -50,6 +55,7 @@ from moto import mock_aws  # noqa: E402
 from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 
 from hyperbatch import config as config_models  # noqa: E402
+from hyperbatch import names as physical_names  # noqa: E402
 from hyperbatch.aws import bootstrap, clients  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +67,7 @@ ADMIN = f"arn:aws:sts::{ACCOUNT}:assumed-role/HyperBatchAdmin/ops"
 FUNCTIONS = ("api", "release", "scaler", "reconciler")
 STREAM_BATCH = 100  # the release mapping's batch_size (stacks/control_plane.py)
 STREAM_RETRIES = 5  # its retry_attempts
+STREAMS_ENDPOINT = "https://streams.dynamodb.{region}.amazonaws.com"
 ECHO = os.environ.get("HYPER_BOX_ECHO") == "1"  # show what the functions print (logs, EMF)
 
 _actor = threading.local()
@@ -255,7 +262,6 @@ class Box:
         self.output_bytes: Counter = Counter()  # function -> bytes its invocations printed (logs, EMF)
         self.printed: dict[str, list[str]] = {}
         self.workers: list[Worker] = []
-        self.release_failures: list[dict] = []
         self._started_submits: set[str] = set()
         self._stack = contextlib.ExitStack()
         self._stream_stop = threading.Event()
@@ -277,7 +283,10 @@ class Box:
         env_before = dict(os.environ)
         stack.callback(lambda: (os.environ.clear(), os.environ.update(env_before)))
         os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
-                          AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+                          AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+                          # botocore sends stream calls to <account>.streams-ddb..., which moto 5.2.5
+                          # does not route; the regional endpoint reaches the same backend.
+                          AWS_ENDPOINT_URL_DYNAMODB_STREAMS=STREAMS_ENDPOINT.format(region="us-east-1"))
         stack.enter_context(mock_aws(config={"batch": {"use_docker": False}}))
         BotocoreStubber.process_request = _serialized_process
         stack.callback(lambda: setattr(BotocoreStubber, "process_request", _original_process))
@@ -301,10 +310,15 @@ class Box:
             self.dynamodb, self.sqs, self.logs, self.config.settings.stack_name, names,
             lease_seconds=self.config.settings.lease_seconds,
         )
+        # The mapping's on-failure destination (stacks/control_plane.py; bootstrap does not make it).
+        self.failures_url = self.sqs.create_queue(
+            QueueName=physical_names.stream_failures_queue(self.config.settings.stack_name))["QueueUrl"]
         self.targets = compute_plan.compute_targets(self.config)
         self._create_batch()
 
-        env = _resolve_tokens(contract.lambda_environment(self.config, self.targets, account=ACCOUNT))
+        # One process plays every function: it gets the union of their environments.
+        env = _resolve_tokens({**contract.lambda_environment(self.config, self.targets, account=ACCOUNT),
+                               **contract.reconciler_environment(self.config, self.targets, account=ACCOUNT)})
         self._check_contract(env)
         self.lambda_env = env
         os.environ.update(env)
@@ -338,6 +352,7 @@ class Box:
             "HYPER_QUEUE_URLS": json.loads(env["HYPER_QUEUE_URLS"]) == self.plane.queue_urls,
             "HYPER_DLQ_URLS": json.loads(env["HYPER_DLQ_URLS"]) == self.plane.dead_letter_urls,
             "HYPER_LOG_GROUP_PREFIX": env["HYPER_LOG_GROUP_PREFIX"] == self.plane.log_group_prefix,
+            "HYPER_STREAM_FAILURES_URL": env["HYPER_STREAM_FAILURES_URL"] == self.failures_url,
         }
         wrong = [name for name, ok in found.items() if not ok]
         if wrong:
@@ -404,6 +419,11 @@ class Box:
         return response["statusCode"], parsed
 
     def scale(self) -> dict:
+        """A scaler run. While the stream is delivered in the background it is settled first: the scaler
+        runs minutes apart and sizes on what the release function counted and sent, which the mapping
+        delivers within a second of the change."""
+        if self._stream_thread is not None:
+            self.settle()
         return self.invoke("scaler", schedule_event("ScalerSchedule"))
 
     def reconcile(self) -> dict:
@@ -413,8 +433,7 @@ class Box:
     def _open_stream(self) -> None:
         # botocore sends stream calls to <account>.streams-ddb..., which moto 5.2.5 does not route.
         self.streams = self.meter.attach(boto3.client(
-            "dynamodbstreams", region_name=self.region,
-            endpoint_url=f"https://streams.dynamodb.{self.region}.amazonaws.com"))
+            "dynamodbstreams", region_name=self.region, endpoint_url=STREAMS_ENDPOINT.format(region=self.region)))
         self.stream_arn = self.dynamodb.describe_table(TableName=self.plane.table)["Table"]["LatestStreamArn"]
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         self._iterators = {
@@ -439,24 +458,66 @@ class Box:
                         break
                 self._iterators[shard] = iterator
                 for start in range(0, len(records), STREAM_BATCH):
-                    self._release(records[start:start + STREAM_BATCH])
+                    self._release(shard, records[start:start + STREAM_BATCH])
                 delivered += len(records)
             return delivered
 
-    def _release(self, records: list[dict]) -> None:
+    def _release(self, shard: str, records: list[dict]) -> None:
         batch = [self._lambda_record(r) for r in records]
+        error = None
         for _ in range(STREAM_RETRIES + 1):
             try:
                 response = self.invoke("release", {"Records": batch})
             except Exception as exc:  # the invocation failed as a whole: the mapping retries the batch
                 print(f"box: release invocation failed: {exc!r}")
+                error = "Unhandled"
                 continue
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
             if not failed:
                 return
+            error = None
             first = min(i for i, r in enumerate(batch) if r["dynamodb"]["SequenceNumber"] in failed)
             batch = batch[first:]
-        self.release_failures.extend(batch)  # the mapping's on-failure destination
+        self._park(shard, batch, error)
+
+    def _park(self, shard: str, batch: list[dict], error: str | None) -> None:
+        """What the mapping's on-failure destination receives for a batch it gave up on: its place in the stream."""
+        def when(record):
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record["dynamodb"].get("ApproximateCreationDateTime")
+                                                                    or time.time()))
+
+        response = {"statusCode": 200, "executedVersion": "$LATEST"}
+        if error:
+            response["functionError"] = error
+        message = {
+            "requestContext": {
+                "requestId": uuid.uuid4().hex,
+                "functionArn": f"arn:aws:lambda:{self.region}:{ACCOUNT}:function:HyperBatch-release",
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": STREAM_RETRIES + 1,
+            },
+            "responseContext": response,
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "DDBStreamBatchInfo": {
+                "shardId": shard,
+                "startSequenceNumber": batch[0]["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": batch[-1]["dynamodb"]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": when(batch[0]),
+                "approximateArrivalOfLastRecord": when(batch[-1]),
+                "batchSize": len(batch),
+                "streamArn": self.stream_arn,
+            },
+        }
+        self.sqs.send_message(QueueUrl=self.failures_url, MessageBody=json.dumps(message))
+
+    def parked(self) -> int:
+        """Batches parked on the release-failures queue (visible or being re-driven)."""
+        found = self.sqs.get_queue_attributes(
+            QueueUrl=self.failures_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(v) for v in found.values())
 
     def _lambda_record(self, record: dict) -> dict:
         data = dict(record["dynamodb"])
@@ -464,6 +525,10 @@ class Box:
         if hasattr(when, "timestamp"):
             data["ApproximateCreationDateTime"] = int(when.timestamp())
         return {**record, "dynamodb": data, "eventSourceARN": self.stream_arn}
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every change so far has been handed to the release function (sent, counted, released)."""
+        self.wait_for("the stream to settle", lambda: self.deliver() == 0, timeout)
 
     def start_stream(self, interval: float | None = None) -> None:
         """Deliver the stream in the background every `interval` seconds, as the event source mapping would."""

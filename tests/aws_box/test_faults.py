@@ -1,11 +1,14 @@
-"""Lost workers, duplicate and dead-lettered messages: what SQS does to work, and how it is repaired."""
+"""Lost workers, duplicate, dead-lettered and unsent work: what SQS and failures do to work, and how it is repaired."""
 
-import time
+import json
+import os
 
+import pytest
+
+import hyperbatch.aws.stream as stream
 from hyperbatch.aws.sqs import _body
+from hyperbatch.aws.stream import StreamSentQueue
 from hyperbatch.dispatch import Dispatcher
-
-import lambdas.runtime as runtime
 
 
 def submit(box, **request):
@@ -14,15 +17,38 @@ def submit(box, **request):
     return job
 
 
-def abandoned_run(box, job_id):
-    """A worker that claims the job, starts it, and dies (no heartbeat, no result, no ack)."""
+def worker_dispatcher(box, name):
+    """A Dispatcher as a worker holds it: writes the store, the stream sends (hyperbatch.aws.stream)."""
+    return Dispatcher(box.store, StreamSentQueue(box.backend.queue), name, "us-east-1",
+                      box.config.settings.lease_seconds)
+
+
+def claim(box, name, max_tasks=1):
+    """The next message of the batch queue, once the stream has sent it."""
     lease = box.config.settings.lease_seconds
-    dead = Dispatcher(box.store, box.backend.queue, "doomed", "us-east-1", lease)
-    item = box.backend.queue.claim("batch", "doomed", 1, lease)
-    assert item is not None and item.job_id == job_id
+    return box.wait_for("a message", lambda: box.backend.queue.claim("batch", name, max_tasks, lease), timeout=10)
+
+
+def abandoned_run(box, job_id, max_tasks=1):
+    """A worker that claims the job (or a chunk), starts it, and dies (no heartbeat, no result, no ack)."""
+    dead = worker_dispatcher(box, "doomed")
+    item = claim(box, "doomed", max_tasks)
+    assert item.job_id == job_id
     run = dead.start(item)
     assert run is not None and box.job(job_id)["state"] == "RUNNING"
-    return item
+    return dead, run
+
+
+def redeliver_now(box, item):
+    """SQS hands the message out again while its first worker still runs (at-least-once delivery)."""
+    box.sqs.change_message_visibility(QueueUrl=box.plane.queue_urls["batch"], ReceiptHandle=item.receipt,
+                                      VisibilityTimeout=0)
+
+
+def delayed(box, queue="batch"):
+    attributes = box.sqs.get_queue_attributes(QueueUrl=box.plane.queue_urls[queue],
+                                              AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"])
 
 
 def test_a_worker_that_dies_loses_its_lease_and_the_job_runs_again(box):
@@ -34,19 +60,46 @@ def test_a_worker_that_dies_loses_its_lease_and_the_job_runs_again(box):
     assert "doomed" not in done["exec_host"]
 
 
-def test_a_dead_worker_whose_message_is_gone_is_recovered_by_the_reconciler(box):
+def test_a_running_job_whose_message_a_duplicate_delivery_took_is_recovered_when_its_worker_dies(box):
     job = submit(box, command=["true"])
-    item = abandoned_run(box, job["id"])
-    box.backend.queue.ack(item)  # a duplicate copy was acked while it ran: nothing will come back
-    assert box.reconcile()["recovered"] == 0  # its heartbeat is fresh still
-    time.sleep(box.config.settings.lease_seconds / 2 + 0.2)  # now it is stale
-    assert box.reconcile()["recovered"] == 1
+    dead, run = abandoned_run(box, job["id"])
+    redeliver_now(box, run.item)
+    other = worker_dispatcher(box, "other")
+    duplicate = claim(box, "other")
+    assert duplicate.redelivered and duplicate.id == run.item.id
+    other.recover_lost(duplicate)  # its worker still beats: not deleted, but a copy comes back a lease later
     doc = box.job(job["id"])
-    assert (doc["state"], doc["attempt"]) == ("QUEUED", 2)
-    assert doc["reason"].startswith("worker us-east-1/doomed lost (no heartbeat")
-    box.start_worker()
-    done = box.wait_state(job["id"], "SUCCEEDED", timeout=20)
+    assert (doc["state"], doc["attempt"]) == ("RUNNING", 1)
+    assert delayed(box) == 1
+    # The first worker dies now; the copy comes back, finds its heartbeat stale, and the job runs again.
+    box.start_worker(env={"HYPER_IDLE_TIMEOUT": "10"})
+    done = box.wait_state(job["id"], "SUCCEEDED", timeout=25)
     assert (done["run_count"], done["attempt"]) == (2, 2)
+    assert done["reason"] == "" and "doomed" not in done["exec_host"]
+
+
+def test_a_lost_array_chunk_whose_message_a_duplicate_delivery_took_is_settled_and_retried(box):
+    array = submit(box, command=["true"], array="1-6")
+    dead, run = abandoned_run(box, array["id"], max_tasks=4)
+    assert run.positions == [0, 1, 2, 3]  # the tail [4, 6) went back to the queue
+    redeliver_now(box, run.item)
+    other = worker_dispatcher(box, "other")
+    while (duplicate := claim(box, "other", 6)).id != run.item.id:  # the tail first, perhaps: give it back
+        box.backend.queue.release(duplicate)
+    other.recover_lost(duplicate)  # the chunk's worker still beats: checked again a lease later
+    assert box.job(array["id"])["chunks"].keys() == {run.item.id}
+    box.start_worker(env={"HYPER_IDLE_TIMEOUT": "10"})
+    done = box.wait_state(array["id"], "SUCCEEDED", "FAILED", timeout=25)
+    assert (done["state"], done["succeeded"], done["run_count"]) == ("SUCCEEDED", 6, 2)
+    assert done["failed_tasks"] == {} and done["chunks"] == {}
+
+
+def test_a_job_claimed_by_a_worker_that_died_before_starting_it_still_runs(box):
+    job = submit(box, command=["true"])
+    claim(box, "doomed")  # received, never started: the worker died at once
+    box.start_worker(env={"HYPER_IDLE_TIMEOUT": "8"})  # receives it again once the lease runs out
+    done = box.wait_state(job["id"], "SUCCEEDED", timeout=15)
+    assert (done["run_count"], done["attempt"]) == (1, 1)
 
 
 def test_a_duplicated_message_does_not_run_a_job_twice(box):
@@ -62,49 +115,144 @@ def test_a_duplicated_message_does_not_run_a_job_twice(box):
     assert box.job(job["id"])["run_count"] == 1
 
 
+def dead_letter(box, receipt=None):
+    """Receive the batch queue's message and never delete it, five times: the redrive policy's count."""
+    url = box.plane.queue_urls["batch"]
+    received = 0
+    if receipt is not None:  # received once already (a worker holds it)
+        box.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        received = 1
+    else:
+        box.wait_for("a message", lambda: box.backend.queue.backlog("batch"), timeout=10)
+    while received < 5:
+        assert box.sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]
+        received += 1
+    assert "Messages" not in box.sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)  # moved to the DLQ
+
+
 def test_a_dead_lettered_job_is_failed_with_its_reason_by_the_reconciler(box):
     job = submit(box, command=["true"])
-    url = box.plane.queue_urls["batch"]
-    for _ in range(5):  # received and never deleted, five times: the redrive policy's count
-        assert box.sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]
-    assert "Messages" not in box.sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)  # moved to the DLQ
-    assert box.reconcile() == {"dead_lettered": 1, "recovered": 0, "resent": 0}
+    dead_letter(box)
+    assert box.reconcile() == {"dead_lettered": 1, "watched": 0, "redriven": 0}
     doc = box.wait_state(job["id"], "FAILED")
     assert (doc["reason"], doc["exit_status"]) == ("dead-lettered after 5 receives", -1)
     assert box.sqs.receive_message(QueueUrl=box.plane.dead_letter_urls["batch"]).get("Messages") is None
     assert box.reconcile()["dead_lettered"] == 0
 
 
-def test_queued_work_whose_message_was_never_sent_is_sent_again(box):
+def test_a_dead_letter_of_a_job_still_running_comes_back_a_lease_later_to_check_on_it(box):
     job = submit(box, command=["true"])
-    array = submit(box, command=["true"], array="0-9")
-    box.sqs.purge_queue(QueueUrl=box.plane.queue_urls["batch"])  # as if the API died after the store write
-    reconciler = runtime.get().reconciler
-    reconciler.grace = 0.5
-    assert box.reconcile()["resent"] == 0  # first sighting
-    time.sleep(0.6)
-    assert box.reconcile()["resent"] == 2  # unchanged for the grace: sent again
-    assert box.reconcile()["resent"] == 0  # then only after twice the grace
-    box.start_worker()
-    assert box.wait_state(job["id"], "SUCCEEDED")["run_count"] == 1
-    assert box.wait_state(array["id"], "SUCCEEDED")["succeeded"] == 10
+    dead, run = abandoned_run(box, job["id"])
+    dead_letter(box, run.item.receipt)
+    dead.heartbeat(run)  # still alive
+    assert box.reconcile() == {"dead_lettered": 0, "watched": 1, "redriven": 0}
+    assert box.job(job["id"])["state"] == "RUNNING" and delayed(box) == 1
+    assert box.sqs.receive_message(QueueUrl=box.plane.dead_letter_urls["batch"]).get("Messages") is None
+    # Its worker dies: the copy comes back, finds the heartbeat stale, and the job runs again.
+    box.start_worker(env={"HYPER_IDLE_TIMEOUT": "10"})
+    done = box.wait_state(job["id"], "SUCCEEDED", timeout=25)
+    assert (done["run_count"], done["attempt"]) == (2, 2)
 
 
-def test_a_lost_array_chunk_with_no_message_left_is_settled_and_retried_by_the_reconciler(box):
-    array = submit(box, command=["true"], array="1-6")
-    lease = box.config.settings.lease_seconds
-    dead = Dispatcher(box.store, box.backend.queue, "doomed", "us-east-1", lease)
-    item = box.backend.queue.claim("batch", "doomed", 4, lease)
-    run = dead.start(item)
-    assert run.positions == [0, 1, 2, 3]
-    box.backend.queue.ack(item)  # its message is gone; the tail [4, 6) went back to the queue
-    time.sleep(lease / 2 + 0.2)
-    assert box.reconcile()["recovered"] == 1
-    doc = box.job(array["id"])
-    assert doc["chunks"] == {} and sorted(doc["retrying"]) == ["1", "2", "3", "4"]
+def parked_body(box):
+    messages = box.sqs.receive_message(QueueUrl=box.failures_url, VisibilityTimeout=0)["Messages"]
+    return json.loads(messages[0]["Body"])
+
+
+def test_a_batch_the_release_function_gave_up_on_is_redriven_and_its_job_runs(box, monkeypatch):
+    box.stop_stream()
+    box.settle()
+    real = stream.to_send
+
+    def broken(old, new):
+        raise RuntimeError("the queue is unreachable")
+
+    monkeypatch.setattr(stream, "to_send", broken)
+    job = submit(box, command=["true"])
+    other = submit(box, command=["true"], queue="west")
+    box.deliver()  # fails on every try: the mapping parks the batch
+    assert box.parked() == 1
+    info = parked_body(box)["DDBStreamBatchInfo"]
+    assert info["batchSize"] >= 2 and info["streamArn"] == box.stream_arn
+    assert box.backend.queue.backlog("batch") == 0  # nothing was sent
+    assert box.store.counts("batch").get("QUEUED", 0) == 0  # nor counted
+
+    monkeypatch.setattr(stream, "to_send", real)
+    result = box.reconcile()
+    assert result["redriven"] == info["batchSize"] and box.parked() == 0
+    assert box.reconcile()["redriven"] == 0
+    box.start_stream()
     box.start_worker()
-    done = box.wait_state(array["id"], "SUCCEEDED", "FAILED")
-    assert (done["state"], done["succeeded"], done["run_count"]) == ("SUCCEEDED", 6, 2)
+    box.start_worker(queue="west")
+    for doc in (job, other):
+        box.wait_state(doc["id"], "SUCCEEDED")
+    box.settle()
+    assert box.store.counts("batch")["SUCCEEDED"] == 1  # counted once: re-driven, never by the failed tries
+    assert box.store.counts("batch").get("QUEUED", 0) == box.store.counts("batch").get("RUNNING", 0) == 0
+    launched = [d for d in box.emf("reconciler") if "JobsSubmitted" in d]
+    assert sum(sum(d["JobsSubmitted"]) for d in launched) == 2
+
+
+def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, monkeypatch):
+    parent = submit(box, command=["true"])
+    child = submit(box, command=["true"], depend=f"afterok:{parent['id']}")
+    box.settle()
+    box.stop_stream()
+    real = stream.on_event
+
+    def broken(scheduler, event):
+        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED":
+            raise RuntimeError("a moment of trouble that lasts")
+        return real(scheduler, event)
+
+    monkeypatch.setattr(stream, "on_event", broken)
+    box.start_worker(env={"HYPER_IDLE_TIMEOUT": "8"})
+    box.wait_state(parent["id"], "SUCCEEDED")
+    box.deliver()
+    assert box.parked() == 1 and box.job(child["id"])["state"] == "WAITING"
+
+    monkeypatch.setattr(stream, "on_event", real)
+    assert box.reconcile()["redriven"] >= 1
+    assert box.job(child["id"])["state"] == "QUEUED" and box.parked() == 0
+    box.start_stream()  # the child's release is a change of its own: the stream sends it
+    assert box.wait_state(child["id"], "SUCCEEDED")["run_count"] == 1
+
+
+def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(box, monkeypatch):
+    box.stop_stream()
+    box.settle()
+    first = submit(box, command=["true"])
+    second = submit(box, command=["true"])
+    real = stream.to_send
+
+    def broken(old, new):
+        raise RuntimeError("down")
+
+    monkeypatch.setattr(stream, "to_send", broken)
+    box.deliver()
+    info = parked_body(box)["DDBStreamBatchInfo"]
+
+    def second_breaks(old, new):
+        if new is not None and new["id"] == second["id"]:
+            raise RuntimeError("still down for this one")
+        return real(old, new)
+
+    monkeypatch.setattr(stream, "to_send", second_breaks)
+    handled = box.reconcile()["redriven"]
+    assert 1 <= handled < info["batchSize"] and box.parked() == 1
+    again = parked_body(box)["DDBStreamBatchInfo"]
+    assert again["batchSize"] == info["batchSize"] - handled
+    assert int(again["startSequenceNumber"]) > int(info["startSequenceNumber"])
+    assert box.backend.queue.backlog("batch") == 1  # the first job's message went out
+
+    monkeypatch.setattr(stream, "to_send", real)
+    assert box.reconcile()["redriven"] == again["batchSize"] and box.parked() == 0
+    box.start_stream()
+    box.start_worker()
+    for doc in (first, second):
+        assert box.wait_state(doc["id"], "SUCCEEDED")["run_count"] == 1
+    box.settle()
+    assert box.store.counts("batch")["SUCCEEDED"] == 2
 
 
 def test_a_worker_without_its_configuration_is_misconfigured(box):
@@ -112,8 +260,6 @@ def test_a_worker_without_its_configuration_is_misconfigured(box):
 
     env = box.worker_env("batch", "us-west-2", "w")
     del env["HYPER_CONFIG"]
-    import os
-
     saved = dict(os.environ)
     try:
         os.environ.clear()

@@ -2,8 +2,9 @@
 
 import pytest
 
+from hyperbatch import ids
 from hyperbatch.errors import Conflict, NotFound, StaleTransition
-from hyperbatch.ids import new_job_id
+from hyperbatch.ids import new_job_id, new_job_ids
 from hyperbatch.model import Change, Expect, new_job
 from hyperbatch.states import JobState
 
@@ -84,6 +85,7 @@ def test_query_by_queue_and_state(backend):
     backend.store.create([running, queued, elsewhere], [])
     page = backend.store.query(queue="batch", states=["RUNNING"])
     assert [d["id"] for d in page.items] == [running["id"]]
+    backend.settle()
     assert backend.store.counts("batch") == {"RUNNING": 1, "QUEUED": 1}
 
 
@@ -99,3 +101,146 @@ def test_get_many_returns_only_existing(backend):
     backend.store.create([a, b], [])
     found = backend.store.get_many([a["id"], b["id"], "01M0000000000"])
     assert set(found) == {a["id"], b["id"]}
+
+
+# ---- listings: lone jobs and blocks (one submit of many: ids.new_job_ids) --------------------
+
+def walk(store, **query):
+    """Every page of a listing, in order (a last page may be empty)."""
+    pages, token = [], None
+    while True:
+        page = store.query(next=token, **query)
+        pages.append([d["id"] for d in page.items])
+        token = page.next
+        if token is None:
+            return pages
+
+
+def block(n, **fields):
+    fields.setdefault("owner", "alice")
+    fields.setdefault("queue", "batch")
+    return [new_job(id=i, definition="standard", **fields) for i in new_job_ids(n)]
+
+
+def in_block(prefix: str, seq: int) -> str:
+    """The id of sequence `seq` in the millisecond `prefix` (to interleave ids by hand)."""
+    chars = []
+    for _ in range(3):
+        seq, digit = divmod(seq, 32)
+        chars.append(ids.ALPHABET[digit])
+    return prefix + "".join(reversed(chars))
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 100])
+def test_listing_by_owner_mixes_blocks_and_lone_jobs_newest_first_in_any_page_size(backend, limit):
+    docs = [job()]
+    for n in (5, 1, 3):
+        batch = block(n)
+        backend.store.create(batch, [])
+        docs += batch
+        lone = job(state="HELD")
+        backend.store.create([lone], [])
+        docs.append(lone)
+    backend.store.create(docs[:1], [])
+    backend.store.create(block(2, owner="bob"), [])
+    pages = walk(backend.store, owner="alice", limit=limit)
+    expected = sorted((d["id"] for d in docs), reverse=True)
+    assert [i for page in pages for i in page] == expected
+    assert all(len(page) == limit for page in pages[:-1])  # pages split blocks where the limit says
+
+
+def test_ids_interleaved_within_a_millisecond_come_out_in_order(backend):
+    prefix = new_job_ids(1)[0][:ids.PREFIX]
+    members = [new_job(id=in_block(prefix, ids.BLOCK_START + s), owner="alice", queue="batch", definition="standard")
+               for s in (1, 3, 5, 7)]
+    lone = [new_job(id=in_block(prefix, s), owner="alice", queue="batch", definition="standard")
+            for s in (ids.BLOCK_START + 4, ids.BLOCK_START, 10)]
+    backend.store.create(members, [])
+    for doc in lone:
+        backend.store.create([doc], [])
+    expected = sorted((d["id"] for d in members + lone), reverse=True)
+    for limit in (1, 2, 3):
+        assert [i for page in walk(backend.store, owner="alice", limit=limit) for i in page] == expected
+
+
+def test_listing_by_owner_filters_queue_and_state_and_fills_pages(backend):
+    docs = block(6) + block(4, queue="west") + block(5, state="HELD")
+    mixed = block(6)
+    for doc in mixed[::2]:
+        doc["queue"] = "west"
+    for batch in (docs[:6], docs[6:10], docs[10:], mixed):
+        backend.store.create(batch, [])
+    running = [job(state="RUNNING") for _ in range(3)]
+    for doc in running:
+        backend.store.create([doc], [])
+    everything = docs + mixed + running
+
+    def expected(keep):
+        return sorted((d["id"] for d in everything if keep(d)), reverse=True)
+
+    pages = walk(backend.store, owner="alice", queue="west", limit=2)
+    assert [i for p in pages for i in p] == expected(lambda d: d["queue"] == "west")
+    assert all(len(p) == 2 for p in pages[:-1])
+    pages = walk(backend.store, owner="alice", states=["RUNNING", "HELD"], limit=3)
+    assert [i for p in pages for i in p] == expected(lambda d: d["state"] in ("RUNNING", "HELD"))
+    assert all(len(p) == 3 for p in pages[:-1])
+    pages = walk(backend.store, owner="alice", queue="batch", states=["QUEUED"], limit=4)
+    assert [i for p in pages for i in p] == expected(lambda d: d["queue"] == "batch" and d["state"] == "QUEUED")
+    assert all(len(p) == 4 for p in pages[:-1])
+
+
+def test_listing_all_owners_merges_newest_first(backend):
+    docs = block(3) + block(4, owner="bob") + [job(), job(state="RUNNING")]
+    docs.append(new_job(id=new_job_id(), owner="carol", queue="west", definition="standard", state="HELD"))
+    backend.store.create(docs[:3], [])
+    backend.store.create(docs[3:7], [])
+    for doc in docs[7:]:
+        backend.store.create([doc], [])
+    everything = sorted((d["id"] for d in docs), reverse=True)
+    for limit in (2, 5, 100):
+        assert [i for p in walk(backend.store, limit=limit) for i in p] == everything
+    assert [i for p in walk(backend.store, queue="west", limit=2) for i in p] == [docs[-1]["id"]]
+    assert [i for p in walk(backend.store, states=["QUEUED"], limit=3) for i in p] == [
+        i for i in everything if i not in (docs[-1]["id"], docs[-2]["id"])]
+
+
+def test_waiting_and_held_jobs_by_queue(backend):
+    waiting = job(state="WAITING")
+    held = block(3, state="HELD")
+    elsewhere = new_job(id=new_job_id(), owner="bob", queue="west", definition="standard", state="HELD")
+    queued = job()
+    backend.store.create([waiting], [])
+    backend.store.create(held, [])
+    backend.store.create([elsewhere], [])
+    backend.store.create([queued], [])
+    backend.store.update(queued["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.HELD}))
+    backend.store.update(held[0]["id"], Expect.state(JobState.HELD), Change(set={"state": JobState.QUEUED}))
+    ids_of = lambda page: [d["id"] for d in page.items]  # noqa: E731
+    now_held = sorted([queued["id"], held[1]["id"], held[2]["id"]], reverse=True)
+    assert ids_of(backend.store.query(queue="batch", states=["HELD"])) == now_held
+    assert ids_of(backend.store.query(queue="batch", states=["WAITING", "HELD"])) == [queued["id"]] + sorted(
+        [held[1]["id"], held[2]["id"], waiting["id"]], reverse=True)
+    assert ids_of(backend.store.query(states=["HELD"])) == sorted(now_held + [elsewhere["id"]], reverse=True)
+    assert [i for p in walk(backend.store, states=["HELD"], limit=1) for i in p] == sorted(
+        now_held + [elsewhere["id"]], reverse=True)
+
+
+def test_counts_follow_creates_and_transitions(backend):
+    arrays = block(2, array="0-9", total=10, pending=10)
+    backend.store.create(arrays, [])
+    lone = [job(), job(state="WAITING"), new_job(id=new_job_id(), owner="bob", queue="west", definition="standard")]
+    for doc in lone:
+        backend.store.create([doc], [])
+    backend.store.create(block(3, state="HELD"), [])
+    backend.store.update(lone[0]["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.RUNNING}))
+    backend.store.update(lone[0]["id"], Expect.state(JobState.RUNNING),
+                         Change(set={"state": JobState.SUCCEEDED, "finished_at": 1.0}))
+    backend.store.update(arrays[0]["id"], Expect.state(JobState.QUEUED),
+                         Change(set={"state": JobState.RUNNING}, add={"pending": -4, "running": 4}))
+    backend.store.update(lone[0]["id"], Expect(), Change(set={"reason": "x"}))  # no state change
+    backend.settle()
+    assert backend.store.counts("batch") == {"WAITING": 1, "HELD": 3, "QUEUED": 1, "RUNNING": 1, "SUCCEEDED": 1}
+    assert backend.store.counts("west") == {"QUEUED": 1}
+    if hasattr(backend.store, "pending_tasks"):
+        assert backend.store.pending_tasks("batch") == 6 + 10
+        assert backend.store.pending_tasks("west") == 1

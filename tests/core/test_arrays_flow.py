@@ -107,6 +107,18 @@ def test_a_lost_chunk_is_retried_task_by_task(harness):
     assert harness.job(array["id"])["state"] == "SUCCEEDED"
 
 
+def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
+    array = harness.submit(array="1-3", max_attempts=2)
+    run = harness.claim()
+    harness.worker.recover_lost(run.item)  # its worker is alive: the lease is renewed, nothing else
+    doc = harness.job(array["id"])
+    assert (list(doc["chunks"]), doc["running"], doc["retrying"]) == ([run.item.id], 3, {})
+    assert not harness.worker.heartbeat(run).lease_lost
+    harness.lose_lease()  # an hour later it is silent: its tasks are retried
+    doc = harness.job(array["id"])
+    assert (doc["chunks"], doc["running"], doc["retrying"]) == ({}, 0, {"1": 2, "2": 2, "3": 2})
+
+
 def test_hold_and_release_an_array(harness):
     array = harness.submit(array="1-6")
     harness.scheduler.hold(array["id"], ALICE)

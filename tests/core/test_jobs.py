@@ -1,9 +1,11 @@
 """Single jobs through the state machine: submit, run, retry, lose, cancel, hold, release."""
 
+import time
+
 import pytest
 
 from hyperbatch import exits
-from hyperbatch.dispatch import Outcome
+from hyperbatch.dispatch import Dispatcher, Outcome
 from hyperbatch.errors import Conflict, Forbidden, SpecError
 from hyperbatch.service import Caller
 
@@ -178,13 +180,36 @@ def test_a_stopping_worker_finishes_a_cancel_it_was_asked_for(harness):
     assert harness.claim() is None
 
 
-def test_a_duplicate_delivery_of_a_running_job_is_dropped_while_its_worker_beats(harness):
+def test_a_lost_lease_of_a_job_whose_worker_beats_is_left_to_it_and_checked_a_lease_later(harness):
     job = harness.submit(max_attempts=3)
-    run = harness.claim()
-    harness.worker.heartbeat(run)
-    harness.worker.recover_lost(run.item)  # now, not an hour later: the worker is alive
+    run = harness.claim(lease=0.05)
+    time.sleep(0.1)  # the lease ran out, but the job's heartbeat is fresh
+    queue = harness.backend.queue
+    expired = queue.expired(time.time())
+    assert [i.id for i in expired] == [run.item.id]
+    watcher = Dispatcher(harness.backend.store, queue, "reconciler", "local", 30)
+    watcher.recover_lost(expired[0])  # now, not an hour later: the worker is alive
     still = harness.job(job["id"])
     assert (still["state"], still["attempt"], still["run_count"]) == ("RUNNING", 1, 1)
+    assert queue.expired(time.time()) == []  # pushed out by one lease ...
+    assert [i.id for i in queue.expired(time.time() + 31)] == [run.item.id]  # ... then looked at again
+    assert harness.claim(worker=watcher) is None  # never handed to another worker
+    assert not harness.worker.heartbeat(run).lease_lost  # the item is still its worker's lease
+    harness.worker.finish_job(run, Outcome(0))
+    assert harness.job(job["id"])["state"] == "SUCCEEDED"
+    assert queue.in_flight("batch") == 0 and queue.backlog("batch") == 0
+
+
+def test_a_lease_checked_again_is_recovered_once_its_worker_is_silent(harness):
+    job = harness.submit(max_attempts=3)
+    run = harness.claim()
+    harness.worker.recover_lost(run.item)  # alive: its lease is renewed, nothing else
+    assert harness.job(job["id"])["attempt"] == 1
+    harness.lose_lease()  # an hour later: the item is listed again, its heartbeat stale
+    doc = harness.job(job["id"])
+    assert (doc["state"], doc["attempt"]) == ("QUEUED", 2) and "lost" in doc["reason"]
+    assert harness.worker.heartbeat(run).lease_lost
+    assert harness.claim().attempt == 2
 
 
 def test_a_heartbeat_after_the_job_was_taken_back_stops_the_worker(harness):

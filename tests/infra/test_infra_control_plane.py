@@ -42,10 +42,10 @@ def test_job_table_is_on_demand_recoverable_streamed_and_indexed(control, synth)
         )
         for gsi in table["Properties"]["GlobalSecondaryIndexes"]
     }
-    # The job indexes carry only what DynamoJobStore filters or sums on (it fetches full items by key).
+    # The job indexes carry only what DynamoJobStore filters on or expands (it fetches full items by key).
     assert indexes == {
-        "by_owner": (["gsi1pk", "gsi1sk"], "INCLUDE", ["queue", "state"]),
-        "by_queue_state": (["gsi2pk", "gsi2sk"], "INCLUDE", ["array", "pending", "state"]),
+        "by_owner": (["gsi1pk", "gsi1sk"], "INCLUDE", ["members", "queue"]),
+        "by_queue_state": (["gsi2pk", "gsi2sk"], "INCLUDE", ["state"]),
         "by_parent": (["gsi3pk", "gsi3sk"], "ALL", []),
     }
     types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
@@ -110,9 +110,11 @@ def test_functions_share_the_environment_contract(synth):
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
     }
-    for props in lambda_functions(synth).values():
+    # The reconciler starts no workers (no HYPER_COMPUTE) and reads the parked stream batches.
+    reconciler = expected - {"HYPER_COMPUTE"} | {"HYPER_STREAM_FAILURES_URL"}
+    for handler, props in lambda_functions(synth).items():
         env = props["Environment"]["Variables"]
-        assert set(env) == expected
+        assert set(env) == (reconciler if handler == "lambdas.reconciler.handler" else expected), handler
         assert env["HYPER_TABLE"] == "HyperBatch-jobs"
         assert env["HYPER_MAIN_REGION"] == "us-east-1"
         assert env["HYPER_STACK"] == "HyperBatch"
@@ -122,6 +124,8 @@ def test_functions_share_the_environment_contract(synth):
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "HyperBatch"
         assert "/${AWS::AccountId}/HyperBatch-batch" in flat(env["HYPER_QUEUE_URLS"])
         assert "/${AWS::AccountId}/HyperBatch-west-dlq" in flat(env["HYPER_DLQ_URLS"])
+        if handler == "lambdas.reconciler.handler":
+            assert flat(env["HYPER_STREAM_FAILURES_URL"]).endswith("/${AWS::AccountId}/HyperBatch-release-failures")
 
 
 def test_hyper_config_round_trips_through_the_models(synth):

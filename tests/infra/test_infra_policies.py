@@ -38,12 +38,13 @@ def actions_of(synth, role_prefix: str) -> dict[str, set[str]]:
     return granted
 
 
-def test_api_reads_and_writes_jobs_but_never_touches_compute(synth):
+def test_api_reads_and_writes_jobs_but_never_touches_compute_or_sends_work(synth):
     granted = actions_of(synth, "FunctionsApiRole")
-    expected = {"dynamodb:PutItem", "dynamodb:Query", "sqs:SendMessage", "s3:PutObject", "logs:GetLogEvents"}
+    expected = {"dynamodb:PutItem", "dynamodb:Query", "sqs:GetQueueAttributes", "s3:PutObject", "logs:GetLogEvents"}
     assert expected <= set(granted)
     assert not any(a.startswith(("batch:", "ec2:", "autoscaling:")) for a in granted)
-    assert "sqs:ReceiveMessage" not in granted and "sqs:DeleteMessage" not in granted
+    # It writes the store only: the release function sends the work from the table's stream.
+    assert not {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"} & set(granted)
 
 
 def test_scaler_only_reads_the_table_and_submits_to_named_batch_targets(synth):
@@ -61,14 +62,26 @@ def test_scaler_only_reads_the_table_and_submits_to_named_batch_targets(synth):
     assert granted["batch:DescribeJobs"] == {"*"} and granted["batch:ListJobs"] == {"*"}
 
 
-def test_reconciler_may_consume_queues_and_dead_letter_queues(synth):
+def test_reconciler_consumes_dead_letters_and_parked_stream_batches_and_sends_work(synth):
     granted = actions_of(synth, "FunctionsReconcilerRole")
-    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage", "sqs:GetQueueAttributes"):
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):  # dead letters and parked batches only
         assert any(r.endswith(":HyperBatch-batch-dlq") for r in granted[action])
-        assert any(r.endswith(":HyperBatch-batch") for r in granted[action])
+        assert any(r.endswith(":HyperBatch-release-failures") for r in granted[action])
+        assert not any(r.endswith(":HyperBatch-batch") for r in granted[action])
+    # Copies of dead letters and re-driven work go to the work queues; a batch failing again is parked again.
+    assert any(r.endswith(":HyperBatch-batch") for r in granted["sqs:SendMessage"])
+    assert any(r.endswith(":HyperBatch-release-failures") for r in granted["sqs:SendMessage"])
+    assert not any(r.endswith("-dlq") for r in granted["sqs:SendMessage"])
+    assert "sqs:ChangeMessageVisibility" not in granted
+    # Parked batches are read back from the table's stream, and from nothing else.
+    for action in ("dynamodb:GetShardIterator", "dynamodb:GetRecords"):
+        assert granted[action] and all('"StreamArn"' in r for r in granted[action]), granted[action]
+    assert {"dynamodb:UpdateItem", "dynamodb:Query"} <= set(granted)
+    assert not any(a.startswith(("batch:", "s3:", "ec2:", "autoscaling:")) for a in granted)
 
 
 def test_release_writes_jobs_and_sends_work(synth):
     granted = actions_of(synth, "FunctionsReleaseRole")
     assert {"dynamodb:UpdateItem", "sqs:SendMessage", "dynamodb:GetRecords"} <= set(granted)
+    assert any(r.endswith(":HyperBatch-batch") for r in granted["sqs:SendMessage"])
     assert not any(a.startswith(("batch:", "s3:", "ec2:")) for a in granted)
