@@ -339,32 +339,6 @@ class Dispatcher:
         else:
             self.queue.extend(item, self.lease_seconds)
 
-    def recover_stale(self, job_id: str) -> int:
-        """`recover_lost` found from the store instead of from a work item.
-
-        A RUNNING job whose heartbeat is stale (or an array's chunks whose beats
-        are) has its work re-queued as a new message, or failed, exactly as
-        `recover_lost` would; a worker still beating is left alone. Since
-        `recover_lost` puts a live run's item back rather than acknowledging
-        it, a running job keeps an item that comes back to check on it; this
-        is for work whose item was lost some other way (deleted by hand, or a
-        message acknowledged by an older version). Returns how many jobs or
-        chunks were recovered.
-        """
-        try:
-            doc = self.store.get(job_id)
-        except NotFound:
-            return 0
-        if is_array(doc):
-            stale = [cid for cid in doc["chunks"] if not self.chunk_alive(doc, cid)]
-            for chunk_id in stale:
-                self._recover_chunk(job_id, chunk_id)
-            return len(stale)
-        if doc["state"] != JobState.RUNNING.value or self.alive(doc["heartbeat_at"]):
-            return 0
-        self._recover_job(doc, doc["attempt"])
-        return 1
-
     def _recover_job(self, doc: dict, attempt: int, item: WorkItem | None = None) -> None:
         """Re-queue or fail the lost run of `doc` at `attempt`; `item` is its work item, if one is at hand."""
         if doc["state"] == JobState.QUEUED.value and doc["attempt"] == attempt:

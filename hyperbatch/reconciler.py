@@ -36,7 +36,7 @@ def requeue_gaps(scheduler: Scheduler) -> int:
             have = scheduler.queue.jobs_with_work([d["id"] for d in candidates]) if candidates else set()
             for doc in candidates:
                 if doc["id"] not in have:
-                    scheduler.resend(doc)
+                    scheduler.send_work([doc])
                     requeued += 1
             token = page.next
             if token is None:

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from . import arrays, dependencies, directives, ids, options
+from . import arrays, dependencies, directives, ids, options, outbox
 from .config import Configuration
 from .errors import Conflict, Forbidden, NotFound, SpecError, StaleTransition
 from .model import Change, Expect, is_array, new_job
@@ -46,7 +46,7 @@ class Scheduler:
             for doc, job_id in zip(docs, ids.new_job_ids(len(built))):
                 doc["id"] = job_id
         self._create(built)
-        self._enqueue([d for d in docs if d["state"] == JobState.QUEUED.value])
+        self.send_work(docs)
         # A parent may have finished between our look and the edge write: look again.
         for doc in docs:
             if doc["state"] == JobState.WAITING.value:
@@ -139,13 +139,10 @@ class Scheduler:
                 raise SpecError(f"dependency {dep}: no job {dep.job_id} (check the id with qstat -x)")
         return found
 
-    def _enqueue(self, docs: list[dict]) -> None:
-        items = []
-        for doc in docs:
-            if is_array(doc):
-                items.append((doc["queue"], doc["id"], 0, doc["total"], 1, doc["priority"]))
-            else:
-                items.append((doc["queue"], doc["id"], 0, 1, doc["attempt"], doc["priority"]))
+    def send_work(self, docs: list[dict]) -> None:
+        """Send all the work these runnable jobs have: a QUEUED job, or an array's positions never
+        handed out and its retries (outbox.to_send). On AWS the queue leaves it to the table's stream."""
+        items = [item for doc in docs for item in outbox.to_send(None, doc)]
         if items:
             self.queue.send_many(items)
 
@@ -170,7 +167,7 @@ class Scheduler:
         except StaleTransition:
             return None
         if verdict == "met":
-            self._enqueue([new])
+            self.send_work([new])
         return new
 
     # ---- look ---------------------------------------------------------------------------
@@ -300,22 +297,8 @@ class Scheduler:
         new = self.store.update(
             doc["id"], Expect.state(JobState.WAITING), Change(set={"state": JobState.QUEUED, "reason": ""})
         )
-        self.resend(new)
+        self.send_work([new])
         return new
-
-    def resend(self, new: dict) -> None:
-        """Send whatever work a runnable job has left (after a hold, or when the queue lost it)."""
-        if is_array(new):
-            # Claimers dropped the array's items while it was held: hand out what is left.
-            items = [(new["queue"], new["id"], 0, new["total"], 1, new["priority"])]
-            spec = arrays.parse_array(new["array"])
-            items += [
-                (new["queue"], new["id"], spec.position_of(int(i)), spec.position_of(int(i)) + 1, a, new["priority"])
-                for i, a in new["retrying"].items()
-            ]
-            self.queue.send_many(items)
-        else:
-            self._enqueue([new])
 
 
 def _may_see(caller: Caller, doc: dict) -> bool:

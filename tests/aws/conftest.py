@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from botocore import xform_name
 from moto import mock_aws
 
 from hyperbatch import config
@@ -50,3 +51,23 @@ def aws(monkeypatch):
 @pytest.fixture(scope="session")
 def cfg():
     return config.load(CONFIG_DIR)
+
+
+@pytest.fixture
+def retried(aws):
+    """`retried("PutItem")`: the next such DynamoDB request is sent twice, as botocore retries one whose
+    response was lost. Returns the list that receives the first request's parameters."""
+
+    def arm(operation: str) -> list:
+        sent: list = []
+        call = getattr(aws.dynamodb, xform_name(operation))
+
+        def twice(params, **kwargs):
+            if not sent:
+                sent.append(params)
+                call(**params)
+
+        aws.dynamodb.meta.events.register(f"provide-client-params.dynamodb.{operation}", twice)
+        return sent
+
+    return arm

@@ -168,16 +168,9 @@ def test_a_lone_job_is_one_conditional_put(aws):
     assert aws.store.get(doc["id"]) == doc
 
 
-def test_a_retried_lone_put_recognises_its_own_write(aws):
+def test_a_retried_lone_put_recognises_its_own_write(aws, retried):
     doc = job()
-    sent = []
-
-    def twice(params, **kwargs):  # as botocore's retry after a lost response: the same request again
-        if not sent:
-            sent.append(params)
-            aws.dynamodb.put_item(**params)
-
-    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", twice)
+    sent = retried("PutItem")
     aws.store.create([doc], [])
     assert sent and aws.store.get(doc["id"]) == doc
 

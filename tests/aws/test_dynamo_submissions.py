@@ -3,7 +3,6 @@ the owners registry, and job counts kept from the table's stream."""
 
 import json
 
-import boto3
 import botocore.awsrequest
 import pytest
 
@@ -15,6 +14,7 @@ from hyperbatch.ids import new_job_id, new_job_ids
 from hyperbatch.model import Change, Expect, new_job
 from hyperbatch.service import Caller, Scheduler
 from hyperbatch.states import JobState
+from tests.streams import StreamReader
 
 REGION = "us-east-1"  # as the aws fixture (tests/aws/conftest.py)
 DAY = 86400
@@ -46,30 +46,9 @@ def requests(aws):
     return sent
 
 
-class Stream:
-    """Reads the job table's stream on from where it last stopped, as the release function's mapping does."""
-
-    def __init__(self, aws):
-        self.client = boto3.client("dynamodbstreams", region_name=REGION,
-                                   endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com")
-        arn = aws.dynamodb.describe_table(TableName=aws.plane.table)["Table"]["LatestStreamArn"]
-        shard = self.client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-        self.iterator = self.client.get_shard_iterator(
-            StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-
-    def records(self):
-        out = []
-        while True:
-            page = self.client.get_records(ShardIterator=self.iterator, Limit=1000)
-            self.iterator = page["NextShardIterator"]
-            out += page["Records"]
-            if not page["Records"]:
-                return out
-
-
 @pytest.fixture
 def stream(aws):
-    return Stream(aws)
+    return StreamReader(aws.dynamodb, aws.plane.table)
 
 
 # ---- submissions ----------------------------------------------------------------------------
@@ -121,17 +100,10 @@ def test_a_taken_millisecond_is_a_conflict_and_writes_nothing(aws):
     assert submission(aws, prefix)["gsi1pk"] == {"S": "alice"}
 
 
-def test_a_retried_submission_put_recognises_its_own_write(aws):
+def test_a_retried_submission_put_recognises_its_own_write(aws, retried):
     docs = block(3)
     aws.store.create([job()], [])  # registry entry made: the next PutItem is the submission's
-    sent = []
-
-    def twice(params, **kwargs):  # as botocore's retry after a lost response: the same request again
-        if not sent:
-            sent.append(params)
-            aws.dynamodb.put_item(**params)
-
-    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", twice)
+    sent = retried("PutItem")
     aws.store.create(docs, [])
     assert sent and sent[0]["Item"]["sk"] == {"S": "submission"}
     assert aws.store.get_many(d["id"] for d in docs) == {d["id"]: d for d in docs}
@@ -336,16 +308,9 @@ def test_tally_is_one_update_per_queue_and_one_transaction_for_several(aws):
     assert aws.store.counts("batch") == {"QUEUED": 2} and aws.store.pending_tasks("west") == 1
 
 
-def test_a_retried_tally_counts_once(aws):
+def test_a_retried_tally_counts_once(aws, retried):
     queued = {"queue": "batch", "state": "QUEUED", "array": None, "pending": 0}
-    sent = []
-
-    def twice(params, **kwargs):  # as botocore's retry after a lost response: the same request again
-        if not sent:
-            sent.append(params)
-            aws.dynamodb.update_item(**params)
-
-    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.UpdateItem", twice)
+    sent = retried("UpdateItem")
     aws.store.tally([record("INSERT", new=queued)])
     assert sent and aws.store.counts("batch") == {"QUEUED": 1} and aws.store.pending_tasks("batch") == 1
 
@@ -377,7 +342,7 @@ def test_an_undone_create_counts_nothing(aws):
     with pytest.raises(Conflict):
         aws.store.create([job() for _ in range(100)] + [taken], [])  # the second transaction fails
     # Opened only now: moto rolls a failed transaction back by swapping in a copy of the table (and its stream).
-    stream = Stream(aws)
+    stream = StreamReader(aws.dynamodb, aws.plane.table)
     aws.store.tally(stream.records())
     assert aws.store.counts("batch") == {"QUEUED": 1} and aws.store.pending_tasks("batch") == 1
 

@@ -19,34 +19,18 @@ from hyperbatch.model import Change, Expect
 from hyperbatch.release import on_event
 from hyperbatch.service import Caller, Scheduler
 from hyperbatch.states import JobState
+from tests.streams import StreamReader
 
 REGION = "us-east-1"  # as the aws fixture (tests/aws/conftest.py)
 
 ALICE = Caller("alice")
 
 
-class Stream:
-    """Reads the job table's stream from where it last stopped, as the release function's mapping does."""
-
-    def __init__(self, aws):
-        self.client = boto3.client("dynamodbstreams", region_name=REGION,
-                                   endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com")
-        arn = aws.dynamodb.describe_table(TableName=aws.plane.table)["Table"]["LatestStreamArn"]
-        shard = self.client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-        self.iterator = self.client.get_shard_iterator(
-            StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-
-    def records(self):
-        page = self.client.get_records(ShardIterator=self.iterator)
-        self.iterator = page["NextShardIterator"]
-        return page["Records"]
-
-
 @pytest.fixture
 def flow(aws, cfg):
     scheduler = Scheduler(cfg, aws.store, aws.queue, aws.logs)
     worker = Dispatcher(aws.store, aws.queue, "w1", "us-east-1", lease_seconds=30)
-    stream = Stream(aws)
+    stream = StreamReader(aws.dynamodb, aws.plane.table)
 
     def deliver():
         while True:

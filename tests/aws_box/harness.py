@@ -44,6 +44,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -57,6 +58,7 @@ from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 from hyperbatch import config as config_models  # noqa: E402
 from hyperbatch import names as physical_names  # noqa: E402
 from hyperbatch.aws import bootstrap, clients  # noqa: E402
+from tests.streams import STREAMS_ENDPOINT, StreamReader  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configurations"
@@ -67,7 +69,6 @@ ADMIN = f"arn:aws:sts::{ACCOUNT}:assumed-role/HyperBatchAdmin/ops"
 FUNCTIONS = ("api", "release", "scaler", "reconciler")
 STREAM_BATCH = 100  # the release mapping's batch_size (stacks/control_plane.py)
 STREAM_RETRIES = 5  # its retry_attempts
-STREAMS_ENDPOINT = "https://streams.dynamodb.{region}.amazonaws.com"
 ECHO = os.environ.get("HYPER_BOX_ECHO") == "1"  # show what the functions print (logs, EMF)
 
 _actor = threading.local()
@@ -430,33 +431,21 @@ class Box:
         return self.invoke("reconciler", schedule_event("ReconcilerSchedule"))
 
     # ---- the stream -------------------------------------------------------------------------
-    def _open_stream(self) -> None:
-        # botocore sends stream calls to <account>.streams-ddb..., which moto 5.2.5 does not route.
-        self.streams = self.meter.attach(boto3.client(
+    @cached_property
+    def _stream(self) -> StreamReader:
+        client = self.meter.attach(boto3.client(
             "dynamodbstreams", region_name=self.region, endpoint_url=STREAMS_ENDPOINT.format(region=self.region)))
-        self.stream_arn = self.dynamodb.describe_table(TableName=self.plane.table)["Table"]["LatestStreamArn"]
-        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
-        self._iterators = {
-            s["ShardId"]: self.streams.get_shard_iterator(
-                StreamArn=self.stream_arn, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            for s in shards
-        }
+        return StreamReader(self.dynamodb, self.plane.table, client)
+
+    @property
+    def stream_arn(self) -> str:
+        return self._stream.arn
 
     def deliver(self) -> int:
         """Hand every new stream record to the release function (batches of up to 100); returns how many."""
         with self._stream_lock, acting_as("harness"):  # the mapping's reads (free); `invoke` is "release"
-            if not hasattr(self, "_iterators"):
-                self._open_stream()
             delivered = 0
-            for shard, iterator in list(self._iterators.items()):
-                records = []
-                while iterator:
-                    page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
-                    records += page["Records"]
-                    iterator = page.get("NextShardIterator")
-                    if not page["Records"]:
-                        break
-                self._iterators[shard] = iterator
+            for shard, records in self._stream.read().items():
                 for start in range(0, len(records), STREAM_BATCH):
                     self._release(shard, records[start:start + STREAM_BATCH])
                 delivered += len(records)

@@ -3,7 +3,6 @@
 import json
 import os
 
-import pytest
 
 import hyperbatch.aws.stream as stream
 from hyperbatch.aws.sqs import _body

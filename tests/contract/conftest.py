@@ -28,6 +28,7 @@ import boto3
 import pytest
 
 from hyperbatch.backends import open_local
+from tests.streams import StreamReader
 
 KINDS = ["local", "aws"]
 REGION = "us-east-1"
@@ -60,32 +61,12 @@ def backend(request, tmp_path):
 
 
 class StreamTally:
-    """Reads the job table's stream on from where it last stopped and tallies the new records."""
+    """Tallies the job table's stream records written since the last call (the release function's part)."""
 
     def __init__(self, dynamodb, table: str, store):
-        self.store = store
-        # moto 5.2.5 does not route botocore's default <account>.streams-ddb... endpoint.
-        self.streams = boto3.client(
-            "dynamodbstreams", region_name=REGION, endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com")
-        self.arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
-        self.iterators: dict[str, str] | None = None
+        self.reader, self.store = StreamReader(dynamodb, table), store
 
     def __call__(self) -> int:
-        if self.iterators is None:
-            shards = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
-            self.iterators = {
-                s["ShardId"]: self.streams.get_shard_iterator(
-                    StreamArn=self.arn, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-                for s in shards
-            }
-        records = []
-        for shard, iterator in self.iterators.items():
-            while iterator:
-                page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
-                records += page["Records"]
-                iterator = page.get("NextShardIterator")
-                if not page["Records"]:
-                    break
-            self.iterators[shard] = iterator
+        records = self.reader.records()
         self.store.tally(records)
         return len(records)

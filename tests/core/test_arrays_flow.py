@@ -4,7 +4,6 @@ import tempfile
 import time
 from collections import Counter
 
-import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 

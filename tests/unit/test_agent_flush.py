@@ -111,15 +111,9 @@ def test_the_dispatchers_queue_is_flushed_too_when_it_is_another_object(tmp_path
     assert (queue.calls, inner.calls) == (["flush"], ["flush"])
 
 
-def test_the_supervisor_flushes_after_each_heartbeat():
-    beats, flushes = [], []
-
-    class Beating:
-        def heartbeat(self, run):
-            beats.append(run)
-            return Signals()
-
-    supervisor = Supervisor(Beating(), Current(), 0.01, lambda: False, flush=lambda: flushes.append(1))
+def watch_two_flushes(dispatcher, flush, flushes: list) -> None:
+    """Run a Supervisor over one run until `flush` was called twice (or 5 s passed)."""
+    supervisor = Supervisor(dispatcher, Current(), 0.01, lambda: False, flush=flush)
     supervisor.start()
     try:
         supervisor.watch(object())
@@ -129,6 +123,17 @@ def test_the_supervisor_flushes_after_each_heartbeat():
     finally:
         supervisor.halt()
         supervisor.join(timeout=5)
+
+
+def test_the_supervisor_flushes_after_each_heartbeat():
+    beats, flushes = [], []
+
+    class Beating:
+        def heartbeat(self, run):
+            beats.append(run)
+            return Signals()
+
+    watch_two_flushes(Beating(), lambda: flushes.append(1), flushes)
     assert len(flushes) >= 2 and len(beats) >= len(flushes)
 
 
@@ -143,15 +148,6 @@ def test_a_failed_flush_after_a_heartbeat_is_reported_not_fatal(capsys):
         flushes.append(1)
         raise RuntimeError("SQS refused")
 
-    supervisor = Supervisor(Beating(), Current(), 0.01, lambda: False, flush=flush)
-    supervisor.start()
-    try:
-        supervisor.watch(object())
-        deadline = time.time() + 5
-        while len(flushes) < 2 and time.time() < deadline:
-            time.sleep(0.01)
-    finally:
-        supervisor.halt()
-        supervisor.join(timeout=5)
+    watch_two_flushes(Beating(), flush, flushes)
     assert len(flushes) >= 2  # the thread lived on
     assert "flushing acks failed: SQS refused" in capsys.readouterr().err
