@@ -156,17 +156,14 @@ class DynamoModel:
     the item before it: DynamoDB bills the larger of the old and new item, and an index entry is
     written only when the update puts, deletes, moves or changes it).
 
-    `sqs_batch` is a what-if for the workers: receive SQS messages that many at a time.
     """
 
-    def __init__(self, sqs_batch: int = 1, platform_log_bytes: int = PLATFORM_LOG_BYTES,
-                 projections: dict | None = None):
+    def __init__(self, platform_log_bytes: int = PLATFORM_LOG_BYTES, projections: dict | None = None):
         self.sizes: dict[str, int] = {}
         self.projections = INDEX_PROJECTIONS if projections is None else projections
         self.index_keys: dict[str, dict[str, str]] = {}  # item key -> index -> its key value, as last written
         self.entries: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # index -> [bytes, entries] written
         self.platform_log_bytes = platform_log_bytes
-        self.sqs_batch = sqs_batch
 
     @staticmethod
     def _key(item_or_key: dict) -> str:
@@ -357,9 +354,6 @@ def price_calls(calls: list[Call], model: DynamoModel, bill: Bill) -> None:
         elif call.service == "sqs":
             payload = _sqs_payload(call)
             requests = max(1, math.ceil(payload / prices.SQS_CHUNK_BYTES))
-            received = call.operation == "ReceiveMessage" and (call.response or {}).get("Messages")
-            if call.actor == "worker" and received:
-                requests /= model.sqs_batch
             bill.add(line, requests * prices.SQS_PER_REQUEST, "requests", requests)
         elif call.service == "logs" and call.operation == "PutLogEvents":
             bill.add("logs:job output (not per job)", 0.0)
@@ -487,12 +481,6 @@ def per_million(usd: float, units: int) -> float:
     return usd / units * 1e6
 
 
-def total_per_million(phase: Phase, memory: dict[str, int], jobs_per_minute: float,
-                      model: DynamoModel | None = None) -> float:
-    bill, scheduled = phase.price(memory, model)
-    return per_million(bill.total(), phase.units) + scheduled.total() / jobs_per_minute * 1e6
-
-
 def report(phase: Phase, memory: dict[str, int], jobs_per_minute: float, label: str) -> float:
     n = phase.units
     bill, scheduled = phase.price(memory)
@@ -545,19 +533,6 @@ def report(phase: Phase, memory: dict[str, int], jobs_per_minute: float, label: 
     return total
 
 
-def what_if(phases: list[Phase], memory: dict[str, int], jobs_per_minute: float) -> None:
-    """The levers left, priced on the same calls."""
-    variants = [
-        ("as measured", DynamoModel),
-        ("workers receive SQS messages 10 at a time", lambda: DynamoModel(sqs_batch=10)),
-    ]
-    print("\nwhat-if, re-pricing the same calls (USD per million; estimates):")
-    print(f"   {'':<62} {'single':>9} {'batched':>9} {'array':>9}")
-    for label, model in variants:
-        figures = [total_per_million(p, memory, jobs_per_minute, model()) for p in phases]
-        print(f"   {label:<62} " + " ".join(f"{f:>9.3f}" for f in figures))
-
-
 SUGGESTIONS = """
 Targets missed. Per job the floor is three item writes (submit, start, finish: 1 WRU each under 1 KB),
 one by_owner entry for a lone job, and three SQS requests (send, receive, delete) less what batching
@@ -588,7 +563,6 @@ def main(argv=None) -> int:
     x = report(phases[0], memory, jobs_per_minute, "single jobs, one POST each")
     y = report(phases[1], memory, jobs_per_minute, f"jobs in POSTs of up to {args.batch}")
     z = report(phases[2], memory, jobs_per_minute, "one array")
-    what_if(phases, memory, jobs_per_minute)
     print()
     print(f"cost_per_million_jobs_usd: {x:.2f}")
     print(f"cost_per_million_batched_jobs_usd: {y:.2f}")

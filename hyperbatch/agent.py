@@ -145,7 +145,7 @@ class Agent:
         self.current = Current()
         self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping,
                                      flush=self.flush)
-        self.chunk = 1  # grows while tasks are quick, so long tasks are not hoarded
+        self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
         self.stopping = False
 
     def serve(self) -> int:
@@ -229,11 +229,13 @@ class Agent:
             if run.positions:
                 self._run_tasks(run)
             else:
+                started = time.time()
                 outcome = self._run_one(run, None)
                 if self.current.killed_for in ("lease", "stop"):
                     self._abandon(run)
                 else:
                     self.dispatcher.finish_job(run, outcome)
+                    self._adapt(started, 1)
         finally:
             self.supervisor.watch(None)
 
@@ -262,7 +264,15 @@ class Agent:
             self._abandon(run)
             return
         self.dispatcher.finish_tasks(run, results)
-        per_task = (time.time() - started) / max(1, len(results))
+        self._adapt(started, len(results))
+
+    def _adapt(self, started: float, done: int) -> None:
+        """Size the next claim: double it while work is quick, down to what fits TARGET_CHUNK_SECONDS.
+
+        A claim takes up to this many array tasks, or (on SQS) receives up to
+        this many messages at once (at most ten), so long work is never hoarded.
+        """
+        per_task = (time.time() - started) / max(1, done)
         fitting = int(TARGET_CHUNK_SECONDS / per_task) if per_task > 0 else self.settings.chunk_size
         self.chunk = max(1, min(self.settings.chunk_size, self.chunk * 2, fitting))
 

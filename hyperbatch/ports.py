@@ -86,7 +86,11 @@ class WorkQueue(Protocol):
         """Batch send of (queue, job_id, lo, hi, attempt, priority)."""
 
     def claim(self, queue: str, worker: str, max_tasks: int, lease_seconds: float) -> WorkItem | None:
-        """Lease the next item, split so that it holds at most `max_tasks` array positions."""
+        """Lease the next item, split so that it holds at most `max_tasks` array positions.
+
+        `max_tasks` is how much work the worker takes at once: a queue may also
+        receive up to that many items in one call and hand them out in turn.
+        """
 
     def extend(self, item: WorkItem, lease_seconds: float) -> bool:
         """Heartbeat: push the lease out; False if the lease was lost."""

@@ -19,6 +19,18 @@ killed with acks buffered) is received again and acknowledged by
 `Dispatcher.recover_lost`, which finds the job final. Keep `flush_seconds`
 well under the lease.
 
+Receiving ahead. A claim for `max_tasks` receives up to that many messages
+(ten at most) in one ReceiveMessage; the agent raises `max_tasks` only while
+work is quick. The first is returned; the next claims hand out the others
+if they come within AHEAD_HOLD_SECONDS (and a third of the lease), else
+those go back at once (ChangeMessageVisibilityBatch to 0), as they do on
+`flush()`, which the agent calls after each heartbeat of a longer run: work
+received ahead never waits a lease behind a long job. A message given back
+returns with a receive count above one, so it is taken for redelivered and
+`Dispatcher.recover_lost`, finding its work never started, hands it out as
+a fresh message. `backlog` and `in_flight` count messages received ahead as
+waiting.
+
 Ranges. SQS cannot edit a message, so a range is narrowed by sending the part
 given away as a new message and keeping the original under the lease while
 the returned item says the narrower range (`claim` with a range larger than
@@ -68,6 +80,7 @@ MAX_VISIBILITY_SECONDS = 43200
 MAX_BATCH = 10  # SendMessageBatch and DeleteMessageBatch entries
 FLUSH_SECONDS = 2.0  # the most a buffered ack waits for its batch, checked at the next ack or claim
 MAX_RECEIVE_COUNT = 5  # the redrive policy of stacks/storage.py
+AHEAD_HOLD_SECONDS = 2.0  # a message received ahead of its claim is handed out this soon, or given back
 SEND_RETRIES = 3
 # What SQS answers when a receipt no longer names an in-flight message: deleted,
 # redelivered to someone else, or beyond the 12-hour visibility limit.
@@ -132,6 +145,8 @@ class SqsWorkQueue:
         self.flush_seconds, self.clock = flush_seconds, clock
         self._lock = threading.Lock()
         self._acks: dict[str, dict[str, float]] = {}  # queue URL -> receipt -> when it was buffered
+        # queue URL -> messages received ahead of their claim: (hand out before this clock time, message)
+        self._ahead: dict[str, list[tuple[float, dict]]] = {}
 
     def _url(self, queue: str) -> str:
         try:
@@ -169,30 +184,73 @@ class SqsWorkQueue:
 
     # ---- lease --------------------------------------------------------------------------
     def claim(self, queue, worker, max_tasks, lease_seconds):
-        """ReceiveMessage under a lease; a range over `max_tasks` keeps its head and sends the tail back.
+        """The next item under a lease; a range over `max_tasks` keeps its head and sends the tail back.
 
-        Buffered acks that are due are deleted before and after the receive;
-        all of them when nothing comes back (the worker is idle).
+        `max_tasks` is how much work the worker takes at once, so up to that
+        many messages (ten at most) come in one ReceiveMessage: the first is
+        returned, the others are handed out by the next claims, if those come
+        within AHEAD_HOLD_SECONDS (and a third of the lease, so that a run's
+        first heartbeat still finds its lease), else given back. Buffered acks
+        that are due are deleted before and after the receive; all of them when
+        nothing comes back (the worker is idle).
         """
         url = self._url(queue)
         self._flush_due()
+        while True:
+            message = self._next_ahead(url)
+            if message is None:
+                messages = self._receive(url, max_tasks, lease_seconds)
+                if not messages:
+                    self.flush()
+                    return None
+                message = messages[0]
+            item = _item(queue, message)
+            if item is None:  # not ours: after MAX_RECEIVE_COUNT receives it sits in the DLQ for a human
+                print(f"hyperbatch: unreadable message {message.get('MessageId')} in {queue}", file=sys.stderr)
+                continue
+            if item.size > max_tasks:
+                return self.split(item, item.lo, item.lo + max(1, max_tasks))
+            return item
+
+    def _receive(self, url: str, max_tasks: int, lease_seconds: float) -> list[dict]:
+        """One ReceiveMessage of up to `max_tasks` (at most 10) messages; all but the first wait in `_ahead`."""
         response = self.client.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=self.wait_seconds,
+            QueueUrl=url, MaxNumberOfMessages=max(1, min(MAX_BATCH, max_tasks)), WaitTimeSeconds=self.wait_seconds,
             VisibilityTimeout=_seconds(lease_seconds, MAX_VISIBILITY_SECONDS),
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         messages = response.get("Messages", [])
-        if not messages:
-            self.flush()
-            return None
-        self._flush_due()
-        item = _item(queue, messages[0])
-        if item is None:  # not ours: after MAX_RECEIVE_COUNT receives it sits in the DLQ for a human
-            print(f"hyperbatch: unreadable message {messages[0].get('MessageId')} in {queue}", file=sys.stderr)
-            return None
-        if item.size > max_tasks:
-            return self.split(item, item.lo, item.lo + max(1, max_tasks))
-        return item
+        if messages:
+            self._flush_due()
+        if len(messages) > 1:
+            until = self.clock() + min(AHEAD_HOLD_SECONDS, lease_seconds / 3)
+            with self._lock:
+                self._ahead.setdefault(url, []).extend((until, m) for m in messages[1:])
+        return messages
+
+    def _next_ahead(self, url: str) -> dict | None:
+        """The next message received ahead that may still be handed out; those held too long go back."""
+        now, late = self.clock(), []
+        with self._lock:
+            waiting = self._ahead.get(url, [])
+            while waiting and waiting[0][0] <= now:
+                late.append(waiting.pop(0)[1])
+            found = waiting.pop(0)[1] if waiting else None
+        self._give_back({url: [m["ReceiptHandle"] for m in late]})
+        return found
+
+    def _give_back(self, receipts: dict[str, list[str]]) -> None:
+        """Make messages received ahead visible again (ChangeMessageVisibilityBatch to 0).
+
+        They come back with a receive count above one, that is as redelivered
+        items: `Dispatcher.recover_lost` finds their work never started and
+        hands it out again as a fresh message.
+        """
+        for url, handles in receipts.items():
+            for start in range(0, len(handles), MAX_BATCH):
+                entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                           for i, h in enumerate(handles[start:start + MAX_BATCH])]
+                self.client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
     def extend(self, item, lease_seconds):
         try:
@@ -218,10 +276,14 @@ class SqsWorkQueue:
         self._flush_due()
 
     def flush(self) -> None:
-        """Delete every buffered ack now (a worker going idle or stopping calls this)."""
+        """Delete every buffered ack now, and give back the messages received ahead (a worker going idle,
+        running something long (after each heartbeat) or stopping calls this)."""
         with self._lock:
             taken = {url: self._take(url) for url in list(self._acks)}
+            ahead = {url: [m["ReceiptHandle"] for _, m in waiting] for url, waiting in self._ahead.items()}
+            self._ahead.clear()
         self._delete_batches(taken)
+        self._give_back(ahead)
 
     def _flush_queue(self, queue: str) -> None:
         url = self._url(queue)
@@ -328,14 +390,21 @@ class SqsWorkQueue:
         """
         self._flush_queue(queue)
         found = self._attributes(queue, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")
-        return found.get("ApproximateNumberOfMessages", 0) + found.get("ApproximateNumberOfMessagesDelayed", 0)
+        waiting = found.get("ApproximateNumberOfMessages", 0) + found.get("ApproximateNumberOfMessagesDelayed", 0)
+        return waiting + self._ahead_count(queue)
 
     def in_flight(self, queue):
         """Messages under a lease (received, not yet deleted or visible again); buffered acks deleted first."""
         self._flush_queue(queue)
-        return self._attributes(queue, "ApproximateNumberOfMessagesNotVisible").get(
+        leased = self._attributes(queue, "ApproximateNumberOfMessagesNotVisible").get(
             "ApproximateNumberOfMessagesNotVisible", 0
         )
+        return max(0, leased - self._ahead_count(queue))
+
+    def _ahead_count(self, queue: str) -> int:
+        """Messages this object received ahead of their claim: waiting, though SQS counts them leased."""
+        with self._lock:
+            return len(self._ahead.get(self._url(queue), []))
 
     def jobs_with_work(self, job_ids):
         raise NotImplementedError(

@@ -327,3 +327,49 @@ def not_visible(aws, queue="batch"):
     attributes = client.get_queue_attributes(QueueUrl=aws.plane.queue_urls[queue],
                                              AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     return int(attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_jobs_received_ahead_and_given_back_each_run_once(aws, cfg):
+    now = [1000.0]
+    queue = SqsWorkQueue(aws.plane.queue_urls, aws.sqs, wait_seconds=0, clock=lambda: now[0])
+    scheduler = Scheduler(cfg, aws.store, queue, aws.logs)
+    worker = Dispatcher(aws.store, queue, "w1", "us-east-1", lease_seconds=30)
+    jobs = scheduler.submit([{"command": ["true"]}] * 3, ALICE)
+    run = worker.start(queue.claim("batch", "w1", 3, 30))  # three messages come in one receive
+    now[0] += 10  # a long run: the two received with it waited too long and go back
+    worker.finish_job(run, Outcome(0))
+    ran = 1
+    while (item := queue.claim("batch", "w1", 1, 30)) is not None:
+        if item.redelivered:
+            worker.recover_lost(item)  # never started: handed out again as fresh work
+        elif (again := worker.start(item)) is not None:
+            worker.finish_job(again, Outcome(0))
+            ran += 1
+    queue.flush()
+    docs = aws.store.get_many(j["id"] for j in jobs).values()
+    assert ran == 3
+    assert [(d["state"], d["attempt"], d["run_count"]) for d in docs] == [("SUCCEEDED", 1, 1)] * 3
+    assert (queue.backlog("batch"), queue.in_flight("batch")) == (0, 0)
+
+
+def test_an_agent_running_quick_jobs_receives_them_several_at_a_time(aws, flow, tmp_path):
+    scheduler, _, _ = flow
+    jobs = scheduler.submit([{"command": ["true"]} for _ in range(12)], ALICE)
+    queue = SqsWorkQueue(aws.plane.queue_urls, aws.sqs, wait_seconds=0)
+    settings = Settings(queue="batch", idle_timeout=1, lease_seconds=30, heartbeat_seconds=5, chunk_size=10,
+                        work_root=tmp_path, definition_env={})
+    agent = Agent(Dispatcher(aws.store, queue, "agent", "us-east-1", 30), queue, aws.logs, settings)
+    received: list[int] = []  # messages per ReceiveMessage that brought any
+    aws.sqs.meta.events.register(
+        "after-call.sqs.ReceiveMessage",
+        lambda parsed, **kw: parsed.get("Messages") and received.append(len(parsed["Messages"])))
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(agent.serve()))
+    thread.start()
+    thread.join(timeout=60)
+    assert done == [EXIT_IDLE]
+    docs = aws.store.get_many(j["id"] for j in jobs).values()
+    assert [(d["state"], d["run_count"]) for d in docs] == [("SUCCEEDED", 1)] * 12
+    assert sum(received) == 12 and max(received) > 1  # quick jobs: the claims grew
+    assert len(received) < 12  # fewer receives than jobs
+    assert not_visible(aws) == 0

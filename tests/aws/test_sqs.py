@@ -329,3 +329,45 @@ def test_a_queue_whose_deletes_are_refused_does_not_hold_back_the_others():
     assert [[e["ReceiptHandle"] for e in entries] for entries in good] == [["r2"]]
     queue.flush()  # the refused receipts left the buffer: no endless retries
     assert len(client.calls) == 3
+
+
+# ---- receiving ahead ----------------------------------------------------------------------------
+
+def test_a_claim_for_several_receives_that_many_messages_in_one_call_and_hands_them_out_in_turn(aws):
+    aws.queue.send_many([("batch", f"J{i}", 0, 1, 1, 0) for i in range(5)])
+    aws.calls.clear()
+    first = aws.queue.claim("batch", "w1", 3, 30)
+    assert aws.calls == ["ReceiveMessage"]
+    assert not_visible(aws) == 3  # received: two wait for the next claims
+    assert (aws.queue.backlog("batch"), aws.queue.in_flight("batch")) == (4, 1)  # the two count as waiting
+    aws.calls.clear()
+    second, third = aws.queue.claim("batch", "w1", 3, 30), aws.queue.claim("batch", "w1", 3, 30)
+    assert aws.calls == []  # handed out from what came with the first receive
+    assert len({first.job_id, second.job_id, third.job_id}) == 3
+    assert not (first.redelivered or second.redelivered or third.redelivered)
+    for item in (first, second, third):
+        aws.queue.ack(item)
+    aws.queue.flush()
+    assert sorted(b["job_id"] for b in bodies(aws)) == sorted({f"J{i}" for i in range(5)} - {
+        first.job_id, second.job_id, third.job_id})
+
+
+def test_messages_held_ahead_too_long_go_back_and_return_as_redelivered(aws):
+    now = [1000.0]
+    queue = SqsWorkQueue(aws.plane.queue_urls, aws.sqs, wait_seconds=0, clock=lambda: now[0])
+    queue.send_many([("batch", f"J{i}", 0, 1, 1, 0) for i in range(3)])
+    first = queue.claim("batch", "w1", 3, 30)
+    now[0] += 2.5  # the claim ran long: the two received with it were held past AHEAD_HOLD_SECONDS
+    aws.calls.clear()
+    later = [queue.claim("batch", "w1", 1, 30), queue.claim("batch", "w1", 1, 30)]
+    assert aws.calls[0] == "ChangeMessageVisibilityBatch"  # given back at once, not after a lease
+    assert all(item.redelivered for item in later)  # received before: recover_lost hands their work out anew
+    assert {i.job_id for i in later} | {first.job_id} == {"J0", "J1", "J2"}
+
+
+def test_flush_gives_back_what_was_received_ahead(aws):
+    aws.queue.send_many([("batch", f"J{i}", 0, 1, 1, 0) for i in range(4)])
+    aws.queue.claim("batch", "w1", 4, 30)
+    assert not_visible(aws) == 4
+    aws.queue.flush()  # a heartbeat of a long run, or the worker stopping
+    assert not_visible(aws) == 1 and aws.queue.backlog("batch") == 3
