@@ -517,7 +517,7 @@ class DynamoJobStore:
         written: list[dict] = []
         try:
             for chunk in _chunks(actions):
-                self._transact(chunk)
+                self._transact(chunk, lambda codes, chunk=chunk: self._taken(chunk, codes))
                 written += [a["Put"]["Item"] for a in chunk]
         except BaseException:
             self._delete(written[1:] + written[:1] if claim else written)  # the claim last
@@ -537,29 +537,38 @@ class DynamoJobStore:
                 return  # our own write, retried by botocore after its response was lost
             raise Conflict(f"{what} exists already") from None
 
-    def _transact(self, chunk: list[dict]) -> None:
+    def _transact(self, actions: list[dict], conditions_failed: Callable[[list], None]) -> None:
+        """TransactWriteItems, retried while it only conflicts with another transaction or is throttled.
+
+        When a condition failed, `conditions_failed(codes)` (one code per action)
+        raises, or returns to take the write as done. One client request token
+        per call of ours, so botocore's retries of it are idempotent.
+        """
         for attempt in range(TRANSACTION_RETRIES):
-            # One token per call of ours, so botocore's retries of it are idempotent.
             try:
-                self.client.transact_write_items(TransactItems=chunk, ClientRequestToken=uuid.uuid4().hex)
+                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
                 return
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 if "ConditionalCheckFailed" in codes:
-                    taken = [
-                        chunk[i]["Put"]["Item"]["pk"]["S"] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"
-                    ]
-                    claims = [t[len(SUBMISSION_PREFIX):] for t in taken if t.startswith(SUBMISSION_PREFIX)]
-                    if claims:
-                        raise Conflict(f"a submission of millisecond {claims[0]} exists already") from None
-                    raise Conflict(f"a job with id {', '.join(taken)} exists already") from None
+                    conditions_failed(codes)
+                    return
                 if not set(codes) <= {"TransactionConflict", "None", None, "ThrottlingError"} or (
                     attempt == TRANSACTION_RETRIES - 1
                 ):
                     raise
                 time.sleep(0.05 * 2**attempt)
+
+    @staticmethod
+    def _taken(chunk: list[dict], codes: list) -> None:
+        """Conflict naming what exists already: a job id, or a submission's millisecond."""
+        taken = [chunk[i]["Put"]["Item"]["pk"]["S"] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+        claims = [t[len(SUBMISSION_PREFIX):] for t in taken if t.startswith(SUBMISSION_PREFIX)]
+        if claims:
+            raise Conflict(f"a submission of millisecond {claims[0]} exists already")
+        raise Conflict(f"a job with id {', '.join(taken)} exists already")
 
     def _delete(self, items: list[dict]) -> None:
         """Best effort: delete these items again (the undo of a create that failed part way)."""
@@ -808,24 +817,8 @@ class DynamoJobStore:
                 # The item bears our token: botocore retried a call whose response was lost, and it counted.
             return
         for start in range(0, len(updates), TRANSACTION_ITEMS):  # more than 100 queues: per 100
-            self._transact_counts([{"Update": u} for u in updates[start:start + TRANSACTION_ITEMS]])
-
-    def _transact_counts(self, actions: list[dict]) -> None:
-        for attempt in range(TRANSACTION_RETRIES):
-            try:
-                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
-                return
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                codes = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
-                if "ConditionalCheckFailed" in codes:
-                    return  # an attempt of ours whose response was lost had counted (its token is there)
-                if not codes <= {"TransactionConflict", "None", None, "ThrottlingError"} or (
-                    attempt == TRANSACTION_RETRIES - 1
-                ):
-                    raise
-                time.sleep(0.05 * 2**attempt)  # another batch counting the same queues at once
+            # A failed condition: an attempt of ours whose response was lost had counted (its token is there).
+            self._transact([{"Update": u} for u in updates[start:start + TRANSACTION_ITEMS]], lambda codes: None)
 
     def _counts_item(self, queue: str) -> dict:
         response = self.client.get_item(TableName=self.table, Key=counters.counts_key(queue), ConsistentRead=True)
