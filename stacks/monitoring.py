@@ -21,6 +21,7 @@ from cdk_monitoring_constructs import (
     AlarmFactoryDefaults,
     DefaultDashboardFactory,
     ErrorCountThreshold,
+    MaxAgeThreshold,
     MaxMessageCountThreshold,
     MonitoringFacade,
     SnsAlarmActionStrategy,
@@ -36,6 +37,7 @@ NAMESPACE = "HyperBatch"
 JOB_METRICS = ("JobsSubmitted", "JobsStarted", "JobsSucceeded", "JobsFailed", "JobsCancelled")
 REGION_METRICS = ("WorkersRunning", "VcpusRunning")
 PERIOD = Duration.minutes(1)
+STREAM_LAG_ALARM_MS = 60_000  # the release function a minute behind the job table
 
 
 def emf_search(metric: str, dimension: str, value: str, statistic: str) -> cloudwatch.SearchExpression:
@@ -98,12 +100,17 @@ class Monitoring(Construct):
             add5xx_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0)),
         )
         for name, function in functions.items():
+            # The release function reads the job table's stream, and on AWS work is sent from it: a
+            # stream falling behind delays every job, so its iterator age is watched too.
+            stream = {"is_iterator": True, "add_max_iterator_age_alarm": self._alarm(
+                MaxAgeThreshold(max_age_in_millis=STREAM_LAG_ALARM_MS))} if name == "release" else {}
             self.facade.monitor_lambda_function(
                 lambda_function=function,
                 human_readable_name=f"{name} function",
                 alarm_friendly_name=f"{name}-function",
                 add_fault_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0)),
                 add_throttles_count_alarm=self._alarm(ErrorCountThreshold(max_error_count=0)),
+                **stream,
             )
         self.facade.monitor_dynamo_table(
             table=table, alarm_friendly_name="jobs-table", billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST

@@ -269,3 +269,11 @@ def test_dashboard_and_alarms_follow_settings(control, synth):
     dlq_alarms = [a for a in alarms.values() if "ApproximateNumberOfMessagesVisible" in json.dumps(a)]
     assert len(dlq_alarms) >= len(synth.config.queues)
     control.resource_count_is("AWS::SNS::Topic", 1)
+
+
+def test_the_release_functions_stream_lag_raises_an_alarm(synth):
+    # Work is sent from the job table's stream: a release function falling behind delays every job.
+    alarms = resources(synth.templates[synth.control_name], "AWS::CloudWatch::Alarm")
+    lag = [a["Properties"] for a in alarms.values() if "IteratorAge" in json.dumps(a)]
+    assert len(lag) == 1 and lag[0]["Threshold"] == 60_000 and lag[0]["AlarmActions"]
+    assert "release" in json.dumps(lag[0]["Dimensions"] if "Dimensions" in lag[0] else lag[0])
