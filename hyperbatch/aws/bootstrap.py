@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .. import names
-from .dynamo import TTL_ATTRIBUTE
+from .items import TTL_ATTRIBUTE
 from .sqs import MAX_RECEIVE_COUNT
 
 SQS_RETENTION_SECONDS = 14 * 86400

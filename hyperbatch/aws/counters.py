@@ -20,16 +20,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from boto3.dynamodb.types import TypeDeserializer
+from .items import JOB_SK, decode
 
-JOB_SK = "job"
 COUNTS_SK = "counts"
 COUNTS_PREFIX = "counts#"
 TASKS_PENDING = "tasks_pending"
 TALLY_TOKEN = "tally"
 
 _QUEUED, _RUNNING = "QUEUED", "RUNNING"
-_deserializer = TypeDeserializer()
 
 
 def counts_key(queue: str) -> dict:
@@ -47,7 +45,7 @@ def pending_of(doc: dict) -> int:
 
 def _value(image: dict, name: str) -> Any:
     attribute = image.get(name)
-    return None if attribute is None else _deserializer.deserialize(attribute)
+    return None if attribute is None else decode(attribute)
 
 
 def _counted(image: dict | None) -> dict | None:

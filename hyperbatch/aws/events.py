@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..ports import Event
-from .dynamo import JOB_SK
+from .items import JOB_SK
 
 
 def _string(image: dict | None, name: str) -> str | None:

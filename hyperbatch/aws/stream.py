@@ -42,7 +42,7 @@ from botocore.exceptions import ClientError
 from ..metrics import JobMetrics
 from ..outbox import SendItem, to_send
 from ..release import on_event
-from .dynamo import JOB_SK, doc_from_item
+from .items import JOB_SK, doc_from_item
 from .events import events_from_stream
 
 log = logging.getLogger("hyperbatch.stream")

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hyperbatch.aws.dynamo import (
-    DynamoJobStore, _chunks, decode, doc_from_item, encode, job_item, update_request,
-)
+from hyperbatch.aws.dynamo import DynamoJobStore, _chunks
+from hyperbatch.aws.items import decode, doc_from_item, encode, job_item, update_request
 from hyperbatch.errors import Conflict, NotFound, StaleTransition
 from hyperbatch.ids import new_job_id
 from hyperbatch.model import Change, Expect, apply, holds, new_job

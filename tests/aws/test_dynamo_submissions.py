@@ -8,7 +8,8 @@ import pytest
 
 from hyperbatch import ids
 from hyperbatch.aws import counters
-from hyperbatch.aws.dynamo import DynamoJobStore, encode
+from hyperbatch.aws.dynamo import DynamoJobStore
+from hyperbatch.aws.items import encode
 from hyperbatch.errors import Conflict
 from hyperbatch.ids import new_job_id, new_job_ids
 from hyperbatch.model import Change, Expect, new_job

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from hyperbatch.aws import stream
-from hyperbatch.aws.dynamo import encode
+from hyperbatch.aws.items import encode
 from hyperbatch.aws.events import events_from_stream
 from hyperbatch.backends import open_local
 from hyperbatch.ids import new_job_id
