@@ -17,7 +17,7 @@ from __future__ import annotations
 from . import arrays
 from .model import is_array
 from .states import JobState
-from .tasks import first_free, remove_range
+from .tasks import free_ranges, remove_range
 
 SendItem = tuple[str, str, int, int, int, int]  # (queue, job_id, lo, hi, attempt, priority)
 
@@ -48,16 +48,7 @@ def sendable(doc: dict | None) -> tuple[list[tuple[int, int]], dict[str, int]]:
     """An array's work that messages must stand for: (free position ranges, retries index -> attempt)."""
     if doc is None or doc["state"] not in _LIVE or doc["cancel_requested"]:
         return [], {}
-    return free_ranges(doc["dispatched"], doc["total"]), dict(doc["retrying"])
-
-
-def free_ranges(dispatched: list[list[int]], total: int) -> list[tuple[int, int]]:
-    """The [lo, hi) ranges of [0, total) that no dispatched range covers, in order."""
-    out, start = [], 0
-    while (gap := first_free(dispatched, start, total)) is not None:
-        out.append(gap)
-        start = gap[1]
-    return out
+    return free_ranges(doc["dispatched"], 0, doc["total"]), dict(doc["retrying"])
 
 
 def _array_items(old: dict | None, new: dict) -> list[SendItem]:

@@ -108,7 +108,8 @@ class WorkQueue(Protocol):
         """Keep [lo, hi) under this lease; [hi, item.hi) goes back for other workers."""
 
     def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
-        """Make a lost item claimable again from `lo` with a new attempt number (the reconciler's move)."""
+        """Make the item's work claimable again from `lo` at `attempt` (a worker giving it back, or its
+        recovery after the worker was lost); the item itself is gone."""
 
     def expired(self, now: float) -> list[WorkItem]:
         """Items whose lease ran out (their worker is gone).

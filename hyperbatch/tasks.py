@@ -56,6 +56,15 @@ def first_free(ranges: list[list[int]], lo: int, hi: int) -> tuple[int, int] | N
     return (start, hi) if start < hi else None
 
 
+def free_ranges(ranges: list[list[int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """Every run of positions in [lo, hi) that no range covers, in order."""
+    out, start = [], lo
+    while (gap := first_free(ranges, start, hi)) is not None:
+        out.append(gap)
+        start = gap[1]
+    return out
+
+
 def chunk_positions(chunk: dict) -> list[int]:
     """The positions a chunk counted as running (those cancelled before it started are skipped)."""
     skip = set(chunk.get("skip", ()))

@@ -68,6 +68,7 @@ from botocore.exceptions import ClientError
 from ..errors import Conflict, NotFound, StaleTransition
 from ..ids import block_prefix, next_millisecond
 from ..model import Change, Expect
+from ..names import INDEXES
 from ..ports import Page
 from . import counters
 from .items import (
@@ -446,13 +447,7 @@ class DynamoJobStore:
         if not owner:  # an index key is never empty: ownerless jobs are in no listing by owner
             return
         ex = Expression()
-        key = f"{ex.name('gsi1pk')} = {ex.value(owner)}"
-        if before:
-            key += f" AND {ex.name('gsi1sk')} < {ex.value(next_millisecond(before))}"
-        params = {
-            "TableName": self.table, "IndexName": "by_owner", "KeyConditionExpression": key,
-            "ScanIndexForward": False,
-        }
+        params = self._partition_query(ex, "by_owner", owner, next_millisecond(before) if before else None)
         if queue is not None:
             # A submission of several queues carries no queue: its members are filtered after the fetch.
             name = ex.name("queue")
@@ -473,19 +468,22 @@ class DynamoJobStore:
     def _waiting_ids(self, queue: str, states: frozenset[str], before: str | None, first: int) -> Iterator[str]:
         """Lazily, newest first, the ids of `queue`'s WAITING/HELD jobs (these `states` of them) below `before`."""
         ex = Expression()
-        key = f"{ex.name('gsi2pk')} = {ex.value(waiting_key(queue))}"
-        if before:
-            key += f" AND {ex.name('gsi2sk')} < {ex.value(before)}"
-        params = {
-            "TableName": self.table, "IndexName": "by_queue_state", "KeyConditionExpression": key,
-            "ScanIndexForward": False,
-        }
+        params = self._partition_query(ex, "by_queue_state", waiting_key(queue), before)
         if states != WAITING_STATES:
             params["FilterExpression"] = f"{ex.name('state')} IN ({', '.join(ex.value(s) for s in sorted(states))})"
         params.update(ExpressionAttributeNames=ex.names, ExpressionAttributeValues=ex.values)
         for items in self._pages(params, first):
             for item in items:
                 yield item["gsi2sk"]["S"]
+
+    def _partition_query(self, ex: Expression, index: str, partition: str, below: str | None) -> dict:
+        """Query parameters for one partition of `index`, sort keys below `below`, newest first; the
+        caller adds its filter to `ex` and then its names and values to the parameters."""
+        pk, sk = INDEXES[index]
+        key = f"{ex.name(pk)} = {ex.value(partition)}"
+        if below:
+            key += f" AND {ex.name(sk)} < {ex.value(below)}"
+        return {"TableName": self.table, "IndexName": index, "KeyConditionExpression": key, "ScanIndexForward": False}
 
     def owners(self) -> list[str]:
         """Every owner in the registry (one strongly consistent Query)."""

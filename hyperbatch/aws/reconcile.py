@@ -49,7 +49,7 @@ from ..model import Change, Expect, is_array
 from ..ports import WorkItem
 from ..service import Scheduler
 from ..states import FINAL, JobState
-from ..tasks import add_range, first_free, settle, update_array
+from ..tasks import add_range, free_ranges, settle, update_array
 from .sqs import MAX_DELAY_SECONDS, MAX_RECEIVE_COUNT
 from .stream import redrive
 
@@ -179,14 +179,13 @@ class Reconciler:
         else:
             if doc["cancel_requested"]:
                 return LEFTOVER, None
-            dispatched, failed, start = doc["dispatched"], dict(doc["failed_tasks"]), item.lo
-            while (gap := first_free(dispatched, start, item.hi)) is not None:
+            dispatched, failed = doc["dispatched"], dict(doc["failed_tasks"])
+            for gap in free_ranges(doc["dispatched"], item.lo, item.hi):
                 for pos in range(*gap):
                     index = str(spec.index_at(pos))
                     if index not in doc["cancelled_tasks"]:
                         failed[index] = exits.SCHEDULER_FAILURE
                 dispatched = add_range(dispatched, *gap)
-                start = gap[1]
             newly = len(failed) - len(doc["failed_tasks"])
             if not newly:
                 return LEFTOVER, None

@@ -58,6 +58,7 @@ from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 from hyperbatch import config as config_models  # noqa: E402
 from hyperbatch import names as physical_names  # noqa: E402
 from hyperbatch.aws import bootstrap, clients  # noqa: E402
+from tests import polling  # noqa: E402
 from tests.streams import STREAMS_ENDPOINT, StreamReader  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -614,14 +615,7 @@ class Box:
         return self.store.get(job_id)
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(every)
+        return polling.wait_for(predicate, timeout, every, what)
 
     def wait_state(self, job_id: str, *states: str, timeout: float = 30.0) -> dict:
         return self.wait_for(f"job {job_id} to be {'/'.join(states)}",

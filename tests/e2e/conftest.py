@@ -39,6 +39,8 @@ from typing import Any, Iterable
 
 import pytest
 
+from tests import polling
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 if not (BIN / "qsub").exists():
@@ -118,14 +120,7 @@ def processes_with_env(key: str, value: str) -> list[int]:
 def wait_for(predicate, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2, what: str = "condition"):
     """Poll `predicate` until it returns something truthy (returned); AssertionError after `timeout`."""
     assert timeout <= MAX_WAIT, f"waits are bounded by {MAX_WAIT}s"
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    return polling.wait_for(predicate, timeout, interval, what)
 
 
 def one_line(stderr: str) -> str:

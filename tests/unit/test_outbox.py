@@ -32,7 +32,8 @@ from hyperbatch.backends import open_local
 from hyperbatch.dispatch import Dispatcher, Outcome
 from hyperbatch.errors import Conflict, NotFound, SpecError
 from hyperbatch.model import is_array, new_job
-from hyperbatch.outbox import free_ranges, sendable, to_send
+from hyperbatch.outbox import sendable, to_send
+from hyperbatch.tasks import free_ranges
 from hyperbatch.release import on_event
 from hyperbatch.service import Caller, Scheduler
 
@@ -119,9 +120,10 @@ def test_nothing_is_sent_for_an_array_being_cancelled_or_finished():
 
 
 def test_sendable_and_free_ranges():
-    assert free_ranges([], 5) == [(0, 5)]
-    assert free_ranges([[1, 2], [3, 5]], 6) == [(0, 1), (2, 3), (5, 6)]
-    assert free_ranges([[0, 6]], 6) == []
+    assert free_ranges([], 0, 5) == [(0, 5)]
+    assert free_ranges([[1, 2], [3, 5]], 0, 6) == [(0, 1), (2, 3), (5, 6)]
+    assert free_ranges([[1, 2], [3, 5]], 2, 4) == [(2, 3)]
+    assert free_ranges([[0, 6]], 0, 6) == []
     assert sendable(None) == ([], {})
     assert sendable(array(state="HELD")) == ([], {})
     assert sendable(array(retrying={"4": 2}, dispatched=[[0, 9]])) == ([(9, 10)], {"4": 2})
