@@ -58,6 +58,7 @@ from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 from hyperbatch import config as config_models  # noqa: E402
 from hyperbatch import names as physical_names  # noqa: E402
 from hyperbatch.aws import bootstrap, clients  # noqa: E402
+from hyperbatch.aws.stream import lambda_record  # noqa: E402
 from tests import polling  # noqa: E402
 from tests.streams import STREAMS_ENDPOINT, StreamReader  # noqa: E402
 
@@ -453,7 +454,7 @@ class Box:
             return delivered
 
     def _release(self, shard: str, records: list[dict]) -> None:
-        batch = [self._lambda_record(r) for r in records]
+        batch = [lambda_record(r, self.stream_arn) for r in records]
         error = None
         for _ in range(STREAM_RETRIES + 1):
             try:
@@ -508,13 +509,6 @@ class Box:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return sum(int(v) for v in found.values())
-
-    def _lambda_record(self, record: dict) -> dict:
-        data = dict(record["dynamodb"])
-        when = data.get("ApproximateCreationDateTime")
-        if hasattr(when, "timestamp"):
-            data["ApproximateCreationDateTime"] = int(when.timestamp())
-        return {**record, "dynamodb": data, "eventSourceARN": self.stream_arn}
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every change so far has been handed to the release function (sent, counted, released)."""
