@@ -195,7 +195,7 @@ class LocalMode:
         return sum(n for q in body["queues"] for n in q["workers"].values())
 
     def worker_pids(self) -> list[int]:
-        """Pids of the agent processes (python -m hyperbatch.agent) of this home."""
+        """Pids of the agent processes (python -m hyperbatch.wiring.worker) of this home."""
         needle = f"HYPERBATCH_HOME={self.home}".encode()
         out = []
         for entry in Path("/proc").iterdir():
@@ -203,7 +203,7 @@ class LocalMode:
                 continue
             try:
                 cmdline = (entry / "cmdline").read_bytes()
-                if b"hyperbatch.agent" in cmdline and needle in (entry / "environ").read_bytes().split(b"\0"):
+                if b"hyperbatch.wiring.worker" in cmdline and needle in (entry / "environ").read_bytes().split(b"\0"):
                     out.append(int(entry.name))
             except OSError:
                 continue

@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import prices  # noqa: E402
-from hyperbatch.names import INDEX_PROJECTIONS, INDEXES  # noqa: E402
+from hyperbatch.core.names import INDEX_PROJECTIONS, INDEXES  # noqa: E402
 from tests.aws_box.harness import Box, Call  # noqa: E402
 
 MEASURED = ("api", "release", "worker")  # actors whose calls are per job

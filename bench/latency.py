@@ -22,7 +22,7 @@ the part spent waiting for a worker to pick the job up.
 
 CLI: `qsub -- true` and `qstat ID` run as subprocesses, `--cli-runs` times
 each, wall time by time.perf_counter; the median is printed. For scale,
-`python -c pass` and `python -c "import cli.jobs"` are timed the same way.
+`python -c pass` and `python -c "import hyperbatch.cli.pbs.qsub"` are timed the same way.
 """
 
 from __future__ import annotations
@@ -95,12 +95,12 @@ def main() -> int:
         hb.wait_final([last], timeout=60)
         qstat = timed_runs([str(BIN / "qstat"), last], env, cwd, args.cli_runs)
         bare = timed_runs([sys.executable, "-c", "pass"], env, cwd, args.cli_runs)
-        imports = timed_runs([sys.executable, "-c", "import cli.jobs"], env, cwd, args.cli_runs)
+        imports = timed_runs([sys.executable, "-c", "import hyperbatch.cli.pbs.qsub"], env, cwd, args.cli_runs)
         print(f"qsub_wall_ms_p50: {percentile(qsub, 50):.1f}   # `qsub -- true`, {args.cli_runs} runs")
         print(f"qstat_wall_ms_p50: {percentile(qstat, 50):.1f}   # `qstat ID` of one finished job, "
               f"{args.cli_runs} runs")
         print(f"# for scale: `python -c pass` p50 {percentile(bare, 50):.1f} ms; "
-              f"`python -c 'import cli.jobs'` p50 {percentile(imports, 50):.1f} ms")
+              f"`python -c 'import hyperbatch.cli.pbs.qsub'` p50 {percentile(imports, 50):.1f} ms")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

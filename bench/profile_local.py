@@ -7,7 +7,7 @@
 
 Prints figures; asserts nothing; changes no product code. The daemon is started
 with bench/profiling on PYTHONPATH, whose sitecustomize.py profiles
-`python -m hyperbatch.agent` and `python -m hyperbatch.local.daemon` processes
+`python -m hyperbatch.wiring.worker` and `python -m hyperbatch.wiring.daemon` processes
 (cProfile of the main thread, or a 2 ms stack sampler over all threads) and
 writes the result when they exit at `hyper local down`.
 
@@ -157,7 +157,7 @@ HB_FILES = {p.name for p in (HERE.parent / "hyperbatch").rglob("*.py")}
 
 def sqlite_costs(n: int = 500) -> dict:
     """ms per idle claim (what an idle agent does every poll) and per chunk's store round, on a temp database."""
-    from hyperbatch.local.sqlite import Database, SqliteWorkQueue
+    from hyperbatch.adapters.local.sqlite import Database, SqliteWorkQueue
 
     root = Path(tempfile.mkdtemp(prefix="hb-sqlite-"))
     try:

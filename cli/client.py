@@ -1,6 +1,6 @@
 """A small HTTP client for the HyperBatch API (stdlib only; botocore only for AWS hosts).
 
-    from cli.client import Client, ApiError
+    from hyperbatch.cli.client import Client, ApiError
     status, body = Client(entry).request("GET", "/jobs", query={"state": "QUEUED,RUNNING"})
 
 Local hosts get `Authorization: Bearer <token from token_file>` and
@@ -18,7 +18,7 @@ import socket
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
-from cli.errors import ApiError, CliError, HostError, Unreachable
+from hyperbatch.cli.errors import ApiError, CliError, HostError, Unreachable
 
 __all__ = ["ApiError", "Client", "DEFAULT_TIMEOUT", "Unreachable", "current_client", "job_path"]
 
@@ -176,7 +176,7 @@ class Client:
                 raise HostError(f"host {self.name or 'local'!r} has no token_file in hosts.json")
             path = os.path.expanduser(str(token_file))
             if not os.path.isabs(path):
-                from cli.hosts import home
+                from hyperbatch.cli.host_registry import home
 
                 path = str(home() / path)
             try:
@@ -235,8 +235,8 @@ def _login_name() -> str:
 
 
 def current_client(timeout: float = DEFAULT_TIMEOUT) -> Client:
-    """A Client for the current host (see cli.hosts.current)."""
-    from cli.hosts import current
+    """A Client for the current host (see hyperbatch.cli.host_registry.current)."""
+    from hyperbatch.cli.host_registry import current
 
     name, entry = current()
     return Client(entry, timeout=timeout, name=name)

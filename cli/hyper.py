@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from cli.errors import CliError
+from hyperbatch.cli.errors import CliError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 START_TIMEOUT = 20.0
@@ -35,7 +35,7 @@ def local() -> None:
 
 
 def _home() -> Path:
-    from cli.hosts import home
+    from hyperbatch.cli.host_registry import home
 
     return home()
 
@@ -62,18 +62,18 @@ def _local_entry(state: dict) -> dict:
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port on 127.0.0.1 (default: settings.json local.port, 8765).")
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), default=None,
-              help="Configuration directory (default: $HYPERBATCH_CONFIG or ./configurations).")
+              help="Configuration directory (default: $HYPERBATCH_CONFIG, ./configurations, else the packaged one).")
 def local_up(port: int | None, config_dir: Path | None) -> None:
     """Start the local daemon in the background; return once it answers."""
-    from cli.hosts import load_hosts, register
+    from hyperbatch.cli.host_registry import load_hosts, register
 
     state = _daemon_state()
     if state:
         click.echo(f"HyperBatch local mode is already running at {state['url']} (pid {state['pid']})")
         return
-    from cli.manage import configuration_dir
+    from hyperbatch.cli.manage.common import configuration_dir
 
-    config_dir = configuration_dir(config_dir).resolve()
+    config_dir = configuration_dir(config_dir, packaged_default=True)
     if port is None:
         port = _configured_port(config_dir)
     home = _home()
@@ -82,13 +82,14 @@ def local_up(port: int | None, config_dir: Path | None) -> None:
     with open(log_path, "ab") as log:
         start = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hyperbatch.local.daemon", "--home", str(home),
+            [sys.executable, "-m", "hyperbatch.wiring.daemon", "--home", str(home),
              "--config", str(config_dir), "--port", str(port)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     state = _wait_until_up(proc, log_path, start)
     register("local", _local_entry(state), select=not load_hosts().get("selected"))
-    click.echo(f"HyperBatch local mode is up at {state['url']} (pid {state['pid']}); state in {home}")
+    click.echo(f"HyperBatch local mode is up at {state['url']} (pid {state['pid']}); state in {home}; "
+               f"configuration {config_dir}")
 
 
 def _configured_port(config_dir: Path) -> int:
@@ -100,7 +101,7 @@ def _configured_port(config_dir: Path) -> int:
 
 
 def _wait_until_up(proc: subprocess.Popen, log_path: Path, start: int) -> dict:
-    from cli.client import Client
+    from hyperbatch.cli.client import Client
 
     deadline = time.time() + START_TIMEOUT
     while time.time() < deadline:
@@ -124,7 +125,7 @@ def _wait_until_up(proc: subprocess.Popen, log_path: Path, start: int) -> dict:
 @local.command("status")
 def local_status() -> None:
     """Print the daemon's URL and pid, workers per region and jobs per state."""
-    from cli.client import Client
+    from hyperbatch.cli.client import Client
 
     state = _daemon_state()
     if not state:
@@ -171,8 +172,8 @@ def local_down() -> None:
 
 
 def main() -> int:
-    from cli import manage
-    from cli.runner import run
+    from hyperbatch.cli import manage
+    from hyperbatch.cli.runner import run
 
     manage.register(hyper)  # hosts, deploy and the resource groups live in their own modules
     return run(hyper, "hyper")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from cli.errors import CliError
+from hyperbatch.cli.errors import CliError
 
 
 def err(line: str) -> None:

@@ -17,12 +17,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import __version__
-from .errors import HyperError
-from .ids import parse_job_ref
-from .model import view
-from .service import MAX_SCRIPT_BYTES, Caller, Scheduler
-from .states import JobState
+from hyperbatch import __version__
+from hyperbatch.core.errors import HyperError
+from hyperbatch.core.ids import parse_job_ref
+from hyperbatch.core.model import view
+from hyperbatch.services.scheduler import MAX_SCRIPT_BYTES, Caller, Scheduler
+from hyperbatch.core.states import JobState
 
 log = logging.getLogger("hyperbatch.api")
 
@@ -191,7 +191,7 @@ def build_app(
 def _id(text: str) -> str:
     job_id, index = parse_job_ref(text)
     if index is not None:
-        from .errors import SpecError
+        from hyperbatch.core.errors import SpecError
 
         raise SpecError(f"name the task with ?index={index}, not in the path")
     return job_id
@@ -204,7 +204,7 @@ def _states(text: str | None) -> list[str] | None:
     valid = {s.value for s in JobState}
     for name in names:
         if name not in valid:
-            from .errors import SpecError
+            from hyperbatch.core.errors import SpecError
 
             raise SpecError(f"unknown state '{name}': use {', '.join(sorted(valid))}")
     return names

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -362,3 +362,16 @@ def dump(directory: str | Path, kind: str, value) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
+
+
+def configuration_from_environment(env: Mapping[str, str]) -> Configuration:
+    """HYPER_CONFIG (the validated configuration as JSON, stacks/contract.config_json), else HYPER_CONFIG_DIR."""
+    if env.get("HYPER_CONFIG"):
+        try:
+            raw = json.loads(env["HYPER_CONFIG"])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"HYPER_CONFIG is not JSON: {exc}") from None
+        return validate(raw)
+    if env.get("HYPER_CONFIG_DIR"):
+        return load(env["HYPER_CONFIG_DIR"])
+    raise KeyError("HYPER_CONFIG (or HYPER_CONFIG_DIR)")

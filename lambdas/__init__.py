@@ -3,5 +3,5 @@
 Handlers (stacks/control_plane.py names them): `lambdas.api.handler` (HTTP API),
 `lambdas.release.handler` (the job table's stream), `lambdas.scaler.handler` and
 `lambdas.reconciler.handler` (EventBridge schedules). Shared wiring is in
-`lambdas.runtime`, built once per execution environment.
+`hyperbatch.wiring.lambdas`, built once per execution environment.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from . import runtime
+from hyperbatch.wiring import lambdas as runtime
 
 logger = runtime.logger
 

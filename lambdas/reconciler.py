@@ -3,13 +3,13 @@
 Dead letters become FAILED jobs (or, while their worker still beats, go back
 as a fresh message a lease later), and stream batches the release function
 gave up on are read back from the stream and handled again
-(hyperbatch.aws.reconcile). Job metrics of the records handled again are
+(hyperbatch.services.dead_letters). Job metrics of the records handled again are
 published as the release function publishes its own.
 """
 
 from __future__ import annotations
 
-from . import runtime
+from hyperbatch.wiring import lambdas as runtime
 
 logger = runtime.logger
 

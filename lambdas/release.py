@@ -1,7 +1,7 @@
 """The release function: the job table's stream -> dependency release, work sent, job counters and metrics.
 
-Records are handled in order (Powertools BatchProcessor, hyperbatch.aws.stream.StreamBatch):
-dependency release, then what the change made runnable (hyperbatch.outbox.to_send).
+Records are handled in order (Powertools BatchProcessor, hyperbatch.services.stream_release.StreamBatch):
+dependency release, then what the change made runnable (hyperbatch.core.outbox.to_send).
 Once a record fails, every later record of the batch is reported failed too
 (report_batch_item_failures), so Lambda's checkpoint is the first failed
 record and no record is handled twice. For the records handled, the work goes
@@ -17,9 +17,9 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from hyperbatch.aws.stream import StreamBatch
-
-from . import runtime
+from hyperbatch.adapters.aws.stream import decode_record
+from hyperbatch.services.stream_release import StreamBatch
+from hyperbatch.wiring import lambdas as runtime
 
 logger = runtime.logger
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -28,7 +28,7 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     rt = runtime.get()
-    batch = StreamBatch(rt.scheduler, rt.queue, rt.store)
+    batch = StreamBatch(rt.scheduler, rt.queue, rt.store, decode_record)
 
     def record_handler(record: DynamoDBRecord) -> None:
         batch.handle_record(record.raw_event)

@@ -8,10 +8,10 @@ per region.
 
 from __future__ import annotations
 
-from hyperbatch.metrics import VCPUS, WORKERS, workers_per_region
-from hyperbatch.scaler import scale_once
+from hyperbatch.services.metrics import VCPUS, WORKERS, workers_per_region
+from hyperbatch.services.scale import scale_once
 
-from . import runtime
+from hyperbatch.wiring import lambdas as runtime
 
 logger = runtime.logger
 

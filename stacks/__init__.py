@@ -1,5 +1,5 @@
 """CDK constructs and stacks for HyperBatch; `build_app` assembles the deployment."""
 
-from .app import build_app
+from stacks.app import build_app
 
 __all__ = ["build_app"]

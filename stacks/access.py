@@ -12,8 +12,8 @@ from aws_cdk import aws_iam as iam
 
 from hyperbatch.config import Configuration
 
-from . import naming
-from .nag import allow
+from stacks import naming
+from stacks.nag import allow
 
 TABLE_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 TABLE_WRITE = (

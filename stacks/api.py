@@ -17,7 +17,7 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from .retention import log_group
+from stacks.retention import log_group
 
 # The API surface. Explicit routes, not a catch-all proxy: an unknown path is
 # answered by API Gateway and never reaches (or bills) the function.

@@ -12,10 +12,10 @@ from cdk_nag import AwsSolutionsChecks
 
 from hyperbatch.config import Configuration, ConfigError, load
 
-from . import naming
-from .code_assets import PROJECT_ROOT
-from .compute import ComputeStack
-from .control_plane import ControlPlaneStack
+from stacks import naming
+from stacks.code_assets import PROJECT_ROOT
+from stacks.compute import ComputeStack
+from stacks.control_plane import ControlPlaneStack
 
 # Synth needs no credentials: with no account in settings.json and none from the
 # CDK CLI's credentials (CDK_DEFAULT_ACCOUNT), stacks target this placeholder,

@@ -15,11 +15,11 @@ from constructs import Construct
 
 from hyperbatch.config import Cluster, ConfigError, Configuration
 
-from . import code_assets, contract
-from .compute_plan import ClusterPlan, JobDefinitionPlan, RegionPlan
-from .nag import acknowledge
-from .network import WorkerNetwork
-from .worker_roles import WorkerRoles
+from stacks import code_assets, contract
+from stacks.compute_plan import ClusterPlan, JobDefinitionPlan, RegionPlan
+from stacks.nag import acknowledge
+from stacks.network import WorkerNetwork
+from stacks.worker_roles import WorkerRoles
 
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
 DEFAULT_CLASSES = {

@@ -11,11 +11,11 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from .batch import BatchCompute
-from .compute_plan import plan_region
-from .network import WorkerNetwork
-from .worker_fleet import WorkerFleet
-from .worker_roles import WorkerRoles
+from stacks.batch import BatchCompute
+from stacks.compute_plan import plan_region
+from stacks.network import WorkerNetwork
+from stacks.worker_fleet import WorkerFleet
+from stacks.worker_roles import WorkerRoles
 
 
 class ComputeStack(Stack):

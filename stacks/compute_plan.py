@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hyperbatch.config import Cluster, ConfigError, Configuration
 
-from . import naming
+from stacks import naming
 
 FARGATE_TYPES = {"FARGATE", "FARGATE_SPOT"}
 BATCH_EC2_TYPES = {"EC2", "SPOT"}

@@ -13,7 +13,7 @@ from aws_cdk import Aws
 
 from hyperbatch.config import FILES, Configuration, ConfigError
 
-from . import naming
+from stacks import naming
 
 # Lambda rejects a function whose environment (names + values) exceeds 4 KB.
 LAMBDA_ENVIRONMENT_LIMIT = 4096

@@ -11,12 +11,12 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from . import access, compute_plan, contract, naming, storage
-from .api import HyperApi
-from .functions import Functions
-from .monitoring import Monitoring
-from .nag import acknowledge, allow
-from .retention import log_group
+from stacks import access, compute_plan, contract, naming, storage
+from stacks.api import HyperApi
+from stacks.functions import Functions
+from stacks.monitoring import Monitoring
+from stacks.nag import acknowledge, allow
+from stacks.retention import log_group
 
 RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
 
@@ -81,7 +81,7 @@ class ControlPlaneStack(Stack):
     def _release_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
         function = functions.add("Release", "lambdas.release.handler", timeout_seconds=60)
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
-        # It sends the work every change makes runnable (hyperbatch.aws.stream).
+        # It sends the work every change makes runnable (hyperbatch.adapters.aws.stream).
         access.work_queues(function, config, access.QUEUE_SEND)
         # The mapping grants the stream reads (and the failure queue's sends) itself.
         function.add_event_source(

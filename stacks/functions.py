@@ -9,9 +9,9 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from . import code_assets
-from .nag import acknowledge, allow
-from .retention import log_group
+from stacks import code_assets
+from stacks.nag import acknowledge, allow
+from stacks.retention import log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64

@@ -30,8 +30,8 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from .nag import acknowledge
-from .storage import WorkQueue
+from stacks.nag import acknowledge
+from stacks.storage import WorkQueue
 
 NAMESPACE = "HyperBatch"
 JOB_METRICS = ("JobsSubmitted", "JobsStarted", "JobsSucceeded", "JobsFailed", "JobsCancelled")

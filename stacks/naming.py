@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aws_cdk import Aws
 
-from hyperbatch.names import (  # noqa: F401 (re-exported for the stacks)
+from hyperbatch.core.names import (  # noqa: F401 (re-exported for the stacks)
     INDEX_PROJECTIONS,
     INDEXES,
     _checked,

@@ -13,7 +13,7 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration, Region
 
-from .retention import log_group
+from stacks.retention import log_group
 
 SUBNET_TYPES = {
     "public": ec2.SubnetType.PUBLIC,

@@ -13,9 +13,9 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from . import naming
-from .nag import acknowledge
-from .retention import removal_policy
+from stacks import naming
+from stacks.nag import acknowledge
+from stacks.retention import removal_policy
 
 MAX_RECEIVE_COUNT = 5  # deliveries before a message is parked in the DLQ
 RETENTION = Duration.days(14)  # SQS maximum: a backlog may wait long for capacity

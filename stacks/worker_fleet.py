@@ -18,11 +18,11 @@ from constructs import Construct
 
 from hyperbatch.config import ConfigError, Configuration
 
-from . import code_assets, contract, naming
-from .compute_plan import ClusterPlan
-from .nag import acknowledge, allow
-from .network import WorkerNetwork
-from .worker_roles import grant_worker
+from stacks import code_assets, contract, naming
+from stacks.compute_plan import ClusterPlan
+from stacks.nag import acknowledge, allow
+from stacks.network import WorkerNetwork
+from stacks.worker_roles import grant_worker
 
 INSTALL_DIR = "/opt/hyperbatch"
 CPU_TYPES = {"arm64": ec2.AmazonLinuxCpuType.ARM_64, "x86_64": ec2.AmazonLinuxCpuType.X86_64}

@@ -13,8 +13,8 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from . import access, naming
-from .nag import allow
+from stacks import access, naming
+from stacks.nag import allow
 
 BATCH_LOG_GROUP = "/aws/batch/job"  # where Batch sends container output by default
 

@@ -26,7 +26,7 @@ trap 'log "stop requested"; stopping=1; [ -n "$agent_pid" ] && kill -TERM "$agen
 
 restarts=0
 while :; do
-    "$PYTHON" -m hyperbatch.agent &
+    "$PYTHON" -m hyperbatch.wiring.worker &
     agent_pid=$!
     wait "$agent_pid"
     code=$?

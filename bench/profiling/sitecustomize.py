@@ -14,7 +14,7 @@ What-if experiments (bench only; the product is not changed):
     HB_WHATIF_POLL_MAX=0.01      agents back off their idle polling to at most this many seconds
                                  (hyperbatch/agent.py Settings.poll_max, 0.1 in the product)
 
-Only `python -m hyperbatch.agent` and `python -m hyperbatch.local.daemon` are
+Only `python -m hyperbatch.wiring.worker` and `python -m hyperbatch.wiring.daemon` are
 profiled; anything else (the CLI, the benchmark) is left alone. Results are
 written at interpreter exit (both exit cleanly on SIGTERM).
 """
@@ -30,7 +30,7 @@ def _kind():
             argv = f.read().split(b"\0")
     except OSError:
         return None
-    for name, kind in ((b"hyperbatch.agent", "agent"), (b"hyperbatch.local.daemon", "daemon")):
+    for name, kind in ((b"hyperbatch.wiring.worker", "agent"), (b"hyperbatch.wiring.daemon", "daemon")):
         if name in argv:
             return kind
     return None
@@ -97,7 +97,7 @@ def _start(kind):
 
 
 def _whatif_poll_max(value):
-    from hyperbatch import agent
+    from hyperbatch.services import agent
 
     original = agent.Settings.__init__
 

@@ -13,7 +13,7 @@ from botocore import xform_name
 from moto import mock_aws
 
 from hyperbatch import config
-from hyperbatch.aws import bootstrap
+from tests import aws_bootstrap as bootstrap
 
 REGION = "us-east-1"
 QUEUES = ["batch", "west"]

@@ -5,7 +5,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from hyperbatch.aws.batch import (
+from hyperbatch.adapters.aws.batch import (
     MAX_ARRAY_SIZE, BatchCompute, TokenBucket, array_sizes, job_name_prefix, worker_job_name,
 )
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from hyperbatch.aws import clients, from_environment, sqs
-from hyperbatch.ids import new_job_id
-from hyperbatch.model import new_job
+from hyperbatch.adapters.aws import clients, from_environment, sqs
+from hyperbatch.core.ids import new_job_id
+from hyperbatch.core.model import new_job
 
 
 def test_the_redrive_count_matches_the_stack():
@@ -36,7 +36,7 @@ def test_adapters_from_the_stack_environment(aws):
 
 
 def test_clients_are_made_once_per_service_and_region(monkeypatch):
-    from hyperbatch.aws import clients
+    from hyperbatch.adapters.aws import clients
 
     monkeypatch.setenv("HYPER_MAIN_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
@@ -54,7 +54,7 @@ def test_clients_are_made_once_per_service_and_region(monkeypatch):
 
 
 def test_the_table_indexes_project_what_the_stack_projects(aws):
-    from hyperbatch import names
+    from hyperbatch.core import names
 
     table = aws.dynamodb.describe_table(TableName=aws.plane.table)["Table"]
     projections = {

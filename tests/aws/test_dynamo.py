@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hyperbatch.aws.dynamo import DynamoJobStore, _chunks
-from hyperbatch.aws.items import decode, doc_from_item, encode, job_item, update_request
-from hyperbatch.errors import Conflict, NotFound, StaleTransition
-from hyperbatch.ids import new_job_id
-from hyperbatch.model import Change, Expect, apply, holds, new_job
-from hyperbatch.ports import Page
-from hyperbatch.states import JobState
+from hyperbatch.adapters.aws.dynamo import DynamoJobStore, _chunks
+from hyperbatch.adapters.aws.items import decode, doc_from_item, encode, job_item, update_request
+from hyperbatch.core.errors import Conflict, NotFound, StaleTransition
+from hyperbatch.core.ids import new_job_id
+from hyperbatch.core.model import Change, Expect, apply, holds, new_job
+from hyperbatch.core.ports import Page
+from hyperbatch.core.states import JobState
 
 DAY = 86400
 

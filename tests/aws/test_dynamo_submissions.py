@@ -6,15 +6,15 @@ import json
 import botocore.awsrequest
 import pytest
 
-from hyperbatch import ids
-from hyperbatch.aws import counters
-from hyperbatch.aws.dynamo import DynamoJobStore
-from hyperbatch.aws.items import encode
-from hyperbatch.errors import Conflict
-from hyperbatch.ids import new_job_id, new_job_ids
-from hyperbatch.model import Change, Expect, new_job
-from hyperbatch.service import Caller, Scheduler
-from hyperbatch.states import JobState
+from hyperbatch.core import ids
+from hyperbatch.adapters.aws import counters
+from hyperbatch.adapters.aws.dynamo import DynamoJobStore
+from hyperbatch.adapters.aws.items import encode
+from hyperbatch.core.errors import Conflict
+from hyperbatch.core.ids import new_job_id, new_job_ids
+from hyperbatch.core.model import Change, Expect, new_job
+from hyperbatch.services.scheduler import Caller, Scheduler
+from hyperbatch.core.states import JobState
 from tests.streams import StreamReader
 
 REGION = "us-east-1"  # as the aws fixture (tests/aws/conftest.py)

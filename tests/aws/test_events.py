@@ -1,5 +1,5 @@
 """DynamoDB Streams records -> the same events the local events table yields, and the work they send
-(hyperbatch.aws.stream: the release function's batches, parked batches read back by the reconciler)."""
+(hyperbatch.adapters.aws.stream: the release function's batches, parked batches read back by the reconciler)."""
 
 import json
 from types import SimpleNamespace
@@ -8,15 +8,16 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from hyperbatch.aws import stream
-from hyperbatch.aws.items import encode
-from hyperbatch.aws.events import events_from_stream
-from hyperbatch.backends import open_local
-from hyperbatch.ids import new_job_id
-from hyperbatch.model import Change, Expect, new_job
-from hyperbatch.outbox import to_send
-from hyperbatch.ports import Event
-from hyperbatch.states import JobState
+from hyperbatch.adapters.aws import stream
+from hyperbatch.services import stream_release
+from hyperbatch.adapters.aws.items import encode
+from hyperbatch.adapters.aws.events import events_from_stream
+from hyperbatch.wiring.worker import open_local
+from hyperbatch.core.ids import new_job_id
+from hyperbatch.core.model import Change, Expect, new_job
+from hyperbatch.core.outbox import to_send
+from hyperbatch.core.ports import Event
+from hyperbatch.core.states import JobState
 
 REGION = "us-east-1"  # as the aws fixture (tests/aws/conftest.py)
 
@@ -91,7 +92,7 @@ def test_the_table_stream_yields_what_the_local_events_table_does(aws, tmp_path)
     assert len(expected) == 5
 
 
-# ---- the stream sends work: hyperbatch.aws.stream -----------------------------------------------
+# ---- the stream sends work: hyperbatch.adapters.aws.stream -----------------------------------------------
 
 
 def streams_client():
@@ -155,26 +156,26 @@ def test_a_batch_is_handled_in_order_up_to_its_first_failed_record():
     for r, n in zip(records, range(4)):
         r["dynamodb"]["SequenceNumber"] = str(100 + n)
     out = Recorder()
-    result = stream.handle(records, SimpleNamespace(), out, out)
+    result = stream_release.handle(records, SimpleNamespace(), out, out, stream.decode_record)
     assert result.handled == 1 and [r["dynamodb"]["SequenceNumber"] for r in result.failed] == ["101", "102", "103"]
     assert isinstance(result.error, KeyError)
     assert out.sent == [[("batch", "J0", 0, 1, 1, 0)]] and out.tallied == [records[:1]]
     assert dict(result.metrics.counts["batch"]) == {"JobsSubmitted": 1}
     # Once a record failed, the later ones fail without being looked at.
-    batch = stream.StreamBatch(SimpleNamespace(), out, out)
+    batch = stream_release.StreamBatch(SimpleNamespace(), out, out, stream.decode_record)
     with pytest.raises(KeyError):
         batch.handle_record(records[1])
-    with pytest.raises(stream.AfterFailedRecord):
+    with pytest.raises(stream_release.AfterFailedRecord):
         batch.handle_record(records[2])
 
 
 def test_a_batch_with_nothing_to_send_sends_nothing_and_counts_what_it_handled():
     out = Recorder()
     edge = record("INSERT", sk="parent#J0", new=image(pk="J1", sk="parent#J0", gsi3pk="J0"))
-    result = stream.handle([edge], SimpleNamespace(), out, out)
+    result = stream_release.handle([edge], SimpleNamespace(), out, out, stream.decode_record)
     assert (result.handled, result.failed, result.sent) == (1, [], 0)
     assert out.sent == [] and out.tallied == [[edge]]
-    assert stream.handle([], SimpleNamespace(), out, out).handled == 0 and out.tallied == [[edge]]
+    assert stream_release.handle([], SimpleNamespace(), out, out, stream.decode_record).handled == 0 and out.tallied == [[edge]]
 
 
 def test_the_queue_the_core_holds_on_aws_sends_nothing_and_requeue_only_deletes(aws):
@@ -230,20 +231,20 @@ def test_redrive_sends_and_counts_a_parked_batch_once_and_parks_again_what_fails
     park(aws, aws.sqs, url, records)
     parked = stream.ParkedBatches(aws.sqs, url, streams_client())
     scheduler = SimpleNamespace()
-    real = stream.to_send
+    real = stream_release.to_send
 
     def fails_on_the_second(old, new):
         if new["id"] == docs[1]["id"]:
             raise RuntimeError("not now")
         return real(old, new)
 
-    monkeypatch.setattr(stream, "to_send", fails_on_the_second)
-    assert stream.redrive(parked, scheduler, aws.queue, aws.store) == {"batches": 0, "records": 1, "lost": 0}
+    monkeypatch.setattr(stream_release, "to_send", fails_on_the_second)
+    assert stream_release.redrive(parked, scheduler, aws.queue, aws.store, stream.decode_record) == {"batches": 0, "records": 1, "lost": 0}
     assert aws.queue.backlog("batch") == 1 and aws.store.counts("batch")["QUEUED"] == 1
-    monkeypatch.setattr(stream, "to_send", real)
-    assert stream.redrive(parked, scheduler, aws.queue, aws.store) == {"batches": 1, "records": 2, "lost": 0}
+    monkeypatch.setattr(stream_release, "to_send", real)
+    assert stream_release.redrive(parked, scheduler, aws.queue, aws.store, stream.decode_record) == {"batches": 1, "records": 2, "lost": 0}
     assert aws.queue.backlog("batch") == 3 and aws.store.counts("batch")["QUEUED"] == 3
-    assert stream.redrive(parked, scheduler, aws.queue, aws.store) == {"batches": 0, "records": 0, "lost": 0}
+    assert stream_release.redrive(parked, scheduler, aws.queue, aws.store, stream.decode_record) == {"batches": 0, "records": 0, "lost": 0}
 
 
 def test_a_parked_batch_the_stream_no_longer_has_is_dropped_as_lost(aws):
@@ -256,5 +257,5 @@ def test_a_parked_batch_the_stream_no_longer_has_is_dropped_as_lost(aws):
             raise ClientError({"Error": {"Code": "TrimmedDataAccessException", "Message": "gone"}}, "GetShardIterator")
 
     parked = stream.ParkedBatches(aws.sqs, url, Trimmed())
-    assert stream.redrive(parked, SimpleNamespace(), aws.queue, aws.store) == {"batches": 0, "records": 0, "lost": 1}
+    assert stream_release.redrive(parked, SimpleNamespace(), aws.queue, aws.store, stream.decode_record) == {"batches": 0, "records": 0, "lost": 1}
     assert "Messages" not in aws.sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from hyperbatch.aws.logs import (
+from hyperbatch.adapters.aws.logs import (
     EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, batches, split_message, stream_name,
 )
-from hyperbatch.ids import new_job_id
-from hyperbatch.model import new_job
+from hyperbatch.core.ids import new_job_id
+from hyperbatch.core.model import new_job
 
 
 @pytest.fixture

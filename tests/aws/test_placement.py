@@ -8,7 +8,7 @@ import pytest
 from botocore.stub import Stubber
 
 from hyperbatch import config as config_models
-from hyperbatch.aws.placement import RegionWeights, parse_scores, score_request
+from hyperbatch.adapters.aws.placement import RegionWeights, parse_scores, score_request
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 

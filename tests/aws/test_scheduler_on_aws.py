@@ -11,14 +11,14 @@ import time
 import boto3
 import pytest
 
-from hyperbatch.agent import EXIT_IDLE, Agent, Settings
-from hyperbatch.aws.events import events_from_stream
-from hyperbatch.aws.sqs import SqsWorkQueue
-from hyperbatch.dispatch import Dispatcher, Outcome
-from hyperbatch.model import Change, Expect
-from hyperbatch.release import on_event
-from hyperbatch.service import Caller, Scheduler
-from hyperbatch.states import JobState
+from hyperbatch.services.agent import EXIT_IDLE, Agent, Settings
+from hyperbatch.adapters.aws.events import events_from_stream
+from hyperbatch.adapters.aws.sqs import SqsWorkQueue
+from hyperbatch.services.dispatch import Dispatcher, Outcome
+from hyperbatch.core.model import Change, Expect
+from hyperbatch.services.release import on_event
+from hyperbatch.services.scheduler import Caller, Scheduler
+from hyperbatch.core.states import JobState
 from tests.streams import StreamReader
 
 REGION = "us-east-1"  # as the aws fixture (tests/aws/conftest.py)

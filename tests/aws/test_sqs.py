@@ -7,7 +7,7 @@ import time
 import boto3
 import pytest
 
-from hyperbatch.aws.sqs import FLUSH_SECONDS, LEASE_LOST_CODES, SqsWorkItem, SqsWorkQueue
+from hyperbatch.adapters.aws.sqs import FLUSH_SECONDS, LEASE_LOST_CODES, SqsWorkItem, SqsWorkQueue
 
 
 def bodies(aws, queue="batch"):

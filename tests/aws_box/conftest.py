@@ -2,7 +2,7 @@
 
 import pytest
 
-from .harness import Box
+from tests.aws_box.harness import Box
 
 
 @pytest.fixture

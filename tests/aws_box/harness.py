@@ -21,7 +21,7 @@ and then plays the parts AWS would play around our code:
   settles a running stream first, as a minute's wait would).
 - AWS Batch: moto records the scaler's SubmitJob calls but runs nothing;
   `start_submitted_workers()` starts one agent thread per submitted worker,
-  `start_worker()` one more. Agents are the real `hyperbatch.agent.Agent`
+  `start_worker()` one more. Agents are the real `hyperbatch.services.agent.Agent`
   from `worker_from_environment` with a worker's environment, serving in
   threads (short idle timeout, short long poll).
 
@@ -56,9 +56,10 @@ from moto import mock_aws  # noqa: E402
 from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 
 from hyperbatch import config as config_models  # noqa: E402
-from hyperbatch import names as physical_names  # noqa: E402
-from hyperbatch.aws import bootstrap, clients  # noqa: E402
-from hyperbatch.aws.stream import lambda_record  # noqa: E402
+from hyperbatch.core import names as physical_names  # noqa: E402
+from tests import aws_bootstrap as bootstrap
+from hyperbatch.adapters.aws import clients  # noqa: E402
+from hyperbatch.adapters.aws.stream import lambda_record  # noqa: E402
 from tests import polling  # noqa: E402
 from tests.streams import STREAMS_ENDPOINT, StreamReader  # noqa: E402
 
@@ -275,7 +276,7 @@ class Box:
     # ---- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> "Box":
         from stacks import compute_plan, contract
-        import lambdas.runtime as runtime
+        import hyperbatch.wiring.lambdas as runtime
 
         stack = self._stack
         if self.work_root is None:
@@ -297,7 +298,7 @@ class Box:
         runtime.reset()
         stack.callback(runtime.reset)
         stack.callback(clients.reset)
-        # Every client the code under test takes from hyperbatch.aws.clients is metered.
+        # Every client the code under test takes from hyperbatch.adapters.aws.clients is metered.
         original_client = clients.client
         clients.client = lambda service, region=None: self.meter.attach(original_client(service, region))
         stack.callback(lambda: setattr(clients, "client", original_client))
@@ -359,7 +360,7 @@ class Box:
         }
         wrong = [name for name, ok in found.items() if not ok]
         if wrong:
-            raise AssertionError(f"stacks/contract.py and hyperbatch/aws/bootstrap.py disagree on {wrong}")
+            raise AssertionError(f"stacks/contract.py and tests/aws_bootstrap.py disagree on {wrong}")
 
     def _create_batch(self) -> None:
         iam = self.client("iam")
@@ -555,7 +556,7 @@ class Box:
 
     def start_worker(self, queue: str = "batch", region: str | None = None, worker_id: str | None = None,
                      env: dict | None = None) -> Worker:
-        from hyperbatch.backends import worker_from_environment
+        from hyperbatch.wiring.worker import worker_from_environment
 
         region = region or self.region
         worker_id = worker_id or f"box-{len(self.workers) + 1}"

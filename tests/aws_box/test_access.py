@@ -1,6 +1,6 @@
 """Who may do what: the caller is the IAM principal API Gateway verified."""
 
-from .harness import ADMIN, ALICE, BOB
+from tests.aws_box.harness import ADMIN, ALICE, BOB
 
 
 def test_a_request_without_an_iam_principal_is_refused_with_403(box):

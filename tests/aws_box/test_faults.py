@@ -4,10 +4,10 @@ import json
 import os
 
 
-import hyperbatch.aws.stream as stream
-from hyperbatch.aws.sqs import _body
-from hyperbatch.aws.stream import StreamSentQueue
-from hyperbatch.dispatch import Dispatcher
+import hyperbatch.services.stream_release as stream_release
+from hyperbatch.adapters.aws.sqs import _body
+from hyperbatch.adapters.aws.stream import StreamSentQueue
+from hyperbatch.services.dispatch import Dispatcher
 
 
 def submit(box, **request):
@@ -17,7 +17,7 @@ def submit(box, **request):
 
 
 def worker_dispatcher(box, name):
-    """A Dispatcher as a worker holds it: writes the store, the stream sends (hyperbatch.aws.stream)."""
+    """A Dispatcher as a worker holds it: writes the store, the stream sends (hyperbatch.adapters.aws.stream)."""
     return Dispatcher(box.store, StreamSentQueue(box.backend.queue), name, "us-east-1",
                       box.config.settings.lease_seconds)
 
@@ -161,12 +161,12 @@ def parked_body(box):
 def test_a_batch_the_release_function_gave_up_on_is_redriven_and_its_job_runs(box, monkeypatch):
     box.stop_stream()
     box.settle()
-    real = stream.to_send
+    real = stream_release.to_send
 
     def broken(old, new):
         raise RuntimeError("the queue is unreachable")
 
-    monkeypatch.setattr(stream, "to_send", broken)
+    monkeypatch.setattr(stream_release, "to_send", broken)
     job = submit(box, command=["true"])
     other = submit(box, command=["true"], queue="west")
     box.deliver()  # fails on every try: the mapping parks the batch
@@ -176,7 +176,7 @@ def test_a_batch_the_release_function_gave_up_on_is_redriven_and_its_job_runs(bo
     assert box.backend.queue.backlog("batch") == 0  # nothing was sent
     assert box.store.counts("batch").get("QUEUED", 0) == 0  # nor counted
 
-    monkeypatch.setattr(stream, "to_send", real)
+    monkeypatch.setattr(stream_release, "to_send", real)
     result = box.reconcile()
     assert result["redriven"] == info["batchSize"] and box.parked() == 0
     assert box.reconcile()["redriven"] == 0
@@ -197,20 +197,20 @@ def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, mo
     child = submit(box, command=["true"], depend=f"afterok:{parent['id']}")
     box.settle()
     box.stop_stream()
-    real = stream.on_event
+    real = stream_release.on_event
 
     def broken(scheduler, event):
         if event.job_id == parent["id"] and event.new_state == "SUCCEEDED":
             raise RuntimeError("a moment of trouble that lasts")
         return real(scheduler, event)
 
-    monkeypatch.setattr(stream, "on_event", broken)
+    monkeypatch.setattr(stream_release, "on_event", broken)
     box.start_worker(env={"HYPER_IDLE_TIMEOUT": "8"})
     box.wait_state(parent["id"], "SUCCEEDED")
     box.deliver()
     assert box.parked() == 1 and box.job(child["id"])["state"] == "WAITING"
 
-    monkeypatch.setattr(stream, "on_event", real)
+    monkeypatch.setattr(stream_release, "on_event", real)
     assert box.reconcile()["redriven"] >= 1
     assert box.job(child["id"])["state"] == "QUEUED" and box.parked() == 0
     box.start_stream()  # the child's release is a change of its own: the stream sends it
@@ -222,12 +222,12 @@ def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(b
     box.settle()
     first = submit(box, command=["true"])
     second = submit(box, command=["true"])
-    real = stream.to_send
+    real = stream_release.to_send
 
     def broken(old, new):
         raise RuntimeError("down")
 
-    monkeypatch.setattr(stream, "to_send", broken)
+    monkeypatch.setattr(stream_release, "to_send", broken)
     box.deliver()
     info = parked_body(box)["DDBStreamBatchInfo"]
 
@@ -236,7 +236,7 @@ def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(b
             raise RuntimeError("still down for this one")
         return real(old, new)
 
-    monkeypatch.setattr(stream, "to_send", second_breaks)
+    monkeypatch.setattr(stream_release, "to_send", second_breaks)
     handled = box.reconcile()["redriven"]
     assert 1 <= handled < info["batchSize"] and box.parked() == 1
     again = parked_body(box)["DDBStreamBatchInfo"]
@@ -244,7 +244,7 @@ def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(b
     assert int(again["startSequenceNumber"]) > int(info["startSequenceNumber"])
     assert box.backend.queue.backlog("batch") == 1  # the first job's message went out
 
-    monkeypatch.setattr(stream, "to_send", real)
+    monkeypatch.setattr(stream_release, "to_send", real)
     assert box.reconcile()["redriven"] == again["batchSize"] and box.parked() == 0
     box.start_stream()
     box.start_worker()
@@ -255,7 +255,7 @@ def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(b
 
 
 def test_a_worker_without_its_configuration_is_misconfigured(box):
-    from hyperbatch.agent import EXIT_MISCONFIGURED, main
+    from hyperbatch.wiring.worker import EXIT_MISCONFIGURED, main
 
     env = box.worker_env("batch", "us-west-2", "w")
     del env["HYPER_CONFIG"]

@@ -1,6 +1,6 @@
 """Jobs through the API function, sent and released by the stream function, run by worker agents."""
 
-from .harness import ALICE
+from tests.aws_box.harness import ALICE
 
 
 def submit(box, **request):

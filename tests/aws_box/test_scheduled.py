@@ -33,7 +33,7 @@ def test_the_scaler_submits_workers_to_batch_and_they_run_the_backlog(box):
 
 
 def test_the_release_function_reports_a_failed_record_and_carries_on(box, monkeypatch):
-    import hyperbatch.aws.stream as stream
+    import hyperbatch.services.stream_release as stream
 
     box.stop_stream()
     parent = box.api("POST", "/jobs", body={"command": ["true"]})[1]

@@ -290,7 +290,9 @@ def inproc(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     For the many option-parsing cases where a fresh interpreter per case would only cost time;
     the `cli` fixture covers the installed console scripts themselves.
     """
-    from cli import jobs
+    import importlib
+
+    modules = {"qsub": "qsub", "qstat": "qstat", "qlog": "qlog", "qdel": "control", "qhold": "control", "qrls": "control"}
 
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
@@ -305,7 +307,8 @@ def inproc(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
                 m.setenv(key, value)
             m.chdir(workdir)
             capsys.readouterr()
-            code = getattr(jobs, f"{command}_main")(list(args))
+            module = importlib.import_module(f"hyperbatch.cli.pbs.{modules[command]}")
+            code = getattr(module, f"{command}_main")(list(args))
             out, err = capsys.readouterr()
         return code, out, err
 

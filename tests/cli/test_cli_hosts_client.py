@@ -1,4 +1,4 @@
-"""cli.hosts and cli.client, in process."""
+"""hyperbatch.cli.host_registry and hyperbatch.cli.client, in process."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from cli import hosts
-from cli.client import ApiError, Client, Unreachable, job_path
-from cli.errors import HostError
+from hyperbatch.cli import host_registry as hosts
+from hyperbatch.cli.client import ApiError, Client, Unreachable, job_path
+from hyperbatch.cli.errors import HostError
 from conftest import TOKEN
 
 LOCAL = {"kind": "local", "url": "http://127.0.0.1:8765", "token_file": "/tmp/token"}

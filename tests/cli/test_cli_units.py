@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cli import jobs, output
-from cli.errors import UsageError
+from hyperbatch.cli import output
+from hyperbatch.cli.pbs import common, qstat, qsub
+from hyperbatch.cli.errors import UsageError
 
 
 @pytest.mark.parametrize(
@@ -22,7 +23,7 @@ from cli.errors import UsageError
     ],
 )
 def test_split_dashdash(argv, options, command, dashdash):
-    assert jobs._split_dashdash(argv) == (options, command, dashdash)
+    assert qsub._split_dashdash(argv) == (options, command, dashdash)
 
 
 @pytest.mark.parametrize(
@@ -39,30 +40,30 @@ def test_split_dashdash(argv, options, command, dashdash):
     ],
 )
 def test_exit_code_for(job, code):
-    assert jobs.exit_code_for(job) == code
+    assert common.exit_code_for(job) == code
 
 
 def test_parse_ref():
-    assert jobs.parse_ref("01JD4V8ZK2N3Q") == ("01JD4V8ZK2N3Q", None, False)
-    assert jobs.parse_ref("01JD4V8ZK2N3Q[]") == ("01JD4V8ZK2N3Q", None, True)
-    assert jobs.parse_ref(" 01JD4V8ZK2N3Q[17] ") == ("01JD4V8ZK2N3Q", 17, False)
+    assert common.parse_ref("01JD4V8ZK2N3Q") == ("01JD4V8ZK2N3Q", None, False)
+    assert common.parse_ref("01JD4V8ZK2N3Q[]") == ("01JD4V8ZK2N3Q", None, True)
+    assert common.parse_ref(" 01JD4V8ZK2N3Q[17] ") == ("01JD4V8ZK2N3Q", 17, False)
     for bad in ("", "A[", "A[x]", "A[1][2]", "[3]"):
         with pytest.raises(UsageError):
-            jobs.parse_ref(bad)
+            common.parse_ref(bad)
 
 
 def test_split_items_quotes():
-    assert jobs._split_items("A=1,B='x,y',C=\"p q\", D") == ["A=1", "B=x,y", "C=p q", "D"]
+    assert common.split_items("A=1,B='x,y',C=\"p q\", D") == ["A=1", "B=x,y", "C=p q", "D"]
     with pytest.raises(UsageError):
-        jobs._split_items("A='x")
+        common.split_items("A='x")
 
 
 def test_spec_position():
-    assert jobs._spec_position("1-100%10", 3) == (True, 2)
-    assert jobs._spec_position("0-10:2", 6) == (True, 3)
-    assert jobs._spec_position("0-10:2", 5) == (True, None)
-    assert jobs._spec_position("7", 7) == (True, 0)
-    assert jobs._spec_position("1,3,5", 3) == (False, None)
+    assert qstat._spec_position("1-100%10", 3) == (True, 2)
+    assert qstat._spec_position("0-10:2", 6) == (True, 3)
+    assert qstat._spec_position("0-10:2", 5) == (True, None)
+    assert qstat._spec_position("7", 7) == (True, 0)
+    assert qstat._spec_position("1,3,5", 3) == (False, None)
 
 
 def test_time_use_and_hms():

@@ -2,7 +2,7 @@
 
 "local" is the SQLite/file adapters; "aws" the DynamoDB/SQS/CloudWatch Logs
 adapters under moto, on a table and queues made as the CDK stack makes them
-(hyperbatch.aws.bootstrap).
+(tests.aws_bootstrap).
 
 Where the adapters honour a contract differently, the backend says so with a
 capability, and the tests check each adapter for what it promises:
@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from hyperbatch.backends import open_local
+from hyperbatch.wiring.worker import open_local
 from tests.streams import StreamReader
 
 KINDS = ["local", "aws"]
@@ -46,7 +46,7 @@ def backend(request, tmp_path):
     else:
         from moto import mock_aws
 
-        from hyperbatch.aws import bootstrap
+        from tests import aws_bootstrap as bootstrap
 
         with mock_aws():
             dynamodb, sqs, logs = (boto3.client(s, region_name=REGION) for s in ("dynamodb", "sqs", "logs"))

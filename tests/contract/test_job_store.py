@@ -2,11 +2,11 @@
 
 import pytest
 
-from hyperbatch import ids
-from hyperbatch.errors import Conflict, NotFound, StaleTransition
-from hyperbatch.ids import new_job_id, new_job_ids
-from hyperbatch.model import Change, Expect, new_job
-from hyperbatch.states import JobState
+from hyperbatch.core import ids
+from hyperbatch.core.errors import Conflict, NotFound, StaleTransition
+from hyperbatch.core.ids import new_job_id, new_job_ids
+from hyperbatch.core.model import Change, Expect, new_job
+from hyperbatch.core.states import JobState
 
 
 def job(**fields):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hyperbatch.ports import WorkItem
+from hyperbatch.core.ports import WorkItem
 
 
 def claim(backend, worker="w1", max_tasks=100, lease=30.0, queue="batch"):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from hyperbatch import config
-from hyperbatch.backends import open_local
-from hyperbatch.dispatch import Dispatcher, Outcome
-from hyperbatch.release import on_event
-from hyperbatch.service import Caller, Scheduler
+from hyperbatch.wiring.worker import open_local
+from hyperbatch.services.dispatch import Dispatcher, Outcome
+from hyperbatch.services.release import on_event
+from hyperbatch.services.scheduler import Caller, Scheduler
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configurations"
 ALICE = Caller("alice")

@@ -7,11 +7,13 @@ from collections import Counter
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hyperbatch import arrays, config
-from hyperbatch.backends import open_local
-from hyperbatch.dispatch import Dispatcher, Outcome
-from hyperbatch.service import Caller, Scheduler
-from hyperbatch.tasks import task_state
+from hyperbatch.core import arrays
+
+from hyperbatch import config
+from hyperbatch.wiring.worker import open_local
+from hyperbatch.services.dispatch import Dispatcher, Outcome
+from hyperbatch.services.scheduler import Caller, Scheduler
+from hyperbatch.core.tasks import task_state
 
 ALICE = Caller("alice")
 

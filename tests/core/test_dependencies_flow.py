@@ -1,7 +1,7 @@
 """Dependencies released by events: afterok chains, afternotok branches, impossible dependents."""
 
-from hyperbatch.dispatch import Outcome
-from hyperbatch.service import Caller
+from hyperbatch.services.dispatch import Outcome
+from hyperbatch.services.scheduler import Caller
 
 ALICE = Caller("alice")
 

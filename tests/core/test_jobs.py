@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from hyperbatch import exits
-from hyperbatch.dispatch import Dispatcher, Outcome
-from hyperbatch.errors import Conflict, Forbidden, SpecError
-from hyperbatch.service import Caller
+from hyperbatch.core import exits
+from hyperbatch.services.dispatch import Dispatcher, Outcome
+from hyperbatch.core.errors import Conflict, Forbidden, SpecError
+from hyperbatch.services.scheduler import Caller
 
 ALICE = Caller("alice")
 
@@ -223,7 +223,7 @@ def test_a_heartbeat_after_the_job_was_taken_back_stops_the_worker(harness):
 def test_a_job_id_clash_with_another_process_gets_fresh_ids(harness, monkeypatch):
     taken = harness.submit()["id"]
     fresh = iter([taken, taken, "01M7Y8Y0CXBNC"])  # another process minted the same id first
-    monkeypatch.setattr("hyperbatch.ids.new_job_id", lambda: next(fresh))
+    monkeypatch.setattr("hyperbatch.core.ids.new_job_id", lambda: next(fresh))
     job = harness.submit(name="second")
     assert job["id"] == "01M7Y8Y0CXBNC"
     assert harness.job(taken)["name"] != "second"

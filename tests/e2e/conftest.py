@@ -172,7 +172,7 @@ class Daemon:
         env["PYTHONUNBUFFERED"] = "1"
         if not _package_importable_outside_repo():
             # The venv's editable install predates hyperbatch/__init__.py, so outside the repo
-            # `python -m hyperbatch.local.daemon` imports hyperbatch as a namespace package and
+            # `python -m hyperbatch.wiring.daemon` imports hyperbatch as a namespace package and
             # fails (no __version__). Re-running `pip install -e .` fixes it; until then, point
             # the daemon and workers at the repo explicitly.
             warnings.warn(

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import ID_RE, Daemon, one_line
+from tests.e2e.conftest import ID_RE, Daemon, one_line
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_bad_input_and_local")]
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .conftest import one_line, pid_alive, wait_for
+from tests.e2e.conftest import one_line, pid_alive, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_control")]
 

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from .conftest import FINAL, children, pid_alive, wait_for
+from tests.e2e.conftest import FINAL, children, pid_alive, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_faults")]
 

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from .conftest import wait_for
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_routing")]
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .conftest import BIN
+from tests.e2e.conftest import BIN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_submit")]
 

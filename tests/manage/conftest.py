@@ -54,7 +54,7 @@ def env(tmp_path: Path) -> Env:
 @pytest.fixture
 def inprocess(env: Env, monkeypatch: pytest.MonkeyPatch) -> click.Group:
     """The management commands on a fresh group, with `env`'s directories and moto-style fake credentials."""
-    from cli import manage
+    from hyperbatch.cli import manage
 
     for key in [k for k in os.environ if k.startswith(("AWS_", "HYPERBATCH_"))]:
         monkeypatch.delenv(key)
@@ -72,10 +72,10 @@ def inprocess(env: Env, monkeypatch: pytest.MonkeyPatch) -> click.Group:
 @pytest.fixture
 def call(inprocess: click.Group, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     """`call(*args)`: run `hyper ARGS` in-process through the console script's own error handling
-    (`cli.runner.run`), with stdin not a terminal; returns a CompletedProcess like `Env.run`."""
-    from cli.runner import run as run_command
+    (`hyperbatch.cli.runner.run`), with stdin not a terminal; returns a CompletedProcess like `Env.run`."""
+    from hyperbatch.cli.runner import run as run_command
 
-    monkeypatch.setattr("cli.resources.interactive", lambda: False)
+    monkeypatch.setattr("hyperbatch.cli.manage.resources.interactive", lambda: False)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         capsys.readouterr()

@@ -80,7 +80,7 @@ def test_diff_needs_credentials(env, tmp_path):
 def test_deploy_runs_cdk_deploy_as_the_checked_identity(inprocess, env, tmp_path, monkeypatch, capfd):
     from moto import mock_aws
 
-    from cli.runner import run
+    from hyperbatch.cli.runner import run
 
     record = tmp_path / "cdk.json"
     monkeypatch.setenv("PATH", str(_bin_with(tmp_path, "cdk")) + os.pathsep + os.environ["PATH"])

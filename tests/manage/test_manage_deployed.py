@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cli import deployed, hosts
-from hyperbatch import config, names
+from hyperbatch.cli import stack_outputs as deployed, host_registry as hosts
+from hyperbatch import config
+from hyperbatch.core import names
 ROOT = Path(__file__).resolve().parents[2]
 
 HOST = {"kind": "aws", "url": "https://abc.execute-api.us-east-1.amazonaws.com/prod/", "region": "us-east-1",

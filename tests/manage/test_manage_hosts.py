@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli import hosts
-from cli.errors import CliError
+from hyperbatch.cli import host_registry as hosts
+from hyperbatch.cli.errors import CliError
 
 LOCAL = {"kind": "local", "url": "http://127.0.0.1:8765", "token_file": "/tmp/token"}
 PROD = {"kind": "aws", "url": "https://abc.execute-api.us-east-1.amazonaws.com/prod/", "region": "us-east-1",

@@ -107,7 +107,7 @@ def test_broken_configuration_directory_is_one_line(env, call):
 
 
 def test_missing_required_values_are_prompted_on_a_terminal(inprocess, env, monkeypatch):
-    monkeypatch.setattr("cli.resources.interactive", lambda: True)
+    monkeypatch.setattr("hyperbatch.cli.manage.resources.interactive", lambda: True)
     result = CliRunner().invoke(inprocess, ["queues", "add", "gpu", "--priority", "3"], input="\n\n")
     assert result.exit_code == 0, result.output
     assert "cluster" in result.output and "[default]" in result.output  # offered the configured one as default

@@ -4,9 +4,9 @@ import signal
 import threading
 import time
 
-from hyperbatch.agent import EXIT_IDLE, Agent, Current, Settings, Supervisor
-from hyperbatch.dispatch import Signals
-from hyperbatch.ports import WorkItem
+from hyperbatch.services.agent import EXIT_IDLE, Agent, Current, Settings, Supervisor
+from hyperbatch.services.dispatch import Signals
+from hyperbatch.core.ports import WorkItem
 
 ITEM = WorkItem("1", "batch", "J1", 0, 1, 1, receipt="r1")
 

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch.arrays import MAX_ARRAY_SIZE, ArraySpec, array_state, format_indices, parse_array, parse_indices
-from hyperbatch.errors import SpecError
-from hyperbatch.states import JobState
+from hyperbatch.core.arrays import MAX_ARRAY_SIZE, ArraySpec, array_state, format_indices, parse_array, parse_indices
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.states import JobState
 
 
 @pytest.mark.parametrize(

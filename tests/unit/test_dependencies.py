@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch.dependencies import KINDS, Dependency, evaluate, format_depend, parse_depend
-from hyperbatch.errors import SpecError
-from hyperbatch.states import JobState
+from hyperbatch.core.dependencies import KINDS, Dependency, evaluate, format_depend, parse_depend
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.states import JobState
 
 A, B, C = "01JD4V8ZK2N3A", "01JD4V8ZK2N3B", "01JD4V8ZK2N3C"
 

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch.arrays import ArraySpec
-from hyperbatch.directives import parse_directives
-from hyperbatch.errors import SpecError
+from hyperbatch.core.arrays import ArraySpec
+from hyperbatch.core.directives import parse_directives
+from hyperbatch.core.errors import SpecError
 
 A, B = "01JD4V8ZK2N3A", "01JD4V8ZK2N3B"
 

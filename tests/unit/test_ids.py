@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch import ids
-from hyperbatch.errors import SpecError
-from hyperbatch.ids import new_job_id, new_job_ids, parse_job_ref, valid_job_id
+from hyperbatch.core import ids
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.ids import new_job_id, new_job_ids, parse_job_ref, valid_job_id
 
 
 def test_shape_and_alphabet():

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch.errors import SpecError
-from hyperbatch.options import format_walltime, parse_env, parse_priority, parse_resources, parse_walltime
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.options import format_walltime, parse_env, parse_priority, parse_resources, parse_walltime
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""hyperbatch.outbox.to_send: what a job's change makes runnable, against what the core sends today.
+"""hyperbatch.core.outbox.to_send: what a job's change makes runnable, against what the core sends today.
 
 Two kinds of proof. Unit tests per transition. Then flows on the local backend
 (Scheduler + Dispatcher on SQLite) with the store wrapped to record every
@@ -27,15 +27,17 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hyperbatch import arrays, config
-from hyperbatch.backends import open_local
-from hyperbatch.dispatch import Dispatcher, Outcome
-from hyperbatch.errors import Conflict, NotFound, SpecError
-from hyperbatch.model import is_array, new_job
-from hyperbatch.outbox import sendable, to_send
-from hyperbatch.tasks import free_ranges
-from hyperbatch.release import on_event
-from hyperbatch.service import Caller, Scheduler
+from hyperbatch.core import arrays
+
+from hyperbatch import config
+from hyperbatch.wiring.worker import open_local
+from hyperbatch.services.dispatch import Dispatcher, Outcome
+from hyperbatch.core.errors import Conflict, NotFound, SpecError
+from hyperbatch.core.model import is_array, new_job
+from hyperbatch.core.outbox import sendable, to_send
+from hyperbatch.core.tasks import free_ranges
+from hyperbatch.services.release import on_event
+from hyperbatch.services.scheduler import Caller, Scheduler
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configurations"
 ALICE = Caller("alice")

@@ -2,7 +2,7 @@ import os
 import signal
 import subprocess
 
-from hyperbatch.processes import signal_group
+from hyperbatch.support.processes import signal_group
 
 
 def test_group_zero_and_init_are_never_signalled():

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch.errors import SpecError
-from hyperbatch.routing import split
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.routing import split
 
 
 def test_examples():

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperbatch.errors import SpecError
-from hyperbatch.scaling import plan, wanted_workers
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.scaling import plan, wanted_workers
 
 
 @pytest.mark.parametrize(

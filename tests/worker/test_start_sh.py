@@ -19,7 +19,7 @@ START_SH = Path(__file__).resolve().parents[2] / "worker_image" / "start.sh"
 
 @pytest.fixture
 def agent(tmp_path):
-    """A fake `python -m hyperbatch.agent`: exits with codes listed in codes.txt, one per start."""
+    """A fake `python -m hyperbatch.wiring.worker`: exits with codes listed in codes.txt, one per start."""
     fake = tmp_path / "python"
     fake.write_text(textwrap.dedent(f"""\
         #!/bin/bash
@@ -53,7 +53,7 @@ def agent(tmp_path):
 def test_an_idle_agent_ends_the_worker(agent):
     result = agent(["0"])
     assert result.returncode == 0
-    assert agent.starts() == ["-m hyperbatch.agent"]
+    assert agent.starts() == ["-m hyperbatch.wiring.worker"]
     assert "agent idle; worker exits" in result.stdout
 
 
@@ -104,6 +104,6 @@ def test_a_stop_request_reaches_the_agent_and_is_not_a_crash(agent):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert agent.starts() == ["-m hyperbatch.agent"]
+    assert agent.starts() == ["-m hyperbatch.wiring.worker"]
     assert agent.events() == ["got-term"]
     assert "worker stopped" in out

@@ -1,0 +1,80 @@
+"""qlog: print (or follow) a job's or an array task's stdout or stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+from hyperbatch.cli.errors import ApiError, CliError
+from hyperbatch.cli.pbs.common import (
+    CONTEXT,
+    LOG_POLL_SECONDS,
+    Outage,
+    api_client,
+    job_path,
+    parse_ref,
+)
+from hyperbatch.cli.runner import run as _run
+
+
+@click.command(
+    "qlog",
+    context_settings=CONTEXT,
+    options_metavar="[OPTIONS]",
+    help="Print a job's output (stdout, or stderr with -e) exactly as stored. ID[3] picks one "
+    "array task. With -f, keep printing new output as it arrives until the job finishes "
+    "(Ctrl-C stops following; the job keeps running).",
+)
+@click.option("-e", "stderr", is_flag=True, help="Print the job's stderr instead of its stdout.")
+@click.option("-f", "follow", is_flag=True, help="Follow: wait for more output until the job finishes.")
+@click.argument("job_ref", metavar="ID")
+def qlog(stderr: bool, follow: bool, job_ref: str) -> int:
+    job_id, index, _ = parse_ref(job_ref)
+    client = api_client()
+    path = job_path(job_id, "log")
+    stream = "stderr" if stderr else "stdout"
+    offset: Any = 0
+    outage = Outage()
+    while True:
+        query = {"stream": stream, "offset": offset, "index": index}
+        fetch = lambda: client.request("GET", path, query=query)  # noqa: E731
+        try:
+            answer = outage.call(fetch) if follow else fetch()
+        except ApiError as exc:
+            if exc.status == 404:
+                raise CliError(f"Unknown Job Id {job_ref}") from None
+            raise
+        if answer is None:  # host briefly unreachable while following
+            time.sleep(LOG_POLL_SECONDS)
+            continue
+        body = answer[1] if isinstance(answer[1], dict) else {}
+        data = body.get("data") or ""
+        if data:
+            _write_raw(data)
+        new_offset = body.get("offset")
+        advanced = new_offset is not None and new_offset != offset
+        if new_offset is not None:
+            offset = new_offset
+        if body.get("final"):
+            return 0
+        if not follow:
+            if not data or not advanced:
+                return 0
+            continue  # a large log comes in pages: keep reading
+        if not data:
+            time.sleep(LOG_POLL_SECONDS)
+
+
+def _write_raw(data: str) -> None:
+    try:
+        raw = data.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = data.encode("utf-8", "replace")
+    sys.stdout.buffer.write(raw)
+    sys.stdout.buffer.flush()
+
+
+def qlog_main(argv: list[str] | None = None) -> int:
+    return _run(qlog, "qlog", argv)

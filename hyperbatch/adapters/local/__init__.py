@@ -1,0 +1,31 @@
+"""The local adapters of the ports: SQLite (store, queue, events), files (logs), subprocesses (compute).
+
+`open_local` opens them over one state directory, $HYPERBATCH_HOME by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hyperbatch.core.paths import home
+
+
+@dataclass
+class LocalBackend:
+    home: Path
+    db: object
+    store: object
+    queue: object
+    logs: object
+
+
+def open_local(root: Path | None = None) -> LocalBackend:
+    from hyperbatch.adapters.local.logs import FileLogStore
+    from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
+
+    root = Path(root or home())
+    for sub in ("logs", "work", "workers"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    db = Database(root / "state.db")
+    return LocalBackend(root, db, SqliteJobStore(db), SqliteWorkQueue(db), FileLogStore(root / "logs"))

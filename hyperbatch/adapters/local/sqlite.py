@@ -1,0 +1,288 @@
+"""JobStore, WorkQueue and the events table on one SQLite database in WAL mode.
+
+The daemon and every worker process open the same file; each thread gets its
+own connection. Writes run in `BEGIN IMMEDIATE` transactions so a conditional
+update reads and writes under one lock, the way a DynamoDB conditional write
+does. A state change appends to `events` in the same transaction: the local
+twin of DynamoDB Streams, tailed by the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable
+
+from hyperbatch.core.errors import Conflict, NotFound
+from hyperbatch.core.model import Change, Expect, apply
+from hyperbatch.core.ports import Event, Page, WorkItem
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, queue TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, id);
+CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, id);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
+CREATE TABLE IF NOT EXISTS edges (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, queue TEXT NOT NULL,
+    old_state TEXT, new_state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS work (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, job_id TEXT NOT NULL,
+    lo INTEGER NOT NULL, hi INTEGER NOT NULL, attempt INTEGER NOT NULL, priority INTEGER NOT NULL,
+    visible_at REAL NOT NULL, lease_until REAL, worker TEXT
+);
+CREATE INDEX IF NOT EXISTS work_ready ON work (queue, priority DESC, id) WHERE lease_until IS NULL;
+CREATE INDEX IF NOT EXISTS work_leased ON work (lease_until) WHERE lease_until IS NOT NULL;
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, pid INTEGER NOT NULL, region TEXT NOT NULL, queue TEXT NOT NULL,
+    definition TEXT NOT NULL, started_at REAL NOT NULL
+);
+"""
+
+
+class Database:
+    """One SQLite file, one connection per thread."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self.conn.executescript(SCHEMA)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self):
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+class SqliteJobStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
+        with self.db.write() as conn:
+            try:
+                conn.executemany(
+                    "INSERT INTO jobs (id, owner, queue, state, doc) VALUES (?, ?, ?, ?, ?)",
+                    [(d["id"], d["owner"], d["queue"], d["state"], json.dumps(d)) for d in docs],
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("a job with one of these ids exists already") from None
+            conn.executemany("INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)", edges)
+            conn.executemany(
+                "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, NULL, ?)",
+                [(d["id"], d["queue"], d["state"]) for d in docs],
+            )
+
+    def get(self, job_id: str) -> dict:
+        row = self.db.conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"Unknown Job Id {job_id}")
+        return json.loads(row[0])
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:
+        ids = list(dict.fromkeys(job_ids))
+        out: dict[str, dict] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (doc,) in self.db.conn.execute(f"SELECT doc FROM jobs WHERE id IN ({marks})", chunk):
+                d = json.loads(doc)
+                out[d["id"]] = d
+        return out
+
+    def update(self, job_id: str, expect: Expect, change: Change) -> dict:
+        with self.db.write() as conn:
+            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"Unknown Job Id {job_id}")
+            old = json.loads(row[0])
+            new = apply(old, expect, change)
+            conn.execute(
+                "UPDATE jobs SET state = ?, doc = ? WHERE id = ?", (new["state"], json.dumps(new), job_id)
+            )
+            if new["state"] != old["state"]:
+                conn.execute(
+                    "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, ?, ?)",
+                    (job_id, new["queue"], old["state"], new["state"]),
+                )
+        return new
+
+    def query(self, *, owner=None, queue=None, states=None, limit=100, next=None) -> Page:
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if queue is not None:
+            where.append("queue = ?")
+            args.append(queue)
+        if states:
+            states = list(states)
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if next:
+            where.append("id < ?")
+            args.append(next)
+        sql = "SELECT doc FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        docs = [json.loads(r[0]) for r in rows[:limit]]
+        return Page(docs, docs[-1]["id"] if len(rows) > limit else None)
+
+    def dependents(self, parent_id: str) -> list[str]:
+        rows = self.db.conn.execute("SELECT child FROM edges WHERE parent = ?", (parent_id,))
+        return [r[0] for r in rows]
+
+    def counts(self, queue: str) -> dict[str, int]:
+        rows = self.db.conn.execute("SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,))
+        return dict(rows.fetchall())
+
+    # The local Events adapter: what DynamoDB Streams is on AWS.
+    def events_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Event]]:
+        rows = self.db.conn.execute(
+            "SELECT seq, job_id, old_state, new_state, queue FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(r[0], Event(r[1], r[2], r[3], r[4])) for r in rows]
+
+    def trim_events(self, upto: int) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+
+
+class SqliteWorkQueue:
+    """A lease table: claiming sets `lease_until`; an item is deleted only by `ack`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def send(self, queue, job_id, lo, hi, attempt, priority=0):
+        self.send_many([(queue, job_id, lo, hi, attempt, priority)])
+
+    def send_many(self, items):
+        now = time.time()
+        with self.db.write() as conn:
+            conn.executemany(
+                "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) VALUES (?,?,?,?,?,?,?)",
+                [(*item, now) for item in items],
+            )
+
+    def claim(self, queue, worker, max_tasks, lease_seconds):
+        now = time.time()
+        # Idle workers poll often: look without the write lock first.
+        if self.db.conn.execute(
+            "SELECT 1 FROM work WHERE queue = ? AND lease_until IS NULL AND visible_at <= ? LIMIT 1", (queue, now)
+        ).fetchone() is None:
+            return None
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT id, job_id, lo, hi, attempt, priority FROM work "
+                "WHERE queue = ? AND lease_until IS NULL AND visible_at <= ? "
+                "ORDER BY priority DESC, id LIMIT 1",
+                (queue, now),
+            ).fetchone()
+            if row is None:
+                return None
+            item_id, job_id, lo, hi, attempt, priority = row
+            until = now + lease_seconds
+            if hi - lo > max_tasks:
+                # Take the head of the range; the rest stays visible for other workers.
+                conn.execute("UPDATE work SET lo = ? WHERE id = ?", (lo + max_tasks, item_id))
+                hi = lo + max_tasks
+                item_id = conn.execute(
+                    "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at, lease_until, worker) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    (queue, job_id, lo, hi, attempt, priority, now, until, worker),
+                ).lastrowid
+            else:
+                conn.execute("UPDATE work SET lease_until = ?, worker = ? WHERE id = ?", (until, worker, item_id))
+        return WorkItem(str(item_id), queue, job_id, lo, hi, attempt, receipt=worker)
+
+    # A lease is named by (item id, worker): once the reconciler has taken an item
+    # back, its old worker can neither extend nor delete it.
+    def extend(self, item, lease_seconds):
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE work SET lease_until = ? WHERE id = ? AND worker = ?",
+                (time.time() + lease_seconds, int(item.id), item.receipt),
+            )
+        return cur.rowcount == 1
+
+    def ack(self, item):
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM work WHERE id = ? AND worker IS ?", (int(item.id), item.receipt))
+
+    def flush(self) -> None:
+        """Nothing is buffered here: `ack` deletes at once."""
+
+    def split(self, item: WorkItem, lo: int, hi: int) -> WorkItem:
+        """Keep [lo, hi) under this lease and put [hi, item.hi) back for other workers."""
+        with self.db.write() as conn:
+            conn.execute("UPDATE work SET lo = ?, hi = ? WHERE id = ?", (lo, hi, int(item.id)))
+            if hi < item.hi:
+                conn.execute(
+                    "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) "
+                    "SELECT queue, job_id, ?, ?, attempt, priority, ? FROM work WHERE id = ?",
+                    (hi, item.hi, time.time(), int(item.id)),
+                )
+        return WorkItem(item.id, item.queue, item.job_id, lo, hi, item.attempt, item.receipt)
+
+    def release(self, item, lo=None, delay=0.0):
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE work SET lo = ?, lease_until = NULL, worker = NULL, visible_at = ? WHERE id = ? AND worker = ?",
+                (item.lo if lo is None else lo, time.time() + delay, int(item.id), item.receipt),
+            )
+
+    def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
+        """Make a lost item claimable again from position `lo` with a new attempt number."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE work SET lo = ?, attempt = ?, lease_until = NULL, worker = NULL, visible_at = ? WHERE id = ?",
+                (lo, attempt, time.time(), int(item.id)),
+            )
+
+    def expired(self, now):
+        rows = self.db.conn.execute(
+            "SELECT id, queue, job_id, lo, hi, attempt, worker FROM work WHERE lease_until < ?", (now,)
+        )
+        return [WorkItem(str(r[0]), r[1], r[2], r[3], r[4], r[5], receipt=r[6]) for r in rows]
+
+    def in_flight(self, queue):
+        row = self.db.conn.execute(
+            "SELECT COUNT(*) FROM work WHERE queue = ? AND lease_until IS NOT NULL", (queue,)
+        ).fetchone()
+        return int(row[0])
+
+    def jobs_with_work(self, job_ids: list[str]) -> set[str]:
+        marks = ",".join("?" * len(job_ids))
+        rows = self.db.conn.execute(f"SELECT DISTINCT job_id FROM work WHERE job_id IN ({marks})", job_ids)
+        return {r[0] for r in rows}
+
+    def backlog(self, queue):
+        row = self.db.conn.execute(
+            "SELECT COALESCE(SUM(hi - lo), 0) FROM work WHERE queue = ? AND lease_until IS NULL", (queue,)
+        ).fetchone()
+        return int(row[0])

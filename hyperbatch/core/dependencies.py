@@ -1,0 +1,104 @@
+"""Job dependencies in PBS syntax (`afterok:A:B,afterany:C`) and the rule that says when they hold.
+
+A dependency names a whole job or a whole array, never one array task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+from hyperbatch.core.errors import SpecError
+from hyperbatch.core.ids import EXAMPLE, parse_job_ref
+from hyperbatch.core.states import JobState
+
+Kind = Literal["afterok", "afterany", "afternotok"]
+KINDS: tuple[str, ...] = ("afterok", "afterany", "afternotok")
+_HINT = f"as in afterok:{EXAMPLE} or afterok:ID1:ID2,afterany:ID3"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    kind: str
+    job_id: str
+
+    def __post_init__(self) -> None:
+        # parse_depend validates job ids; the constructor checks only the kind.
+        if self.kind not in KINDS:
+            raise SpecError(f"dependency kind '{self.kind}': use afterok, afterany or afternotok")
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.job_id}"
+
+
+def _job_id(text: str, kind: str) -> str:
+    job_id, index = parse_job_ref(text)
+    if index is not None:
+        raise SpecError(
+            f"dependency {kind}:{text}: an array task cannot be a dependency; "
+            f"depend on the whole array, as in {kind}:{job_id}"
+        )
+    return job_id
+
+
+def parse_depend(text: str) -> list[Dependency]:
+    """Parse `[depend=]afterok:ID[:ID...][,afterany:ID][,afternotok:ID]`; duplicates dropped, order kept.
+
+    `ID[]` (PBS for a whole array) is read as `ID`.
+    """
+    body = text.strip()
+    body = body[len("depend="):] if body.startswith("depend=") else body
+    deps: dict[Dependency, None] = {}
+    for group in (g.strip() for g in body.split(",")) if body else ():
+        if not group:
+            raise SpecError(f"dependency '{text.strip()}': remove the empty entry between commas, {_HINT}")
+        given, _, ids = group.partition(":")
+        kind = given.strip().lower()
+        if kind not in KINDS:
+            raise SpecError(
+                f"dependency '{group}': unknown kind '{given.strip()}'; use afterok, afterany or afternotok, {_HINT}"
+            )
+        names = [n.strip() for n in ids.split(":")] if ids.strip() else []
+        if not names or not all(names):
+            raise SpecError(f"dependency '{group}': give one or more job ids after '{kind}:', {_HINT}")
+        for name in names:
+            deps[Dependency(kind, _job_id(name, kind))] = None
+    return list(deps)
+
+
+def format_depend(deps: list[Dependency]) -> str:
+    """Inverse of parse_depend, grouping consecutive equal kinds: `afterok:A:B,afterany:C`."""
+    groups: list[list[str]] = []
+    for dep in deps:
+        if groups and groups[-1][0] == dep.kind:
+            groups[-1].append(dep.job_id)
+        else:
+            groups.append([dep.kind, dep.job_id])
+    return ",".join(":".join(group) for group in groups)
+
+
+def _check(dep: Dependency, state: JobState | None) -> tuple[str, str]:
+    """("met" | "wait" | "never", why) for one dependency given its parent's state (None: no such job)."""
+    if state is None:
+        return "never", f"{dep.job_id} does not exist"
+    if not state.final:
+        return "wait", ""
+    succeeded = state is JobState.SUCCEEDED
+    holds = {"afterok": succeeded, "afterany": True, "afternotok": not succeeded}[dep.kind]
+    return ("met", "") if holds else ("never", f"{dep.job_id} {state.value}")
+
+
+def evaluate(deps: list[Dependency], states: Mapping[str, JobState]) -> tuple[str, str]:
+    """("met", "") when every dependency holds, ("never", reason) when one never can, else ("wait", "").
+
+    afterok needs SUCCEEDED; afternotok needs FAILED or CANCELLED; afterany needs any final state.
+    A parent missing from `states` can never satisfy anything.
+    """
+    waiting = False
+    for dep in deps:
+        state = states.get(dep.job_id)
+        verdict, why = _check(dep, JobState(state) if state is not None else None)
+        if verdict == "never":
+            return "never", f"dependency {dep} can never be met: {why}"
+        waiting = waiting or verdict == "wait"
+    return ("wait", "") if waiting else ("met", "")

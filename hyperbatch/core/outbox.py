@@ -1,0 +1,72 @@
+"""What work a job's change makes runnable: the transactional outbox of the AWS adapters.
+
+On AWS the Scheduler and the Dispatcher only write the store; the release
+function reads every change from the table's stream (old and new document)
+and sends what `to_send` says (hyperbatch.adapters.aws.stream). The store write and
+the send can then never be torn apart by a crash: the stream delivers every
+change at least once. Local mode sends directly, as before; for any
+transition this function says what the core sends there (tests/unit/test_outbox.py),
+except the tail of a range a claim narrows, which the queue adapter itself
+sends back (`WorkQueue.split`).
+
+Pure: no I/O, no boto3.
+"""
+
+from __future__ import annotations
+
+from hyperbatch.core import arrays
+from hyperbatch.core.model import is_array
+from hyperbatch.core.states import JobState
+from hyperbatch.core.tasks import free_ranges, remove_range
+
+SendItem = tuple[str, str, int, int, int, int]  # (queue, job_id, lo, hi, attempt, priority)
+
+_LIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+def to_send(old: dict | None, new: dict | None) -> list[SendItem]:
+    """The work items a change of a job document from `old` to `new` makes runnable.
+
+    `old` is None for a new job, `new` None for a deleted one. A plain job is
+    sent when it becomes QUEUED at an attempt it was not QUEUED at before. An
+    array is sent what is sendable in `new` and was not in `old`: position
+    ranges never handed out (attempt 1) and task retries (their attempt), but
+    nothing while it is held, waiting, finished or being cancelled.
+    """
+    if new is None:
+        return []
+    if is_array(new):
+        return _array_items(old, new)
+    if new["state"] != JobState.QUEUED.value:
+        return []
+    if old is not None and old["state"] == JobState.QUEUED.value and old["attempt"] == new["attempt"]:
+        return []
+    return [(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])]
+
+
+def sendable(doc: dict | None) -> tuple[list[tuple[int, int]], dict[str, int]]:
+    """An array's work that messages must stand for: (free position ranges, retries index -> attempt)."""
+    if doc is None or doc["state"] not in _LIVE or doc["cancel_requested"]:
+        return [], {}
+    return free_ranges(doc["dispatched"], 0, doc["total"]), dict(doc["retrying"])
+
+
+def _array_items(old: dict | None, new: dict) -> list[SendItem]:
+    free, retrying = sendable(new)
+    was_free, was_retrying = sendable(old if old is not None and is_array(old) else None)
+    queue, job_id, priority = new["queue"], new["id"], new["priority"]
+    items: list[SendItem] = []
+    for lo, hi in free:
+        parts = [[lo, hi]]
+        for a, b in was_free:
+            parts = [part for p in parts for part in remove_range([p], a, b)]
+        items += [(queue, job_id, a, b, 1, priority) for a, b in parts]
+    if retrying:
+        spec = arrays.parse_array(new["array"])
+        again = []
+        for index, attempt in retrying.items():
+            if was_retrying.get(index) != attempt:
+                pos = spec.position_of(int(index))
+                again.append((queue, job_id, pos, pos + 1, int(attempt), priority))
+        items += sorted(again)
+    return items

@@ -1,0 +1,162 @@
+"""The narrow ports the core talks through (ARCHITECTURE.md §2).
+
+Every port has a local adapter (SQLite, files, subprocesses) and an AWS
+adapter (DynamoDB, SQS, CloudWatch Logs, AWS Batch); the contract tests in
+tests/contract run the same assertions against both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+from hyperbatch.core.model import Change, Expect
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A job's state changed (what DynamoDB Streams or the local events table carry)."""
+
+    job_id: str
+    old_state: str | None
+    new_state: str
+    queue: str
+
+
+class JobStore(Protocol):
+    def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
+        """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists)."""
+
+    def get(self, job_id: str) -> dict:
+        """The job document; raises NotFound."""
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:
+        """Documents of the ids that exist."""
+
+    def update(self, job_id: str, expect: Expect, change: Change) -> dict:
+        """Conditional write; returns the new document; raises StaleTransition or NotFound."""
+
+    def query(
+        self, *, owner: str | None = None, queue: str | None = None,
+        states: Iterable[str] | None = None, limit: int = 100, next: str | None = None,
+    ) -> Page:
+        """Jobs newest first, by owner and/or queue+state, through indexes (never a scan)."""
+
+    def dependents(self, parent_id: str) -> list[str]:
+        """Ids of the jobs that depend on `parent_id`."""
+
+    def counts(self, queue: str) -> dict[str, int]:
+        """Jobs per state in a queue (arrays count once, by their derived state)."""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A claimed piece of work: a job, or positions [lo, hi) of an array, under a lease."""
+
+    id: str
+    queue: str
+    job_id: str
+    lo: int
+    hi: int
+    attempt: int
+    receipt: str  # what ack/extend/release need to name this lease
+    # True when the queue delivered this item before and its lease ran out (SQS:
+    # ApproximateReceiveCount > 1, or a copy that `release` made of such an item).
+    # A lease table reports lost leases through `expired()` instead and always
+    # leaves this False. A worker that claims a redelivered item hands it to
+    # `Dispatcher.recover_lost` rather than running it.
+    redelivered: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+
+class WorkQueue(Protocol):
+    def send(self, queue: str, job_id: str, lo: int, hi: int, attempt: int, priority: int = 0) -> None:
+        """Make work visible to workers of `queue`."""
+
+    def send_many(self, items: list[tuple[str, str, int, int, int, int]]) -> None:
+        """Batch send of (queue, job_id, lo, hi, attempt, priority)."""
+
+    def claim(self, queue: str, worker: str, max_tasks: int, lease_seconds: float) -> WorkItem | None:
+        """Lease the next item, split so that it holds at most `max_tasks` array positions.
+
+        `max_tasks` is how much work the worker takes at once: a queue may also
+        receive up to that many items in one call and hand them out in turn.
+        """
+
+    def extend(self, item: WorkItem, lease_seconds: float) -> bool:
+        """Heartbeat: push the lease out; False if the lease was lost."""
+
+    def ack(self, item: WorkItem) -> None:
+        """Delete the item: its work has a final state in the store (SQS buffers it for a batch: see `flush`)."""
+
+    def flush(self) -> None:
+        """Carry out acks still buffered (a worker going idle or stopping calls this); a no-op where ack is immediate."""
+
+    def release(self, item: WorkItem, lo: int | None = None, delay: float = 0.0) -> None:
+        """Give back positions [lo, hi) of the item (all of it if lo is None), visible after `delay`."""
+
+    def split(self, item: WorkItem, lo: int, hi: int) -> WorkItem:
+        """Keep [lo, hi) under this lease; [hi, item.hi) goes back for other workers."""
+
+    def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
+        """Make the item's work claimable again from `lo` at `attempt` (a worker giving it back, or its
+        recovery after the worker was lost); the item itself is gone."""
+
+    def expired(self, now: float) -> list[WorkItem]:
+        """Items whose lease ran out (their worker is gone).
+
+        A queue that redelivers lost work by itself (SQS) returns [] here and
+        marks the redelivered item's `redelivered` instead.
+        """
+
+    def backlog(self, queue: str) -> int:
+        """Array positions and jobs waiting in `queue`, not leased.
+
+        SQS can only count messages (one job, or a range of array positions,
+        each), so the AWS adapter answers in messages, not positions.
+        """
+
+    def in_flight(self, queue: str) -> int:
+        """Items of `queue` under a lease (being run)."""
+
+    def jobs_with_work(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs have an item in the queue (for the reconciler's gap check).
+
+        Only a queue that can be searched (the local lease table) answers; SQS
+        raises NotImplementedError (on AWS the table's stream sends the work, see hyperbatch.adapters.aws.sqs).
+        """
+
+
+class LogSink(Protocol):
+    """Where a running job's stdout and stderr go while it runs."""
+
+    stdout: int  # file descriptors handed to the child process
+    stderr: int
+
+    def close(self) -> None: ...
+
+
+class LogStore(Protocol):
+    def sink(self, job_id: str, index: int | None, attempt: int) -> LogSink: ...
+
+    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[str, int]:
+        """Text from `offset` (in bytes) and the offset after it."""
+
+
+class Compute(Protocol):
+    def start(self, region: str, queue: str, definition: str, count: int) -> int:
+        """Start workers; returns how many were started."""
+
+    def running(self) -> dict[tuple[str, str], int]:
+        """Workers alive per (region, queue)."""
+
+    def stop_all(self) -> None: ...

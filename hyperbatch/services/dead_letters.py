@@ -1,0 +1,201 @@
+"""The reconciler on AWS, where the queue (SQS) can neither list lost leases nor be searched.
+
+Local mode's reconciler (hyperbatch.services.lease_recovery) asks the lease table for
+expired leases and for jobs with no work item. On AWS neither question is
+needed, and no index is searched for them: sends come from the table's
+stream (hyperbatch.services.stream_release), so no store write can lose its send, and
+every RUNNING job or chunk always has a message that comes back to check on
+it (a redelivered message whose worker still beats is released again with a
+delay of one lease, not deleted: `Dispatcher.recover_lost`), so a worker
+that dies is found by SQS redelivery. Each run (the reconciler function,
+once a minute) does two things:
+
+1. Dead letters. A message received MAX_RECEIVE_COUNT times without being
+   deleted lands in the queue's DLQ (a poison message: whatever handles it
+   keeps crashing). Its job is marked FAILED, exit status -1, reason
+   "dead-lettered after 5 receives" (for an array: the tasks the message
+   carried and nothing else), unless the job moved on since (the letter is
+   a leftover) or its worker still beats: then a fresh copy of the letter
+   goes back to the queue, visible after one lease (at most 900 s), to check
+   on the job again, as the redelivered message would have. Then the letter
+   is deleted.
+
+2. Parked stream batches. A batch of the table's stream that the release
+   function kept failing on (its retries exhausted) is parked by the event
+   source mapping as a message on the release-failures queue naming the
+   records (shard and sequence numbers). They are read back from the stream
+   (kept 24 hours) and handled again exactly as the release function would:
+   dependency release, sends, job counters. A batch that fails again is
+   parked again from its first failed record; one the stream no longer has
+   is logged as lost and dropped.
+
+Costs per run: one ReceiveMessage per queue's DLQ and one on the
+release-failures queue; nothing else when there is nothing to repair (a
+dead letter costs a GetItem and an UpdateItem or a SendMessage; a parked
+batch a GetShardIterator, a GetRecords and what the release function would
+have spent on it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from hyperbatch.core import arrays, exits
+from hyperbatch.services.dispatch import Dispatcher
+from hyperbatch.core.errors import NotFound, StaleTransition
+from hyperbatch.services.metrics import JobMetrics
+from hyperbatch.core.model import Change, Expect, is_array
+from hyperbatch.core.ports import WorkItem
+from hyperbatch.services.scheduler import Scheduler
+from hyperbatch.core.states import FINAL, JobState
+from hyperbatch.core.tasks import add_range, free_ranges, settle, update_array
+from hyperbatch.services.stream_release import redrive
+
+log = logging.getLogger("hyperbatch.reconcile")
+
+MAX_DEAD_LETTERS = 1000  # per queue and run; the rest wait for the next run
+MAX_PARKED_BATCHES = 20  # per run (each up to the mapping's batch size of records)
+FINAL_STATES = frozenset(s.value for s in FINAL)
+
+FAILED, WATCHED, LEFTOVER = "failed", "watched", "leftover"
+
+
+def dead_letter_reason(receives: int) -> str:
+    return f"dead-lettered after {receives} receives"
+
+
+class Reconciler:
+    """`scheduler` and `dispatcher` hold the stream-sent queue (their store writes send through the
+    stream); `queue` is the SqsWorkQueue itself (dead letters, copies of letters, re-driven sends).
+    `parked` reads the release-failures queue and the stream (None: no re-drive), `decode` reads one of
+    its records (hyperbatch.adapters.aws.stream: ParkedBatches, decode_record)."""
+
+    def __init__(self, scheduler: Scheduler, dispatcher: Dispatcher, queue, parked=None, decode=None):
+        self.scheduler, self.dispatcher = scheduler, dispatcher
+        self.store, self.queue, self.parked, self.decode = scheduler.store, queue, parked, decode
+        self.metrics = JobMetrics()  # of the records re-driven by the last run
+
+    def run_once(self) -> dict[str, int]:
+        out = {"dead_lettered": 0, "watched": 0, "redriven": 0}
+        for q in self.scheduler.config.queues:
+            found = self.dead_letters(q.name)
+            out["dead_lettered"] += found[FAILED]
+            out["watched"] += found[WATCHED]
+        self.metrics = JobMetrics()
+        if self.parked is not None:
+            out["redriven"] = self.redrive()["records"]
+        return out
+
+    # ---- 1. dead letters --------------------------------------------------------------------
+    def dead_letters(self, queue: str) -> dict[str, int]:
+        """Handle the queue's dead letters: {"failed": jobs or chunks failed, "watched": copies sent back, ...}."""
+        found = {FAILED: 0, WATCHED: 0, LEFTOVER: 0}
+        handled = 0
+        while handled < MAX_DEAD_LETTERS:
+            letters = self.queue.dead_letters(queue, max_messages=min(100, MAX_DEAD_LETTERS - handled))
+            if not letters:
+                break
+            for item, receipt in letters:
+                handled += 1
+                if item is None:  # not a work item: left for a human (hidden for a while, then back)
+                    log.warning("unreadable dead letter in queue %s", queue)
+                    continue
+                verdict = self._judge(item)
+                if verdict == WATCHED:
+                    self._watch(item)
+                found[verdict] += 1
+                self.queue.drop_dead_letter(queue, receipt)
+        return found
+
+    def _watch(self, item: WorkItem) -> None:
+        """A fresh copy of the letter, visible after one lease, that comes back to check on the live worker.
+
+        It is a copy of a redelivered item (`copy_of` its id, as `SqsWorkQueue.release` makes one): it
+        comes back as a redelivered item with the letter's id, so it goes to `Dispatcher.recover_lost`
+        (put back again while the worker beats, recovered once it stopped), and an array chunk, keyed
+        by the id, is still found.
+        """
+        delay = min(float(self.dispatcher.lease_seconds), float(self.queue.max_delay_seconds))
+        self.queue._send(item.queue, item.job_id, item.lo, item.hi, item.attempt, getattr(item, "priority", 0),
+                         delay, copy_of=item.id)
+
+    def _judge(self, item: WorkItem) -> str:
+        try:
+            doc = self.store.get(item.job_id)
+        except NotFound:
+            return LEFTOVER
+        if is_array(doc):
+            return self._fail_tasks(item)
+        state = doc["state"]
+        if doc["attempt"] != item.attempt or state not in (JobState.QUEUED.value, JobState.RUNNING.value):
+            return LEFTOVER  # moved on since
+        if state == JobState.RUNNING.value and self.dispatcher.alive(doc["heartbeat_at"]):
+            return WATCHED  # its worker still runs it and will record the result
+        change = Change(set={"state": JobState.FAILED, "finished_at": time.time(),
+                             "exit_status": exits.SCHEDULER_FAILURE, "reason": dead_letter_reason(self.queue.max_receive_count)})
+        try:
+            self.store.update(doc["id"], Expect.state(JobState(state), attempt=item.attempt), change)
+        except StaleTransition:
+            return LEFTOVER
+        return FAILED
+
+    def _fail_tasks(self, item: WorkItem) -> str:
+        """Fail what the letter carried: its chunk if one ran and stopped beating, its retry, or the
+        positions of its range that were never handed out."""
+        verdict = {}
+
+        def decide(doc: dict) -> Change | None:
+            verdict["last"], change = self._task_failures(doc, item)
+            return change
+
+        update_array(self.store, item.job_id, decide)
+        return verdict.get("last", LEFTOVER)
+
+    def _task_failures(self, doc: dict, item: WorkItem) -> tuple[str, Change | None]:
+        if doc["state"] in FINAL_STATES:
+            return LEFTOVER, None
+        spec = arrays.parse_array(doc["array"])
+        chunk = doc["chunks"].get(item.id)
+        if chunk is not None:
+            if self.dispatcher.chunk_alive(doc, item.id):
+                return WATCHED, None
+
+            def verdict(pos: int, index: str):
+                if doc["cancel_requested"] or index in doc["cancelled_tasks"]:
+                    return "cancelled", None
+                return "failed", exits.SCHEDULER_FAILURE
+
+            change, _ = settle(doc, item.id, verdict)
+        elif item.attempt > 1:
+            index = str(spec.index_at(item.lo))
+            if doc["retrying"].get(index) != item.attempt:
+                return LEFTOVER, None
+            change = Change(set={
+                "retrying": {k: v for k, v in doc["retrying"].items() if k != index},
+                "failed_tasks": {**doc["failed_tasks"], index: exits.SCHEDULER_FAILURE},
+                "pending": doc["pending"] - 1, "failed": doc["failed"] + 1,
+            })
+        else:
+            if doc["cancel_requested"]:
+                return LEFTOVER, None
+            dispatched, failed = doc["dispatched"], dict(doc["failed_tasks"])
+            for gap in free_ranges(doc["dispatched"], item.lo, item.hi):
+                for pos in range(*gap):
+                    index = str(spec.index_at(pos))
+                    if index not in doc["cancelled_tasks"]:
+                        failed[index] = exits.SCHEDULER_FAILURE
+                dispatched = add_range(dispatched, *gap)
+            newly = len(failed) - len(doc["failed_tasks"])
+            if not newly:
+                return LEFTOVER, None
+            change = Change(set={"dispatched": dispatched, "failed_tasks": failed,
+                                 "pending": doc["pending"] - newly, "failed": doc["failed"] + newly})
+        change.set["reason"] = f"tasks {dead_letter_reason(self.queue.max_receive_count)}"
+        return FAILED, change
+
+    # ---- 2. parked stream batches -----------------------------------------------------------
+    def redrive(self) -> dict[str, int]:
+        """Stream batches the release function gave up on, handled again (hyperbatch.services.stream_release.redrive)."""
+        return redrive(self.parked, self.scheduler, self.queue, self.store, self.decode, most=MAX_PARKED_BATCHES,
+                       metrics=self.metrics)

@@ -1,0 +1,189 @@
+"""What every function builds once per process (per Lambda execution environment) and reuses.
+
+The configuration comes from HYPER_CONFIG (validated as local mode validates
+its files), the adapters from the variables of stacks/contract.py, and the
+Scheduler, Dispatcher, compute and reconciler over them are made on first use:
+a warm invocation pays for none of it. The Scheduler and the Dispatcher hold
+the stream-sent queue (hyperbatch.adapters.aws.stream.StreamSentQueue: they write the
+store, the release function sends from the table's stream); `queue` is the
+SQS queue itself. `reset()` forgets everything (tests
+that switch moto backends or environments).
+
+Logs are Powertools JSON lines on stdout; metrics are EMF documents on
+stdout, which Lambda ships to CloudWatch Logs and CloudWatch turns into
+metrics (namespace POWERTOOLS_METRICS_NAMESPACE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from hyperbatch.wiring.worker import configuration_from_environment
+from hyperbatch.config import Configuration
+from hyperbatch.services.scheduler import Caller, Scheduler
+
+SERVICE = "hyperbatch"
+NAMESPACE = "HyperBatch"
+
+
+class _Stdout:
+    """sys.stdout as it is at each write (Lambda's is fixed; test runners swap theirs)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE), stream=_Stdout())
+
+
+@dataclass
+class Runtime:
+    config: Configuration
+    env: dict = field(repr=False)
+
+    @cached_property
+    def backend(self):
+        from hyperbatch.adapters.aws import from_environment
+
+        # Functions never claim work, so no long poll; dead letters are read without one anyway.
+        return from_environment(self.env, queues=[q.name for q in self.config.queues],
+                                retention_days=self.config.settings.job_retention_days, wait_seconds=0)
+
+    @property
+    def store(self):
+        return self.backend.store
+
+    @property
+    def queue(self):
+        """The SQS queue itself: what the release function sends, the scaler counts, the reconciler repairs."""
+        return self.backend.queue
+
+    @cached_property
+    def stream_sent(self):
+        """The queue the Scheduler and Dispatcher hold: their sends come from the table's stream."""
+        from hyperbatch.adapters.aws.stream import StreamSentQueue
+
+        return StreamSentQueue(self.backend.queue)
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs)
+
+    @cached_property
+    def admins(self) -> frozenset[str]:
+        return frozenset(json.loads(self.env.get("HYPER_ADMINS") or "[]"))
+
+    def authorize(self, event: dict) -> Caller | None:
+        """The IAM principal API Gateway verified (payload 2.0, IAM authorizer); None if there is none."""
+        context = event.get("requestContext") or {}
+        iam = (context.get("authorizer") or {}).get("iam") or {}
+        arn = iam.get("userArn")
+        if not arn:
+            return None
+        return Caller(arn, admin=arn in self.admins)
+
+    @cached_property
+    def api(self):
+        from hyperbatch.api import build_app
+
+        # Counting workers needs Batch permissions the API function does not have: GET /queues
+        # shows none (the scaler publishes WorkersRunning per region instead).
+        return build_app(self.scheduler, self.authorize, lambda: {}, unauthenticated_status=403)
+
+    @cached_property
+    def compute(self):
+        from hyperbatch.adapters.aws.batch import BatchCompute
+
+        return BatchCompute(self.config, json.loads(self.env["HYPER_COMPUTE"]))
+
+    @cached_property
+    def weights(self):
+        from hyperbatch.adapters.aws.placement import RegionWeights
+
+        return RegionWeights(self.config)
+
+    def work(self, queue: str) -> int:
+        """What the scaler sizes a queue on: tasks waiting (the store counts array tasks, SQS only
+        messages; the larger, so stale messages get drained too) plus items being run."""
+        return max(self.store.pending_tasks(queue), self.queue.backlog(queue)) + self.queue.in_flight(queue)
+
+    @cached_property
+    def dispatcher(self):
+        from hyperbatch.services.dispatch import Dispatcher
+
+        settings = self.config.settings
+        return Dispatcher(self.store, self.stream_sent, "reconciler", settings.main_region, settings.lease_seconds)
+
+    @cached_property
+    def parked(self):
+        """The release-failures queue (HYPER_STREAM_FAILURES_URL) and the table's stream to read its batches from."""
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.stream import ParkedBatches
+
+        region = self.env["HYPER_MAIN_REGION"]
+        return ParkedBatches(clients.client("sqs", region), self.env["HYPER_STREAM_FAILURES_URL"],
+                             clients.client("dynamodbstreams", region))
+
+    @cached_property
+    def reconciler(self):
+        from hyperbatch.adapters.aws.stream import decode_record
+        from hyperbatch.services.dead_letters import Reconciler
+
+        return Reconciler(self.scheduler, self.dispatcher, self.queue, self.parked, decode_record)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                env = dict(os.environ)
+                _runtime = Runtime(configuration_from_environment(env), env)
+    return _runtime
+
+
+def reset() -> None:
+    global _runtime
+    with _lock:
+        _runtime = None
+
+
+def publish(dimension: str, value: str, metrics: dict[str, tuple[str, list[float]]]) -> None:
+    """One EMF document: `metrics` name -> (unit, values), all under `dimension`=`value`."""
+    if not any(values for _, values in metrics.values()):
+        return
+    emf = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+                           service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+    emf.add_dimension(dimension, value)
+    for name, (unit, values) in metrics.items():
+        for v in values:
+            emf.add_metric(name=name, unit=unit, value=v)
+    emf.flush_metrics()
+
+
+def publish_jobs(metrics) -> None:
+    """Job metrics (hyperbatch.services.metrics.JobMetrics) per queue, one EMF document each."""
+    from hyperbatch.services.metrics import DISPATCH_LATENCY
+
+    for queue, (counts, latencies) in metrics.by_queue().items():
+        values = {name: (COUNT, [n]) for name, n in counts.items()}
+        values[DISPATCH_LATENCY] = (MILLISECONDS, latencies)
+        publish("queue", queue, values)
+
+
+COUNT, MILLISECONDS = MetricUnit.Count, MetricUnit.Milliseconds

@@ -1,0 +1,114 @@
+"""Wiring of a worker process: the agent over the adapters its environment names.
+
+`worker_image/start.sh` runs this module in a loop (`python -m hyperbatch.wiring.worker`).
+Local workers (HYPER_BACKEND=local, started by the daemon's compute) use the SQLite store
+under $HYPERBATCH_HOME; AWS workers (HYPER_BACKEND=aws, in Batch containers or on
+instances) use the main region's table, queues and logs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Mapping
+
+from hyperbatch import config as config_models
+from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
+from hyperbatch.services.dispatch import Dispatcher
+from hyperbatch.adapters.local import open_local
+from hyperbatch.config import configuration_from_environment
+
+
+def worker_from_environment(env: Mapping[str, str] | None = None):
+    """An Agent for the queue, region and worker named in the environment (set by Compute).
+
+    `env` defaults to os.environ (the AWS-in-a-box harness passes one per worker thread).
+    """
+
+    backend_kind = (os.environ if env is None else env).get("HYPER_BACKEND", "local")
+    if backend_kind == "aws":
+        return _aws_worker(os.environ if env is None else env)
+    if backend_kind != "local":
+        raise ValueError(f"HYPER_BACKEND={backend_kind}: this build knows 'local' and 'aws'")
+    config = config_models.load(os.environ["HYPER_CONFIG_DIR"])
+    local = config.settings.local
+    definition = config.definition(os.environ["HYPER_DEFINITION"])
+    backend = open_local()
+    dispatcher = Dispatcher(
+        backend.store, backend.queue, os.environ["HYPER_WORKER_ID"], os.environ["HYPER_REGION"], local.lease_seconds
+    )
+    settings = Settings(
+        queue=os.environ["HYPER_QUEUE"],
+        idle_timeout=float(os.environ.get("HYPER_IDLE_TIMEOUT", definition.idle_timeout_seconds)),
+        lease_seconds=local.lease_seconds,
+        heartbeat_seconds=local.heartbeat_seconds,
+        chunk_size=definition.chunk_size,
+        work_root=backend.home / "work",
+        definition_env=dict(definition.environment),
+        pid_file=backend.home / "workers" / f"{os.environ['HYPER_WORKER_ID']}.job",
+    )
+    return Agent(dispatcher, backend.queue, backend.logs, settings)
+
+
+# Long poll of an AWS worker's claims (seconds, 0-20): an idle worker costs one ReceiveMessage
+# per this many seconds. Keep it under the definition's idle timeout.
+AWS_CLAIM_WAIT_SECONDS = 10
+
+
+def _aws_worker(env: Mapping[str, str]):
+    """A worker in a Batch container (or on an instance): AWS adapters on the main region's table and queues.
+
+    From the environment (stacks/contract.worker_environment plus the Batch submit's overrides):
+    HYPER_CONFIG, HYPER_DEFINITION, HYPER_REGION, HYPER_QUEUE, the shared HYPER_MAIN_REGION /
+    HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
+    worker's id, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
+    HYPER_IDLE_TIMEOUT and HYPER_CLAIM_WAIT_SECONDS. Lease and heartbeat come from the settings,
+    the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
+    queue (hyperbatch.adapters.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
+    by the release function from the table's stream, not by the worker.
+    """
+    from hyperbatch.services.agent import Agent, Settings
+    from hyperbatch.adapters.aws import from_environment
+    from hyperbatch.adapters.aws.stream import StreamSentQueue
+    from hyperbatch.services.dispatch import Dispatcher
+
+    config = configuration_from_environment(env)
+    settings = config.settings
+    definition = config.definition(env["HYPER_DEFINITION"])
+    queue = env["HYPER_QUEUE"]
+    config.queue(queue)  # KeyError for a queue the configuration does not know
+    worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
+    wait = int(env.get("HYPER_CLAIM_WAIT_SECONDS", AWS_CLAIM_WAIT_SECONDS))
+    backend = from_environment(env, queues=[q.name for q in config.queues],
+                               retention_days=settings.job_retention_days, wait_seconds=wait)
+    work_root = Path(env.get("HYPER_WORK_ROOT") or "/tmp/hyperbatch")
+    (work_root / "work").mkdir(parents=True, exist_ok=True)
+    # The worker writes the store; the work its changes make runnable is sent from the table's stream.
+    queue_port = StreamSentQueue(backend.queue)
+    dispatcher = Dispatcher(backend.store, queue_port, worker, env["HYPER_REGION"], settings.lease_seconds)
+    agent_settings = Settings(
+        queue=queue,
+        idle_timeout=float(env.get("HYPER_IDLE_TIMEOUT", definition.idle_timeout_seconds)),
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        chunk_size=definition.chunk_size,
+        work_root=work_root / "work",
+        definition_env=dict(definition.environment),
+        pid_file=work_root / f"{worker.replace('/', '_')}.job",
+    )
+    return Agent(dispatcher, queue_port, backend.logs, agent_settings)
+
+
+def main() -> int:
+    try:
+        agent = worker_from_environment()
+    except (KeyError, ValueError) as exc:
+        print(f"hyperbatch agent: misconfigured: {exc}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
+    return agent.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
