@@ -1,31 +1,49 @@
-# HyperBatch: `make demo` runs local mode with example jobs; `make test` runs the whole suite.
-# Both create .venv on first use and reuse it after (pip only runs when pyproject.toml changes).
+# HyperBatch: `make demo` runs local mode with example jobs; `make test` runs the lint and the whole suite.
+# Both create .venv on first use and reuse it after (pip runs again only when what it installs changed).
+# `make demo` installs the runtime alone; `make test` adds the test extras under constraints.txt, the
+# versions the suite was last run with, so an upstream release cannot change what CI tests.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+TESTING := $(VENV)/.testing
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint venv bench constraints clean
 
-venv: $(STAMP)
+venv: $(RUNTIME)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e . -c requirements.txt
+	touch $@
+
+$(TESTING): pyproject.toml requirements.txt constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -c constraints.txt
+	touch $@ $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+lint: $(TESTING)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(TESTING)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-bench: $(STAMP)
+bench: $(TESTING)
 	$(BIN)/python bench/local_throughput.py
 	$(BIN)/python bench/latency.py
 
+# Re-pin the test extras: resolve them afresh under the deploy pins, then record what was installed.
+constraints: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[test,bench]' -c requirements-deploy.txt
+	$(BIN)/python -m pip freeze --exclude-editable > constraints.txt
+
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache

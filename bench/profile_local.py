@@ -120,7 +120,7 @@ def report_cprofile(files: list[Path], label: str, per: int, per_label: str) -> 
     stats.sort_stats("tottime").print_stats(18)
     lines = [l for l in buf.getvalue().splitlines() if l.strip()]
     start = next((i for i, l in enumerate(lines) if l.strip().startswith("ncalls")), 0)
-    print(f"# top by own time:")
+    print("# top by own time:")
     for l in lines[start:start + 19]:
         print("#   " + l.strip())
 

@@ -89,25 +89,11 @@ def load_hosts() -> dict[str, Any]:
 
 def save_hosts(data: dict[str, Any]) -> None:
     """Write hosts.json atomically with mode 0600, creating the state directory (0700) if needed."""
-    import tempfile
+    from hyperbatch.support.files import atomic_write
 
     path = hosts_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hosts.", suffix=".tmp")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     try:  # make the rename durable; not fatal where directories cannot be opened
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping
 
+from hyperbatch.core.errors import ConfigError
+from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -22,10 +24,6 @@ FILES = ("settings", "regions", "clusters", "queues", "definitions", "images")
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing, malformed or inconsistent; the message names file, entry and field."""
 
 
 class _Model(BaseModel):
@@ -359,9 +357,7 @@ def dump(directory: str | Path, kind: str, value) -> None:
     else:
         data = value.model_dump(mode="json", exclude_defaults=True)
     path = Path(directory) / f"{kind}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n", mode=0o644)
 
 
 def configuration_from_environment(env: Mapping[str, str]) -> Configuration:

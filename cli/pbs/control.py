@@ -37,7 +37,6 @@ def _act_on_each(prog: str, ids: tuple[str, ...], method: str, suffix: tuple[str
     return rc
 
 
-_ID_NOTE = "\n\nID is a job id, ID[] an array, ID[3] one array task."
 
 
 @click.command(

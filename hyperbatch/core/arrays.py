@@ -109,19 +109,3 @@ def format_indices(indices: Iterable[int]) -> str:
         else:
             runs.append([index, index])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-def parse_indices(text: str) -> list[int]:
-    """Inverse of format_indices: `1-3,7` -> [1, 2, 3, 7] (sorted, deduplicated; "" -> [])."""
-    out: set[int] = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        match = re.fullmatch(r"([0-9]{1,18})(?:-([0-9]{1,18}))?", part)
-        if match is None:
-            raise SpecError(f"index list '{text}': '{part}' is not an index or range, as in 1-3,7,9-10")
-        first, last = int(match[1]), int(match[2] or match[1])
-        if last < first:
-            raise SpecError(f"index list '{text}': in '{part}' the end must not be below the start")
-        if len(out) + last - first + 1 > MAX_ARRAY_SIZE:
-            raise SpecError(f"index list '{text}': more than {MAX_ARRAY_SIZE} indices")
-        out.update(range(first, last + 1))
-    return sorted(out)

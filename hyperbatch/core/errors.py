@@ -36,3 +36,7 @@ class StaleTransition(Exception):
 
     Not a user error: the caller re-reads and decides again.
     """
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or inconsistent; the message names file, entry and field."""

@@ -9,7 +9,7 @@ physical names of deployed resources.
 
 from __future__ import annotations
 
-from hyperbatch.config import ConfigError
+from hyperbatch.core.errors import ConfigError
 
 # Global secondary indexes of the job table: name -> (partition key, sort key).
 INDEXES = {

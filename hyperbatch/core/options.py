@@ -36,14 +36,6 @@ def parse_walltime(text: str) -> int:
     return seconds
 
 
-def format_walltime(seconds: int) -> str:
-    """`HH:MM:SS` (hours may exceed 24), the form qstat shows."""
-    if seconds < 0:
-        raise ValueError(f"walltime {seconds}: must not be negative")
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-
-
 def parse_resources(text: str) -> dict[str, str]:
     """`-l` list `walltime=01:00:00,ncpus=2,mem=4gb` -> {key: raw value}; unknown keys are kept.
 

@@ -21,24 +21,9 @@ class JobState(str, Enum):
     def final(self) -> bool:
         return self in FINAL
 
-    @property
-    def letter(self) -> str:
-        """The one-letter PBS state shown in qstat's S column."""
-        return LETTERS[self]
-
 
 FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ACTIVE = frozenset(JobState) - FINAL
-LETTERS = {
-    JobState.WAITING: "W",
-    JobState.HELD: "H",
-    JobState.QUEUED: "Q",
-    JobState.RUNNING: "R",
-    JobState.SUCCEEDED: "F",
-    JobState.FAILED: "F",
-    JobState.CANCELLED: "F",
-}
-
 # Every allowed move; anything else is refused. RUNNING -> QUEUED is a retry
 # (exit != 0, walltime or a lost worker with attempts left) and bumps the attempt.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

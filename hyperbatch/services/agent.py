@@ -16,21 +16,23 @@ worker that exits leaves no acknowledged message behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hyperbatch.core import exits
+from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
+
+log = logging.getLogger("hyperbatch.agent")
 
 EXIT_IDLE, EXIT_MISCONFIGURED = 0, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
@@ -121,13 +123,13 @@ class Supervisor(threading.Thread):
                 try:
                     signals = self.dispatcher.heartbeat(run)
                 except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
-                    print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
+                    log.warning("heartbeat failed: %s", exc)
                     continue
                 if self.flush is not None:
                     try:
                         self.flush()
                     except Exception as exc:  # those messages come back and are acked again: never fatal
-                        print(f"flushing acks failed: {exc}", file=sys.stderr, flush=True)
+                        log.warning("flushing acks failed: %s", exc)
                 if self.run_ is not run:
                     continue  # that run ended while we were beating: the answer is about work that is done
                 self.lease_lost |= signals.lease_lost
@@ -167,7 +169,7 @@ class Agent:
             try:
                 self.flush()  # idle, stopped by a signal or crashing: no acknowledged message is left behind
             except Exception as exc:  # not worth a crash: those messages come back and are acked again
-                print(f"flushing acks failed: {exc}", file=sys.stderr, flush=True)
+                log.warning("flushing acks failed: %s", exc)
             if self._pid_fd is not None:
                 os.close(self._pid_fd)
                 self._pid_fd = None
@@ -321,11 +323,7 @@ class Agent:
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         path = workdir / f".hyperbatch-script-{job['attempt']}"
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=workdir)
-            with os.fdopen(fd, "w") as f:
-                f.write(job["script"])
-            os.chmod(tmp, 0o700)
-            os.replace(tmp, path)
+            atomic_write(path, job["script"], mode=0o700)
         return [str(path)] if job["script"].startswith("#!") else ["/bin/bash", str(path)]
 
     def _environment(self, run: Run) -> dict:

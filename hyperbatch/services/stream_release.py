@@ -44,9 +44,9 @@ class StreamBatch:
     (hyperbatch.adapters.aws.stream.decode_record: events, old and new job documents, times).
     """
 
-    scheduler: object
-    queue: object
-    store: object
+    scheduler: Any
+    queue: Any
+    store: Any
     decode: Callable[[dict], Any]
     metrics: JobMetrics = field(default_factory=JobMetrics)
     handled: list[dict] = field(default_factory=list)
@@ -111,8 +111,9 @@ def handle(records: list[dict], scheduler, queue, store, decode) -> Handled:
 
 def redrive(parked, scheduler, queue, store, decode, *, most: int = 10,
             metrics: JobMetrics | None = None) -> dict[str, int]:
-    """Handle parked batches again (`parked`: hyperbatch.adapters.aws.stream.ParkedBatches): {"batches": handled whole, "records": handled, "lost": no longer in the stream}.
+    """Handle parked batches again: {"batches": handled whole, "records": handled, "lost": no longer in the stream}.
 
+    `parked` is hyperbatch.adapters.aws.stream.ParkedBatches.
     A batch handled whole is deleted from the release-failures queue; one
     that fails again is replaced by one naming the records from the failed
     one on (the records before it were handled and must not be counted twice);

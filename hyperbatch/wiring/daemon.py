@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hyperbatch import config as config_models
 from hyperbatch.api import build_app
-from hyperbatch.wiring.worker import open_local
+from hyperbatch.adapters.local import open_local
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.services.lease_recovery import reconcile_once
 from hyperbatch.services.release import on_event
@@ -29,21 +29,13 @@ from hyperbatch.services.scale import scale_once
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.adapters.local.compute import LocalCompute
 from hyperbatch.adapters.local.http import make_server
+from hyperbatch.support import logs
+from hyperbatch.support.files import atomic_write
 
 log = logging.getLogger("hyperbatch.daemon")
 
 EVENT_POLL_SECONDS = 0.02
 GAP_CHECK_EVERY = 10.0
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Write a file only its owner can read, never readable by others even for an instant."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 class Daemon:
@@ -124,12 +116,10 @@ class Daemon:
         self._loop(self.config.settings.local.reconciler_interval_seconds, step, "reconciler")
 
     def serve(self) -> None:
-        write_secret(self.home / "token", self.token)
+        atomic_write(self.home / "token", self.token)  # 0600: only its owner reads it
         state = {"pid": os.getpid(), "url": self.url, "port": self.port, "config_dir": str(self.config_dir),
                  "started_at": time.time()}
-        tmp = self.home / "daemon.json.tmp"
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.home / "daemon.json")  # readers never see half a file
+        atomic_write(self.home / "daemon.json", json.dumps(state))  # readers never see half a file
         for target in (self._events, self._scaler, self._reconciler):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())
@@ -151,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure()
     try:
         daemon = Daemon(args.home, args.config, args.port)
     except config_models.ConfigError as exc:
-        print(f"configuration error:\n{exc}", file=sys.stderr)
+        log.error("configuration error:\n%s", exc)
         return 2
     except OSError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)
         return 1
     daemon.serve()
     return 0

@@ -17,6 +17,7 @@ metrics (namespace POWERTOOLS_METRICS_NAMESPACE).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -24,9 +25,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from hyperbatch.wiring.worker import configuration_from_environment
+from hyperbatch.config import configuration_from_environment
 from hyperbatch.config import Configuration
 from hyperbatch.services.scheduler import Caller, Scheduler
 
@@ -44,7 +46,10 @@ class _Stdout:
         sys.stdout.flush()
 
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE), stream=_Stdout())
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE), stream=_Stdout())  # type: ignore[arg-type]
+# The modules' own loggers (hyperbatch.*, children of "hyperbatch") write through the same JSON formatter.
+logging.getLogger("hyperbatch")
+copy_config_to_registered_loggers(source_logger=logger, include={"hyperbatch"})
 
 
 @dataclass

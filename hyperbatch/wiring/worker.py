@@ -8,6 +8,7 @@ instances) use the main region's table, queues and logs.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -19,6 +20,9 @@ from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.adapters.local import open_local
 from hyperbatch.config import configuration_from_environment
+from hyperbatch.support import logs
+
+log = logging.getLogger("hyperbatch.worker")
 
 
 def worker_from_environment(env: Mapping[str, str] | None = None):
@@ -102,10 +106,11 @@ def _aws_worker(env: Mapping[str, str]):
 
 
 def main() -> int:
+    logs.configure()
     try:
         agent = worker_from_environment()
     except (KeyError, ValueError) as exc:
-        print(f"hyperbatch agent: misconfigured: {exc}", file=sys.stderr)
+        log.error("misconfigured: %s", exc)
         return EXIT_MISCONFIGURED
     return agent.serve()
 

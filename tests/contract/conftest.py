@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from hyperbatch.wiring.worker import open_local
+from hyperbatch.adapters.local import open_local
 from tests.streams import StreamReader
 
 KINDS = ["local", "aws"]

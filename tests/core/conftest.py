@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hyperbatch import config
-from hyperbatch.wiring.worker import open_local
+from hyperbatch.adapters.local import open_local
 from hyperbatch.services.dispatch import Dispatcher, Outcome
 from hyperbatch.services.release import on_event
 from hyperbatch.services.scheduler import Caller, Scheduler

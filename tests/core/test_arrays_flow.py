@@ -10,7 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from hyperbatch.core import arrays
 
 from hyperbatch import config
-from hyperbatch.wiring.worker import open_local
+from hyperbatch.adapters.local import open_local
 from hyperbatch.services.dispatch import Dispatcher, Outcome
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.tasks import task_state
@@ -197,7 +197,7 @@ class ArrayAccounting(RuleBasedStateMachine):
     @precondition(lambda self: not self.doc()["cancel_requested"])
     @rule()
     def cancel_all(self):
-        if not self.doc()["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        if self.doc()["state"] not in ("SUCCEEDED", "FAILED", "CANCELLED"):
             self.scheduler.cancel(self.id, ALICE)
 
     @invariant()

@@ -97,10 +97,10 @@ def test_a_crash_still_flushes(tmp_path):
     assert queue.calls == ["claim", "flush"]
 
 
-def test_a_failed_flush_at_exit_does_not_turn_an_idle_exit_into_a_crash(tmp_path, capsys):
+def test_a_failed_flush_at_exit_does_not_turn_an_idle_exit_into_a_crash(tmp_path, caplog):
     queue = FakeQueue(flush_error=RuntimeError("SQS refused"))
     assert serve(agent_over(queue, tmp_path)) == {"code": EXIT_IDLE}
-    assert "flushing acks failed: SQS refused" in capsys.readouterr().err
+    assert "flushing acks failed: SQS refused" in caplog.text
 
 
 def test_the_dispatchers_queue_is_flushed_too_when_it_is_another_object(tmp_path):
@@ -137,7 +137,7 @@ def test_the_supervisor_flushes_after_each_heartbeat():
     assert len(flushes) >= 2 and len(beats) >= len(flushes)
 
 
-def test_a_failed_flush_after_a_heartbeat_is_reported_not_fatal(capsys):
+def test_a_failed_flush_after_a_heartbeat_is_reported_not_fatal(caplog):
     flushes = []
 
     class Beating:
@@ -150,4 +150,4 @@ def test_a_failed_flush_after_a_heartbeat_is_reported_not_fatal(capsys):
 
     watch_two_flushes(Beating(), flush, flushes)
     assert len(flushes) >= 2  # the thread lived on
-    assert "flushing acks failed: SQS refused" in capsys.readouterr().err
+    assert "flushing acks failed: SQS refused" in caplog.text

@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from hyperbatch.core import arrays
 
 from hyperbatch import config
-from hyperbatch.wiring.worker import open_local
+from hyperbatch.adapters.local import open_local
 from hyperbatch.services.dispatch import Dispatcher, Outcome
 from hyperbatch.core.errors import Conflict, NotFound, SpecError
 from hyperbatch.core.model import is_array, new_job

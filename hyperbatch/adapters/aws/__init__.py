@@ -22,14 +22,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:  # imported when wired: importing the package stays cheap
+    from hyperbatch.adapters.aws.dynamo import DynamoJobStore
+    from hyperbatch.adapters.aws.logs import CloudWatchLogStore
+    from hyperbatch.adapters.aws.sqs import SqsWorkQueue
 
 
 @dataclass
 class AwsBackend:
-    store: object
-    queue: object
-    logs: object
+    store: DynamoJobStore
+    queue: SqsWorkQueue
+    logs: CloudWatchLogStore
 
 
 def from_environment(env: Mapping[str, str] | None = None, *, queues: list[str] | None = None,

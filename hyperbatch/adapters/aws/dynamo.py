@@ -54,9 +54,9 @@ DynamoDB attribute values) is hyperbatch.adapters.aws.items.
 
 from __future__ import annotations
 
+import logging
 import heapq
 import itertools
-import sys
 import threading
 import time
 import uuid
@@ -65,6 +65,7 @@ from typing import Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
+from hyperbatch.support import backoff
 from hyperbatch.core.errors import Conflict, NotFound, StaleTransition
 from hyperbatch.core.ids import block_prefix, next_millisecond
 from hyperbatch.core.model import Change, Expect
@@ -76,6 +77,8 @@ from hyperbatch.adapters.aws.items import (
     WAITING_STATES, Expression, decode, doc_from_item, edge_item, item_bytes, job_item, needs_queue,
     owner_item, state_value, submission_item, update_request, waiting_key,
 )
+
+log = logging.getLogger("hyperbatch.dynamo")
 
 # TransactWriteItems: at most 100 actions and 4 MB per call.
 TRANSACTION_ITEMS = 100
@@ -282,7 +285,7 @@ class DynamoJobStore:
                     attempt == TRANSACTION_RETRIES - 1
                 ):
                     raise
-                time.sleep(0.05 * 2**attempt)
+                backoff.pause(attempt, 0.05)
 
     @staticmethod
     def _taken(chunk: list[dict], codes: list) -> None:
@@ -301,7 +304,7 @@ class DynamoJobStore:
             try:
                 self._batch_write(requests)
             except Exception as exc:  # the caller sees the original error
-                print(f"hyperbatch: could not undo a partial create: {exc}", file=sys.stderr)
+                log.warning("could not undo a partial create: %s", exc)
 
     def _batch_write(self, requests: list[dict]) -> None:
         for attempt in range(UNPROCESSED_RETRIES):
@@ -309,7 +312,7 @@ class DynamoJobStore:
             requests = response.get("UnprocessedItems", {}).get(self.table, [])
             if not requests:
                 return
-            time.sleep(0.05 * 2**attempt)
+            backoff.pause(attempt, 0.05)
         raise RuntimeError(f"{len(requests)} writes stayed unprocessed")
 
     # ---- read ---------------------------------------------------------------------------
@@ -334,7 +337,7 @@ class DynamoJobStore:
                 keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
                 if not keys:
                     break
-                time.sleep(0.05 * 2**attempt)
+                backoff.pause(attempt, 0.05)
             else:
                 raise RuntimeError(f"{len(keys)} reads stayed unprocessed")
         return out

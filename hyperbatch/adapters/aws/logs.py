@@ -40,17 +40,20 @@ stream per task and output); a stream per chunk would lift that.
 
 from __future__ import annotations
 
+import logging
 import codecs
 import os
 import select
-import sys
 import threading
 import time
 from typing import Callable
 
 from botocore.exceptions import ClientError
 
+from hyperbatch.support import backoff
 from hyperbatch.core.errors import NotFound
+
+log = logging.getLogger("hyperbatch.logs")
 
 MAX_EVENT_BYTES = 256 * 1024 - 26  # an event's message, less the 26 bytes CloudWatch adds per event
 MAX_BATCH_BYTES = 1024 * 1024  # sum over a call of (message bytes + 26)
@@ -125,7 +128,7 @@ class _Pump(threading.Thread):
                 self._create()
             self._pump()
         except Exception as exc:  # never let output shipping take the job down
-            print(f"hyperbatch: log pump for {self.stream} failed: {exc}", file=sys.stderr)
+            log.warning("log pump for %s failed: %s", self.stream, exc)
         finally:
             os.close(self.fd)
 
@@ -191,7 +194,7 @@ class _Pump(threading.Thread):
                     continue
                 if attempt == PUT_RETRIES - 1:
                     raise
-                time.sleep(0.2 * 2**attempt)
+                backoff.pause(attempt, 0.2)
 
 
 class CloudWatchSink:

@@ -64,9 +64,9 @@ longer than 12 hours needs a lease kept in the store instead).
 
 from __future__ import annotations
 
+import logging
 import json
 import math
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -74,6 +74,8 @@ from dataclasses import dataclass, replace
 from botocore.exceptions import ClientError
 
 from hyperbatch.core.ports import WorkItem
+
+log = logging.getLogger("hyperbatch.sqs")
 
 MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43200
@@ -209,7 +211,7 @@ class SqsWorkQueue:
                 message = messages[0]
             item = _item(queue, message)
             if item is None:  # not ours: after MAX_RECEIVE_COUNT receives it sits in the DLQ for a human
-                print(f"hyperbatch: unreadable message {message.get('MessageId')} in {queue}", file=sys.stderr)
+                log.warning("unreadable message %s in %s", message.get("MessageId"), queue)
                 continue
             if item.size > max_tasks:
                 return self.split(item, item.lo, item.lo + max(1, max_tasks))

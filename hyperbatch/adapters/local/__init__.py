@@ -7,17 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hyperbatch.core.paths import home
+
+if TYPE_CHECKING:  # imported when opened: importing the package stays cheap
+    from hyperbatch.adapters.local.logs import FileLogStore
+    from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
 
 
 @dataclass
 class LocalBackend:
     home: Path
-    db: object
-    store: object
-    queue: object
-    logs: object
+    db: Database
+    store: SqliteJobStore
+    queue: SqliteWorkQueue
+    logs: FileLogStore
 
 
 def open_local(root: Path | None = None) -> LocalBackend:
