@@ -1,4 +1,4 @@
-"""Job ids: short, unique, time-ordered strings (ARCHITECTURE.md §3).
+"""Job ids: short, unique, time-ordered strings (docs/architecture.md §3.5).
 
 An id is 13 Crockford base32 characters: 10 for a 48-bit millisecond
 timestamp (the same prefix a ULID has) and 3 for a 15-bit sequence. The

@@ -1,4 +1,4 @@
-"""The narrow ports the core talks through (ARCHITECTURE.md §2).
+"""The narrow ports the core talks through (docs/architecture.md §2).
 
 Every port has a local adapter (SQLite, files, subprocesses) and an AWS
 adapter (DynamoDB, SQS, CloudWatch Logs, AWS Batch); the contract tests in

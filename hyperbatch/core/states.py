@@ -1,4 +1,4 @@
-"""Job states and the transitions allowed between them (ARCHITECTURE.md §3)."""
+"""Job states and the transitions allowed between them (docs/architecture.md §3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The AWS adapters of the ports (ARCHITECTURE.md §2).
+"""The AWS adapters of the ports (docs/architecture.md §2).
 
 | port       | adapter                                   |
 |------------|-------------------------------------------|
