@@ -241,19 +241,19 @@ class Configuration(_Model):
         definitions = {d.name for d in self.definitions}
         images = {i.name for i in self.images}
         for c in self.clusters:
-            for r in c.regions or []:
-                if r not in compute:
-                    out.append(f"clusters.json: entry '{c.name}' field 'regions': '{r}' is not a compute region")
+            for name in c.regions or []:
+                if name not in compute:
+                    out.append(f"clusters.json: entry '{c.name}' field 'regions': '{name}' is not a compute region")
         for q in self.queues:
             if q.cluster not in clusters:
                 out.append(f"queues.json: entry '{q.name}' field 'cluster': no cluster named '{q.cluster}'")
             if q.definition not in definitions:
                 out.append(f"queues.json: entry '{q.name}' field 'definition': no definition named '{q.definition}'")
             if isinstance(q.region_weights, dict):
-                for r in q.region_weights:
-                    if r not in compute:
+                for name in q.region_weights:
+                    if name not in compute:
                         out.append(
-                            f"queues.json: entry '{q.name}' field 'region_weights': '{r}' is not a configured compute region"
+                            f"queues.json: entry '{q.name}' field 'region_weights': '{name}' is not a configured compute region"
                         )
         for d in self.definitions:
             if d.image not in images:
@@ -280,7 +280,7 @@ def _by_name(items, name):
     raise KeyError(name)
 
 
-_MODELS = {
+_MODELS: dict[str, type[BaseModel]] = {
     "settings": Settings,
     "regions": Region,
     "clusters": Cluster,

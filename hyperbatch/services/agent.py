@@ -148,7 +148,7 @@ class Agent:
         self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping,
                                      flush=self.flush)
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
-        self.stopping = False
+        self.stopping: bool = False
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.

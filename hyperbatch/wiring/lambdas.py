@@ -168,7 +168,7 @@ def reset() -> None:
         _runtime = None
 
 
-def publish(dimension: str, value: str, metrics: dict[str, tuple[str, list[float]]]) -> None:
+def publish(dimension: str, value: str, metrics: dict[str, tuple[MetricUnit, list[float]]]) -> None:
     """One EMF document: `metrics` name -> (unit, values), all under `dimension`=`value`."""
     if not any(values for _, values in metrics.values()):
         return

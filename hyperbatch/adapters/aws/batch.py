@@ -27,7 +27,7 @@ import math
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
@@ -85,7 +85,7 @@ def worker_job_name(queue: str, now: float) -> str:
 class BatchCompute:
     """Compute port on AWS Batch. `targets` is the parsed HYPER_COMPUTE value."""
 
-    def __init__(self, config: Configuration, targets: dict, *, client_for: Callable[[str], object] | None = None,
+    def __init__(self, config: Configuration, targets: dict, *, client_for: Callable[[str], Any] | None = None,
                  limiter: TokenBucket | None = None, clock: Callable[[], float] = time.time):
         self.config, self.targets = config, targets
         self.client_for = client_for or (lambda region: clients.client("batch", region))

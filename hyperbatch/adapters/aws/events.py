@@ -36,9 +36,9 @@ def events_from_stream(records: Iterable[dict]) -> list[Event]:
         new = data.get("NewImage")
         if kind not in ("INSERT", "MODIFY") or not new:
             continue
-        new_state = _string(new, "state")
+        new_state, job_id, queue = _string(new, "state"), _string(new, "id"), _string(new, "queue")
         old_state = _string(data.get("OldImage"), "state") if kind == "MODIFY" else None
-        if new_state is None or new_state == old_state:
+        if new_state is None or new_state == old_state or job_id is None or queue is None:
             continue
-        events.append(Event(_string(new, "id"), old_state, new_state, _string(new, "queue")))
+        events.append(Event(job_id, old_state, new_state, queue))
     return events

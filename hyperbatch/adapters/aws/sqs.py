@@ -164,7 +164,7 @@ class SqsWorkQueue:
         self._send(queue, job_id, lo, hi, attempt, priority)
 
     def _send(self, queue, job_id, lo, hi, attempt, priority, delay: float = 0.0, copy_of: str | None = None) -> None:
-        params = {"QueueUrl": self._url(queue), "MessageBody": _body(job_id, lo, hi, attempt, priority, copy_of)}
+        params: dict[str, str | int] = {"QueueUrl": self._url(queue), "MessageBody": _body(job_id, lo, hi, attempt, priority, copy_of)}
         if delay > 0:
             params["DelaySeconds"] = _seconds(delay, MAX_DELAY_SECONDS)
         self.client.send_message(**params)

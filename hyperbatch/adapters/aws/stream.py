@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -130,7 +131,7 @@ class ParkedBatch:
 def lambda_record(record: dict, stream_arn: str) -> dict:
     """A GetRecords record in the shape the event source mapping hands to Lambda."""
     data = dict(record["dynamodb"])
-    when = data.get("ApproximateCreationDateTime")
+    when: Any = data.get("ApproximateCreationDateTime")
     if hasattr(when, "timestamp"):
         data["ApproximateCreationDateTime"] = int(when.timestamp())
     return {**record, "dynamodb": data, "eventSourceARN": stream_arn}
