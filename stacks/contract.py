@@ -21,12 +21,17 @@ _SAMPLE_ACCOUNT = "123456789012"  # same length as any account id, for size esti
 
 
 def config_json(config: Configuration) -> str:
-    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}."""
+    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}.
+
+    Fields left at their defaults are left out, as in the files themselves: the reader validates
+    with the same models (hyperbatch.backends), which put them back, and Lambda's 4 KB for the
+    whole environment goes further.
+    """
     data = {
         kind: (
-            config.settings.model_dump(mode="json")
+            config.settings.model_dump(mode="json", exclude_defaults=True)
             if kind == "settings"
-            else [item.model_dump(mode="json") for item in getattr(config, kind)]
+            else [item.model_dump(mode="json", exclude_defaults=True) for item in getattr(config, kind)]
         )
         for kind in FILES
     }
