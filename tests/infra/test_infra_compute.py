@@ -6,7 +6,7 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_templates import as_list, flat, resources, role_statements
+from infra_templates import architecture_mismatches, as_list, flat, resources, role_statements
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 
@@ -48,7 +48,7 @@ def test_job_definition_carries_the_definition_and_worker_environment(synth, reg
     (job_definition,) = resources(template, "AWS::Batch::JobDefinition").values()
     props = job_definition["Properties"]
     definition = synth.config.definition("standard")
-    assert props["JobDefinitionName"] == "HyperBatch-standard-ec2-arm64"
+    assert props["JobDefinitionName"] == "HyperBatch-standard-ec2-x86_64"
     assert props["PlatformCapabilities"] == ["EC2"]
     assert props["RetryStrategy"]["Attempts"] == definition.retry_attempts
     assert props["Timeout"]["AttemptDurationSeconds"] == definition.timeout_seconds
@@ -71,9 +71,13 @@ def test_worker_image_is_an_asset_built_on_deploy_for_the_cluster_architecture(s
     assets = json.loads((synth.outdir / f"{synth.compute_name('us-west-2')}.assets.json").read_text())
     (image,) = assets["dockerImages"].values()
     assert image["source"]["dockerFile"] == "worker_image/Dockerfile"
-    assert image["source"]["platform"] == "linux/arm64"  # c6g/m6g are Graviton
+    assert image["source"]["platform"] == "linux/amd64"  # c6i/m6i/c5/m5 are x86_64
     staged = synth.outdir / image["source"]["directory"]
     assert {p.name for p in staged.iterdir()} == {"hyperbatch", "worker_image", "requirements.txt"}
+
+
+def test_every_compute_environment_runs_images_built_for_its_instances(synth):
+    assert architecture_mismatches(synth) == []
 
 
 @pytest.mark.parametrize("region", REGIONS)

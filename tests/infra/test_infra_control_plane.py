@@ -143,7 +143,7 @@ def test_hyper_compute_names_the_batch_targets_of_every_region(synth):
         assert compute[region]["default"] == {
             "type": "SPOT",
             "job_queue": "HyperBatch-default",
-            "job_definitions": {"standard": "HyperBatch-standard-ec2-arm64"},
+            "job_definitions": {"standard": "HyperBatch-standard-ec2-x86_64"},
         }
 
 

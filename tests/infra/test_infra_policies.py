@@ -55,7 +55,7 @@ def test_scaler_only_reads_the_table_and_submits_to_named_batch_targets(synth):
     for region in synth.config.compute_regions:
         assert f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-queue/HyperBatch-default" in submit
         assert (
-            f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-definition/HyperBatch-standard-ec2-arm64:*"
+            f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-definition/HyperBatch-standard-ec2-x86_64:*"
             in submit
         )
     assert granted["ec2:GetSpotPlacementScores"] == {"*"}

@@ -10,7 +10,15 @@ import json
 
 import pytest
 from infra_synthesis import read_synthesis, shared_dir, synthesize
-from infra_templates import as_list, flat, lint_errors, resources, role_statements
+from infra_templates import (
+    architecture_mismatches,
+    as_list,
+    flat,
+    image_platforms,
+    lint_errors,
+    resources,
+    role_statements,
+)
 
 from stacks import naming
 
@@ -37,6 +45,7 @@ VARIANT = {
             "instance_types": ["optimal"],
             "allocation_strategy": "BEST_FIT_PROGRESSIVE",
         },
+        {"name": "graviton", "type": "SPOT", "instance_types": ["c7g", "m7g"], "regions": ["eu-west-1"]},
         {"name": "fleet", "type": "LAUNCH_TEMPLATE", "instance_types": ["c6g.large", "m6g.large"], "max_vcpus": 8},
     ],
     "queues": [
@@ -110,7 +119,7 @@ def test_fargate_environments_and_job_definitions(variant):
         c["Properties"]["ComputeResources"]["Type"]
         for c in resources(variant.templates["Lab-Compute-eu-west-1"], "AWS::Batch::ComputeEnvironment").values()
     }
-    assert eu_types == {"FARGATE_SPOT", "EC2"}
+    assert eu_types == {"FARGATE_SPOT", "EC2", "SPOT"}
     names = {
         d["Properties"]["JobDefinitionName"]: d["Properties"]
         for d in resources(variant.templates["Lab-Compute-us-west-2"], "AWS::Batch::JobDefinition").values()
@@ -123,6 +132,13 @@ def test_fargate_environments_and_job_definitions(variant):
     assert network.get("AssignPublicIp", "DISABLED") == "DISABLED"
     gpu = {r["Type"]: r["Value"] for r in names["Lab-gpu-ec2-x86_64"]["ContainerProperties"]["ResourceRequirements"]}
     assert gpu["GPU"] == "1" and gpu["VCPU"] == "4"
+
+
+def test_graviton_clusters_get_arm64_images_and_x86_clusters_amd64_ones(variant):
+    assert architecture_mismatches(variant) == []
+    # eu-west-1 has both: the Graviton cluster's arm64 image and the x86_64 one of the others.
+    assert sorted(image_platforms(variant, "eu-west-1").values()) == ["linux/amd64", "linux/arm64"]
+    assert sorted(image_platforms(variant, "us-west-2").values()) == ["linux/amd64"]
 
 
 def test_on_demand_cluster_lets_batch_choose_instances(variant):
