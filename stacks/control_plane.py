@@ -105,11 +105,12 @@ class ControlPlaneStack(Stack):
         return function
 
     def _scaler_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
-        # Single flight: two scalers running at once would both start the same workers.
-        function = functions.add(
-            "Scaler", "lambdas.scaler.handler", timeout_seconds=60, reserved_concurrent_executions=1
-        )
+        # Single flight: two scalers running at once would both start the same workers. Not with
+        # reserved concurrency (an account with a low concurrency quota cannot set any aside): a
+        # run first takes a lease item in the job table with a conditional write.
+        function = functions.add("Scaler", "lambdas.scaler.handler", timeout_seconds=60)
         access.job_table(function, config, access.TABLE_READ)
+        access.scaler_lease(function, config)
         access.work_queues(function, config, ("sqs:GetQueueAttributes",))
         self._allow_compute(function, config)
         self._schedule("ScalerSchedule", function, config.settings.scaler_interval_minutes)

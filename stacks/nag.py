@@ -26,11 +26,13 @@ def allow(
     actions: Iterable[str],
     resources: Iterable[str],
     wildcard_reason: str | None = None,
+    conditions: dict | None = None,
 ) -> None:
     """Add one Allow statement to `principal`'s policy.
 
     Actions must be named (no `*` or `service:*`). A resource containing `*`
     needs `wildcard_reason`, which acknowledges exactly those IAM5 findings.
+    `conditions` narrows the statement further (IAM condition block).
     """
     actions, resources = sorted(set(actions)), list(resources)
     if any("*" in action for action in actions):
@@ -38,7 +40,7 @@ def allow(
     # The statement lands in the policy of the grant principal (a function's role,
     # not the function), so that is where findings are acknowledged.
     holder = principal.grant_principal
-    holder.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
+    holder.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
     stack = Stack.of(holder)
     flattened = (_flatten(stack.resolve(resource)) for resource in resources)
     findings = [f"AwsSolutions-IAM5[Resource::{flat}]" for flat in flattened if "*" in flat]

@@ -88,11 +88,22 @@ def test_functions_are_arm_python_with_the_powertools_layer(synth):
         assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in props["Layers"][0]
 
 
-def test_only_the_scaler_is_single_flight(synth):
-    found = lambda_functions(synth)
-    assert found["lambdas.scaler.handler"]["ReservedConcurrentExecutions"] == 1
-    others = [h for h in HANDLERS if h != "lambdas.scaler.handler"]
-    assert all("ReservedConcurrentExecutions" not in found[h] for h in others)
+def test_no_function_reserves_concurrency(synth):
+    # Reserving any fails the deploy in an account whose concurrency quota is low (new accounts);
+    # the scaler is single-flight through a lease item in the job table instead.
+    functions_found = [
+        (name, logical_id)
+        for name, template in synth.templates.items()
+        for logical_id in resources(template, "AWS::Lambda::Function")
+    ]
+    assert len(functions_found) >= len(HANDLERS)
+    reserving = [
+        (name, logical_id)
+        for name, template in synth.templates.items()
+        for logical_id, function in resources(template, "AWS::Lambda::Function").items()
+        if "ReservedConcurrentExecutions" in function["Properties"]
+    ]
+    assert reserving == []
 
 
 def test_functions_share_the_environment_contract(synth):
