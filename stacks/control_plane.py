@@ -68,6 +68,8 @@ class ControlPlaneStack(Stack):
             other_dead_letter_queues={"release-failures": self.release_failures},
         )
         self._outputs(config)
+        if config.settings.deletion_protection:
+            self.table_protection = storage.protect_after_create(self, self.table, config)  # last: it follows everything
 
     def _api_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
         function = functions.add("Api", "lambdas.api.handler", timeout_seconds=29)  # 512 MiB: it waits on I/O

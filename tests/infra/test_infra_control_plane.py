@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_templates import flat, resources
+from infra_templates import as_list, flat, resources, statements
 
 from stacks import api, functions, naming
 
@@ -27,7 +28,6 @@ def test_job_table_is_on_demand_recoverable_streamed_and_indexed(control, synth)
             "TableName": "HyperBatch-jobs",
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "DeletionProtectionEnabled": synth.config.settings.deletion_protection,
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
             "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -50,6 +50,47 @@ def test_job_table_is_on_demand_recoverable_streamed_and_indexed(control, synth)
     }
     types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
     assert set(types.values()) == {"S"}
+
+
+def test_retained_resources_are_kept_except_when_their_first_create_fails(synth):
+    # Plain Retain would keep what a failed first deploy made, and the retry would stop at fixed
+    # names that "already exist"; RetainExceptOnCreate lets the rollback delete them.
+    policies = {
+        (name, logical_id): (resource.get("DeletionPolicy", "Delete"), resource.get("UpdateReplacePolicy", "Delete"))
+        for name, template in synth.templates.items()
+        for logical_id, resource in template["Resources"].items()
+    }
+    assert not [key for key, (deletion, _) in policies.items() if deletion == "Retain"]
+    template = synth.templates[synth.control_name]
+    named = {
+        logical_id
+        for type_, name_property in (
+            ("AWS::DynamoDB::Table", "TableName"), ("AWS::S3::Bucket", "BucketName"), ("AWS::Logs::LogGroup", "LogGroupName")
+        )
+        for logical_id, resource in resources(template, type_).items()
+        if name_property in resource["Properties"]
+    }
+    assert len(named) == 2 + len(synth.config.queues)  # job table, script bucket, a job log group per queue
+    assert synth.config.settings.deletion_protection
+    for logical_id in named:
+        assert policies[(synth.control_name, logical_id)] == ("RetainExceptOnCreate", "Retain"), logical_id
+
+
+def test_job_table_deletion_protection_is_switched_on_after_everything_else_exists(synth):
+    template = synth.templates[synth.control_name]
+    (table_id, table), = resources(template, "AWS::DynamoDB::Table").items()
+    # Not in the table's own properties: protected from its create on, it would block a failed create's rollback.
+    assert "DeletionProtectionEnabled" not in table["Properties"]
+    (guard_id, guard), = resources(template, "Custom::AWS").items()
+    create, delete = json.loads(flat(guard["Properties"]["Create"])), json.loads(flat(guard["Properties"]["Delete"]))
+    assert (create["action"], create["parameters"]) == (
+        "UpdateTable", {"TableName": "${" + table_id + "}", "DeletionProtectionEnabled": True}
+    )
+    assert delete["parameters"]["DeletionProtectionEnabled"] is False
+    others = set(template["Resources"]) - {guard_id, "CDKMetadata"}
+    assert others <= set(guard["DependsOn"]), "the protection must come last of all"
+    updates = [s for _, s in statements(template) if "dynamodb:UpdateTable" in as_list(s["Action"])]
+    assert updates and all(s["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]} for s in updates)
 
 
 @pytest.mark.parametrize("queue", ["batch", "west"])
@@ -158,10 +199,16 @@ def test_hyper_compute_names_the_batch_targets_of_every_region(synth):
         }
 
 
-def test_code_asset_holds_only_the_scheduler_and_lambda_entry_points(synth):
+def staged_asset(synth, s3_key) -> Path:
+    """Where the asset uploaded as `s3_key` (an S3Key value of the control template) is staged."""
+    asset_hash = flat(s3_key).split(".")[0]
     assets = json.loads((synth.outdir / f"{synth.control_name}.assets.json").read_text())["files"]
-    code_dirs = [synth.outdir / a["source"]["path"] for a in assets.values() if a["source"].get("packaging") == "zip"]
-    assert code_dirs, "the Lambda code asset is missing"
+    return synth.outdir / assets[asset_hash]["source"]["path"]
+
+
+def test_code_asset_holds_only_the_scheduler_and_lambda_entry_points(synth):
+    code_dirs = {staged_asset(synth, props["Code"]["S3Key"]) for props in lambda_functions(synth).values()}
+    assert len(code_dirs) == 1, "the functions share one code asset"
     for directory in code_dirs:
         assert sorted(p.name for p in directory.iterdir()) == ["hyperbatch", "lambdas"]
         assert not list(directory.rglob("__pycache__"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_cdk.assertions import Match
 from infra_synthesis import read_synthesis, shared_dir, synthesize
 from infra_templates import (
     architecture_mismatches,
@@ -213,6 +214,10 @@ def test_monitoring_switched_off_builds_no_dashboard_or_alarms(variant):
 def test_unprotected_deployment_can_be_destroyed(variant):
     control = variant.template("Lab-Control")
     control.has_resource_properties(
-        "AWS::DynamoDB::Table", {"TableName": naming.table("Lab"), "DeletionProtectionEnabled": False}
+        "AWS::DynamoDB::Table", {"TableName": naming.table("Lab"), "DeletionProtectionEnabled": Match.absent()}
     )
     control.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Delete"})
+    control.resource_count_is("Custom::AWS", 0)  # nothing switches its deletion protection on
+    retained = [k for k, r in variant.templates["Lab-Control"]["Resources"].items()
+                if r.get("DeletionPolicy", "Delete") != "Delete"]
+    assert retained == []
