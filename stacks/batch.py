@@ -15,7 +15,7 @@ from constructs import Construct
 
 from hyperbatch.config import Cluster, ConfigError, Configuration
 
-from . import code_assets, contract
+from . import code_assets, compute_plan, contract
 from .compute_plan import ClusterPlan, JobDefinitionPlan, RegionPlan
 from .nag import acknowledge
 from .network import WorkerNetwork
@@ -75,6 +75,7 @@ class BatchCompute(Construct):
         environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             f"Compute-{cluster.name}",
+            images=_machine_images(cluster),
             minv_cpus=cluster.min_vcpus,
             allocation_strategy=batch.AllocationStrategy(cluster.allocation_strategy)
             if cluster.allocation_strategy
@@ -141,6 +142,15 @@ class BatchCompute(Construct):
             )
             self._images[(name, arch)] = ecs.ContainerImage.from_docker_image_asset(asset)
         return self._images[(name, arch)]
+
+
+def _machine_images(cluster: Cluster) -> list[batch.EcsMachineImage]:
+    """Amazon Linux 2023 (Batch's default is still Amazon Linux 2 for CloudFormation-made environments);
+    with GPU instance types also its NVIDIA variant, which Batch picks for those types."""
+    types = [batch.EcsMachineImageType.ECS_AL2023]
+    if compute_plan.has_gpus(cluster):
+        types.append(batch.EcsMachineImageType.ECS_AL2023_NVIDIA)
+    return [batch.EcsMachineImage(image_type=t) for t in types]
 
 
 def _instance_selection(cluster: Cluster) -> dict:

@@ -63,6 +63,7 @@ FAMILY_ARCHITECTURE = {
     **dict.fromkeys(("c6g", "m6g", "c7g", "r6g", "c7gn", "r6gd", "m7g", "t4g", "g5g", "default_arm64"), "arm64"),
     **dict.fromkeys(("c6i", "m6i", "c5", "m5", "r6i", "g5", "g6", "p4d", "optimal", "default_x86_64"), "x86_64"),
 }
+GPU_FAMILIES = {"g5", "g6", "p4d", "g5g"}  # NVIDIA GPUs, among the families above
 DOCKER_PLATFORM = {"arm64": "linux/arm64", "x86_64": "linux/amd64"}
 FARGATE_ARCHITECTURE = {"X86_64": "x86_64", "ARM64": "arm64"}
 
@@ -115,4 +116,24 @@ def architecture_mismatches(synth) -> list[str]:
                 if platforms[tag] != DOCKER_PLATFORM[wanted]:
                     problems.append(f"{region}/{cluster}: {name} runs a {platforms[tag]} image on {wanted}")
     assert checked, "no job definition was checked"
+    return problems
+
+
+def machine_image_problems(synth) -> list[str]:
+    """Every EC2 compute environment runs Amazon Linux 2023, with its NVIDIA variant when it has
+    GPU instance types; Fargate environments choose no image."""
+    problems, checked = [], 0
+    for name, template in synth.templates.items():
+        for logical_id, environment in resources(template, "AWS::Batch::ComputeEnvironment").items():
+            compute = environment["Properties"]["ComputeResources"]
+            found = [c["ImageType"] for c in compute.get("Ec2Configuration", [])]
+            if compute["Type"].startswith("FARGATE"):
+                expected = []
+            else:
+                gpu = any(t.split(".")[0] in GPU_FAMILIES for t in compute["InstanceTypes"])
+                expected = ["ECS_AL2023", "ECS_AL2023_NVIDIA"] if gpu else ["ECS_AL2023"]
+            checked += 1
+            if found != expected:
+                problems.append(f"{name}/{logical_id}: {found} instead of {expected}")
+    assert checked, "no compute environment was checked"
     return problems

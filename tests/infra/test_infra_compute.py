@@ -6,7 +6,14 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_templates import architecture_mismatches, as_list, flat, resources, role_statements
+from infra_templates import (
+    architecture_mismatches,
+    as_list,
+    flat,
+    machine_image_problems,
+    resources,
+    role_statements,
+)
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 
@@ -32,6 +39,7 @@ def test_spot_compute_environment_follows_the_cluster(computes, synth, region):
                 "MaxvCpus": cluster.max_vcpus,
                 "MinvCpus": cluster.min_vcpus,
                 "InstanceRole": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+                "Ec2Configuration": [{"ImageType": "ECS_AL2023"}],
             },
         },
     )
@@ -74,6 +82,10 @@ def test_worker_image_is_an_asset_built_on_deploy_for_the_cluster_architecture(s
     assert image["source"]["platform"] == "linux/amd64"  # c6i/m6i/c5/m5 are x86_64
     staged = synth.outdir / image["source"]["directory"]
     assert {p.name for p in staged.iterdir()} == {"hyperbatch", "worker_image", "requirements.txt"}
+
+
+def test_ec2_compute_environments_run_amazon_linux_2023(synth):
+    assert machine_image_problems(synth) == []
 
 
 def test_every_compute_environment_runs_images_built_for_its_instances(synth):

@@ -17,6 +17,7 @@ from infra_templates import (
     flat,
     image_platforms,
     lint_errors,
+    machine_image_problems,
     resources,
     role_statements,
 )
@@ -46,13 +47,14 @@ VARIANT = {
             "instance_types": ["optimal"],
             "allocation_strategy": "BEST_FIT_PROGRESSIVE",
         },
+        {"name": "gpu", "type": "EC2", "instance_types": ["g5", "g6"], "regions": ["us-west-2"]},
         {"name": "graviton", "type": "SPOT", "instance_types": ["c7g", "m7g"], "regions": ["eu-west-1"]},
         {"name": "fleet", "type": "LAUNCH_TEMPLATE", "instance_types": ["c6g.large", "m6g.large"], "max_vcpus": 8},
     ],
     "queues": [
         {"name": "quick", "cluster": "serverless", "definition": "small"},
         {"name": "bulk", "cluster": "fleet", "definition": "small"},
-        {"name": "render", "cluster": "ondemand", "definition": "gpu"},
+        {"name": "render", "cluster": "gpu", "definition": "gpu"},
     ],
     "definitions": [
         {"name": "small", "vcpus": 0.5, "memory_mib": 1024},
@@ -140,6 +142,15 @@ def test_graviton_clusters_get_arm64_images_and_x86_clusters_amd64_ones(variant)
     # eu-west-1 has both: the Graviton cluster's arm64 image and the x86_64 one of the others.
     assert sorted(image_platforms(variant, "eu-west-1").values()) == ["linux/amd64", "linux/arm64"]
     assert sorted(image_platforms(variant, "us-west-2").values()) == ["linux/amd64"]
+
+
+def test_gpu_cluster_runs_the_nvidia_variant_of_amazon_linux_2023_and_the_others_the_plain_one(variant):
+    assert machine_image_problems(variant) == []
+    variant.template("Lab-Compute-us-west-2").has_resource_properties(
+        "AWS::Batch::ComputeEnvironment",
+        {"ComputeResources": {"InstanceTypes": ["g5", "g6"],
+                              "Ec2Configuration": [{"ImageType": "ECS_AL2023"}, {"ImageType": "ECS_AL2023_NVIDIA"}]}},
+    )
 
 
 def test_on_demand_cluster_lets_batch_choose_instances(variant):
