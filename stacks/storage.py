@@ -20,7 +20,11 @@ from .nag import acknowledge, allow
 from .retention import log_group, removal_policy
 
 MAX_RECEIVE_COUNT = 5  # deliveries before a message is parked in the DLQ
-RETENTION = Duration.days(14)  # SQS maximum: a backlog may wait long for capacity
+# A dead letter keeps its first enqueue time, so a DLQ only holds it for its own retention less the
+# time it spent in the work queue. The DLQ keeps messages the SQS maximum and the work queues less,
+# so every dead letter stays at least 4 days (a long weekend) for the reconciler or a person.
+DEAD_LETTER_RETENTION = Duration.days(14)  # SQS maximum
+WORK_RETENTION = Duration.days(10)  # a backlog may still wait long for capacity
 
 
 @dataclass(frozen=True)
@@ -96,15 +100,17 @@ def protect_after_create(stack: Stack, table: dynamodb.Table, config: Configurat
     return guard
 
 
-def secure_queue(scope: Construct, id: str, name: str, **props) -> sqs.Queue:
-    """An SQS queue encrypted at rest, reachable only over TLS, kept for the SQS maximum."""
+def secure_queue(
+    scope: Construct, id: str, name: str, retention: Duration = DEAD_LETTER_RETENTION, **props
+) -> sqs.Queue:
+    """An SQS queue encrypted at rest, reachable only over TLS, keeping messages `retention` (the SQS maximum)."""
     return sqs.Queue(
         scope,
         id,
         queue_name=name,
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
-        retention_period=RETENTION,
+        retention_period=retention,
         **props,
     )
 
@@ -121,6 +127,7 @@ def work_queues(scope: Construct, config: Configuration) -> dict[str, WorkQueue]
             scope,
             f"Queue-{q.name}",
             naming.queue(deployment, q.name),
+            retention=WORK_RETENTION,
             visibility_timeout=lease,
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=MAX_RECEIVE_COUNT),
         )

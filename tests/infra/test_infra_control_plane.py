@@ -108,6 +108,20 @@ def test_each_queue_is_encrypted_with_a_dead_letter_queue_and_the_lease_as_visib
     )
 
 
+def test_dead_letter_queues_keep_messages_longer_than_their_work_queues(synth):
+    # A dead letter keeps its first enqueue time: the DLQ must outlast the work queue, or a letter
+    # moved late would expire from the DLQ before anyone (the reconciler, a person) sees it.
+    template = synth.templates[synth.control_name]
+    queues = resources(template, "AWS::SQS::Queue")
+    work = {k: q["Properties"] for k, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    assert len(work) == len(synth.config.queues)
+    for props in work.values():
+        dlq_id = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        dead_letters = queues[dlq_id]["Properties"]["MessageRetentionPeriod"]
+        assert dead_letters == 14 * 86400
+        assert props["MessageRetentionPeriod"] <= dead_letters - 4 * 86400, props["QueueName"]
+
+
 def test_every_queue_denies_requests_without_tls(synth):
     template = synth.templates[synth.control_name]
     queues = resources(template, "AWS::SQS::Queue")
