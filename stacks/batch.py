@@ -76,6 +76,13 @@ class BatchCompute(Construct):
             self,
             f"Compute-{cluster.name}",
             images=_machine_images(cluster),
+            launch_template=ec2.LaunchTemplate(
+                self,
+                f"LaunchTemplate-{cluster.name}",
+                require_imdsv2=True,
+                http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+                http_put_response_hop_limit=contract.METADATA_HOP_LIMIT,
+            ),
             minv_cpus=cluster.min_vcpus,
             allocation_strategy=batch.AllocationStrategy(cluster.allocation_strategy)
             if cluster.allocation_strategy

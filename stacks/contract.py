@@ -15,6 +15,14 @@ from hyperbatch.config import FILES, Configuration, ConfigError
 
 from . import naming
 
+# The unprivileged user a worker runs its jobs as (HYPER_JOB_USER), apart from the agent's own user:
+# a job can then read neither the agent's environment and files nor, on EC2, the instance metadata
+# (credentials of the instance role). worker_image/Dockerfile and the EC2 fleet's boot script create it.
+JOB_USER = "hyperjob"
+# Instance metadata (IMDSv2 only) answers the instance itself and nothing one network hop further:
+# containers (bridge networking) cannot reach it, so they cannot take the instance role's credentials.
+METADATA_HOP_LIMIT = 1
+
 # Lambda rejects a function whose environment (names + values) exceeds 4 KB.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
 _SAMPLE_ACCOUNT = "123456789012"  # same length as any account id, for size estimates

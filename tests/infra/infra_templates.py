@@ -137,3 +137,30 @@ def machine_image_problems(synth) -> list[str]:
                 problems.append(f"{name}/{logical_id}: {found} instead of {expected}")
     assert checked, "no compute environment was checked"
     return problems
+
+
+def metadata_problems(synth) -> list[str]:
+    """Instances of every Batch EC2 environment and EC2 fleet answer instance metadata only with a
+    session token (IMDSv2), and only on the instance (one hop): no container reaches the instance role."""
+    problems, checked = [], 0
+    for name, template in synth.templates.items():
+        templates = resources(template, "AWS::EC2::LaunchTemplate")
+        launched = [
+            (logical_id, env["Properties"]["ComputeResources"].get("LaunchTemplate", {}).get("LaunchTemplateId"))
+            for logical_id, env in resources(template, "AWS::Batch::ComputeEnvironment").items()
+            if not env["Properties"]["ComputeResources"]["Type"].startswith("FARGATE")
+        ] + [
+            (logical_id, group["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+             .get("LaunchTemplateId"))
+            for logical_id, group in resources(template, "AWS::AutoScaling::AutoScalingGroup").items()
+        ]
+        for logical_id, reference in launched:
+            checked += 1
+            if not isinstance(reference, dict) or "Ref" not in reference:
+                problems.append(f"{name}/{logical_id}: no launch template of this stack")
+                continue
+            options = templates[reference["Ref"]]["Properties"]["LaunchTemplateData"].get("MetadataOptions", {})
+            if (options.get("HttpTokens"), options.get("HttpPutResponseHopLimit")) != ("required", 1):
+                problems.append(f"{name}/{logical_id}: metadata options {options}")
+    assert checked, "no instances to check"
+    return problems

@@ -18,6 +18,7 @@ from infra_templates import (
     image_platforms,
     lint_errors,
     machine_image_problems,
+    metadata_problems,
     resources,
     role_statements,
 )
@@ -173,15 +174,26 @@ def test_launch_template_fleet_starts_empty_and_runs_the_worker_directly(variant
     assert group["Properties"]["MinSize"] == "0" and "DesiredCapacity" not in group["Properties"]
     overrides = group["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
     assert [o["InstanceType"] for o in overrides] == ["c6g.large", "m6g.large"]
-    (launch_template,) = resources(template, "AWS::EC2::LaunchTemplate").values()
+    (launch_template,) = [t for t in resources(template, "AWS::EC2::LaunchTemplate").values()
+                          if "UserData" in t["Properties"]["LaunchTemplateData"]]
     data = launch_template["Properties"]["LaunchTemplateData"]
-    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}
     user_data = flat(data["UserData"]["Fn::Base64"])
     assert "worker_image/start.sh" in user_data
     assert "terminate-instance-in-auto-scaling-group" in user_data
     assert "\nHYPER_MAIN_REGION=us-west-2\n" in user_data
+    # Jobs run on the instance itself here, as their own user, which a firewall rule keeps from the
+    # instance metadata (the hop limit does not apply on the instance); both before the worker starts.
+    assert "\nHYPER_JOB_USER=hyperjob\n" in user_data
+    firewall = user_data.index("iptables -A OUTPUT -d 169.254.169.254 -m owner --uid-owner hyperjob -j REJECT")
+    assert user_data.index("useradd --create-home --shell /bin/bash hyperjob") < firewall
+    assert firewall < user_data.index("worker_image/start.sh")
     granted = {a for s in role_statements(template, "FleetfleetInstanceRole") for a in as_list(s["Action"])}
     assert {"sqs:ReceiveMessage", "dynamodb:UpdateItem", "autoscaling:TerminateInstanceInAutoScalingGroup"} <= granted
+
+
+def test_instances_answer_metadata_only_with_a_token_and_only_on_the_instance(variant):
+    assert metadata_problems(variant) == []
 
 
 def test_scaler_may_size_the_fleet_by_name(variant):
