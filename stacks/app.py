@@ -13,7 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 from hyperbatch.config import Configuration, ConfigError, load
 
 from . import naming
-from .code_assets import PROJECT_ROOT
+from .code_assets import PROJECT_ROOT, DependencyBuildError
 from .compute import ComputeStack
 from .control_plane import ControlPlaneStack
 
@@ -83,6 +83,9 @@ def main() -> int:
         app = build_app(outdir=outdir)
     except ConfigError as error:
         print(f"configuration error:\n{error}", file=sys.stderr)
+        return 1
+    except DependencyBuildError as error:
+        print(f"synthesis failed: {error}", file=sys.stderr)
         return 1
     try:
         assembly = app.synth()

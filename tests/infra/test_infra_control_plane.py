@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 from infra_templates import as_list, flat, resources, statements
 
-from stacks import api, functions, naming
+from stacks import api, naming
 
 HANDLERS = ("lambdas.api.handler", "lambdas.release.handler", "lambdas.scaler.handler", "lambdas.reconciler.handler")
 
@@ -131,16 +131,6 @@ def test_every_queue_denies_requests_without_tls(synth):
             if statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}:
                 protected.update(q["Ref"] for q in policy["Properties"]["Queues"])
     assert protected == set(queues), "every queue (work, dead-letter, release failures) needs the TLS-only policy"
-
-
-def test_functions_are_arm_python_with_the_powertools_layer(synth):
-    found = lambda_functions(synth)
-    assert set(found) == set(HANDLERS)
-    for props in found.values():
-        assert props["Architectures"] == ["arm64"]
-        assert props["Runtime"] in ("python3.12", "python3.13")
-        assert props["Layers"] == [functions.powertools_layer_arn("us-east-1")]
-        assert "AWSLambdaPowertoolsPythonV3-python312-arm64" in props["Layers"][0]
 
 
 def test_no_function_reserves_concurrency(synth):
