@@ -17,11 +17,7 @@ from .code_assets import PROJECT_ROOT, DependencyBuildError
 from .compute import ComputeStack
 from .control_plane import ControlPlaneStack
 
-# Synth needs no credentials: with no account in settings.json and none from the
-# CDK CLI's credentials (CDK_DEFAULT_ACCOUNT), stacks target this placeholder,
-# whose availability zones are pinned in cdk.json. Resource ARNs use
-# AWS::AccountId either way; only bootstrap asset locations carry the account.
-PLACEHOLDER_ACCOUNT = "123456789012"
+PLACEHOLDER_ACCOUNT = naming.PLACEHOLDER_ACCOUNT  # the account of a synth without credentials
 DEFAULT_CONFIG_DIR = "configurations"
 
 

@@ -111,7 +111,8 @@ def architecture_mismatches(synth) -> list[str]:
                 else:
                     (wanted,) = {instance_architecture(t) for t in environment["InstanceTypes"]}
                 image = container["Image"]
-                tag = (image["Fn::Sub"] if isinstance(image, dict) and "Fn::Sub" in image else flat(image)).rsplit(":", 1)[-1]
+                text = image["Fn::Sub"] if isinstance(image, dict) and "Fn::Sub" in image else flat(image)
+                tag = text.rsplit(":", 1)[-1]
                 checked += 1
                 if platforms[tag] != DOCKER_PLATFORM[wanted]:
                     problems.append(f"{region}/{cluster}: {name} runs a {platforms[tag]} image on {wanted}")

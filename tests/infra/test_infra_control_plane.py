@@ -65,7 +65,9 @@ def test_retained_resources_are_kept_except_when_their_first_create_fails(synth)
     named = {
         logical_id
         for type_, name_property in (
-            ("AWS::DynamoDB::Table", "TableName"), ("AWS::S3::Bucket", "BucketName"), ("AWS::Logs::LogGroup", "LogGroupName")
+            ("AWS::DynamoDB::Table", "TableName"),
+            ("AWS::S3::Bucket", "BucketName"),
+            ("AWS::Logs::LogGroup", "LogGroupName"),
         )
         for logical_id, resource in resources(template, type_).items()
         if name_property in resource["Properties"]
