@@ -16,6 +16,7 @@ from .api import HyperApi
 from .functions import Functions
 from .monitoring import Monitoring
 from .nag import acknowledge, allow
+from .people import PeoplePolicies
 from .retention import log_group
 
 RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
@@ -52,6 +53,7 @@ class ControlPlaneStack(Stack):
             functions, config, contract.reconciler_environment(config, compute))
 
         self.api = HyperApi(self, "Api", config=config, handler=self.api_function)
+        self.people = PeoplePolicies(self, "People", config=config, api_id=self.api.http_api.api_id)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -193,6 +195,9 @@ class ControlPlaneStack(Stack):
             "QueueUrls": env["HYPER_QUEUE_URLS"],
             "LogGroupPrefix": naming.log_group_prefix(deployment),
             "ScriptBucket": naming.script_bucket(deployment, main),
+            # For people: attach to the role or group they use (docs/deployment.md).
+            "SubmitterPolicyArn": self.people.submitters.managed_policy_arn,
+            "AdminPolicyArn": self.people.admins.managed_policy_arn,
         }
         for key, value in values.items():
             CfnOutput(self, key, value=value, export_name=naming.export(deployment, key))
