@@ -1,4 +1,4 @@
-"""The control plane's Lambda functions: one shared code asset and dependency layer, one role and log group each."""
+"""The control plane's Lambda functions: shared code, dependency layer and environment; a role and log group each."""
 
 from __future__ import annotations
 

@@ -160,8 +160,9 @@ def _job_user() -> list[str]:
 
 def _install_and_run(archive: str, environment: dict[str, str]) -> list[str]:
     """Install the worker as the image does (pinned requirements, code on PYTHONPATH) and run
-    start.sh as ec2-user (who may run jobs as the job user through sudo) until it exits (idle). The environment goes through a file, which
-    sudo's environment scrubbing (PYTHONPATH among others) cannot touch."""
+    start.sh as ec2-user (who may run jobs as the job user through sudo) until it exits (idle).
+    The environment goes through a file, which sudo's environment scrubbing (PYTHONPATH among
+    others) cannot touch."""
     settings = environment | {
         "PYTHONPATH": INSTALL_DIR,
         "PYTHONUNBUFFERED": "1",
