@@ -23,6 +23,10 @@ TABLE_WRITE = (
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",  # conditional transitions inside transactions
 )
+# The scaler's single-flight lease: one item, taken and renewed with conditional writes.
+# The scaler may write no other item of the job table (IAM dynamodb:LeadingKeys).
+SCALER_LEASE_KEY = "lease#scaler"
+LEASE_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 LOG_READ = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
 LOG_WRITE = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
@@ -32,6 +36,17 @@ def job_table(principal: iam.IGrantable, config: Configuration, actions: tuple[s
     """The job table and its indexes, named one by one (no index/* wildcard)."""
     deployment, main = config.settings.stack_name, config.settings.main_region
     allow(principal, actions, [naming.table_arn(deployment, main), *naming.index_arns(deployment, main)])
+
+
+def scaler_lease(principal: iam.IGrantable, config: Configuration) -> None:
+    """Conditional writes of the scaler's lease item (partition key SCALER_LEASE_KEY) and nothing else."""
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    allow(
+        principal,
+        LEASE_WRITE,
+        [naming.table_arn(deployment, main)],
+        conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [SCALER_LEASE_KEY]}},
+    )
 
 
 def work_queues(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:

@@ -13,15 +13,11 @@ from cdk_nag import AwsSolutionsChecks
 from hyperbatch.config import Configuration, ConfigError, load
 
 from stacks import naming
-from stacks.code_assets import PROJECT_ROOT
+from stacks.code_assets import PROJECT_ROOT, DependencyBuildError
 from stacks.compute import ComputeStack
 from stacks.control_plane import ControlPlaneStack
 
-# Synth needs no credentials: with no account in settings.json and none from the
-# CDK CLI's credentials (CDK_DEFAULT_ACCOUNT), stacks target this placeholder,
-# whose availability zones are pinned in cdk.json. Resource ARNs use
-# AWS::AccountId either way; only bootstrap asset locations carry the account.
-PLACEHOLDER_ACCOUNT = "123456789012"
+PLACEHOLDER_ACCOUNT = naming.PLACEHOLDER_ACCOUNT  # the account of a synth without credentials
 DEFAULT_CONFIG_DIR = "configurations"
 
 
@@ -83,6 +79,9 @@ def main() -> int:
         app = build_app(outdir=outdir)
     except ConfigError as error:
         print(f"configuration error:\n{error}", file=sys.stderr)
+        return 1
+    except DependencyBuildError as error:
+        print(f"synthesis failed: {error}", file=sys.stderr)
         return 1
     try:
         assembly = app.synth()

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from hyperbatch.config import Cluster, ConfigError, Configuration
 
-from stacks import code_assets, contract
+from stacks import code_assets, compute_plan, contract
 from stacks.compute_plan import ClusterPlan, JobDefinitionPlan, RegionPlan
 from stacks.nag import acknowledge
 from stacks.network import WorkerNetwork
@@ -75,6 +75,14 @@ class BatchCompute(Construct):
         environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
             f"Compute-{cluster.name}",
+            images=_machine_images(cluster),
+            launch_template=ec2.LaunchTemplate(
+                self,
+                f"LaunchTemplate-{cluster.name}",
+                require_imdsv2=True,
+                http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+                http_put_response_hop_limit=contract.METADATA_HOP_LIMIT,
+            ),
             minv_cpus=cluster.min_vcpus,
             allocation_strategy=batch.AllocationStrategy(cluster.allocation_strategy)
             if cluster.allocation_strategy
@@ -141,6 +149,15 @@ class BatchCompute(Construct):
             )
             self._images[(name, arch)] = ecs.ContainerImage.from_docker_image_asset(asset)
         return self._images[(name, arch)]
+
+
+def _machine_images(cluster: Cluster) -> list[batch.EcsMachineImage]:
+    """Amazon Linux 2023 (Batch's default is still Amazon Linux 2 for CloudFormation-made environments);
+    with GPU instance types also its NVIDIA variant, which Batch picks for those types."""
+    types = [batch.EcsMachineImageType.ECS_AL2023]
+    if compute_plan.has_gpus(cluster):
+        types.append(batch.EcsMachineImageType.ECS_AL2023_NVIDIA)
+    return [batch.EcsMachineImage(image_type=t) for t in types]
 
 
 def _instance_selection(cluster: Cluster) -> dict:

@@ -19,6 +19,8 @@ BATCH_EC2_TYPES = {"EC2", "SPOT"}
 
 # Graviton families carry a "g" after the generation digit: c6g, m7gd, c7gn, t4g, x2gd, im4gn.
 _GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*(\.|$)")
+# NVIDIA GPU families: g4dn, g5, g5g, g6, g6e, gr6, p3, p4d, p5...
+_GPU = re.compile(r"^(g|gr|p)\d+[a-z]*(\.|$)")
 _ARM_ALIASES = {"default_arm64"}
 _X86_ALIASES = {"optimal", "default_x86_64"}
 
@@ -66,6 +68,11 @@ def architecture(cluster: Cluster) -> str:
             "x86_64 types; a cluster runs one worker image architecture, so split it into two clusters"
         )
     return arches.pop()
+
+
+def has_gpus(cluster: Cluster) -> bool:
+    """Whether any of a Batch EC2 cluster's instance types carries NVIDIA GPUs (they need the GPU AMI)."""
+    return cluster.type in BATCH_EC2_TYPES and any(_GPU.match(t) for t in cluster.instance_types)
 
 
 def platform(cluster: Cluster) -> str:

@@ -15,18 +15,31 @@ from hyperbatch.config import FILES, Configuration, ConfigError
 
 from stacks import naming
 
+# The unprivileged user a worker runs its jobs as (HYPER_JOB_USER), apart from the agent's own user:
+# a job can then read neither the agent's environment and files nor, on EC2, the instance metadata
+# (credentials of the instance role). worker_image/Dockerfile and the EC2 fleet's boot script create it.
+JOB_USER = "hyperjob"
+# Instance metadata (IMDSv2 only) answers the instance itself and nothing one network hop further:
+# containers (bridge networking) cannot reach it, so they cannot take the instance role's credentials.
+METADATA_HOP_LIMIT = 1
+
 # Lambda rejects a function whose environment (names + values) exceeds 4 KB.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
 _SAMPLE_ACCOUNT = "123456789012"  # same length as any account id, for size estimates
 
 
 def config_json(config: Configuration) -> str:
-    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}."""
+    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}.
+
+    Fields left at their defaults are left out, as in the files themselves: the reader validates
+    with the same models (hyperbatch.config.configuration_from_environment), which put them back, and Lambda's 4 KB for the
+    whole environment goes further.
+    """
     data = {
         kind: (
-            config.settings.model_dump(mode="json")
+            config.settings.model_dump(mode="json", exclude_defaults=True)
             if kind == "settings"
-            else [item.model_dump(mode="json") for item in getattr(config, kind)]
+            else [item.model_dump(mode="json", exclude_defaults=True) for item in getattr(config, kind)]
         )
         for kind in FILES
     }

@@ -16,6 +16,7 @@ from stacks.api import HyperApi
 from stacks.functions import Functions
 from stacks.monitoring import Monitoring
 from stacks.nag import acknowledge, allow
+from stacks.people import PeoplePolicies
 from stacks.retention import log_group
 
 RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
@@ -52,6 +53,7 @@ class ControlPlaneStack(Stack):
             functions, config, contract.reconciler_environment(config, compute))
 
         self.api = HyperApi(self, "Api", config=config, handler=self.api_function)
+        self.people = PeoplePolicies(self, "People", config=config, api_id=self.api.http_api.api_id)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -68,6 +70,8 @@ class ControlPlaneStack(Stack):
             other_dead_letter_queues={"release-failures": self.release_failures},
         )
         self._outputs(config)
+        if config.settings.deletion_protection:
+            self.table_protection = storage.protect_after_create(self, self.table, config)  # last: it follows everything
 
     def _api_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
         function = functions.add("Api", "lambdas.api.handler", timeout_seconds=29)  # 512 MiB: it waits on I/O
@@ -105,11 +109,12 @@ class ControlPlaneStack(Stack):
         return function
 
     def _scaler_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
-        # Single flight: two scalers running at once would both start the same workers.
-        function = functions.add(
-            "Scaler", "lambdas.scaler.handler", timeout_seconds=60, reserved_concurrent_executions=1
-        )
+        # Single flight: two scalers running at once would both start the same workers. Not with
+        # reserved concurrency (an account with a low concurrency quota cannot set any aside): a
+        # run first takes a lease item in the job table with a conditional write.
+        function = functions.add("Scaler", "lambdas.scaler.handler", timeout_seconds=60)
         access.job_table(function, config, access.TABLE_READ)
+        access.scaler_lease(function, config)
         access.work_queues(function, config, ("sqs:GetQueueAttributes",))
         self._allow_compute(function, config)
         self._schedule("ScalerSchedule", function, config.settings.scaler_interval_minutes)
@@ -190,6 +195,9 @@ class ControlPlaneStack(Stack):
             "QueueUrls": env["HYPER_QUEUE_URLS"],
             "LogGroupPrefix": naming.log_group_prefix(deployment),
             "ScriptBucket": naming.script_bucket(deployment, main),
+            # For people: attach to the role or group they use (docs/deployment.md).
+            "SubmitterPolicyArn": self.people.submitters.managed_policy_arn,
+            "AdminPolicyArn": self.people.admins.managed_policy_arn,
         }
         for key, value in values.items():
             CfnOutput(self, key, value=value, export_name=naming.export(deployment, key))

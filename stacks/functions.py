@@ -1,8 +1,8 @@
-"""The control plane's Lambda functions: one shared code asset, one role and log group each."""
+"""The control plane's Lambda functions: shared code, dependency layer and environment; a role and log group each."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -15,18 +15,11 @@ from stacks.retention import log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
-# Powertools for AWS Lambda (Python) v3, public layer; bump the version here only.
-# It also supplies pydantic, which hyperbatch.config needs, built for this runtime and architecture.
-POWERTOOLS_LAYER_VERSION = 27
-POWERTOOLS_LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:{version}"
-
-
-def powertools_layer_arn(region: str) -> str:
-    return POWERTOOLS_LAYER.format(region=region, version=POWERTOOLS_LAYER_VERSION)
+PYTHON_VERSION = RUNTIME.name.removeprefix("python")  # "3.12": what the dependencies are built for
 
 
 class Functions(Construct):
-    """Builds functions that share code, layer and environment."""
+    """Builds functions that share code, the dependency layer and environment."""
 
     def __init__(self, scope: Construct, id: str, *, config: Configuration, environment: dict[str, str]) -> None:
         super().__init__(scope, id)
@@ -35,8 +28,17 @@ class Functions(Construct):
         self._code = lambda_.Code.from_asset(
             str(code_assets.PROJECT_ROOT), exclude=code_assets.only(*code_assets.LAMBDA_ENTRIES)
         )
-        self._layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", powertools_layer_arn(Stack.of(self).region)
+        # requirements.txt as pinned (boto3 included, not the runtime's own), built for this
+        # architecture and Python version by pip at synth (stacks/code_assets.py).
+        self._layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=lambda_.Code.from_asset(
+                str(code_assets.lambda_dependencies(ARCHITECTURE.name, PYTHON_VERSION))
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="HyperBatch runtime dependencies (requirements.txt)",
         )
 
     def add(self, name: str, handler: str, *, timeout_seconds: int, memory_mib: int = 512,
@@ -68,8 +70,8 @@ class Functions(Construct):
         )
         acknowledge(
             function,
-            "Pinned to Python 3.12: the Powertools layer (and the pydantic-core binary it ships) is "
-            "built per Python version, and both move together in stacks/functions.py.",
+            "Pinned to Python 3.12, the worker image's Python: the dependency layer (pydantic-core is "
+            "a compiled extension) is built for RUNTIME's version, so both move together in stacks/functions.py.",
             "AwsSolutions-L1",
         )
         return function

@@ -26,19 +26,38 @@ def allow(
     actions: Iterable[str],
     resources: Iterable[str],
     wildcard_reason: str | None = None,
+    conditions: dict | None = None,
 ) -> None:
     """Add one Allow statement to `principal`'s policy.
 
     Actions must be named (no `*` or `service:*`). A resource containing `*`
     needs `wildcard_reason`, which acknowledges exactly those IAM5 findings.
+    `conditions` narrows the statement further (IAM condition block).
     """
-    actions, resources = sorted(set(actions)), list(resources)
-    if any("*" in action for action in actions):
-        raise ValueError(f"wildcard action in {actions}: name each action")
     # The statement lands in the policy of the grant principal (a function's role,
     # not the function), so that is where findings are acknowledged.
     holder = principal.grant_principal
-    holder.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=resources))
+    holder.add_to_principal_policy(_statement(holder, actions, resources, wildcard_reason, conditions))
+
+
+def allow_in(
+    policy: iam.ManagedPolicy, actions: Iterable[str], resources: Iterable[str], wildcard_reason: str | None = None
+) -> None:
+    """`allow` for a managed policy (one that people's roles or groups attach)."""
+    policy.add_statements(_statement(policy, actions, resources, wildcard_reason))
+
+
+def _statement(
+    holder: IConstruct,
+    actions: Iterable[str],
+    resources: Iterable[str],
+    wildcard_reason: str | None,
+    conditions: dict | None = None,
+) -> iam.PolicyStatement:
+    """The Allow statement, its wildcard resources acknowledged on `holder` (or refused without a reason)."""
+    actions, resources = sorted(set(actions)), list(resources)
+    if any("*" in action for action in actions):
+        raise ValueError(f"wildcard action in {actions}: name each action")
     stack = Stack.of(holder)
     flattened = (_flatten(stack.resolve(resource)) for resource in resources)
     findings = [f"AwsSolutions-IAM5[Resource::{flat}]" for flat in flattened if "*" in flat]
@@ -46,6 +65,7 @@ def allow(
         raise ValueError(f"wildcard resources {findings} need a wildcard_reason")
     if findings:
         acknowledge(holder, wildcard_reason, *findings)
+    return iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions)
 
 
 def _flatten(node) -> str:

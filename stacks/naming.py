@@ -29,6 +29,13 @@ from hyperbatch.core.names import (  # noqa: F401 (re-exported for the stacks)
 )
 
 
+# Synth needs no credentials: with no account in settings.json and none from the
+# CDK CLI's credentials (CDK_DEFAULT_ACCOUNT), stacks target this placeholder,
+# whose availability zones are pinned in cdk.json. Resource ARNs use
+# AWS::AccountId either way; only bootstrap asset locations carry the account.
+PLACEHOLDER_ACCOUNT = "123456789012"
+
+
 def script_bucket(deployment: str, region: str, account: str = Aws.ACCOUNT_ID) -> str:
     """Globally unique by account and region; lower case as S3 requires."""
     name = f"{deployment.lower()}-scripts-{account}-{region}"

@@ -1,18 +1,23 @@
 """A compute region's network: a new VPC shaped by `subnet_type`, or an existing one.
 
-- public:   public subnets only; workers get public IPs, no NAT cost.
+- public:   public subnets only; workers get public IPs and reach the main region's
+            services over the internet, behind security groups with no inbound
+            rules. Nothing here costs money while no worker runs (the default).
 - private:  private subnets behind one NAT gateway (one, not one per AZ: workers
-            are disposable, a NAT outage only delays them).
+            are disposable, a NAT outage only delays them). About $33 a month.
 - isolated: no internet at all; VPC endpoints reach the region's AWS services.
+            Each interface endpoint costs about $7.30 a month per availability zone.
 """
 
 from __future__ import annotations
 
+from aws_cdk import Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from hyperbatch.config import Configuration, Region
 
+from stacks.naming import PLACEHOLDER_ACCOUNT
 from stacks.retention import log_group
 
 SUBNET_TYPES = {
@@ -77,9 +82,20 @@ class WorkerNetwork(Construct):
             self, "Endpoints", vpc=self.vpc, allow_all_outbound=False, description="HTTPS from the VPC to endpoints"
         )
         https_from_vpc.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "workers in this VPC")
+        # Not every service has an endpoint in every availability zone (and one in a zone that lacks it
+        # fails the deploy): with the real account known, each endpoint goes only to the zones its
+        # service offers, as `cdk synth` looks them up (cached in cdk.context.json). A synth without
+        # credentials (placeholder account) deploys nowhere, so it places them in every zone.
+        account = Stack.of(self).account
+        lookup = not Token.is_unresolved(account) and account != PLACEHOLDER_ACCOUNT
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
-                name, service=service, subnets=self.subnets, security_groups=[https_from_vpc], open=False
+                name,
+                service=service,
+                subnets=self.subnets,
+                security_groups=[https_from_vpc],
+                open=False,
+                lookup_supported_azs=lookup,
             )
 
 

@@ -8,9 +8,14 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
+
 def removal_policy(config: Configuration) -> RemovalPolicy:
-    """Protected deployments keep their data when the stack goes; others clean up."""
-    return RemovalPolicy.RETAIN if config.settings.deletion_protection else RemovalPolicy.DESTROY
+    """Protected deployments keep their data when the stack goes (or an update replaces it); others clean up.
+
+    Never on a failed create (CloudFormation's RetainExceptOnCreate): what a failed first deploy
+    made is deleted by its rollback, so a retry does not stop at fixed names that "already exist".
+    """
+    return RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if config.settings.deletion_protection else RemovalPolicy.DESTROY
 
 
 def log_group(scope: Construct, id: str, config: Configuration, name: str | None = None) -> logs.LogGroup:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import CfnOutput, CfnParameter, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from hyperbatch.config import Configuration
 
 from stacks import naming
-from stacks.nag import acknowledge
-from stacks.retention import removal_policy
+from stacks.nag import acknowledge, allow
+from stacks.retention import log_group, removal_policy
 
 MAX_RECEIVE_COUNT = 5  # deliveries before a message is parked in the DLQ
-RETENTION = Duration.days(14)  # SQS maximum: a backlog may wait long for capacity
+# A dead letter keeps its first enqueue time, so a DLQ only holds it for its own retention less the
+# time it spent in the work queue. The DLQ keeps messages the SQS maximum and the work queues less,
+# so every dead letter stays at least 4 days (a long weekend) for the reconciler or a person.
+DEAD_LETTER_RETENTION = Duration.days(14)  # SQS maximum
+WORK_RETENTION = Duration.days(10)  # a backlog may still wait long for capacity
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ def job_table(scope: Construct, config: Configuration) -> dynamodb.Table:
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
             point_in_time_recovery_enabled=True
         ),
-        deletion_protection=config.settings.deletion_protection,
+        # DynamoDB's own deletion protection is switched on after the stack's first create
+        # (protect_after_create): on from the start, it would stop a failed create's rollback.
         removal_policy=removal_policy(config),
         time_to_live_attribute="expires_at",
         stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
@@ -56,15 +63,54 @@ def job_table(scope: Construct, config: Configuration) -> dynamodb.Table:
     return table
 
 
-def secure_queue(scope: Construct, id: str, name: str, **props) -> sqs.Queue:
-    """An SQS queue encrypted at rest, reachable only over TLS, kept for the SQS maximum."""
+def protect_after_create(stack: Stack, table: dynamodb.Table, config: Configuration) -> cr.AwsCustomResource:
+    """Switch on the job table's deletion protection once everything else in `stack` exists.
+
+    The call depends on every other resource of the stack, so it runs last: a first deploy that
+    fails anywhere rolls back before the table is protected, and the rollback can delete it (its
+    RetainExceptOnCreate policy allows that). Removing the call (deletion_protection set to false)
+    switches the protection off again, so the stack can then be destroyed. The table itself stays
+    when a protected deployment's stack is deleted: its deletion policy keeps it.
+    """
+    name = table.table_name
+    # The call runs in a function of CDK's; like ours, it gets its own role and log group.
+    role = iam.Role(stack, "JobTableProtectorRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    logs = log_group(stack, "JobTableProtectorLogs", config)
+    allow(role, ["logs:CreateLogStream", "logs:PutLogEvents"], [logs.log_group_arn])
+    call = dict(service="DynamoDB", action="UpdateTable", physical_resource_id=cr.PhysicalResourceId.of(name))
+    guard = cr.AwsCustomResource(
+        stack,
+        "JobTableDeletionProtection",
+        on_create=cr.AwsSdkCall(**call, parameters={"TableName": name, "DeletionProtectionEnabled": True}),
+        on_delete=cr.AwsSdkCall(
+            **call,
+            parameters={"TableName": name, "DeletionProtectionEnabled": False},
+            ignore_error_codes_matching="ResourceNotFoundException",
+        ),
+        policy=cr.AwsCustomResourcePolicy.from_statements(
+            [iam.PolicyStatement(actions=["dynamodb:UpdateTable"], resources=[table.table_arn])]
+        ),
+        install_latest_aws_sdk=False,
+        role=role,
+        log_group=logs,
+    )
+    for child in stack.node.children:
+        if child is not guard and not isinstance(child, (CfnOutput, CfnParameter)):
+            guard.node.add_dependency(child)
+    return guard
+
+
+def secure_queue(
+    scope: Construct, id: str, name: str, retention: Duration = DEAD_LETTER_RETENTION, **props
+) -> sqs.Queue:
+    """An SQS queue encrypted at rest, reachable only over TLS, keeping messages `retention` (the SQS maximum)."""
     return sqs.Queue(
         scope,
         id,
         queue_name=name,
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
-        retention_period=RETENTION,
+        retention_period=retention,
         **props,
     )
 
@@ -81,6 +127,7 @@ def work_queues(scope: Construct, config: Configuration) -> dict[str, WorkQueue]
             scope,
             f"Queue-{q.name}",
             naming.queue(deployment, q.name),
+            retention=WORK_RETENTION,
             visibility_timeout=lease,
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=MAX_RECEIVE_COUNT),
         )

@@ -64,8 +64,12 @@ class WorkerFleet(Construct):
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(*_release_on_exit(region))
         archive = user_data.add_s3_download_command(bucket=code.bucket, bucket_key=code.s3_object_key)
-        environment = contract.shared_environment(config) | {"HYPER_REGION": region, "HYPER_CLUSTER": cluster.name}
-        user_data.add_commands(*_install_and_run(archive, environment))
+        environment = contract.shared_environment(config) | {
+            "HYPER_REGION": region,
+            "HYPER_CLUSTER": cluster.name,
+            "HYPER_JOB_USER": contract.JOB_USER,
+        }
+        user_data.add_commands(*_job_user(), *_install_and_run(archive, environment))
 
         security_group = ec2.SecurityGroup(
             self, "Workers", vpc=network.vpc, allow_all_outbound=True, description="HyperBatch workers: egress only"
@@ -79,6 +83,8 @@ class WorkerFleet(Construct):
             user_data=user_data,
             security_group=security_group,
             require_imdsv2=True,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            http_put_response_hop_limit=contract.METADATA_HOP_LIMIT,
             detailed_monitoring=True,
             associate_public_ip_address=network.public or None,
             block_devices=[ROOT_VOLUME],
@@ -141,10 +147,22 @@ def _release_on_exit(region: str) -> list[str]:
     ]
 
 
+def _job_user() -> list[str]:
+    """The user jobs run as. Jobs run on the instance itself here, where the metadata hop limit does
+    not apply, so a firewall rule keeps that user (and only it) from the instance metadata service."""
+    user = contract.JOB_USER
+    return [
+        "dnf install -y iptables-nft",
+        f"id {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}",
+        f"iptables -A OUTPUT -d 169.254.169.254 -m owner --uid-owner {user} -j REJECT",
+    ]
+
+
 def _install_and_run(archive: str, environment: dict[str, str]) -> list[str]:
     """Install the worker as the image does (pinned requirements, code on PYTHONPATH) and run
-    start.sh as ec2-user until it exits (idle). The environment goes through a file, which
-    sudo's environment scrubbing (PYTHONPATH among others) cannot touch."""
+    start.sh as ec2-user (who may run jobs as the job user through sudo) until it exits (idle).
+    The environment goes through a file, which sudo's environment scrubbing (PYTHONPATH among
+    others) cannot touch."""
     settings = environment | {
         "PYTHONPATH": INSTALL_DIR,
         "PYTHONUNBUFFERED": "1",

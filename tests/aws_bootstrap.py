@@ -15,7 +15,8 @@ from hyperbatch.core import names
 from hyperbatch.adapters.aws.items import TTL_ATTRIBUTE
 from hyperbatch.adapters.aws.sqs import MAX_RECEIVE_COUNT
 
-SQS_RETENTION_SECONDS = 14 * 86400
+SQS_RETENTION_SECONDS = 10 * 86400  # work queues; their dead letters are kept 14 days (stacks/storage.py)
+DLQ_RETENTION_SECONDS = 14 * 86400
 
 
 
@@ -62,7 +63,7 @@ def create_queues(sqs, deployment: str, queues: list[str], lease_seconds: float)
     for name in queues:
         dlq = sqs.create_queue(
             QueueName=names.dead_letter_queue(deployment, name),
-            Attributes={"MessageRetentionPeriod": str(SQS_RETENTION_SECONDS)},
+            Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
         )["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         urls[name] = sqs.create_queue(

@@ -51,12 +51,12 @@ def test_scores_become_weights_best_per_region():
 def test_the_request_describes_the_cluster_and_definition(auto_cfg):
     queue = auto_cfg.queue("batch")
     request = score_request(auto_cfg, queue)
-    # The sample cluster names families (c6g, m6g): Graviton, described by requirements.
+    # The sample cluster names x86_64 families (c6i, m6i, c5, m5), described by requirements.
     assert request == {
         "TargetCapacity": 4, "TargetCapacityUnitType": "units", "SingleAvailabilityZone": False,
         "RegionNames": REGIONS,
         "InstanceRequirementsWithMetadata": {
-            "ArchitectureTypes": ["arm64"], "VirtualizationTypes": ["hvm"],
+            "ArchitectureTypes": ["x86_64"], "VirtualizationTypes": ["hvm"],
             "InstanceRequirements": {"VCpuCount": {"Min": 1}, "MemoryMiB": {"Min": 2048}},
         },
     }

@@ -15,7 +15,7 @@ def test_the_scaler_submits_workers_to_batch_and_they_run_the_backlog(box):
         "us-east-1/west": 1, "us-west-2/west": 3}
     submits = box.submits()
     assert {(region, p["jobQueue"], p["jobDefinition"]) for region, p, _ in submits} >= {
-        ("us-west-2", "HyperBatch-default", "HyperBatch-standard-ec2-arm64")}
+        ("us-west-2", "HyperBatch-default", "HyperBatch-standard-ec2-x86_64")}
     env = {e["name"]: e["value"] for e in submits[0][1]["containerOverrides"]["environment"]}
     assert env["HYPER_BACKEND"] == "aws" and env["HYPER_QUEUE"] in ("batch", "west")
     workers = box.start_submitted_workers()

@@ -6,7 +6,14 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
-from infra_templates import as_list, flat, resources, role_statements
+from infra_templates import (
+    architecture_mismatches,
+    as_list,
+    flat,
+    machine_image_problems,
+    resources,
+    role_statements,
+)
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 
@@ -32,6 +39,7 @@ def test_spot_compute_environment_follows_the_cluster(computes, synth, region):
                 "MaxvCpus": cluster.max_vcpus,
                 "MinvCpus": cluster.min_vcpus,
                 "InstanceRole": {"Fn::GetAtt": [Match.any_value(), "Arn"]},
+                "Ec2Configuration": [{"ImageType": "ECS_AL2023"}],
             },
         },
     )
@@ -48,7 +56,7 @@ def test_job_definition_carries_the_definition_and_worker_environment(synth, reg
     (job_definition,) = resources(template, "AWS::Batch::JobDefinition").values()
     props = job_definition["Properties"]
     definition = synth.config.definition("standard")
-    assert props["JobDefinitionName"] == "HyperBatch-standard-ec2-arm64"
+    assert props["JobDefinitionName"] == "HyperBatch-standard-ec2-x86_64"
     assert props["PlatformCapabilities"] == ["EC2"]
     assert props["RetryStrategy"]["Attempts"] == definition.retry_attempts
     assert props["Timeout"]["AttemptDurationSeconds"] == definition.timeout_seconds
@@ -71,9 +79,17 @@ def test_worker_image_is_an_asset_built_on_deploy_for_the_cluster_architecture(s
     assets = json.loads((synth.outdir / f"{synth.compute_name('us-west-2')}.assets.json").read_text())
     (image,) = assets["dockerImages"].values()
     assert image["source"]["dockerFile"] == "worker_image/Dockerfile"
-    assert image["source"]["platform"] == "linux/arm64"  # c6g/m6g are Graviton
+    assert image["source"]["platform"] == "linux/amd64"  # c6i/m6i/c5/m5 are x86_64
     staged = synth.outdir / image["source"]["directory"]
     assert {p.name for p in staged.iterdir()} == {"hyperbatch", "worker_image", "requirements.txt"}
+
+
+def test_ec2_compute_environments_run_amazon_linux_2023(synth):
+    assert machine_image_problems(synth) == []
+
+
+def test_every_compute_environment_runs_images_built_for_its_instances(synth):
+    assert architecture_mismatches(synth) == []
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -114,25 +130,20 @@ def test_worker_role_reaches_only_the_main_region_control_plane(synth, region):
     }
 
 
-def test_vpc_shape_follows_subnet_type(computes):
-    # eu-west-1 public: no NAT; us-west-2 private: exactly one NAT; us-east-1 (main) isolated: endpoints, no IGW.
-    computes["eu-west-1"].resource_count_is("AWS::EC2::NatGateway", 0)
-    computes["eu-west-1"].resource_count_is("AWS::EC2::VPCEndpoint", 0)
-    computes["us-west-2"].resource_count_is("AWS::EC2::NatGateway", 1)
-    computes["us-east-1"].resource_count_is("AWS::EC2::NatGateway", 0)
-    computes["us-east-1"].resource_count_is("AWS::EC2::InternetGateway", 0)
+def test_example_regions_are_public_with_no_nat_gateway_or_interface_endpoint_and_no_way_in(synth, computes):
+    # The example costs nothing while no worker runs: workers get public IPs (outbound to the main
+    # region's SQS and DynamoDB), and nothing may reach them from outside.
     for region in REGIONS:
+        template = synth.templates[synth.compute_name(region)]
+        computes[region].resource_count_is("AWS::EC2::NatGateway", 0)
+        computes[region].resource_count_is("AWS::EC2::VPCEndpoint", 0)
+        computes[region].resource_count_is("AWS::EC2::EIP", 0)
+        computes[region].resource_count_is("AWS::EC2::SecurityGroupIngress", 0)
+        subnets = resources(template, "AWS::EC2::Subnet")
+        assert subnets and all(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets.values())
+        groups = resources(template, "AWS::EC2::SecurityGroup")
+        assert groups and not [k for k, g in groups.items() if g["Properties"].get("SecurityGroupIngress")]
         computes[region].has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
-
-
-def test_isolated_vpc_has_the_endpoints_workers_need(synth):
-    template = synth.templates[synth.compute_name("us-east-1")]
-    services = {flat(e["Properties"]["ServiceName"]) for e in resources(template, "AWS::EC2::VPCEndpoint").values()}
-    for suffix in ("sqs", "dynamodb", "s3", "ecr.api", "ecr.dkr", "logs", "sts", "ecs", "ecs-agent", "ecs-telemetry"):
-        assert any(s.endswith(f".{suffix}") for s in services), suffix
-    gateways = {
-        flat(e["Properties"]["ServiceName"]).rsplit(".", 1)[-1]
-        for e in resources(template, "AWS::EC2::VPCEndpoint").values()
-        if e["Properties"].get("VpcEndpointType") == "Gateway"
-    }
-    assert gateways == {"s3", "dynamodb"}
+        (environment,) = resources(template, "AWS::Batch::ComputeEnvironment").values()
+        placed = {s["Ref"] for s in environment["Properties"]["ComputeResources"]["Subnets"]}
+        assert placed == set(subnets)

@@ -27,6 +27,21 @@ def test_cluster_architecture_follows_its_instance_types(types, arch):
     assert compute_plan.architecture(Cluster(name="c", type="EC2", instance_types=types)) == arch
 
 
+@pytest.mark.parametrize(
+    ("kind", "types", "gpus"),
+    [
+        ("EC2", ["g5", "c6i"], True),
+        ("SPOT", ["p4d.24xlarge"], True),
+        ("SPOT", ["g5g.xlarge"], True),
+        ("SPOT", ["c6g", "m6g", "m7gd.large"], False),
+        ("EC2", ["optimal"], False),
+        ("LAUNCH_TEMPLATE", ["g5.xlarge"], False),  # not a Batch environment: no AMI to choose
+    ],
+)
+def test_gpu_instance_types_are_recognised(kind, types, gpus):
+    assert compute_plan.has_gpus(Cluster(name="c", type=kind, instance_types=types)) is gpus
+
+
 def test_mixed_architectures_in_one_cluster_are_refused():
     with pytest.raises(ConfigError, match=r"clusters.json: entry 'mixed' field 'instance_types'"):
         compute_plan.architecture(Cluster(name="mixed", type="SPOT", instance_types=["c6g", "c6i"]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from infra_templates import as_list, flat, role_statements, statements
 
+from stacks import access
+
 
 def test_no_statement_allows_every_action_of_anything(synth):
     offending = [
@@ -47,15 +49,28 @@ def test_api_reads_and_writes_jobs_but_never_touches_compute_or_sends_work(synth
     assert not {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"} & set(granted)
 
 
-def test_scaler_only_reads_the_table_and_submits_to_named_batch_targets(synth):
+def test_scaler_writes_only_its_lease_item_and_submits_to_named_batch_targets(synth):
     granted = actions_of(synth, "FunctionsScalerRole")
-    writes = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage")
-    assert not any(action in granted for action in writes)
+    assert "sqs:SendMessage" not in granted and "dynamodb:BatchWriteItem" not in granted
+    # Its single-flight lease is a conditional write of one item: every table write it may make is
+    # confined to that item's partition key, on the table itself (no index is written).
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    write_statements = [
+        s for s in role_statements(synth.templates[synth.control_name], "FunctionsScalerRole")
+        if writes & set(as_list(s["Action"]))
+    ]
+    assert {a for s in write_statements for a in as_list(s["Action"])} >= {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+    table = "arn:${AWS::Partition}:dynamodb:us-east-1:${AWS::AccountId}:table/HyperBatch-jobs"
+    for statement in write_statements:
+        assert [flat(r) for r in as_list(statement["Resource"])] == [table]
+        assert statement["Condition"] == {
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [access.SCALER_LEASE_KEY]}
+        }
     submit = granted["batch:SubmitJob"]
     for region in synth.config.compute_regions:
         assert f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-queue/HyperBatch-default" in submit
         assert (
-            f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-definition/HyperBatch-standard-ec2-arm64:*"
+            f"arn:${{AWS::Partition}}:batch:{region}:${{AWS::AccountId}}:job-definition/HyperBatch-standard-ec2-x86_64:*"
             in submit
         )
     assert granted["ec2:GetSpotPlacementScores"] == {"*"}

@@ -9,8 +9,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_cdk.assertions import Match
 from infra_synthesis import read_synthesis, shared_dir, synthesize
-from infra_templates import as_list, flat, lint_errors, resources, role_statements
+from infra_templates import (
+    architecture_mismatches,
+    as_list,
+    flat,
+    image_platforms,
+    lint_errors,
+    machine_image_problems,
+    metadata_problems,
+    resources,
+    role_statements,
+)
 
 from stacks import naming
 
@@ -37,12 +48,14 @@ VARIANT = {
             "instance_types": ["optimal"],
             "allocation_strategy": "BEST_FIT_PROGRESSIVE",
         },
+        {"name": "gpu", "type": "EC2", "instance_types": ["g5", "g6"], "regions": ["us-west-2"]},
+        {"name": "graviton", "type": "SPOT", "instance_types": ["c7g", "m7g"], "regions": ["eu-west-1"]},
         {"name": "fleet", "type": "LAUNCH_TEMPLATE", "instance_types": ["c6g.large", "m6g.large"], "max_vcpus": 8},
     ],
     "queues": [
         {"name": "quick", "cluster": "serverless", "definition": "small"},
         {"name": "bulk", "cluster": "fleet", "definition": "small"},
-        {"name": "render", "cluster": "ondemand", "definition": "gpu"},
+        {"name": "render", "cluster": "gpu", "definition": "gpu"},
     ],
     "definitions": [
         {"name": "small", "vcpus": 0.5, "memory_mib": 1024},
@@ -110,7 +123,7 @@ def test_fargate_environments_and_job_definitions(variant):
         c["Properties"]["ComputeResources"]["Type"]
         for c in resources(variant.templates["Lab-Compute-eu-west-1"], "AWS::Batch::ComputeEnvironment").values()
     }
-    assert eu_types == {"FARGATE_SPOT", "EC2"}
+    assert eu_types == {"FARGATE_SPOT", "EC2", "SPOT"}
     names = {
         d["Properties"]["JobDefinitionName"]: d["Properties"]
         for d in resources(variant.templates["Lab-Compute-us-west-2"], "AWS::Batch::JobDefinition").values()
@@ -123,6 +136,22 @@ def test_fargate_environments_and_job_definitions(variant):
     assert network.get("AssignPublicIp", "DISABLED") == "DISABLED"
     gpu = {r["Type"]: r["Value"] for r in names["Lab-gpu-ec2-x86_64"]["ContainerProperties"]["ResourceRequirements"]}
     assert gpu["GPU"] == "1" and gpu["VCPU"] == "4"
+
+
+def test_graviton_clusters_get_arm64_images_and_x86_clusters_amd64_ones(variant):
+    assert architecture_mismatches(variant) == []
+    # eu-west-1 has both: the Graviton cluster's arm64 image and the x86_64 one of the others.
+    assert sorted(image_platforms(variant, "eu-west-1").values()) == ["linux/amd64", "linux/arm64"]
+    assert sorted(image_platforms(variant, "us-west-2").values()) == ["linux/amd64"]
+
+
+def test_gpu_cluster_runs_the_nvidia_variant_of_amazon_linux_2023_and_the_others_the_plain_one(variant):
+    assert machine_image_problems(variant) == []
+    variant.template("Lab-Compute-us-west-2").has_resource_properties(
+        "AWS::Batch::ComputeEnvironment",
+        {"ComputeResources": {"InstanceTypes": ["g5", "g6"],
+                              "Ec2Configuration": [{"ImageType": "ECS_AL2023"}, {"ImageType": "ECS_AL2023_NVIDIA"}]}},
+    )
 
 
 def test_on_demand_cluster_lets_batch_choose_instances(variant):
@@ -145,15 +174,26 @@ def test_launch_template_fleet_starts_empty_and_runs_the_worker_directly(variant
     assert group["Properties"]["MinSize"] == "0" and "DesiredCapacity" not in group["Properties"]
     overrides = group["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
     assert [o["InstanceType"] for o in overrides] == ["c6g.large", "m6g.large"]
-    (launch_template,) = resources(template, "AWS::EC2::LaunchTemplate").values()
+    (launch_template,) = [t for t in resources(template, "AWS::EC2::LaunchTemplate").values()
+                          if "UserData" in t["Properties"]["LaunchTemplateData"]]
     data = launch_template["Properties"]["LaunchTemplateData"]
-    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}
     user_data = flat(data["UserData"]["Fn::Base64"])
     assert "worker_image/start.sh" in user_data
     assert "terminate-instance-in-auto-scaling-group" in user_data
     assert "\nHYPER_MAIN_REGION=us-west-2\n" in user_data
+    # Jobs run on the instance itself here, as their own user, which a firewall rule keeps from the
+    # instance metadata (the hop limit does not apply on the instance); both before the worker starts.
+    assert "\nHYPER_JOB_USER=hyperjob\n" in user_data
+    firewall = user_data.index("iptables -A OUTPUT -d 169.254.169.254 -m owner --uid-owner hyperjob -j REJECT")
+    assert user_data.index("useradd --create-home --shell /bin/bash hyperjob") < firewall
+    assert firewall < user_data.index("worker_image/start.sh")
     granted = {a for s in role_statements(template, "FleetfleetInstanceRole") for a in as_list(s["Action"])}
     assert {"sqs:ReceiveMessage", "dynamodb:UpdateItem", "autoscaling:TerminateInstanceInAutoScalingGroup"} <= granted
+
+
+def test_instances_answer_metadata_only_with_a_token_and_only_on_the_instance(variant):
+    assert metadata_problems(variant) == []
 
 
 def test_scaler_may_size_the_fleet_by_name(variant):
@@ -197,6 +237,10 @@ def test_monitoring_switched_off_builds_no_dashboard_or_alarms(variant):
 def test_unprotected_deployment_can_be_destroyed(variant):
     control = variant.template("Lab-Control")
     control.has_resource_properties(
-        "AWS::DynamoDB::Table", {"TableName": naming.table("Lab"), "DeletionProtectionEnabled": False}
+        "AWS::DynamoDB::Table", {"TableName": naming.table("Lab"), "DeletionProtectionEnabled": Match.absent()}
     )
     control.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Delete"})
+    control.resource_count_is("Custom::AWS", 0)  # nothing switches its deletion protection on
+    retained = [k for k, r in variant.templates["Lab-Control"]["Resources"].items()
+                if r.get("DeletionPolicy", "Delete") != "Delete"]
+    assert retained == []

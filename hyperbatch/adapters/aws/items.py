@@ -37,7 +37,7 @@ FINAL_STATES = frozenset(s.value for s in FINAL)
 # Jobs no message stands for: the only ones by_queue_state holds, one partition per queue.
 WAITING_STATES = frozenset({JobState.WAITING.value, JobState.HELD.value})
 WAITING = "waiting"
-# A submission outlives its members: they may wait (SQS keeps a message 14 days) and then run
+# A submission outlives its members: they may wait (SQS keeps a work message 10 days, a dead letter 14) and then run
 # for a while before the retention after their finish starts.
 SUBMISSION_EXTRA_SECONDS = 14 * 86400
 
