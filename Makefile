@@ -33,7 +33,7 @@ lint: $(TESTING)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(TESTING)
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(TESTING)

@@ -100,7 +100,7 @@ def build_app(
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
-        return error(422, "ValidationError", describe_validation(exc.errors()))
+        return error(422, "ValidationError", describe_validation(list(exc.errors())))
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:

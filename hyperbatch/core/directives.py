@@ -83,7 +83,8 @@ def _options(tokens: list[str]) -> Iterator[tuple[str, str | None]]:
         yield option, value
 
 
-def _apply(option: str, value: str | None, out: dict[str, Any]) -> None:
+def _apply(option: str, given: str | None, out: dict[str, Any]) -> None:
+    value = given or ""  # the options that read it always come with one (_WITH_VALUE)
     if option == "-N":
         if not NAME_RE.fullmatch(value):
             raise SpecError(

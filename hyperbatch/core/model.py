@@ -22,7 +22,7 @@ ARRAY_COUNTERS = ("pending", "running", "succeeded", "failed", "cancelled")
 
 def new_job(**fields: Any) -> dict:
     """A job document with every field present, so views and adapters need no defaults."""
-    doc = {
+    doc: dict[str, Any] = {
         "id": None,
         "name": "job",
         "owner": "",

@@ -66,6 +66,8 @@ def parse_env(text: str) -> dict[str, str]:
     pos = 0
     while pos < len(text):
         match = _ENV_ITEM_RE.match(text, pos)
+        if match is None:  # the pattern takes any rest of the text; this keeps the checker sure of it
+            raise SpecError(f"environment list '{text}': give VAR=value[,VAR=value]")
         pos = match.end()
         name, eq, double, single, raw = match.groups()
         name = name.strip()

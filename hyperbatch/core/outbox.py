@@ -67,6 +67,8 @@ def _array_items(old: dict | None, new: dict) -> list[SendItem]:
         for index, attempt in retrying.items():
             if was_retrying.get(index) != attempt:
                 pos = spec.position_of(int(index))
+                if pos is None:
+                    continue  # not an index of this array: nothing to send
                 again.append((queue, job_id, pos, pos + 1, int(attempt), priority))
         items += sorted(again)
     return items

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Mapping
+from typing import Any, Mapping
 
 from hyperbatch.core.errors import SpecError
 
@@ -33,8 +33,8 @@ def split(n: int, weights: Mapping[str, float], capacity: Mapping[str, int] | No
         if not (math.isfinite(weight) and weight >= 0):
             raise SpecError(f"weight for {region} is {weight}: weights must be zero or more")
     capacity = capacity or {}
-    out = {region: 0 for region in weights}
-    cap = {r: max(0, capacity[r]) if r in capacity else math.inf for r in weights}
+    out: dict[str, Any] = {region: 0 for region in weights}
+    cap: dict[str, Any] = {r: max(0, capacity[r]) if r in capacity else math.inf for r in weights}
     pool = {r: Fraction(w) for r, w in weights.items() if w > 0 and cap[r] > 0}
     left = n
     # Water-filling: a region whose exact share reaches its capacity is filled and leaves the pool.

@@ -277,13 +277,10 @@ class Dispatcher:
         # The whole chunk goes back, finished tasks included: delivery is at least once.
         item = run.item
 
-        def change(doc: dict) -> Change | None:
+        def hand_back(doc: dict) -> Change | None:
             if item.id not in doc["chunks"]:
                 return None
-            if item.attempt > 1:  # a retry item: back into the retry map with the same attempt
-                back = ("retry", item.attempt)
-            else:
-                back = ("pending", None)
+            back: tuple[str, int | None] = ("retry", item.attempt) if item.attempt > 1 else ("pending", None)
             def decide(pos: int, index: str):
                 cancelled = doc["cancel_requested"] or index in doc["cancelled_tasks"]
                 return ("cancelled", None) if cancelled else back
@@ -293,7 +290,7 @@ class Dispatcher:
                 settled.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
             return settled
 
-        update_array(self.store, item.job_id, change)
+        update_array(self.store, item.job_id, hand_back)
         self.queue.requeue(item, item.lo, item.attempt)
 
     # ---- lost leases --------------------------------------------------------------------

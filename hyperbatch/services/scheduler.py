@@ -6,6 +6,7 @@ runs in the local daemon and in Lambda.
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from dataclasses import dataclass
@@ -188,7 +189,7 @@ class Scheduler:
             self._configured("queue", queue)
         return self.store.query(owner=owner, queue=queue, states=states, limit=limit, next=next)
 
-    def tasks(self, job_id: str, caller: Caller, offset: int, limit: int) -> tuple[list[dict], int | None]:
+    def tasks(self, job_id: str, caller: Caller, offset: int, limit: int) -> "tuple[builtins.list[dict], int | None]":
         doc = self.get(job_id, caller)
         if not is_array(doc):
             raise Conflict(f"job {job_id} is not an array job")
@@ -213,7 +214,7 @@ class Scheduler:
         data, new_offset = self.logs.read(job_id, index, stream, offset, limit)
         return {"data": data, "offset": new_offset, "final": final and len(data.encode()) < limit}
 
-    def queues(self, workers: dict[tuple[str, str], int]) -> list[dict]:
+    def queues(self, workers: dict[tuple[str, str], int]) -> "builtins.list[dict]":
         out = []
         for q in self.config.queues:
             per_region: dict[str, int] = {}

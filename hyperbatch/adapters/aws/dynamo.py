@@ -55,6 +55,7 @@ DynamoDB attribute values) is hyperbatch.adapters.aws.items.
 from __future__ import annotations
 
 import logging
+import functools
 import heapq
 import itertools
 import threading
@@ -243,7 +244,7 @@ class DynamoJobStore:
         written: list[dict] = []
         try:
             for chunk in _chunks(actions):
-                self._transact(chunk, lambda codes, chunk=chunk: self._taken(chunk, codes))
+                self._transact(chunk, functools.partial(self._taken, chunk))
                 written += [a["Put"]["Item"] for a in chunk]
         except BaseException:
             self._delete(written[1:] + written[:1] if claim else written)  # the claim last

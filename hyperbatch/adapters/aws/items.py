@@ -191,7 +191,7 @@ def _normalise(change: Change) -> tuple[dict, dict, dict, dict]:
     DynamoDB refuses two actions on overlapping paths in one expression, so
     anything that touches a field also being set is computed here instead.
     """
-    sets = {k: (v.value if isinstance(v, JobState) else v) for k, v in change.set.items() if k != "version"}
+    sets: dict[str, Any] = {k: (v.value if isinstance(v, JobState) else v) for k, v in change.set.items() if k != "version"}
     adds: dict[str, int] = {}
     for key, delta in change.add.items():
         if key == "version":
