@@ -23,8 +23,8 @@ refill stays under that.
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import threading
 import time
 from typing import Any, Callable
@@ -33,6 +33,8 @@ from botocore.exceptions import ClientError
 
 from hyperbatch.config import Configuration
 from hyperbatch.adapters.aws import clients
+
+log = logging.getLogger("hyperbatch.batch")
 
 MAX_ARRAY_SIZE = 10_000
 ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -135,8 +137,7 @@ class BatchCompute:
             except ClientError as exc:
                 if not started:
                     raise
-                print(f"hyperbatch: submitted {started} of {count} workers for {queue} in {region}: {exc}",
-                      file=sys.stderr)
+                log.warning("submitted %d of %d workers for %s in %s: %s", started, count, queue, region, exc)
                 break
             started += size
         return started

@@ -15,14 +15,16 @@ static weights are not in the result, so the scaler uses their configured ones.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-import sys
 import time
 from typing import Callable
 
 from hyperbatch.config import Configuration, Queue
 from hyperbatch.adapters.aws import clients
+
+log = logging.getLogger("hyperbatch.placement")
 
 CACHE_SECONDS = 600.0
 FALLBACK_SECONDS = 60.0
@@ -106,8 +108,7 @@ class RegionWeights:
             weights = self._scores(queue, regions)
             until = now + self.ttl
         except Exception as exc:  # anything at all: scaling must not stop for want of a score
-            print(f"hyperbatch: spot placement scores for queue {name} unavailable ({exc}); equal weights",
-                  file=sys.stderr)
+            log.warning("spot placement scores for queue %s unavailable (%s); equal weights", name, exc)
             weights = {r: 1.0 for r in regions}
             until = now + self.fallback_ttl
         self._cache[name] = (until, weights)
