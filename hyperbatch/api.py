@@ -15,13 +15,14 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from hyperbatch import __version__
-from hyperbatch.core.errors import HyperError
+from hyperbatch.core import limits, options
+from hyperbatch.core.errors import HyperError, PayloadTooLarge, SpecError
 from hyperbatch.core.ids import parse_job_ref
 from hyperbatch.core.model import view
-from hyperbatch.services.scheduler import MAX_SCRIPT_BYTES, Caller, Scheduler
+from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
 
 log = logging.getLogger("hyperbatch.api")
@@ -30,31 +31,71 @@ MAX_PAGE = 1000
 
 
 class JobRequest(BaseModel):
-    """One job: a script (its #PBS/#HYPER header is read) or a command, and options that win over the header."""
+    """One job: a script (its #PBS/#HYPER header is read) or a command, and options that win over the header.
+
+    Every bound is hyperbatch.core.limits': what a worker could not run (a NUL byte, a variable name
+    with '=', a walltime past a year) is refused here, not found out by the worker.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    queue: str | None = Field(None, max_length=64)
-    definition: str | None = Field(None, max_length=64)
-    script: str | None = Field(None, max_length=MAX_SCRIPT_BYTES)
-    script_name: str | None = Field(None, max_length=1024)
-    command: list[str] | None = Field(None, min_length=1, max_length=4096)
-    array: str | None = Field(None, max_length=64, examples=["1-100", "0-10:2", "1-1000%10"])
-    depend: str | None = Field(None, max_length=4096, examples=["afterok:01JD4V8ZK2N3Q"])
-    priority: int | None = Field(None, ge=-1024, le=1023)
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    walltime: str | int | None = Field(None, examples=["01:00:00"])
-    env: dict[str, str] | None = None
-    resources: dict[str, str] | None = None
+    name: Annotated[str, AfterValidator(limits.check_name)] | None = Field(
+        None, json_schema_extra={"pattern": f"^{limits.NAME_PATTERN}$"})
+    queue: str | None = Field(None, min_length=1, max_length=limits.MAX_REF_CHARS)
+    definition: str | None = Field(None, min_length=1, max_length=limits.MAX_REF_CHARS)
+    script: Annotated[str, AfterValidator(limits.check_script)] | None = Field(
+        None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})
+    script_name: Annotated[str, AfterValidator(limits.no_nul)] | None = Field(
+        None, min_length=1, max_length=limits.MAX_SCRIPT_NAME_CHARS)
+    command: Annotated[list[str], AfterValidator(limits.check_command)] | None = Field(
+        None, json_schema_extra={"minItems": 1, "maxItems": limits.MAX_ARGS})
+    array: str | None = Field(None, min_length=1, max_length=limits.MAX_ARRAY_SPEC_CHARS,
+                              examples=["1-100", "0-10:2", "1-1000%10"])
+    depend: str | None = Field(None, min_length=1, max_length=limits.MAX_DEPEND_CHARS,
+                               examples=["afterok:01JD4V8ZK2N3Q"])
+    priority: int | None = Field(None, ge=limits.PRIORITY_MIN, le=limits.PRIORITY_MAX)
+    max_attempts: int | None = Field(None, ge=1, le=limits.MAX_ATTEMPTS)
+    walltime: str | int | None = Field(None, examples=["01:00:00", 3600])
+    env: Annotated[dict[str, str], AfterValidator(limits.check_env)] | None = None
+    resources: Annotated[dict[str, str], AfterValidator(limits.check_resources)] | None = None
     hold: bool | None = None
-    workdir: str | None = Field(None, max_length=4096)
+    workdir: Annotated[str, AfterValidator(limits.check_workdir)] | None = Field(
+        None, min_length=1, max_length=limits.MAX_PATH_BYTES)
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime(cls, value: Any) -> Any:
+        """HH:MM:SS (or 1h30m) text, kept as given for the scheduler, or whole seconds; either within a year."""
+        if isinstance(value, str):
+            limits.check_walltime(options.parse_walltime(value))
+            return value
+        return value if value is None else limits.check_walltime(value)
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    jobs: list[JobRequest] = Field(min_length=1, max_length=1000)
+    jobs: list[JobRequest] = Field(min_length=1, max_length=limits.MAX_BATCH_JOBS)
 
 
+def read_json_body(event: Any) -> Any:
+    """The request body as JSON, within the limits of hyperbatch.core.limits (413 for size, 400 for the rest)."""
+    try:
+        text = event.decoded_body or ""
+    except ValueError:  # base64 that is not, or bytes that are not UTF-8
+        raise SpecError("the body must be JSON (UTF-8 text)") from None
+    if len(text.encode("utf-8", "surrogatepass")) > limits.MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body is over {limits.MAX_BODY_BYTES // (1024 * 1024)} MiB")
+    deep = SpecError(f"the body nests arrays and objects more than {limits.MAX_JSON_DEPTH} deep")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise deep from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"the body must be JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError:  # Python reads integers of at most 4300 digits
+        raise SpecError("the body holds a number too long to read") from None
+    if limits.nests_deeper(data):
+        raise deep
+    return data
 
 
 def error(status: int, code: str, message: str) -> Response:
@@ -68,7 +109,11 @@ def describe_validation(errors: list[dict]) -> str:
     msg = err.get("msg", "invalid").removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown field"
-    return f"{'.'.join(loc)}: {msg}" if loc else msg
+    elif err.get("type") == "string_too_short" and (err.get("ctx") or {}).get("min_length") == 1:
+        msg = "must not be empty"
+    if not loc or msg.startswith(f"{loc[-1]} "):  # the rule's message names the field already
+        return f"{'.'.join(loc[:-1])}: {msg}" if loc[:-1] else msg
+    return f"{'.'.join(loc)}: {msg}"
 
 
 def build_app(
@@ -100,7 +145,7 @@ def build_app(
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
-        return error(422, "ValidationError", describe_validation(list(exc.errors())))
+        return error(400, "ValidationError", describe_validation(list(exc.errors())))
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:
@@ -113,14 +158,15 @@ def build_app(
 
     @app.post("/jobs", summary="Submit one job, or a batch of up to 1,000 as {'jobs': [...]}")
     def submit():
+        raw = read_json_body(app.current_event)
+        if not isinstance(raw, dict):
+            raise SpecError('the body must be a JSON object: one job, or a batch as {"jobs": [...]}')
+        # Pick the shape by its key, so errors speak of the body that was meant.
+        shape = BatchRequest if "jobs" in raw else JobRequest
         try:
-            raw = app.current_event.json_body
-            # Pick the shape by its key, so errors speak of the body that was meant.
-            shape = BatchRequest if isinstance(raw, dict) and "jobs" in raw else JobRequest
             body = shape.model_validate(raw)
-        except (ValidationError, json.JSONDecodeError, TypeError) as exc:
-            message = describe_validation(exc.errors()) if isinstance(exc, ValidationError) else "body must be JSON"
-            return error(422, "ValidationError", message)
+        except ValidationError as exc:
+            return error(400, "ValidationError", describe_validation(exc.errors()))
         requests = body.jobs if isinstance(body, BatchRequest) else [body]
         docs = scheduler.submit([r.model_dump(exclude_none=True) for r in requests], caller())
         payload: Any = {"jobs": [view(d) for d in docs]} if isinstance(body, BatchRequest) else view(docs[0])
@@ -145,14 +191,14 @@ def build_app(
     @app.get("/jobs/<job_id>/tasks", summary="An array's tasks with their states")
     def get_tasks(
         job_id: str,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=limits.MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> dict:
         rows, nxt = scheduler.tasks(_id(job_id), caller(), offset, limit)
         return {"tasks": rows, "next": nxt}
 
     @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (?index=N)")
-    def cancel(job_id: str, index: Annotated[int | None, Query(ge=0)] = None) -> dict:
+    def cancel(job_id: str, index: Annotated[int | None, Query(ge=0, le=limits.MAX_OFFSET)] = None) -> dict:
         return view(scheduler.cancel(_id(job_id), caller(), index))
 
     @app.post("/jobs/<job_id>/hold", summary="Hold a queued or waiting job")
@@ -167,8 +213,8 @@ def build_app(
     def read_log(
         job_id: str,
         stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
-        offset: Annotated[int, Query(ge=0)] = 0,
-        index: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int, Query(ge=0, le=limits.MAX_OFFSET)] = 0,
+        index: Annotated[int | None, Query(ge=0, le=limits.MAX_OFFSET)] = None,
     ) -> dict:
         return scheduler.read_log(_id(job_id), caller(), stream, offset, index)
 
@@ -182,17 +228,27 @@ def build_app(
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi():
-        return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema(title="HyperBatch"))
+        return Response(200, content_types.APPLICATION_JSON, json.dumps(openapi_document(app)))
 
     app.enable_swagger(path="/swagger", title="HyperBatch", version=__version__)
     return app
 
 
+def openapi_document(app: APIGatewayHttpResolver) -> dict:
+    """Powertools' description of the routes, plus the body of POST /jobs: `submit` reads that body
+    itself (its size and depth first, then the shape its keys name), so powertools cannot see it."""
+    doc = json.loads(app.get_openapi_json_schema(title="HyperBatch"))
+    schema = TypeAdapter(JobRequest | BatchRequest).json_schema(ref_template="#/components/schemas/{model}")
+    doc.setdefault("components", {}).setdefault("schemas", {}).update(schema.pop("$defs", {}))
+    doc["paths"]["/jobs"]["post"]["requestBody"] = {
+        "required": True, "content": {"application/json": {"schema": schema}},
+    }
+    return doc
+
+
 def _id(text: str) -> str:
     job_id, index = parse_job_ref(text)
     if index is not None:
-        from hyperbatch.core.errors import SpecError
-
         raise SpecError(f"name the task with ?index={index}, not in the path")
     return job_id
 
@@ -204,7 +260,5 @@ def _states(text: str | None) -> list[str] | None:
     valid = {s.value for s in JobState}
     for name in names:
         if name not in valid:
-            from hyperbatch.core.errors import SpecError
-
             raise SpecError(f"unknown state '{name}': use {', '.join(sorted(valid))}")
     return names

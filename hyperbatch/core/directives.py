@@ -30,11 +30,11 @@ from typing import Any, Iterator
 from hyperbatch.core.arrays import parse_array
 from hyperbatch.core.dependencies import format_depend, parse_depend
 from hyperbatch.core.errors import SpecError
+from hyperbatch.core.limits import MAX_ATTEMPTS, check_name
 from hyperbatch.core.options import parse_env, parse_priority, parse_resources, parse_walltime
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PREFIXES = ("#PBS", "#HYPER")
-MAX_RETRIES = 99
+MAX_RETRIES = MAX_ATTEMPTS - 1
 _WITH_VALUE = {"-N", "-q", "-d", "--definition", "-J", "-t", "-W", "-p", "--retries", "-l", "-v"}
 _IGNORED_WITH_VALUE = {"-o", "-e", "-j", "-m", "-M", "-A", "-S"}
 _FLAGS = {"-h", "-V"}
@@ -86,11 +86,7 @@ def _options(tokens: list[str]) -> Iterator[tuple[str, str | None]]:
 def _apply(option: str, given: str | None, out: dict[str, Any]) -> None:
     value = given or ""  # the options that read it always come with one (_WITH_VALUE)
     if option == "-N":
-        if not NAME_RE.fullmatch(value):
-            raise SpecError(
-                f"job name '{value}': use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
-        out["name"] = value
+        out["name"] = check_name(value)
     elif option == "-q":
         out["queue"] = value
     elif option in ("-d", "--definition"):

@@ -31,6 +31,13 @@ class Conflict(HyperError):
     code = "Conflict"
 
 
+class PayloadTooLarge(HyperError):
+    """A request body over hyperbatch.core.limits.MAX_BODY_BYTES."""
+
+    status = 413
+    code = "PayloadTooLarge"
+
+
 class StaleTransition(Exception):
     """A conditional write lost: the job's (state, attempt) was no longer what the caller expected.
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 
 from hyperbatch.core.errors import SpecError
-
-PRIORITY_MIN, PRIORITY_MAX = -1024, 1023
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+from hyperbatch.core.limits import ENV_NAME_RE, PRIORITY_MAX, PRIORITY_MIN
 _CLOCK_RE = re.compile(r"(?:(?:([0-9]{1,9}):)?([0-9]{1,9}):)?([0-9]{1,9})")
 _UNITS_RE = re.compile(r"(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?", re.IGNORECASE)
 

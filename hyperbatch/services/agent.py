@@ -16,6 +16,7 @@ worker that exits leaves no acknowledged message behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyperbatch.core import exits
+from hyperbatch.core import exits, limits
 from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
@@ -149,6 +150,7 @@ class Agent:
                                      flush=self.flush)
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
         self.stopping: bool = False
+        self._pid_fd: int | None = None
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -289,6 +291,7 @@ class Agent:
         if index is not None:
             env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
                    "HYPER_JOB_ID": f"{job['id']}[{index}]", "PBS_JOBID": f"{job['id']}[{index}]"}
+        self.current.set(None, index, None)  # nothing of the last run's ending carries over
         sink = self.logs.sink(job["id"], index, run.attempt)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -297,10 +300,14 @@ class Agent:
                     argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
                     cwd=self.workdir, env=env, process_group=0,
                 )
-            except OSError as exc:
-                os.write(sink.stderr, f"hyperbatch: cannot start {argv[0]}: {exc.strerror}\n".encode())
-                return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]}: {exc.strerror}")
-            deadline = time.time() + job["walltime"] if job["walltime"] else None
+            except (OSError, ValueError) as exc:
+                # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
+                # stored before it did still fails with the true reason, not a worker crash.
+                with contextlib.suppress(OSError):
+                    os.write(sink.stderr, f"hyperbatch: cannot start {argv[0]!r}: {_why(exc)}\n".encode())
+                return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]!r}: {_why(exc)}")
+            walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
+            deadline = time.time() + walltime if walltime else None
             self.current.set(proc, index, deadline)
             if self._pid_fd is not None:
                 os.pwrite(self._pid_fd, b"%-12d\n" % proc.pid, 0)
@@ -338,3 +345,8 @@ class Agent:
         if job["array"] is not None:
             env["HYPER_ARRAY_ID"] = job["id"]
         return env
+
+
+def _why(exc: Exception) -> str:
+    """An OS error's own words ('No space left on device'), else the exception's message."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__

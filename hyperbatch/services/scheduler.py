@@ -11,15 +11,13 @@ import os
 import time
 from dataclasses import dataclass
 
-from hyperbatch.core import arrays, dependencies, directives, ids, options, outbox
+from hyperbatch.core import arrays, dependencies, directives, ids, limits, options, outbox
 from hyperbatch.config import Configuration
 from hyperbatch.core.errors import Conflict, Forbidden, NotFound, SpecError, StaleTransition
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState
 from hyperbatch.core.tasks import task_state, update_array
-
-MAX_SCRIPT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,11 +73,8 @@ class Scheduler:
         script, command = request.get("script"), request.get("command")
         if (script is None) == (not command):
             raise SpecError("give exactly one of 'script' (the job script's text) or 'command' (a list of arguments)")
-        fields = {}
-        if script is not None:
-            if len(script.encode()) > MAX_SCRIPT_BYTES:
-                raise SpecError(f"the script is larger than {MAX_SCRIPT_BYTES // 1024} KiB; stage data in files instead")
-            fields = directives.parse_directives(script)
+        limits.check_request({"script": script, "command": command})  # before the directives are read
+        fields = directives.parse_directives(script) if script is not None else {}
         # Request fields (the command line) win over script directives.
         fields.update({k: v for k, v in request.items() if v is not None and k not in ("script", "command")})
 
@@ -91,11 +86,9 @@ class Scheduler:
         walltime = fields.get("walltime")
         if isinstance(walltime, str):
             walltime = options.parse_walltime(walltime)
-        if walltime is not None and walltime <= 0:
-            raise SpecError("walltime must be positive, as in 01:00:00")
+        # The API's models checked the request; the directives merged in are checked by the same rules.
+        limits.check_request({**fields, "walltime": walltime})
         env = fields.get("env") or {}
-        for key in env:
-            options.parse_env(f"{key}=")  # validates the name
         deps = dependencies.parse_depend(fields.get("depend") or "")
         parents = self._visible_parents(deps, caller)
         spec = arrays.parse_array(fields["array"]) if fields.get("array") else None

@@ -1,0 +1,56 @@
+"""A job the worker cannot run fails with the true reason; the worker lives on (issue 9, item 6).
+
+Before, a NUL byte or an '=' in a name made Popen raise ValueError, and a walltime of 10**400
+overflowed the deadline: each crashed the agent, which
+start.sh restarted onto the same job until the job ended FAILED "worker lost", which was false.
+The API now refuses such input (tests/api); these jobs are stored by hand, as a job stored before
+that would be.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hyperbatch.core import exits
+from hyperbatch.core.ids import new_job_id
+from hyperbatch.core.model import new_job
+from hyperbatch.services.agent import Agent, Settings
+
+
+def store_job(harness, **fields) -> str:
+    """A job put straight into the store and queue, past every check."""
+    fields.setdefault("command", ["true"])
+    doc = new_job(id=new_job_id(), owner="alice", queue="batch", definition="standard", **fields)
+    harness.backend.store.create([doc], [])
+    harness.backend.queue.send("batch", doc["id"], 0, doc["total"], 1, 0)
+    return doc["id"]
+
+
+def run_next(harness, tmp_path, logs=None) -> None:
+    """Claim the next item and run it with a real agent (its processes are real)."""
+    settings = Settings(queue="batch", idle_timeout=0.1, lease_seconds=30, heartbeat_seconds=1, chunk_size=10,
+                        work_root=tmp_path / "agent-work", definition_env={})
+    agent = Agent(harness.worker, harness.backend.queue, logs or harness.backend.logs, settings)
+    item = harness.backend.queue.claim("batch", harness.worker.worker, 10, 30)
+    run = harness.worker.start(item)
+    agent.execute(run)
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"env": {"A": "x\0y"}}, "embedded null byte"),
+    ({"env": {"A=B": "x"}}, "illegal environment variable name"),
+    ({"command": ["echo", "a\0b"]}, "embedded null byte"),
+    ({"workdir": "/tmp/a\0b"}, "embedded null byte"),  # PBS_O_WORKDIR
+])
+def test_a_job_no_program_can_be_given_fails_as_not_started(harness, tmp_path, fields, words):
+    job_id = store_job(harness, **fields)
+    run_next(harness, tmp_path)
+    job = harness.job(job_id)
+    assert (job["state"], job["exit_status"]) == ("FAILED", exits.EXEC_FAILED)
+    assert words in job["reason"] and "could not start" in job["reason"]
+
+
+def test_an_absurd_walltime_does_not_overflow_the_deadline(harness, tmp_path):
+    job_id = store_job(harness, walltime=10**400)
+    run_next(harness, tmp_path)
+    assert harness.job(job_id)["state"] == "SUCCEEDED"
