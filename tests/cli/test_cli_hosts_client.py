@@ -11,7 +11,7 @@ import pytest
 from hyperbatch.cli import host_registry as hosts
 from hyperbatch.cli.client import ApiError, Client, Unreachable, job_path
 from hyperbatch.cli.errors import HostError
-from conftest import TOKEN
+from tests.cli.conftest import TOKEN
 
 LOCAL = {"kind": "local", "url": "http://127.0.0.1:8765", "token_file": "/tmp/token"}
 AWS = {"kind": "aws", "url": "https://abc.execute-api.us-east-1.amazonaws.com/prod/", "region": "us-east-1"}

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import USER
+from tests.cli.conftest import USER
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import TOKEN, USER
+from tests.cli.conftest import TOKEN, USER
 
 
 def _only_submit(api):
