@@ -62,6 +62,7 @@ BODIES = {
     "JSON nested 33 deep, within a field": (
         b'{"command": ["true"], "env": ' + b'{"a": ' * 33 + b"1" + b"}" * 34, 400, "the body nests"),
     "not JSON": (b"{command: true}", 400, "the body must be JSON"),
+    "not UTF-8": (b'{"command": ["\xff"]}', 400, "the body must be JSON (UTF-8 text)"),
     "a number of 5,000 digits": (b'{"command": ["true"], "priority": 1' + b"0" * 5000 + b"}", 400,
                                  "the body holds a number too long to read"),
     "over 10 MiB": (b'{"command": ["' + b"x" * limits.MAX_BODY_BYTES + b'"]}', 413, "the request body is over 10 MiB"),
