@@ -6,6 +6,7 @@ Every route goes through `authorize`, which turns the request into a Caller
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Annotated, Any, Callable
@@ -209,14 +210,18 @@ def build_app(
     def release(job_id: str) -> dict:
         return view(scheduler.release(_id(job_id), caller()))
 
-    @app.get("/jobs/<job_id>/log", summary="stdout or stderr from a byte offset (poll for live output)")
+    @app.get("/jobs/<job_id>/log", summary="stdout or stderr from a byte offset (poll for live output)",
+             description="`data` is base64: the bytes exactly as the job wrote them (output need not be text). "
+                         "`offset` is the byte offset to ask for next; `final` says no more output will come; "
+                         "`state` is the job's (or task's) state.")
     def read_log(
         job_id: str,
         stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
         offset: Annotated[int, Query(ge=0, le=limits.MAX_OFFSET)] = 0,
         index: Annotated[int | None, Query(ge=0, le=limits.MAX_OFFSET)] = None,
     ) -> dict:
-        return scheduler.read_log(_id(job_id), caller(), stream, offset, index)
+        chunk = scheduler.read_log(_id(job_id), caller(), stream, offset, index)
+        return {**chunk, "data": base64.b64encode(chunk["data"]).decode("ascii"), "encoding": "base64"}
 
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
     def queues() -> dict:

@@ -1,7 +1,12 @@
-"""qlog: print (or follow) a job's or an array task's stdout or stderr."""
+"""qlog: print (or follow) a job's or an array task's stdout or stderr.
+
+The output is written as the bytes the job wrote, to a file, a pipe or a terminal alike: the API
+sends them base64-encoded, from byte offsets, so nothing is dropped, replaced or shifted.
+"""
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 from typing import Any
@@ -16,6 +21,7 @@ from hyperbatch.cli.pbs.common import (
     job_path,
     parse_ref,
 )
+from hyperbatch.cli.runner import err as _err
 from hyperbatch.cli.runner import run as _run
 
 
@@ -37,6 +43,7 @@ def qlog(stderr: bool, follow: bool, job_ref: str) -> int:
     stream = "stderr" if stderr else "stdout"
     offset: Any = 0
     outage = Outage()
+    told = None  # the waiting state last reported, so each is said once
     while True:
         query = {"stream": stream, "offset": offset, "index": index}
         fetch = lambda: client.request("GET", path, query=query)  # noqa: E731
@@ -50,7 +57,7 @@ def qlog(stderr: bool, follow: bool, job_ref: str) -> int:
             time.sleep(LOG_POLL_SECONDS)
             continue
         body = answer[1] if isinstance(answer[1], dict) else {}
-        data = body.get("data") or ""
+        data = _bytes(body)
         if data:
             _write_raw(data)
         new_offset = body.get("offset")
@@ -64,15 +71,30 @@ def qlog(stderr: bool, follow: bool, job_ref: str) -> int:
                 return 0
             continue  # a large log comes in pages: keep reading
         if not data:
+            state = body.get("state")
+            if state in _WAITING and state != told:
+                _err(f"qlog: {job_ref} is {_WAITING[state]}; waiting for its output (Ctrl-C stops waiting)")
+                told = state
             time.sleep(LOG_POLL_SECONDS)
 
 
-def _write_raw(data: str) -> None:
-    try:
-        raw = data.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = data.encode("utf-8", "replace")
-    sys.stdout.buffer.write(raw)
+# States in which a job may wait without end, and what qlog -f says of them (on stderr, once each).
+_WAITING = {
+    "HELD": "held: it starts once released with qrls",
+    "WAITING": "waiting for the jobs it depends on",
+}
+
+
+def _bytes(body: dict) -> bytes:
+    """The chunk's bytes: base64 as the API sends them (text from a server that predates that)."""
+    data = body.get("data") or ""
+    if body.get("encoding") == "base64":
+        return base64.b64decode(data)
+    return data.encode("utf-8", "surrogateescape")
+
+
+def _write_raw(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
 

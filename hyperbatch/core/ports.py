@@ -148,8 +148,8 @@ class LogSink(Protocol):
 class LogStore(Protocol):
     def sink(self, job_id: str, index: int | None, attempt: int) -> LogSink: ...
 
-    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[str, int]:
-        """Text from `offset` (in bytes) and the offset after it."""
+    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes from byte `offset`, exactly as the job wrote them, and the offset after them."""
 
 
 class Compute(Protocol):

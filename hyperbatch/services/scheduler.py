@@ -191,21 +191,25 @@ class Scheduler:
         rows = [task_state(doc, spec, pos) for pos in range(offset, end)]
         return rows, (end if end < spec.size else None)
 
-    def read_log(self, job_id, caller, stream, offset, index=None, limit=1 << 20):
+    def read_log(self, job_id, caller, stream, offset, index=None, limit=1 << 20) -> dict:
+        """Up to `limit` bytes of output from byte `offset`, as stored ({"data": bytes, "offset": the next
+        offset, "final": nothing more will come, "state": the job's or task's state})."""
         doc = self.get(job_id, caller)
         if stream not in ("stdout", "stderr"):
             raise SpecError("stream must be stdout or stderr")
         if is_array(doc):
             spec = arrays.parse_array(doc["array"])
-            if index is None or spec.position_of(index) is None:
+            position = None if index is None else spec.position_of(index)
+            if position is None:
                 raise SpecError(f"job {job_id} is an array: name a task, as in {job_id}[{spec.start}]")
-            final = task_state(doc, spec, spec.position_of(index))["state"] in {s.value for s in FINAL}
+            state = task_state(doc, spec, position)["state"]
         else:
             if index is not None:
                 raise SpecError(f"job {job_id} is not an array job; drop the [{index}]")
-            final = doc["state"] in {s.value for s in FINAL}
+            state = doc["state"]
         data, new_offset = self.logs.read(job_id, index, stream, offset, limit)
-        return {"data": data, "offset": new_offset, "final": final and len(data.encode()) < limit}
+        final = state in {s.value for s in FINAL} and len(data) < limit
+        return {"data": data, "offset": new_offset, "final": final, "state": state}
 
     def queues(self, workers: dict[tuple[str, str], int]) -> "builtins.list[dict]":
         out = []

@@ -82,7 +82,7 @@ def test_an_array_then_its_dependent_run_to_success(aws, flow):
     worker.finish_job(work(aws, worker), Outcome(0))
     assert aws.store.get(child["id"])["state"] == "SUCCEEDED"
     assert (aws.queue.backlog("batch"), aws.queue.in_flight("batch")) == (0, 0)
-    assert scheduler.read_log(array["id"], ALICE, "stdout", 0, index=5)["data"] == "done\n"
+    assert scheduler.read_log(array["id"], ALICE, "stdout", 0, index=5)["data"] == b"done\n"
 
 
 def test_a_lost_worker_is_found_by_redelivery_and_its_job_retried(aws, flow):

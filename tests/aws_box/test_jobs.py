@@ -1,5 +1,7 @@
 """Jobs through the API function, sent and released by the stream function, run by worker agents."""
 
+import base64
+
 from tests.aws_box.harness import ALICE
 
 
@@ -20,10 +22,12 @@ def test_a_job_and_a_100_task_array_run_and_their_output_is_readable(box):
     assert (done["state"], done["succeeded"], done["running"], done["pending"]) == ("SUCCEEDED", 100, 0, 0)
 
     status, log = box.api("GET", f"/jobs/{job['id']}/log")
-    assert status == 200 and log == {"data": f"hello from {job['id']}\n", "offset": len(log["data"]), "final": True}
+    hello = f"hello from {job['id']}\n".encode()
+    assert status == 200 and log == {"data": base64.b64encode(hello).decode(), "encoding": "base64",
+                                     "offset": len(hello), "final": True, "state": "SUCCEEDED"}
     for index in (1, 57, 100):
         status, log = box.api("GET", f"/jobs/{array['id']}/log", query={"index": index})
-        assert status == 200 and log["data"] == f"task {index}\n"
+        assert status == 200 and base64.b64decode(log["data"]) == f"task {index}\n".encode()
     status, tasks = box.api("GET", f"/jobs/{array['id']}/tasks", query={"limit": 100})
     assert status == 200 and {t["state"] for t in tasks["tasks"]} == {"SUCCEEDED"}
 

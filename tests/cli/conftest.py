@@ -7,6 +7,7 @@ in memory, records every request, and lets a test script state changes
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -59,12 +60,18 @@ def job_defaults(job_id: str, **fields: Any) -> dict[str, Any]:
     return job
 
 
+def log_chunk(data: bytes, offset: int, final: bool, state: str) -> dict[str, Any]:
+    """A GET /jobs/ID/log answer, as the API gives it: the bytes in base64, byte offsets."""
+    return {"data": base64.b64encode(data).decode(), "encoding": "base64", "offset": offset + len(data),
+            "final": final, "state": state}
+
+
 class FakeApi:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, list[dict[str, Any]]] = {}
-        self.logs: dict[tuple[str, str, Any], list[tuple[str, bool]]] = {}
+        self.logs: dict[tuple[str, str, Any], list[tuple[str | bytes, bool]]] = {}
         self.progress: dict[str, list[dict[str, Any]]] = {}
         self.overrides: dict[tuple[str, str], Callable[..., tuple[int, Any]] | tuple[int, Any]] = {}
         self.page_size = 2
@@ -147,11 +154,12 @@ class FakeApi:
                 chunks = self.logs.get((job["id"], query.get("stream", "stdout"), index))
                 offset = int(query.get("offset", 0))
                 if not chunks:
-                    return 200, {"data": "", "offset": offset, "final": job["state"] in FINAL}
+                    return 200, log_chunk(b"", offset, job["state"] in FINAL, job["state"])
                 data, final = chunks.pop(0)
                 if not chunks:
                     chunks.append(("", final))  # the last chunk is served once, then only its finality
-                return 200, {"data": data, "offset": offset + len(data), "final": final}
+                raw = data.encode() if isinstance(data, str) else data
+                return 200, log_chunk(raw, offset, final, job["state"])
         return 404, {"error": "NotFound", "message": f"no route {method} {path}"}
 
     def _submit(self, body: Any) -> tuple[int, Any]:
@@ -259,21 +267,23 @@ def home(tmp_path: Path, api: FakeApi) -> Path:
 
 @pytest.fixture
 def cli(home: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """cli("qsub", "-N", "x", "--", "true", input=None, env={...}) runs the installed console script."""
+    """cli("qsub", "-N", "x", "--", "true", input=None, env={...}) runs the installed console script
+    (binary=True: stdout and stderr as bytes)."""
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
 
     def run(
-        command: str, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 15
-    ) -> subprocess.CompletedProcess[str]:
+        command: str, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 15,
+        binary: bool = False,
+    ) -> subprocess.CompletedProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERBATCH_")}
         full_env.update(HYPERBATCH_HOME=str(home), LOGNAME=USER, USER=USER, LC_ALL="C.UTF-8")
         full_env.update(env or {})
         return subprocess.run(
             [str(BIN / command), *args],
-            input=input if input is not None else "",
+            input=(input or "").encode() if binary else input if input is not None else "",
             capture_output=True,
-            text=True,
+            text=not binary,
             env=full_env,
             cwd=workdir,
             timeout=timeout,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.cli.conftest import log_chunk
+
 
 def test_qdel_processes_every_id_and_reports_unknown(cli, api):
     a, c = api.add(state="QUEUED"), api.add(state="RUNNING")
@@ -71,7 +73,7 @@ def test_qlog_prints_exactly_what_is_stored(cli, api):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "line 1\nhé no newline"
     offsets = [r["query"]["offset"] for r in api.calls("GET", f"/jobs/{job['id']}/log")]
-    assert offsets == ["0", str(len("line 1\nhé "))]
+    assert offsets == ["0", str(len("line 1\nhé ".encode()))]  # byte offsets
 
 
 def test_qlog_without_follow_stops_when_nothing_new(inproc, api):
@@ -99,3 +101,33 @@ def test_qlog_stderr_and_task(inproc, api):
 
 def test_qlog_unknown_job(inproc, api):
     assert inproc("qlog", "01JD4V8ZKZZZZ") == (1, "", "qlog: Unknown Job Id 01JD4V8ZKZZZZ\n")
+
+
+def test_qlog_writes_the_bytes_as_stored_even_where_they_are_not_text(cli, api):
+    """Issue 9, item 8: non-UTF-8 bytes were dropped or replaced, and the offsets drifted."""
+    job = api.add(state="SUCCEEDED")
+    first, second = bytes(range(256)) + "é".encode()[:1], "é".encode()[1:] + b"\xff\xfe end\n"
+    api.logs[(job["id"], "stdout", None)] = [(first, False), (second, True)]
+    result = cli("qlog", job["id"], binary=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == first + second
+    offsets = [r["query"]["offset"] for r in api.calls("GET", f"/jobs/{job['id']}/log")]
+    assert offsets == ["0", str(len(first))]
+
+
+def test_qlog_follow_says_once_that_a_held_job_waits(inproc, api):
+    """Issue 9, item 11: `qlog -f` on a held job waited without a word."""
+    job = api.add(state="HELD")
+    polls = {"n": 0}
+
+    def answer(query, body):
+        polls["n"] += 1
+        if polls["n"] == 4:  # released by someone else, then it runs and prints
+            api.jobs[job["id"]]["state"] = "SUCCEEDED"
+            return 200, log_chunk(b"done\n", int(query["offset"]), True, "SUCCEEDED")
+        return 200, log_chunk(b"", int(query["offset"]), False, "HELD")
+
+    api.override("GET", f"/jobs/{job['id']}/log", answer)
+    code, out, err = inproc("qlog", "-f", job["id"])
+    assert (code, out) == (0, "done\n")
+    assert err == f"qlog: {job['id']} is held: it starts once released with qrls; waiting for its output (Ctrl-C stops waiting)\n"

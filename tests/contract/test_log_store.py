@@ -19,11 +19,11 @@ def test_output_is_read_back_from_offsets(backend):
     os.write(sink.stdout, b"hello\n")
     os.write(sink.stderr, b"oops\n")
     text, offset = read_soon(backend, "J1", None, "stdout", 0, 1 << 20)
-    assert (text, offset) == ("hello\n", 6)
+    assert (text, offset) == (b"hello\n", 6)
     os.write(sink.stdout, b"world\n")
     sink.close()
-    assert backend.logs.read("J1", None, "stdout", offset, 1 << 20) == ("world\n", 12)
-    assert backend.logs.read("J1", None, "stderr", 0, 1 << 20) == ("oops\n", 5)
+    assert backend.logs.read("J1", None, "stdout", offset, 1 << 20) == (b"world\n", 12)
+    assert backend.logs.read("J1", None, "stderr", 0, 1 << 20) == (b"oops\n", 5)
 
 
 def test_tasks_have_their_own_logs(backend):
@@ -31,20 +31,38 @@ def test_tasks_have_their_own_logs(backend):
         sink = backend.logs.sink("A", index, 1)
         os.write(sink.stdout, f"task {index}\n".encode())
         sink.close()
-    assert backend.logs.read("A", 2, "stdout", 0, 100)[0] == "task 2\n"
+    assert backend.logs.read("A", 2, "stdout", 0, 100)[0] == b"task 2\n"
 
 
 def test_missing_output_reads_empty(backend):
-    assert backend.logs.read("nope", None, "stdout", 0, 100) == ("", 0)
+    assert backend.logs.read("nope", None, "stdout", 0, 100) == (b"", 0)
 
 
 def test_a_character_cut_by_the_limit_is_not_mangled(backend):
     sink = backend.logs.sink("U", None, 1)
     os.write(sink.stdout, "é".encode() * 3)  # 6 bytes
     sink.close()
-    text, offset = backend.logs.read("U", None, "stdout", 0, 3)
+    data, offset = backend.logs.read("U", None, "stdout", 0, 3)
     rest, end = backend.logs.read("U", None, "stdout", offset, 100)
-    assert text + rest == "ééé" and end == 6
+    assert (data, offset) == ("é".encode() + b"\xc3", 3)  # byte offsets: a limit may cut a character
+    assert data + rest == "ééé".encode() and end == 6
+
+
+def test_any_bytes_come_back_exactly_from_any_offset(backend):
+    """Output that is not UTF-8 (binary, or text with a stray byte) is not dropped, replaced or shifted."""
+    blob = bytes(range(256)) * 40 + "é€\n".encode() + b"\xff\xfe\x00tail"  # 10 KiB and some
+    sink = backend.logs.sink("B", None, 1)
+    for start in range(0, len(blob), 4000):  # several writes: on AWS, several events
+        os.write(sink.stdout, blob[start:start + 4000])
+    sink.close()
+    read_soon(backend, "B", None, "stdout", 0, 1)
+    got, offset = b"", 0
+    for _ in range(100):  # pages of an odd size, so they cut characters and events
+        data, offset = backend.logs.read("B", None, "stdout", offset, 777)
+        if not data:
+            break
+        got += data
+    assert got == blob and offset == len(blob)
 
 
 def test_a_new_attempt_replaces_the_output(backend):
@@ -52,4 +70,4 @@ def test_a_new_attempt_replaces_the_output(backend):
         sink = backend.logs.sink("R", None, attempt)
         os.write(sink.stdout, text)
         sink.close()
-    assert backend.logs.read("R", None, "stdout", 0, 100)[0] == "second\n"
+    assert backend.logs.read("R", None, "stdout", 0, 100)[0] == b"second\n"

@@ -9,14 +9,23 @@ adapter only creates streams. `queue_of(job_id)` names a job's queue — wire
 just read, so it costs no call in practice.
 
 Writing. `sink` gives the child the write ends of two pipes; one pump thread
-per pipe decodes UTF-8 incrementally and ships text with PutLogEvents. The
+per pipe ships what it reads with PutLogEvents. The
 first output after a quiet second goes out at once, then at most one call per
 `flush_seconds` per stream (so `qlog -f` is live without a call per line), and
 everything left goes at `close`. One event carries a whole flush (up to
-256 KiB of text, split at character boundaries beyond that), which keeps
+256 KiB, split at character boundaries beyond that), which keeps
 events few and their order certain; a call stays under the PutLogEvents limits
 of 10,000 events and 1 MiB. While a pump is inside a PutLogEvents call it does not read,
 so a child writing more than the 64 KiB pipe buffer in that moment waits for it.
+
+Bytes, exactly. CloudWatch keeps UTF-8 text, but a job may write anything. An
+event whose bytes are UTF-8 is stored as that text, readable in the console as
+usual; any other event (binary output, a stray byte in text) is stored as
+ENCODED followed by its bytes in base64, and so is a text event that happens to
+start with ENCODED itself, so that reading is never ambiguous. A flush holds
+back a character cut in half at its end (up to 3 bytes) for the next one, so
+text cut by a pipe read stays text; at `close` everything goes. `read` turns
+every event back into its bytes.
 
 Streams are created lazily, at the first output: a task that prints nothing
 costs no call, which matters because CreateLogStream allows only about 50
@@ -24,8 +33,8 @@ calls/s per account and region. A retry (attempt > 1) creates its stdout
 stream at once even if silent, so that it still hides the earlier attempt's
 output (a silent first attempt has nothing to hide).
 
-Reading. The offset is the number of UTF-8 bytes of the stream's text already
-returned. `read` finds the latest attempt's stream (DescribeLogStreams by
+Reading. The offset is the number of bytes of the stream already returned (the
+job's bytes, not the stored text). `read` finds the latest attempt's stream (DescribeLogStreams by
 prefix) and reads events from the head (GetLogEvents, startFromHead, following
 nextForwardToken) until it has skipped `offset` bytes and gathered `limit`.
 That is O(size of the stream) per call: fine for job logs of a few MB; a
@@ -40,8 +49,8 @@ stream per task and output); a stream per chunk would lift that.
 
 from __future__ import annotations
 
+import base64
 import logging
-import codecs
 import os
 import select
 import threading
@@ -68,15 +77,33 @@ def stream_name(job_id: str, index: int | None, attempt: int, stream: str) -> st
     return f"{job_id}/{'job' if index is None else index}/{attempt}/{stream}"
 
 
-def split_message(text: str, most: int = MAX_EVENT_BYTES) -> list[str]:
-    """`text` in pieces of at most `most` UTF-8 bytes, never cutting a character."""
-    data = text.encode()
-    pieces = []
+ENCODED = "\u241bbase64:"  # "␛base64:" starts an event that holds bytes in base64, not text
+
+
+def to_messages(data: bytes, most: int = MAX_EVENT_BYTES) -> list[str]:
+    """Messages of at most `most` UTF-8 bytes that hold `data` exactly: UTF-8 text as it is (never cut
+    inside a character), anything else as ENCODED + base64."""
+    raw_most = (most - len(ENCODED.encode())) // 4 * 3  # bytes whose base64 fits in a message
+    messages = []
     while data:
-        cut = _complete(data[:most])
-        pieces.append(data[:cut].decode())
-        data = data[cut:]
-    return pieces
+        piece = data[: _complete(data[:most])] or data[:most]
+        try:
+            text = piece.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or text.startswith(ENCODED):
+            piece = data[:raw_most]
+            text = ENCODED + base64.b64encode(piece).decode("ascii")
+        messages.append(text)
+        data = data[len(piece):]
+    return messages
+
+
+def from_message(message: str) -> bytes:
+    """The bytes an event holds (the inverse of `to_messages`, one event at a time)."""
+    if message.startswith(ENCODED):
+        return base64.b64decode(message[len(ENCODED):])
+    return message.encode("utf-8")
 
 
 def batches(messages: list[str]) -> list[list[str]]:
@@ -105,7 +132,7 @@ def _complete(data: bytes) -> int:
 
 
 class _Pump(threading.Thread):
-    """Reads one pipe until EOF (or `stop`), shipping text to one log stream."""
+    """Reads one pipe until EOF (or `stop`), shipping its bytes to one log stream."""
 
     def __init__(self, client, group: str, stream: str, fd: int, flush_seconds: float,
                  clock: Callable[[], float], create_now: bool):
@@ -115,10 +142,9 @@ class _Pump(threading.Thread):
         self.create_now = create_now
         self.created = False
         self.stopping = threading.Event()
-        self.buffer: list[str] = []
+        self.buffer = bytearray()
         self.last_put = float("-inf")
         self.last_timestamp = 0
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._poll = select.poll()  # not select(): an agent may hold fds above 1024
         self._poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 
@@ -147,16 +173,11 @@ class _Pump(threading.Thread):
                 data = os.read(self.fd, READ_CHUNK)
                 if not data:
                     break
-                text = self.decoder.decode(data)
-                if text:
-                    self.buffer.append(text)
+                self.buffer += data
             elif self.stopping.is_set():
                 break  # nothing more to read right now, and asked to stop
             if self.buffer and self.clock() - self.last_put >= self.flush_seconds:
-                self.flush()
-        tail = self.decoder.decode(b"", final=True)
-        if tail:
-            self.buffer.append(tail)
+                self.flush(final=False)
         self.flush()
 
     def _create(self) -> None:
@@ -167,15 +188,17 @@ class _Pump(threading.Thread):
                 raise
         self.created = True
 
-    def flush(self) -> None:
-        text = "".join(self.buffer)
-        self.buffer.clear()
+    def flush(self, final: bool = True) -> None:
+        """Ship the buffer; unless `final`, keep a character cut in half at its end for the next flush."""
+        cut = len(self.buffer) if final else _complete(bytes(self.buffer[-4:])) + max(0, len(self.buffer) - 4)
+        data = bytes(self.buffer[:cut])
+        del self.buffer[:cut]
         self.last_put = self.clock()
-        if not text:
+        if not data:
             return
         if not self.created:
             self._create()
-        for batch in batches(split_message(text)):
+        for batch in batches(to_messages(data)):
             events = []
             for message in batch:
                 # Strictly increasing timestamps: the read order is the write order.
@@ -254,17 +277,16 @@ class CloudWatchLogStore:
         return CloudWatchSink(self.client, self.group(job_id), names, attempt, self.flush_seconds, self.clock,
                               self.close_timeout)
 
-    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[str, int]:
+    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[bytes, int]:
         try:
             group = self.group(job_id)
         except NotFound:
-            return "", offset
+            return b"", offset
         name = self._latest(group, job_id, index, stream)
         if name is None:
-            return "", offset
+            return b"", offset
         data = self._bytes(group, name, offset, limit)
-        keep = _complete(data)  # stop before a character cut in half; the next read starts there
-        return data[:keep].decode("utf-8", "replace"), offset + keep
+        return data, offset + len(data)
 
     def _latest(self, group: str, job_id: str, index: int | None, stream: str) -> str | None:
         """The requested stream of the latest attempt (None if that attempt wrote nothing there)."""
@@ -295,7 +317,7 @@ class CloudWatchLogStore:
         return latest if latest in names else None
 
     def _bytes(self, group: str, name: str, offset: int, limit: int) -> bytes:
-        """Bytes [offset, offset + limit) of the stream's text, reading events from the head."""
+        """Bytes [offset, offset + limit) of the stream, reading events from the head."""
         out = bytearray()
         seen = 0  # bytes of the stream passed so far
         token = None
@@ -310,7 +332,7 @@ class CloudWatchLogStore:
                     break
                 raise
             for event in response.get("events", []):
-                data = event["message"].encode()
+                data = from_message(event["message"])
                 if seen + len(data) > offset:
                     out += data[max(0, offset - seen):]
                 seen += len(data)

@@ -1,4 +1,8 @@
-"""LogStore on files under $HYPERBATCH_HOME/logs: the child writes straight into them, so output is live."""
+"""LogStore on files under $HYPERBATCH_HOME/logs: the child writes straight into them, so output is live.
+
+A read returns the file's bytes as they are, from a byte offset: output that is not UTF-8
+(binary, or a multi-byte character cut by a read) comes back exactly as the job wrote it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,11 @@ class FileSink:
     def __init__(self, out: Path, err: Path):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC  # a new attempt replaces the last one's output, as PBS does
         self.stdout = os.open(out, flags, 0o644)
-        self.stderr = os.open(err, flags, 0o644)
+        try:
+            self.stderr = os.open(err, flags, 0o644)
+        except OSError:
+            os.close(self.stdout)
+            raise
 
     def close(self) -> None:
         os.close(self.stdout)
@@ -31,24 +39,11 @@ class FileLogStore:
             self._made.add(job_id)
         return FileSink(self._path(job_id, index, "stdout"), self._path(job_id, index, "stderr"))
 
-    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[str, int]:
+    def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[bytes, int]:
         try:
             with open(self._path(job_id, index, stream), "rb") as f:
                 f.seek(offset)
                 data = f.read(limit)
         except FileNotFoundError:
-            return "", offset
-        # Stop before a multi-byte character cut in half; the next read starts there.
-        text = data.decode("utf-8", errors="ignore") if not _cut(data) else data[: _cut(data)].decode("utf-8", "replace")
-        return text, offset + len(text.encode("utf-8"))
-
-
-def _cut(data: bytes) -> int:
-    """Length of `data` without a trailing incomplete UTF-8 sequence (0 if it is complete)."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
-            continue  # continuation byte: keep looking for the lead byte
-        need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
-        return len(data) - back if need > back else 0
-    return 0
+            return b"", offset
+        return data, offset + len(data)
