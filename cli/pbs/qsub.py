@@ -214,21 +214,32 @@ def qsub(
 
 
 def _read_script_file(path: str) -> str:
+    """The script at `path`, which must be a regular file: opening a FIFO for reading would wait for a
+    writer (qsub hung), and a device is no script. Opened without blocking, then checked, so a FIFO
+    put in its place after a look cannot hang it either."""
     import stat
 
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UsageError(f"script {path} not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"script {path} is a directory") from None
     except OSError as exc:
         raise UsageError(f"cannot read script {path}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"script {path} is a directory")
-    try:
-        with open(path, "rb") as f:
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"script {path} is a directory")
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise UsageError(f"script {path} is {kind}, not a file; to submit what it gives, use qsub < {path}")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            os.set_blocking(fd, True)
             raw = f.read(MAX_SCRIPT_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read script {path}: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read script {path}: {exc.strerror or exc}") from None
     return _script_text(raw, f"script {path}")
 
 

@@ -38,6 +38,14 @@ class PayloadTooLarge(HyperError):
     code = "PayloadTooLarge"
 
 
+class StorageFull(HyperError):
+    """The store cannot write: its disk (or its quota) is full. Nothing was changed; try again once
+    there is room. 507, so that a client tells it from a fault of the server (5xx all the same)."""
+
+    status = 507
+    code = "InsufficientStorage"
+
+
 class StaleTransition(Exception):
     """A conditional write lost: the job's (state, attempt) was no longer what the caller expected.
 

@@ -229,7 +229,12 @@ class Agent:
     def execute(self, run: Run) -> None:
         self.supervisor.watch(run)
         try:
-            self._prepare(run)
+            try:
+                self._prepare(run)
+            except OSError as exc:  # the disk is full, say: this worker cannot run the work, so it fails
+                self._fail_all(run, Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's files "
+                                                                     f"({_why(exc)})"))
+                return
             if run.positions:
                 self._run_tasks(run)
             else:
@@ -242,6 +247,13 @@ class Agent:
                     self._adapt(started, 1)
         finally:
             self.supervisor.watch(None)
+
+    def _fail_all(self, run: Run, outcome: Outcome) -> None:
+        """Record `outcome` for all of the run (the job, or every position of the chunk), as a run would."""
+        if run.positions:
+            self.dispatcher.finish_tasks(run, {pos: outcome for pos in run.positions})
+        else:
+            self.dispatcher.finish_job(run, outcome)
 
     def _prepare(self, run: Run) -> None:
         """Once per claimed item: the work directory, the argv and the environment tasks share."""
@@ -292,7 +304,10 @@ class Agent:
             env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
                    "HYPER_JOB_ID": f"{job['id']}[{index}]", "PBS_JOBID": f"{job['id']}[{index}]"}
         self.current.set(None, index, None)  # nothing of the last run's ending carries over
-        sink = self.logs.sink(job["id"], index, run.attempt)
+        try:
+            sink = self.logs.sink(job["id"], index, run.attempt)
+        except OSError as exc:  # the disk is full, say: running it would lose its output unseen
+            return Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's output ({_why(exc)})")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             try:

@@ -96,3 +96,17 @@ def test_the_openapi_document_describes_the_submit_body(api):
     job = doc["components"]["schemas"]["JobRequest"]["properties"]
     assert job["priority"]["anyOf"][0]["maximum"] == limits.PRIORITY_MAX
     assert json.dumps(doc)  # plain JSON all through
+
+
+def test_a_full_store_answers_507_in_words_and_changes_nothing(api):
+    """Item 11: with the disk full, qsub got HTTP 500 "database or disk is full"."""
+    conn = api.backend.db.conn  # the calls below run in this thread, on this connection
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # as good as a full disk: the file may not grow
+    answers = [api.call("POST", "/jobs", {**OK, "env": {"PAD": "x" * 3000}}) for _ in range(20)]
+    refused = [answer for status, answer in answers if status != 201]
+    assert refused, "the store never filled up"
+    assert {status for status, _ in answers} == {201, 507}
+    assert refused[0]["error"] == "InsufficientStorage"
+    assert refused[0]["message"].startswith("the job store's disk is full (database or disk is full): nothing was changed")
+    assert len(api.jobs()) == len(answers) - len(refused)

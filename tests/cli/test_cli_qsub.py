@@ -157,6 +157,23 @@ def test_usage_errors_exit_2_with_one_line(cli, api, args, needle):
     assert api.calls("POST") == []
 
 
+def test_a_fifo_is_refused_without_waiting_for_a_writer(cli, api):
+    """Issue 9, item 11: `qsub FIFO` hung, waiting for someone to write to it."""
+    import os
+
+    os.mkfifo(cli.workdir / "pipe")
+    result = cli("qsub", "pipe", timeout=10)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "qsub: script pipe is a FIFO, not a file; to submit what it gives, use qsub < pipe\n"
+    assert api.calls("POST") == []
+
+
+def test_a_device_is_refused(inproc, api):
+    assert inproc("qsub", "/dev/null")[0::2] == (
+        2, "qsub: script /dev/null is a device, not a file; to submit what it gives, use qsub < /dev/null\n")
+    assert api.calls("POST") == []
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

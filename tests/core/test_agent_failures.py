@@ -1,13 +1,15 @@
-"""A job the worker cannot run fails with the true reason; the worker lives on (issue 9, item 6).
+"""A job the worker cannot run fails with the true reason; the worker lives on (issue 9, items 6 and 11).
 
-Before, a NUL byte or an '=' in a name made Popen raise ValueError, and a walltime of 10**400
-overflowed the deadline: each crashed the agent, which
+Before, a NUL byte or an '=' in a name made Popen raise ValueError, a walltime of 10**400 overflowed
+the deadline, and a full disk made the log or the script unwritable: each crashed the agent, which
 start.sh restarted onto the same job until the job ended FAILED "worker lost", which was false.
 The API now refuses such input (tests/api); these jobs are stored by hand, as a job stored before
 that would be.
 """
 
 from __future__ import annotations
+
+import errno
 
 import pytest
 
@@ -54,3 +56,34 @@ def test_an_absurd_walltime_does_not_overflow_the_deadline(harness, tmp_path):
     job_id = store_job(harness, walltime=10**400)
     run_next(harness, tmp_path)
     assert harness.job(job_id)["state"] == "SUCCEEDED"
+
+
+class FullDisk:
+    """A log store on a full disk: no output file can be made."""
+
+    def sink(self, job_id, index, attempt):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_job_whose_log_cannot_be_written_fails_saying_so(harness, tmp_path):
+    job_id = store_job(harness, max_attempts=1)
+    run_next(harness, tmp_path, logs=FullDisk())
+    job = harness.job(job_id)
+    assert (job["state"], job["exit_status"]) == ("FAILED", exits.SCHEDULER_FAILURE)
+    assert "could not write the job's output (No space left on device)" in job["reason"]
+
+
+def test_array_tasks_whose_logs_cannot_be_written_fail_saying_so(harness, tmp_path):
+    job_id = store_job(harness, array="1-3", total=3, pending=3, max_attempts=1)
+    run_next(harness, tmp_path, logs=FullDisk())
+    job = harness.job(job_id)
+    assert (job["state"], job["failed"], job["succeeded"]) == ("FAILED", 3, 0)
+
+
+def test_a_job_whose_script_cannot_be_written_fails_saying_so(harness, tmp_path):
+    job_id = store_job(harness, command=None, script="#!/bin/sh\ntrue\n", max_attempts=1)
+    (tmp_path / "agent-work").write_text("not a directory: the work directory cannot be made")
+    run_next(harness, tmp_path)
+    job = harness.job(job_id)
+    assert (job["state"], job["exit_status"]) == ("FAILED", exits.SCHEDULER_FAILURE)
+    assert "the worker could not write the job's files" in job["reason"]

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
-from hyperbatch.core.errors import Conflict, NotFound
+from hyperbatch.core.errors import Conflict, NotFound, StorageFull
 from hyperbatch.core.model import Change, Expect, apply
 from hyperbatch.core.ports import Event, Page, WorkItem
 
@@ -68,14 +68,23 @@ class Database:
 
     @contextmanager
     def write(self):
+        """One write transaction. A full disk (or a store that may grow no more) is StorageFull, which the
+        API answers 507: the write did not happen, and the caller is told why in words."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already (it does on a full disk)
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:  # the primary code, whatever the extended one
+                raise StorageFull(f"the job store's disk is full ({exc}): nothing was changed; "
+                                  f"free some space on it and try again") from None
             raise
-        conn.execute("COMMIT")
 
 
 class SqliteJobStore:
