@@ -40,18 +40,51 @@ def _home() -> Path:
     return home()
 
 
-def _daemon_state() -> dict | None:
-    """daemon.json if its process is alive; a stale file (crashed daemon) is removed."""
-    path = _home() / "daemon.json"
+def _checked_home() -> Path:
+    """The home, refused in one line if other users may use it (hyperbatch.support.local_home, rule 1)."""
+    from hyperbatch.support import local_home
+
+    home = _home()
     try:
-        state = json.loads(path.read_text())
-        os.kill(int(state["pid"]), 0)
+        local_home.check_home(home)
+    except local_home.HomeError as exc:
+        raise CliError(str(exc)) from None
+    return home
+
+
+def _daemon_pid(home: Path, expected: int | None = None) -> int | None:
+    """The pid of the daemon proven to serve `home` (it holds the home's lock), or None."""
+    from hyperbatch.support import local_home
+
+    try:
+        return local_home.lock_holder(home, expected)
+    except local_home.HomeError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _daemon_state(home: Path) -> dict | None:
+    """daemon.json of the running daemon, or None when no daemon serves `home`.
+
+    Proof of life is the daemon's lock, never a pid in a file: a daemon.json left by a daemon that
+    is gone is ignored, whatever pid it names (only a daemon writes or removes its daemon.json). One
+    line, exit 1, when a daemon runs but its daemon.json is damaged or not its own: `hyper local up`
+    has it rewritten.
+    """
+    from hyperbatch.support import local_home
+
+    try:
+        state = local_home.read_state(home)
+        problem = None
+    except local_home.DaemonFileError as exc:
+        state, problem = None, str(exc)
+    pid = _daemon_pid(home, state["pid"] if state else None)
+    if pid is None:
+        return None
+    if state is not None and state["pid"] == pid:
         return state
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    except (ProcessLookupError, ValueError, KeyError):
-        path.unlink(missing_ok=True)  # its daemon is gone
-        return None
+    problem = problem or (f"{home / local_home.STATE_FILE} is missing" if state is None
+                          else f"{home / local_home.STATE_FILE} names pid {state['pid']}, not the daemon's")
+    raise CliError(f"HyperBatch local mode runs (pid {pid}), but {problem}: run `hyper local up` to have it rewritten")
 
 
 def _local_entry(state: dict) -> dict:
@@ -64,19 +97,23 @@ def _local_entry(state: dict) -> dict:
 @click.option("--config", "config_dir", type=click.Path(path_type=Path), default=None,
               help="Configuration directory (default: $HYPERBATCH_CONFIG, ./configurations, else the packaged one).")
 def local_up(port: int | None, config_dir: Path | None) -> None:
-    """Start the local daemon in the background; return once it answers."""
+    """Start the local daemon in the background; return once it answers.
+
+    HYPERBATCH_HOME must be private (mode 0700, yours): a home other users may read or write is
+    refused. If the daemon already runs, its token file and daemon.json are rewritten when missing.
+    """
     from hyperbatch.cli.host_registry import load_hosts, register
 
-    state = _daemon_state()
-    if state:
-        click.echo(f"HyperBatch local mode is already running at {state['url']} (pid {state['pid']})")
+    home = _checked_home()
+    pid = _daemon_pid(home)
+    if pid is not None:
+        _repair(home, pid)
         return
     from hyperbatch.cli.manage.common import configuration_dir
 
     config_dir = configuration_dir(config_dir, packaged_default=True)
     if port is None:
         port = _configured_port(config_dir)
-    home = _home()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = home / "daemon.log"
     with open(log_path, "ab") as log:
@@ -92,6 +129,33 @@ def local_up(port: int | None, config_dir: Path | None) -> None:
                f"configuration {config_dir}")
 
 
+def _repair(home: Path, pid: int) -> None:
+    """Daemon `pid` runs: have it rewrite its token file and daemon.json if either is missing or damaged."""
+    from hyperbatch.support import local_home
+
+    def intact() -> dict | None:
+        try:
+            state = local_home.read_state(home)
+        except local_home.DaemonFileError:
+            return None
+        token = home / local_home.TOKEN_FILE
+        return state if state and state["pid"] == pid and token.is_file() and token.stat().st_size else None
+
+    state = intact()
+    if state is None:
+        os.kill(pid, signal.SIGHUP)  # the daemon's own files: only it knows the token
+        deadline = time.time() + START_TIMEOUT
+        while (state := intact()) is None and time.time() < deadline:
+            time.sleep(0.05)
+        if state is None:
+            raise CliError(f"HyperBatch local mode runs (pid {pid}) but did not rewrite its files in "
+                           f"{START_TIMEOUT:g}s; see {home / 'daemon.log'}")
+        click.echo(f"HyperBatch local mode is already running at {state['url']} (pid {pid}); "
+                   f"rewrote its token file and daemon.json")
+        return
+    click.echo(f"HyperBatch local mode is already running at {state['url']} (pid {state['pid']})")
+
+
 def _configured_port(config_dir: Path) -> int:
     try:
         settings = json.loads((config_dir / "settings.json").read_text())
@@ -102,7 +166,9 @@ def _configured_port(config_dir: Path) -> int:
 
 def _wait_until_up(proc: subprocess.Popen, log_path: Path, start: int) -> dict:
     from hyperbatch.cli.client import Client
+    from hyperbatch.support import local_home
 
+    home = log_path.parent
     deadline = time.time() + START_TIMEOUT
     while time.time() < deadline:
         code = proc.poll()
@@ -110,8 +176,11 @@ def _wait_until_up(proc: subprocess.Popen, log_path: Path, start: int) -> dict:
             tail = log_path.read_bytes()[start:].decode(errors="replace").strip().splitlines()
             reason = "; ".join(line for line in tail[-6:] if line.strip()) or f"exit code {code}"
             raise CliError(f"the local daemon did not start: {reason}", exit_code=2 if code == 2 else 1)
-        state = _daemon_state()
-        if state and state["pid"] == proc.pid:
+        try:
+            state = local_home.read_state(home)
+        except local_home.DaemonFileError:
+            state = None  # not ours yet
+        if state and state["pid"] == proc.pid and _daemon_pid(home, proc.pid) == proc.pid:
             try:
                 Client(_local_entry(state), timeout=2).request("GET", "/health")
                 return state
@@ -127,7 +196,7 @@ def local_status() -> None:
     """Print the daemon's URL and pid, workers per region and jobs per state."""
     from hyperbatch.cli.client import Client
 
-    state = _daemon_state()
+    state = _daemon_state(_checked_home())
     if not state:
         raise CliError("HyperBatch local mode is not running: start it with `hyper local up`")
     _, body = Client(_local_entry(state)).request("GET", "/queues")
@@ -151,23 +220,25 @@ def local_status() -> None:
 
 @local.command("down")
 def local_down() -> None:
-    """Stop the daemon and every worker it started (their jobs are handed back, not lost)."""
-    state = _daemon_state()
-    if not state:
+    """Stop the daemon and every worker it started (their jobs are handed back, not lost).
+
+    Only a process proven to be this home's daemon (it holds the home's lock) is signalled: a
+    daemon.json left behind by a daemon that is gone names a pid that may now be anyone's.
+    """
+    home = _checked_home()
+    pid = _daemon_pid(home)
+    if pid is None:
         click.echo("HyperBatch local mode is not running")
         return
-    pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + STOP_TIMEOUT
     while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _daemon_pid(home, pid) is None:  # the lock goes when the process ends
             click.echo(f"HyperBatch local mode stopped (pid {pid})")
             return
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    (_home() / "daemon.json").unlink(missing_ok=True)
+    if _daemon_pid(home, pid) == pid:  # still the daemon: it holds the lock yet
+        os.kill(pid, signal.SIGKILL)
     click.echo(f"HyperBatch local mode did not stop in {STOP_TIMEOUT:g}s; killed pid {pid}")
 
 

@@ -29,7 +29,7 @@ from hyperbatch.services.scale import scale_once
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.adapters.local.compute import LocalCompute
 from hyperbatch.adapters.local.http import make_server
-from hyperbatch.support import logs
+from hyperbatch.support import local_home, logs
 from hyperbatch.support.files import atomic_write
 
 log = logging.getLogger("hyperbatch.daemon")
@@ -54,6 +54,7 @@ class Daemon:
         self.port = self.server.server_address[1]
         self.stopping = threading.Event()
         self.wake_scaler = threading.Event()
+        self.started_at = time.time()
 
     @property
     def url(self) -> str:
@@ -115,24 +116,38 @@ class Daemon:
 
         self._loop(self.config.settings.local.reconciler_interval_seconds, step, "reconciler")
 
-    def serve(self) -> None:
-        atomic_write(self.home / "token", self.token)  # 0600: only its owner reads it
+    def write_files(self) -> None:
+        """The token and daemon.json: written at start, and again on SIGHUP (`hyper local up` sends it
+        when either is missing or damaged while this daemon runs)."""
+        atomic_write(self.home / local_home.TOKEN_FILE, self.token)  # 0600: only its owner reads it
         state = {"pid": os.getpid(), "url": self.url, "port": self.port, "config_dir": str(self.config_dir),
-                 "started_at": time.time()}
-        atomic_write(self.home / "daemon.json", json.dumps(state))  # readers never see half a file
+                 "started_at": self.started_at}
+        atomic_write(self.home / local_home.STATE_FILE, json.dumps(state))  # readers never see half a file
+
+    def serve(self) -> None:
+        self.write_files()
         for target in (self._events, self._scaler, self._reconciler):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())
         signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=self.shutdown).start())
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=self._rewrite_files).start())
         log.info("HyperBatch local daemon on %s (pid %d)", self.url, os.getpid())
         self.server.serve_forever(poll_interval=0.2)
+
+    def _rewrite_files(self) -> None:
+        try:
+            self.write_files()
+            log.info("rewrote %s and %s", local_home.TOKEN_FILE, local_home.STATE_FILE)
+        except OSError:
+            log.exception("cannot rewrite the token and daemon.json")
 
     def shutdown(self) -> None:
         self.stopping.set()
         self.wake_scaler.set()
         self.compute.stop_all()
         self.server.shutdown()
-        (self.home / "daemon.json").unlink(missing_ok=True)
+        # Before this process ends and so lets the lock go: nobody sees a free lock and our daemon.json.
+        (self.home / local_home.STATE_FILE).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     logs.configure()
+    try:
+        # A private home, and this daemon alone on it, before anything in it is opened.
+        local_home.ensure_home(args.home)
+        # Held until this process ends (after its shutdown thread removed daemon.json), not closed before.
+        _lock = local_home.take_lock(args.home)
+    except local_home.HomeError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     try:
         daemon = Daemon(args.home, args.config, args.port)
     except config_models.ConfigError as exc:
