@@ -2,6 +2,11 @@
 
 Every route goes through `authorize`, which turns the request into a Caller
 (local: bearer token; AWS: the IAM principal API Gateway verified) or refuses it.
+
+Bad input is refused with one message that says what to fix and changes nothing: 400 for a
+request that breaks a rule (the message starts with the field, as in `env: ...`; every bound is
+hyperbatch.core.limits'), 413 for a body over 10 MiB, 404/409 for a job that is not there or not
+in a state that allows the request; 507 when the store's disk is full. A 500 is a bug.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.adapters.local import open_local
 from hyperbatch.config import configuration_from_environment
+from hyperbatch.core.errors import StorageFull
 from hyperbatch.support import logs
 
 log = logging.getLogger("hyperbatch.worker")
@@ -112,7 +113,11 @@ def main() -> int:
     except (KeyError, ValueError) as exc:
         log.error("misconfigured: %s", exc)
         return EXIT_MISCONFIGURED
-    return agent.serve()
+    try:
+        return agent.serve()
+    except StorageFull as exc:  # the store cannot record anything: say so, and let start.sh try again later
+        log.error("stopping: %s", exc)
+        return 1
 
 
 if __name__ == "__main__":

@@ -87,3 +87,17 @@ def test_a_job_whose_script_cannot_be_written_fails_saying_so(harness, tmp_path)
     job = harness.job(job_id)
     assert (job["state"], job["exit_status"]) == ("FAILED", exits.SCHEDULER_FAILURE)
     assert "the worker could not write the job's files" in job["reason"]
+
+
+def test_a_worker_whose_store_is_full_says_so_and_exits(monkeypatch, caplog):
+    """It died without a word: now its log says why, and start.sh's loop decides what comes next."""
+    from hyperbatch.core.errors import StorageFull
+    from hyperbatch.wiring import worker
+
+    class StoreFull:
+        def serve(self):
+            raise StorageFull("the job store's disk is full (database or disk is full): nothing was changed")
+
+    monkeypatch.setattr(worker, "worker_from_environment", lambda: StoreFull())
+    assert worker.main() == 1
+    assert "stopping: the job store's disk is full" in caplog.text
