@@ -162,7 +162,9 @@ def update_array(store: JobStore, job_id: str, decide: Callable[[dict], Change |
     """Read, decide, write under a version check, retrying when another writer got in first.
 
     The derived state is written in the same conditional write as the counters
-    it derives from, so it can never lag behind them.
+    it derives from, so it can never lag behind them; the write expects the
+    state it read, so a derived move the transition table forbids raises
+    IllegalTransition (`Expect.move`) instead of being written.
     """
     for _ in range(MAX_RETRIES_ON_CONFLICT):
         doc = store.get(job_id)
@@ -171,8 +173,9 @@ def update_array(store: JobStore, job_id: str, decide: Callable[[dict], Change |
             return doc
         preview = apply(doc, Expect(), change)
         change.set.update(derived_fields(preview))
+        expect = Expect.move(change.set["state"], doc["state"], version=doc["version"])
         try:
-            return store.update(job_id, Expect(version=doc["version"]), change)
+            return store.update(job_id, expect, change)
         except StaleTransition:
             continue
     raise StaleTransition(f"job {job_id}: too many concurrent updates")

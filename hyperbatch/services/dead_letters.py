@@ -135,7 +135,7 @@ class Reconciler:
         change = Change(set={"state": JobState.FAILED, "finished_at": time.time(),
                              "exit_status": exits.SCHEDULER_FAILURE, "reason": dead_letter_reason(self.queue.max_receive_count)})
         try:
-            self.store.update(doc["id"], Expect.state(JobState(state), attempt=item.attempt), change)
+            self.store.update(doc["id"], Expect.move(JobState.FAILED, state, attempt=item.attempt), change)
         except StaleTransition:
             return LEFTOVER
         return FAILED

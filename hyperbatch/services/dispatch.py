@@ -86,7 +86,7 @@ class Dispatcher:
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
         )
-        expect = Expect(states=frozenset({JobState.QUEUED}), attempt=item.attempt, fields=(("array", None),))
+        expect = Expect.move(JobState.RUNNING, JobState.QUEUED, attempt=item.attempt, fields=(("array", None),))
         try:
             doc = self.store.update(item.job_id, expect, change)
         except NotFound:
@@ -216,7 +216,8 @@ class Dispatcher:
         else:
             change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
         try:
-            new = self.store.update(job["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
+            new = self.store.update(job["id"], Expect.move(change.set["state"], JobState.RUNNING, attempt=attempt),
+                                    change)
         except StaleTransition:
             return None  # the reconciler took the job back (lease lost): its item is no longer ours
         if new["state"] == JobState.QUEUED.value:
@@ -269,7 +270,8 @@ class Dispatcher:
             change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
                             add={"run_count": -1})
             try:
-                self.store.update(run.job["id"], Expect.state(JobState.RUNNING, attempt=run.attempt), change)
+                self.store.update(run.job["id"], Expect.move(JobState.QUEUED, JobState.RUNNING, attempt=run.attempt),
+                                  change)
             except StaleTransition:
                 return
             self.queue.requeue(run.item, run.item.lo, run.attempt)
@@ -361,7 +363,8 @@ class Dispatcher:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
         try:
-            new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
+            new = self.store.update(doc["id"], Expect.move(change.set["state"], JobState.RUNNING, attempt=attempt),
+                                    change)
         except StaleTransition:
             return  # the worker finished after all: the item, if it comes back, finds the job final
         if new["state"] == JobState.QUEUED.value:

@@ -163,7 +163,7 @@ class Scheduler:
             if is_array(doc):
                 change.set.update(pending=0, cancelled=doc["total"], cancel_requested=True)
         try:
-            new = self.store.update(job_id, Expect.state(JobState.WAITING), change)
+            new = self.store.update(job_id, Expect.move(change.set["state"], JobState.WAITING), change)
         except StaleTransition:
             return None
         if verdict == "met":
@@ -252,10 +252,12 @@ class Scheduler:
         if state == JobState.RUNNING:
             # The worker sees the flag at its next heartbeat, kills the job and records CANCELLED.
             change = Change(set={"cancel_requested": True, "reason": f"cancel requested by {caller.name}"})
+            expect = Expect.state(state, attempt=doc["attempt"])
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
+            expect = Expect.move(JobState.CANCELLED, state, attempt=doc["attempt"])
         try:
-            return self.store.update(job_id, Expect.state(state, attempt=doc["attempt"]), change)
+            return self.store.update(job_id, expect, change)
         except StaleTransition:
             return self.cancel(job_id, caller)
 
@@ -280,7 +282,7 @@ class Scheduler:
             raise Conflict(f"job {job_id} is {state.value}: only queued or waiting jobs can be held")
         change = Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"})
         try:
-            return self.store.update(job_id, Expect(version=doc["version"]), change)
+            return self.store.update(job_id, Expect.move(JobState.HELD, state, version=doc["version"]), change)
         except StaleTransition:
             return self.hold(job_id, caller)
 
@@ -289,13 +291,13 @@ class Scheduler:
         if doc["state"] != JobState.HELD.value:
             raise Conflict(f"job {job_id} is {doc['state']}, not held")
         change = Change(set={"state": JobState.WAITING, "reason": f"waiting for {doc['depend']}"})
-        new = self.store.update(job_id, Expect.state(JobState.HELD), change)
+        new = self.store.update(job_id, Expect.move(JobState.WAITING, JobState.HELD), change)
         released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
         return released or new
 
     def _requeue_held(self, doc: dict) -> dict:
         new = self.store.update(
-            doc["id"], Expect.state(JobState.WAITING), Change(set={"state": JobState.QUEUED, "reason": ""})
+            doc["id"], Expect.move(JobState.QUEUED, JobState.WAITING), Change(set={"state": JobState.QUEUED, "reason": ""})
         )
         self.send_work([new])
         return new
