@@ -225,8 +225,14 @@ class Agent:
     def execute(self, run: Run) -> None:
         self.supervisor.watch(run)
         try:
+            if run.is_array and not run.positions:
+                # Never run an array item as a plain job: with no index it would run the script once
+                # more, outside the array's %limit. The claim settles such items; this is the guard.
+                print(f"refused an item of array {run.job['id']} with no tasks to run", file=sys.stderr, flush=True)
+                self.dispatcher.finish_tasks(run, {})
+                return
             self._prepare(run)
-            if run.positions:
+            if run.is_array:
                 self._run_tasks(run)
             else:
                 started = time.time()
@@ -252,10 +258,10 @@ class Agent:
         started = time.time()
         for pos in run.positions:
             index = spec.index_at(pos)
-            if self.supervisor.cancelled_all or index in self.supervisor.cancelled:
+            if self.supervisor.cancelled_all or self.stopping or self.supervisor.lease_lost:
                 break
-            if self.stopping or self.supervisor.lease_lost:
-                break
+            if index in self.supervisor.cancelled:
+                continue  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
             results[pos] = self._run_one(run, index)
             if self.current.killed_for in ("lease", "stop"):
                 del results[pos]

@@ -20,7 +20,7 @@ from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
-from hyperbatch.core.tasks import add_range, first_free, remove_range, settle, update_array
+from hyperbatch.core.tasks import Claim, claim_chunk, finish_chunk, hand_back, lose_chunk, update_array
 
 CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
 
@@ -33,6 +33,10 @@ class Run:
     job: dict
     attempt: int
     positions: list[int] = field(default_factory=list)  # arrays only
+
+    @property
+    def is_array(self) -> bool:
+        return is_array(self.job)
 
     @property
     def spec(self) -> arrays.ArraySpec:
@@ -97,65 +101,34 @@ class Dispatcher:
         return Run(item, doc, item.attempt)
 
     def _start_array(self, item: WorkItem) -> Run | None:
-        """Claim a chunk of an array's tasks; acknowledge an item that offers nothing (or is no array's)."""
-        granted: dict = {}
+        """Claim a chunk of an array's tasks (`tasks.claim_chunk`); acknowledge an item that offers
+        nothing (or is no array's), and one whose positions were all cancelled (settled, never run)."""
+        claim = Claim()
 
         def decide(doc: dict) -> Change | None:
-            granted.clear()
-            if not is_array(doc):
-                return None  # a plain job that is not QUEUED at the item's attempt
-            if doc["state"] not in (JobState.QUEUED.value, JobState.RUNNING.value) or doc["cancel_requested"]:
-                return None
-            spec = arrays.parse_array(doc["array"])
-            room = item.size if spec.limit is None else max(0, spec.limit - doc["running"])
-            if item.attempt > 1:  # a single task's retry
-                index = str(spec.index_at(item.lo))
-                if doc["retrying"].get(index) != item.attempt or room == 0:
-                    granted["room"] = room
-                    return None
-                lo, hi = item.lo, item.lo + 1
-                retrying = {k: v for k, v in doc["retrying"].items() if k != index}
-            else:
-                free = first_free(doc["dispatched"], item.lo, item.hi)
-                if free is None or room == 0:
-                    granted["room"] = room
-                    return None
-                lo, hi = free[0], min(free[1], free[0] + room)
-                retrying = doc["retrying"]
-            skip = [p for p in range(lo, hi) if str(spec.index_at(p)) in doc["cancelled_tasks"]]
-            positions = [p for p in range(lo, hi) if p not in skip]
-            granted.update(lo=lo, hi=hi, positions=positions)
-            now = time.time()
-            chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now, "skip": skip}
-            return Change(
-                set={
-                    "dispatched": add_range(doc["dispatched"], lo, hi),
-                    "retrying": retrying,
-                    "chunks": {**doc["chunks"], item.id: chunk},
-                    "pending": doc["pending"] - len(positions),
-                    "running": doc["running"] + len(positions),
-                    "started_at": doc["started_at"] or now,
-                    "exec_host": self.host,
-                    "run_count": max(doc["run_count"], item.attempt),
-                }
-            )
+            nonlocal claim
+            claim = claim_chunk(doc, item.id, item.lo, item.hi, item.attempt, self.host, time.time())
+            return claim.change
 
         try:
             doc = update_array(self.store, item.job_id, decide)
         except NotFound:
             self.queue.ack(item)
             return None
-        if "positions" not in granted:
-            if granted.get("room") == 0:
+        if claim.change is None:
+            if claim.full:
                 self.queue.release(item, delay=CONCURRENCY_LIMIT_BACKOFF)
             else:
                 # Everything in it was handed out already, the array stopped, or a plain job's item is
                 # stale (held, cancelled, finished or superseded): whatever runs the job again sends anew.
                 self.queue.ack(item)
             return None
-        if granted["hi"] < item.hi or granted["lo"] > item.lo:
-            item = self.queue.split(item, granted["lo"], granted["hi"])
-        return Run(item, doc, item.attempt, granted["positions"])
+        if (claim.lo, claim.hi) != (item.lo, item.hi):
+            item = self.queue.split(item, claim.lo, claim.hi)
+        if not claim.positions:
+            self.queue.ack(item)  # only cancelled tasks: settled by the claim, never run
+            return None
+        return Run(item, doc, item.attempt, claim.positions)
 
     # ---- heartbeat ----------------------------------------------------------------------
     def heartbeat(self, run: Run) -> Signals:
@@ -170,7 +143,7 @@ class Dispatcher:
         """
         now = time.time()
         try:
-            if run.positions:
+            if run.is_array:
                 doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
                 if run.item.id not in doc["chunks"]:
                     return Signals(lease_lost=True)  # the chunk was settled and its tasks handed out again
@@ -226,29 +199,18 @@ class Dispatcher:
         return new
 
     def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
-        """Record a chunk's results; positions with no result (not reached) count as cancelled."""
+        """Record a chunk's results (`tasks.finish_chunk`); positions with no result (not reached) count as cancelled."""
+        statuses = {pos: None if o.cancelled else o.exit_status for pos, o in results.items()}
         retries: list[int] = []
 
-        def verdict(doc: dict):
-            def decide(pos: int, index: str):
-                outcome = results.get(pos)
-                if outcome is None or outcome.cancelled:
-                    return "cancelled", None
-                if outcome.exit_status == 0:
-                    return "succeeded", None
-                if run.attempt < doc["max_attempts"] and not doc["cancel_requested"] and index not in doc["cancelled_tasks"]:
-                    return "retry", run.attempt + 1
-                return "failed", outcome.exit_status
-            return decide
-
         def change(doc: dict) -> Change | None:
-            if run.item.id not in doc["chunks"]:
+            settled = finish_chunk(doc, run.item.id, statuses)
+            if settled is None:
                 return None  # recovered as lost already
-            settled, again = settle(doc, run.item.id, verdict(doc))
-            retries[:] = again
+            retries[:] = settled.retries
             cpu = sum(o.cpu_seconds for o in results.values())
-            settled.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
-            return settled
+            settled.change.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
+            return settled.change
 
         doc = update_array(self.store, run.item.job_id, change)
         self._send_retries(doc, retries, run.attempt + 1)
@@ -262,7 +224,7 @@ class Dispatcher:
     # ---- give back ----------------------------------------------------------------------
     def give_back(self, run: Run) -> None:
         """The worker is stopping: return its work untouched, with no attempt used up."""
-        if not run.positions:
+        if not run.is_array:
             doc = self.store.get(run.job["id"])
             if doc["cancel_requested"]:
                 self.finish_job(run, Outcome(None, "cancelled", cancelled=True))
@@ -280,20 +242,8 @@ class Dispatcher:
         item = run.item
 
         def change(doc: dict) -> Change | None:
-            if item.id not in doc["chunks"]:
-                return None
-            if item.attempt > 1:  # a retry item: back into the retry map with the same attempt
-                back = ("retry", item.attempt)
-            else:
-                back = ("pending", None)
-            def decide(pos: int, index: str):
-                cancelled = doc["cancel_requested"] or index in doc["cancelled_tasks"]
-                return ("cancelled", None) if cancelled else back
-
-            settled, _ = settle(doc, item.id, decide)
-            if item.attempt == 1:
-                settled.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
-            return settled
+            settled = hand_back(doc, item.id)
+            return settled and settled.change
 
         update_array(self.store, item.job_id, change)
         self.queue.requeue(item, item.lo, item.attempt)
@@ -381,29 +331,21 @@ class Dispatcher:
         self.queue.release(replace(item, redelivered=False))
 
     def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
-        """Settle a lost chunk (its tasks retried or failed); `item` is its work item, if one is at hand."""
+        """Settle a lost chunk (`tasks.lose_chunk`: its tasks retried or failed); `item` is its work item, if one is at hand."""
         retries: list[int] = []
         found: dict = {}
 
         def change(doc: dict) -> Change | None:
             chunk = found["chunk"] = doc["chunks"].get(chunk_id)
-            if chunk is None:
+            settled = lose_chunk(doc, chunk_id, exits.WORKER_LOST)
+            if settled is None:
                 return None
-
-            def decide(pos: int, index: str):
-                if doc["cancel_requested"] or index in doc["cancelled_tasks"]:
-                    return "cancelled", None
-                if chunk["attempt"] < doc["max_attempts"]:
-                    return "retry", chunk["attempt"] + 1
-                return "failed", exits.WORKER_LOST
-
-            settled, again = settle(doc, chunk_id, decide)
-            retries[:] = again
-            settled.set["reason"] = (
+            retries[:] = settled.retries
+            settled.change.set["reason"] = (
                 f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
-                f"{len(again)} tasks re-queued"
+                f"{len(settled.retries)} tasks re-queued"
             )
-            return settled
+            return settled.change
 
         doc = update_array(self.store, job_id, change)
         if found.get("chunk") is None:

@@ -16,7 +16,7 @@ from hyperbatch.core.errors import Conflict, Forbidden, NotFound, SpecError, Sta
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState
-from hyperbatch.core.tasks import task_state, update_array
+from hyperbatch.core.tasks import cancel_tasks, task_state, update_array
 
 MAX_SCRIPT_BYTES = 256 * 1024
 
@@ -124,9 +124,9 @@ class Scheduler:
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
         elif verdict == "never":
-            doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
             if spec:
-                doc.update(pending=0, cancelled=spec.size, cancel_requested=True)
+                doc.update(cancel_tasks(doc, reason).set)
+            doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
         elif verdict == "wait":
             doc["state"], doc["reason"] = JobState.WAITING.value, f"waiting for {doc['depend']}"
         return doc, list(parents)
@@ -161,7 +161,7 @@ class Scheduler:
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
             if is_array(doc):
-                change.set.update(pending=0, cancelled=doc["total"], cancel_requested=True)
+                change.set.update(cancel_tasks(doc, reason).set)
         try:
             new = self.store.update(job_id, Expect.move(change.set["state"], JobState.WAITING), change)
         except StaleTransition:
@@ -248,7 +248,7 @@ class Scheduler:
             raise Conflict(f"job {job_id} has already finished ({state.value})")
         reason = f"cancelled by {caller.name}"
         if is_array(doc):
-            return update_array(self.store, job_id, lambda d: _cancel_array(d, reason))
+            return update_array(self.store, job_id, lambda d: cancel_tasks(d, reason))
         if state == JobState.RUNNING:
             # The worker sees the flag at its next heartbeat, kills the job and records CANCELLED.
             change = Change(set={"cancel_requested": True, "reason": f"cancel requested by {caller.name}"})
@@ -271,9 +271,7 @@ class Scheduler:
         if task_state(doc, spec, pos)["state"] in {s.value for s in FINAL}:
             raise Conflict(f"task {doc['id']}[{index}] has already finished")
         # Recorded as cancelled now; a claimer skips it and a worker running it kills it.
-        return update_array(
-            self.store, doc["id"], lambda d: _cancel_one(d, spec, pos, index, f"cancelled by {caller.name}")
-        )
+        return update_array(self.store, doc["id"], lambda d: cancel_tasks(d, f"cancelled by {caller.name}", index))
 
     def hold(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)
@@ -311,28 +309,3 @@ def _default_name(request: dict) -> str:
     source = request.get("script_name") or (request.get("command") or ["STDIN"])[0]
     name = os.path.basename(str(source)) or "job"
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
-
-
-def _cancel_array(doc: dict, reason: str) -> Change:
-    """Cancel every task not yet running; running chunks stop at their next heartbeat."""
-    cancelled = {**doc["cancelled_tasks"], **{index: True for index in doc["retrying"]}}
-    return Change(
-        set={
-            "cancel_requested": True,
-            "reason": reason,
-            "retrying": {},
-            "cancelled_tasks": cancelled,
-            "cancelled": doc["cancelled"] + doc["pending"],
-            "pending": 0,
-        }
-    )
-
-
-def _cancel_one(doc: dict, spec, pos: int, index: int, reason: str) -> Change:
-    key = str(index)
-    cancelled = {**doc["cancelled_tasks"], key: True}
-    retrying = {k: v for k, v in doc["retrying"].items() if k != key}
-    change = Change(set={"cancelled_tasks": cancelled, "retrying": retrying})
-    if task_state(doc, spec, pos)["state"] != JobState.RUNNING.value:
-        change.set.update(pending=doc["pending"] - 1, cancelled=doc["cancelled"] + 1)
-    return change
