@@ -20,7 +20,9 @@ transition table. The operations:
 - `lose_chunk`: the chunk's worker is gone (or its work was dead-lettered):
   its tasks are retried or failed.
 - `fail_tasks`: a dead-lettered item's tasks are failed with the reason.
-- `cancel_tasks`: qdel of the array, or of one task.
+- `cancel_tasks`: qdel of the array, or of one task. A cancel recorded before
+  a task's result wins over the result (whoever writes first is the truth),
+  so `qdel` never answers 0 for a task that then succeeds.
 - `retry_or_fail` and `settle`, which the others share: `settle` is the one
   place tasks leave a chunk, so the counters always add up to the array's size.
 """
@@ -194,8 +196,6 @@ def settle(doc: dict, chunk_id: str, verdict: Callable[[int, str], Verdict], upt
     for pos in positions:
         index = str(spec.index_at(pos))
         kind, value = verdict(pos, index)
-        if kind != CANCELLED:
-            cancelled.pop(index, None)  # a cancel that came too late loses to the real result
         if kind == SUCCEEDED:
             counts["succeeded"] += 1
         elif kind == FAILED:
@@ -238,25 +238,26 @@ def retry_or_fail(doc: dict, attempt: int, status: int | None) -> Verdict:
 
 
 def _results_verdict(doc: dict, attempt: int, statuses: Mapping[int, int | None]):
-    """Verdicts for a chunk's reported results: pos -> exit status (None: cancelled or not reached)."""
+    """Verdicts for a chunk's reported results: pos -> exit status (missing: not reached)."""
 
     def decide(pos: int, index: str) -> Verdict:
-        status = statuses.get(pos)
-        if status is None:
-            return CANCELLED, None
-        if status == 0:
+        if is_cancelled(doc, index) or pos not in statuses:
+            return CANCELLED, None  # a cancel recorded before the result wins over it
+        if statuses[pos] == 0:
             return SUCCEEDED, None
-        if is_cancelled(doc, index):
-            return FAILED, status
-        return retry_or_fail(doc, attempt, status)
+        return retry_or_fail(doc, attempt, statuses[pos])
 
     return decide
 
 
 def finish_chunk(doc: dict, chunk_id: str, statuses: Mapping[int, int | None]) -> Settled | None:
-    """The chunk's worker reports the exit status of each task it ran (`statuses`; None or missing:
-    cancelled, or not reached because the chunk was cancelled). None if the chunk was settled
-    already (its worker was taken for lost)."""
+    """The chunk's worker reports the exit status of each task it ran to its end (`statuses`).
+
+    A task whose cancel was recorded before this report ends CANCELLED whatever
+    it returned (whoever writes first is the truth: `qdel` answered 0 for it);
+    a task not reached counts as cancelled. None if the chunk was settled
+    already (its worker was taken for lost).
+    """
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
         return None
@@ -374,9 +375,9 @@ def task_state(doc: dict, spec: arrays.ArraySpec, pos: int) -> dict:
     chunk = running_chunk(doc, pos)
     if key in doc["failed_tasks"]:
         row.update(state=JobState.FAILED.value, exit_status=doc["failed_tasks"][key])
-    elif key in doc["cancelled_tasks"]:
+    elif key in doc["cancelled_tasks"] and chunk is None:
         row.update(state=JobState.CANCELLED.value, exit_status=None)
-    elif chunk is not None:
+    elif chunk is not None:  # cancelled or not, it runs until its worker stops it and settles it
         row.update(state=JobState.RUNNING.value, exit_status=None, attempt=chunk["attempt"])
     elif key in doc["retrying"]:
         row.update(state=JobState.QUEUED.value, exit_status=None, attempt=doc["retrying"][key])
@@ -387,11 +388,18 @@ def task_state(doc: dict, spec: arrays.ArraySpec, pos: int) -> dict:
 
 
 def derived_fields(doc: dict) -> dict:
-    """State, exit status and finish time that follow from an array's counters."""
+    """State, exit status and finish time that follow from an array's counters.
+
+    An array whose cancel was accepted ends CANCELLED: that cancel counted at
+    least one task (every task not final then), so this is what its counters
+    say too, unless a task failed.
+    """
     counts = {k: doc[k] for k in ("pending", "running", "succeeded", "failed", "cancelled")}
     state = arrays.array_state(**counts)
     if doc["state"] in (JobState.HELD.value, JobState.WAITING.value) and not doc["running"] and doc["pending"]:
         state = JobState(doc["state"])
+    if state.final and doc["cancel_requested"]:
+        state = JobState.CANCELLED  # qdel of the array was accepted: it ends CANCELLED, as a job would
     out: dict = {"state": state.value}
     if state.final and doc["finished_at"] is None:
         out["finished_at"] = time.time()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from hyperbatch.core import arrays, exits
 from hyperbatch.core.errors import NotFound, StaleTransition
-from hyperbatch.core.model import Change, Expect, is_array
+from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
 from hyperbatch.core.tasks import Claim, claim_chunk, finish_chunk, hand_back, lose_chunk, update_array
@@ -175,11 +175,16 @@ class Dispatcher:
 
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
+        """Record a plain job's result: SUCCEEDED, FAILED, or QUEUED again for its next attempt.
+
+        Unless a cancel was recorded first: then the job ends CANCELLED whatever
+        its result (`_end_run`), as the `qdel` that was answered 0 promised.
+        None if the run was taken back (its lease lost): its item is no longer ours.
+        """
         job, attempt = run.job, run.attempt
-        now = time.time()
-        done = {"finished_at": now, "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
+        done = {"finished_at": time.time(), "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
         if outcome.cancelled:
-            change = Change(set={**done, "state": JobState.CANCELLED, "reason": _cancel_reason(self.store, job)})
+            change = None
         elif outcome.exit_status == 0:
             change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": ""})
         elif attempt < job["max_attempts"]:
@@ -188,19 +193,52 @@ class Dispatcher:
                                  "finished_at": None})
         else:
             change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
-        try:
-            new = self.store.update(job["id"], Expect.move(change.set["state"], JobState.RUNNING, attempt=attempt),
-                                    change)
-        except StaleTransition:
-            return None  # the reconciler took the job back (lease lost): its item is no longer ours
+        new = self._end_run(job["id"], attempt, change, done)
+        if new is None:
+            return None
         if new["state"] == JobState.QUEUED.value:
             self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
         self.queue.ack(run.item)
         return new
 
+    def _end_run(self, job_id: str, attempt: int, change: Change | None, done: dict, note: str = "") -> dict | None:
+        """End a plain job's run at `attempt` with `change` (None: cancelled), unless its cancel came first.
+
+        The cancel request (`Scheduler.cancel`) and the end of a run are both
+        conditional writes on the job RUNNING at this attempt, and every end
+        other than CANCELLED also expects no cancel request: whichever lands
+        first is the truth. A run that ends after its cancel was recorded ends
+        CANCELLED (`done`: its exit status and times; `note` added to the
+        reason), never SUCCEEDED, FAILED or re-queued; a cancel that comes after
+        the end finds the job finished. None if the job is no longer RUNNING at
+        `attempt` (the run was taken back).
+        """
+        running = Expect.state(JobState.RUNNING, attempt=attempt)
+        if change is not None:
+            target = JobState(change.set["state"])
+            expect = Expect.move(target, JobState.RUNNING, attempt=attempt, fields=(("cancel_requested", False),))
+            try:
+                return self.store.update(job_id, expect, change)
+            except StaleTransition:
+                pass
+        try:
+            doc = self.store.get(job_id)
+        except NotFound:
+            return None
+        if not holds(doc, running) or (change is not None and not doc["cancel_requested"]):
+            return None  # taken back, or ended already
+        reason = doc["reason"].replace("cancel requested", "cancelled") or "cancelled"
+        cancelled = Change(set={**done, "state": JobState.CANCELLED, "reason": reason + note})
+        try:
+            return self.store.update(job_id, Expect.move(JobState.CANCELLED, JobState.RUNNING, attempt=attempt),
+                                     cancelled)
+        except StaleTransition:
+            return None
+
     def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
-        """Record a chunk's results (`tasks.finish_chunk`); positions with no result (not reached) count as cancelled."""
-        statuses = {pos: None if o.cancelled else o.exit_status for pos, o in results.items()}
+        """Record a chunk's results (`tasks.finish_chunk`): cancelled tasks end CANCELLED whatever they
+        returned; positions with no result (not reached) count as cancelled."""
+        statuses = {pos: o.exit_status for pos, o in results.items()}
         retries: list[int] = []
 
         def change(doc: dict) -> Change | None:
@@ -225,18 +263,15 @@ class Dispatcher:
     def give_back(self, run: Run) -> None:
         """The worker is stopping: return its work untouched, with no attempt used up."""
         if not run.is_array:
-            doc = self.store.get(run.job["id"])
-            if doc["cancel_requested"]:
-                self.finish_job(run, Outcome(None, "cancelled", cancelled=True))
-                return
             change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
                             add={"run_count": -1})
-            try:
-                self.store.update(run.job["id"], Expect.move(JobState.QUEUED, JobState.RUNNING, attempt=run.attempt),
-                                  change)
-            except StaleTransition:
+            new = self._end_run(run.job["id"], run.attempt, change, {"finished_at": time.time()})
+            if new is None:
                 return
-            self.queue.requeue(run.item, run.item.lo, run.attempt)
+            if new["state"] == JobState.QUEUED.value:
+                self.queue.requeue(run.item, run.item.lo, run.attempt)
+            else:
+                self.queue.ack(run.item)  # its cancel came first: it ended CANCELLED
             return
         # The whole chunk goes back, finished tasks included: delivery is at least once.
         item = run.item
@@ -303,19 +338,14 @@ class Dispatcher:
             return
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
         now = time.time()
-        if doc["cancel_requested"]:
-            change = Change(set={"state": JobState.CANCELLED, "finished_at": now,
-                                 "reason": f"{doc['reason'].replace('cancel requested', 'cancelled')}; {lost}"})
-        elif attempt < doc["max_attempts"]:
+        if attempt < doc["max_attempts"]:
             change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1,
                                  "reason": f"{lost}; re-queued as attempt {attempt + 1}"})
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
-        try:
-            new = self.store.update(doc["id"], Expect.move(change.set["state"], JobState.RUNNING, attempt=attempt),
-                                    change)
-        except StaleTransition:
+        new = self._end_run(doc["id"], attempt, change, {"finished_at": now}, note=f"; {lost}")
+        if new is None:
             return  # the worker finished after all: the item, if it comes back, finds the job final
         if new["state"] == JobState.QUEUED.value:
             if item is not None:
@@ -355,11 +385,6 @@ class Dispatcher:
         self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
         if item is not None:
             self.queue.ack(item)
-
-
-def _cancel_reason(store: JobStore, job: dict) -> str:
-    reason = store.get(job["id"])["reason"]
-    return reason.replace("cancel requested", "cancelled") or "cancelled"
 
 
 def _final_reason(outcome: Outcome, job: dict) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hyperbatch.core import arrays, dependencies, directives, ids, options, outbox
 from hyperbatch.config import Configuration
-from hyperbatch.core.errors import Conflict, Forbidden, NotFound, SpecError, StaleTransition
+from hyperbatch.core.errors import Conflict, Finished, Forbidden, NotFound, SpecError, StaleTransition
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState
@@ -240,17 +240,38 @@ class Scheduler:
 
     # ---- control ------------------------------------------------------------------------
     def cancel(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
+        """Cancel a job, an array, or one array task; Finished if it has already finished.
+
+        Queued, held and waiting work is cancelled at once. For a running job
+        the cancel is recorded with a conditional write on it RUNNING at its
+        attempt; its worker kills it at the next heartbeat. Its run's end is
+        conditional on no cancel request (`Dispatcher._end_run`), so whichever
+        write lands first is the truth: once this returns, the job ends
+        CANCELLED; had the run ended first, this raises Finished. Running array
+        tasks likewise end CANCELLED whatever they return (`tasks.finish_chunk`).
+        """
         doc = self.get(job_id, caller)
         if index is not None:
             return self._cancel_task(doc, index, caller)
-        state = JobState(doc["state"])
-        if state in FINAL:
-            raise Conflict(f"job {job_id} has already finished ({state.value})")
+        if JobState(doc["state"]) in FINAL:
+            raise Finished(f"Job has finished {job_id} ({doc['state']})")
         reason = f"cancelled by {caller.name}"
         if is_array(doc):
-            return update_array(self.store, job_id, lambda d: cancel_tasks(d, reason))
+            finished: list[dict] = []
+
+            def decide(d: dict) -> Change | None:
+                if JobState(d["state"]) in FINAL:
+                    finished.append(d)
+                return cancel_tasks(d, reason)
+
+            new = update_array(self.store, job_id, decide)
+            if finished:
+                raise Finished(f"Job has finished {job_id} ({new['state']})")
+            return new
+        state = JobState(doc["state"])
         if state == JobState.RUNNING:
-            # The worker sees the flag at its next heartbeat, kills the job and records CANCELLED.
+            if doc["cancel_requested"]:
+                return doc  # asked already: the worker is on it
             change = Change(set={"cancel_requested": True, "reason": f"cancel requested by {caller.name}"})
             expect = Expect.state(state, attempt=doc["attempt"])
         else:
@@ -259,7 +280,7 @@ class Scheduler:
         try:
             return self.store.update(job_id, expect, change)
         except StaleTransition:
-            return self.cancel(job_id, caller)
+            return self.cancel(job_id, caller)  # it moved on: look again (finished, started or re-queued)
 
     def _cancel_task(self, doc: dict, index: int, caller: Caller) -> dict:
         if not is_array(doc):
@@ -268,10 +289,19 @@ class Scheduler:
         pos = spec.position_of(index)
         if pos is None:
             raise NotFound(f"Unknown Job Id {doc['id']}[{index}]: the array's range is {doc['array']}")
-        if task_state(doc, spec, pos)["state"] in {s.value for s in FINAL}:
-            raise Conflict(f"task {doc['id']}[{index}] has already finished")
+        finished: list[bool] = []
+
+        def decide(d: dict) -> Change | None:
+            change = cancel_tasks(d, f"cancelled by {caller.name}", index)
+            if change is None:
+                finished.append(True)
+            return change
+
         # Recorded as cancelled now; a claimer skips it and a worker running it kills it.
-        return update_array(self.store, doc["id"], lambda d: cancel_tasks(d, f"cancelled by {caller.name}", index))
+        new = update_array(self.store, doc["id"], decide)
+        if finished:
+            raise Finished(f"Job has finished {doc['id']}[{index}]")
+        return new
 
     def hold(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)

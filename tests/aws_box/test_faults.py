@@ -7,7 +7,7 @@ import os
 import hyperbatch.services.stream_release as stream_release
 from hyperbatch.adapters.aws.sqs import _body
 from hyperbatch.adapters.aws.stream import StreamSentQueue
-from hyperbatch.services.dispatch import Dispatcher
+from hyperbatch.services.dispatch import Dispatcher, Outcome
 
 
 def submit(box, **request):
@@ -267,3 +267,41 @@ def test_a_worker_without_its_configuration_is_misconfigured(box):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+# ---- cancel semantics: the cancel request and the end of a run are conditional writes; the first wins -------
+
+def test_a_job_that_ends_after_its_qdel_was_accepted_ends_cancelled(box):
+    job = submit(box, command=["true"])
+    worker = worker_dispatcher(box, "w")
+    run = worker.start(claim(box, "w"))
+    status, doc = box.api("DELETE", f"/jobs/{job['id']}")
+    assert status == 200 and doc["state"] == "RUNNING"  # accepted: qdel exits 0
+    worker.finish_job(run, Outcome(0))  # it ended before a heartbeat told its worker
+    done = box.job(job["id"])
+    assert (done["state"], done["exit_status"], done["attempt"]) == ("CANCELLED", 0, 1)
+    status, body = box.api("DELETE", f"/jobs/{job['id']}")
+    assert (status, body["error"]) == (409, "JobFinished")
+
+
+def test_a_qdel_after_the_end_is_told_the_job_finished_and_changes_nothing(box):
+    job = submit(box, command=["true"], max_attempts=2)
+    worker = worker_dispatcher(box, "w")
+    run = worker.start(claim(box, "w"))
+    worker.finish_job(run, Outcome(0))
+    status, body = box.api("DELETE", f"/jobs/{job['id']}")
+    assert (status, body["error"]) == (409, "JobFinished")
+    assert body["message"].startswith(f"Job has finished {job['id']}")
+    assert box.job(job["id"])["state"] == "SUCCEEDED"
+
+
+def test_array_tasks_that_end_after_their_qdel_was_accepted_end_cancelled(box):
+    array = submit(box, command=["true"], array="1-3")
+    worker = worker_dispatcher(box, "w")
+    run = worker.start(claim(box, "w", max_tasks=3))
+    status, _ = box.api("DELETE", f"/jobs/{array['id']}", query={"index": "2"})
+    assert status == 200
+    doc = worker.finish_tasks(run, {p: Outcome(0) for p in run.positions})
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 2, 1)
+    status, body = box.api("DELETE", f"/jobs/{array['id']}", query={"index": "2"})
+    assert (status, body["error"]) == (409, "JobFinished")

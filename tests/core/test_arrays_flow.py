@@ -7,7 +7,10 @@ from collections import Counter
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+import pytest
+
 from hyperbatch.core import arrays
+from hyperbatch.core.errors import Finished
 
 from hyperbatch import config
 from hyperbatch.wiring.worker import open_local
@@ -93,8 +96,37 @@ def test_cancel_the_whole_array_while_a_chunk_runs(harness):
     assert (doc["cancelled"], doc["running"], doc["state"]) == (90, 10, "RUNNING")
     assert harness.worker.heartbeat(run).cancel_all
     doc = harness.worker.finish_tasks(run, {run.positions[0]: Outcome(0)})  # the rest was not reached
-    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 1, 99)
+    # The one that returned 0 ended after the cancel was accepted: cancelled too.
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 0, 100)
     assert harness.claim() is None
+
+
+def test_running_tasks_whose_cancel_was_accepted_end_cancelled_whatever_they_return(harness):
+    """qdel ID[2] and qdel ID[] answered 0 while their tasks ran: those tasks never count as succeeded."""
+    array = harness.submit(array="1-3")
+    run = harness.claim()
+    harness.scheduler.cancel(array["id"], ALICE, index=2)
+    doc = finish(harness, run)  # every task returned 0 before a heartbeat told the worker
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 2, 1)
+    assert task_state(doc, run.spec, 1)["state"] == "CANCELLED"
+
+    whole = harness.submit(array="1-2")
+    run = harness.claim()
+    assert harness.scheduler.cancel(whole["id"], ALICE)["state"] == "RUNNING"
+    doc = finish(harness, run)
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 0, 2)
+
+
+def test_cancel_of_a_finished_task_or_array_is_told_it_finished(harness):
+    array = harness.submit(array="1-2")
+    run = harness.claim(max_tasks=1)
+    finish(harness, run)
+    with pytest.raises(Finished, match=r"Job has finished .*\[1\]"):
+        harness.scheduler.cancel(array["id"], ALICE, index=1)
+    finish(harness, harness.claim())
+    with pytest.raises(Finished):
+        harness.scheduler.cancel(array["id"], ALICE)
+    assert harness.job(array["id"])["state"] == "SUCCEEDED"
 
 
 def test_a_lost_chunk_is_retried_task_by_task(harness):
