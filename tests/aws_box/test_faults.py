@@ -217,6 +217,34 @@ def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, mo
     assert box.wait_state(child["id"], "SUCCEEDED")["run_count"] == 1
 
 
+def test_a_release_that_fails_for_a_while_is_retried_from_its_record_and_no_later_record_passes_it(box, monkeypatch):
+    """Exactly-once release on AWS: the stream's checkpoint stays at the failed record, so a later record
+    handled first cannot carry the checkpoint past it (the local events table's promise, too)."""
+    parent = submit(box, command=["true"])
+    child = submit(box, command=["true"], depend=f"afterok:{parent['id']}")
+    box.settle()
+    box.stop_stream()
+    worker = worker_dispatcher(box, "w")
+    worker.finish_job(worker.start(claim(box, "w")), Outcome(0))
+    later = submit(box, command=["true"])  # its record comes after the parent's
+    real, failures = stream_release.on_event, []
+
+    def flaky(scheduler, event):
+        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED" and len(failures) < 2:
+            failures.append(event)
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return real(scheduler, event)
+
+    monkeypatch.setattr(stream_release, "on_event", flaky)
+    box.deliver()
+    assert len(failures) == 2 and box.parked() == 0
+    assert box.job(child["id"])["state"] == "QUEUED"
+    box.start_stream()
+    box.start_worker()
+    for doc in (child, later):
+        assert box.wait_state(doc["id"], "SUCCEEDED")["run_count"] == 1
+
+
 def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(box, monkeypatch):
     box.stop_stream()
     box.settle()
