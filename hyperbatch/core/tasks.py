@@ -15,8 +15,11 @@ transition table. The operations:
 - `claim_chunk`: a worker takes positions of a work item as a chunk. Cancelled
   tasks are never run: a chunk skips them, and a range holding only cancelled
   tasks is settled on the spot, never run.
-- `finish_chunk`: the chunk's worker reports its tasks' results.
-- `hand_back`: a stopping worker gives its chunk back untouched.
+- `record_progress`: a heartbeat settles the tasks a chunk has finished so far,
+  so that after a crash only what ran since the last heartbeat runs again.
+- `finish_chunk`: the chunk's worker reports its tasks' results; the tasks it
+  did not run to their end (it is stopping) go back untouched, with no
+  attempt used up.
 - `lose_chunk`: the chunk's worker is gone (or its work was dead-lettered):
   its tasks are retried or failed.
 - `fail_tasks`: a dead-lettered item's tasks are failed with the reason.
@@ -98,7 +101,10 @@ def free_ranges(ranges: list[list[int]], lo: int, hi: int) -> list[tuple[int, in
 # ---- chunks -----------------------------------------------------------------------------------
 
 def chunk_positions(chunk: dict) -> list[int]:
-    """The positions a chunk still counts as running: [lo, hi) less those cancelled before it started."""
+    """The positions a chunk still counts as running: [lo, hi) less those cancelled before it started.
+
+    A chunk's `lo` moves up as its worker's heartbeats record its progress (`record_progress`).
+    """
     skip = set(chunk.get("skip", ()))
     return [p for p in range(chunk["lo"], chunk["hi"]) if p not in skip]
 
@@ -238,11 +244,13 @@ def retry_or_fail(doc: dict, attempt: int, status: int | None) -> Verdict:
 
 
 def _results_verdict(doc: dict, attempt: int, statuses: Mapping[int, int | None]):
-    """Verdicts for a chunk's reported results: pos -> exit status (missing: not reached)."""
+    """Verdicts for a chunk's reported results: pos -> exit status of each task run to its end."""
 
     def decide(pos: int, index: str) -> Verdict:
-        if is_cancelled(doc, index) or pos not in statuses:
+        if is_cancelled(doc, index):
             return CANCELLED, None  # a cancel recorded before the result wins over it
+        if pos not in statuses:
+            return BACK, attempt  # not reached, or stopped by a stopping worker: run again, no attempt used
         if statuses[pos] == 0:
             return SUCCEEDED, None
         return retry_or_fail(doc, attempt, statuses[pos])
@@ -254,9 +262,10 @@ def finish_chunk(doc: dict, chunk_id: str, statuses: Mapping[int, int | None]) -
     """The chunk's worker reports the exit status of each task it ran to its end (`statuses`).
 
     A task whose cancel was recorded before this report ends CANCELLED whatever
-    it returned (whoever writes first is the truth: `qdel` answered 0 for it);
-    a task not reached counts as cancelled. None if the chunk was settled
-    already (its worker was taken for lost).
+    it returned (whoever writes first is the truth: `qdel` answered 0 for it).
+    A task with no status (the worker stopped before it, or stopped it) goes
+    back untouched (BACK): no attempt used up, run by whoever claims it next.
+    None if the chunk was settled already (its worker was taken for lost).
     """
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
@@ -264,13 +273,30 @@ def finish_chunk(doc: dict, chunk_id: str, statuses: Mapping[int, int | None]) -
     return settle(doc, chunk_id, _results_verdict(doc, chunk["attempt"], statuses))
 
 
-def hand_back(doc: dict, chunk_id: str) -> Settled | None:
-    """A stopping worker hands its chunk back untouched (no attempt used up): cancelled tasks end
-    cancelled, the others are claimable again. None if the chunk is no longer in flight."""
+def record_progress(doc: dict, chunk_id: str, upto: int, statuses: Mapping[int, int | None],
+                    now: float) -> Settled | None:
+    """A heartbeat of a chunk whose worker has got as far as position `upto`: the beat, and the tasks
+    below `upto` settled as `finish_chunk` would, so that a crash later repeats only what ran since.
+
+    It settles the chunk's positions below `upto` up to the first one that has
+    no result and is not cancelled, and never the chunk's last position (its
+    worker's final report settles that, and ends the chunk). None if the chunk
+    is no longer in flight.
+    """
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
         return None
-    return settle(doc, chunk_id, lambda pos, index: (CANCELLED, None) if is_cancelled(doc, index) else (BACK, chunk["attempt"]))
+    spec = arrays.parse_array(doc["array"])
+    decide = _results_verdict(doc, chunk["attempt"], statuses)
+    positions = chunk_positions(chunk)
+    stop = min(upto, positions[-1]) if positions else chunk["lo"]
+    for pos in positions:
+        if pos >= stop or decide(pos, str(spec.index_at(pos)))[0] == BACK:
+            stop = min(stop, pos)
+            break
+    settled = settle(doc, chunk_id, decide, upto=stop)
+    settled.change.set["beats"] = {**doc["beats"], chunk_id: now}
+    return settled
 
 
 def lose_chunk(doc: dict, chunk_id: str, status: int, retry: bool = True) -> Settled | None:

@@ -254,23 +254,30 @@ class Agent:
         self.base_env = self._environment(run)
 
     def _run_tasks(self, run: Run) -> None:
-        spec, results = run.spec, {}
+        """Run a chunk's tasks in order, noting each one's end on the Run (its heartbeat records that).
+
+        Stopping (SIGTERM, `hyper local down`): the task running is stopped, and
+        the chunk reports what finished; the rest goes back untouched, so that a
+        graceful stop neither loses a task nor runs a finished one again. Lease
+        lost: nothing is recorded, the work is someone else's now.
+        """
+        spec = run.spec
         started = time.time()
         for pos in run.positions:
             index = spec.index_at(pos)
             if self.supervisor.cancelled_all or self.stopping or self.supervisor.lease_lost:
                 break
             if index in self.supervisor.cancelled:
-                continue  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
-            results[pos] = self._run_one(run, index)
+                run.passed(pos)  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
+                continue
+            outcome = self._run_one(run, index)
             if self.current.killed_for in ("lease", "stop"):
-                del results[pos]
-                break
-        if self.supervisor.lease_lost or (self.stopping and not self.supervisor.cancelled_all):
-            self._abandon(run)
+                break  # stopped half way: no result, it goes back (or, lease lost, stays with its new owner)
+            run.done(pos, outcome)
+        if self.supervisor.lease_lost:
             return
-        self.dispatcher.finish_tasks(run, results)
-        self._adapt(started, len(results))
+        self.dispatcher.finish_tasks(run, dict(run.results))
+        self._adapt(started, len(run.results))
 
     def _adapt(self, started: float, done: int) -> None:
         """Size the next claim: double it while work is quick, down to what fits TARGET_CHUNK_SECONDS.

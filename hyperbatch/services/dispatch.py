@@ -20,19 +20,36 @@ from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
-from hyperbatch.core.tasks import Claim, claim_chunk, finish_chunk, hand_back, lose_chunk, update_array
+from hyperbatch.core.tasks import Claim, claim_chunk, finish_chunk, lose_chunk, record_progress, update_array
 
 CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
 
 
 @dataclass
 class Run:
-    """A claimed item the store has moved to RUNNING: one job, or a chunk of array positions."""
+    """A claimed item the store has moved to RUNNING: one job, or a chunk of array positions.
+
+    For a chunk, the agent notes each task it gets through (`done`, `passed`)
+    and the heartbeat records that progress in the store (`Dispatcher.heartbeat`).
+    The agent's main thread writes `results` before `upto`; the heartbeat's
+    thread reads `upto` first, so every position below it has its result.
+    """
 
     item: WorkItem
     job: dict
     attempt: int
     positions: list[int] = field(default_factory=list)  # arrays only
+    results: dict[int, "Outcome"] = field(default_factory=dict)  # position -> outcome of a task run to its end
+    upto: int = 0  # every position of the chunk below this one ran to its end or was passed over (cancelled)
+    recorded: int = 0  # the progress the store has: positions below it were settled by a heartbeat
+
+    def done(self, pos: int, outcome: "Outcome") -> None:
+        self.results[pos] = outcome
+        self.upto = pos + 1
+
+    def passed(self, pos: int) -> None:
+        """A task of the chunk cancelled before it started: not run."""
+        self.upto = pos + 1
 
     @property
     def is_array(self) -> bool:
@@ -144,7 +161,7 @@ class Dispatcher:
         now = time.time()
         try:
             if run.is_array:
-                doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+                doc = self._beat_chunk(run, now)
                 if run.item.id not in doc["chunks"]:
                     return Signals(lease_lost=True)  # the chunk was settled and its tasks handed out again
             else:
@@ -160,6 +177,27 @@ class Dispatcher:
         if is_array(doc):
             return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]))
         return Signals()
+
+    def _beat_chunk(self, run: Run, now: float) -> dict:
+        """A chunk's beat: one blind write while it has made no progress since the last one, else the
+        tasks it finished settled with it (`tasks.record_progress`), their retries sent."""
+        upto = run.upto
+        if upto <= run.recorded:
+            return self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+        statuses = {pos: outcome.exit_status for pos, outcome in dict(run.results).items()}
+        retries: list[int] = []
+
+        def change(doc: dict) -> Change | None:
+            settled = record_progress(doc, run.item.id, upto, statuses, now)
+            if settled is None:
+                return None
+            retries[:] = settled.retries
+            return settled.change
+
+        doc = update_array(self.store, run.item.job_id, change)
+        run.recorded = upto
+        self._send_retries(doc, retries, run.attempt + 1)
+        return doc
 
     def alive(self, beat: float | None) -> bool:
         """A worker beats several times a lease; one silent for half a lease is taken for lost.
@@ -237,22 +275,27 @@ class Dispatcher:
 
     def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
         """Record a chunk's results (`tasks.finish_chunk`): cancelled tasks end CANCELLED whatever they
-        returned; positions with no result (not reached) count as cancelled."""
+        returned; positions with no result (the worker stopped first) go back untouched and the item is
+        handed back for them; otherwise the item is acknowledged."""
         statuses = {pos: o.exit_status for pos, o in results.items()}
-        retries: list[int] = []
+        found: dict = {}
 
         def change(doc: dict) -> Change | None:
-            settled = finish_chunk(doc, run.item.id, statuses)
+            settled = found["settled"] = finish_chunk(doc, run.item.id, statuses)
             if settled is None:
                 return None  # recovered as lost already
-            retries[:] = settled.retries
             cpu = sum(o.cpu_seconds for o in results.values())
             settled.change.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
             return settled.change
 
         doc = update_array(self.store, run.item.job_id, change)
-        self._send_retries(doc, retries, run.attempt + 1)
-        self.queue.ack(run.item)
+        settled = found.get("settled")
+        if settled is not None:
+            self._send_retries(doc, settled.retries, run.attempt + 1)
+        if settled is not None and settled.back:
+            self.queue.requeue(run.item, min(settled.back), run.attempt)
+        else:
+            self.queue.ack(run.item)
         return doc
 
     def _send_retries(self, doc: dict, positions: list[int], attempt: int) -> None:
@@ -261,7 +304,8 @@ class Dispatcher:
 
     # ---- give back ----------------------------------------------------------------------
     def give_back(self, run: Run) -> None:
-        """The worker is stopping: return its work untouched, with no attempt used up."""
+        """The worker is stopping: return its work untouched, with no attempt used up (of a chunk,
+        the tasks not run to their end; those that were are settled, never run again)."""
         if not run.is_array:
             change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
                             add={"run_count": -1})
@@ -273,15 +317,8 @@ class Dispatcher:
             else:
                 self.queue.ack(run.item)  # its cancel came first: it ended CANCELLED
             return
-        # The whole chunk goes back, finished tasks included: delivery is at least once.
-        item = run.item
-
-        def change(doc: dict) -> Change | None:
-            settled = hand_back(doc, item.id)
-            return settled and settled.change
-
-        update_array(self.store, item.job_id, change)
-        self.queue.requeue(item, item.lo, item.attempt)
+        # Tasks that ran to their end are settled; the rest goes back untouched.
+        self.finish_tasks(run, dict(run.results))
 
     # ---- lost leases --------------------------------------------------------------------
     def recover_lost(self, item: WorkItem) -> None:

@@ -48,13 +48,15 @@ class Ledger:
         return most
 
 
-def start_agent(harness, tmp_path: Path, name: str, chunk: int = 1) -> threading.Thread:
+def start_agent(harness, tmp_path: Path, name: str, chunk: int = 1, agents: list | None = None) -> threading.Thread:
     backend = harness.backend
     dispatcher = Dispatcher(backend.store, backend.queue, name, "us-east-1", lease_seconds=30)
     settings = Settings(queue="batch", idle_timeout=1.0, lease_seconds=30, heartbeat_seconds=0.1,
                         chunk_size=chunk, work_root=backend.home / "work", definition_env={})
     agent = Agent(dispatcher, backend.queue, backend.logs, settings)
     agent.chunk = chunk
+    if agents is not None:
+        agents.append(agent)
     thread = threading.Thread(target=agent.serve, name=name, daemon=True)
     thread.start()
     return thread
@@ -105,3 +107,21 @@ def test_cancelling_one_task_of_a_running_chunk_leaves_the_rest_of_the_chunk_to_
     assert ledger.ran() == ["1", "2", "4", "5"]
     doc = harness.job(array["id"])
     assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 4, 1)
+
+
+def test_a_worker_stopped_mid_chunk_settles_what_finished_and_nothing_finished_runs_again(harness, tmp_path, ledger):
+    """Defect 5: a graceful stop (SIGTERM from `hyper local down`) mid-chunk."""
+    array = harness.submit(script=script(tmp_path, ledger, gate=3), command=None, array="1-6")
+    agents: list = []
+    first = start_agent(harness, tmp_path, "first", chunk=8, agents=agents)
+    wait_for(lambda: ledger.started(3), 10, 0.02, "task 3 to start")
+    agents[0].stop()  # what its SIGTERM handler does: task 3 is stopped, 1 and 2 are done
+    first.join(timeout=30)
+    assert not first.is_alive()
+    doc = harness.job(array["id"])
+    assert (doc["succeeded"], doc["pending"], doc["running"]) == (2, 4, 0)
+    (tmp_path / "go").touch()
+    start_agent(harness, tmp_path, "second", chunk=8).join(timeout=30)
+    assert sorted(ledger.ran()) == ["1", "2", "3", "4", "5", "6"]  # each ended once: none ran again
+    doc = harness.job(array["id"])
+    assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 6, 1)  # no attempt used up

@@ -152,6 +152,56 @@ def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
     assert (doc["chunks"], doc["running"], doc["retrying"]) == ({}, 0, {"1": 2, "2": 2, "3": 2})
 
 
+def test_a_stopping_worker_settles_the_tasks_it_finished_and_hands_back_only_the_rest(harness):
+    """Defect 5, graceful: `hyper local down` mid-chunk must not run finished tasks again."""
+    array = harness.submit(array="1-5")
+    run = harness.claim(max_tasks=5)
+    for pos in run.positions[:2]:
+        run.done(pos, Outcome(0))
+    harness.worker.give_back(run)  # the third was running when the stop came: no result
+    doc = harness.job(array["id"])
+    assert (doc["succeeded"], doc["pending"], doc["running"], doc["state"]) == (2, 3, 0, "QUEUED")
+    again = harness.claim(max_tasks=5)
+    assert [again.spec.index_at(p) for p in again.positions] == [3, 4, 5] and again.attempt == 1
+    doc = finish(harness, again)
+    assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 5, 1)
+
+
+def test_after_a_crash_only_what_ran_since_the_last_heartbeat_runs_again_at_a_new_attempt(harness):
+    """Defect 5, crash: each heartbeat records the chunk's progress."""
+    array = harness.submit(array="1-10", max_attempts=2)
+    run = harness.claim(max_tasks=10)
+    for pos in run.positions[:5]:
+        run.done(pos, Outcome(0))
+    assert not harness.worker.heartbeat(run).lease_lost
+    assert harness.job(array["id"])["succeeded"] == 5  # recorded by the heartbeat
+    for pos in run.positions[5:7]:
+        run.done(pos, Outcome(0))  # finished after the last heartbeat, then the worker dies
+    harness.lose_lease()
+    doc = harness.job(array["id"])
+    assert doc["succeeded"] == 5 and doc["retrying"] == {str(i): 2 for i in range(6, 11)}
+    retried = []
+    while (again := harness.claim()) is not None:
+        retried += [again.spec.index_at(p) for p in again.positions]
+        assert again.attempt == 2
+        finish(harness, again)
+    assert sorted(retried) == [6, 7, 8, 9, 10]
+    doc = harness.job(array["id"])
+    assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 10, 2)  # run_count shows it
+
+
+def test_a_heartbeat_never_settles_a_chunks_last_task(harness):
+    array = harness.submit(array="1-3", max_attempts=2)
+    run = harness.claim(max_tasks=3)
+    for pos in run.positions:
+        run.done(pos, Outcome(1 if pos == 0 else 0))
+    harness.worker.heartbeat(run)
+    doc = harness.job(array["id"])
+    assert (doc["succeeded"], doc["running"], doc["retrying"]) == (1, 1, {"1": 2})  # task 1's retry is due
+    doc = harness.worker.finish_tasks(run, run.results)
+    assert (doc["succeeded"], doc["running"], doc["chunks"]) == (2, 0, {})
+
+
 def test_hold_and_release_an_array(harness):
     array = harness.submit(array="1-6")
     harness.scheduler.hold(array["id"], ALICE)

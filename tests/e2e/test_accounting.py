@@ -11,6 +11,7 @@ qdel was accepted ends long before its worker would hear of the cancel.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,19 @@ def test_qdel_of_a_job_that_has_finished_says_so_in_pbs_words(hb):
     assert (proc.returncode, proc.stdout) == (1, "")
     assert one_line(proc.stderr) == f"qdel: Job has finished {job_id}"
     assert hb.job(job_id)["state"] == "SUCCEEDED"
+
+
+def test_a_graceful_down_and_up_runs_no_finished_task_again(hb):
+    """Defect 5: `hyper local down` mid-array, then `up`: every task ends exactly once, no attempt used up."""
+    script, ledger = ledger_script(hb, "restart", nap=0.05)
+    array = hb.submit("-J", "1-200", script)
+    wait_for(lambda: len(ledger.ended()) >= 30, 40, what="some tasks to finish")
+    hb.down()
+    wait_for(lambda: not hb.leftovers(), 15, what="no daemon, worker or task left after down")
+    assert len(ledger.ended()) < 200  # stopped mid-array
+    hb.up()
+    done = hb.wait_state(array, FINAL, timeout=60)
+    ends = Counter(ledger.ended())
+    assert not {i: n for i, n in ends.items() if n > 1}, "finished tasks ran again after a graceful stop"
+    assert sorted(int(i) for i in ends) == list(range(1, 201))
+    assert (done["state"], done["array"]["succeeded"], done["run_count"]) == ("SUCCEEDED", 200, 1)
