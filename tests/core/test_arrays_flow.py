@@ -16,7 +16,7 @@ from hyperbatch import config
 from hyperbatch.wiring.worker import open_local
 from hyperbatch.services.dispatch import Dispatcher, Outcome
 from hyperbatch.services.scheduler import Caller, Scheduler
-from hyperbatch.core.tasks import task_state
+from hyperbatch.core.tasks import chunk_positions, task_state
 
 ALICE = Caller("alice")
 
@@ -254,7 +254,17 @@ class ArrayAccounting(RuleBasedStateMachine):
     def finish(self, which, fail_mask, cut):
         dispatcher, run = self.runs.pop(which % len(self.runs))
         done = run.positions[: max(0, len(run.positions) - cut)] if cut < 3 else run.positions
-        dispatcher.finish_tasks(run, {p: Outcome((fail_mask >> (p % 8)) & 1) for p in done})
+        dispatcher.finish_tasks(run, {**{p: Outcome((fail_mask >> (p % 8)) & 1) for p in done}, **run.results})
+
+    @precondition(lambda self: self.runs)
+    @rule(which=st.integers(0, 100), done=st.integers(0, 8), fail_mask=st.integers(0, 255))
+    def beat(self, which, done, fail_mask):
+        """The worker got through some tasks; its heartbeat records that progress."""
+        dispatcher, run = self.runs[which % len(self.runs)]
+        for pos in run.positions[:done]:
+            if pos not in run.results:
+                run.done(pos, Outcome((fail_mask >> (pos % 8)) & 1))
+        dispatcher.heartbeat(run)
 
     @precondition(lambda self: self.runs)
     @rule(which=st.integers(0, 100))
@@ -288,7 +298,9 @@ class ArrayAccounting(RuleBasedStateMachine):
         counts = [doc[k] for k in ("pending", "running", "succeeded", "failed", "cancelled")]
         assert min(counts) >= 0, counts
         assert sum(counts) == doc["total"], counts
-        assert doc["running"] == sum(len(r.positions) for _, r in self.runs), (doc["running"], self.runs)
+        assert set(doc["chunks"]) == {r.item.id for _, r in self.runs}
+        assert doc["running"] == sum(len(chunk_positions(c)) for c in doc["chunks"].values()), doc
+        assert doc["running"] <= sum(len(r.positions) for _, r in self.runs)
 
     def teardown(self):
         # Drain: every task must reach a final state and the rows must agree with the counters.
