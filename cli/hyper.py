@@ -1,7 +1,7 @@
 """`hyper`: manage HyperBatch hosts, deployments and resources, and run local mode.
 
     hyper local up [--port N] [--config DIR]   start the local daemon in the background
-    hyper local status                         URL, pid, workers per region, jobs per state
+    hyper local status                         URL, pid, workers per region, jobs per state, parked events
     hyper local down                           stop it and every worker it started
 """
 
@@ -193,7 +193,7 @@ def _wait_until_up(proc: subprocess.Popen, log_path: Path, start: int) -> dict:
 
 @local.command("status")
 def local_status() -> None:
-    """Print the daemon's URL and pid, workers per region and jobs per state."""
+    """Print the daemon's URL and pid, workers per region, jobs per state and parked events."""
     from hyperbatch.cli.client import Client
 
     state = _daemon_state(_checked_home())
@@ -212,6 +212,9 @@ def local_status() -> None:
             counts[st] = counts.get(st, 0) + n
     click.echo("workers: " + (", ".join(f"{r}={n}" for r, n in sorted(workers.items())) or "none"))
     click.echo("jobs: " + (", ".join(f"{s}={n}" for s, n in sorted(counts.items())) or "none"))
+    parked = body.get("parked_events", 0)
+    click.echo(f"parked events: {parked}" + (" (their dependents wait; see daemon.log, retried at the next "
+                                             "`hyper local up`)" if parked else ""))
     for queue in body["queues"]:
         per_state = ", ".join(f"{s}={n}" for s, n in sorted(queue["counts"].items())) or "empty"
         per_region = ", ".join(f"{r}={n}" for r, n in sorted(queue["workers"].items())) or "no workers"

@@ -127,9 +127,11 @@ def build_app(
     authorize: Callable[[dict], Caller | None],
     workers: Callable[[], dict[tuple[str, str], int]],
     unauthenticated_status: int = 401,
+    status: Callable[[], dict] | None = None,
 ) -> APIGatewayHttpResolver:
     """`unauthenticated_status`: what a request that `authorize` refuses gets — 401 locally (bad bearer
-    token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request."""
+    token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request. `status`: fields
+    GET /queues adds (local mode: `parked_events`, the events whose handling failed every try)."""
     app = APIGatewayHttpResolver(enable_validation=True)
     refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
 
@@ -230,7 +232,7 @@ def build_app(
 
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
     def queues() -> dict:
-        return {"queues": scheduler.queues(workers())}
+        return {"queues": scheduler.queues(workers()), **(status() if status is not None else {})}
 
     @app.get("/health", summary="Liveness")
     def health() -> dict:

@@ -119,9 +119,16 @@ class Outage:
 
 
 def per_job_error(prog: str, text: str, exc: ApiError) -> int:
-    """Report one id's failure and carry on with the rest; re-raise what no other id would survive."""
+    """Report one id's failure and carry on with the rest; re-raise what no other id would survive.
+
+    PBS's words where a client may parse them: `Unknown Job Id ID`, and `Job has finished ID` for a
+    job (or task) that finished before the request (the server's code JobFinished), both exit 1.
+    """
     if exc.status == 404:
         _err(f"{prog}: Unknown Job Id {text}")
+        return 1
+    if exc.status == 409 and exc.code == "JobFinished":
+        _err(f"{prog}: Job has finished {text}")
         return 1
     if exc.status in (400, 403, 409, 422):
         _err(f"{prog}: {text}: {_one_line(exc.message)}")

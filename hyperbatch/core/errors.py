@@ -46,6 +46,22 @@ class StorageFull(HyperError):
     code = "InsufficientStorage"
 
 
+class Finished(Conflict):
+    """Too late: the job (or array task) has finished, so it can no longer be cancelled.
+
+    The CLI reports it in PBS's words (`qdel: Job has finished ID`), by its code.
+    """
+
+    code = "JobFinished"
+
+
+class IllegalTransition(Exception):
+    """A write would move a job between states the transition table (hyperbatch.core.states) forbids.
+
+    A programming error, never a user's: it is raised before anything is written.
+    """
+
+
 class StaleTransition(Exception):
     """A conditional write lost: the job's (state, attempt) was no longer what the caller expected.
 

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hyperbatch.core.errors import StaleTransition
+from hyperbatch.core import states as transitions
+from hyperbatch.core.errors import IllegalTransition, StaleTransition
 from hyperbatch.core.states import JobState
 
 # Array bookkeeping kept on the job document (counters, not one record per task).
@@ -81,7 +82,25 @@ class Expect:
 
     @classmethod
     def state(cls, *states: JobState, attempt: int | None = None) -> "Expect":
+        """The job is in one of `states` (a write that keeps the state; a move uses `move`)."""
         return cls(states=frozenset(states), attempt=attempt)
+
+    @classmethod
+    def move(
+        cls, target: JobState | str, *sources: JobState | str, attempt: int | None = None,
+        version: int | None = None, fields: tuple[tuple[str, Any], ...] = (),
+    ) -> "Expect":
+        """The expectation of a write that moves a job to `target`, taken from the transition table.
+
+        The job must be in one of `sources` (by default, every state the table
+        lets reach `target`); naming a source the table does not let reach
+        `target` raises IllegalTransition (staying in the same state is no move).
+        """
+        target = JobState(target)
+        given = frozenset(JobState(s) for s in sources) or transitions.sources(target)
+        for source in given:
+            transitions.check(source, target)
+        return cls(states=given, attempt=attempt, version=version, fields=tuple(fields))
 
 
 @dataclass
@@ -92,6 +111,19 @@ class Change:
     add: dict[str, int] = field(default_factory=dict)
     map_set: dict[str, dict[str, Any]] = field(default_factory=dict)
     map_del: dict[str, list[str]] = field(default_factory=dict)
+
+
+def check_write(expect: Expect, change: Change) -> None:
+    """The rule both store adapters apply before writing: a change that sets the state expects only
+    states the transition table lets reach it (as `Expect.move` builds). Raises IllegalTransition."""
+    if "state" not in change.set:
+        return
+    target = JobState(change.set["state"])
+    if expect.states is None:
+        raise IllegalTransition(f"a write that sets the state to {target.value} must expect the states it moves "
+                                "from (Expect.move)")
+    for source in expect.states:
+        transitions.check(source, target)
 
 
 def holds(doc: dict, expect: Expect) -> bool:
@@ -105,7 +137,9 @@ def holds(doc: dict, expect: Expect) -> bool:
 
 
 def apply(doc: dict, expect: Expect, change: Change) -> dict:
-    """Return the new document, or raise StaleTransition if `expect` no longer holds."""
+    """Return the new document, or raise StaleTransition if `expect` no longer holds
+    (IllegalTransition if the write breaks the transition table: `check_write`)."""
+    check_write(expect, change)
     if not holds(doc, expect):
         raise StaleTransition(f"job {doc['id']} is {doc['state']} attempt {doc['attempt']}")
     new = copy.copy(doc)

@@ -29,6 +29,35 @@ class Event:
     queue: str
 
 
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event not handled yet, as the local events table keeps it: its place and its failed tries so far."""
+
+    seq: int
+    event: Event
+    tries: int
+
+
+class EventLog(Protocol):
+    """The local events table (DynamoDB Streams' twin): events stay until their handling has committed.
+
+    On AWS the stream's event source mapping keeps the same promise with its
+    checkpoint, retries and the release-failures queue (hyperbatch.services.stream_release).
+    """
+
+    def due_events(self, now: float, limit: int = 1000) -> list[PendingEvent]:
+        """Unhandled, unparked events whose try is due, oldest first."""
+
+    def events_done(self, seqs: list[int]) -> None:
+        """Remove events whose handling has committed."""
+
+    def event_failed(self, seq: int, error: str, retry_at: float, park: bool) -> None:
+        """Record a failed try: due again at `retry_at`, or parked (kept, shown, not tried again)."""
+
+    def parked_events(self) -> int:
+        """How many events are parked."""
+
+
 class JobStore(Protocol):
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
         """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists)."""

@@ -1,8 +1,17 @@
-"""Job states and the transitions allowed between them (docs/architecture.md §3.2)."""
+"""Job states and the transitions allowed between them (docs/architecture.md §3.2).
+
+The table below is the rule, not a description of it: every write that
+changes a job's state takes its expectation from it (`hyperbatch.core.model.Expect.move`),
+and both store adapters refuse a write whose expectation admits a move the
+table forbids (`hyperbatch.core.model.check_write`), so a forbidden move is a
+loud programming error, never a quiet state change.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+
+from hyperbatch.core.errors import IllegalTransition
 
 
 class JobState(str, Enum):
@@ -24,3 +33,53 @@ class JobState(str, Enum):
 
 FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 ACTIVE = frozenset(JobState) - FINAL
+
+# Every allowed move; anything else is refused. An array moves by the same table: its state is
+# derived from its task counters (hyperbatch.core.tasks), and each derived change is checked too.
+#
+# WAITING -> QUEUED      its dependencies are met
+# WAITING -> HELD        qhold
+# WAITING -> CANCELLED   qdel, or a dependency that can never be met (afterok on a failed job)
+# HELD    -> WAITING     qrls: dependencies are looked at again (and at once on to QUEUED when met)
+# HELD    -> QUEUED      qrls of a job with nothing to wait for
+# HELD    -> CANCELLED   qdel
+# QUEUED  -> RUNNING     a worker starts it (an array: starts a chunk of its tasks)
+# QUEUED  -> HELD        qhold
+# QUEUED  -> CANCELLED   qdel (an array: of every task not started)
+# QUEUED  -> FAILED      the scheduler gave up starting it: its work was dead-lettered (every worker
+#                        that received it crashed before it ran), or, for an array, its last tasks were
+#                        (exit status -1 and the reason). A job that can never start must end with a
+#                        reason, not stay queued forever; it never ran, so it never was RUNNING.
+# RUNNING -> SUCCEEDED / FAILED   its run ended (FAILED also: walltime, worker lost on the last attempt)
+# RUNNING -> QUEUED      a retry (exit != 0, walltime or a lost worker with attempts left; bumps the
+#                        attempt), or work handed back untouched by a stopping worker; an array whose
+#                        running chunks all settled with tasks left to run
+# RUNNING -> CANCELLED   qdel seen by its worker (or by whoever settles the run)
+# Final states never change: a late result, a late cancel or a duplicate message finds the job final.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.WAITING: frozenset({JobState.QUEUED, JobState.HELD, JobState.CANCELLED}),
+    JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.HELD, JobState.CANCELLED, JobState.FAILED}),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED, JobState.CANCELLED}
+    ),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+def allowed(current: JobState | str, new: JobState | str) -> bool:
+    return JobState(new) in TRANSITIONS[JobState(current)]
+
+
+def sources(target: JobState | str) -> frozenset[JobState]:
+    """Every state the table lets move to `target`."""
+    target = JobState(target)
+    return frozenset(state for state, targets in TRANSITIONS.items() if target in targets)
+
+
+def check(current: JobState | str, new: JobState | str) -> None:
+    """Raise IllegalTransition unless `current` may become `new` (staying put is no move)."""
+    if JobState(current) != JobState(new) and not allowed(current, new):
+        raise IllegalTransition(f"{JobState(current).value} -> {JobState(new).value} is not in the transition table")

@@ -229,13 +229,19 @@ class Agent:
     def execute(self, run: Run) -> None:
         self.supervisor.watch(run)
         try:
+            if run.is_array and not run.positions:
+                # Never run an array item as a plain job: with no index it would run the script once
+                # more, outside the array's %limit. The claim settles such items; this is the guard.
+                log.warning("refused an item of array %s with no tasks to run", run.job["id"])
+                self.dispatcher.finish_tasks(run, {})
+                return
             try:
                 self._prepare(run)
             except OSError as exc:  # the disk is full, say: this worker cannot run the work, so it fails
                 self._fail_all(run, Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's files "
                                                                      f"({_why(exc)})"))
                 return
-            if run.positions:
+            if run.is_array:
                 self._run_tasks(run)
             else:
                 started = time.time()
@@ -264,23 +270,30 @@ class Agent:
         self.base_env = self._environment(run)
 
     def _run_tasks(self, run: Run) -> None:
-        spec, results = run.spec, {}
+        """Run a chunk's tasks in order, noting each one's end on the Run (its heartbeat records that).
+
+        Stopping (SIGTERM, `hyper local down`): the task running is stopped, and
+        the chunk reports what finished; the rest goes back untouched, so that a
+        graceful stop neither loses a task nor runs a finished one again. Lease
+        lost: nothing is recorded, the work is someone else's now.
+        """
+        spec = run.spec
         started = time.time()
         for pos in run.positions:
             index = spec.index_at(pos)
-            if self.supervisor.cancelled_all or index in self.supervisor.cancelled:
+            if self.supervisor.cancelled_all or self.stopping or self.supervisor.lease_lost:
                 break
-            if self.stopping or self.supervisor.lease_lost:
-                break
-            results[pos] = self._run_one(run, index)
+            if index in self.supervisor.cancelled:
+                run.passed(pos)  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
+                continue
+            outcome = self._run_one(run, index)
             if self.current.killed_for in ("lease", "stop"):
-                del results[pos]
-                break
-        if self.supervisor.lease_lost or (self.stopping and not self.supervisor.cancelled_all):
-            self._abandon(run)
+                break  # stopped half way: no result, it goes back (or, lease lost, stays with its new owner)
+            run.done(pos, outcome)
+        if self.supervisor.lease_lost:
             return
-        self.dispatcher.finish_tasks(run, results)
-        self._adapt(started, len(results))
+        self.dispatcher.finish_tasks(run, dict(run.results))
+        self._adapt(started, len(run.results))
 
     def _adapt(self, started: float, done: int) -> None:
         """Size the next claim: double it while work is quick, down to what fits TARGET_CHUNK_SECONDS.

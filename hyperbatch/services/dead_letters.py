@@ -41,22 +41,21 @@ from __future__ import annotations
 import logging
 import time
 
-from hyperbatch.core import arrays, exits
+from hyperbatch.core import exits
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.services.metrics import JobMetrics
 from hyperbatch.core.model import Change, Expect, is_array
 from hyperbatch.core.ports import WorkItem
 from hyperbatch.services.scheduler import Scheduler
-from hyperbatch.core.states import FINAL, JobState
-from hyperbatch.core.tasks import add_range, free_ranges, settle, update_array
+from hyperbatch.core.states import JobState
+from hyperbatch.core.tasks import fail_tasks, update_array
 from hyperbatch.services.stream_release import redrive
 
 log = logging.getLogger("hyperbatch.reconcile")
 
 MAX_DEAD_LETTERS = 1000  # per queue and run; the rest wait for the next run
 MAX_PARKED_BATCHES = 20  # per run (each up to the mapping's batch size of records)
-FINAL_STATES = frozenset(s.value for s in FINAL)
 
 FAILED, WATCHED, LEFTOVER = "failed", "watched", "leftover"
 
@@ -135,64 +134,28 @@ class Reconciler:
         change = Change(set={"state": JobState.FAILED, "finished_at": time.time(),
                              "exit_status": exits.SCHEDULER_FAILURE, "reason": dead_letter_reason(self.queue.max_receive_count)})
         try:
-            self.store.update(doc["id"], Expect.state(JobState(state), attempt=item.attempt), change)
+            self.store.update(doc["id"], Expect.move(JobState.FAILED, state, attempt=item.attempt), change)
         except StaleTransition:
             return LEFTOVER
         return FAILED
 
     def _fail_tasks(self, item: WorkItem) -> str:
-        """Fail what the letter carried: its chunk if one ran and stopped beating, its retry, or the
-        positions of its range that were never handed out."""
+        """Fail what the letter carried (`tasks.fail_tasks`): its chunk if one ran and stopped beating,
+        its retry, or the positions of its range that were never handed out."""
         verdict = {}
 
         def decide(doc: dict) -> Change | None:
-            verdict["last"], change = self._task_failures(doc, item)
+            if item.id in doc["chunks"] and self.dispatcher.chunk_alive(doc, item.id):
+                verdict["last"] = WATCHED
+                return None
+            change = fail_tasks(doc, item.id, item.lo, item.hi, item.attempt, exits.SCHEDULER_FAILURE)
+            verdict["last"] = LEFTOVER if change is None else FAILED
+            if change is not None:
+                change.set["reason"] = f"tasks {dead_letter_reason(self.queue.max_receive_count)}"
             return change
 
         update_array(self.store, item.job_id, decide)
         return verdict.get("last", LEFTOVER)
-
-    def _task_failures(self, doc: dict, item: WorkItem) -> tuple[str, Change | None]:
-        if doc["state"] in FINAL_STATES:
-            return LEFTOVER, None
-        spec = arrays.parse_array(doc["array"])
-        chunk = doc["chunks"].get(item.id)
-        if chunk is not None:
-            if self.dispatcher.chunk_alive(doc, item.id):
-                return WATCHED, None
-
-            def verdict(pos: int, index: str):
-                if doc["cancel_requested"] or index in doc["cancelled_tasks"]:
-                    return "cancelled", None
-                return "failed", exits.SCHEDULER_FAILURE
-
-            change, _ = settle(doc, item.id, verdict)
-        elif item.attempt > 1:
-            index = str(spec.index_at(item.lo))
-            if doc["retrying"].get(index) != item.attempt:
-                return LEFTOVER, None
-            change = Change(set={
-                "retrying": {k: v for k, v in doc["retrying"].items() if k != index},
-                "failed_tasks": {**doc["failed_tasks"], index: exits.SCHEDULER_FAILURE},
-                "pending": doc["pending"] - 1, "failed": doc["failed"] + 1,
-            })
-        else:
-            if doc["cancel_requested"]:
-                return LEFTOVER, None
-            dispatched, failed = doc["dispatched"], dict(doc["failed_tasks"])
-            for gap in free_ranges(doc["dispatched"], item.lo, item.hi):
-                for pos in range(*gap):
-                    index = str(spec.index_at(pos))
-                    if index not in doc["cancelled_tasks"]:
-                        failed[index] = exits.SCHEDULER_FAILURE
-                dispatched = add_range(dispatched, *gap)
-            newly = len(failed) - len(doc["failed_tasks"])
-            if not newly:
-                return LEFTOVER, None
-            change = Change(set={"dispatched": dispatched, "failed_tasks": failed,
-                                 "pending": doc["pending"] - newly, "failed": doc["failed"] + newly})
-        change.set["reason"] = f"tasks {dead_letter_reason(self.queue.max_receive_count)}"
-        return FAILED, change
 
     # ---- 2. parked stream batches -----------------------------------------------------------
     def redrive(self) -> dict[str, int]:

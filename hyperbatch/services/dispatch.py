@@ -17,22 +17,43 @@ from dataclasses import dataclass, field, replace
 
 from hyperbatch.core import arrays, exits
 from hyperbatch.core.errors import NotFound, StaleTransition
-from hyperbatch.core.model import Change, Expect, is_array
+from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
-from hyperbatch.core.tasks import add_range, first_free, remove_range, settle, update_array
+from hyperbatch.core.tasks import Claim, claim_chunk, finish_chunk, lose_chunk, record_progress, update_array
 
 CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
 
 
 @dataclass
 class Run:
-    """A claimed item the store has moved to RUNNING: one job, or a chunk of array positions."""
+    """A claimed item the store has moved to RUNNING: one job, or a chunk of array positions.
+
+    For a chunk, the agent notes each task it gets through (`done`, `passed`)
+    and the heartbeat records that progress in the store (`Dispatcher.heartbeat`).
+    The agent's main thread writes `results` before `upto`; the heartbeat's
+    thread reads `upto` first, so every position below it has its result.
+    """
 
     item: WorkItem
     job: dict
     attempt: int
     positions: list[int] = field(default_factory=list)  # arrays only
+    results: dict[int, "Outcome"] = field(default_factory=dict)  # position -> outcome of a task run to its end
+    upto: int = 0  # every position of the chunk below this one ran to its end or was passed over (cancelled)
+    recorded: int = 0  # the progress the store has: positions below it were settled by a heartbeat
+
+    def done(self, pos: int, outcome: "Outcome") -> None:
+        self.results[pos] = outcome
+        self.upto = pos + 1
+
+    def passed(self, pos: int) -> None:
+        """A task of the chunk cancelled before it started: not run."""
+        self.upto = pos + 1
+
+    @property
+    def is_array(self) -> bool:
+        return is_array(self.job)
 
     @property
     def spec(self) -> arrays.ArraySpec:
@@ -86,7 +107,7 @@ class Dispatcher:
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
         )
-        expect = Expect(states=frozenset({JobState.QUEUED}), attempt=item.attempt, fields=(("array", None),))
+        expect = Expect.move(JobState.RUNNING, JobState.QUEUED, attempt=item.attempt, fields=(("array", None),))
         try:
             doc = self.store.update(item.job_id, expect, change)
         except NotFound:
@@ -97,65 +118,34 @@ class Dispatcher:
         return Run(item, doc, item.attempt)
 
     def _start_array(self, item: WorkItem) -> Run | None:
-        """Claim a chunk of an array's tasks; acknowledge an item that offers nothing (or is no array's)."""
-        granted: dict = {}
+        """Claim a chunk of an array's tasks (`tasks.claim_chunk`); acknowledge an item that offers
+        nothing (or is no array's), and one whose positions were all cancelled (settled, never run)."""
+        claim = Claim()
 
         def decide(doc: dict) -> Change | None:
-            granted.clear()
-            if not is_array(doc):
-                return None  # a plain job that is not QUEUED at the item's attempt
-            if doc["state"] not in (JobState.QUEUED.value, JobState.RUNNING.value) or doc["cancel_requested"]:
-                return None
-            spec = arrays.parse_array(doc["array"])
-            room = item.size if spec.limit is None else max(0, spec.limit - doc["running"])
-            if item.attempt > 1:  # a single task's retry
-                index = str(spec.index_at(item.lo))
-                if doc["retrying"].get(index) != item.attempt or room == 0:
-                    granted["room"] = room
-                    return None
-                lo, hi = item.lo, item.lo + 1
-                retrying = {k: v for k, v in doc["retrying"].items() if k != index}
-            else:
-                free = first_free(doc["dispatched"], item.lo, item.hi)
-                if free is None or room == 0:
-                    granted["room"] = room
-                    return None
-                lo, hi = free[0], min(free[1], free[0] + room)
-                retrying = doc["retrying"]
-            skip = [p for p in range(lo, hi) if str(spec.index_at(p)) in doc["cancelled_tasks"]]
-            positions = [p for p in range(lo, hi) if p not in skip]
-            granted.update(lo=lo, hi=hi, positions=positions)
-            now = time.time()
-            chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now, "skip": skip}
-            return Change(
-                set={
-                    "dispatched": add_range(doc["dispatched"], lo, hi),
-                    "retrying": retrying,
-                    "chunks": {**doc["chunks"], item.id: chunk},
-                    "pending": doc["pending"] - len(positions),
-                    "running": doc["running"] + len(positions),
-                    "started_at": doc["started_at"] or now,
-                    "exec_host": self.host,
-                    "run_count": max(doc["run_count"], item.attempt),
-                }
-            )
+            nonlocal claim
+            claim = claim_chunk(doc, item.id, item.lo, item.hi, item.attempt, self.host, time.time())
+            return claim.change
 
         try:
             doc = update_array(self.store, item.job_id, decide)
         except NotFound:
             self.queue.ack(item)
             return None
-        if "positions" not in granted:
-            if granted.get("room") == 0:
+        if claim.change is None:
+            if claim.full:
                 self.queue.release(item, delay=CONCURRENCY_LIMIT_BACKOFF)
             else:
                 # Everything in it was handed out already, the array stopped, or a plain job's item is
                 # stale (held, cancelled, finished or superseded): whatever runs the job again sends anew.
                 self.queue.ack(item)
             return None
-        if granted["hi"] < item.hi or granted["lo"] > item.lo:
-            item = self.queue.split(item, granted["lo"], granted["hi"])
-        return Run(item, doc, item.attempt, granted["positions"])
+        if (claim.lo, claim.hi) != (item.lo, item.hi):
+            item = self.queue.split(item, claim.lo, claim.hi)
+        if not claim.positions:
+            self.queue.ack(item)  # only cancelled tasks: settled by the claim, never run
+            return None
+        return Run(item, doc, item.attempt, claim.positions)
 
     # ---- heartbeat ----------------------------------------------------------------------
     def heartbeat(self, run: Run) -> Signals:
@@ -170,8 +160,8 @@ class Dispatcher:
         """
         now = time.time()
         try:
-            if run.positions:
-                doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+            if run.is_array:
+                doc = self._beat_chunk(run, now)
                 if run.item.id not in doc["chunks"]:
                     return Signals(lease_lost=True)  # the chunk was settled and its tasks handed out again
             else:
@@ -188,6 +178,27 @@ class Dispatcher:
             return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]))
         return Signals()
 
+    def _beat_chunk(self, run: Run, now: float) -> dict:
+        """A chunk's beat: one blind write while it has made no progress since the last one, else the
+        tasks it finished settled with it (`tasks.record_progress`), their retries sent."""
+        upto = run.upto
+        if upto <= run.recorded:
+            return self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+        statuses = {pos: outcome.exit_status for pos, outcome in dict(run.results).items()}
+        retries: list[int] = []
+
+        def change(doc: dict) -> Change | None:
+            settled = record_progress(doc, run.item.id, upto, statuses, now)
+            if settled is None:
+                return None
+            retries[:] = settled.retries
+            return settled.change
+
+        doc = update_array(self.store, run.item.job_id, change)
+        run.recorded = upto
+        self._send_retries(doc, retries, run.attempt + 1)
+        return doc
+
     def alive(self, beat: float | None) -> bool:
         """A worker beats several times a lease; one silent for half a lease is taken for lost.
 
@@ -202,11 +213,16 @@ class Dispatcher:
 
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
+        """Record a plain job's result: SUCCEEDED, FAILED, or QUEUED again for its next attempt.
+
+        Unless a cancel was recorded first: then the job ends CANCELLED whatever
+        its result (`_end_run`), as the `qdel` that was answered 0 promised.
+        None if the run was taken back (its lease lost): its item is no longer ours.
+        """
         job, attempt = run.job, run.attempt
-        now = time.time()
-        done = {"finished_at": now, "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
+        done = {"finished_at": time.time(), "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
         if outcome.cancelled:
-            change = Change(set={**done, "state": JobState.CANCELLED, "reason": _cancel_reason(self.store, job)})
+            change = None
         elif outcome.exit_status == 0:
             change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": ""})
         elif attempt < job["max_attempts"]:
@@ -215,43 +231,71 @@ class Dispatcher:
                                  "finished_at": None})
         else:
             change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
-        try:
-            new = self.store.update(job["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
-        except StaleTransition:
-            return None  # the reconciler took the job back (lease lost): its item is no longer ours
+        new = self._end_run(job["id"], attempt, change, done)
+        if new is None:
+            return None
         if new["state"] == JobState.QUEUED.value:
             self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
         self.queue.ack(run.item)
         return new
 
-    def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
-        """Record a chunk's results; positions with no result (not reached) count as cancelled."""
-        retries: list[int] = []
+    def _end_run(self, job_id: str, attempt: int, change: Change | None, done: dict, note: str = "") -> dict | None:
+        """End a plain job's run at `attempt` with `change` (None: cancelled), unless its cancel came first.
 
-        def verdict(doc: dict):
-            def decide(pos: int, index: str):
-                outcome = results.get(pos)
-                if outcome is None or outcome.cancelled:
-                    return "cancelled", None
-                if outcome.exit_status == 0:
-                    return "succeeded", None
-                if run.attempt < doc["max_attempts"] and not doc["cancel_requested"] and index not in doc["cancelled_tasks"]:
-                    return "retry", run.attempt + 1
-                return "failed", outcome.exit_status
-            return decide
+        The cancel request (`Scheduler.cancel`) and the end of a run are both
+        conditional writes on the job RUNNING at this attempt, and every end
+        other than CANCELLED also expects no cancel request: whichever lands
+        first is the truth. A run that ends after its cancel was recorded ends
+        CANCELLED (`done`: its exit status and times; `note` added to the
+        reason), never SUCCEEDED, FAILED or re-queued; a cancel that comes after
+        the end finds the job finished. None if the job is no longer RUNNING at
+        `attempt` (the run was taken back).
+        """
+        running = Expect.state(JobState.RUNNING, attempt=attempt)
+        if change is not None:
+            target = JobState(change.set["state"])
+            expect = Expect.move(target, JobState.RUNNING, attempt=attempt, fields=(("cancel_requested", False),))
+            try:
+                return self.store.update(job_id, expect, change)
+            except StaleTransition:
+                pass
+        try:
+            doc = self.store.get(job_id)
+        except NotFound:
+            return None
+        if not holds(doc, running) or (change is not None and not doc["cancel_requested"]):
+            return None  # taken back, or ended already
+        reason = doc["reason"].replace("cancel requested", "cancelled") or "cancelled"
+        cancelled = Change(set={**done, "state": JobState.CANCELLED, "reason": reason + note})
+        try:
+            return self.store.update(job_id, Expect.move(JobState.CANCELLED, JobState.RUNNING, attempt=attempt),
+                                     cancelled)
+        except StaleTransition:
+            return None
+
+    def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
+        """Record a chunk's results (`tasks.finish_chunk`): cancelled tasks end CANCELLED whatever they
+        returned; positions with no result (the worker stopped first) go back untouched and the item is
+        handed back for them; otherwise the item is acknowledged."""
+        statuses = {pos: o.exit_status for pos, o in results.items()}
+        found: dict = {}
 
         def change(doc: dict) -> Change | None:
-            if run.item.id not in doc["chunks"]:
+            settled = found["settled"] = finish_chunk(doc, run.item.id, statuses)
+            if settled is None:
                 return None  # recovered as lost already
-            settled, again = settle(doc, run.item.id, verdict(doc))
-            retries[:] = again
             cpu = sum(o.cpu_seconds for o in results.values())
-            settled.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
-            return settled
+            settled.change.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
+            return settled.change
 
         doc = update_array(self.store, run.item.job_id, change)
-        self._send_retries(doc, retries, run.attempt + 1)
-        self.queue.ack(run.item)
+        settled = found.get("settled")
+        if settled is not None:
+            self._send_retries(doc, settled.retries, run.attempt + 1)
+        if settled is not None and settled.back:
+            self.queue.requeue(run.item, min(settled.back), run.attempt)
+        else:
+            self.queue.ack(run.item)
         return doc
 
     def _send_retries(self, doc: dict, positions: list[int], attempt: int) -> None:
@@ -260,38 +304,21 @@ class Dispatcher:
 
     # ---- give back ----------------------------------------------------------------------
     def give_back(self, run: Run) -> None:
-        """The worker is stopping: return its work untouched, with no attempt used up."""
-        if not run.positions:
-            doc = self.store.get(run.job["id"])
-            if doc["cancel_requested"]:
-                self.finish_job(run, Outcome(None, "cancelled", cancelled=True))
-                return
+        """The worker is stopping: return its work untouched, with no attempt used up (of a chunk,
+        the tasks not run to their end; those that were are settled, never run again)."""
+        if not run.is_array:
             change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
                             add={"run_count": -1})
-            try:
-                self.store.update(run.job["id"], Expect.state(JobState.RUNNING, attempt=run.attempt), change)
-            except StaleTransition:
+            new = self._end_run(run.job["id"], run.attempt, change, {"finished_at": time.time()})
+            if new is None:
                 return
-            self.queue.requeue(run.item, run.item.lo, run.attempt)
+            if new["state"] == JobState.QUEUED.value:
+                self.queue.requeue(run.item, run.item.lo, run.attempt)
+            else:
+                self.queue.ack(run.item)  # its cancel came first: it ended CANCELLED
             return
-        # The whole chunk goes back, finished tasks included: delivery is at least once.
-        item = run.item
-
-        def hand_back(doc: dict) -> Change | None:
-            if item.id not in doc["chunks"]:
-                return None
-            back: tuple[str, int | None] = ("retry", item.attempt) if item.attempt > 1 else ("pending", None)
-            def decide(pos: int, index: str):
-                cancelled = doc["cancel_requested"] or index in doc["cancelled_tasks"]
-                return ("cancelled", None) if cancelled else back
-
-            settled, _ = settle(doc, item.id, decide)
-            if item.attempt == 1:
-                settled.set["dispatched"] = remove_range(doc["dispatched"], item.lo, item.hi)
-            return settled
-
-        update_array(self.store, item.job_id, hand_back)
-        self.queue.requeue(item, item.lo, item.attempt)
+        # Tasks that ran to their end are settled; the rest goes back untouched.
+        self.finish_tasks(run, dict(run.results))
 
     # ---- lost leases --------------------------------------------------------------------
     def recover_lost(self, item: WorkItem) -> None:
@@ -348,18 +375,14 @@ class Dispatcher:
             return
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
         now = time.time()
-        if doc["cancel_requested"]:
-            change = Change(set={"state": JobState.CANCELLED, "finished_at": now,
-                                 "reason": f"{doc['reason'].replace('cancel requested', 'cancelled')}; {lost}"})
-        elif attempt < doc["max_attempts"]:
+        if attempt < doc["max_attempts"]:
             change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1,
                                  "reason": f"{lost}; re-queued as attempt {attempt + 1}"})
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
-        try:
-            new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
-        except StaleTransition:
+        new = self._end_run(doc["id"], attempt, change, {"finished_at": now}, note=f"; {lost}")
+        if new is None:
             return  # the worker finished after all: the item, if it comes back, finds the job final
         if new["state"] == JobState.QUEUED.value:
             if item is not None:
@@ -375,29 +398,21 @@ class Dispatcher:
         self.queue.release(replace(item, redelivered=False))
 
     def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
-        """Settle a lost chunk (its tasks retried or failed); `item` is its work item, if one is at hand."""
+        """Settle a lost chunk (`tasks.lose_chunk`: its tasks retried or failed); `item` is its work item, if one is at hand."""
         retries: list[int] = []
         found: dict = {}
 
         def change(doc: dict) -> Change | None:
             chunk = found["chunk"] = doc["chunks"].get(chunk_id)
-            if chunk is None:
+            settled = lose_chunk(doc, chunk_id, exits.WORKER_LOST)
+            if settled is None:
                 return None
-
-            def decide(pos: int, index: str):
-                if doc["cancel_requested"] or index in doc["cancelled_tasks"]:
-                    return "cancelled", None
-                if chunk["attempt"] < doc["max_attempts"]:
-                    return "retry", chunk["attempt"] + 1
-                return "failed", exits.WORKER_LOST
-
-            settled, again = settle(doc, chunk_id, decide)
-            retries[:] = again
-            settled.set["reason"] = (
+            retries[:] = settled.retries
+            settled.change.set["reason"] = (
                 f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
-                f"{len(again)} tasks re-queued"
+                f"{len(settled.retries)} tasks re-queued"
             )
-            return settled
+            return settled.change
 
         doc = update_array(self.store, job_id, change)
         if found.get("chunk") is None:
@@ -407,11 +422,6 @@ class Dispatcher:
         self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
         if item is not None:
             self.queue.ack(item)
-
-
-def _cancel_reason(store: JobStore, job: dict) -> str:
-    reason = store.get(job["id"])["reason"]
-    return reason.replace("cancel requested", "cancelled") or "cancelled"
 
 
 def _final_reason(outcome: Outcome, job: dict) -> str:

@@ -1,10 +1,21 @@
-"""Dependency release, driven by state-change events (never by a scan)."""
+"""Dependency release, driven by state-change events (never by a scan), each handled exactly once in effect."""
 
 from __future__ import annotations
 
-from hyperbatch.core.ports import Event
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from hyperbatch.core.ports import Event, EventLog
 from hyperbatch.services.scheduler import Scheduler
 from hyperbatch.core.states import JobState
+
+log = logging.getLogger("hyperbatch.release")
+
+MAX_EVENT_TRIES = 8  # then the event is parked: kept, shown by `hyper local status`, tried again at the next start
+FIRST_RETRY_SECONDS = 0.5  # doubling with each try: 0.5, 1, 2, ... 32 s, about a minute in all
+LAST_RETRY_SECONDS = 60.0
 
 
 def on_event(scheduler: Scheduler, event: Event) -> list[dict]:
@@ -21,3 +32,57 @@ def on_event(scheduler: Scheduler, event: Event) -> list[dict]:
         if new is not None:
             changed.append(new)
     return changed
+
+
+@dataclass
+class Drained:
+    handled: int = 0
+    failed: int = 0
+    parked: int = 0
+
+
+def retry_delay(tries: int) -> float:
+    """Seconds before the next try of an event that has failed `tries` times."""
+    return min(LAST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** max(0, tries - 1))
+
+
+def release_events(scheduler: Scheduler, events: EventLog, *, clock: Callable[[], float] = time.time,
+                   max_tries: int = MAX_EVENT_TRIES, handled: Callable[[Event], None] | None = None,
+                   limit: int = 1000) -> Drained:
+    """Handle the due events of the local events table (`on_event`), each marked done only once its handling
+    committed.
+
+    Handling is idempotent (a release is a conditional write on the dependent
+    being WAITING), so an event handled again after a crash, between its
+    handling and `events_done`, changes nothing. One that fails is tried again
+    after a back-off (`retry_delay`) while the events after it go on; after
+    `max_tries` it is parked: kept, counted by `hyper local status`, never
+    dropped. `handled` is called for each event handled (the daemon wakes its scaler).
+    """
+    out = Drained()
+    done: list[int] = []
+    try:
+        for pending in events.due_events(clock(), limit):
+            try:
+                on_event(scheduler, pending.event)
+            except Exception as exc:
+                tries = pending.tries + 1
+                park = tries >= max_tries
+                error = f"{type(exc).__name__}: {exc}"
+                if park:
+                    log.error("event %d (job %s %s -> %s) parked after %d tries: %s", pending.seq, pending.event.job_id,
+                              pending.event.old_state, pending.event.new_state, tries, error)
+                else:
+                    log.warning("event %d (job %s) failed (try %d of %d), retried in %gs: %s", pending.seq,
+                                pending.event.job_id, tries, max_tries, retry_delay(tries), error)
+                events.event_failed(pending.seq, error, clock() + retry_delay(tries), park)
+                out.failed += 1
+                out.parked += park
+                continue
+            done.append(pending.seq)
+            if handled is not None:
+                handled(pending.event)
+    finally:
+        events.events_done(done)  # if this fails, they are handled again: harmless
+    out.handled = len(done)
+    return out

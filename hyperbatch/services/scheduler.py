@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from hyperbatch.core import arrays, dependencies, directives, ids, limits, options, outbox
 from hyperbatch.config import Configuration
-from hyperbatch.core.errors import Conflict, Forbidden, NotFound, SpecError, StaleTransition
+from hyperbatch.core.errors import Conflict, Finished, Forbidden, NotFound, SpecError, StaleTransition
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState
-from hyperbatch.core.tasks import task_state, update_array
+from hyperbatch.core.tasks import cancel_tasks, task_state, update_array
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,9 @@ class Scheduler:
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
         elif verdict == "never":
-            doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
             if spec:
-                doc.update(pending=0, cancelled=spec.size, cancel_requested=True)
+                doc.update(cancel_tasks(doc, reason).set)
+            doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
         elif verdict == "wait":
             doc["state"], doc["reason"] = JobState.WAITING.value, f"waiting for {doc['depend']}"
         return doc, list(parents)
@@ -155,9 +155,9 @@ class Scheduler:
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
             if is_array(doc):
-                change.set.update(pending=0, cancelled=doc["total"], cancel_requested=True)
+                change.set.update(cancel_tasks(doc, reason).set)
         try:
-            new = self.store.update(job_id, Expect.state(JobState.WAITING), change)
+            new = self.store.update(job_id, Expect.move(change.set["state"], JobState.WAITING), change)
         except StaleTransition:
             return None
         if verdict == "met":
@@ -238,24 +238,47 @@ class Scheduler:
 
     # ---- control ------------------------------------------------------------------------
     def cancel(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
+        """Cancel a job, an array, or one array task; Finished if it has already finished.
+
+        Queued, held and waiting work is cancelled at once. For a running job
+        the cancel is recorded with a conditional write on it RUNNING at its
+        attempt; its worker kills it at the next heartbeat. Its run's end is
+        conditional on no cancel request (`Dispatcher._end_run`), so whichever
+        write lands first is the truth: once this returns, the job ends
+        CANCELLED; had the run ended first, this raises Finished. Running array
+        tasks likewise end CANCELLED whatever they return (`tasks.finish_chunk`).
+        """
         doc = self.get(job_id, caller)
         if index is not None:
             return self._cancel_task(doc, index, caller)
-        state = JobState(doc["state"])
-        if state in FINAL:
-            raise Conflict(f"job {job_id} has already finished ({state.value})")
+        if JobState(doc["state"]) in FINAL:
+            raise Finished(f"Job has finished {job_id} ({doc['state']})")
         reason = f"cancelled by {caller.name}"
         if is_array(doc):
-            return update_array(self.store, job_id, lambda d: _cancel_array(d, reason))
+            finished: list[dict] = []
+
+            def decide(d: dict) -> Change | None:
+                if JobState(d["state"]) in FINAL:
+                    finished.append(d)
+                return cancel_tasks(d, reason)
+
+            new = update_array(self.store, job_id, decide)
+            if finished:
+                raise Finished(f"Job has finished {job_id} ({new['state']})")
+            return new
+        state = JobState(doc["state"])
         if state == JobState.RUNNING:
-            # The worker sees the flag at its next heartbeat, kills the job and records CANCELLED.
+            if doc["cancel_requested"]:
+                return doc  # asked already: the worker is on it
             change = Change(set={"cancel_requested": True, "reason": f"cancel requested by {caller.name}"})
+            expect = Expect.state(state, attempt=doc["attempt"])
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
+            expect = Expect.move(JobState.CANCELLED, state, attempt=doc["attempt"])
         try:
-            return self.store.update(job_id, Expect.state(state, attempt=doc["attempt"]), change)
+            return self.store.update(job_id, expect, change)
         except StaleTransition:
-            return self.cancel(job_id, caller)
+            return self.cancel(job_id, caller)  # it moved on: look again (finished, started or re-queued)
 
     def _cancel_task(self, doc: dict, index: int, caller: Caller) -> dict:
         if not is_array(doc):
@@ -264,12 +287,19 @@ class Scheduler:
         pos = spec.position_of(index)
         if pos is None:
             raise NotFound(f"Unknown Job Id {doc['id']}[{index}]: the array's range is {doc['array']}")
-        if task_state(doc, spec, pos)["state"] in {s.value for s in FINAL}:
-            raise Conflict(f"task {doc['id']}[{index}] has already finished")
+        finished: list[bool] = []
+
+        def decide(d: dict) -> Change | None:
+            change = cancel_tasks(d, f"cancelled by {caller.name}", index)
+            if change is None:
+                finished.append(True)
+            return change
+
         # Recorded as cancelled now; a claimer skips it and a worker running it kills it.
-        return update_array(
-            self.store, doc["id"], lambda d: _cancel_one(d, spec, pos, index, f"cancelled by {caller.name}")
-        )
+        new = update_array(self.store, doc["id"], decide)
+        if finished:
+            raise Finished(f"Job has finished {doc['id']}[{index}]")
+        return new
 
     def hold(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)
@@ -278,7 +308,7 @@ class Scheduler:
             raise Conflict(f"job {job_id} is {state.value}: only queued or waiting jobs can be held")
         change = Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"})
         try:
-            return self.store.update(job_id, Expect(version=doc["version"]), change)
+            return self.store.update(job_id, Expect.move(JobState.HELD, state, version=doc["version"]), change)
         except StaleTransition:
             return self.hold(job_id, caller)
 
@@ -287,13 +317,13 @@ class Scheduler:
         if doc["state"] != JobState.HELD.value:
             raise Conflict(f"job {job_id} is {doc['state']}, not held")
         change = Change(set={"state": JobState.WAITING, "reason": f"waiting for {doc['depend']}"})
-        new = self.store.update(job_id, Expect.state(JobState.HELD), change)
+        new = self.store.update(job_id, Expect.move(JobState.WAITING, JobState.HELD), change)
         released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
         return released or new
 
     def _requeue_held(self, doc: dict) -> dict:
         new = self.store.update(
-            doc["id"], Expect.state(JobState.WAITING), Change(set={"state": JobState.QUEUED, "reason": ""})
+            doc["id"], Expect.move(JobState.QUEUED, JobState.WAITING), Change(set={"state": JobState.QUEUED, "reason": ""})
         )
         self.send_work([new])
         return new
@@ -307,28 +337,3 @@ def _default_name(request: dict) -> str:
     source = request.get("script_name") or (request.get("command") or ["STDIN"])[0]
     name = os.path.basename(str(source)) or "job"
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
-
-
-def _cancel_array(doc: dict, reason: str) -> Change:
-    """Cancel every task not yet running; running chunks stop at their next heartbeat."""
-    cancelled = {**doc["cancelled_tasks"], **{index: True for index in doc["retrying"]}}
-    return Change(
-        set={
-            "cancel_requested": True,
-            "reason": reason,
-            "retrying": {},
-            "cancelled_tasks": cancelled,
-            "cancelled": doc["cancelled"] + doc["pending"],
-            "pending": 0,
-        }
-    )
-
-
-def _cancel_one(doc: dict, spec, pos: int, index: int, reason: str) -> Change:
-    key = str(index)
-    cancelled = {**doc["cancelled_tasks"], key: True}
-    retrying = {k: v for k, v in doc["retrying"].items() if k != key}
-    change = Change(set={"cancelled_tasks": cancelled, "retrying": retrying})
-    if task_state(doc, spec, pos)["state"] != JobState.RUNNING.value:
-        change.set.update(pending=doc["pending"] - 1, cancelled=doc["cancelled"] + 1)
-    return change

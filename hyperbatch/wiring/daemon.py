@@ -24,7 +24,7 @@ from hyperbatch.api import build_app
 from hyperbatch.adapters.local import open_local
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.services.lease_recovery import reconcile_once
-from hyperbatch.services.release import on_event
+from hyperbatch.services.release import MAX_EVENT_TRIES, release_events
 from hyperbatch.services.scale import scale_once
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.adapters.local.compute import LocalCompute
@@ -49,12 +49,13 @@ class Daemon:
         self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds)
         self.token = secrets.token_urlsafe(32)
         self.user = getpass.getuser()
-        self.app = build_app(self.scheduler, self.authorize, self.compute.running)
+        self.app = build_app(self.scheduler, self.authorize, self.compute.running, status=self.status)
         self.server = make_server(self.app, port)
         self.port = self.server.server_address[1]
         self.stopping = threading.Event()
         self.wake_scaler = threading.Event()
         self.started_at = time.time()
+        self.event_tries = MAX_EVENT_TRIES
 
     @property
     def url(self) -> str:
@@ -67,6 +68,10 @@ class Daemon:
             return None
         return Caller(event["headers"].get("x-hyper-user") or self.user, admin=True)
 
+    def status(self) -> dict:
+        """What GET /queues adds in local mode: events whose handling failed every try (`hyper local status`)."""
+        return {"parked_events": self.backend.store.parked_events()}
+
     def _loop(self, every: float, step, name: str) -> None:
         while not self.stopping.is_set():
             try:
@@ -76,20 +81,19 @@ class Daemon:
             self.stopping.wait(every)
 
     def _events(self) -> None:
-        seq = 0
-        store = self.backend.store
+        """Tail the events table: release dependents (`release_events`: each event marked done only once
+        its handling committed; a failing one retried with back-off, then parked, never dropped)."""
+        def wake(event) -> None:
+            if event.new_state == "QUEUED":
+                self.wake_scaler.set()
+
         while not self.stopping.is_set():
             try:
-                batch = store.events_after(seq)
-                for seq, event in batch:
-                    on_event(self.scheduler, event)
-                    if event.new_state == "QUEUED":
-                        self.wake_scaler.set()
-                if batch:
-                    store.trim_events(seq)
-                else:
+                drained = release_events(self.scheduler, self.backend.store, handled=wake,
+                                         max_tries=self.event_tries)
+                if not drained.handled:
                     self.stopping.wait(EVENT_POLL_SECONDS)
-            except Exception:
+            except Exception:  # the table itself could not be read or written (locked): nothing was lost
                 log.exception("event processing failed")
                 self.stopping.wait(1)
 
@@ -126,6 +130,9 @@ class Daemon:
 
     def serve(self) -> None:
         self.write_files()
+        unparked = self.backend.store.unpark_events()
+        if unparked:
+            log.warning("%d parked events get another round of tries", unparked)
         for target in (self._events, self._scaler, self._reconciler):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from hyperbatch.adapters.aws.dynamo import DynamoJobStore, _chunks
 from hyperbatch.adapters.aws.items import decode, doc_from_item, encode, job_item, update_request
-from hyperbatch.core.errors import Conflict, NotFound, StaleTransition
+from hyperbatch.core.errors import Conflict, IllegalTransition, NotFound, StaleTransition
 from hyperbatch.core.ids import new_job_id
-from hyperbatch.core.model import Change, Expect, apply, holds, new_job
+from hyperbatch.core.model import Change, Expect, apply, check_write, holds, new_job
 from hyperbatch.core.ports import Page
 from hyperbatch.core.states import JobState
 
@@ -86,17 +86,17 @@ def test_conditions_come_from_expect():
 
 @pytest.mark.parametrize("state", [JobState.WAITING, JobState.HELD])
 def test_entering_waiting_or_held_sets_the_index_key_and_checks_the_queue(state):
-    text = resolve(update_request(Expect(), Change(set={"state": state}), queue="batch",
+    text = resolve(update_request(Expect.move(state), Change(set={"state": state}), queue="batch",
                                   retention_seconds=DAY, now=0))
     assert "gsi2pk = 'batch#waiting'" in text and "queue = 'batch'" in text.split(" IF ")[1]
     assert "REMOVE" not in text
     with pytest.raises(ValueError, match="queue"):
-        update_request(Expect(), Change(set={"state": state}), queue=None, retention_seconds=DAY, now=0)
+        update_request(Expect.move(state), Change(set={"state": state}), queue=None, retention_seconds=DAY, now=0)
 
 
 @pytest.mark.parametrize("state", [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED, JobState.CANCELLED])
 def test_any_other_state_removes_the_index_key_without_the_queue(state):
-    text = resolve(update_request(Expect.state(JobState.HELD), Change(set={"state": state}),
+    text = resolve(update_request(Expect.move(state), Change(set={"state": state}),
                                   queue=None, retention_seconds=DAY, now=0))
     assert "REMOVE gsi2pk" in text and "queue" not in text and f"state = '{state.value}'" in text
 
@@ -108,10 +108,10 @@ def test_a_change_without_a_state_leaves_the_index_key_alone():
 
 
 def test_a_final_state_sets_the_ttl_in_the_same_write():
-    text = resolve(update_request(Expect(), Change(set={"state": "SUCCEEDED", "finished_at": 1000.0}),
+    text = resolve(update_request(Expect.move(JobState.SUCCEEDED), Change(set={"state": "SUCCEEDED", "finished_at": 1000.0}),
                                   queue="batch", retention_seconds=DAY, now=5000))
     assert f"expires_at = {1000 + DAY}" in text
-    text = resolve(update_request(Expect(), Change(set={"state": "FAILED"}), queue="batch",
+    text = resolve(update_request(Expect.move(JobState.FAILED), Change(set={"state": "FAILED"}), queue="batch",
                                   retention_seconds=DAY, now=5000))
     assert f"expires_at = {5000 + DAY}" in text  # no finish time given: from now
 
@@ -179,9 +179,9 @@ def test_a_fresh_process_learns_the_queue_once(aws):
     aws.store.create([doc], [])
     other = DynamoJobStore(aws.plane.table, aws.dynamodb)
     aws.calls.clear()
-    other.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
-    other.update(doc["id"], Expect(), Change(set={"state": JobState.QUEUED}))
-    other.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
+    other.update(doc["id"], Expect.move(JobState.HELD), Change(set={"state": JobState.HELD}))
+    other.update(doc["id"], Expect.move(JobState.QUEUED), Change(set={"state": JobState.QUEUED}))
+    other.update(doc["id"], Expect.move(JobState.HELD), Change(set={"state": JobState.HELD}))
     assert aws.calls == ["GetItem", "UpdateItem", "UpdateItem", "UpdateItem"]
 
 
@@ -201,7 +201,7 @@ def test_a_stale_queue_guess_is_corrected(aws):
     doc = job(queue="west")
     aws.store.create([doc], [])
     aws.store._remember({"id": doc["id"], "queue": "batch"})  # as if another process had said so
-    new = aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
+    new = aws.store.update(doc["id"], Expect.move(JobState.HELD), Change(set={"state": JobState.HELD}))
     assert new["state"] == "HELD"
     assert raw_item(aws, doc["id"])["gsi2pk"] == {"S": "west#waiting"}
 
@@ -209,7 +209,7 @@ def test_a_stale_queue_guess_is_corrected(aws):
 def test_index_keys_follow_the_state(aws):
     doc = job()
     aws.store.create([doc], [])
-    aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.HELD}))
+    aws.store.update(doc["id"], Expect.move(JobState.HELD), Change(set={"state": JobState.HELD}))
     assert [d["id"] for d in aws.store.query(queue="batch", states=["HELD"]).items] == [doc["id"]]
     assert aws.store.query(queue="batch", states=["WAITING"]).items == []
     item = raw_item(aws, doc["id"])
@@ -223,9 +223,10 @@ def test_final_jobs_expire_after_the_retention(aws):
     aws.store.create([doc, done], [])
     assert "expires_at" not in raw_item(aws, doc["id"])
     assert raw_item(aws, done["id"])["expires_at"] == {"N": str(2000 + 30 * DAY)}
-    aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.RUNNING}))
+    aws.store.update(doc["id"], Expect.move(JobState.RUNNING), Change(set={"state": JobState.RUNNING}))
     assert "expires_at" not in raw_item(aws, doc["id"])
-    aws.store.update(doc["id"], Expect(), Change(set={"state": JobState.SUCCEEDED, "finished_at": 1000.5}))
+    aws.store.update(doc["id"], Expect.move(JobState.SUCCEEDED),
+                     Change(set={"state": JobState.SUCCEEDED, "finished_at": 1000.5}))
     assert raw_item(aws, doc["id"])["expires_at"] == {"N": str(1000 + 30 * DAY)}
     assert "expires_at" not in aws.store.get(doc["id"])
 
@@ -366,6 +367,15 @@ expects = st.builds(
 def test_update_matches_apply(aws, expect, change, failed, retrying):
     doc = job(failed_tasks=failed, retrying=retrying, pending=7)
     aws.dynamodb.put_item(TableName=aws.plane.table, Item=job_item(doc, DAY, 0))  # cheaper than a transaction
+    try:
+        check_write(expect, change)
+    except IllegalTransition:  # a move the transition table forbids: refused by both, before anything is written
+        with pytest.raises(IllegalTransition):
+            apply(doc, expect, change)
+        with pytest.raises(IllegalTransition):
+            aws.store.update(doc["id"], expect, change)
+        assert aws.store.get(doc["id"]) == doc
+        return
     if holds(doc, expect):
         assert aws.store.update(doc["id"], expect, change) == apply(doc, expect, change)
     else:

@@ -7,7 +7,7 @@ import os
 import hyperbatch.services.stream_release as stream_release
 from hyperbatch.adapters.aws.sqs import _body
 from hyperbatch.adapters.aws.stream import StreamSentQueue
-from hyperbatch.services.dispatch import Dispatcher
+from hyperbatch.services.dispatch import Dispatcher, Outcome
 
 
 def submit(box, **request):
@@ -217,6 +217,34 @@ def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, mo
     assert box.wait_state(child["id"], "SUCCEEDED")["run_count"] == 1
 
 
+def test_a_release_that_fails_for_a_while_is_retried_from_its_record_and_no_later_record_passes_it(box, monkeypatch):
+    """Exactly-once release on AWS: the stream's checkpoint stays at the failed record, so a later record
+    handled first cannot carry the checkpoint past it (the local events table's promise, too)."""
+    parent = submit(box, command=["true"])
+    child = submit(box, command=["true"], depend=f"afterok:{parent['id']}")
+    box.settle()
+    box.stop_stream()
+    worker = worker_dispatcher(box, "w")
+    worker.finish_job(worker.start(claim(box, "w")), Outcome(0))
+    later = submit(box, command=["true"])  # its record comes after the parent's
+    real, failures = stream_release.on_event, []
+
+    def flaky(scheduler, event):
+        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED" and len(failures) < 2:
+            failures.append(event)
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return real(scheduler, event)
+
+    monkeypatch.setattr(stream_release, "on_event", flaky)
+    box.deliver()
+    assert len(failures) == 2 and box.parked() == 0
+    assert box.job(child["id"])["state"] == "QUEUED"
+    box.start_stream()
+    box.start_worker()
+    for doc in (child, later):
+        assert box.wait_state(doc["id"], "SUCCEEDED")["run_count"] == 1
+
+
 def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(box, monkeypatch):
     box.stop_stream()
     box.settle()
@@ -267,3 +295,41 @@ def test_a_worker_without_its_configuration_is_misconfigured(box):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+# ---- cancel semantics: the cancel request and the end of a run are conditional writes; the first wins -------
+
+def test_a_job_that_ends_after_its_qdel_was_accepted_ends_cancelled(box):
+    job = submit(box, command=["true"])
+    worker = worker_dispatcher(box, "w")
+    run = worker.start(claim(box, "w"))
+    status, doc = box.api("DELETE", f"/jobs/{job['id']}")
+    assert status == 200 and doc["state"] == "RUNNING"  # accepted: qdel exits 0
+    worker.finish_job(run, Outcome(0))  # it ended before a heartbeat told its worker
+    done = box.job(job["id"])
+    assert (done["state"], done["exit_status"], done["attempt"]) == ("CANCELLED", 0, 1)
+    status, body = box.api("DELETE", f"/jobs/{job['id']}")
+    assert (status, body["error"]) == (409, "JobFinished")
+
+
+def test_a_qdel_after_the_end_is_told_the_job_finished_and_changes_nothing(box):
+    job = submit(box, command=["true"], max_attempts=2)
+    worker = worker_dispatcher(box, "w")
+    run = worker.start(claim(box, "w"))
+    worker.finish_job(run, Outcome(0))
+    status, body = box.api("DELETE", f"/jobs/{job['id']}")
+    assert (status, body["error"]) == (409, "JobFinished")
+    assert body["message"].startswith(f"Job has finished {job['id']}")
+    assert box.job(job["id"])["state"] == "SUCCEEDED"
+
+
+def test_array_tasks_that_end_after_their_qdel_was_accepted_end_cancelled(box):
+    array = submit(box, command=["true"], array="1-3")
+    worker = worker_dispatcher(box, "w")
+    run = worker.start(claim(box, "w", max_tasks=3))
+    status, _ = box.api("DELETE", f"/jobs/{array['id']}", query={"index": "2"})
+    assert status == 200
+    doc = worker.finish_tasks(run, {p: Outcome(0) for p in run.positions})
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 2, 1)
+    status, body = box.api("DELETE", f"/jobs/{array['id']}", query={"index": "2"})
+    assert (status, body["error"]) == (409, "JobFinished")

@@ -130,7 +130,7 @@ class FakeApi:
                 if "index" in query:  # one array task
                     return 200, job
                 if job["state"] in FINAL:
-                    return 409, {"error": "Conflict", "message": f"job {job['id']} has already finished"}
+                    return 409, {"error": "JobFinished", "message": f"Job has finished {job['id']} (SUCCEEDED)"}
                 job.update(state="CANCELLED", reason="cancelled by qdel")
                 return 200, job
             if rest == ["hold"] and method == "POST":

@@ -30,9 +30,9 @@ def test_qdel_array_and_task(inproc, api):
     assert second["query"] == {}
 
 
-def test_qdel_finished_job_passes_server_message(inproc, api):
+def test_qdel_of_a_finished_job_says_so_in_pbs_words(inproc, api):
     done = api.add(state="SUCCEEDED")
-    assert inproc("qdel", done["id"]) == (1, "", f"qdel: {done['id']}: job {done['id']} has already finished\n")
+    assert inproc("qdel", done["id"]) == (1, "", f"qdel: Job has finished {done['id']}\n")
 
 
 def test_qdel_needs_an_id(cli, api):

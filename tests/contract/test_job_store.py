@@ -48,7 +48,7 @@ def test_update_applies_when_state_and_attempt_hold(backend):
 @pytest.mark.parametrize("expect", [
     Expect.state(JobState.RUNNING),
     Expect.state(JobState.QUEUED, attempt=2),
-    Expect(version=99),
+    Expect.move(JobState.RUNNING, JobState.QUEUED, version=99),
 ])
 def test_update_refuses_when_the_job_moved_on(backend, expect):
     doc = job()

@@ -7,13 +7,16 @@ from collections import Counter
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+import pytest
+
 from hyperbatch.core import arrays
+from hyperbatch.core.errors import Finished
 
 from hyperbatch import config
 from hyperbatch.adapters.local import open_local
 from hyperbatch.services.dispatch import Dispatcher, Outcome
 from hyperbatch.services.scheduler import Caller, Scheduler
-from hyperbatch.core.tasks import task_state
+from hyperbatch.core.tasks import chunk_positions, task_state
 
 ALICE = Caller("alice")
 
@@ -93,8 +96,37 @@ def test_cancel_the_whole_array_while_a_chunk_runs(harness):
     assert (doc["cancelled"], doc["running"], doc["state"]) == (90, 10, "RUNNING")
     assert harness.worker.heartbeat(run).cancel_all
     doc = harness.worker.finish_tasks(run, {run.positions[0]: Outcome(0)})  # the rest was not reached
-    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 1, 99)
+    # The one that returned 0 ended after the cancel was accepted: cancelled too.
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 0, 100)
     assert harness.claim() is None
+
+
+def test_running_tasks_whose_cancel_was_accepted_end_cancelled_whatever_they_return(harness):
+    """qdel ID[2] and qdel ID[] answered 0 while their tasks ran: those tasks never count as succeeded."""
+    array = harness.submit(array="1-3")
+    run = harness.claim()
+    harness.scheduler.cancel(array["id"], ALICE, index=2)
+    doc = finish(harness, run)  # every task returned 0 before a heartbeat told the worker
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 2, 1)
+    assert task_state(doc, run.spec, 1)["state"] == "CANCELLED"
+
+    whole = harness.submit(array="1-2")
+    run = harness.claim()
+    assert harness.scheduler.cancel(whole["id"], ALICE)["state"] == "RUNNING"
+    doc = finish(harness, run)
+    assert (doc["state"], doc["succeeded"], doc["cancelled"]) == ("CANCELLED", 0, 2)
+
+
+def test_cancel_of_a_finished_task_or_array_is_told_it_finished(harness):
+    array = harness.submit(array="1-2")
+    run = harness.claim(max_tasks=1)
+    finish(harness, run)
+    with pytest.raises(Finished, match=r"Job has finished .*\[1\]"):
+        harness.scheduler.cancel(array["id"], ALICE, index=1)
+    finish(harness, harness.claim())
+    with pytest.raises(Finished):
+        harness.scheduler.cancel(array["id"], ALICE)
+    assert harness.job(array["id"])["state"] == "SUCCEEDED"
 
 
 def test_a_lost_chunk_is_retried_task_by_task(harness):
@@ -118,6 +150,56 @@ def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
     harness.lose_lease()  # an hour later it is silent: its tasks are retried
     doc = harness.job(array["id"])
     assert (doc["chunks"], doc["running"], doc["retrying"]) == ({}, 0, {"1": 2, "2": 2, "3": 2})
+
+
+def test_a_stopping_worker_settles_the_tasks_it_finished_and_hands_back_only_the_rest(harness):
+    """Defect 5, graceful: `hyper local down` mid-chunk must not run finished tasks again."""
+    array = harness.submit(array="1-5")
+    run = harness.claim(max_tasks=5)
+    for pos in run.positions[:2]:
+        run.done(pos, Outcome(0))
+    harness.worker.give_back(run)  # the third was running when the stop came: no result
+    doc = harness.job(array["id"])
+    assert (doc["succeeded"], doc["pending"], doc["running"], doc["state"]) == (2, 3, 0, "QUEUED")
+    again = harness.claim(max_tasks=5)
+    assert [again.spec.index_at(p) for p in again.positions] == [3, 4, 5] and again.attempt == 1
+    doc = finish(harness, again)
+    assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 5, 1)
+
+
+def test_after_a_crash_only_what_ran_since_the_last_heartbeat_runs_again_at_a_new_attempt(harness):
+    """Defect 5, crash: each heartbeat records the chunk's progress."""
+    array = harness.submit(array="1-10", max_attempts=2)
+    run = harness.claim(max_tasks=10)
+    for pos in run.positions[:5]:
+        run.done(pos, Outcome(0))
+    assert not harness.worker.heartbeat(run).lease_lost
+    assert harness.job(array["id"])["succeeded"] == 5  # recorded by the heartbeat
+    for pos in run.positions[5:7]:
+        run.done(pos, Outcome(0))  # finished after the last heartbeat, then the worker dies
+    harness.lose_lease()
+    doc = harness.job(array["id"])
+    assert doc["succeeded"] == 5 and doc["retrying"] == {str(i): 2 for i in range(6, 11)}
+    retried = []
+    while (again := harness.claim()) is not None:
+        retried += [again.spec.index_at(p) for p in again.positions]
+        assert again.attempt == 2
+        finish(harness, again)
+    assert sorted(retried) == [6, 7, 8, 9, 10]
+    doc = harness.job(array["id"])
+    assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 10, 2)  # run_count shows it
+
+
+def test_a_heartbeat_never_settles_a_chunks_last_task(harness):
+    array = harness.submit(array="1-3", max_attempts=2)
+    run = harness.claim(max_tasks=3)
+    for pos in run.positions:
+        run.done(pos, Outcome(1 if pos == 0 else 0))
+    harness.worker.heartbeat(run)
+    doc = harness.job(array["id"])
+    assert (doc["succeeded"], doc["running"], doc["retrying"]) == (1, 1, {"1": 2})  # task 1's retry is due
+    doc = harness.worker.finish_tasks(run, run.results)
+    assert (doc["succeeded"], doc["running"], doc["chunks"]) == (2, 0, {})
 
 
 def test_hold_and_release_an_array(harness):
@@ -172,7 +254,17 @@ class ArrayAccounting(RuleBasedStateMachine):
     def finish(self, which, fail_mask, cut):
         dispatcher, run = self.runs.pop(which % len(self.runs))
         done = run.positions[: max(0, len(run.positions) - cut)] if cut < 3 else run.positions
-        dispatcher.finish_tasks(run, {p: Outcome((fail_mask >> (p % 8)) & 1) for p in done})
+        dispatcher.finish_tasks(run, {**{p: Outcome((fail_mask >> (p % 8)) & 1) for p in done}, **run.results})
+
+    @precondition(lambda self: self.runs)
+    @rule(which=st.integers(0, 100), done=st.integers(0, 8), fail_mask=st.integers(0, 255))
+    def beat(self, which, done, fail_mask):
+        """The worker got through some tasks; its heartbeat records that progress."""
+        dispatcher, run = self.runs[which % len(self.runs)]
+        for pos in run.positions[:done]:
+            if pos not in run.results:
+                run.done(pos, Outcome((fail_mask >> (pos % 8)) & 1))
+        dispatcher.heartbeat(run)
 
     @precondition(lambda self: self.runs)
     @rule(which=st.integers(0, 100))
@@ -206,7 +298,9 @@ class ArrayAccounting(RuleBasedStateMachine):
         counts = [doc[k] for k in ("pending", "running", "succeeded", "failed", "cancelled")]
         assert min(counts) >= 0, counts
         assert sum(counts) == doc["total"], counts
-        assert doc["running"] == sum(len(r.positions) for _, r in self.runs), (doc["running"], self.runs)
+        assert set(doc["chunks"]) == {r.item.id for _, r in self.runs}
+        assert doc["running"] == sum(len(chunk_positions(c)) for c in doc["chunks"].values()), doc
+        assert doc["running"] <= sum(len(r.positions) for _, r in self.runs)
 
     def teardown(self):
         # Drain: every task must reach a final state and the rows must agree with the counters.

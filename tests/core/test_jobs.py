@@ -6,7 +6,7 @@ import pytest
 
 from hyperbatch.core import exits
 from hyperbatch.services.dispatch import Dispatcher, Outcome
-from hyperbatch.core.errors import Conflict, Forbidden, SpecError
+from hyperbatch.core.errors import Conflict, Finished, Forbidden, SpecError
 from hyperbatch.services.scheduler import Caller
 
 ALICE = Caller("alice")
@@ -94,10 +94,45 @@ def test_cancel_of_a_running_job_is_seen_at_the_heartbeat(harness):
     assert (final["state"], final["reason"]) == ("CANCELLED", "cancelled by alice")
 
 
+def test_a_job_that_ends_after_its_cancel_was_accepted_ends_cancelled_whatever_it_returned(harness):
+    """Defect 4: qdel answered 0, then the job ended before the next heartbeat."""
+    succeeding, failing = harness.submit(), harness.submit(max_attempts=3)
+    runs = [harness.claim(), harness.claim()]
+    for job in (succeeding, failing):
+        assert harness.scheduler.cancel(job["id"], ALICE)["state"] == "RUNNING"  # accepted: qdel exits 0
+    harness.worker.finish_job(runs[0], Outcome(0))
+    harness.worker.finish_job(runs[1], Outcome(1, "exit status 1"))  # not re-queued for attempt 2 either
+    for job, status in ((succeeding, 0), (failing, 1)):
+        done = harness.job(job["id"])
+        assert (done["state"], done["exit_status"], done["attempt"]) == ("CANCELLED", status, 1)
+        assert done["reason"] == "cancelled by alice"
+    assert harness.claim() is None
+
+
+def test_a_cancel_that_comes_after_the_end_is_told_the_job_finished(harness):
+    job = harness.submit()
+    run = harness.claim()
+    harness.worker.finish_job(run, Outcome(0))
+    with pytest.raises(Finished, match=f"Job has finished {job['id']}"):
+        harness.scheduler.cancel(job["id"], ALICE)
+    assert harness.job(job["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_cancelled_job_given_back_or_lost_ends_cancelled_not_requeued(harness):
+    given, lost = harness.submit(), harness.submit(max_attempts=3)
+    given_run, _ = harness.claim(), harness.claim()
+    harness.scheduler.cancel(given["id"], ALICE)
+    harness.scheduler.cancel(lost["id"], ALICE)
+    harness.worker.give_back(given_run)
+    harness.lose_lease()
+    assert harness.job(given["id"])["state"] == harness.job(lost["id"])["state"] == "CANCELLED"
+    assert harness.claim() is None
+
+
 def test_cancel_of_a_finished_job_is_refused(harness):
     job = harness.submit()
     harness.run_job()
-    with pytest.raises(Conflict, match="already finished"):
+    with pytest.raises(Finished, match="Job has finished"):
         harness.scheduler.cancel(job["id"], ALICE)
 
 

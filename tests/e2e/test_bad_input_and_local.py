@@ -177,6 +177,7 @@ def test_local_status(hb, finished_job):
     assert {k: int(v) for k, v in counts.items()} == expected
     assert any(l.startswith("queue batch:") for l in lines)
     assert any(l.startswith("queue west:") for l in lines)
+    assert "parked events: 0" in lines  # no release failed for good
 
 
 def test_token_file_is_private(hb):

@@ -117,7 +117,7 @@ def test_qdel_of_a_running_job_kills_it(hb):
     assert attrs["hyper_state"] == "CANCELLED"
     assert re.search(rf"\bcancelled by {re.escape(getpass.getuser())}\b", attrs["comment"]), attrs["comment"]
 
-    # Once finished, qdel says so and exits 1.
+    # Once finished, qdel says so in PBS's words and exits 1.
     late = hb.run("qdel", job_id, check=False)
     assert late.returncode == 1
-    assert "already finished" in one_line(late.stderr)
+    assert one_line(late.stderr) == f"qdel: Job has finished {job_id}"

@@ -151,3 +151,25 @@ def test_a_failed_flush_after_a_heartbeat_is_reported_not_fatal(caplog):
     watch_two_flushes(Beating(), flush, flushes)
     assert len(flushes) >= 2  # the thread lived on
     assert "flushing acks failed: SQS refused" in caplog.text
+
+
+def test_an_array_item_with_no_positions_is_refused_never_run_as_a_plain_job(tmp_path):
+    """Defect 1's last line of defence: an empty position list is not a plain job."""
+    from hyperbatch.core.model import new_job
+    from hyperbatch.services.dispatch import Run
+
+    marker = tmp_path / "ran"
+    job = new_job(id="A1", array="1-5%1", total=5, command=["touch", str(marker)])
+    finished = []
+
+    class Recording(FakeDispatcher):
+        def finish_tasks(self, run, results):
+            finished.append((run.item.id, results))
+
+    queue = FakeQueue()
+    settings = Settings(queue="batch", idle_timeout=0.05, lease_seconds=30, heartbeat_seconds=1,
+                        chunk_size=1, work_root=tmp_path, definition_env={})
+    agent = Agent(Recording(queue), queue, None, settings)
+    agent.execute(Run(WorkItem("7", "batch", "A1", 2, 3, 1, receipt="r"), job, 1, positions=[]))
+    assert not marker.exists()
+    assert finished == [("7", {})]  # settled with nothing run

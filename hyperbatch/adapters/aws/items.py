@@ -15,7 +15,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from hyperbatch.core.model import Change, Expect
+from hyperbatch.core.model import Change, Expect, check_write
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.states import FINAL, JobState
 
@@ -232,6 +232,7 @@ def update_request(
     never index the job under another queue; any other state REMOVEs gsi2pk
     (removing an absent attribute writes no index entry).
     """
+    check_write(expect, change)  # the transition table's rule, as the local store applies it
     sets, adds, map_set, map_del = _normalise(change)
     ex = Expression()
     set_parts = [f"{ex.name(k)} = {ex.value(v)}" for k, v in sets.items()]

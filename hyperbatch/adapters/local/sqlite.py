@@ -4,7 +4,11 @@ The daemon and every worker process open the same file; each thread gets its
 own connection. Writes run in `BEGIN IMMEDIATE` transactions so a conditional
 update reads and writes under one lock, the way a DynamoDB conditional write
 does. A state change appends to `events` in the same transaction: the local
-twin of DynamoDB Streams, tailed by the daemon.
+twin of DynamoDB Streams, tailed by the daemon. An event stays in the table
+until its handling has committed (`events_done`); one whose handling failed
+waits for its retry (`next_at`), and after the last try it is parked there
+(`parked`), counted by `hyper local status`, never dropped
+(hyperbatch.services.release.release_events).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Iterable
 
 from hyperbatch.core.errors import Conflict, NotFound, StorageFull
 from hyperbatch.core.model import Change, Expect, apply
-from hyperbatch.core.ports import Event, Page, WorkItem
+from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -31,7 +35,9 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
 CREATE TABLE IF NOT EXISTS edges (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, queue TEXT NOT NULL,
-    old_state TEXT, new_state TEXT NOT NULL
+    old_state TEXT, new_state TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0, parked INTEGER NOT NULL DEFAULT 0,
+    error TEXT
 );
 CREATE TABLE IF NOT EXISTS work (
     id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, job_id TEXT NOT NULL,
@@ -46,6 +52,12 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 
+# Columns of `events` added after its first version, for `Database._migrate`.
+EVENT_COLUMNS = (
+    ("tries", "INTEGER NOT NULL DEFAULT 0"), ("next_at", "REAL NOT NULL DEFAULT 0"),
+    ("parked", "INTEGER NOT NULL DEFAULT 0"), ("error", "TEXT"),
+)
+
 
 class Database:
     """One SQLite file, one connection per thread."""
@@ -54,6 +66,18 @@ class Database:
         self.path = str(path)
         self._local = threading.local()
         self.conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database an older version created up to SCHEMA (columns added since)."""
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(events)")}
+        added = [(name, kind) for name, kind in EVENT_COLUMNS if name not in have]
+        if added:
+            with self.write() as conn:
+                have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+                for name, kind in added:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -168,17 +192,45 @@ class SqliteJobStore:
         rows = self.db.conn.execute("SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,))
         return dict(rows.fetchall())
 
-    # The local Events adapter: what DynamoDB Streams is on AWS.
+    # The local Events adapter: what DynamoDB Streams is on AWS (hyperbatch.core.ports.EventLog).
     def events_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Event]]:
+        """Every event after `seq`, handled or not (tests read the changes a flow made)."""
         rows = self.db.conn.execute(
             "SELECT seq, job_id, old_state, new_state, queue FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
         return [(r[0], Event(r[1], r[2], r[3], r[4])) for r in rows]
 
-    def trim_events(self, upto: int) -> None:
+    def due_events(self, now: float, limit: int = 1000) -> list[PendingEvent]:
+        """Events not yet handled whose (next) try is due, oldest first; parked ones are left out."""
+        rows = self.db.conn.execute(
+            "SELECT seq, job_id, old_state, new_state, queue, tries FROM events "
+            "WHERE parked = 0 AND next_at <= ? ORDER BY seq LIMIT ?",
+            (now, limit),
+        )
+        return [PendingEvent(r[0], Event(r[1], r[2], r[3], r[4]), r[5]) for r in rows]
+
+    def events_done(self, seqs: list[int]) -> None:
+        """Delete events whose handling has committed."""
+        if seqs:
+            with self.db.write() as conn:
+                conn.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+
+    def event_failed(self, seq: int, error: str, retry_at: float, park: bool) -> None:
+        """Count a failed try of an event: due again at `retry_at`, or parked."""
         with self.db.write() as conn:
-            conn.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+            conn.execute(
+                "UPDATE events SET tries = tries + 1, next_at = ?, parked = ?, error = ? WHERE seq = ?",
+                (retry_at, int(park), error[:1000], seq),
+            )
+
+    def parked_events(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM events WHERE parked = 1").fetchone()[0])
+
+    def unpark_events(self) -> int:
+        """Give every parked event a fresh round of tries (the daemon does at start); returns how many."""
+        with self.db.write() as conn:
+            return conn.execute("UPDATE events SET parked = 0, tries = 0, next_at = 0 WHERE parked = 1").rowcount
 
 
 class SqliteWorkQueue:
