@@ -57,6 +57,9 @@ class Signals:
 
 
 class Dispatcher:
+    """`clock` (wall-clock seconds, time.time by default) stamps every time this writes and judges
+    heartbeats by; a test passes a fake one to control leases."""
+
     def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float,
                  clock=time.time):
         self.store, self.queue = store, queue
@@ -81,7 +84,7 @@ class Dispatcher:
         """
         if (item.lo, item.hi) != (0, 1):
             return self._start_array(item)
-        now = time.time()
+        now = self.clock()
         change = Change(
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
@@ -125,7 +128,7 @@ class Dispatcher:
             skip = [p for p in range(lo, hi) if str(spec.index_at(p)) in doc["cancelled_tasks"]]
             positions = [p for p in range(lo, hi) if p not in skip]
             granted.update(lo=lo, hi=hi, positions=positions)
-            now = time.time()
+            now = self.clock()
             chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now, "skip": skip}
             return Change(
                 set={
@@ -168,7 +171,7 @@ class Dispatcher:
         passed SQS's 12-hour limit, and whoever receives it next finds this
         worker beating in the store.
         """
-        now = time.time()
+        now = self.clock()
         try:
             if run.positions:
                 doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
@@ -203,7 +206,7 @@ class Dispatcher:
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
         job, attempt = run.job, run.attempt
-        now = time.time()
+        now = self.clock()
         done = {"finished_at": now, "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
         if outcome.cancelled:
             change = Change(set={**done, "state": JobState.CANCELLED, "reason": _cancel_reason(self.store, job)})
@@ -350,7 +353,7 @@ class Dispatcher:
                 self.queue.ack(item)
             return
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
-        now = time.time()
+        now = self.clock()
         if doc["cancel_requested"]:
             change = Change(set={"state": JobState.CANCELLED, "finished_at": now,
                                  "reason": f"{doc['reason'].replace('cancel requested', 'cancelled')}; {lost}"})
