@@ -8,12 +8,25 @@ work any more (a held, cancelled or superseded job). An item of work that is
 still running is never acknowledged: when it comes back early (SQS redelivers
 a message while its worker still beats) it is put back for one more lease, so
 every running job keeps an item that will come back to check on it.
+
+Fencing: at no moment do two runs of one job or array task overlap. A run is
+taken back (`recover_lost`) only once its worker has been silent for a whole
+lease (`alive`), and its worker kills its own job once it has gone
+`lease - heartbeat` seconds without a renewal (hyperbatch.services.agent.Lease),
+so the copy that was fenced off is dead before another can start. A worker
+that cannot act at all (its agent stopped, SIGSTOP) cannot fence itself: where
+the recovering process can reach that worker's processes (local mode: the
+daemon, through `fence`), it kills the run's job before taking the run back.
+A run that comes back after its run was taken records nothing: every write of
+a run (heartbeat, finish, give back) is conditional on the run still owning
+the job (RUNNING at its attempt) or its chunk (the chunk still in `chunks`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from hyperbatch.core import arrays, exits
 from hyperbatch.core.errors import NotFound, StaleTransition
@@ -56,15 +69,24 @@ class Signals:
     cancelled_indices: frozenset[int] = frozenset()
 
 
+Fence = Callable[[str, str, str, int], None]
+
+
 class Dispatcher:
     """`clock` (wall-clock seconds, time.time by default) stamps every time this writes and judges
-    heartbeats by; a test passes a fake one to control leases."""
+    heartbeats by; a test passes a fake one to control leases.
+
+    `fence(host, job_id, item_id, attempt)`, where the recovering process can reach other workers'
+    processes (the local daemon: hyperbatch.adapters.local.compute.LocalCompute.fence), kills the job
+    that worker `host` runs for that run, if it still runs it; it is called before a silent worker's run
+    is taken back. Elsewhere (AWS) it is None: workers fence themselves (hyperbatch.services.agent.Lease).
+    """
 
     def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float,
-                 clock=time.time):
+                 clock=time.time, fence: Fence | None = None):
         self.store, self.queue = store, queue
         self.worker, self.region, self.lease_seconds = worker, region, lease_seconds
-        self.clock = clock
+        self.clock, self.fence = clock, fence
 
     @property
     def host(self) -> str:
@@ -166,17 +188,16 @@ class Dispatcher:
 
         The store decides whether the work is still this worker's: a job no
         longer RUNNING at this attempt, or a chunk settled by recovery, means
-        stop. A lease that cannot be extended does not: the item was replaced
-        by a copy that comes back to check on this run (see `recover_lost`) or
-        passed SQS's 12-hour limit, and whoever receives it next finds this
-        worker beating in the store.
+        stop (and the write that found out wrote nothing). A lease that cannot
+        be extended does not: the item was replaced by a copy that comes back
+        to check on this run (see `recover_lost`) or passed SQS's 12-hour
+        limit, and whoever receives it next finds this worker beating in the store.
         """
         now = self.clock()
         try:
             if run.positions:
-                doc = self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
-                if run.item.id not in doc["chunks"]:
-                    return Signals(lease_lost=True)  # the chunk was settled and its tasks handed out again
+                doc = self.store.update(run.item.job_id, Expect(keys=(("chunks", run.item.id),)),
+                                        Change(map_set={"beats": {run.item.id: now}}))
             else:
                 doc = self.store.update(
                     run.item.job_id, Expect.state(JobState.RUNNING, attempt=run.attempt),
@@ -192,11 +213,17 @@ class Dispatcher:
         return Signals()
 
     def alive(self, beat: float | None) -> bool:
-        """A worker beats several times a lease; one silent for half a lease is taken for lost.
+        """Whether a run's worker may still run it: it beat (or started) less than a whole lease ago.
 
-        (When SQS redelivers a lost worker's message, its last beat is about a whole lease old.)
+        Only a run silent for a whole lease is taken back. Its worker, if it
+        lives but could not renew, killed the run's job one heartbeat before
+        that (hyperbatch.services.agent.Lease), so the heartbeat interval is
+        the margin, and it must cover the clock difference between the two
+        machines. A lost worker's item comes back (SQS redelivers it, the lease
+        table lists it) a whole lease after its last renewal, so by then its
+        last beat is a whole lease old, and the run is recovered at once.
         """
-        return beat is not None and self.clock() - beat < self.lease_seconds / 2
+        return beat is not None and self.clock() - beat < self.lease_seconds
 
     def chunk_alive(self, doc: dict, chunk_id: str) -> bool:
         """Whether the worker of an array chunk still beats (a chunk with no beat yet counts from its start)."""
@@ -279,10 +306,12 @@ class Dispatcher:
             return
         # The whole chunk goes back, finished tasks included: delivery is at least once.
         item = run.item
+        ours: list[bool] = []
 
         def change(doc: dict) -> Change | None:
-            if item.id not in doc["chunks"]:
-                return None
+            ours[:] = [item.id in doc["chunks"]]
+            if not ours[0]:
+                return None  # settled by recovery already, which took care of its work
             if item.attempt > 1:  # a retry item: back into the retry map with the same attempt
                 back = ("retry", item.attempt)
             else:
@@ -297,7 +326,8 @@ class Dispatcher:
             return settled
 
         update_array(self.store, item.job_id, change)
-        self.queue.requeue(item, item.lo, item.attempt)
+        if ours[0]:
+            self.queue.requeue(item, item.lo, item.attempt)
 
     # ---- lost leases --------------------------------------------------------------------
     def recover_lost(self, item: WorkItem) -> None:
@@ -352,6 +382,8 @@ class Dispatcher:
             if item is not None:
                 self.queue.ack(item)
             return
+        if item is not None:
+            self._fence(doc["exec_host"], doc["id"], item.id, attempt)
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
         now = self.clock()
         if doc["cancel_requested"]:
@@ -375,6 +407,11 @@ class Dispatcher:
         elif item is not None:
             self.queue.ack(item)
 
+    def _fence(self, host: str | None, job_id: str, item_id: str, attempt: int) -> None:
+        """Kill the job a silent worker may still run for this run, before the run is taken back."""
+        if self.fence is not None and host:
+            self.fence(host, job_id, item_id, attempt)
+
     def _hand_out_again(self, item: WorkItem) -> None:
         """An item claimed but never started (no store change to send it anew): back to the queue as
         fresh work, not as a redelivery (which would come back to `recover_lost` instead of running)."""
@@ -389,6 +426,7 @@ class Dispatcher:
             chunk = found["chunk"] = doc["chunks"].get(chunk_id)
             if chunk is None:
                 return None
+            self._fence(chunk["worker"], job_id, chunk_id, chunk["attempt"])  # idempotent, if this is retried
 
             def decide(pos: int, index: str):
                 if doc["cancel_requested"] or index in doc["cancelled_tasks"]:

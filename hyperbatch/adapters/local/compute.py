@@ -1,4 +1,11 @@
-"""Compute as local subprocesses: each worker is worker_image/start.sh, as in the container."""
+"""Compute as local subprocesses: each worker is worker_image/start.sh, as in the container.
+
+Each worker's start.sh leads a session of its own; its agent runs each job in a
+process group of its own within that session and names it in the worker's job
+file (`workers/<worker>.job`, hyperbatch.support.processes). So the daemon can
+stop a worker's job without the worker: when the worker died (`running`), when
+it stops (`stop_all`), and when it went silent and its run is taken back (`fence`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from hyperbatch.support.processes import signal_group
+from hyperbatch.support.processes import (
+    STARTING, process_alive, read_job_record, signal_group, signal_session_jobs,
+)
 from hyperbatch.adapters.local.sqlite import Database
 
 # worker_image/start.sh, installed as package data (hyperbatch.worker_image) so an installed copy finds it.
@@ -73,19 +82,40 @@ class LocalCompute:
                 return True
             del self._children[pid]
             return False
-        try:
-            os.kill(pid, 0)  # a worker from an earlier daemon still counts while it lives
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        return process_alive(pid)  # a worker from an earlier daemon still counts while it lives
 
     def _kill_job_of(self, worker: str) -> None:
         """A worker that died hard leaves its job running: stop it, as a dying container would."""
-        try:
-            pgid = int((self.home / "workers" / f"{worker}.job").read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
+        record = read_job_record(self._job_file(worker))
+        if record is not None:
+            signal_group(record.pgid, signal.SIGKILL)  # 0 (no job running) is refused there
+
+    def _job_file(self, worker: str) -> Path:
+        return self.home / "workers" / f"{worker}.job"
+
+    def fence(self, host: str, job_id: str, item_id: str, attempt: int) -> None:
+        """Kill the job that worker `host` ("region/worker") runs for this run, if it still runs it.
+
+        The dispatcher calls this before it takes back the run of a worker
+        that has been silent for a whole lease (hyperbatch.services.dispatch:
+        `Dispatcher.fence`). A worker that is alive fenced itself a heartbeat
+        earlier; one whose agent cannot act (stopped by SIGSTOP, starved) did
+        not, and its job would run on beside the next run of the same work.
+        The job file says which run the worker is on: another run (or none)
+        means that this one's job has ended already, and nothing is killed; a
+        run being started has no process group written yet, so every job
+        process of the worker's session is killed.
+        """
+        worker = host.rpartition("/")[2]
+        record = read_job_record(self._job_file(worker))
+        if record is None or not record.names(job_id, item_id, attempt):
             return
-        signal_group(pgid, signal.SIGKILL)  # 0 (no job running) is refused there
+        if record.pgid != STARTING:
+            signal_group(record.pgid, signal.SIGKILL)
+            return
+        row = self.db.conn.execute("SELECT pid FROM workers WHERE id = ?", (worker,)).fetchone()
+        if row is not None:
+            signal_session_jobs(row[0], signal.SIGKILL)  # start.sh leads the worker's session
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""
