@@ -265,13 +265,13 @@ class Configuration(_Model):
 
 def _check_heartbeat(heartbeat: float, lease: float) -> None:
     # Fencing (hyperbatch.services.agent.Lease): a run silent for a whole lease is taken back, and a worker
-    # that could not renew for `lease - heartbeat` kills its job first, so one heartbeat is the margin between
-    # the two (it must cover the workers' clock differences). At most a third of the lease, so that a worker
-    # beats at least once more after a renewal before it must give its job up.
+    # that could not renew for `lease - heartbeat / 2` kills its job first: half a heartbeat is the margin
+    # between the two (it must cover the workers' clock differences). At most a third of the lease, so that a
+    # worker gives its job up only after two beats in a row failed.
     if heartbeat * 3 > lease:
         raise ValueError(
             f"heartbeat_seconds ({heartbeat:g}) must be at most a third of lease_seconds ({lease:g}): a worker "
-            "kills its job once it has gone lease_seconds - heartbeat_seconds without renewing its lease"
+            "kills its job once it has gone lease_seconds - heartbeat_seconds / 2 without renewing its lease"
         )
 
 

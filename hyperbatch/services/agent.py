@@ -39,6 +39,7 @@ EXIT_IDLE, EXIT_MISCONFIGURED = 0, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
 SUPERVISOR_POLL = 0.05  # seconds between the supervisor's looks (at most a quarter of the heartbeat)
+FENCE_MARGIN = 0.5  # heartbeats: a worker that cannot renew kills its job this long before its lease ends
 
 
 @dataclass
@@ -61,32 +62,36 @@ class Lease:
     A run is renewed each time its worker's claim, start or heartbeat reaches
     the store: `renew(sent)` with the monotonic time taken *before* that
     request went out, so a renewal never counts from later than the moment
-    the store recorded it. `expired()` once `lease - heartbeat` seconds have
-    passed since the last renewal: the supervisor then kills the job, and the
-    main thread starts nothing more for the run.
+    the store recorded it. `expired()` once `lease - margin` seconds have
+    passed since the last renewal, the margin being half a heartbeat
+    (FENCE_MARGIN): the supervisor then kills the job, and the main thread
+    starts nothing more for the run.
 
     The timing argument. Let r be when the last successful renewal was sent.
     The beat the store recorded, b, was stamped after r. Another worker (or
     the reconciler) takes the run back only when its own clock is past
     b + lease (Dispatcher.alive), and (but for a duplicate SQS delivery) only
     once the queue's lease, renewed after r, ran out: not before r + lease.
-    This worker's supervisor kills the job's process group at
-    r + lease - heartbeat, plus at most one look (SUPERVISOR_POLL, at most a
-    quarter of the heartbeat). So the job is dead at least three quarters of a
-    heartbeat before any other run of it can start, provided the two clocks
-    differ by less than that (the heartbeat is the margin; the configuration
-    keeps it at most a third of the lease) and the supervisor gets the CPU at
-    all. A worker whose agent cannot run (SIGSTOP) cannot fence itself: in
-    local mode the daemon kills its job before taking the run back
-    (Dispatcher's `fence`); on AWS a frozen machine freezes its job with it,
-    and once it runs again the supervisor finds the deadline passed and kills
-    the job at its first look, while the main thread checks the lease before
-    it starts anything. A run that comes back after it was taken records
-    nothing (its writes are conditional: hyperbatch.services.dispatch).
+    This worker's supervisor kills the job's process group (SIGKILL) at
+    r + lease - margin, plus at most one look (SUPERVISOR_POLL, at most a
+    quarter of the heartbeat). So the job is dead at least a quarter of a
+    heartbeat before any other run of it can start, provided the two
+    machines' clocks differ by less than that and the supervisor gets the CPU
+    at all. Beats start a heartbeat apart (`Heartbeat`), and the
+    configuration keeps the heartbeat at most a third of the lease, so a
+    worker gives up only after two beats in a row did not come back in time.
+
+    A worker whose agent cannot run (SIGSTOP) cannot fence itself: in local
+    mode the daemon kills its job before taking the run back (Dispatcher's
+    `fence`); on AWS a frozen machine freezes its job with it, and once it
+    runs again the supervisor finds the deadline passed and kills the job at
+    its first look, while the main thread checks the lease before it starts
+    anything. A run that comes back after it was taken records nothing (its
+    writes are conditional: hyperbatch.services.dispatch).
     """
 
     def __init__(self, lease_seconds: float, heartbeat_seconds: float, clock=time.monotonic):
-        self.budget, self.clock = lease_seconds - heartbeat_seconds, clock
+        self.budget, self.clock = lease_seconds - FENCE_MARGIN * heartbeat_seconds, clock
         self.renewed = clock()
 
     def renew(self, sent: float) -> None:
@@ -187,7 +192,12 @@ class Supervisor(threading.Thread):
 
 
 class Heartbeat(threading.Thread):
-    """Renews the watched run's lease every `every` seconds and acts on what the store answers."""
+    """Renews the watched run's lease every `every` seconds and acts on what the store answers.
+
+    Beats start `every` seconds apart, however long each one takes (a slow
+    store does not stretch the interval, which the lease's margin counts on);
+    one that takes longer than that delays only the next.
+    """
 
     def __init__(self, supervisor: Supervisor, dispatcher: Dispatcher, every: float, flush=None):
         super().__init__(daemon=True, name="heartbeat")
@@ -205,14 +215,18 @@ class Heartbeat(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        due: float | None = None  # when the next beat is due (monotonic); None: an interval from now
         while not self._halted.is_set():
-            if self._wake.wait(self.every):
+            if self._wake.wait(self.every if due is None else max(0.0, due - time.monotonic())):
                 self._wake.clear()
+                due = None
                 continue  # woken for a new run (or to end): wait a whole interval from now
             supervisor = self.supervisor
             run, lease = supervisor.run_, supervisor.lease
             if run is None:
+                due = None
                 continue
+            due = time.monotonic() + self.every
             sent = lease.clock() if lease is not None else 0.0
             try:
                 signals = self.dispatcher.heartbeat(run)

@@ -12,7 +12,7 @@ every running job keeps an item that will come back to check on it.
 Fencing: at no moment do two runs of one job or array task overlap. A run is
 taken back (`recover_lost`) only once its worker has been silent for a whole
 lease (`alive`), and its worker kills its own job once it has gone
-`lease - heartbeat` seconds without a renewal (hyperbatch.services.agent.Lease),
+`lease - heartbeat / 2` seconds without a renewal (hyperbatch.services.agent.Lease),
 so the copy that was fenced off is dead before another can start. A worker
 that cannot act at all (its agent stopped, SIGSTOP) cannot fence itself: where
 the recovering process can reach that worker's processes (local mode: the
@@ -216,10 +216,9 @@ class Dispatcher:
         """Whether a run's worker may still run it: it beat (or started) less than a whole lease ago.
 
         Only a run silent for a whole lease is taken back. Its worker, if it
-        lives but could not renew, killed the run's job one heartbeat before
-        that (hyperbatch.services.agent.Lease), so the heartbeat interval is
-        the margin, and it must cover the clock difference between the two
-        machines. A lost worker's item comes back (SQS redelivers it, the lease
+        lives but could not renew, killed the run's job half a heartbeat
+        before that (hyperbatch.services.agent.Lease): that margin must cover
+        the clock difference between the two machines. A lost worker's item comes back (SQS redelivers it, the lease
         table lists it) a whole lease after its last renewal, so by then its
         last beat is a whole lease old, and the run is recovered at once.
         """
