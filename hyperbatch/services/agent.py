@@ -59,10 +59,10 @@ class Settings:
 class Lease:
     """The worker's side of fencing: until when the current run may go on, by this worker's own clock.
 
-    A run is renewed each time its worker's claim, start or heartbeat reaches
-    the store: `renew(sent)` with the monotonic time taken *before* that
-    request went out, so a renewal never counts from later than the moment
-    the store recorded it. `expired()` once `lease - margin` seconds have
+    A run is renewed when its worker's start, then each heartbeat, reaches
+    the store: at creation and by `renew(sent)`, with the monotonic time
+    taken *before* that request went out, so a renewal never counts from
+    later than the moment the store recorded it. `expired()` once `lease - margin` seconds have
     passed since the last renewal, the margin being half a heartbeat
     (FENCE_MARGIN): the supervisor then kills the job, and the main thread
     starts nothing more for the run.
@@ -297,7 +297,6 @@ class Agent:
         idle_since, poll = time.time(), self.settings.poll_min
         busy = False  # worked since the last empty claim
         while not self.stopping:
-            lease = Lease(self.settings.lease_seconds, self.settings.heartbeat_seconds)  # counts from before the claim
             item = self.queue.claim(self.settings.queue, self.dispatcher.worker, self.chunk, self.settings.lease_seconds)
             if item is None:
                 if busy:  # just gone idle: what was acknowledged is deleted now, not when the worker exits
@@ -312,11 +311,10 @@ class Agent:
             if item.redelivered:
                 # Its lease ran out once (SQS redelivery): recover the lost work, never run it as it is.
                 self.dispatcher.recover_lost(item)
-            elif not lease.expired():  # else this worker was held up since the claim: the item comes back
-                sent = lease.clock()
-                run = self.dispatcher.start(item)
+            else:
+                lease = Lease(self.settings.lease_seconds, self.settings.heartbeat_seconds)  # from before the start,
+                run = self.dispatcher.start(item)  # which stamps the run's first beat
                 if run is not None:
-                    lease.renew(sent)  # the start stamped the run's first beat
                     self.execute(run, lease)
             idle_since, poll = time.time(), self.settings.poll_min
         return EXIT_IDLE

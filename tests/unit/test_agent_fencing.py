@@ -161,7 +161,7 @@ def test_a_worker_held_up_past_its_lease_starts_no_task_and_records_nothing(tmp_
     marker = tmp_path / "ran"
     run = a_run(tmp_path, ["bash", "-c", f"echo $PBS_ARRAY_INDEX >> {marker}"], array="1-3", positions=[0, 1, 2])
     lease = Lease(LEASE, HEARTBEAT, clock=clock)
-    clock.now += LEASE  # e.g. stopped between its claim and the run
+    clock.now += LEASE  # e.g. stopped between the start in the store and the first task
     agent.execute(run, lease)
     agent.supervisor.halt()
     assert not marker.exists()
