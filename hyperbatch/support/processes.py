@@ -47,6 +47,24 @@ def process_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def started_with(pid: int, key: str, value: str) -> bool:
+    """Whether process `pid` lives and was started with `key=value` in its environment.
+
+    A pid is reused once its process is gone, so a pid alone does not say
+    whose process it is now; the environment it started with does. Where
+    /proc cannot show it (not Linux), a live process is taken at its word.
+    """
+    if not process_alive(pid):
+        return False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists() and process_alive(pid)
+    except OSError:
+        return True
+    return f"{key}={value}".encode() in environ.split(b"\0")
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """What a job file says: the process group of the job running now (0: none; STARTING: being

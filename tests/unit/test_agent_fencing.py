@@ -218,10 +218,10 @@ def test_fencing_kills_nothing_when_the_worker_is_on_another_run_or_none(compute
 
 
 def session_with_a_job(tmp_path):
-    """A stand-in for start.sh: a session leader whose child job runs in a process group of its own."""
+    """A stand-in for worker w-1's start.sh: a session leader whose child job runs in a process group of its own."""
     pid_file = tmp_path / "job.pid"
     leader = subprocess.Popen(["bash", "-c", f"set -m; sleep 60 & echo $! > {pid_file}; wait"],
-                              start_new_session=True)
+                              start_new_session=True, env={**os.environ, "HYPER_WORKER_ID": "w-1"})
     job_pid = int(polling.wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, 0.01, "the job"))
     assert os.getsid(job_pid) == leader.pid and os.getpgid(job_pid) != leader.pid
     return leader, job_pid
@@ -252,3 +252,13 @@ def test_signalling_a_sessions_jobs_spares_the_leaders_group(tmp_path):
     polling.wait_for(lambda: gone(job_pid), 10, 0.01, "the job to be killed")
     leader.wait(10)
     assert signal_session_jobs(0, signal.SIGKILL) == signal_session_jobs(1, signal.SIGKILL) == 0
+
+
+def test_a_workers_pid_now_used_by_another_process_is_neither_counted_nor_signalled(compute):
+    stranger = subprocess.Popen(["sleep", "60"])  # the pid the system gave out again, after worker w-1 ended
+    register(compute, "w-1", stranger.pid)
+    assert compute.running() == {}
+    register(compute, "w-2", stranger.pid)
+    compute.stop_all(grace=0.1)
+    stranger.terminate()
+    assert stranger.wait(10) == -signal.SIGTERM  # still alive for us to stop: stop_all left it alone

@@ -44,3 +44,16 @@ def test_a_job_record_reads_back_whole_and_an_unreadable_one_as_none(tmp_path):
     path.write_bytes(b"garbage\n")
     assert read_job_record(path) is None
     assert read_job_record(tmp_path / "missing.job") is None
+
+
+def test_a_process_is_known_by_the_environment_it_started_with():
+    from hyperbatch.support.processes import started_with
+
+    proc = subprocess.Popen(["sleep", "30"], env={**os.environ, "HYPER_WORKER_ID": "w-1"})
+    try:
+        assert started_with(proc.pid, "HYPER_WORKER_ID", "w-1")
+        assert not started_with(proc.pid, "HYPER_WORKER_ID", "w-2")  # its pid, someone else's process
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not started_with(proc.pid, "HYPER_WORKER_ID", "w-1")

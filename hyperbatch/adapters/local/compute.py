@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from hyperbatch.support.processes import (
-    STARTING, process_alive, read_job_record, signal_group, signal_session_jobs,
+    STARTING, read_job_record, signal_group, signal_session_jobs, started_with,
 )
 from hyperbatch.adapters.local.sqlite import Database
 
@@ -64,7 +64,7 @@ class LocalCompute:
         out: dict[tuple[str, str], int] = {}
         gone = []
         for worker, pid, region, queue in self.db.conn.execute("SELECT id, pid, region, queue FROM workers"):
-            if self._alive(pid):
+            if self._alive(worker, pid):
                 out[(region, queue)] = out.get((region, queue), 0) + 1
             else:
                 gone.append(worker)
@@ -75,14 +75,16 @@ class LocalCompute:
                 conn.executemany("DELETE FROM workers WHERE id = ?", [(w,) for w in gone])
         return out
 
-    def _alive(self, pid: int) -> bool:
+    def _alive(self, worker: str, pid: int) -> bool:
+        """Whether `pid` is still worker `worker`'s start.sh (a worker of an earlier daemon counts while it
+        lives; a pid the system has given to another process since does not)."""
         child = self._children.get(pid)
         if child is not None:
             if child.poll() is None:
                 return True
             del self._children[pid]
             return False
-        return process_alive(pid)  # a worker from an earlier daemon still counts while it lives
+        return started_with(pid, "HYPER_WORKER_ID", worker)
 
     def _kill_job_of(self, worker: str) -> None:
         """A worker that died hard leaves its job running: stop it, as a dying container would."""
@@ -114,12 +116,12 @@ class LocalCompute:
             signal_group(record.pgid, signal.SIGKILL)
             return
         row = self.db.conn.execute("SELECT pid FROM workers WHERE id = ?", (worker,)).fetchone()
-        if row is not None:
+        if row is not None and self._alive(worker, row[0]):
             signal_session_jobs(row[0], signal.SIGKILL)  # start.sh leads the worker's session
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""
-        workers = self.db.conn.execute("SELECT id, pid FROM workers").fetchall()
+        workers = [(w, pid) for w, pid in self.db.conn.execute("SELECT id, pid FROM workers") if self._alive(w, pid)]
         for _, pid in workers:
             # start.sh alone: it passes the request on to its agent, which hands back its work.
             try:
@@ -127,10 +129,10 @@ class LocalCompute:
             except ProcessLookupError:
                 pass
         deadline = time.time() + grace
-        while time.time() < deadline and any(self._alive(pid) for _, pid in workers):
+        while time.time() < deadline and any(self._alive(w, pid) for w, pid in workers):
             time.sleep(0.05)
         for worker, pid in workers:
-            if self._alive(pid):
+            if self._alive(worker, pid):
                 signal_group(pid, signal.SIGKILL)
                 self._kill_job_of(worker)
         with self.db.write() as conn:
