@@ -28,6 +28,15 @@ def parent(pid: int) -> int:
     return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
 
 
+def agent_of(hb, run) -> tuple[int, int]:
+    """(the agent running a ledger run, its worker's start.sh), checked against the daemon's workers table,
+    so that nothing but this daemon's worker is ever signalled."""
+    agent = parent(run.pid)
+    start_sh = parent(agent)
+    assert start_sh in {w["pid"] for w in hb.workers()}, f"run {run} is not a job of one of this daemon's workers"
+    return agent, start_sh
+
+
 def first_run(ledger, job_id, index=None):
     """The ledger's first run of a task, once it has started."""
     def started():
@@ -45,11 +54,11 @@ def test_a_worker_killed_mid_job_has_its_job_killed_and_run_again_once(hb, ledge
     job_id = hb.submit("--retries", "2", "-N", "victim", *ledger.env(TICKS=200, RETRY_TICKS=5), ledger.script)
     others = bystanders(hb, ledger, 3)
     run = first_run(ledger, job_id)
-    agent = parent(run.pid)
+    agent, start_sh = agent_of(hb, run)
     if victim == "agent":
         os.kill(agent, signal.SIGKILL)  # start.sh starts another agent, which kills the orphan job
     else:
-        os.killpg(parent(agent), signal.SIGKILL)  # start.sh leads its group: the whole worker dies
+        os.killpg(start_sh, signal.SIGKILL)  # start.sh leads its group: the whole worker dies
 
     wait_for(lambda: not pid_alive(run.pid), 10, what=f"the lost run's job (pid {run.pid}) to be killed")
     done = hb.wait_state(job_id, FINAL, timeout=45)
@@ -68,7 +77,7 @@ def test_a_worker_stopped_longer_than_its_lease_is_fenced_and_records_nothing_wh
                        ledger.script)
     others = bystanders(hb, ledger)
     first = first_run(ledger, job_id, index)
-    agent = parent(first.pid)
+    agent, _ = agent_of(hb, first)
     os.kill(agent, signal.SIGSTOP)  # its agent can do nothing now; the job would run on
     try:
         # After a lease of silence the daemon kills the job, then takes the run back; an idle worker runs it.
