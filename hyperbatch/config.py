@@ -262,9 +262,15 @@ class Configuration(_Model):
 
 
 def _check_heartbeat(heartbeat: float, lease: float) -> None:
-    # A worker silent for half a lease is taken for lost, so it must beat at least twice in that time.
+    # Fencing (hyperbatch.services.agent.Lease): a run silent for a whole lease is taken back, and a worker
+    # that could not renew for `lease - heartbeat / 2` kills its job first: half a heartbeat is the margin
+    # between the two (it must cover the workers' clock differences). At most a third of the lease, so that a
+    # worker gives its job up only after two beats in a row failed.
     if heartbeat * 3 > lease:
-        raise ValueError(f"heartbeat_seconds ({heartbeat:g}) must be at most a third of lease_seconds ({lease:g})")
+        raise ValueError(
+            f"heartbeat_seconds ({heartbeat:g}) must be at most a third of lease_seconds ({lease:g}): a worker "
+            "kills its job once it has gone lease_seconds - heartbeat_seconds / 2 without renewing its lease"
+        )
 
 
 def _check_region(value: str) -> str:

@@ -79,6 +79,7 @@ class Expect:
     attempt: int | None = None
     version: int | None = None
     fields: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs that must match
+    keys: tuple[tuple[str, str], ...] = ()  # (map field, key) pairs: the key must be in the map
 
     @classmethod
     def state(cls, *states: JobState, attempt: int | None = None) -> "Expect":
@@ -132,6 +133,8 @@ def holds(doc: dict, expect: Expect) -> bool:
     if expect.attempt is not None and doc["attempt"] != expect.attempt:
         return False
     if any(doc.get(key) != value for key, value in expect.fields):
+        return False
+    if any(key not in (doc.get(field) or {}) for field, key in expect.keys):
         return False
     return expect.version is None or doc["version"] == expect.version
 

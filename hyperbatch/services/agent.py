@@ -4,9 +4,12 @@
 Exit codes tell start.sh what to do next: 0 idle (stop), 3 misconfigured (stop),
 anything else a crash (restart).
 
-One supervisor thread heart-beats the current lease, enforces walltime and kills
-the job's process group on cancel; the main thread only starts processes and
-waits for them, so a tiny task costs little more than its fork and exec.
+Two threads watch the current run: the heartbeat thread renews its lease and
+learns of cancels and of a lease taken back; the supervisor, which does no
+I/O (a store that hangs cannot hold it up), enforces walltime, stop requests
+and the lease (`Lease`: fencing) by killing the job's process group. The main
+thread only starts processes and waits for them, so a tiny task costs little
+more than its fork and exec.
 
 Acks may be buffered by the queue (SQS deletes in batches): the agent flushes
 them when it goes idle, after each heartbeat (so a long job does not hold back
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from hyperbatch.core import exits, limits
 from hyperbatch.support.files import atomic_write
-from hyperbatch.support.processes import signal_group
+from hyperbatch.support.processes import STARTING, JobRecord, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
 
@@ -38,6 +41,8 @@ log = logging.getLogger("hyperbatch.agent")
 EXIT_IDLE, EXIT_MISCONFIGURED = 0, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
+SUPERVISOR_POLL = 0.05  # seconds between the supervisor's looks (at most a quarter of the heartbeat)
+FENCE_MARGIN = 0.5  # heartbeats: a worker that cannot renew kills its job this long before its lease ends
 
 
 @dataclass
@@ -49,9 +54,55 @@ class Settings:
     chunk_size: int
     work_root: Path
     definition_env: dict
-    pid_file: Path | None = None  # holds the running job's process group, for clean-up after a crash
+    pid_file: Path | None = None  # the job file (hyperbatch.support.processes): the running job's group and run
     poll_min: float = 0.002
     poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
+
+
+class Lease:
+    """The worker's side of fencing: until when the current run may go on, by this worker's own clock.
+
+    A run is renewed when its worker's start, then each heartbeat, reaches
+    the store: at creation and by `renew(sent)`, with the monotonic time
+    taken *before* that request went out, so a renewal never counts from
+    later than the moment the store recorded it. `expired()` once `lease - margin` seconds have
+    passed since the last renewal, the margin being half a heartbeat
+    (FENCE_MARGIN): the supervisor then kills the job, and the main thread
+    starts nothing more for the run.
+
+    The timing argument. Let r be when the last successful renewal was sent.
+    The beat the store recorded, b, was stamped after r. Another worker (or
+    the reconciler) takes the run back only when its own clock is past
+    b + lease (Dispatcher.alive), and (but for a duplicate SQS delivery) only
+    once the queue's lease, renewed after r, ran out: not before r + lease.
+    This worker's supervisor kills the job's process group (SIGKILL) at
+    r + lease - margin, plus at most one look (SUPERVISOR_POLL, at most a
+    quarter of the heartbeat). So the job is dead at least a quarter of a
+    heartbeat before any other run of it can start, provided the two
+    machines' clocks differ by less than that and the supervisor gets the CPU
+    at all. Beats start a heartbeat apart (`Heartbeat`), and the
+    configuration keeps the heartbeat at most a third of the lease, so a
+    worker gives up only after two beats in a row did not come back in time.
+
+    A worker whose agent cannot run (SIGSTOP) cannot fence itself: in local
+    mode the daemon kills its job before taking the run back (Dispatcher's
+    `fence`); on AWS a frozen machine freezes its job with it, and once it
+    runs again the supervisor finds the deadline passed and kills the job at
+    its first look, while the main thread checks the lease before it starts
+    anything. A run that comes back after it was taken records nothing (its
+    writes are conditional: hyperbatch.services.dispatch).
+    """
+
+    def __init__(self, lease_seconds: float, heartbeat_seconds: float, clock=time.monotonic):
+        self.budget, self.clock = lease_seconds - FENCE_MARGIN * heartbeat_seconds, clock
+        self.renewed = clock()
+
+    def renew(self, sent: float) -> None:
+        """A renewal sent at `sent` (this clock, read before the request) succeeded."""
+        self.renewed = max(self.renewed, sent)
+
+    def expired(self) -> bool:
+        return self.clock() - self.renewed >= self.budget
 
 
 class Current:
@@ -74,11 +125,13 @@ class Current:
             self.proc = None
 
     def kill(self, why: str) -> None:
+        """Stop the job's process group: SIGTERM, then SIGKILL after KILL_GRACE (`escalate`); a job whose
+        lease ran out gets SIGKILL at once, since it must be dead before the lease ends (`Lease`)."""
         with self.lock:
             if self.proc is None or self.killed_for:
                 return
             self.killed_for, self.killed_at = why, time.time()
-            signal_group(self.proc.pid, signal.SIGTERM)
+            signal_group(self.proc.pid, signal.SIGKILL if why == "lease" else signal.SIGTERM)
 
     def escalate(self) -> None:
         with self.lock:
@@ -87,59 +140,120 @@ class Current:
 
 
 class Supervisor(threading.Thread):
+    """Watches the current run: stop requests, walltime and the lease. Never waits on I/O.
+
+    Its companion thread (`Heartbeat`) renews the lease; this one only looks
+    at clocks and flags and kills, so a heartbeat that hangs on the store
+    cannot keep it from killing a job whose lease runs out.
+    """
+
     def __init__(self, dispatcher: Dispatcher, current: Current, heartbeat_seconds: float, stopping, flush=None):
         super().__init__(daemon=True, name="supervisor")
-        self.dispatcher, self.current, self.every, self.stopping = dispatcher, current, heartbeat_seconds, stopping
-        self.flush = flush  # called after each heartbeat: sends acks the queue still buffers
+        self.current, self.stopping = current, stopping
+        self.poll = min(SUPERVISOR_POLL, heartbeat_seconds / 4)
         self.run_: Run | None = None
+        self.lease: Lease | None = None
         self.cancelled_all = False
         self.cancelled: frozenset[int] = frozenset()
         self.lease_lost = False
-        self._last = 0.0
+        self.heartbeat = Heartbeat(self, dispatcher, heartbeat_seconds, flush)
+        self._halted = threading.Event()
+
+    def start(self) -> None:
+        super().start()
+        self.heartbeat.start()
+
+    def halt(self) -> None:
+        """End both threads (their agent has stopped serving)."""
+        self._halted.set()
+        self.heartbeat.halt()
+
+    def watch(self, run: Run | None, lease: Lease | None = None) -> None:
+        self.run_, self.lease = run, lease
+        self.cancelled_all, self.cancelled, self.lease_lost = False, frozenset(), False
+        self.heartbeat.restart()
+
+    def lost(self) -> bool:
+        """Whether the run may no longer go on: taken back, or its lease ran out on this worker's clock."""
+        lease = self.lease
+        if lease is not None and lease.expired():
+            self.lease_lost = True
+        return self.lease_lost
+
+    def run(self) -> None:
+        while not self._halted.wait(self.poll):
+            current = self.current
+            if self.stopping():
+                current.kill("stop")  # asked for by a signal handler, which only sets a flag
+            if self.run_ is None:
+                continue
+            if current.deadline is not None and current.proc is not None and time.time() > current.deadline:
+                current.kill("walltime")
+            if self.lost():
+                current.kill("lease")
+            current.escalate()
+
+
+class Heartbeat(threading.Thread):
+    """Renews the watched run's lease every `every` seconds and acts on what the store answers.
+
+    Beats start `every` seconds apart, however long each one takes (a slow
+    store does not stretch the interval, which the lease's margin counts on);
+    one that takes longer than that delays only the next.
+    """
+
+    def __init__(self, supervisor: Supervisor, dispatcher: Dispatcher, every: float, flush=None):
+        super().__init__(daemon=True, name="heartbeat")
+        self.supervisor, self.dispatcher, self.every = supervisor, dispatcher, every
+        self.flush = flush  # called after each heartbeat: sends acks the queue still buffers
         self._wake = threading.Event()
         self._halted = threading.Event()
 
     def halt(self) -> None:
-        """End the thread (its agent has stopped serving)."""
         self._halted.set()
         self._wake.set()
 
-    def watch(self, run: Run | None) -> None:
-        self.run_, self.cancelled_all, self.cancelled, self.lease_lost = run, False, frozenset(), False
-        self._last = time.time()
+    def restart(self) -> None:
+        """A new run (or none) is watched: its first beat comes one interval from now."""
+        self._wake.set()
 
     def run(self) -> None:
+        due: float | None = None  # when the next beat is due (monotonic); None: an interval from now
         while not self._halted.is_set():
-            self._wake.wait(0.05)
-            current, run = self.current, self.run_
-            if self.stopping():
-                current.kill("stop")  # asked for by a signal handler, which only sets a flag
+            if self._wake.wait(self.every if due is None else max(0.0, due - time.monotonic())):
+                self._wake.clear()
+                due = None
+                continue  # woken for a new run (or to end): wait a whole interval from now
+            supervisor = self.supervisor
+            run, lease = supervisor.run_, supervisor.lease
             if run is None:
+                due = None
                 continue
-            if current.deadline is not None and current.proc is not None and time.time() > current.deadline:
-                current.kill("walltime")
-            current.escalate()
-            if time.time() - self._last >= self.every:
-                self._last = time.time()
+            due = time.monotonic() + self.every
+            sent = lease.clock() if lease is not None else 0.0
+            try:
+                signals = self.dispatcher.heartbeat(run)
+            except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            if self.flush is not None:
                 try:
-                    signals = self.dispatcher.heartbeat(run)
-                except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
-                    log.warning("heartbeat failed: %s", exc)
-                    continue
-                if self.flush is not None:
-                    try:
-                        self.flush()
-                    except Exception as exc:  # those messages come back and are acked again: never fatal
-                        log.warning("flushing acks failed: %s", exc)
-                if self.run_ is not run:
-                    continue  # that run ended while we were beating: the answer is about work that is done
-                self.lease_lost |= signals.lease_lost
-                self.cancelled_all |= signals.cancel_all
-                self.cancelled = signals.cancelled_indices
-                if signals.lease_lost:
-                    current.kill("lease")
-                elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
-                    current.kill("cancel")
+                    self.flush()
+                except Exception as exc:  # those messages come back and are acked again: never fatal
+                    log.warning("flushing acks failed: %s", exc)
+            if supervisor.run_ is not run:
+                continue  # that run ended while we were beating: the answer is about work that is done
+            if signals.lease_lost:
+                supervisor.lease_lost = True
+            elif lease is not None:
+                lease.renew(sent)
+            supervisor.cancelled_all |= signals.cancel_all
+            supervisor.cancelled = signals.cancelled_indices
+            current = supervisor.current
+            if signals.lease_lost:
+                current.kill("lease")
+            elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
+                current.kill("cancel")
 
 
 class Agent:
@@ -150,7 +264,7 @@ class Agent:
                                      flush=self.flush)
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
         self.stopping: bool = False
-        self._pid_fd: int | None = None
+        self._pid_fd: int | None = None  # the job file, while serving
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -201,9 +315,10 @@ class Agent:
                 # Its lease ran out once (SQS redelivery): recover the lost work, never run it as it is.
                 self.dispatcher.recover_lost(item)
             else:
-                run = self.dispatcher.start(item)
+                lease = Lease(self.settings.lease_seconds, self.settings.heartbeat_seconds)  # from before the start,
+                run = self.dispatcher.start(item)  # which stamps the run's first beat
                 if run is not None:
-                    self.execute(run)
+                    self.execute(run, lease)
             idle_since, poll = time.time(), self.settings.poll_min
         return EXIT_IDLE
 
@@ -226,8 +341,12 @@ class Agent:
         """
         self.stopping = True
 
-    def execute(self, run: Run) -> None:
-        self.supervisor.watch(run)
+    def execute(self, run: Run, lease: Lease | None = None) -> None:
+        """Run what `run` holds and record it, unless the run was lost or the worker is stopping.
+
+        `lease` counts from the run's last renewal (`Lease`); None: a lease that never runs out.
+        """
+        self.supervisor.watch(run, lease)
         try:
             if run.is_array and not run.positions:
                 # Never run an array item as a plain job: with no index it would run the script once
@@ -246,7 +365,7 @@ class Agent:
             else:
                 started = time.time()
                 outcome = self._run_one(run, None)
-                if self.current.killed_for in ("lease", "stop"):
+                if outcome is None:
                     self._abandon(run)
                 else:
                     self.dispatcher.finish_job(run, outcome)
@@ -287,7 +406,7 @@ class Agent:
                 run.passed(pos)  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
                 continue
             outcome = self._run_one(run, index)
-            if self.current.killed_for in ("lease", "stop"):
+            if outcome is None:
                 break  # stopped half way: no result, it goes back (or, lease lost, stays with its new owner)
             run.done(pos, outcome)
         if self.supervisor.lease_lost:
@@ -306,11 +425,20 @@ class Agent:
         self.chunk = max(1, min(self.settings.chunk_size, self.chunk * 2, fitting))
 
     def _abandon(self, run: Run) -> None:
-        """Lease lost or worker stopping: hand the work back (unless the reconciler already took it)."""
+        """Lease lost or worker stopping: hand the work back, unless the lease was lost.
+
+        A lost lease (the store took the run back, or it ran out on this
+        worker's clock) records nothing: whoever takes the run back settles it.
+        """
         if not self.supervisor.lease_lost:
             self.dispatcher.give_back(run)
 
-    def _run_one(self, run: Run, index: int | None) -> Outcome:
+    def _run_one(self, run: Run, index: int | None) -> Outcome | None:
+        """Run the job (or the task `index`) once; None if it was not run to its end for the run's sake:
+        the worker is stopping, or the lease was lost (it is then checked before the start, and again
+        right after it, for a worker stopped in between)."""
+        if self.stopping or self.supervisor.lost():
+            return None
         job, argv = run.job, self.argv
         env = self.base_env
         if index is not None:
@@ -323,6 +451,7 @@ class Agent:
             return Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's output ({_why(exc)})")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
+            self._record(STARTING, run)  # a fence that finds this kills the worker's session's jobs
             try:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
@@ -331,17 +460,18 @@ class Agent:
             except (OSError, ValueError) as exc:
                 # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
                 # stored before it did still fails with the true reason, not a worker crash.
+                self._record(0)
                 with contextlib.suppress(OSError):
                     os.write(sink.stderr, f"hyperbatch: cannot start {argv[0]!r}: {_why(exc)}\n".encode())
                 return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]!r}: {_why(exc)}")
             walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
             deadline = time.time() + walltime if walltime else None
             self.current.set(proc, index, deadline)
-            if self._pid_fd is not None:
-                os.pwrite(self._pid_fd, b"%-12d\n" % proc.pid, 0)
+            self._record(proc.pid, run)
+            if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
+                self.current.kill("lease")
             returncode = proc.wait()
-            if self._pid_fd is not None:
-                os.pwrite(self._pid_fd, b"0           \n", 0)  # never kill a recycled pid later
+            self._record(0)  # never kill a recycled pid later
             killed_for = self.current.killed_for
             self.current.clear()
         finally:
@@ -349,11 +479,19 @@ class Agent:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         status = exits.from_returncode(returncode)
+        if killed_for in ("lease", "stop"):
+            return None
         if killed_for == "walltime":
             return Outcome(exits.WALLTIME_EXCEEDED, f"walltime {job['walltime']}s exceeded", cpu_seconds=cpu)
         if killed_for == "cancel":
             return Outcome(status, "cancelled", cancelled=True, cpu_seconds=cpu)
         return Outcome(status, exits.describe(status), cpu_seconds=cpu)
+
+    def _record(self, pgid: int, run: Run | None = None) -> None:
+        """Write the job file: which process group runs which run (hyperbatch.support.processes)."""
+        if self._pid_fd is not None:
+            record = JobRecord(pgid, run.job["id"], str(run.item.id), run.attempt) if run else JobRecord(pgid)
+            os.pwrite(self._pid_fd, record.encode(), 0)
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         path = workdir / f".hyperbatch-script-{job['attempt']}"

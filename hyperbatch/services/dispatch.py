@@ -8,12 +8,25 @@ work any more (a held, cancelled or superseded job). An item of work that is
 still running is never acknowledged: when it comes back early (SQS redelivers
 a message while its worker still beats) it is put back for one more lease, so
 every running job keeps an item that will come back to check on it.
+
+Fencing: at no moment do two runs of one job or array task overlap. A run is
+taken back (`recover_lost`) only once its worker has been silent for a whole
+lease (`alive`), and its worker kills its own job once it has gone
+`lease - heartbeat / 2` seconds without a renewal (hyperbatch.services.agent.Lease),
+so the copy that was fenced off is dead before another can start. A worker
+that cannot act at all (its agent stopped, SIGSTOP) cannot fence itself: where
+the recovering process can reach that worker's processes (local mode: the
+daemon, through `fence`), it kills the run's job before taking the run back.
+A run that comes back after its run was taken records nothing: every write of
+a run (heartbeat, finish, give back) is conditional on the run still owning
+the job (RUNNING at its attempt) or its chunk (the chunk still in `chunks`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from hyperbatch.core import arrays, exits
 from hyperbatch.core.errors import NotFound, StaleTransition
@@ -77,12 +90,24 @@ class Signals:
     cancelled_indices: frozenset[int] = frozenset()
 
 
+Fence = Callable[[str, str, str, int], None]
+
+
 class Dispatcher:
+    """`clock` (wall-clock seconds, time.time by default) stamps every time this writes and judges
+    heartbeats by; a test passes a fake one to control leases.
+
+    `fence(host, job_id, item_id, attempt)`, where the recovering process can reach other workers'
+    processes (the local daemon: hyperbatch.adapters.local.compute.LocalCompute.fence), kills the job
+    that worker `host` runs for that run, if it still runs it; it is called before a silent worker's run
+    is taken back. Elsewhere (AWS) it is None: workers fence themselves (hyperbatch.services.agent.Lease).
+    """
+
     def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float,
-                 clock=time.time):
+                 clock=time.time, fence: Fence | None = None):
         self.store, self.queue = store, queue
         self.worker, self.region, self.lease_seconds = worker, region, lease_seconds
-        self.clock = clock
+        self.clock, self.fence = clock, fence
 
     @property
     def host(self) -> str:
@@ -102,7 +127,7 @@ class Dispatcher:
         """
         if (item.lo, item.hi) != (0, 1):
             return self._start_array(item)
-        now = time.time()
+        now = self.clock()
         change = Change(
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
@@ -124,7 +149,7 @@ class Dispatcher:
 
         def decide(doc: dict) -> Change | None:
             nonlocal claim
-            claim = claim_chunk(doc, item.id, item.lo, item.hi, item.attempt, self.host, time.time())
+            claim = claim_chunk(doc, item.id, item.lo, item.hi, item.attempt, self.host, self.clock())
             return claim.change
 
         try:
@@ -153,12 +178,12 @@ class Dispatcher:
 
         The store decides whether the work is still this worker's: a job no
         longer RUNNING at this attempt, or a chunk settled by recovery, means
-        stop. A lease that cannot be extended does not: the item was replaced
-        by a copy that comes back to check on this run (see `recover_lost`) or
-        passed SQS's 12-hour limit, and whoever receives it next finds this
-        worker beating in the store.
+        stop (and the write that found out wrote nothing). A lease that cannot
+        be extended does not: the item was replaced by a copy that comes back
+        to check on this run (see `recover_lost`) or passed SQS's 12-hour
+        limit, and whoever receives it next finds this worker beating in the store.
         """
-        now = time.time()
+        now = self.clock()
         try:
             if run.is_array:
                 doc = self._beat_chunk(run, now)
@@ -183,7 +208,9 @@ class Dispatcher:
         tasks it finished settled with it (`tasks.record_progress`), their retries sent."""
         upto = run.upto
         if upto <= run.recorded:
-            return self.store.update(run.item.job_id, Expect(), Change(map_set={"beats": {run.item.id: now}}))
+            # conditional on the chunk still being this run's: a run taken back records nothing
+            return self.store.update(run.item.job_id, Expect(keys=(("chunks", run.item.id),)),
+                                     Change(map_set={"beats": {run.item.id: now}}))
         statuses = {pos: outcome.exit_status for pos, outcome in dict(run.results).items()}
         retries: list[int] = []
 
@@ -200,11 +227,16 @@ class Dispatcher:
         return doc
 
     def alive(self, beat: float | None) -> bool:
-        """A worker beats several times a lease; one silent for half a lease is taken for lost.
+        """Whether a run's worker may still run it: it beat (or started) less than a whole lease ago.
 
-        (When SQS redelivers a lost worker's message, its last beat is about a whole lease old.)
+        Only a run silent for a whole lease is taken back. Its worker, if it
+        lives but could not renew, killed the run's job half a heartbeat
+        before that (hyperbatch.services.agent.Lease): that margin must cover
+        the clock difference between the two machines. A lost worker's item comes back (SQS redelivers it, the lease
+        table lists it) a whole lease after its last renewal, so by then its
+        last beat is a whole lease old, and the run is recovered at once.
         """
-        return beat is not None and self.clock() - beat < self.lease_seconds / 2
+        return beat is not None and self.clock() - beat < self.lease_seconds
 
     def chunk_alive(self, doc: dict, chunk_id: str) -> bool:
         """Whether the worker of an array chunk still beats (a chunk with no beat yet counts from its start)."""
@@ -220,7 +252,7 @@ class Dispatcher:
         None if the run was taken back (its lease lost): its item is no longer ours.
         """
         job, attempt = run.job, run.attempt
-        done = {"finished_at": time.time(), "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
+        done = {"finished_at": self.clock(), "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
         if outcome.cancelled:
             change = None
         elif outcome.exit_status == 0:
@@ -309,7 +341,7 @@ class Dispatcher:
         if not run.is_array:
             change = Change(set={"state": JobState.QUEUED, "reason": f"worker {self.host} stopped; re-queued"},
                             add={"run_count": -1})
-            new = self._end_run(run.job["id"], run.attempt, change, {"finished_at": time.time()})
+            new = self._end_run(run.job["id"], run.attempt, change, {"finished_at": self.clock()})
             if new is None:
                 return
             if new["state"] == JobState.QUEUED.value:
@@ -373,8 +405,10 @@ class Dispatcher:
             if item is not None:
                 self.queue.ack(item)
             return
+        if item is not None:
+            self._fence(doc["exec_host"], doc["id"], item.id, attempt)
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
-        now = time.time()
+        now = self.clock()
         if attempt < doc["max_attempts"]:
             change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1,
                                  "reason": f"{lost}; re-queued as attempt {attempt + 1}"})
@@ -392,6 +426,11 @@ class Dispatcher:
         elif item is not None:
             self.queue.ack(item)
 
+    def _fence(self, host: str | None, job_id: str, item_id: str, attempt: int) -> None:
+        """Kill the job a silent worker may still run for this run, before the run is taken back."""
+        if self.fence is not None and host:
+            self.fence(host, job_id, item_id, attempt)
+
     def _hand_out_again(self, item: WorkItem) -> None:
         """An item claimed but never started (no store change to send it anew): back to the queue as
         fresh work, not as a redelivery (which would come back to `recover_lost` instead of running)."""
@@ -407,6 +446,7 @@ class Dispatcher:
             settled = lose_chunk(doc, chunk_id, exits.WORKER_LOST)
             if settled is None:
                 return None
+            self._fence(chunk["worker"], job_id, chunk_id, chunk["attempt"])  # idempotent, if this is retried
             retries[:] = settled.retries
             settled.change.set["reason"] = (
                 f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "

@@ -14,7 +14,7 @@ GAP_GRACE_SECONDS = 5.0  # a submit writes the store first and the queue a momen
 
 def reconcile_once(scheduler: Scheduler, dispatcher: Dispatcher, check_gaps: bool = False) -> dict[str, int]:
     recovered = 0
-    for item in scheduler.queue.expired(time.time()):
+    for item in scheduler.queue.expired(dispatcher.clock()):
         dispatcher.recover_lost(item)
         recovered += 1
     requeued = requeue_gaps(scheduler) if check_gaps else 0

@@ -1,6 +1,21 @@
-"""Signalling a process group, the one way jobs and workers are stopped."""
+"""Signalling a process group, the one way jobs and workers are stopped; and the job file that names it.
+
+A worker's agent runs its jobs each in a process group of its own, one at a
+time, in the session its start.sh leads. It keeps a small file (the job file,
+`workers/<worker>.job` locally) that says which run it is running and in
+which process group, so that a process other than the agent can stop that job
+when the agent cannot: the agent's next start after a crash, and the local
+daemon fencing a worker that went silent (hyperbatch.adapters.local.compute).
+"""
+
+from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
+
+RECORD_BYTES = 96  # every record is written whole at offset 0, padded: a reader never sees a mix of two
+STARTING = -1  # the record's pgid while the job is being started (its group is not known yet)
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -15,3 +30,91 @@ def signal_group(pgid: int, sig: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether our process `pid` lives: it exists, is ours to signal (else the pid was reused by someone
+    else's process), and is not a zombie (an exited process nobody reaped yet: where PID 1 reaps no
+    orphans, as in some containers, a worker of a daemon that died stays one for good)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: signal 0 is all there is to go by
+    return state != "Z"
+
+
+def started_with(pid: int, key: str, value: str) -> bool:
+    """Whether process `pid` lives and was started with `key=value` in its environment.
+
+    A pid is reused once its process is gone, so a pid alone does not say
+    whose process it is now; the environment it started with does. Where
+    /proc cannot show it (not Linux), a live process is taken at its word.
+    """
+    if not process_alive(pid):
+        return False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists() and process_alive(pid)
+    except OSError:
+        return True
+    return f"{key}={value}".encode() in environ.split(b"\0")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What a job file says: the process group of the job running now (0: none; STARTING: being
+    started), and which run it belongs to (job id, work item id, attempt)."""
+
+    pgid: int
+    job_id: str = ""
+    item_id: str = ""
+    attempt: int = 0
+
+    def encode(self) -> bytes:
+        text = f"{self.pgid} {self.job_id} {self.item_id} {self.attempt}" if self.job_id else f"{self.pgid}"
+        return text.encode().ljust(RECORD_BYTES - 1)[: RECORD_BYTES - 1] + b"\n"
+
+    def names(self, job_id: str, item_id: str, attempt: int) -> bool:
+        return (self.job_id, self.item_id, self.attempt) == (job_id, str(item_id), attempt)
+
+
+def read_job_record(path: Path) -> JobRecord | None:
+    """The record in a job file; None if there is no file or it says nothing readable."""
+    try:
+        parts = Path(path).read_text().split()
+        if len(parts) >= 4:
+            return JobRecord(int(parts[0]), parts[1], parts[2], int(parts[3]))
+        return JobRecord(int(parts[0]))
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def signal_session_jobs(leader: int, sig: int) -> int:
+    """Send `sig` to every process of session `leader` outside the leader's own process group.
+
+    That is every job a worker started (each in a group of its own) and
+    nothing of the worker itself (start.sh leads the session, its agent is in
+    its group). Used when the job file cannot name the group: the agent was
+    stopped between starting a job and writing it down. Linux only (it lists
+    /proc); elsewhere it signals nothing. Returns how many were signalled.
+    """
+    if leader <= 1:
+        return 0
+    try:
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    except FileNotFoundError:
+        return 0
+    signalled = 0
+    for pid in pids:
+        try:
+            if os.getsid(pid) == leader and os.getpgid(pid) != leader:
+                os.kill(pid, sig)
+                signalled += 1
+        except (ProcessLookupError, PermissionError):
+            continue
+    return signalled

@@ -46,7 +46,9 @@ class Daemon:
         self.compute = LocalCompute(self.backend.db, self.home, self.config_dir)
         self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs)
         local = self.config.settings.local
-        self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds)
+        # Taking back the run of a silent worker kills that worker's job first (the daemon knows its workers).
+        self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds,
+                                     fence=self.compute.fence)
         self.token = secrets.token_urlsafe(32)
         self.user = getpass.getuser()
         self.app = build_app(self.scheduler, self.authorize, self.compute.running, status=self.status)

@@ -17,3 +17,43 @@ def test_a_group_is_signalled_and_a_gone_one_reported():
     assert proc.wait(timeout=10) == -signal.SIGKILL
     assert signal_group(proc.pid, signal.SIGKILL) is False
     assert os.getpgrp() != proc.pid
+
+
+def test_a_zombie_or_a_gone_process_is_not_alive_a_running_one_is():
+    from hyperbatch.support.processes import process_alive
+
+    proc = subprocess.Popen(["sleep", "30"])
+    assert process_alive(proc.pid)
+    proc.kill()
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert not process_alive(proc.pid)
+    proc.wait()
+    assert not process_alive(proc.pid)
+
+
+def test_a_job_record_reads_back_whole_and_an_unreadable_one_as_none(tmp_path):
+    from hyperbatch.support.processes import STARTING, JobRecord, read_job_record
+
+    path = tmp_path / "w.job"
+    for record in (JobRecord(4242, "01M7Y8Y0CXBNC", "17", 3), JobRecord(STARTING, "01M7Y8Y0CXBNC", "17", 3),
+                   JobRecord(0)):
+        path.write_bytes(record.encode())
+        assert read_job_record(path) == record
+    path.write_bytes(b"4242        \n")  # what agents wrote before records named their run
+    assert read_job_record(path) == JobRecord(4242)
+    path.write_bytes(b"garbage\n")
+    assert read_job_record(path) is None
+    assert read_job_record(tmp_path / "missing.job") is None
+
+
+def test_a_process_is_known_by_the_environment_it_started_with():
+    from hyperbatch.support.processes import started_with
+
+    proc = subprocess.Popen(["sleep", "30"], env={**os.environ, "HYPER_WORKER_ID": "w-1"})
+    try:
+        assert started_with(proc.pid, "HYPER_WORKER_ID", "w-1")
+        assert not started_with(proc.pid, "HYPER_WORKER_ID", "w-2")  # its pid, someone else's process
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not started_with(proc.pid, "HYPER_WORKER_ID", "w-1")

@@ -283,6 +283,8 @@ def update_request(
             )
         else:
             conditions.append(f"{ex.name(key)} = {ex.value(value)}")
+    for field, key in expect.keys:
+        conditions.append(f"attribute_exists({ex.name(field)}.{ex.name(key)})")
 
     expression = "SET " + ", ".join(set_parts)
     if remove_parts:

@@ -1,4 +1,11 @@
-"""Compute as local subprocesses: each worker is worker_image/start.sh, as in the container."""
+"""Compute as local subprocesses: each worker is worker_image/start.sh, as in the container.
+
+Each worker's start.sh leads a session of its own; its agent runs each job in a
+process group of its own within that session and names it in the worker's job
+file (`workers/<worker>.job`, hyperbatch.support.processes). So the daemon can
+stop a worker's job without the worker: when the worker died (`running`), when
+it stops (`stop_all`), and when it went silent and its run is taken back (`fence`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from hyperbatch.support.processes import signal_group
+from hyperbatch.support.processes import (
+    STARTING, read_job_record, signal_group, signal_session_jobs, started_with,
+)
 from hyperbatch.adapters.local.sqlite import Database
 
 # worker_image/start.sh, installed as package data (hyperbatch.worker_image) so an installed copy finds it.
@@ -55,7 +64,7 @@ class LocalCompute:
         out: dict[tuple[str, str], int] = {}
         gone = []
         for worker, pid, region, queue in self.db.conn.execute("SELECT id, pid, region, queue FROM workers"):
-            if self._alive(pid):
+            if self._alive(worker, pid):
                 out[(region, queue)] = out.get((region, queue), 0) + 1
             else:
                 gone.append(worker)
@@ -66,30 +75,53 @@ class LocalCompute:
                 conn.executemany("DELETE FROM workers WHERE id = ?", [(w,) for w in gone])
         return out
 
-    def _alive(self, pid: int) -> bool:
+    def _alive(self, worker: str, pid: int) -> bool:
+        """Whether `pid` is still worker `worker`'s start.sh (a worker of an earlier daemon counts while it
+        lives; a pid the system has given to another process since does not)."""
         child = self._children.get(pid)
         if child is not None:
             if child.poll() is None:
                 return True
             del self._children[pid]
             return False
-        try:
-            os.kill(pid, 0)  # a worker from an earlier daemon still counts while it lives
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        return started_with(pid, "HYPER_WORKER_ID", worker)
 
     def _kill_job_of(self, worker: str) -> None:
         """A worker that died hard leaves its job running: stop it, as a dying container would."""
-        try:
-            pgid = int((self.home / "workers" / f"{worker}.job").read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
+        record = read_job_record(self._job_file(worker))
+        if record is not None:
+            signal_group(record.pgid, signal.SIGKILL)  # 0 (no job running) is refused there
+
+    def _job_file(self, worker: str) -> Path:
+        return self.home / "workers" / f"{worker}.job"
+
+    def fence(self, host: str, job_id: str, item_id: str, attempt: int) -> None:
+        """Kill the job that worker `host` ("region/worker") runs for this run, if it still runs it.
+
+        The dispatcher calls this before it takes back the run of a worker
+        that has been silent for a whole lease (hyperbatch.services.dispatch:
+        `Dispatcher.fence`). A worker that is alive fenced itself a heartbeat
+        earlier; one whose agent cannot act (stopped by SIGSTOP, starved) did
+        not, and its job would run on beside the next run of the same work.
+        The job file says which run the worker is on: another run (or none)
+        means that this one's job has ended already, and nothing is killed; a
+        run being started has no process group written yet, so every job
+        process of the worker's session is killed.
+        """
+        worker = host.rpartition("/")[2]
+        record = read_job_record(self._job_file(worker))
+        if record is None or not record.names(job_id, item_id, attempt):
             return
-        signal_group(pgid, signal.SIGKILL)  # 0 (no job running) is refused there
+        if record.pgid != STARTING:
+            signal_group(record.pgid, signal.SIGKILL)
+            return
+        row = self.db.conn.execute("SELECT pid FROM workers WHERE id = ?", (worker,)).fetchone()
+        if row is not None and self._alive(worker, row[0]):
+            signal_session_jobs(row[0], signal.SIGKILL)  # start.sh leads the worker's session
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""
-        workers = self.db.conn.execute("SELECT id, pid FROM workers").fetchall()
+        workers = [(w, pid) for w, pid in self.db.conn.execute("SELECT id, pid FROM workers") if self._alive(w, pid)]
         for _, pid in workers:
             # start.sh alone: it passes the request on to its agent, which hands back its work.
             try:
@@ -97,10 +129,10 @@ class LocalCompute:
             except ProcessLookupError:
                 pass
         deadline = time.time() + grace
-        while time.time() < deadline and any(self._alive(pid) for _, pid in workers):
+        while time.time() < deadline and any(self._alive(w, pid) for w, pid in workers):
             time.sleep(0.05)
         for worker, pid in workers:
-            if self._alive(pid):
+            if self._alive(worker, pid):
                 signal_group(pid, signal.SIGKILL)
                 self._kill_job_of(worker)
         with self.db.write() as conn:

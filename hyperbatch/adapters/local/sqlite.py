@@ -234,16 +234,19 @@ class SqliteJobStore:
 
 
 class SqliteWorkQueue:
-    """A lease table: claiming sets `lease_until`; an item is deleted only by `ack`."""
+    """A lease table: claiming sets `lease_until`; an item is deleted only by `ack`.
 
-    def __init__(self, db: Database):
-        self.db = db
+    `clock` (wall-clock seconds, time.time by default) times leases and delays; a test passes a fake one.
+    """
+
+    def __init__(self, db: Database, clock=time.time):
+        self.db, self.clock = db, clock
 
     def send(self, queue, job_id, lo, hi, attempt, priority=0):
         self.send_many([(queue, job_id, lo, hi, attempt, priority)])
 
     def send_many(self, items):
-        now = time.time()
+        now = self.clock()
         with self.db.write() as conn:
             conn.executemany(
                 "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) VALUES (?,?,?,?,?,?,?)",
@@ -251,7 +254,7 @@ class SqliteWorkQueue:
             )
 
     def claim(self, queue, worker, max_tasks, lease_seconds):
-        now = time.time()
+        now = self.clock()
         # Idle workers poll often: look without the write lock first.
         if self.db.conn.execute(
             "SELECT 1 FROM work WHERE queue = ? AND lease_until IS NULL AND visible_at <= ? LIMIT 1", (queue, now)
@@ -287,7 +290,7 @@ class SqliteWorkQueue:
         with self.db.write() as conn:
             cur = conn.execute(
                 "UPDATE work SET lease_until = ? WHERE id = ? AND worker = ?",
-                (time.time() + lease_seconds, int(item.id), item.receipt),
+                (self.clock() + lease_seconds, int(item.id), item.receipt),
             )
         return cur.rowcount == 1
 
@@ -306,7 +309,7 @@ class SqliteWorkQueue:
                 conn.execute(
                     "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) "
                     "SELECT queue, job_id, ?, ?, attempt, priority, ? FROM work WHERE id = ?",
-                    (hi, item.hi, time.time(), int(item.id)),
+                    (hi, item.hi, self.clock(), int(item.id)),
                 )
         return WorkItem(item.id, item.queue, item.job_id, lo, hi, item.attempt, item.receipt)
 
@@ -314,7 +317,7 @@ class SqliteWorkQueue:
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE work SET lo = ?, lease_until = NULL, worker = NULL, visible_at = ? WHERE id = ? AND worker = ?",
-                (item.lo if lo is None else lo, time.time() + delay, int(item.id), item.receipt),
+                (item.lo if lo is None else lo, self.clock() + delay, int(item.id), item.receipt),
             )
 
     def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
@@ -322,7 +325,7 @@ class SqliteWorkQueue:
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE work SET lo = ?, attempt = ?, lease_until = NULL, worker = NULL, visible_at = ? WHERE id = ?",
-                (lo, attempt, time.time(), int(item.id)),
+                (lo, attempt, self.clock(), int(item.id)),
             )
 
     def expired(self, now):
