@@ -154,7 +154,8 @@ def claim_chunk(doc: dict, chunk_id: str, lo: int, hi: int, attempt: int, worker
         start, end = free
     if room == 0:
         return Claim(full=True)
-    positions, stop = [], start
+    positions: list[int] = []
+    stop = start
     while stop < end and len(positions) < room:
         if str(spec.index_at(stop)) not in doc["cancelled_tasks"]:
             positions.append(stop)
@@ -320,8 +321,9 @@ def fail_tasks(doc: dict, item_id: str, lo: int, hi: int, attempt: int, status: 
     nothing that is still to run (the array moved on, is held, waiting or being cancelled)."""
     if doc["state"] not in _CLAIMABLE:
         return None
-    if item_id in doc["chunks"]:
-        return lose_chunk(doc, item_id, status, retry=False).change
+    lost = lose_chunk(doc, item_id, status, retry=False)
+    if lost is not None:
+        return lost.change
     spec = arrays.parse_array(doc["array"])
     if attempt > 1:
         index = str(spec.index_at(lo))
@@ -371,6 +373,8 @@ def cancel_tasks(doc: dict, reason: str, index: int | None = None) -> Change | N
         })
     spec = arrays.parse_array(doc["array"])
     pos, key = spec.position_of(index), str(index)
+    if pos is None:  # not a task of this array: nothing of it to cancel
+        return None
     state = task_state(doc, spec, pos)["state"]
     if JobState(state).final:
         return None

@@ -119,7 +119,7 @@ class Scheduler:
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
         elif verdict == "never":
             if spec:
-                doc.update(cancel_tasks(doc, reason).set)
+                doc.update((cancel_tasks(doc, reason) or Change()).set)
             doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
         elif verdict == "wait":
             doc["state"], doc["reason"] = JobState.WAITING.value, f"waiting for {doc['depend']}"
@@ -155,7 +155,7 @@ class Scheduler:
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
             if is_array(doc):
-                change.set.update(cancel_tasks(doc, reason).set)
+                change.set.update((cancel_tasks(doc, reason) or Change()).set)
         try:
             new = self.store.update(job_id, Expect.move(change.set["state"], JobState.WAITING), change)
         except StaleTransition:
