@@ -27,6 +27,10 @@ INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
     "by_parent": None,
 }
 
+# The partition key of the scaler's single-flight lease item in the job table
+# (hyperbatch/adapters/aws/lease.py); the scaler's role may write no other key (stacks/access.py).
+SCALER_LEASE_KEY = "lease#scaler"
+
 _SQS_NAME_MAX = 80  # SQS rejects longer queue names
 _BATCH_NAME_MAX = 128  # job queue, job definition and compute environment names
 _S3_NAME_MAX = 63

@@ -159,4 +159,8 @@ class Compute(Protocol):
     def running(self) -> dict[tuple[str, str], int]:
         """Workers alive per (region, queue)."""
 
+    def running_in(self, region: str) -> dict[str, int]:
+        """Workers alive in one region, per queue. Raises when that region cannot be asked; the
+        scaler then leaves the region out of its run and carries on with the others."""
+
     def stop_all(self) -> None: ...

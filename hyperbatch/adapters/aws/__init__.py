@@ -12,7 +12,8 @@ plus stream (sends from the table's stream: `StreamSentQueue`, the queue the
 Scheduler and the Dispatcher hold on AWS; `StreamBatch`/`handle`, what the
 release function does per batch; `ParkedBatches`, batches the mapping gave
 up on, read back by the reconciler), reconcile.Reconciler,
-placement.RegionWeights (`auto` region weights) and clients.client
+placement.RegionWeights (`auto` region weights), lease.TableLease (the
+scaler's single flight) and clients.client
 (boto3 clients shared per process). `from_environment` wires the adapters
 from the variables the stacks set (stacks/contract.py).
 """

@@ -142,24 +142,27 @@ class BatchCompute:
         return started
 
     def running(self) -> dict[tuple[str, str], int]:
-        """Workers submitted and not finished (SUBMITTED through RUNNING) per (region, queue).
+        """Workers submitted and not finished per (region, queue), over every region (see `running_in`)."""
+        return {(region, queue): n for region in self.targets for queue, n in self.running_in(region).items()}
+
+    def running_in(self, region: str) -> dict[str, int]:
+        """Workers submitted and not finished (SUBMITTED through RUNNING) in one region, per queue.
 
         Per job queue one ListJobs per active status (listing by JOB_NAME
         filter would return every status, including the past week's finished
         jobs); names tell the queues apart. An array parent counts its
         children in active states (DescribeJobs' arrayProperties.statusSummary).
         """
-        out: dict[tuple[str, str], int] = {}
-        for region, clusters in self.targets.items():
-            for cluster, target in clusters.items():
-                if "job_queue" not in target:
-                    continue
-                queues = [q.name for q in self.config.queues if q.cluster == cluster]
-                if not queues:
-                    continue
-                for queue, n in self._count(region, target["job_queue"], queues).items():
-                    if n:
-                        out[(region, queue)] = out.get((region, queue), 0) + n
+        out: dict[str, int] = {}
+        for cluster, target in self.targets.get(region, {}).items():
+            if "job_queue" not in target:
+                continue
+            queues = [q.name for q in self.config.queues if q.cluster == cluster]
+            if not queues:
+                continue
+            for queue, n in self._count(region, target["job_queue"], queues).items():
+                if n:
+                    out[queue] = out.get(queue, 0) + n
         return out
 
     def _active_jobs(self, region: str, job_queue: str, queues: list[str]) -> dict[str, tuple[str, dict]]:

@@ -66,6 +66,9 @@ class LocalCompute:
                 conn.executemany("DELETE FROM workers WHERE id = ?", [(w,) for w in gone])
         return out
 
+    def running_in(self, region: str) -> dict[str, int]:
+        return {queue: n for (r, queue), n in self.running().items() if r == region}
+
     def _alive(self, pid: int) -> bool:
         child = self._children.get(pid)
         if child is not None:
