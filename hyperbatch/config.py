@@ -244,6 +244,14 @@ class Configuration(_Model):
             for name in c.regions or []:
                 if name not in compute:
                     out.append(f"clusters.json: entry '{c.name}' field 'regions': '{name}' is not a compute region")
+        for c in self.clusters:
+            on_it = [q.name for q in self.queues if q.cluster == c.name]
+            if c.type == "LAUNCH_TEMPLATE" and len(on_it) > 1:
+                # Its instances start from one boot script, which names the queue their worker serves.
+                out.append(
+                    f"clusters.json: entry '{c.name}' field 'type': a LAUNCH_TEMPLATE cluster runs the workers of "
+                    f"one queue, but {len(on_it)} use it ({', '.join(on_it)}): give each queue a cluster of its own"
+                )
         for q in self.queues:
             if q.cluster not in clusters:
                 out.append(f"queues.json: entry '{q.name}' field 'cluster': no cluster named '{q.cluster}'")
