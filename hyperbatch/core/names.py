@@ -31,6 +31,10 @@ INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
 # (hyperbatch/adapters/aws/lease.py); the scaler's role may write no other key (stacks/access.py).
 SCALER_LEASE_KEY = "lease#scaler"
 
+# Where the API puts large job scripts in the script bucket and workers get them
+# (hyperbatch/adapters/aws/scripts.py); the grants name only this prefix (stacks/access.py).
+SCRIPT_PREFIX = "scripts/"
+
 _SQS_NAME_MAX = 80  # SQS rejects longer queue names
 _BATCH_NAME_MAX = 128  # job queue, job definition and compute environment names
 _S3_NAME_MAX = 63

@@ -54,6 +54,10 @@ class JobStore(Protocol):
     def counts(self, queue: str) -> dict[str, int]:
         """Jobs per state in a queue (arrays count once, by their derived state)."""
 
+    def script(self, doc: dict) -> str | None:
+        """The job's script text (None for a command). A store may keep large scripts apart from the
+        document (the AWS store: in the script bucket) and fetch them here; only a worker needs them."""
+
 
 @dataclass(frozen=True)
 class WorkItem:

@@ -328,9 +328,11 @@ class Agent:
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         path = workdir / f".hyperbatch-script-{job['attempt']}"
         if not path.exists():
-            atomic_write(path, job["script"], mode=0o700)
+            atomic_write(path, self.dispatcher.store.script(job) or "", mode=0o700)  # a large one: fetched
             self.job_user.share(path)
-        return [str(path)] if job["script"].startswith("#!") else ["/bin/bash", str(path)]
+        with open(path) as f:
+            shebang = f.read(2) == "#!"
+        return [str(path)] if shebang else ["/bin/bash", str(path)]
 
     def _environment(self, run: Run) -> dict:
         """What every task of the item sees; `_run_one` adds the array index."""
