@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping
 
+from hyperbatch.core import access
 from hyperbatch.core.errors import ConfigError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,6 +71,18 @@ class Settings(_Model):
     @classmethod
     def _region(cls, value: str) -> str:
         return _check_region(value)
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not access.PRINCIPAL.match(entry):
+                raise ValueError(
+                    f"'{entry}' is not an IAM principal ARN: give a user (arn:aws:iam::ACCOUNT:user/NAME), a role, "
+                    "whose every session is then an admin (arn:aws:iam::ACCOUNT:role/NAME), or one session "
+                    "(arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION)"
+                )
+        return value
 
     @field_validator("log_retention_days")
     @classmethod

@@ -30,6 +30,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from hyperbatch.config import configuration_from_environment
 from hyperbatch.config import Configuration
+from hyperbatch.core.access import Admins
 from hyperbatch.services.scheduler import Caller, Scheduler
 
 SERVICE = "hyperbatch"
@@ -86,8 +87,9 @@ class Runtime:
         return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs)
 
     @cached_property
-    def admins(self) -> frozenset[str]:
-        return frozenset(json.loads(self.env.get("HYPER_ADMINS") or "[]"))
+    def admins(self) -> Admins:
+        """settings.admins: IAM users, and roles whose every session is an admin (hyperbatch.core.access)."""
+        return Admins.of(json.loads(self.env.get("HYPER_ADMINS") or "[]"))
 
     def authorize(self, event: dict) -> Caller | None:
         """The IAM principal API Gateway verified (payload 2.0, IAM authorizer); None if there is none."""
