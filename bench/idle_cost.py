@@ -75,6 +75,9 @@ ASSUMED_SCALER_READ_UNITS_PER_QUEUE = 1
 ASSUMED_SCALER_SQS_PER_QUEUE = 1
 ASSUMED_RECONCILER_SQS_PER_QUEUE = 1
 ASSUMED_RECONCILER_SQS_EXTRA = 1
+ASSUMED_SCALER_LEASE_WRITES = 2  # its single-flight lease: a conditional PutItem, then a DeleteItem
+# Those two writes are stream records: the release function runs once for them (one batching window).
+ASSUMED_RELEASE_RUNS_PER_SCALER_RUN = 1
 ASSUMED_SCALER_LOG_BYTES_PER_RUN = 1024  # its EMF worker metrics, one document per compute region
 ASSUMED_IMAGE_GB = 0.25  # python:3.12-slim plus the pinned requirements
 
@@ -174,6 +177,14 @@ def scheduled(templates: dict[str, dict], queues: int, compute_regions: int) -> 
                     metrics = 2 * compute_regions  # WorkersRunning and VcpusRunning per region
                     lines.append(Line(f"{handler}: DynamoDB reads", reads, "read unit",
                                       reads * prices.DYNAMODB_PER_READ_UNIT))
+                    writes = runs * ASSUMED_SCALER_LEASE_WRITES
+                    lines.append(Line(f"{handler}: lease writes", writes, "write unit",
+                                      writes * prices.DYNAMODB_PER_WRITE_UNIT))
+                    release = runs * ASSUMED_RELEASE_RUNS_PER_SCALER_RUN
+                    release_gb_s = release * ASSUMED_RUN_SECONDS * props.get("MemorySize", 128) / 1024
+                    lines.append(Line("lambdas.release.handler: runs on the lease's stream records", release, "run",
+                                      release * prices.LAMBDA_PER_REQUEST
+                                      + release_gb_s * prices.LAMBDA_PER_GB_SECOND_ARM64))
                     lines.append(Line(f"{handler}: SQS requests", sqs, "request", sqs * prices.SQS_PER_REQUEST))
                     lines.append(Line(f"{handler}: EMF log ingestion", round(logs_gb, 4), "GB",
                                       logs_gb * prices.CLOUDWATCH_LOGS_INGEST_PER_GB))

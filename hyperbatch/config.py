@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping
 
+from hyperbatch.core import access
 from hyperbatch.core.errors import ConfigError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,6 +71,18 @@ class Settings(_Model):
     @classmethod
     def _region(cls, value: str) -> str:
         return _check_region(value)
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not access.PRINCIPAL.match(entry):
+                raise ValueError(
+                    f"'{entry}' is not an IAM principal ARN: give a user (arn:aws:iam::ACCOUNT:user/NAME), a role, "
+                    "whose every session is then an admin (arn:aws:iam::ACCOUNT:role/NAME), or one session "
+                    "(arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION)"
+                )
+        return value
 
     @field_validator("log_retention_days")
     @classmethod
@@ -244,6 +257,14 @@ class Configuration(_Model):
             for name in c.regions or []:
                 if name not in compute:
                     out.append(f"clusters.json: entry '{c.name}' field 'regions': '{name}' is not a compute region")
+        for c in self.clusters:
+            on_it = [q.name for q in self.queues if q.cluster == c.name]
+            if c.type == "LAUNCH_TEMPLATE" and len(on_it) > 1:
+                # Its instances start from one boot script, which names the queue their worker serves.
+                out.append(
+                    f"clusters.json: entry '{c.name}' field 'type': a LAUNCH_TEMPLATE cluster runs the workers of "
+                    f"one queue, but {len(on_it)} use it ({', '.join(on_it)}): give each queue a cluster of its own"
+                )
         for q in self.queues:
             if q.cluster not in clusters:
                 out.append(f"queues.json: entry '{q.name}' field 'cluster': no cluster named '{q.cluster}'")

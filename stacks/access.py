@@ -11,6 +11,7 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 
 from hyperbatch.config import Configuration
+from hyperbatch.core.names import SCALER_LEASE_KEY, SCRIPT_PREFIX
 
 from stacks import naming
 from stacks.nag import allow
@@ -23,9 +24,8 @@ TABLE_WRITE = (
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",  # conditional transitions inside transactions
 )
-# The scaler's single-flight lease: one item, taken and renewed with conditional writes.
-# The scaler may write no other item of the job table (IAM dynamodb:LeadingKeys).
-SCALER_LEASE_KEY = "lease#scaler"
+# The scaler's single-flight lease (SCALER_LEASE_KEY): one item, taken and let go with conditional
+# writes. The scaler may write no other item of the job table (IAM dynamodb:LeadingKeys).
 LEASE_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 LOG_READ = ("logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams")
@@ -74,11 +74,12 @@ def job_logs(principal: iam.IGrantable, config: Configuration, actions: tuple[st
 
 
 def script_objects(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
+    """Objects under the script prefix of this deployment's script bucket (hyperbatch/adapters/aws/scripts.py)."""
     bucket = naming.script_bucket(config.settings.stack_name, config.settings.main_region)
     allow(
         principal,
         actions,
-        [f"arn:{Aws.PARTITION}:s3:::{bucket}/*"],
-        wildcard_reason="Scripts are staged under per-job keys created at run time; the wildcard is "
-        "confined to this deployment's script bucket.",
+        [f"arn:{Aws.PARTITION}:s3:::{bucket}/{SCRIPT_PREFIX}*"],
+        wildcard_reason="Scripts are staged under keys made at submit time (the hash of each script); the "
+        "wildcard is confined to the script prefix of this deployment's script bucket.",
     )

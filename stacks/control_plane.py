@@ -79,7 +79,8 @@ class ControlPlaneStack(Stack):
         # It only writes the store (the release function sends from the stream); GET /queues counts.
         access.work_queues(function, config, ("sqs:GetQueueAttributes",))
         access.job_logs(function, config, access.LOG_READ)
-        access.script_objects(function, config, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"))
+        # Scripts over a few KB go to the script bucket at submit; only workers read them back.
+        access.script_objects(function, config, ("s3:PutObject",))
         return function
 
     def _release_function(self, functions: Functions, config: Configuration) -> lambda_.Function:

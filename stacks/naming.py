@@ -12,6 +12,7 @@ from aws_cdk import Aws
 from hyperbatch.core.names import (  # noqa: F401 (re-exported for the stacks)
     INDEX_PROJECTIONS,
     INDEXES,
+    PLACEHOLDER_ACCOUNT,
     _checked,
     _S3_NAME_MAX,
     auto_scaling_group,
@@ -29,11 +30,6 @@ from hyperbatch.core.names import (  # noqa: F401 (re-exported for the stacks)
 )
 
 
-# Synth needs no credentials: with no account in settings.json and none from the
-# CDK CLI's credentials (CDK_DEFAULT_ACCOUNT), stacks target this placeholder,
-# whose availability zones are pinned in cdk.json. Resource ARNs use
-# AWS::AccountId either way; only bootstrap asset locations carry the account.
-PLACEHOLDER_ACCOUNT = "123456789012"
 
 
 def script_bucket(deployment: str, region: str, account: str = Aws.ACCOUNT_ID) -> str:

@@ -135,8 +135,15 @@ def work_queues(scope: Construct, config: Configuration) -> dict[str, WorkQueue]
     return queues
 
 
+# A staged script must outlive every job that may still run it: a job waits up to the work queue's
+# retention (10 days) and its dead letter 4 more, then runs; its item expires job_retention_days
+# after it finished. Each put of a script renews its object.
+SCRIPT_EXTRA_DAYS = 14
+
+
 def script_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
-    """Scripts the API stages for workers; they expire with the job records."""
+    """Scripts over a few KB that the API stages for workers (hyperbatch/adapters/aws/scripts.py); they
+    expire after the jobs that may run them."""
     bucket = s3.Bucket(
         scope,
         "Scripts",
@@ -148,14 +155,14 @@ def script_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
         removal_policy=removal_policy(config),
         lifecycle_rules=[
             s3.LifecycleRule(
-                expiration=Duration.days(config.settings.job_retention_days),
+                expiration=Duration.days(config.settings.job_retention_days + SCRIPT_EXTRA_DAYS),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             )
         ],
     )
     acknowledge(
         bucket,
-        "Only the API function writes here, each object keyed by job id and owner; access is "
+        "Only the API function writes here (job scripts, keyed by their hash) and only workers read; access is "
         "already recorded by the API access log and CloudTrail, so S3 server access logs would duplicate it.",
         "AwsSolutions-S1",
     )

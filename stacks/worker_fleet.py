@@ -1,7 +1,9 @@
 """A LAUNCH_TEMPLATE cluster: plain EC2 instances in an Auto Scaling group, no Batch.
 
 Each instance installs the worker from a code asset and runs
-worker_image/start.sh directly; when the worker exits (idle timeout) the
+worker_image/start.sh directly, as the worker of the one queue that uses the
+cluster (its boot script sets HYPER_BACKEND, HYPER_QUEUE and HYPER_DEFINITION,
+as a Batch worker's job definition and submit do); when the worker exits (idle timeout) the
 instance removes itself from the group, lowering the desired capacity. The
 scaler raises the desired capacity to start workers.
 """
@@ -64,11 +66,7 @@ class WorkerFleet(Construct):
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(*_release_on_exit(region))
         archive = user_data.add_s3_download_command(bucket=code.bucket, bucket_key=code.s3_object_key)
-        environment = contract.shared_environment(config) | {
-            "HYPER_REGION": region,
-            "HYPER_CLUSTER": cluster.name,
-            "HYPER_JOB_USER": contract.JOB_USER,
-        }
+        environment = fleet_environment(config, region, cluster.name)
         user_data.add_commands(*_job_user(), *_install_and_run(archive, environment))
 
         security_group = ec2.SecurityGroup(
@@ -119,6 +117,19 @@ class WorkerFleet(Construct):
             "AwsSolutions-EC26",
         )
         self.role = role
+
+
+def fleet_environment(config: Configuration, region: str, cluster: str) -> dict[str, str]:
+    """What a fleet instance's worker needs, as a Batch worker gets it from its job definition and submit:
+    the worker environment of the queue's definition, HYPER_BACKEND=aws and HYPER_QUEUE. The one queue
+    that may use a LAUNCH_TEMPLATE cluster (hyperbatch.config) names them; with none yet, the group
+    is never scaled up and its boot script names no queue."""
+    queues = [q for q in config.queues if q.cluster == cluster]
+    shared = {"HYPER_CLUSTER": cluster, "HYPER_JOB_USER": contract.JOB_USER, "HYPER_BACKEND": "aws"}
+    if not queues:
+        return contract.shared_environment(config) | {"HYPER_REGION": region, **shared}
+    queue = queues[0]
+    return contract.worker_environment(config, region, queue.definition) | shared | {"HYPER_QUEUE": queue.name}
 
 
 def _instance_types(cluster: str, names: list[str]) -> list[ec2.InstanceType]:

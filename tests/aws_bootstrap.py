@@ -93,17 +93,19 @@ def create_control_plane(dynamodb, sqs, logs, deployment: str, queues: list[str]
 
 
 def open_backend(plane: ControlPlane, dynamodb, sqs, logs, *, queues: list[str] | None = None, queue_of=None,
-                 wait_seconds: int = 0, flush_seconds: float = 1.0):
+                 wait_seconds: int = 0, flush_seconds: float = 1.0, scripts=None):
     """The three adapters over a control plane made by `create_control_plane` (clients given, e.g. under moto).
 
-    `queue_of` defaults to the store's (the job must exist before its output is written or read).
+    `queue_of` defaults to the store's (the job must exist before its output is written or read);
+    `scripts` (an S3Scripts) is where the store keeps large scripts (inline without one).
     """
     from hyperbatch.adapters.aws import AwsBackend
     from hyperbatch.adapters.aws.dynamo import DynamoJobStore
     from hyperbatch.adapters.aws.logs import CloudWatchLogStore
     from hyperbatch.adapters.aws.sqs import SqsWorkQueue
 
-    store = DynamoJobStore(plane.table, dynamodb, queues=queues if queues is not None else list(plane.queue_urls))
+    store = DynamoJobStore(plane.table, dynamodb, queues=queues if queues is not None else list(plane.queue_urls),
+                           scripts=scripts)
     queue = SqsWorkQueue(plane.queue_urls, sqs, dead_letter_urls=plane.dead_letter_urls, wait_seconds=wait_seconds)
     log_store = CloudWatchLogStore(logs, plane.log_group_prefix, queue_of or store.queue_of,
                                    flush_seconds=flush_seconds)

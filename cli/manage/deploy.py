@@ -34,7 +34,9 @@ def deploy(ctx: click.Context, dry_run: bool, diff: bool, config_dir: Path | Non
         args = ["synth", "--all"]
     else:
         args = ["diff", "--all"] if diff else ["deploy", "--all", "--require-approval", "never"]
-    env = {**os.environ, "HYPERBATCH_CONFIG": str(directory)}
+    # cdk.json runs "${HYPERBATCH_PYTHON:-python3}" app.py: synthesize with the interpreter hyper runs in
+    # (it has hyperbatch; a `python3` first on PATH may not), unless the caller named another.
+    env = {"HYPERBATCH_PYTHON": sys.executable, **os.environ, "HYPERBATCH_CONFIG": str(directory)}
     if profile:
         args += ["--profile", profile]
         env["AWS_PROFILE"] = profile
@@ -67,17 +69,25 @@ def _validated(given: Path | None) -> Path:
 
 
 def find_cdk() -> list[str]:
-    """`cdk` on PATH, else `npx --no-install aws-cdk@2`; CliError when neither is there."""
+    """`cdk` on PATH, else `npx --no-install aws-cdk@2` if npx has that package; CliError (the hint)
+    otherwise. npx is asked first, quietly: without the package it would print npm's own error."""
     if cdk := shutil.which("cdk"):
         return [cdk]
     if npx := shutil.which("npx"):
-        return [npx, "--no-install", "aws-cdk@2"]
+        command = [npx, "--no-install", "aws-cdk@2"]
+        try:
+            found = subprocess.run([*command, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                                   timeout=120, check=False).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            found = False
+        if found:
+            return command
     raise CliError(CDK_MISSING)
 
 
 def _project_dir() -> Path:
     """Where cdk.json is: the checkout this CLI runs from, else the current directory."""
-    for candidate in (Path(__file__).resolve().parents[1], Path.cwd()):
+    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):  # cli/manage/deploy.py -> the checkout
         if (candidate / "cdk.json").is_file():
             return candidate
     raise UsageError("no cdk.json here: run `hyper deploy` in the HyperBatch project directory")

@@ -251,6 +251,13 @@ def _add(kind: Kind, options: list[FieldOption], name: str, given: Path | None, 
             changes[path] = _ask(kind, options, raw, path, name)
     entry = _apply(kind, {"name": name}, changes, ())
     _save(kind, directory, raw, [*entries, entry], name, "added")
+    if kind.file == "regions":
+        from hyperbatch.cli.manage import zones
+
+        # The project's cdk.json is the configuration directory's neighbour (configurations/ beside it).
+        said = zones.record(directory.resolve().parent / "cdk.json", name)
+        if said:
+            click.echo(said)
 
 
 def _update(kind: Kind, options: list[FieldOption], name: str, unset: tuple[str, ...], given: Path | None,

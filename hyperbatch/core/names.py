@@ -27,6 +27,21 @@ INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
     "by_parent": None,
 }
 
+# Synth needs no credentials: with no account in settings.json and none from the
+# CDK CLI's credentials (CDK_DEFAULT_ACCOUNT), stacks target this placeholder,
+# whose availability zones are pinned in cdk.json (`hyper regions add` records
+# a new region's). Resource ARNs use AWS::AccountId either way; only bootstrap
+# asset locations carry the account.
+PLACEHOLDER_ACCOUNT = "123456789012"
+
+# The partition key of the scaler's single-flight lease item in the job table
+# (hyperbatch/adapters/aws/lease.py); the scaler's role may write no other key (stacks/access.py).
+SCALER_LEASE_KEY = "lease#scaler"
+
+# Where the API puts large job scripts in the script bucket and workers get them
+# (hyperbatch/adapters/aws/scripts.py); the grants name only this prefix (stacks/access.py).
+SCRIPT_PREFIX = "scripts/"
+
 _SQS_NAME_MAX = 80  # SQS rejects longer queue names
 _BATCH_NAME_MAX = 128  # job queue, job definition and compute environment names
 _S3_NAME_MAX = 63

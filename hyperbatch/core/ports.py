@@ -83,6 +83,10 @@ class JobStore(Protocol):
     def counts(self, queue: str) -> dict[str, int]:
         """Jobs per state in a queue (arrays count once, by their derived state)."""
 
+    def script(self, doc: dict) -> str | None:
+        """The job's script text (None for a command). A store may keep large scripts apart from the
+        document (the AWS store: in the script bucket) and fetch them here; only a worker needs them."""
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -187,5 +191,9 @@ class Compute(Protocol):
 
     def running(self) -> dict[tuple[str, str], int]:
         """Workers alive per (region, queue)."""
+
+    def running_in(self, region: str) -> dict[str, int]:
+        """Workers alive in one region, per queue. Raises when that region cannot be asked; the
+        scaler then leaves the region out of its run and carries on with the others."""
 
     def stop_all(self) -> None: ...

@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyperbatch.core import exits, limits
+from hyperbatch.core import exits, isolation, limits
 from hyperbatch.support.files import atomic_write
-from hyperbatch.support.processes import STARTING, JobRecord, signal_group
+from hyperbatch.support.processes import STARTING, JobRecord, JobUser, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
 
@@ -55,6 +55,7 @@ class Settings:
     work_root: Path
     definition_env: dict
     pid_file: Path | None = None  # the job file (hyperbatch.support.processes): the running job's group and run
+    job_user: str | None = None  # run jobs as this user (HYPER_JOB_USER), not as the agent's
     poll_min: float = 0.002
     poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
 
@@ -108,7 +109,8 @@ class Lease:
 class Current:
     """What the supervisor watches: the process running now and why it should stop."""
 
-    def __init__(self):
+    def __init__(self, signal_job=signal_group):
+        self.signal_job = signal_job  # (process group, signal): JobUser.signal when jobs run as their own user
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
         self.index: int | None = None
@@ -131,12 +133,12 @@ class Current:
             if self.proc is None or self.killed_for:
                 return
             self.killed_for, self.killed_at = why, time.time()
-            signal_group(self.proc.pid, signal.SIGKILL if why == "lease" else signal.SIGTERM)
+            self.signal_job(self.proc.pid, signal.SIGKILL if why == "lease" else signal.SIGTERM)
 
     def escalate(self) -> None:
         with self.lock:
             if self.proc is not None and self.killed_for and time.time() - self.killed_at > KILL_GRACE:
-                signal_group(self.proc.pid, signal.SIGKILL)
+                self.signal_job(self.proc.pid, signal.SIGKILL)
 
 
 class Supervisor(threading.Thread):
@@ -259,7 +261,8 @@ class Heartbeat(threading.Thread):
 class Agent:
     def __init__(self, dispatcher: Dispatcher, queue: WorkQueue, logs: LogStore, settings: Settings):
         self.dispatcher, self.queue, self.logs, self.settings = dispatcher, queue, logs, settings
-        self.current = Current()
+        self.job_user = JobUser(settings.job_user)
+        self.current = Current(self.job_user.signal)
         self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping,
                                      flush=self.flush)
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
@@ -328,7 +331,7 @@ class Agent:
             pgid = int(self.settings.pid_file.read_text().split()[0]) if self.settings.pid_file else 0
         except (FileNotFoundError, ValueError, IndexError):
             return
-        signal_group(pgid, signal.SIGKILL)
+        self.job_user.signal(pgid, signal.SIGKILL)
 
     def _stop(self, signum, frame) -> None:
         self.stop()
@@ -385,6 +388,7 @@ class Agent:
         job = run.job
         self.workdir = self.settings.work_root / job["id"]
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.job_user.share(self.workdir)
         self.argv = job["command"] or self._script_argv(job, self.workdir)
         self.base_env = self._environment(run)
 
@@ -445,6 +449,7 @@ class Agent:
             env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
                    "HYPER_JOB_ID": f"{job['id']}[{index}]", "PBS_JOBID": f"{job['id']}[{index}]"}
         self.current.set(None, index, None)  # nothing of the last run's ending carries over
+        argv, env, as_user = self.job_user.popen(argv, env)
         try:
             sink = self.logs.sink(job["id"], index, run.attempt)
         except OSError as exc:  # the disk is full, say: running it would lose its output unseen
@@ -455,7 +460,7 @@ class Agent:
             try:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
-                    cwd=self.workdir, env=env, process_group=0,
+                    cwd=self.workdir, env=env, process_group=0, **as_user,
                 )
             except (OSError, ValueError) as exc:
                 # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
@@ -496,13 +501,16 @@ class Agent:
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         path = workdir / f".hyperbatch-script-{job['attempt']}"
         if not path.exists():
-            atomic_write(path, job["script"], mode=0o700)
-        return [str(path)] if job["script"].startswith("#!") else ["/bin/bash", str(path)]
+            atomic_write(path, self.dispatcher.store.script(job) or "", mode=0o700)  # a large one: fetched
+            self.job_user.share(path)
+        with open(path) as f:
+            shebang = f.read(2) == "#!"
+        return [str(path)] if shebang else ["/bin/bash", str(path)]
 
     def _environment(self, run: Run) -> dict:
         """What every task of the item sees; `_run_one` adds the array index."""
         job = run.job
-        env = {**os.environ, **self.settings.definition_env, **job["env"]}
+        env = {**isolation.inherited(os.environ), **self.settings.definition_env, **job["env"]}
         env.update(
             HYPER_JOB_ID=job["id"], PBS_JOBID=job["id"], HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
             HYPER_ATTEMPT=str(run.attempt), HYPER_QUEUE=job["queue"], PBS_QUEUE=job["queue"],

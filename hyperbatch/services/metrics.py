@@ -2,7 +2,8 @@
 
 The Lambda functions publish them as CloudWatch embedded metric format
 (EMF) through Powertools: job metrics with a `queue` dimension from the
-release function, worker metrics with a `region` dimension from the scaler.
+release function, worker metrics with a `region` dimension and scaling failures with
+`region` and `queue` dimensions from the scaler.
 The dashboard (stacks/monitoring.py) finds them by name and dimension.
 """
 
@@ -18,6 +19,7 @@ SUBMITTED, STARTED = "JobsSubmitted", "JobsStarted"
 FINISHED = {"SUCCEEDED": "JobsSucceeded", "FAILED": "JobsFailed", "CANCELLED": "JobsCancelled"}
 DISPATCH_LATENCY = "DispatchLatency"  # milliseconds from submission to (each) start
 WORKERS, VCPUS = "WorkersRunning", "VcpusRunning"
+SCALING_FAILURES = "ScalingFailures"  # by region and queue ("*" for all): what a scaler run could not do
 
 
 @dataclass

@@ -1,19 +1,51 @@
-"""The scaler: per queue, start ceil(work / jobs_to_workers_ratio) workers, split over regions by weight."""
+"""The scaler: per queue, start ceil(work / jobs_to_workers_ratio) workers, split over regions by weight.
+
+Faults stay where they happen. A region whose workers cannot be counted (its
+job queue missing, INVALID or throttled) is left out of this run and its share
+goes to the other regions; a start that fails in one region is re-planned over
+the regions left; a queue whose work cannot be measured is skipped. Each
+failure is logged as one structured line and returned, so the caller can
+publish it as a metric; nothing one region or queue does stops the others.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
 from typing import Callable
 
 from hyperbatch.core import scaling
 from hyperbatch.config import Configuration
 from hyperbatch.core.ports import Compute, WorkQueue
 
+log = logging.getLogger("hyperbatch.scale")
+
+ALL_QUEUES = "*"  # the queue of a failure that concerns every queue of a region (counting its workers)
+ALL_REGIONS = "*"  # the region of a failure that concerns a queue everywhere (measuring its work)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing a scaler run could not do: `stage` is "count", "work" or "start"."""
+
+    region: str
+    queue: str
+    stage: str
+    error: str  # "ExceptionType: message"
+
+
+@dataclass
+class Scaled:
+    started: dict[tuple[str, str], int] = field(default_factory=dict)  # (region, queue) -> workers started
+    running: dict[tuple[str, str], int] = field(default_factory=dict)  # counted before starting any
+    failures: list[Failure] = field(default_factory=list)
+
 
 def scale_once(
     config: Configuration, queue: WorkQueue, compute: Compute, weights: dict[str, dict[str, float]] | None = None,
     region_capacity: dict[str, int] | None = None, work: Callable[[str], int] | None = None,
-) -> dict[tuple[str, str], int]:
-    """Start the workers each queue is short of; returns what was started per (region, queue).
+) -> Scaled:
+    """Start the workers each queue is short of; returns what was counted, started and what failed.
 
     `weights` overrides a queue's static weights (the `auto` weights on AWS);
     `region_capacity` caps workers per region across all queues. `work(queue)` is
@@ -21,27 +53,63 @@ def scale_once(
     in flight); on AWS, where SQS counts messages rather than tasks, the scaler
     function passes one that asks the store.
     """
-    running = compute.running()
-    per_region: dict[str, int] = {}
-    for (region, _), n in running.items():
-        per_region[region] = per_region.get(region, 0) + n
-    started: dict[tuple[str, str], int] = {}
-    for q in config.queues:
-        definition = config.definition(q.definition)
-        amount = work(q.name) if work is not None else queue.backlog(q.name) + queue.in_flight(q.name)
-        if not amount:
+    out = Scaled()
+    down: set[str] = set()  # regions left out of this run
+    for region in config.compute_regions:
+        try:
+            counted = compute.running_in(region)
+        except Exception as exc:  # any one region's trouble is that region's alone
+            _failed(out, region, ALL_QUEUES, "count", exc)
+            down.add(region)
             continue
-        mine = {r: n for (r, name), n in running.items() if name == q.name}
+        out.running.update({(region, q): n for q, n in counted.items() if n})
+    per_region: dict[str, int] = {}
+    for (region, _), n in out.running.items():
+        per_region[region] = per_region.get(region, 0) + n
+    for q in config.queues:
+        try:
+            amount = work(q.name) if work is not None else queue.backlog(q.name) + queue.in_flight(q.name)
+        except Exception as exc:
+            _failed(out, ALL_REGIONS, q.name, "work", exc)
+            continue
+        if amount:
+            _scale_queue(config, compute, q.name, amount, (weights or {}).get(q.name) or config.weights(q),
+                         region_capacity, per_region, down, out)
+    return out
+
+
+def _scale_queue(config: Configuration, compute: Compute, queue: str, amount: int, weights: dict[str, float],
+                 region_capacity: dict[str, int] | None, per_region: dict[str, int], down: set[str],
+                 out: Scaled) -> None:
+    """Plan over the regions that answer; when a start fails, plan the rest again without that region."""
+    definition = config.definition(config.queue(queue).definition)
+    mine = {r: n for (r, name), n in out.running.items() if name == queue}
+    usable = {r: w for r, w in weights.items() if r not in down}
+    while usable and any(usable.values()):
         room = None
         if region_capacity is not None:
             room = {r: mine.get(r, 0) + max(0, cap - per_region.get(r, 0)) for r, cap in region_capacity.items()}
-        plan = scaling.plan(
-            amount, mine, (weights or {}).get(q.name) or config.weights(q),
-            definition.jobs_to_workers_ratio, definition.max_workers, room,
-        )
+        plan = scaling.plan(amount, mine, usable, definition.jobs_to_workers_ratio, definition.max_workers, room)
+        failed = None
         for region, count in plan.items():
-            if count > 0:
-                compute.start(region, q.name, definition.name, count)
-                started[(region, q.name)] = count
-                per_region[region] = per_region.get(region, 0) + count
-    return started
+            if count <= 0:
+                continue
+            try:
+                started = compute.start(region, queue, definition.name, count)
+            except Exception as exc:
+                _failed(out, region, queue, "start", exc)
+                failed = region
+                break
+            if started:
+                out.started[(region, queue)] = out.started.get((region, queue), 0) + started
+                mine[region] = mine.get(region, 0) + started
+                per_region[region] = per_region.get(region, 0) + started
+        if failed is None:
+            return
+        del usable[failed]
+
+
+def _failed(out: Scaled, region: str, queue: str, stage: str, exc: Exception) -> None:
+    failure = Failure(region, queue, stage, f"{type(exc).__name__}: {exc}")
+    out.failures.append(failure)
+    log.warning("scaling failed", extra={"region": region, "queue": queue, "stage": stage, "error": failure.error})

@@ -30,6 +30,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from hyperbatch.config import configuration_from_environment
 from hyperbatch.config import Configuration
+from hyperbatch.core.access import Admins
 from hyperbatch.services.scheduler import Caller, Scheduler
 
 SERVICE = "hyperbatch"
@@ -86,8 +87,9 @@ class Runtime:
         return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs)
 
     @cached_property
-    def admins(self) -> frozenset[str]:
-        return frozenset(json.loads(self.env.get("HYPER_ADMINS") or "[]"))
+    def admins(self) -> Admins:
+        """settings.admins: IAM users, and roles whose every session is an admin (hyperbatch.core.access)."""
+        return Admins.of(json.loads(self.env.get("HYPER_ADMINS") or "[]"))
 
     def authorize(self, event: dict) -> Caller | None:
         """The IAM principal API Gateway verified (payload 2.0, IAM authorizer); None if there is none."""
@@ -111,6 +113,16 @@ class Runtime:
         from hyperbatch.adapters.aws.batch import BatchCompute
 
         return BatchCompute(self.config, json.loads(self.env["HYPER_COMPUTE"]))
+
+    @cached_property
+    def scaler_lease(self):
+        """The scaler's single-flight lease item in the job table (hyperbatch/adapters/aws/lease.py)."""
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.lease import TableLease
+        from hyperbatch.core.names import SCALER_LEASE_KEY
+
+        return TableLease(clients.client("dynamodb", self.env["HYPER_MAIN_REGION"]), self.env["HYPER_TABLE"],
+                          SCALER_LEASE_KEY)
 
     @cached_property
     def weights(self):
@@ -168,13 +180,17 @@ def reset() -> None:
         _runtime = None
 
 
-def publish(dimension: str, value: str, metrics: dict[str, tuple[MetricUnit, list[float]]]) -> None:
-    """One EMF document: `metrics` name -> (unit, values), all under `dimension`=`value`."""
+def publish(dimension: str | dict[str, str], value: str | None,
+            metrics: dict[str, tuple[MetricUnit, list[float]]]) -> None:
+    """One EMF document: `metrics` name -> (unit, values), all under `dimension`=`value` (or under
+    every name=value of a `dimension` dict, `value` then None)."""
     if not any(values for _, values in metrics.values()):
         return
     emf = EphemeralMetrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
                            service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
-    emf.add_dimension(dimension, value)
+    dimensions = dimension if isinstance(dimension, dict) else {dimension: str(value)}
+    for name, given in dimensions.items():
+        emf.add_dimension(name, given)
     for name, (unit, values) in metrics.items():
         for v in values:
             emf.add_metric(name=name, unit=unit, value=v)

@@ -53,6 +53,7 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
         work_root=backend.home / "work",
         definition_env=dict(definition.environment),
         pid_file=backend.home / "workers" / f"{os.environ['HYPER_WORKER_ID']}.job",
+        job_user=os.environ.get("HYPER_JOB_USER") or None,
     )
     return Agent(dispatcher, backend.queue, backend.logs, settings)
 
@@ -69,8 +70,8 @@ def _aws_worker(env: Mapping[str, str]):
     HYPER_CONFIG, HYPER_DEFINITION, HYPER_REGION, HYPER_QUEUE, the shared HYPER_MAIN_REGION /
     HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
     worker's id, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
-    HYPER_IDLE_TIMEOUT and HYPER_CLAIM_WAIT_SECONDS. Lease and heartbeat come from the settings,
-    the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
+    HYPER_IDLE_TIMEOUT, HYPER_CLAIM_WAIT_SECONDS and HYPER_JOB_USER (run jobs as that user).
+    Lease and heartbeat come from the settings, the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
     queue (hyperbatch.adapters.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
     by the release function from the table's stream, not by the worker.
     """
@@ -102,6 +103,7 @@ def _aws_worker(env: Mapping[str, str]):
         work_root=work_root / "work",
         definition_env=dict(definition.environment),
         pid_file=work_root / f"{worker.replace('/', '_')}.job",
+        job_user=env.get("HYPER_JOB_USER") or None,  # the worker image's `hyperjob`
     )
     return Agent(dispatcher, queue_port, backend.logs, agent_settings)
 

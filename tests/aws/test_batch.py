@@ -1,5 +1,7 @@
 """BatchCompute: array chunking, the SubmitJob rate limit, counting workers; moto where it can run Batch."""
 
+from pathlib import Path
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -9,6 +11,7 @@ from hyperbatch.adapters.aws.batch import (
     MAX_ARRAY_SIZE, BatchCompute, TokenBucket, array_sizes, job_name_prefix, worker_job_name,
 )
 
+CONFIG = Path(__file__).resolve().parents[2] / "configurations"
 TARGETS = {
     "us-east-1": {
         "default": {"type": "SPOT", "job_queue": "HyperBatch-default",
@@ -102,9 +105,9 @@ def test_start_refuses_what_is_not_batch(cfg):
         compute.start("eu-west-1", "batch", "standard", 2)
     with pytest.raises(ValueError, match="no job definition"):
         compute.start("us-east-1", "batch", "gpu", 2)
-    fleet = {"us-east-1": {"default": TARGETS["us-east-1"]["fleet"]}}
-    with pytest.raises(NotImplementedError, match="LAUNCH_TEMPLATE"):
-        BatchCompute(cfg, fleet).start("us-east-1", "batch", "standard", 2)
+    unknown = {"us-east-1": {"default": {"type": "SOMETHING_NEW"}}}
+    with pytest.raises(NotImplementedError, match="SOMETHING_NEW"):
+        BatchCompute(cfg, unknown).start("us-east-1", "batch", "standard", 2)
 
 
 def test_job_names_keep_queues_apart():
@@ -188,3 +191,52 @@ def test_workers_are_submitted_to_the_regions_job_queue(cfg, batch_moto):
     assert batch_moto["us-east-1"].list_jobs(jobQueue="HyperBatch-default", jobStatus="SUCCEEDED")["jobSummaryList"] == []
     # moto's simple Batch finishes every job at once: none is still running.
     assert compute.running() == {}
+
+
+@pytest.fixture
+def fleet(monkeypatch):
+    """A LAUNCH_TEMPLATE cluster "fleet" that queue "west" runs on, as its Auto Scaling group in moto."""
+    from hyperbatch import config
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    raw = {kind: config.read_raw(CONFIG, kind) for kind in config.FILES}
+    raw["clusters"] = raw["clusters"] + [{"name": "fleet", "type": "LAUNCH_TEMPLATE",
+                                          "instance_types": ["c6i.large"], "max_vcpus": 3}]
+    raw["queues"] = [{**q, "cluster": "fleet"} if q["name"] == "west" else q for q in raw["queues"]]
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        ec2.create_launch_template(LaunchTemplateName="fleet-template",
+                                   LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "c6i.large"})
+        autoscaling = boto3.client("autoscaling", region_name="us-west-2")
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName="HyperBatch-fleet", MinSize=0, MaxSize=3, AvailabilityZones=["us-west-2a"],
+            LaunchTemplate={"LaunchTemplateName": "fleet-template"})
+        targets = {"us-west-2": {"fleet": {"type": "LAUNCH_TEMPLATE", "auto_scaling_group": "HyperBatch-fleet"}}}
+        yield BatchCompute(config.validate(raw), targets, autoscaling_for=lambda region: autoscaling), autoscaling
+
+
+def test_a_launch_template_fleet_grows_by_desired_capacity_up_to_its_maximum(fleet):
+    compute, autoscaling = fleet
+
+    def group():
+        return autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["HyperBatch-fleet"])["AutoScalingGroups"][0]
+
+    assert compute.running_in("us-west-2") == {}
+    assert compute.start("us-west-2", "west", "standard", 2) == 2
+    assert group()["DesiredCapacity"] == 2 and len(group()["Instances"]) == 2
+    assert compute.running() == {("us-west-2", "west"): 2}
+    assert compute.start("us-west-2", "west", "standard", 5) == 1  # MaxSize 3
+    assert group()["DesiredCapacity"] == 3 and compute.running_in("us-west-2") == {"west": 3}
+    # A worker that idles out takes its instance out of the group, lowering the capacity itself.
+    instance = group()["Instances"][0]["InstanceId"]
+    autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=instance, ShouldDecrementDesiredCapacity=True)
+    assert compute.running_in("us-west-2") == {"west": 2}
+    compute.stop_all()
+    assert group()["DesiredCapacity"] == 0
+
+
+def test_a_missing_fleet_is_an_error_of_its_region(fleet):
+    compute, autoscaling = fleet
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName="HyperBatch-fleet", ForceDelete=True)
+    with pytest.raises(LookupError, match="HyperBatch-fleet does not exist in us-west-2"):
+        compute.running_in("us-west-2")

@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -103,12 +104,15 @@ def test_send_many_batches_ten_a_call_per_queue(aws):
     assert aws.queue.backlog("batch") == 23 and aws.queue.backlog("west") == 1
 
 
-def test_backlog_counts_delayed_messages_and_in_flight_counts_leases(aws):
-    aws.queue.send("batch", "A", 0, 10, 1)
-    item = aws.queue.claim("batch", "w1", 10, 30)
-    assert (aws.queue.backlog("batch"), aws.queue.in_flight("batch")) == (0, 1)
-    aws.queue.release(item, lo=5, delay=60)
-    assert (aws.queue.backlog("batch"), aws.queue.in_flight("batch")) == (1, 0)
+def test_in_flight_counts_leases_and_delayed_copies_which_backlog_does_not(aws):
+    """A delayed message is a "check later" copy of a running job (Dispatcher._check_later): work
+    being run, which the scaler must not take for waiting work."""
+    aws.queue.send("batch", "A", 0, 1, 1)
+    aws.queue.send("batch", "B", 0, 1, 1)
+    item = aws.queue.claim("batch", "w1", 1, 30)
+    assert (aws.queue.backlog("batch"), aws.queue.in_flight("batch")) == (1, 1)
+    aws.queue.release(replace(item, redelivered=True), delay=60)  # its worker beats: look again in a minute
+    assert (aws.queue.backlog("batch"), aws.queue.in_flight("batch")) == (1, 1)
 
 
 def test_what_sqs_cannot_answer(aws):

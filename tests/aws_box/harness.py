@@ -19,6 +19,8 @@ and then plays the parts AWS would play around our code:
   to run must have the stream delivered (`start_stream`, or `deliver`).
 - EventBridge: `scale()` and `reconcile()` call the scheduled handlers (`scale()`
   settles a running stream first, as a minute's wait would).
+- The script bucket: created as the stack names it; the API puts scripts
+  over a few KB there and workers get them (moto S3).
 - AWS Batch: moto records the scaler's SubmitJob calls but runs nothing;
   `start_submitted_workers()` starts one agent thread per submitted worker,
   `start_worker()` one more. Agents are the real `hyperbatch.services.agent.Agent`
@@ -327,7 +329,14 @@ class Box:
         self.lambda_env = env
         os.environ.update(env)
         self._contract = contract
-        self.backend = bootstrap.open_backend(self.plane, self.dynamodb, self.sqs, self.logs)
+        # The script bucket (stacks/storage.py), where the API stages scripts over a few KB.
+        self.s3 = self.client("s3")
+        self.script_bucket = env["HYPER_SCRIPT_BUCKET"]
+        self.s3.create_bucket(Bucket=self.script_bucket)
+        from hyperbatch.adapters.aws.scripts import S3Scripts
+
+        self.backend = bootstrap.open_backend(self.plane, self.dynamodb, self.sqs, self.logs,
+                                              scripts=S3Scripts(self.s3, self.script_bucket))
         self.store = self.backend.store
         self.meter.clear()
         stack.callback(self._shutdown)

@@ -27,3 +27,19 @@ def test_a_user_sees_and_cancels_only_their_own_jobs_unless_admin(box):
     assert status == 200 and [j["id"] for j in seen["jobs"]] == [job["id"]]
     status, cancelled = box.api("DELETE", f"/jobs/{job['id']}", principal=ADMIN)
     assert status == 200 and cancelled["state"] == "CANCELLED"
+
+
+def test_an_admin_role_admits_every_session_of_it():
+    """settings.admins names the role people sign in through (SSO, assume-role); each sign-in is a new
+    session ARN, and every one of them is an admin. A session of another role is not."""
+    from tests.aws_box.harness import ACCOUNT, Box
+
+    with Box(admins=(f"arn:aws:iam::{ACCOUNT}:role/teams/Operators",)) as box:
+        status, job = box.api("POST", "/jobs", principal=ALICE, body={"command": ["true"], "hold": True})
+        assert status == 201
+        for session in ("alice@example.com", "botocore-session-1700000000"):
+            caller = f"arn:aws:sts::{ACCOUNT}:assumed-role/Operators/{session}"
+            status, seen = box.api("GET", f"/jobs/{job['id']}", principal=caller)
+            assert status == 200 and seen["id"] == job["id"], caller
+        status, body = box.api("GET", f"/jobs/{job['id']}", principal=f"arn:aws:sts::{ACCOUNT}:assumed-role/Dev/bob")
+        assert (status, body["error"]) == (403, "Forbidden")

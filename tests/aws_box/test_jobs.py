@@ -71,3 +71,37 @@ def test_qdel_of_a_running_job_kills_it_and_it_ends_cancelled(box):
     assert done["exit_status"] == 256 + 15  # SIGTERM, as PBS reports a signal
     assert done["reason"] == f"cancelled by {ALICE}"
     assert done["finished_at"] - done["started_at"] < 10
+
+
+def test_a_batch_of_1000_jobs_of_an_8kb_script_fits_every_limit_and_runs_from_the_bucket(box):
+    """One POST of 1,000 jobs that share an 8 KB script (sent once): the request stays far under
+    Lambda's 6 MB, the script is put in the script bucket once, and no job item (so no stream record)
+    carries it; a worker fetches it to run the job."""
+    from hyperbatch.adapters.aws.items import item_bytes
+
+    script = "#!/bin/sh\n" + "# the comments and functions of a real script\n" * 180 + 'echo "ran $HYPER_JOB_ID"\n'
+    assert 8000 < len(script.encode()) < 9000
+    box.stop_stream()  # only the submit is looked at first
+    status, body = box.api("POST", "/jobs", body={"script": script, "script_name": "real.sh",
+                                                  "jobs": [{"env": {"N": str(i)}} for i in range(999)]
+                                                  + [{"command": ["true"]}]})
+    assert status == 201 and len(body["jobs"]) == 1000
+    (submit,) = [i for i in box.invocations if i.function == "api"]
+    assert submit.request_bytes < 100_000  # Lambda takes 6 MB
+    puts = [c for c in box.meter.calls if c.service == "s3" and c.operation == "PutObject"]
+    assert len(puts) == 1 and puts[0].actor == "api"
+    writes = [c for c in box.meter.calls if c.operation == "BatchWriteItem"]
+    assert len(writes) == 40 and all(len(next(iter(c.params["RequestItems"].values()))) <= 25 for c in writes)
+    items = [r["PutRequest"]["Item"] for c in writes for r in next(iter(c.params["RequestItems"].values()))]
+    assert max(item_bytes(i) for i in items) < 2048 and not any(script in repr(i) for i in items)
+    assert body["jobs"][0]["script_name"] == "real.sh"
+    assert (body["jobs"][-1]["command"], body["jobs"][-1]["script_name"]) == (["true"], None)  # its own
+    # A worker fetches the script to run its job (one on the west queue: the batch's order is SQS's).
+    status, job = box.api("POST", "/jobs", body={"script": script, "queue": "west"})
+    box.deliver()  # the 1,000 sends first, then the west job's
+    box.start_stream()
+    box.start_worker("west")
+    done = box.wait_state(job["id"], "SUCCEEDED", "FAILED")
+    assert done["state"] == "SUCCEEDED", done
+    assert box.api("GET", f"/jobs/{job['id']}/log")[1]["data"] == f"ran {job['id']}\n"
+    assert any(c.service == "s3" and c.operation == "GetObject" and c.actor == "worker" for c in box.meter.calls)

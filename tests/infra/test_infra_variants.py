@@ -182,6 +182,9 @@ def test_launch_template_fleet_starts_empty_and_runs_the_worker_directly(variant
     assert "worker_image/start.sh" in user_data
     assert "terminate-instance-in-auto-scaling-group" in user_data
     assert "\nHYPER_MAIN_REGION=us-west-2\n" in user_data
+    # The worker of queue "bulk" (the fleet's one queue) with its definition, on AWS: not local mode.
+    for line in ("HYPER_BACKEND=aws", "HYPER_QUEUE=bulk", "HYPER_DEFINITION=small", "HYPER_REGION=us-west-2"):
+        assert f"\n{line}\n" in user_data, line
     # Jobs run on the instance itself here, as their own user, which a firewall rule keeps from the
     # instance metadata (the hop limit does not apply on the instance); both before the worker starts.
     assert "\nHYPER_JOB_USER=hyperjob\n" in user_data

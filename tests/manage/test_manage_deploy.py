@@ -11,7 +11,8 @@ from pathlib import Path
 FAKE_CDK = """#!{python}
 import json, os, sys
 with open(os.environ["FAKE_CDK_RECORD"], "w") as f:
-    json.dump({{"args": sys.argv[1:], "config": os.environ.get("HYPERBATCH_CONFIG"), "cwd": os.getcwd()}}, f)
+    json.dump({{"args": sys.argv[1:], "config": os.environ.get("HYPERBATCH_CONFIG"), "cwd": os.getcwd(),
+               "python": os.environ.get("HYPERBATCH_PYTHON")}}, f)
 print("fake cdk output")
 sys.exit(int(os.environ.get("FAKE_CDK_EXIT", "0")))
 """
@@ -53,6 +54,29 @@ def test_npx_is_used_when_cdk_is_not_on_path(env, tmp_path):
     result = env.run("deploy", "--dry-run", PATH=str(_bin_with(tmp_path, "npx")), FAKE_CDK_RECORD=str(record))
     assert result.returncode == 0, result.stderr
     assert json.loads(record.read_text())["args"] == ["--no-install", "aws-cdk@2", "synth", "--all"]
+
+
+def test_npx_without_the_cdk_package_gets_the_same_hint_not_npms_output(env, tmp_path):
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    npx = directory / "npx"
+    npx.write_text("#!/bin/sh\necho 'npm error could not determine executable to run' >&2\nexit 1\n")
+    npx.chmod(0o755)
+    result = env.run("deploy", "--dry-run", PATH=str(directory))
+    assert result.returncode == 1
+    assert result.stderr == "hyper: the AWS CDK CLI is missing: install it with `npm install -g aws-cdk@2`\n"
+    assert result.stdout == ""
+
+
+def test_synth_runs_with_the_interpreter_hyper_runs_in_unless_told_otherwise(env, tmp_path):
+    record = tmp_path / "cdk.json"
+    path = str(_bin_with(tmp_path, "cdk"))
+    assert env.run("deploy", "--dry-run", PATH=path, FAKE_CDK_RECORD=str(record)).returncode == 0
+    interpreter = Path(json.loads(record.read_text())["python"])
+    assert interpreter.resolve() == Path(sys.executable).resolve()  # the virtualenv hyper is installed in
+    assert env.run("deploy", "--dry-run", PATH=path, FAKE_CDK_RECORD=str(record),
+                   HYPERBATCH_PYTHON="/opt/deploy/bin/python").returncode == 0
+    assert json.loads(record.read_text())["python"] == "/opt/deploy/bin/python"
 
 
 def test_invalid_configuration_is_one_line_per_problem_and_cdk_never_runs(env, tmp_path):

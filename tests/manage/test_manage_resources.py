@@ -118,3 +118,56 @@ def test_missing_required_values_are_prompted_on_a_terminal(inprocess, env, monk
 def test_list_prints_values_verbatim(env, call):
     assert call("images", "add", "x", "--build-arg", "A=[red]hi[/red]").returncode == 0
     assert "A=[red]hi[/red]" in call("images", "list").stdout  # a table cell is text, never rich markup
+
+
+def test_adding_a_region_records_its_zones_in_cdk_json_so_synth_needs_no_credentials(env, call):
+    import shutil
+
+    from tests.manage.conftest import ROOT
+
+    cdk_json = env.config.parent / "cdk.json"
+    shutil.copy(ROOT / "cdk.json", cdk_json)
+    before = json.loads(cdk_json.read_text())
+    result = call("regions", "add", "ap-south-1", "--no-compute")
+    assert result.returncode == 0, result.stderr
+    assert "recorded ap-south-1's availability zones (ap-south-1a, ap-south-1b, ap-south-1c)" in result.stdout
+    after = json.loads(cdk_json.read_text())
+    key = "availability-zones:account=123456789012:region=ap-south-1"
+    assert after["context"][key] == ["ap-south-1a", "ap-south-1b", "ap-south-1c"]
+    assert {k: v for k, v in after["context"].items() if k != key} == before["context"]  # nothing else changed
+    zone_keys = [k for k in after["context"] if k.startswith("availability-zones:")]
+    assert zone_keys[-1] == key and list(after["context"]).index(key) == 3  # beside the other regions'
+    # A region the built-in table does not know: one line saying what to add.
+    result = call("regions", "add", "mx-central-1", "--no-compute")
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == (
+        'for `cdk synth` without AWS credentials, add "availability-zones:account=123456789012:'
+        'region=mx-central-1": [mx-central-1\'s zone names, e.g. "mx-central-1a"] to the context in cdk.json')
+
+
+def test_synth_of_an_added_region_needs_no_credentials(env, call, tmp_path):
+    """What the recorded zones are for: the new region's stack synthesizes with no AWS credentials."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.manage.conftest import NO_AWS, ROOT
+
+    project = env.config.parent
+    shutil.copy(ROOT / "cdk.json", project / "cdk.json")
+    assert call("regions", "add", "ap-south-1").returncode == 0  # a compute region: a stack of its own
+    context = json.loads((project / "cdk.json").read_text())["context"]
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from stacks import build_app\n"
+        f"app = build_app({str(env.config)!r}, outdir={str(tmp_path / 'out')!r}, context=json.loads(sys.argv[1]))\n"
+        "app.synth()\n"
+    )
+    base = {k: v for k, v in env.vars.items() if not k.startswith("AWS_")}
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(context)], env={**base, **NO_AWS},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "HyperBatch-Compute-ap-south-1.template.json").is_file()
+    # What the CDK CLI would look up in AWS (needing credentials) before synthesizing again: nothing.
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [m["key"] for m in manifest.get("missing", [])] == []

@@ -60,6 +60,9 @@ def test_the_example_is_one_main_and_two_hub_regions():
      "heartbeat_seconds (1) must be at most a third of lease_seconds (2)"),
     ("images", lambda i: i + i, "images.json: entry 'worker' field 'name': appears more than once"),
     ("queues", lambda q: {"not": "a list"}, "queues.json: must be a JSON list"),
+    ("clusters", lambda c: [{**c[0], "type": "LAUNCH_TEMPLATE", "spot_bid_percentage": None}],
+     "clusters.json: entry 'default' field 'type': a LAUNCH_TEMPLATE cluster runs the workers of one queue, "
+     "but 2 use it (batch, west): give each queue a cluster of its own"),
 ])
 def test_a_mistake_names_file_entry_and_field(conf, kind, change, message):
     with pytest.raises(config.ConfigError) as err:

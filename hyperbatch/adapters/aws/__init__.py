@@ -2,7 +2,7 @@
 
 | port       | adapter                                   |
 |------------|-------------------------------------------|
-| JobStore   | dynamo.DynamoJobStore                     |
+| JobStore   | dynamo.DynamoJobStore (large scripts: scripts.S3Scripts) |
 | WorkQueue  | sqs.SqsWorkQueue                          |
 | LogStore   | logs.CloudWatchLogStore                   |
 | Compute    | batch.BatchCompute                        |
@@ -12,7 +12,8 @@ plus stream (sends from the table's stream: `StreamSentQueue`, the queue the
 Scheduler and the Dispatcher hold on AWS; `StreamBatch`/`handle`, what the
 release function does per batch; `ParkedBatches`, batches the mapping gave
 up on, read back by the reconciler), reconcile.Reconciler,
-placement.RegionWeights (`auto` region weights) and clients.client
+placement.RegionWeights (`auto` region weights), lease.TableLease (the
+scaler's single flight) and clients.client
 (boto3 clients shared per process). `from_environment` wires the adapters
 from the variables the stacks set (stacks/contract.py).
 """
@@ -40,7 +41,8 @@ class AwsBackend:
 def from_environment(env: Mapping[str, str] | None = None, *, queues: list[str] | None = None,
                      retention_days: float = 30, wait_seconds: int = 10) -> AwsBackend:
     """Store, queue and logs from HYPER_MAIN_REGION, HYPER_TABLE, HYPER_QUEUE_URLS, HYPER_DLQ_URLS
-    (optional) and HYPER_LOG_GROUP_PREFIX. Compute (BatchCompute) needs the configuration and
+    (optional), HYPER_SCRIPT_BUCKET (optional: where the store keeps large scripts) and
+    HYPER_LOG_GROUP_PREFIX. Compute (BatchCompute) needs the configuration and
     HYPER_COMPUTE as well, and only the scaler uses it: build it there.
     """
     from hyperbatch.adapters.aws import clients
@@ -51,9 +53,14 @@ def from_environment(env: Mapping[str, str] | None = None, *, queues: list[str] 
     env = os.environ if env is None else env
     region = env["HYPER_MAIN_REGION"]
     urls = json.loads(env["HYPER_QUEUE_URLS"])
+    scripts = None
+    if env.get("HYPER_SCRIPT_BUCKET"):
+        from hyperbatch.adapters.aws.scripts import S3Scripts
+
+        scripts = S3Scripts(clients.client("s3", region), env["HYPER_SCRIPT_BUCKET"])
     store = DynamoJobStore(
         env["HYPER_TABLE"], clients.client("dynamodb", region),
-        queues=queues if queues is not None else list(urls), retention_days=retention_days,
+        queues=queues if queues is not None else list(urls), retention_days=retention_days, scripts=scripts,
     )
     queue = SqsWorkQueue(
         urls, clients.client("sqs", region), dead_letter_urls=json.loads(env.get("HYPER_DLQ_URLS", "{}")),

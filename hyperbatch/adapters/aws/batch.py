@@ -1,4 +1,5 @@
-"""Compute on AWS Batch: worker containers as array jobs on a hub region's job queue.
+"""Compute on AWS Batch (worker containers as array jobs on a hub region's job queue), and on the
+Auto Scaling groups of LAUNCH_TEMPLATE clusters (one instance, one worker).
 
 Where to submit comes from the control plane's HYPER_COMPUTE value
 (`stacks/compute_plan.compute_targets`): region -> cluster ->
@@ -13,6 +14,14 @@ the submit adds HYPER_QUEUE (and HYPER_BACKEND=aws).
 Worker jobs are named `hb-<len(queue)>-<queue>-<ms>`: the length makes the
 prefix of one queue never a prefix of another's ("a" and "a-b" share a
 cluster's job queue), so `running` can tell the queues apart by name.
+
+A LAUNCH_TEMPLATE cluster's target is {"type", "auto_scaling_group"}: its
+instances run the worker of the one queue that uses the cluster (the
+configuration allows no second), with the environment their boot script
+gives them (stacks/worker_fleet.py). Starting N workers raises the group's
+desired capacity by N (up to its maximum); its workers are the larger of the
+desired capacity and the instances pending or in service. An instance whose
+worker exits leaves the group and lowers the desired capacity itself.
 
 Limits: an array job has 2 to 10,000 children, so a count is split into
 balanced arrays of at most 10,000 and a single worker is a plain job.
@@ -38,6 +47,8 @@ log = logging.getLogger("hyperbatch.batch")
 
 MAX_ARRAY_SIZE = 10_000
 ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+# Auto Scaling lifecycle states of an instance that is, or is about to be, a worker.
+LIVE_INSTANCE = ("Pending", "Pending:Wait", "Pending:Proceed", "InService")
 DESCRIBE_BATCH = 100  # DescribeJobs ids per call
 
 
@@ -88,9 +99,11 @@ class BatchCompute:
     """Compute port on AWS Batch. `targets` is the parsed HYPER_COMPUTE value."""
 
     def __init__(self, config: Configuration, targets: dict, *, client_for: Callable[[str], Any] | None = None,
-                 limiter: TokenBucket | None = None, clock: Callable[[], float] = time.time):
+                 limiter: TokenBucket | None = None, clock: Callable[[], float] = time.time,
+                 autoscaling_for: Callable[[str], Any] | None = None):
         self.config, self.targets = config, targets
         self.client_for = client_for or (lambda region: clients.client("batch", region))
+        self.autoscaling_for = autoscaling_for or (lambda region: clients.client("autoscaling", region))
         self.limiter = limiter or SUBMIT_LIMIT
         self.clock = clock
 
@@ -99,15 +112,18 @@ class BatchCompute:
         target = self.targets.get(region, {}).get(cluster)
         if target is None:
             raise ValueError(f"cluster '{cluster}' of queue '{queue}' is not built in region {region}")
-        if "job_queue" not in target:
+        if "job_queue" not in target and "auto_scaling_group" not in target:
             raise NotImplementedError(
-                f"cluster '{cluster}' in {region} is a {target.get('type')} cluster, not AWS Batch"
+                f"cluster '{cluster}' in {region} is a {target.get('type')} cluster: neither AWS Batch nor Auto Scaling"
             )
         return target
 
     def start(self, region: str, queue: str, definition: str, count: int) -> int:
-        """Submit `count` workers; returns how many were submitted (fewer only if Batch refused midway)."""
+        """Submit `count` workers; returns how many were submitted (fewer only if Batch refused midway,
+        or a group reached its maximum size)."""
         target = self._target(region, queue)
+        if "auto_scaling_group" in target:
+            return self._grow(region, target["auto_scaling_group"], count)
         try:
             job_definition = target["job_definitions"][definition]
         except KeyError:
@@ -143,24 +159,32 @@ class BatchCompute:
         return started
 
     def running(self) -> dict[tuple[str, str], int]:
-        """Workers submitted and not finished (SUBMITTED through RUNNING) per (region, queue).
+        """Workers submitted and not finished per (region, queue), over every region (see `running_in`)."""
+        return {(region, queue): n for region in self.targets for queue, n in self.running_in(region).items()}
+
+    def running_in(self, region: str) -> dict[str, int]:
+        """Workers submitted and not finished (SUBMITTED through RUNNING) in one region, per queue.
 
         Per job queue one ListJobs per active status (listing by JOB_NAME
         filter would return every status, including the past week's finished
         jobs); names tell the queues apart. An array parent counts its
         children in active states (DescribeJobs' arrayProperties.statusSummary).
         """
-        out: dict[tuple[str, str], int] = {}
-        for region, clusters in self.targets.items():
-            for cluster, target in clusters.items():
-                if "job_queue" not in target:
-                    continue
-                queues = [q.name for q in self.config.queues if q.cluster == cluster]
-                if not queues:
-                    continue
-                for queue, n in self._count(region, target["job_queue"], queues).items():
-                    if n:
-                        out[(region, queue)] = out.get((region, queue), 0) + n
+        out: dict[str, int] = {}
+        for cluster, target in self.targets.get(region, {}).items():
+            queues = [q.name for q in self.config.queues if q.cluster == cluster]
+            if not queues:
+                continue
+            if "auto_scaling_group" in target:
+                size = _fleet_size(self._group(region, target["auto_scaling_group"]))
+                if size:
+                    out[queues[0]] = out.get(queues[0], 0) + size  # a fleet serves one queue (hyperbatch.config)
+                continue
+            if "job_queue" not in target:
+                continue
+            for queue, n in self._count(region, target["job_queue"], queues).items():
+                if n:
+                    out[queue] = out.get(queue, 0) + n
         return out
 
     def _active_jobs(self, region: str, job_queue: str, queues: list[str]) -> dict[str, tuple[str, dict]]:
@@ -206,13 +230,42 @@ class BatchCompute:
                 counts[queue] = counts.get(queue, 0) + sum(summary.get(s, 0) for s in ACTIVE)
         return counts
 
+    def _group(self, region: str, name: str) -> dict:
+        found = self.autoscaling_for(region).describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+        groups = found.get("AutoScalingGroups") or []
+        if not groups:
+            raise LookupError(f"Auto Scaling group {name} does not exist in {region}")
+        return groups[0]
+
+    def _grow(self, region: str, name: str, count: int) -> int:
+        """Raise a fleet's desired capacity by `count` workers, up to its maximum; returns the increase."""
+        group = self._group(region, name)
+        now = _fleet_size(group)
+        wanted = min(int(group["MaxSize"]), now + count)
+        if wanted > int(group["DesiredCapacity"]):
+            self.autoscaling_for(region).set_desired_capacity(
+                AutoScalingGroupName=name, DesiredCapacity=wanted, HonorCooldown=False)
+        return max(0, wanted - now)
+
     def stop_all(self) -> None:
-        """Terminate every active worker job of the configured queues (an array parent takes its children)."""
+        """Terminate every active worker job of the configured queues (an array parent takes its children);
+        a fleet's desired capacity goes to zero."""
         for region, clusters in self.targets.items():
             for cluster, target in clusters.items():
+                if "auto_scaling_group" in target:
+                    self.autoscaling_for(region).set_desired_capacity(
+                        AutoScalingGroupName=target["auto_scaling_group"], DesiredCapacity=0, HonorCooldown=False)
+                    continue
                 if "job_queue" not in target:
                     continue
                 queues = [q.name for q in self.config.queues if q.cluster == cluster]
                 batch = self.client_for(region)
                 for job_id in self._active_jobs(region, target["job_queue"], queues):
                     batch.terminate_job(jobId=job_id, reason="HyperBatch stop_all")
+
+
+def _fleet_size(group: dict) -> int:
+    """A fleet's workers: the capacity asked for (instances still to launch count), or the instances
+    pending or in service if more (an instance not yet gone after lowering the capacity itself)."""
+    live = sum(1 for i in group.get("Instances", []) if i.get("LifecycleState") in LIVE_INSTANCE)
+    return max(int(group.get("DesiredCapacity", 0)), live)

@@ -40,6 +40,10 @@ in the child's item collection:
 
     pk = <child id>   sk = "parent#<parent id>"   gsi3pk = parent id   gsi3sk = child id   (index by_parent)
 
+A script over a few KB is not in the item: it is in the script bucket and the
+item's `script_ref` names it (hyperbatch.adapters.aws.scripts), so items,
+writes and stream records stay small.
+
 Only job items (sk = "job") are jobs in the stream; `hyperbatch.adapters.aws.events`
 and the counters skip every other item.
 
@@ -73,6 +77,7 @@ from hyperbatch.core.model import Change, Expect
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.ports import Page
 from hyperbatch.adapters.aws import counters
+from hyperbatch.adapters.aws.scripts import SCRIPT_REF, S3Scripts
 from hyperbatch.adapters.aws.items import (
     ALL_STATES, JOB_SK, MEMBERS, OWNERS_PK, PUT_TOKEN, SUBMISSION_EXTRA_SECONDS, SUBMISSION_PREFIX,
     WAITING_STATES, Expression, decode, doc_from_item, edge_item, item_bytes, job_item, needs_queue,
@@ -105,9 +110,12 @@ class DynamoJobStore:
 
     def __init__(
         self, table: str, client, *, queues: Iterable[str] = (), retention_days: float = 30,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, scripts: S3Scripts | None = None,
     ):
         self.table, self.client = table, client
+        # Large scripts go to the script bucket, the item keeps a reference (aws/scripts.py);
+        # without one (tests of the store alone) they stay inline.
+        self.scripts = scripts
         self.queues = list(queues)
         self.retention_seconds = retention_days * 86400
         self.clock = clock
@@ -184,6 +192,8 @@ class DynamoJobStore:
         ids = [d["id"] for d in docs]
         if len(set(ids)) != len(ids):
             raise Conflict("the same job id appears twice in one submission")
+        if self.scripts is not None:
+            docs = self.scripts.stage(docs)
         now = self.clock()
         self._register_owners(docs)
         if len(docs) == 1 and not edges:
@@ -322,6 +332,16 @@ class DynamoJobStore:
         if "Item" not in response:
             raise NotFound(f"Unknown Job Id {job_id}")
         return self._remember(doc_from_item(response["Item"]))
+
+    def script(self, doc: dict) -> str | None:
+        """The script: inline, or fetched from the script bucket when the item holds a reference."""
+        key = doc.get(SCRIPT_REF)
+        if key is None:
+            return doc["script"]
+        if self.scripts is None:
+            raise RuntimeError(f"job {doc['id']}'s script is in the script bucket, but no bucket is configured "
+                               "(HYPER_SCRIPT_BUCKET)")
+        return self.scripts.fetch(key)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:
         ids = list(dict.fromkeys(job_ids))

@@ -387,24 +387,26 @@ class SqsWorkQueue:
         return {k: int(v) for k, v in response.get("Attributes", {}).items()}
 
     def backlog(self, queue):
-        """Messages waiting (visible or delayed) — messages, not array positions: one may carry thousands.
+        """Messages waiting to be received — messages, not array positions: one may carry thousands.
 
-        Approximate, as SQS says (it settles within a minute). The scaler on
-        AWS should size on `DynamoJobStore.pending_tasks(queue)` instead.
-        The queue's buffered acks are deleted first.
+        Delayed messages are not waiting: they are the "check later" copies of
+        jobs whose workers still beat (and, for a second, an array at its
+        concurrency limit), so `in_flight` counts them. Approximate, as SQS says
+        (it settles within a minute). The scaler on AWS sizes on
+        `DynamoJobStore.pending_tasks(queue)` as well. The queue's buffered acks
+        are deleted first.
         """
         self._flush_queue(queue)
-        found = self._attributes(queue, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")
-        waiting = found.get("ApproximateNumberOfMessages", 0) + found.get("ApproximateNumberOfMessagesDelayed", 0)
+        waiting = self._attributes(queue, "ApproximateNumberOfMessages").get("ApproximateNumberOfMessages", 0)
         return waiting + self._ahead_count(queue)
 
     def in_flight(self, queue):
-        """Messages under a lease (received, not yet deleted or visible again); buffered acks deleted first."""
+        """Work being run: messages under a lease (received, not yet deleted or visible again) plus
+        delayed ones, each a copy standing for a job a live worker runs; buffered acks deleted first."""
         self._flush_queue(queue)
-        leased = self._attributes(queue, "ApproximateNumberOfMessagesNotVisible").get(
-            "ApproximateNumberOfMessagesNotVisible", 0
-        )
-        return max(0, leased - self._ahead_count(queue))
+        found = self._attributes(queue, "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+        leased = found.get("ApproximateNumberOfMessagesNotVisible", 0)
+        return max(0, leased - self._ahead_count(queue)) + found.get("ApproximateNumberOfMessagesDelayed", 0)
 
     def _ahead_count(self, queue: str) -> int:
         """Messages this object received ahead of their claim: waiting, though SQS counts them leased."""

@@ -75,6 +75,9 @@ class LocalCompute:
                 conn.executemany("DELETE FROM workers WHERE id = ?", [(w,) for w in gone])
         return out
 
+    def running_in(self, region: str) -> dict[str, int]:
+        return {queue: n for (r, queue), n in self.running().items() if r == region}
+
     def _alive(self, worker: str, pid: int) -> bool:
         """Whether `pid` is still worker `worker`'s start.sh (a worker of an earlier daemon counts while it
         lives; a pid the system has given to another process since does not)."""

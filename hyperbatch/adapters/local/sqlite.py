@@ -136,6 +136,9 @@ class SqliteJobStore:
             raise NotFound(f"Unknown Job Id {job_id}")
         return json.loads(row[0])
 
+    def script(self, doc: dict) -> str | None:
+        return doc["script"]  # kept in the document: SQLite has no item size limit to mind
+
     def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:
         ids = list(dict.fromkeys(job_ids))
         out: dict[str, dict] = {}
