@@ -18,8 +18,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hyperbatch import __version__
-from hyperbatch.core.errors import HyperError
-from hyperbatch.core.ids import parse_job_ref
+from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_UNKJOBID, HyperError, NotFound, SpecError
+from hyperbatch.core.ids import JobRef, parse_job_ref
 from hyperbatch.core.model import view
 from hyperbatch.services.scheduler import MAX_SCRIPT_BYTES, Caller, Scheduler
 from hyperbatch.core.states import JobState
@@ -40,7 +40,7 @@ class JobRequest(BaseModel):
     script_name: str | None = Field(None, max_length=1024)
     command: list[str] | None = Field(None, min_length=1, max_length=4096)
     array: str | None = Field(None, max_length=64, examples=["1-100", "0-10:2", "1-1000%10"])
-    depend: str | None = Field(None, max_length=4096, examples=["afterok:01JD4V8ZK2N3Q"])
+    depend: str | None = Field(None, max_length=4096, examples=["afterok:1234.server"])
     priority: int | None = Field(None, ge=-1024, le=1023)
     max_attempts: int | None = Field(None, ge=1, le=100)
     walltime: str | int | None = Field(None, examples=["01:00:00"])
@@ -57,8 +57,11 @@ class BatchRequest(BaseModel):
 
 
 
-def error(status: int, code: str, message: str) -> Response:
-    return Response(status, content_types.APPLICATION_JSON, json.dumps({"error": code, "message": message}))
+def error(status: int, code: str, message: str, pbs_errno: int | None = None) -> Response:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if pbs_errno is not None:
+        body["pbs_errno"] = pbs_errno  # the PBS commands print PBS's text for it and exit with its low byte
+    return Response(status, content_types.APPLICATION_JSON, json.dumps(body))
 
 
 def describe_validation(errors: list[dict]) -> str:
@@ -96,7 +99,7 @@ def build_app(
 
     @app.exception_handler(HyperError)
     def _hyper_error(exc: HyperError) -> Response:
-        return error(exc.status, exc.code, str(exc))
+        return error(exc.status, exc.code, str(exc), exc.pbs_errno)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
@@ -138,9 +141,25 @@ def build_app(
         page = scheduler.list(caller(), owner=owner, queue=queue, states=states, limit=limit, next=next)
         return {"jobs": [view(d) for d in page.items], "next": page.next}
 
-    @app.get("/jobs/<job_id>", summary="One job")
+    def on_job(text: str, act: Callable[[JobRef], Any]) -> Any:
+        """Run `act` on the job the path names (`1234`, `1234.server`, `1234[]`, `1234[7]`, ...); an
+        unknown job is answered as PBS does, naming the id as given with the server appended."""
+        ref = parse_job_ref(text, scheduler.server)
+        try:
+            return act(ref)
+        except NotFound as exc:
+            if exc.pbs_errno != PBSE_UNKJOBID:
+                raise
+            raise NotFound(f"Unknown Job Id {ref.expanded(scheduler.server)}") from None
+
+    @app.get("/jobs/<job_id>", summary="One job, or one array task (ID[INDEX])")
     def get_job(job_id: str) -> dict:
-        return view(scheduler.get(_id(job_id), caller()))
+        def look(ref: JobRef) -> dict:
+            if ref.index is not None:
+                return scheduler.task(ref.seq, ref.index, caller())
+            return view(scheduler.get(ref.seq, caller()))
+
+        return on_job(job_id, look)
 
     @app.get("/jobs/<job_id>/tasks", summary="An array's tasks with their states")
     def get_tasks(
@@ -148,20 +167,20 @@ def build_app(
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> dict:
-        rows, nxt = scheduler.tasks(_id(job_id), caller(), offset, limit)
+        rows, nxt = on_job(job_id, lambda ref: scheduler.tasks(_whole(ref), caller(), offset, limit))
         return {"tasks": rows, "next": nxt}
 
-    @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (?index=N)")
+    @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (ID[INDEX], or ?index=N)")
     def cancel(job_id: str, index: Annotated[int | None, Query(ge=0)] = None) -> dict:
-        return view(scheduler.cancel(_id(job_id), caller(), index))
+        return on_job(job_id, lambda ref: view(scheduler.cancel(ref.seq, caller(), _index(ref, index))))
 
     @app.post("/jobs/<job_id>/hold", summary="Hold a queued or waiting job")
     def hold(job_id: str) -> dict:
-        return view(scheduler.hold(_id(job_id), caller()))
+        return on_job(job_id, lambda ref: view(scheduler.hold(_whole(ref), caller())))
 
     @app.post("/jobs/<job_id>/release", summary="Release a held job")
     def release(job_id: str) -> dict:
-        return view(scheduler.release(_id(job_id), caller()))
+        return on_job(job_id, lambda ref: view(scheduler.release(_whole(ref), caller())))
 
     @app.get("/jobs/<job_id>/log", summary="stdout or stderr from a byte offset (poll for live output)")
     def read_log(
@@ -170,7 +189,7 @@ def build_app(
         offset: Annotated[int, Query(ge=0)] = 0,
         index: Annotated[int | None, Query(ge=0)] = None,
     ) -> dict:
-        return scheduler.read_log(_id(job_id), caller(), stream, offset, index)
+        return on_job(job_id, lambda ref: scheduler.read_log(ref.seq, caller(), stream, offset, _index(ref, index)))
 
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
     def queues() -> dict:
@@ -188,13 +207,19 @@ def build_app(
     return app
 
 
-def _id(text: str) -> str:
-    job_id, index = parse_job_ref(text)
-    if index is not None:
-        from hyperbatch.core.errors import SpecError
+def _whole(ref: JobRef) -> str:
+    """The id of a request that acts on a whole job or array, never on one task."""
+    if ref.index is not None:
+        raise SpecError(
+            f"{ref.text} is one task: this acts on a whole job or array, as in {ref.seq}[]", pbs_errno=PBSE_IVALREQ
+        )
+    return ref.seq
 
-        raise SpecError(f"name the task with ?index={index}, not in the path")
-    return job_id
+
+def _index(ref: JobRef, query_index: int | None) -> int | None:
+    if ref.index is not None and query_index is not None and ref.index != query_index:
+        raise SpecError(f"{ref.text} names task {ref.index} but ?index={query_index} another")
+    return ref.index if ref.index is not None else query_index
 
 
 def _states(text: str | None) -> list[str] | None:
@@ -204,7 +229,5 @@ def _states(text: str | None) -> list[str] | None:
     valid = {s.value for s in JobState}
     for name in names:
         if name not in valid:
-            from hyperbatch.core.errors import SpecError
-
             raise SpecError(f"unknown state '{name}': use {', '.join(sorted(valid))}")
     return names

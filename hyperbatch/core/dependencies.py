@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
-from hyperbatch.core.errors import SpecError
+from hyperbatch.core.errors import PBSE_BADDEPEND, SpecError
 from hyperbatch.core.ids import EXAMPLE, parse_job_ref
 from hyperbatch.core.states import JobState
 
@@ -32,19 +32,24 @@ class Dependency:
 
 
 def _job_id(text: str, kind: str) -> str:
-    job_id, index = parse_job_ref(text)
-    if index is not None:
+    try:
+        ref = parse_job_ref(text)
+    except SpecError:
+        raise SpecError(f"dependency {kind}:{text}: '{text}' is not a job id, {_HINT}", pbs_errno=PBSE_BADDEPEND) from None
+    if ref.index is not None:
         raise SpecError(
             f"dependency {kind}:{text}: an array task cannot be a dependency; "
-            f"depend on the whole array, as in {kind}:{job_id}"
+            f"depend on the whole array, as in {kind}:{ref.seq}[]",
+            pbs_errno=PBSE_BADDEPEND,
         )
-    return job_id
+    return ref.seq
 
 
 def parse_depend(text: str) -> list[Dependency]:
     """Parse `[depend=]afterok:ID[:ID...][,afterany:ID][,afternotok:ID]`; duplicates dropped, order kept.
 
-    `ID[]` (PBS for a whole array) is read as `ID`.
+    An ID is given as PBS prints it or as its number alone (`1234.server`, `1234`); `ID[]` (PBS for
+    a whole array) is read as `ID`. The result names jobs by their internal ids (`1234`).
     """
     body = text.strip()
     body = body[len("depend="):] if body.startswith("depend=") else body

@@ -30,8 +30,15 @@ class Event:
 
 
 class JobStore(Protocol):
+    def reserve_ids(self, n: int) -> int:
+        """Reserve n consecutive job sequence numbers no one else will get; returns the first
+        (hyperbatch.core.ids: one conditional write, whatever n)."""
+
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
-        """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists)."""
+        """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists).
+
+        Ids come from `reserve_ids`; the jobs of one submit have consecutive ids (hyperbatch.core.ids).
+        """
 
     def get(self, job_id: str) -> dict:
         """The job document; raises NotFound."""
@@ -46,7 +53,10 @@ class JobStore(Protocol):
         self, *, owner: str | None = None, queue: str | None = None,
         states: Iterable[str] | None = None, limit: int = 100, next: str | None = None,
     ) -> Page:
-        """Jobs newest first, by owner and/or queue+state, through indexes (never a scan)."""
+        """Jobs newest first (highest id first), by owner and/or queue+state, through indexes (never a scan).
+
+        `next` is the last id of the previous page: the listing goes on below it.
+        """
 
     def dependents(self, parent_id: str) -> list[str]:
         """Ids of the jobs that depend on `parent_id`."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hyperbatch.core import exits
+from hyperbatch.core.ids import display_id
 from hyperbatch.support.processes import signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
@@ -285,8 +286,9 @@ class Agent:
         job, argv = run.job, self.argv
         env = self.base_env
         if index is not None:
+            task_id = display_id(job, index)  # 1234[7].server
             env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
-                   "HYPER_JOB_ID": f"{job['id']}[{index}]", "PBS_JOBID": f"{job['id']}[{index}]"}
+                   "HYPER_JOB_ID": task_id, "PBS_JOBID": task_id}
         sink = self.logs.sink(job["id"], index, run.attempt)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -332,11 +334,12 @@ class Agent:
         """What every task of the item sees; `_run_one` adds the array index."""
         job = run.job
         env = {**os.environ, **self.settings.definition_env, **job["env"]}
+        pbs_id = display_id(job)  # exactly what qsub printed: 1234.server (1234[].server for an array)
         env.update(
-            HYPER_JOB_ID=job["id"], PBS_JOBID=job["id"], HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
+            HYPER_JOB_ID=pbs_id, PBS_JOBID=pbs_id, HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
             HYPER_ATTEMPT=str(run.attempt), HYPER_QUEUE=job["queue"], PBS_QUEUE=job["queue"],
             PBS_O_WORKDIR=job["workdir"] or "", HYPER_OWNER=job["owner"],
         )
         if job["array"] is not None:
-            env["HYPER_ARRAY_ID"] = job["id"]
+            env["HYPER_ARRAY_ID"] = env["PBS_ARRAY_ID"] = pbs_id
         return env

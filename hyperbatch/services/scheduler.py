@@ -10,9 +10,11 @@ import os
 import time
 from dataclasses import dataclass
 
-from hyperbatch.core import arrays, dependencies, directives, ids, options, outbox
+from hyperbatch.core import arrays, dependencies, directives, history, ids, options, outbox
 from hyperbatch.config import Configuration
-from hyperbatch.core.errors import Conflict, Forbidden, NotFound, SpecError, StaleTransition
+from hyperbatch.core.errors import (
+    PBSE_NOHISTARRAYSUBJOB, PBSE_UNKQUE, Conflict, Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
+)
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState
@@ -28,8 +30,14 @@ class Caller:
 
 
 class Scheduler:
-    def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore):
+    """`server` is the name in the jobs' PBS ids (`1234.server`: hyperbatch.core.ids); `sequence` hands
+    out their numbers (default: exactly what each submit needs, reserved in the store)."""
+
+    def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore, *,
+                 server: str = "", sequence: ids.SequenceBlocks | None = None):
         self.config, self.store, self.queue, self.logs = config, store, queue, logs
+        self.server = server
+        self.sequence = sequence or ids.SequenceBlocks(store.reserve_ids)
 
     # ---- submit -------------------------------------------------------------------------
     def submit(self, requests: list[dict], caller: Caller) -> list[dict]:
@@ -41,34 +49,16 @@ class Scheduler:
             except SpecError as exc:
                 raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc)) from None
         docs = [doc for doc, _ in built]
-        if 1 < len(built) <= ids.MAX_BLOCK:
-            # One block of ids: the store writes it as one submission (see DynamoJobStore.create).
-            for doc, job_id in zip(docs, ids.new_job_ids(len(built))):
-                doc["id"] = job_id
-        self._create(built)
+        # One run of consecutive ids for the whole submit (a batch is one submission on DynamoDB).
+        for doc, job_id in zip(docs, self.sequence.take(len(docs))):
+            doc["id"] = job_id
+        self.store.create(docs, [(p, doc["id"]) for doc, parents in built for p in parents])
         self.send_work(docs)
         # A parent may have finished between our look and the edge write: look again.
         for doc in docs:
             if doc["state"] == JobState.WAITING.value:
                 doc.update(self.reevaluate(doc["id"]) or {})
         return docs
-
-    def _create(self, built: list[tuple[dict, list[str]]], tries: int = 3) -> None:
-        """Store new jobs; ids are unique only with high probability across processes, so a clash gets new ones
-        (a whole new block when they were one: another process took its millisecond)."""
-        for attempt in range(tries):
-            try:
-                self.store.create([doc for doc, _ in built], [(p, doc["id"]) for doc, parents in built for p in parents])
-                return
-            except Conflict:
-                if attempt == tries - 1:
-                    raise
-                if 1 < len(built) <= ids.MAX_BLOCK:
-                    fresh = ids.new_job_ids(len(built))
-                else:
-                    fresh = [ids.new_job_id() for _ in built]
-                for (doc, _), job_id in zip(built, fresh):
-                    doc["id"] = job_id
 
     def _build(self, request: dict, caller: Caller) -> tuple[dict, list[str]]:
         script, command = request.get("script"), request.get("command")
@@ -101,7 +91,7 @@ class Scheduler:
 
         name = fields.get("name") or _default_name(request)
         doc = new_job(
-            id=ids.new_job_id(),
+            server=self.server,
             name=name,
             owner=caller.name,
             queue=queue,
@@ -121,10 +111,17 @@ class Scheduler:
             pending=spec.size if spec else 0,
         )
         verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        doc["history"] = [history.entry(
+            history.SERVER,
+            f"Job Queued at request of {caller.name}, owner = {caller.name}, job name = {name}, queue = {queue}",
+            doc["submitted_at"],
+        )]
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
+            doc["history"].append(history.entry(history.SERVER, f"Holds u set at request of {caller.name}"))
         elif verdict == "never":
             doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
+            doc["history"].append(history.entry(history.SERVER, reason))
             if spec:
                 doc.update(pending=0, cancelled=spec.size, cancel_requested=True)
         elif verdict == "wait":
@@ -178,7 +175,9 @@ class Scheduler:
         return doc
 
     def list(self, caller: Caller, owner=None, queue=None, states=None, limit=100, next=None):
-        if owner is None:
+        """Jobs newest first: the caller's own, `owner`'s (admins), or with owner '*' every job the
+        caller may see (everyone's for an admin, as PBS's qstat lists all jobs)."""
+        if owner is None or (owner == "*" and not caller.admin):
             owner = caller.name
         elif owner == "*":
             owner = None
@@ -194,8 +193,28 @@ class Scheduler:
             raise Conflict(f"job {job_id} is not an array job")
         spec = arrays.parse_array(doc["array"])
         end = min(spec.size, offset + limit)
-        rows = [task_state(doc, spec, pos) for pos in range(offset, end)]
+        rows = [self._task_row(doc, spec, pos) for pos in range(offset, end)]
         return rows, (end if end < spec.size else None)
+
+    def task(self, job_id: str, index: int, caller: Caller) -> dict:
+        """One array task: its row (as in `tasks`) plus the array's id, name, owner and queue."""
+        doc = self.get(job_id, caller)
+        if not is_array(doc):
+            raise NotFound(f"job {job_id} is not an array job")
+        spec = arrays.parse_array(doc["array"])
+        pos = spec.position_of(index)
+        if pos is None:
+            raise NotFound(f"array {job_id} has no task {index}")
+        return {
+            **self._task_row(doc, spec, pos),
+            "array_id": ids.display_id(doc),
+            **{k: doc[k] for k in ("name", "owner", "queue", "server", "submitted_at", "started_at", "exec_host")},
+        }
+
+    @staticmethod
+    def _task_row(doc: dict, spec, pos: int) -> dict:
+        row = task_state(doc, spec, pos)
+        return {"id": ids.display_id(doc, row["index"]), **row}
 
     def read_log(self, job_id, caller, stream, offset, index=None, limit=1 << 20):
         doc = self.get(job_id, caller)
@@ -236,7 +255,8 @@ class Scheduler:
             return getattr(self.config, kind)(name)
         except KeyError:
             names = ", ".join(item.name for item in getattr(self.config, f"{kind}s"))
-            raise SpecError(f"unknown {kind} '{name}': configured {kind}s are {names}") from None
+            raise SpecError(f"unknown {kind} '{name}': configured {kind}s are {names}",
+                            pbs_errno=PBSE_UNKQUE if kind == "queue" else None) from None
 
     # ---- control ------------------------------------------------------------------------
     def cancel(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
@@ -245,7 +265,7 @@ class Scheduler:
             return self._cancel_task(doc, index, caller)
         state = JobState(doc["state"])
         if state in FINAL:
-            raise Conflict(f"job {job_id} has already finished ({state.value})")
+            raise JobFinished(f"job {ids.display_id(doc)} has already finished ({state.value})")
         reason = f"cancelled by {caller.name}"
         if is_array(doc):
             return update_array(self.store, job_id, lambda d: _cancel_array(d, reason))
@@ -265,9 +285,10 @@ class Scheduler:
         spec = arrays.parse_array(doc["array"])
         pos = spec.position_of(index)
         if pos is None:
-            raise NotFound(f"Unknown Job Id {doc['id']}[{index}]: the array's range is {doc['array']}")
+            raise NotFound(f"Unknown Job Id {ids.display_id(doc, index)}: the array's range is {doc['array']}")
         if task_state(doc, spec, pos)["state"] in {s.value for s in FINAL}:
-            raise Conflict(f"task {doc['id']}[{index}] has already finished")
+            raise JobFinished(f"task {ids.display_id(doc, index)} has already finished",
+                              pbs_errno=PBSE_NOHISTARRAYSUBJOB)
         # Recorded as cancelled now; a claimer skips it and a worker running it kills it.
         return update_array(
             self.store, doc["id"], lambda d: _cancel_one(d, spec, pos, index, f"cancelled by {caller.name}")

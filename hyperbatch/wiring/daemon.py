@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from hyperbatch import config as config_models
 from hyperbatch.api import build_app
+from hyperbatch.core.ids import short_host
 from hyperbatch.wiring.worker import open_local
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.services.lease_recovery import reconcile_once
@@ -29,6 +31,7 @@ from hyperbatch.services.scale import scale_once
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.adapters.local.compute import LocalCompute
 from hyperbatch.adapters.local.http import make_server
+from hyperbatch.adapters.local.sqlite import StaleState
 
 log = logging.getLogger("hyperbatch.daemon")
 
@@ -52,7 +55,10 @@ class Daemon:
         self.config = config_models.load(self.config_dir)
         self.backend = open_local(self.home)
         self.compute = LocalCompute(self.backend.db, self.home, self.config_dir)
-        self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs)
+        # Local mode's PBS server name is the host's short name (`1234.myhost`), as PBS's default server's;
+        # the SQLite store hands out each submit's ids exactly (SequenceBlocks' default).
+        self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs,
+                                   server=short_host(socket.gethostname()))
         local = self.config.settings.local
         self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds)
         self.token = secrets.token_urlsafe(32)
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_models.ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, StaleState) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
     daemon.serve()

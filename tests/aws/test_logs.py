@@ -9,7 +9,7 @@ import pytest
 from hyperbatch.adapters.aws.logs import (
     EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, batches, split_message, stream_name,
 )
-from hyperbatch.core.ids import new_job_id
+from tests.handmade_ids import new_job_id
 from hyperbatch.core.model import new_job
 
 

@@ -135,8 +135,8 @@ def test_others_jobs_are_hidden(harness):
     ({"queue": "nope"}, "unknown queue 'nope'"),
     ({"definition": "nope"}, "unknown definition 'nope'"),
     ({"array": "5-1"}, "array range"),
-    ({"depend": "afterfoo:01M7Y8Y0CXBNC"}, "afterok"),
-    ({"depend": "afterok:01M7Y8Y0CXBNC"}, "no job 01M7Y8Y0CXBNC"),
+    ({"depend": "afterfoo:999"}, "afterok"),
+    ({"depend": "afterok:999.host"}, "no job 999"),
     ({"walltime": "abc"}, "walltime"),
     ({"env": {"1BAD": "x"}}, "environment variable name"),
     ({"command": None}, "exactly one of"),
@@ -220,11 +220,9 @@ def test_a_heartbeat_after_the_job_was_taken_back_stops_the_worker(harness):
     assert harness.worker.heartbeat(run).lease_lost
 
 
-def test_a_job_id_clash_with_another_process_gets_fresh_ids(harness, monkeypatch):
-    taken = harness.submit()["id"]
-    fresh = iter([taken, taken, "01M7Y8Y0CXBNC"])  # another process minted the same id first
-    monkeypatch.setattr("hyperbatch.core.ids.new_job_id", lambda: next(fresh))
-    job = harness.submit(name="second")
-    assert job["id"] == "01M7Y8Y0CXBNC"
-    assert harness.job(taken)["name"] != "second"
-    assert harness.job(job["id"])["name"] == "second"
+def test_ids_are_the_store_s_sequence_and_a_batch_is_one_run(harness):
+    first = harness.submit()["id"]
+    batch = harness.scheduler.submit([{"command": ["true"]}] * 5, ALICE)
+    after = harness.submit()["id"]
+    numbers = [int(first), *(int(d["id"]) for d in batch), int(after)]
+    assert numbers == list(range(numbers[0], numbers[0] + 7))  # local mode: every number in order, no gaps

@@ -47,7 +47,7 @@ if not (BIN / "qsub").exists():
     BIN = REPO / ".venv" / "bin"
 CONFIG_SRC = REPO / "configurations"
 FINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-ID_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{13}")  # Crockford base32, 13 characters
+ID_RE = re.compile(r"[1-9][0-9]*(\[\])?\.[A-Za-z0-9_][A-Za-z0-9_.-]*")  # 1234.server, 1234[].server
 DEFAULT_TIMEOUT = 30.0
 MAX_WAIT = 60.0
 
