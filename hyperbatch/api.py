@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import unquote
 from typing import Annotated, Any, Callable
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -21,6 +22,7 @@ from hyperbatch import __version__
 from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_UNKJOBID, HyperError, NotFound, SpecError
 from hyperbatch.core.ids import JobRef, parse_job_ref
 from hyperbatch.core.model import view
+from hyperbatch.core.options import NAME_PATTERN
 from hyperbatch.services.scheduler import MAX_SCRIPT_BYTES, Caller, Scheduler
 from hyperbatch.core.states import JobState
 
@@ -33,7 +35,7 @@ class JobRequest(BaseModel):
     """One job: a script (its #PBS/#HYPER header is read) or a command, and options that win over the header."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str | None = Field(None, pattern=NAME_PATTERN)
     queue: str | None = Field(None, max_length=64)
     definition: str | None = Field(None, max_length=64)
     script: str | None = Field(None, max_length=MAX_SCRIPT_BYTES)
@@ -50,6 +52,28 @@ class JobRequest(BaseModel):
     workdir: str | None = Field(None, max_length=4096)
 
 
+class AlterRequest(BaseModel):
+    """qalter: the attributes of a job that has not started; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, pattern=NAME_PATTERN)
+    priority: int | None = Field(None, ge=-1024, le=1023)
+    walltime: str | int | None = Field(None, examples=["01:00:00"])
+    resources: dict[str, str] | None = None
+    depend: str | None = Field(None, max_length=4096, examples=["afterok:1234.server"])
+    hold: bool | None = Field(None, description="true holds the job (qalter -h u), false releases it (-h n)")
+
+
+class SignalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signal: str = Field(max_length=32, examples=["SIGUSR1", "USR1", "10"])
+
+
+class MoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queue: str = Field(max_length=64)
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     jobs: list[JobRequest] = Field(min_length=1, max_length=1000)
@@ -57,10 +81,12 @@ class BatchRequest(BaseModel):
 
 
 
-def error(status: int, code: str, message: str, pbs_errno: int | None = None) -> Response:
+def error(status: int, code: str, message: str, pbs_errno: int | None = None, job_id: str | None = None) -> Response:
     body: dict[str, Any] = {"error": code, "message": message}
     if pbs_errno is not None:
         body["pbs_errno"] = pbs_errno  # the PBS commands print PBS's text for it and exit with its low byte
+    if job_id is not None:
+        body["job_id"] = job_id  # the job named, with .SERVER appended as PBS echoes it
     return Response(status, content_types.APPLICATION_JSON, json.dumps(body))
 
 
@@ -79,9 +105,12 @@ def build_app(
     authorize: Callable[[dict], Caller | None],
     workers: Callable[[], dict[tuple[str, str], int]],
     unauthenticated_status: int = 401,
+    nodes: Callable[[], list[dict]] | None = None,
 ) -> APIGatewayHttpResolver:
     """`unauthenticated_status`: what a request that `authorize` refuses gets — 401 locally (bad bearer
-    token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request."""
+    token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request. `nodes` lists the
+    workers (GET /nodes, pbsnodes: rows of id, region, queue, definition, started_at); without it the
+    workers are found from the running jobs."""
     app = APIGatewayHttpResolver(enable_validation=True)
     refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
 
@@ -99,7 +128,7 @@ def build_app(
 
     @app.exception_handler(HyperError)
     def _hyper_error(exc: HyperError) -> Response:
-        return error(exc.status, exc.code, str(exc), exc.pbs_errno)
+        return error(exc.status, exc.code, str(exc), exc.pbs_errno, exc.job_id)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
@@ -143,14 +172,21 @@ def build_app(
 
     def on_job(text: str, act: Callable[[JobRef], Any]) -> Any:
         """Run `act` on the job the path names (`1234`, `1234.server`, `1234[]`, `1234[7]`, ...); an
-        unknown job is answered as PBS does, naming the id as given with the server appended."""
-        ref = parse_job_ref(text, scheduler.server)
+        unknown job is answered as PBS does, naming the id as given with the server appended.
+        The id may arrive percent-encoded (`1234%5B7%5D`): API Gateway decodes paths, the local server not."""
+        text = unquote(text)
         try:
+            ref = parse_job_ref(text, scheduler.server)
             return act(ref)
         except NotFound as exc:
             if exc.pbs_errno != PBSE_UNKJOBID:
                 raise
-            raise NotFound(f"Unknown Job Id {ref.expanded(scheduler.server)}") from None
+            unknown = NotFound(f"Unknown Job Id {ids_expanded(text, scheduler.server)}")
+            unknown.job_id = ids_expanded(text, scheduler.server)
+            raise unknown from None
+        except HyperError as exc:
+            exc.job_id = ids_expanded(text, scheduler.server)
+            raise
 
     @app.get("/jobs/<job_id>", summary="One job, or one array task (ID[INDEX])")
     def get_job(job_id: str) -> dict:
@@ -182,6 +218,23 @@ def build_app(
     def release(job_id: str) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.release(_whole(ref), caller())))
 
+    @app.patch("/jobs/<job_id>", summary="Alter a job that has not started (qalter)")
+    def alter(job_id: str, body: AlterRequest) -> dict:
+        changes = body.model_dump(exclude_none=True)
+        return on_job(job_id, lambda ref: view(scheduler.alter(_whole(ref), changes, caller())))
+
+    @app.post("/jobs/<job_id>/rerun", summary="Re-run a running job, or an array's failed and cancelled tasks")
+    def rerun(job_id: str) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.rerun(ref.seq, caller(), ref.index)))
+
+    @app.post("/jobs/<job_id>/signal", summary="Send a signal to a running job or array task (qsig)")
+    def signal(job_id: str, body: SignalRequest) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.signal(ref.seq, body.signal, caller(), ref.index)))
+
+    @app.post("/jobs/<job_id>/move", summary="Move a job that has not started to another queue (qmove)")
+    def move(job_id: str, body: MoveRequest) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.move(_whole(ref), body.queue, caller())))
+
     @app.get("/jobs/<job_id>/log", summary="stdout or stderr from a byte offset (poll for live output)")
     def read_log(
         job_id: str,
@@ -193,11 +246,15 @@ def build_app(
 
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
     def queues() -> dict:
-        return {"queues": scheduler.queues(workers())}
+        return {"server": scheduler.server, "queues": scheduler.queues(workers())}
+
+    @app.get("/nodes", summary="The workers, as PBS nodes (pbsnodes)")
+    def list_nodes() -> dict:
+        return {"server": scheduler.server, "nodes": scheduler.nodes(nodes() if nodes is not None else None)}
 
     @app.get("/health", summary="Liveness")
     def health() -> dict:
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "server": scheduler.server}
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi():
@@ -205,6 +262,15 @@ def build_app(
 
     app.enable_swagger(path="/swagger", title="HyperBatch", version=__version__)
     return app
+
+
+def ids_expanded(text: str, server: str) -> str:
+    """The operand as PBS echoes it in a message: with `.SERVER` appended when it has none."""
+    text = text.strip()
+    try:
+        return parse_job_ref(text).expanded(server)
+    except HyperError:
+        return text
 
 
 def _whole(ref: JobRef) -> str:

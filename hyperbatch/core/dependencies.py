@@ -6,7 +6,7 @@ A dependency names a whole job or a whole array, never one array task.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 from hyperbatch.core.errors import PBSE_BADDEPEND, SpecError
 from hyperbatch.core.ids import EXAMPLE, parse_job_ref
@@ -82,28 +82,34 @@ def format_depend(deps: list[Dependency]) -> str:
     return ",".join(":".join(group) for group in groups)
 
 
-def _check(dep: Dependency, state: JobState | None) -> tuple[str, str]:
+def _check(dep: Dependency, state: JobState | None, name: str) -> tuple[str, str]:
     """("met" | "wait" | "never", why) for one dependency given its parent's state (None: no such job)."""
     if state is None:
-        return "never", f"{dep.job_id} does not exist"
+        return "never", f"{name} does not exist"
     if not state.final:
         return "wait", ""
     succeeded = state is JobState.SUCCEEDED
     holds = {"afterok": succeeded, "afterany": True, "afternotok": not succeeded}[dep.kind]
-    return ("met", "") if holds else ("never", f"{dep.job_id} {state.value}")
+    return ("met", "") if holds else ("never", f"{name} {state.value}")
 
 
-def evaluate(deps: list[Dependency], states: Mapping[str, JobState]) -> tuple[str, str]:
+def format_pbs(deps: list[Dependency], name: Callable[[str], str]) -> str:
+    """The dependencies as users name the jobs (`name` turns an id into `1234.server`)."""
+    return format_depend([Dependency(d.kind, name(d.job_id)) for d in deps])
+
+
+def evaluate(deps: list[Dependency], states: Mapping[str, JobState],
+             name: Callable[[str], str] = str) -> tuple[str, str]:
     """("met", "") when every dependency holds, ("never", reason) when one never can, else ("wait", "").
 
     afterok needs SUCCEEDED; afternotok needs FAILED or CANCELLED; afterany needs any final state.
-    A parent missing from `states` can never satisfy anything.
+    A parent missing from `states` can never satisfy anything. `name` shows an id in the reason.
     """
     waiting = False
     for dep in deps:
         state = states.get(dep.job_id)
-        verdict, why = _check(dep, JobState(state) if state is not None else None)
+        verdict, why = _check(dep, JobState(state) if state is not None else None, name(dep.job_id))
         if verdict == "never":
-            return "never", f"dependency {dep} can never be met: {why}"
+            return "never", f"dependency {dep.kind}:{name(dep.job_id)} can never be met: {why}"
         waiting = waiting or verdict == "wait"
     return ("wait", "") if waiting else ("met", "")

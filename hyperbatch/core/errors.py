@@ -48,6 +48,7 @@ class HyperError(Exception):
     status = 400
     code = "BadRequest"
     pbs_errno: int | None = None
+    job_id: str | None = None  # the job the request named, as PBS echoes it (`1234.server`): set by the API
 
     def __init__(self, message: str = "", *, pbs_errno: int | None = None):
         super().__init__(message)

@@ -15,7 +15,7 @@ from typing import Any
 
 from hyperbatch.core.errors import StaleTransition
 from hyperbatch.core.ids import display_id, format_id
-from hyperbatch.core.states import JobState
+from hyperbatch.core.states import JobState, pbs_state
 
 # Array bookkeeping kept on the job document (counters, not one record per task).
 ARRAY_COUNTERS = ("pending", "running", "succeeded", "failed", "cancelled")
@@ -149,6 +149,7 @@ def view(doc: dict) -> dict:
         )
     }
     server = doc.get("server") or ""
+    out["job_state"], out["substate"] = pbs_state(doc)
     out["id"] = display_id(doc)
     out["seq"] = doc["id"]
     out["server"] = server

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hyperbatch.core.errors import SpecError
+from hyperbatch.core.errors import PBSE_BADATVAL, SpecError
 
 PRIORITY_MIN, PRIORITY_MAX = -1024, 1023
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -88,6 +88,17 @@ def parse_env(text: str) -> dict[str, str]:
             )
         out[name] = next(v for v in (double, single, raw) if v is not None)
     return out
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # a job name (qsub -N, qalter -N)
+
+
+def parse_name(text: str) -> str:
+    """A job name: up to 64 letters, digits, '.', '_' and '-', not starting with a punctuation mark."""
+    if not isinstance(text, str) or re.fullmatch(NAME_PATTERN[1:-1], text) is None:
+        raise SpecError(f"job name '{text}': use up to 64 letters, digits, '.', '_' and '-', starting with a "
+                        f"letter or digit", pbs_errno=PBSE_BADATVAL)
+    return text
 
 
 def parse_priority(text: str | int) -> int:

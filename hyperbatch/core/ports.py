@@ -40,6 +40,9 @@ class JobStore(Protocol):
         Ids come from `reserve_ids`; the jobs of one submit have consecutive ids (hyperbatch.core.ids).
         """
 
+    def add_edges(self, edges: list[tuple[str, str]]) -> None:
+        """More (parent, child) dependency edges for existing jobs (qalter -W depend)."""
+
     def get(self, job_id: str) -> dict:
         """The job document; raises NotFound."""
 
@@ -94,6 +97,10 @@ class WorkQueue(Protocol):
 
     def send_many(self, items: list[tuple[str, str, int, int, int, int]]) -> None:
         """Batch send of (queue, job_id, lo, hi, attempt, priority)."""
+
+    def reprioritise(self, job_id: str, priority: int) -> None:
+        """Items of this job still waiting to be claimed move to `priority` (qalter -p). A queue
+        without priorities (SQS) does nothing."""
 
     def claim(self, queue: str, worker: str, max_tasks: int, lease_seconds: float) -> WorkItem | None:
         """Lease the next item, split so that it holds at most `max_tasks` array positions.

@@ -29,11 +29,13 @@ from pathlib import Path
 
 from hyperbatch.core import exits
 from hyperbatch.core.ids import display_id
+from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.processes import signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
 
 EXIT_IDLE, EXIT_MISCONFIGURED = 0, 3
+PID_LABEL = 64  # the pid file's line: "<process group> <job id>" padded to a fixed width
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
 
@@ -77,6 +79,12 @@ class Current:
                 return
             self.killed_for, self.killed_at = why, time.time()
             signal_group(self.proc.pid, signal.SIGTERM)
+
+    def signal(self, signum: int, index: int | None) -> None:
+        """qsig: the signal to the running job's process group (to the task `index` only, if given)."""
+        with self.lock:
+            if self.proc is not None and (index is None or index == self.index):
+                signal_group(self.proc.pid, signum)
 
     def escalate(self) -> None:
         with self.lock:
@@ -134,6 +142,8 @@ class Supervisor(threading.Thread):
                 self.lease_lost |= signals.lease_lost
                 self.cancelled_all |= signals.cancel_all
                 self.cancelled = signals.cancelled_indices
+                for name, index in signals.deliver:
+                    current.signal(signal_number(name), index)
                 if signals.lease_lost:
                     current.kill("lease")
                 elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
@@ -302,11 +312,12 @@ class Agent:
                 return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]}: {exc.strerror}")
             deadline = time.time() + job["walltime"] if job["walltime"] else None
             self.current.set(proc, index, deadline)
-            if self._pid_fd is not None:
-                os.pwrite(self._pid_fd, b"%-12d\n" % proc.pid, 0)
+            if self._pid_fd is not None:  # the process group and what it runs (LocalCompute.signal_job reads it)
+                label = display_id(job, index).encode()[:PID_LABEL]
+                os.pwrite(self._pid_fd, b"%-12d %-*s\n" % (proc.pid, PID_LABEL, label), 0)
             returncode = proc.wait()
             if self._pid_fd is not None:
-                os.pwrite(self._pid_fd, b"0           \n", 0)  # never kill a recycled pid later
+                os.pwrite(self._pid_fd, b"%-12d %-*s\n" % (0, PID_LABEL, b""), 0)  # never kill a recycled pid later
             killed_for = self.current.killed_for
             self.current.clear()
         finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from hyperbatch.core import arrays, exits
+from hyperbatch.core import arrays, exits, history
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
@@ -33,6 +33,11 @@ class Run:
     job: dict
     attempt: int
     positions: list[int] = field(default_factory=list)  # arrays only
+    signals_seen: int = -1  # qsig entries of the job already handled (set from the job at start)
+
+    def __post_init__(self) -> None:
+        if self.signals_seen < 0:
+            self.signals_seen = len(self.job.get("signals") or [])
 
     @property
     def spec(self) -> arrays.ArraySpec:
@@ -54,6 +59,7 @@ class Signals:
     lease_lost: bool = False
     cancel_all: bool = False
     cancelled_indices: frozenset[int] = frozenset()
+    deliver: tuple[tuple[str, int | None], ...] = ()  # qsig: (signal name, task index or None for all), in order
 
 
 class Dispatcher:
@@ -82,11 +88,13 @@ class Dispatcher:
         if (item.lo, item.hi) != (0, 1):
             return self._start_array(item)
         now = time.time()
-        change = Change(
+        change = history.add(Change(
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
-        )
-        expect = Expect(states=frozenset({JobState.QUEUED}), attempt=item.attempt, fields=(("array", None),))
+        ), history.WORKER, f"Job run on {self.host} (attempt {item.attempt})", now)
+        # The item's queue too: an item left in a queue the job was moved away from (qmove) is stale.
+        expect = Expect(states=frozenset({JobState.QUEUED}), attempt=item.attempt,
+                        fields=(("array", None), ("queue", item.queue)))
         try:
             doc = self.store.update(item.job_id, expect, change)
         except NotFound:
@@ -103,9 +111,11 @@ class Dispatcher:
         def decide(doc: dict) -> Change | None:
             granted.clear()
             if not is_array(doc):
-                return None  # a plain job that is not QUEUED at the item's attempt
+                return None  # a plain job that is not QUEUED at the item's attempt (or in the item's queue)
             if doc["state"] not in (JobState.QUEUED.value, JobState.RUNNING.value) or doc["cancel_requested"]:
                 return None
+            if doc["queue"] != item.queue:
+                return None  # an item left in the queue the array was moved away from
             spec = arrays.parse_array(doc["array"])
             room = item.size if spec.limit is None else max(0, spec.limit - doc["running"])
             if item.attempt > 1:  # a single task's retry
@@ -127,7 +137,7 @@ class Dispatcher:
             granted.update(lo=lo, hi=hi, positions=positions)
             now = time.time()
             chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now, "skip": skip}
-            return Change(
+            change = Change(
                 set={
                     "dispatched": add_range(doc["dispatched"], lo, hi),
                     "retrying": retrying,
@@ -139,6 +149,9 @@ class Dispatcher:
                     "run_count": max(doc["run_count"], item.attempt),
                 }
             )
+            if doc["started_at"] is None:  # an array's history records its first start, not every chunk
+                history.add(change, history.WORKER, f"Array began on {self.host}", now)
+            return change
 
         try:
             doc = update_array(self.store, item.job_id, decide)
@@ -184,9 +197,12 @@ class Dispatcher:
         self.queue.extend(run.item, self.lease_seconds)
         if doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value:
             return Signals(cancel_all=True)
+        entries = doc.get("signals") or []
+        deliver = tuple((e[1], e[2]) for e in entries[run.signals_seen:] if not e[3])  # e[3]: delivered already
+        run.signals_seen = len(entries)
         if is_array(doc):
-            return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]))
-        return Signals()
+            return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]), deliver=deliver)
+        return Signals(deliver=deliver)
 
     def alive(self, beat: float | None) -> bool:
         """A worker beats several times a lease; one silent for half a lease is taken for lost.
@@ -215,6 +231,9 @@ class Dispatcher:
                                  "finished_at": None})
         else:
             change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
+        used = f"resources_used.cput={_hms(outcome.cpu_seconds)} resources_used.walltime={_hms(now - (job['started_at'] or now))}"
+        history.add(change, history.WORKER, f"Exit_status={outcome.exit_status} {used}"
+                    + (f"; {change.set['reason']}" if change.set.get("reason") else ""), now)
         try:
             new = self.store.update(job["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
@@ -360,6 +379,7 @@ class Dispatcher:
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
+        history.add(change, history.SERVER, change.set["reason"], now)
         try:
             new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
@@ -410,6 +430,11 @@ class Dispatcher:
         self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
         if item is not None:
             self.queue.ack(item)
+
+
+def _hms(seconds: float | None) -> str:
+    total = max(0, int(seconds or 0))
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def _cancel_reason(store: JobStore, job: dict) -> str:

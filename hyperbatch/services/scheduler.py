@@ -9,16 +9,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
-from hyperbatch.core import arrays, dependencies, directives, history, ids, options, outbox
+from hyperbatch.core import arrays, dependencies, directives, history, ids, nodes, options, outbox, signals
 from hyperbatch.config import Configuration
 from hyperbatch.core.errors import (
-    PBSE_NOHISTARRAYSUBJOB, PBSE_UNKQUE, Conflict, Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
+    PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
+    Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
 )
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
-from hyperbatch.core.states import FINAL, JobState
-from hyperbatch.core.tasks import task_state, update_array
+from hyperbatch.core.states import FINAL, JobState, task_letter
+from hyperbatch.core.tasks import covered, task_state, update_array
 
 MAX_SCRIPT_BYTES = 256 * 1024
 
@@ -34,10 +36,14 @@ class Scheduler:
     out their numbers (default: exactly what each submit needs, reserved in the store)."""
 
     def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore, *,
-                 server: str = "", sequence: ids.SequenceBlocks | None = None):
+                 server: str = "", sequence: ids.SequenceBlocks | None = None,
+                 deliver: Callable[[dict, str, int | None], bool] | None = None):
         self.config, self.store, self.queue, self.logs = config, store, queue, logs
         self.server = server
         self.sequence = sequence or ids.SequenceBlocks(store.reserve_ids)
+        # deliver(job document, signal name, task index) -> True once the signal reached the job's
+        # processes (local mode, at once); None: workers deliver signals at their next heartbeat.
+        self.deliver = deliver
 
     # ---- submit -------------------------------------------------------------------------
     def submit(self, requests: list[dict], caller: Caller) -> list[dict]:
@@ -110,7 +116,7 @@ class Scheduler:
             total=spec.size if spec else 1,
             pending=spec.size if spec else 0,
         )
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
         doc["history"] = [history.entry(
             history.SERVER,
             f"Job Queued at request of {caller.name}, owner = {caller.name}, job name = {name}, queue = {queue}",
@@ -125,15 +131,25 @@ class Scheduler:
             if spec:
                 doc.update(pending=0, cancelled=spec.size, cancel_requested=True)
         elif verdict == "wait":
-            doc["state"], doc["reason"] = JobState.WAITING.value, f"waiting for {doc['depend']}"
+            doc["state"], doc["reason"] = JobState.WAITING.value, self._waiting_for(doc["depend"])
         return doc, list(parents)
+
+    def _pbs_id(self, job_id: str) -> str:
+        return ids.format_id(job_id, self.server)
+
+    def _pbs_depend(self, depend: str) -> str:
+        return dependencies.format_pbs(dependencies.parse_depend(depend), self._pbs_id)
+
+    def _waiting_for(self, depend: str) -> str:
+        return f"waiting for {self._pbs_depend(depend)}"
 
     def _visible_parents(self, deps, caller: Caller) -> dict[str, dict]:
         found = self.store.get_many(d.job_id for d in deps)
         for dep in deps:
             parent = found.get(dep.job_id)
             if parent is None or not _may_see(caller, parent):
-                raise SpecError(f"dependency {dep}: no job {dep.job_id} (check the id with qstat -x)")
+                raise SpecError(f"dependency {dep.kind}:{self._pbs_id(dep.job_id)}: no job {self._pbs_id(dep.job_id)} "
+                                f"(check the id with qstat -x)", pbs_errno=PBSE_BADDEPEND)
         return found
 
     def send_work(self, docs: list[dict]) -> None:
@@ -150,13 +166,15 @@ class Scheduler:
             return None
         deps = dependencies.parse_depend(doc["depend"])
         parents = self.store.get_many(d.job_id for d in deps)
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
         if verdict == "wait":
             return None
         if verdict == "met":
-            change = Change(set={"state": JobState.QUEUED, "reason": ""})
+            change = history.add(Change(set={"state": JobState.QUEUED, "reason": ""}), history.SERVER,
+                                 f"Dependencies met ({self._pbs_depend(doc['depend'])}): job queued")
         else:
-            change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
+            change = history.add(Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()}),
+                                 history.SERVER, reason)
             if is_array(doc):
                 change.set.update(pending=0, cancelled=doc["total"], cancel_requested=True)
         try:
@@ -214,7 +232,7 @@ class Scheduler:
     @staticmethod
     def _task_row(doc: dict, spec, pos: int) -> dict:
         row = task_state(doc, spec, pos)
-        return {"id": ids.display_id(doc, row["index"]), **row}
+        return {"id": ids.display_id(doc, row["index"]), **row, "job_state": task_letter(row["state"])}
 
     def read_log(self, job_id, caller, stream, offset, index=None, limit=1 << 20):
         doc = self.get(job_id, caller)
@@ -242,12 +260,28 @@ class Scheduler:
             out.append(
                 {
                     "name": q.name,
+                    "definition": q.definition,
                     "counts": self.store.counts(q.name),
                     "backlog": self.queue.backlog(q.name),
                     "workers": per_region,
                 }
             )
         return out
+
+    def nodes(self, workers: list[dict] | None = None) -> list[dict]:
+        """The workers as PBS nodes (hyperbatch.core.nodes): `workers` where they are known (local mode),
+        else only those that run a job now, found from the running jobs."""
+        running: list[dict] = []
+        token = None
+        while True:
+            page = self.store.query(states=[JobState.RUNNING.value], limit=1000, next=token)
+            running += page.items
+            token = page.next
+            if token is None:
+                break
+        definitions = {d.name: {"vcpus": d.vcpus, "memory_mib": d.memory_mib, "gpus": d.gpus}
+                       for d in self.config.definitions}
+        return nodes.describe(workers, running, definitions)
 
     def _configured(self, kind: str, name: str):
         """The configured queue or definition called `name`, or a SpecError that lists the real ones."""
@@ -267,13 +301,15 @@ class Scheduler:
         if state in FINAL:
             raise JobFinished(f"job {ids.display_id(doc)} has already finished ({state.value})")
         reason = f"cancelled by {caller.name}"
+        deleted = f"Job deleted at request of {caller.name}"
         if is_array(doc):
-            return update_array(self.store, job_id, lambda d: _cancel_array(d, reason))
+            return update_array(self.store, job_id, lambda d: history.add(_cancel_array(d, reason), history.SERVER, deleted))
         if state == JobState.RUNNING:
             # The worker sees the flag at its next heartbeat, kills the job and records CANCELLED.
             change = Change(set={"cancel_requested": True, "reason": f"cancel requested by {caller.name}"})
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
+        history.add(change, history.SERVER, deleted)
         try:
             return self.store.update(job_id, Expect.state(state, attempt=doc["attempt"]), change)
         except StaleTransition:
@@ -297,9 +333,14 @@ class Scheduler:
     def hold(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)
         state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state == JobState.HELD:
+            return doc  # held already: as PBS, holding again changes nothing and succeeds
         if state not in (JobState.QUEUED, JobState.WAITING) or (is_array(doc) and doc["running"]):
             raise Conflict(f"job {job_id} is {state.value}: only queued or waiting jobs can be held")
-        change = Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"})
+        change = history.add(Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"}),
+                             history.SERVER, f"Holds u set at request of {caller.name}")
         try:
             return self.store.update(job_id, Expect(version=doc["version"]), change)
         except StaleTransition:
@@ -307,9 +348,12 @@ class Scheduler:
 
     def release(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)
+        if doc["state"] in {s.value for s in FINAL}:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({doc['state']})")
         if doc["state"] != JobState.HELD.value:
             raise Conflict(f"job {job_id} is {doc['state']}, not held")
-        change = Change(set={"state": JobState.WAITING, "reason": f"waiting for {doc['depend']}"})
+        change = history.add(Change(set={"state": JobState.WAITING, "reason": self._waiting_for(doc["depend"])}),
+                             history.SERVER, f"Holds u released at request of {caller.name}")
         new = self.store.update(job_id, Expect.state(JobState.HELD), change)
         released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
         return released or new
@@ -322,6 +366,163 @@ class Scheduler:
         return new
 
 
+    # ---- qalter, qrerun, qsig, qmove ----------------------------------------------------
+    def alter(self, job_id: str, changes: dict, caller: Caller) -> dict:
+        """qalter: change a job that has not started. `changes` may hold name, priority, walltime,
+        resources (merged into the job's), depend (replaces the job's) and hold (True holds, False
+        releases). A running job (or a begun array) cannot be altered (PBS: 167), a finished one 35."""
+        doc = self.get(job_id, caller)
+        self._not_started(doc, "Cannot modify attribute while job running")
+        fields: dict = {}
+        altered: list[str] = []
+        if changes.get("name") is not None:
+            fields["name"] = options.parse_name(changes["name"])
+            altered.append("Job_Name")
+        if changes.get("priority") is not None:
+            fields["priority"] = options.parse_priority(changes["priority"])
+            altered.append("Priority")
+        if changes.get("walltime") is not None:
+            fields["walltime"] = options.parse_walltime(str(changes["walltime"]))
+            if fields["walltime"] <= 0:
+                raise SpecError("walltime must be positive, as in 01:00:00", pbs_errno=PBSE_BADATVAL)
+            altered.append("Resource_List.walltime")
+        if changes.get("resources"):
+            fields["resources"] = {**doc["resources"], **{str(k): str(v) for k, v in changes["resources"].items()}}
+            altered += [f"Resource_List.{k}" for k in sorted(changes["resources"])]
+        edges: list[tuple[str, str]] = []
+        if changes.get("depend") is not None:
+            deps = dependencies.parse_depend(changes["depend"])
+            parents = self._visible_parents(deps, caller)
+            fields["depend"] = dependencies.format_depend(deps)
+            edges = [(p, job_id) for p in parents]
+            altered.append("depend")
+            if doc["state"] in (JobState.QUEUED.value, JobState.WAITING.value):
+                fields["state"] = JobState.WAITING
+                fields["reason"] = self._waiting_for(fields["depend"]) if deps else ""
+        if not altered and changes.get("hold") is None:
+            raise SpecError("nothing to alter: give one of name, priority, walltime, resources, depend, hold",
+                            pbs_errno=PBSE_IVALREQ)
+        new = doc
+        if altered:
+            if edges:
+                self.store.add_edges(edges)
+            change = history.add(Change(set=fields), history.SERVER,
+                                 f"Job attributes altered at request of {caller.name}: {', '.join(altered)}")
+            try:
+                new = self.store.update(job_id, Expect(version=doc["version"]), change)
+            except StaleTransition:
+                return self.alter(job_id, changes, caller)
+            if "priority" in fields and new["state"] == JobState.QUEUED.value:
+                self.queue.reprioritise(job_id, new["priority"])
+            if "depend" in fields and new["state"] == JobState.WAITING.value:
+                new = self.reevaluate(job_id) or new
+                if not dependencies.parse_depend(new["depend"]) and new["state"] == JobState.WAITING.value:
+                    new = self._requeue_held(new)
+        if changes.get("hold") is True and new["state"] != JobState.HELD.value:
+            new = self.hold(job_id, caller)
+        elif changes.get("hold") is False and new["state"] == JobState.HELD.value:
+            new = self.release(job_id, caller)
+        return new
+
+    def _not_started(self, doc: dict, running_text: str) -> None:
+        state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state == JobState.RUNNING or (is_array(doc) and doc["started_at"] is not None):
+            raise Conflict(f"job {ids.display_id(doc)} has started: {running_text}", pbs_errno=PBSE_MODATRRUN)
+
+    def move(self, job_id: str, queue: str, caller: Caller) -> dict:
+        """qmove: a job that has not started goes to another queue (its work is sent there anew; the
+        item left in the old queue is stale and dropped by whoever claims it)."""
+        doc = self.get(job_id, caller)
+        state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state == JobState.RUNNING or (is_array(doc) and doc["started_at"] is not None):
+            raise Conflict(f"job {ids.display_id(doc)} has started: only jobs not yet running can be moved")
+        queue_config = self._configured("queue", queue)
+        if queue == doc["queue"]:
+            return doc
+        # A job on its old queue's default definition takes the new queue's; one that named its own keeps it.
+        old_default = self._configured("queue", doc["queue"]).definition
+        definition = queue_config.definition if doc["definition"] == old_default else doc["definition"]
+        change = history.add(Change(set={"queue": queue, "state": state, "definition": definition}),
+                             history.SERVER, f"Job moved to {queue} at request of {caller.name}")
+        try:
+            new = self.store.update(job_id, Expect(version=doc["version"]), change)
+        except StaleTransition:
+            return self.move(job_id, queue, caller)
+        items = outbox.to_send(doc, new)
+        if items:
+            self.queue.send_many(items)
+        return new
+
+    def rerun(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
+        """qrerun: a running job is re-queued at a new attempt (its worker stops it at its next
+        heartbeat, as when its lease is taken back); an array re-runs its failed and cancelled tasks
+        (or the one task `index` names). A job submitted with -r n cannot be re-run (PBS: 190)."""
+        doc = self.get(job_id, caller)
+        if doc.get("rerunable") is False:
+            raise Conflict(f"job {ids.display_id(doc)} was submitted as not rerunnable (-r n)", pbs_errno=PBSE_NORERUN)
+        who = f"Job Rerun at request of {caller.name}"
+        if is_array(doc):
+            new = update_array(self.store, job_id, lambda d: _rerun_tasks(d, index, who))
+            if new["version"] == doc["version"] and not _rerunnable_tasks(doc, index):
+                what = f"task {ids.display_id(doc, index)}" if index is not None else f"array {ids.display_id(doc)}"
+                raise Conflict(f"{what} has no failed or cancelled task to re-run")
+            self.send_work([new])
+            return new
+        if index is not None:
+            raise SpecError(f"job {ids.display_id(doc)} is not an array job; drop the [{index}]")
+        state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state != JobState.RUNNING:
+            raise Conflict(f"job {ids.display_id(doc)} is {state.value}: only running jobs can be re-run")
+        attempt = doc["attempt"]
+        change = history.add(
+            Change(set={"state": JobState.QUEUED, "attempt": attempt + 1, "reason": f"re-run at request of {caller.name}",
+                        "cancel_requested": False}),
+            history.SERVER, who)
+        try:
+            new = self.store.update(job_id, Expect.state(JobState.RUNNING, attempt=attempt), change)
+        except StaleTransition:
+            return self.rerun(job_id, caller)
+        self.send_work([new])
+        return new
+
+    def signal(self, job_id: str, name: str, caller: Caller, index: int | None = None) -> dict:
+        """qsig: ask for `name` (SIGUSR1, USR1, 10 ...) to be sent to the running job's process group
+        (or to a running task of an array). The job's worker delivers it at its next heartbeat; in local
+        mode the daemon delivers it at once (`deliver`, wired in by hyperbatch.wiring.daemon)."""
+        signame = signals.parse(name)
+        doc = self.get(job_id, caller)
+        running = doc["state"] == JobState.RUNNING.value
+        if is_array(doc):
+            spec = arrays.parse_array(doc["array"])
+            if index is not None:
+                pos = spec.position_of(index)
+                if pos is None:
+                    raise NotFound(f"array {job_id} has no task {index}")
+                running = task_state(doc, spec, pos)["state"] == JobState.RUNNING.value
+            else:
+                running = bool(doc["running"])
+        elif index is not None:
+            raise SpecError(f"job {ids.display_id(doc)} is not an array job; drop the [{index}]")
+        if doc["state"] in {s.value for s in FINAL}:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished")
+        if not running:
+            raise Conflict(f"job {ids.display_id(doc)} is not running: signals go to running jobs only")
+        delivered = self.deliver(doc, signame, index) if self.deliver is not None else False
+        entry = [round(time.time(), 2), signame, index, delivered]
+        target = ids.display_id(doc, index)
+        change = history.add(Change(append={"signals": [entry]}), history.SERVER,
+                             f"Signal {signame} sent to {target} at request of {caller.name}"
+                             + (" (delivered)" if delivered else ""))
+        # Appended whatever else changed meanwhile (a heartbeat): the worker delivers what it has not seen.
+        return self.store.update(job_id, Expect(), change)
+
+
 def _may_see(caller: Caller, doc: dict) -> bool:
     return caller.admin or doc["owner"] == caller.name
 
@@ -330,6 +531,40 @@ def _default_name(request: dict) -> str:
     source = request.get("script_name") or (request.get("command") or ["STDIN"])[0]
     name = os.path.basename(str(source)) or "job"
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
+
+
+def _rerunnable_tasks(doc: dict, index: int | None) -> list[str]:
+    keys = [*doc["failed_tasks"], *doc["cancelled_tasks"]]
+    return [k for k in keys if index is None or k == str(index)]
+
+
+def _rerun_tasks(doc: dict, index: int | None, who: str) -> Change | None:
+    """An array's failed and cancelled tasks (or the one task `index`) back to pending: tasks that ran
+    are retried at a new attempt, tasks never handed out are sent again as ranges (outbox.to_send)."""
+    spec = arrays.parse_array(doc["array"])
+    keys = _rerunnable_tasks(doc, index)
+    whole_cancel = doc["cancel_requested"] and index is None
+    if index is not None and doc["cancel_requested"]:
+        raise Conflict(f"array {ids.display_id(doc)} is being cancelled: re-run it whole, as {doc['id']}[]")
+    if doc["cancel_requested"] and doc["running"]:
+        raise Conflict(f"array {ids.display_id(doc)} is still stopping after a cancel; re-run it once it has")
+    if not keys and not (whole_cancel and doc["state"] == JobState.CANCELLED.value):
+        return None
+    attempt = max([doc["attempt"], doc["run_count"], *doc["retrying"].values()]) + 1
+    retrying = dict(doc["retrying"])
+    for key in keys:
+        if covered(doc["dispatched"], spec.position_of(int(key))):
+            retrying[key] = attempt
+    failed = {k: v for k, v in doc["failed_tasks"].items() if k not in keys}
+    cancelled = {k: v for k, v in doc["cancelled_tasks"].items() if k not in keys}
+    pending = doc["total"] - doc["succeeded"] - doc["running"] - len(failed) - len(cancelled)
+    change = Change(set={
+        "failed_tasks": failed, "cancelled_tasks": cancelled, "retrying": retrying,
+        "failed": len(failed), "cancelled": len(cancelled), "pending": pending,
+        "cancel_requested": False if whole_cancel else doc["cancel_requested"],
+        "finished_at": None, "exit_status": None, "reason": "",
+    })
+    return history.add(change, history.SERVER, f"{who} ({len(keys)} tasks)" if keys else who)
 
 
 def _cancel_array(doc: dict, reason: str) -> Change:

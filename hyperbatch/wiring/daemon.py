@@ -57,13 +57,14 @@ class Daemon:
         self.compute = LocalCompute(self.backend.db, self.home, self.config_dir)
         # Local mode's PBS server name is the host's short name (`1234.myhost`), as PBS's default server's;
         # the SQLite store hands out each submit's ids exactly (SequenceBlocks' default).
+        # qsig reaches a running job's processes at once, through its worker's pid file.
         self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs,
-                                   server=short_host(socket.gethostname()))
+                                   server=short_host(socket.gethostname()), deliver=self.compute.signal_job)
         local = self.config.settings.local
         self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds)
         self.token = secrets.token_urlsafe(32)
         self.user = getpass.getuser()
-        self.app = build_app(self.scheduler, self.authorize, self.compute.running)
+        self.app = build_app(self.scheduler, self.authorize, self.compute.running, nodes=self.compute.workers)
         self.server = make_server(self.app, port)
         self.port = self.server.server_address[1]
         self.stopping = threading.Event()

@@ -6,7 +6,7 @@ import pytest
 
 from hyperbatch.core import exits
 from hyperbatch.services.dispatch import Dispatcher, Outcome
-from hyperbatch.core.errors import Conflict, Forbidden, SpecError
+from hyperbatch.core.errors import JobFinished, Conflict, Forbidden, SpecError
 from hyperbatch.services.scheduler import Caller
 
 ALICE = Caller("alice")
@@ -110,8 +110,13 @@ def test_hold_and_release(harness):
     assert released["state"] == "QUEUED"
     harness.run_job()
     assert harness.job(job["id"])["state"] == "SUCCEEDED"
-    with pytest.raises(Conflict, match="not held"):
+    with pytest.raises(JobFinished, match="has finished"):  # PBS: Job has finished (35)
         harness.scheduler.release(job["id"], ALICE)
+    other = harness.submit()
+    with pytest.raises(Conflict, match="not held"):
+        harness.scheduler.release(other["id"], ALICE)
+    assert harness.scheduler.hold(other["id"], ALICE)["state"] == "HELD"
+    assert harness.scheduler.hold(other["id"], ALICE)["state"] == "HELD"  # again: nothing changes, as PBS
 
 
 def test_submitted_held(harness):

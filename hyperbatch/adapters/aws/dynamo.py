@@ -224,6 +224,12 @@ class DynamoJobStore:
         for doc in docs:
             self._remember(doc)
 
+    def add_edges(self, edges: list[tuple[str, str]]) -> None:
+        """Dependency edge items (BatchWriteItem, 25 a call): an edge is keyed by its pair, so writing one twice is harmless."""
+        items = [edge_item(p, c) for p, c in dict.fromkeys(edges)]
+        for start in range(0, len(items), BATCH_WRITE_ITEMS):
+            self._batch_write([{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_WRITE_ITEMS]])
+
     def _register_owners(self, docs: list[dict]) -> None:
         with self._lock:
             new = sorted({d["owner"] for d in docs if d.get("owner")} - self._owners)

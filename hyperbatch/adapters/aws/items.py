@@ -282,6 +282,8 @@ def update_request(
         if sets["state"] in FINAL_STATES:
             at = expiry(sets.get("finished_at"), retention_seconds, now)
             set_parts.append(f"{ex.name(TTL_ATTRIBUTE)} = {ex.value(at)}")
+        else:
+            remove_parts.append(ex.name(TTL_ATTRIBUTE))  # re-run (qrerun): no longer due to expire
     elif "queue" in sets:
         raise ValueError("moving a job to another queue needs its state in the same change")
     if "owner" in sets:

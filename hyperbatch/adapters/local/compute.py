@@ -11,6 +11,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from hyperbatch.core.arrays import parse_array
+from hyperbatch.core.ids import display_id
+from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.processes import signal_group
 from hyperbatch.adapters.local.sqlite import Database
 
@@ -66,6 +69,20 @@ class LocalCompute:
                 conn.executemany("DELETE FROM workers WHERE id = ?", [(w,) for w in gone])
         return out
 
+    def workers(self) -> list[dict]:
+        """The live workers (pbsnodes): id, region, queue, definition, started_at. Read only: the scaler's
+        `running` is what forgets dead workers."""
+        rows = self.db.conn.execute("SELECT id, pid, region, queue, definition, started_at FROM workers ORDER BY id")
+        out = []
+        for worker, pid, region, queue, definition, started_at in rows:
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                continue
+            out.append({"id": worker, "region": region, "queue": queue, "definition": definition,
+                        "started_at": started_at})
+        return out
+
     def _alive(self, pid: int) -> bool:
         child = self._children.get(pid)
         if child is not None:
@@ -86,6 +103,34 @@ class LocalCompute:
         except (FileNotFoundError, ValueError, IndexError):
             return
         signal_group(pgid, signal.SIGKILL)  # 0 (no job running) is refused there
+
+    def signal_job(self, doc: dict, signame: str, index: int | None) -> bool:
+        """qsig in local mode: send the signal to the job's process group at once. True when it went to
+        the process its worker runs for this very job (or task); False leaves it to the worker's next
+        heartbeat (an array's tasks are signalled one at a time only through there, when no index is given)."""
+        if doc.get("array") is not None and index is None:
+            return False
+        if doc.get("array") is not None:
+            spec = parse_array(doc["array"])
+            pos = spec.position_of(index)
+            hosts = [c["worker"] for c in doc["chunks"].values() if pos is not None and c["lo"] <= pos < c["hi"]]
+        else:
+            hosts = [doc.get("exec_host")]
+        if len(hosts) != 1 or not hosts[0]:
+            return False
+        worker = str(hosts[0]).rsplit("/", 1)[-1]
+        try:
+            pgid_text, _, label = (self.home / "workers" / f"{worker}.job").read_text().strip().partition(" ")
+            pgid = int(pgid_text)
+        except (FileNotFoundError, ValueError):
+            return False
+        if pgid <= 0 or label.strip() != display_id(doc, index):
+            return False
+        try:
+            os.killpg(pgid, signal_number(signame))
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""

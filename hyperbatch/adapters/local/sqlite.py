@@ -144,6 +144,10 @@ class SqliteJobStore:
                 tally[(d["queue"], d["state"])] = tally.get((d["queue"], d["state"]), 0) + 1
             _count(conn, tally)
 
+    def add_edges(self, edges: list[tuple[str, str]]) -> None:
+        with self.db.write() as conn:
+            conn.executemany("INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)", edges)
+
     def get(self, job_id: str) -> dict:
         row = self.db.conn.execute("SELECT doc FROM jobs WHERE id = ?", (_key(job_id),)).fetchone()
         if row is None:
@@ -259,6 +263,10 @@ class SqliteWorkQueue:
                 "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) VALUES (?,?,?,?,?,?,?)",
                 [(*item, now) for item in items],
             )
+
+    def reprioritise(self, job_id: str, priority: int) -> None:
+        with self.db.write() as conn:
+            conn.execute("UPDATE work SET priority = ? WHERE job_id = ? AND lease_until IS NULL", (priority, job_id))
 
     def claim(self, queue, worker, max_tasks, lease_seconds):
         now = time.time()
