@@ -151,16 +151,18 @@ class Client:
                 raise CliError(f"HyperBatch at {self.url} sent a non-JSON answer (HTTP {status})") from None
         if 200 <= status < 300:
             return payload
-        code, message = "", ""
+        code, message, pbs_errno, job_id = "", "", None, None
         if isinstance(payload, dict):
             code = str(payload.get("error") or "")
             message = str(payload.get("message") or payload.get("Message") or "")  # API Gateway says "Message"
+            pbs_errno = payload.get("pbs_errno") if isinstance(payload.get("pbs_errno"), int) else None
+            job_id = payload.get("job_id") if isinstance(payload.get("job_id"), str) else None
         if not message:
             first = text.strip().splitlines()[0][:200] if text.strip() else ""
             message = first or f"HTTP {status} {reason}".strip()
         if status >= 500:
             message = f"server error (HTTP {status}): {message}"
-        raise ApiError(status, code or f"HTTP{status}", message)
+        raise ApiError(status, code or f"HTTP{status}", message, pbs_errno, job_id)
 
     # -- auth -------------------------------------------------------------------------------
 

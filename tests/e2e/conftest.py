@@ -123,6 +123,11 @@ def wait_for(predicate, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2,
     return polling.wait_for(predicate, timeout, interval, what)
 
 
+def task_id(array_id: str, index: int) -> str:
+    """`12[7].server` of the array `12[].server`."""
+    return array_id.replace("[]", f"[{index}]", 1)
+
+
 def one_line(stderr: str) -> str:
     """The single line a failing command must print on stderr (asserts there is exactly one)."""
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -234,8 +239,8 @@ class Daemon:
         return job
 
     def full(self, job_id: str) -> dict[str, str]:
-        """`qstat -f ID` as {attribute: value}."""
-        out = self.run("qstat", "-f", job_id).stdout
+        """`qstat -f -x ID` as {attribute: value} (-x: finished jobs too; -w: one line per attribute)."""
+        out = self.run("qstat", "-fxw", job_id).stdout
         assert out.startswith(f"Job Id: {job_id}\n"), out
         attrs = {}
         for line in out.splitlines()[1:]:
@@ -289,6 +294,11 @@ class Daemon:
     @property
     def token(self) -> str:
         return (self.home / "token").read_text().strip()
+
+    @property
+    def server(self) -> str:
+        """The PBS server name in job ids (`1.<server>`): this host's short name in local mode."""
+        return socket.gethostname().split(".", 1)[0]
 
     @property
     def url(self) -> str:
