@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Iterable, Mapping, Sequence
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Mapping, Sequence
 
 PBS_VERSION = "23.06.06"  # the PBS Pro release whose behaviour the commands follow (qstat --version)
 DEFAULT_PROJECT = "_pbs_project_default"
@@ -28,7 +30,7 @@ JSON_STRINGS = frozenset({"Job_Name", "project", "Account_Name"})
 # Time attributes qstat turns from epoch seconds into ctime(3) text.
 _NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
-Attribute = tuple[str, str | None, Any]  # (name, resource or None, value)
+Attribute = tuple[str, "str | None", object]  # (name, resource or None, value)
 
 
 # ---- values ---------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from hyperbatch.cli.errors import ApiError, CliError, Unreachable, UsageError
 from hyperbatch.cli.pbs.getopt import BadOption, getopt

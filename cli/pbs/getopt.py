@@ -15,13 +15,14 @@ class BadOption(Exception):
     """An option getopt refuses; the message is glibc's (the command prints its usage after it)."""
 
 
-def getopt(args: list[str], spec: str, long_flags: tuple[str, ...] = (), permute: bool = True
-           ) -> tuple[list[tuple[str, str | None]], list[str]]:
+def getopt(args: list[str], spec: str, long_flags: tuple[str, ...] = (), permute: bool = True,
+           long_values: tuple[str, ...] = ()) -> tuple[list[tuple[str, str | None]], list[str]]:
     """Parse `args` by a getopt `spec` ("fxu:" : -f, -x flags, -u takes a value).
 
     Returns ([(option, value or None), ...] in order, operands). `long_flags`
-    are `--name` flags without values, reported as ("--name", None).
-    `permute=False` stops at the first operand (POSIX), as qsub does.
+    are `--name` flags without values, reported as ("--name", None);
+    `long_values` take one (`--name=x` or `--name x`). `permute=False` stops
+    at the first operand (POSIX).
     """
     takes_value = {ch: spec[i + 1:i + 2] == ":" for i, ch in enumerate(spec) if ch != ":"}
     options: list[tuple[str, str | None]] = []
@@ -34,10 +35,18 @@ def getopt(args: list[str], spec: str, long_flags: tuple[str, ...] = (), permute
             operands.extend(args[i:])
             break
         if arg.startswith("--"):
-            name = arg[2:].split("=", 1)[0]
-            if "--" + name not in long_flags or "=" in arg:
+            name, eq, value = arg.partition("=")
+            if name in long_values:
+                if not eq:
+                    if i >= len(args):
+                        raise BadOption(f"option '{name}' requires an argument")
+                    value = args[i]
+                    i += 1
+                options.append((name, value))
+                continue
+            if name not in long_flags or eq:
                 raise BadOption(f"unrecognized option '{arg}'")
-            options.append(("--" + name, None))
+            options.append((name, None))
             continue
         if not arg.startswith("-") or arg == "-":
             operands.append(arg)

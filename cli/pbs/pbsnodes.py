@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
 
 from hyperbatch.cli.errors import CliError
 from hyperbatch.cli.pbs.common import PBS_VERSION, ShowUsage, api_client, err, parse, run

@@ -11,7 +11,9 @@ with a one-line reason (`REFUSED`).
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from hyperbatch.cli.errors import UsageError
 from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, parse, run, split_items

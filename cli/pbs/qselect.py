@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import Any, Callable
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from hyperbatch.cli.errors import ApiError, CliError
 from hyperbatch.cli.pbs.common import ShowUsage, api_client, iter_tasks, list_jobs, parse, run
@@ -37,7 +39,7 @@ STATES = set("BEFHMQRSTUWX")
 TIMES = {"c": "ctime", "e": "etime", "g": "eligible_time", "m": "mtime", "q": "qtime", "s": "stime",
          "t": "estimated.start_time", "a": "Execution_Time"}
 
-Test = Callable[[dict], bool]
+Test = "Callable[[dict], bool]"
 
 
 def split_op(text: str) -> tuple[str, str]:

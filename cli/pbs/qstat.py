@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
 
 from hyperbatch.cli import output
 from hyperbatch.cli.errors import ApiError, CliError

@@ -44,7 +44,6 @@ for stores whose sort keys are strings.
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 from hyperbatch.core.errors import NotFound, SpecError
@@ -171,6 +170,8 @@ class SequenceBlocks:
         self._min, self._max, self._lifetime = block, max_block, lifetime
         self._size = block
         self._next, self._last, self._reserved_at = 1, 0, 0.0
+        import threading  # here, not at the top: the PBS commands parse ids and never make them
+
         self._lock = threading.Lock()
 
     def take(self, n: int) -> list[str]:

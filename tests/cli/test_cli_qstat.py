@@ -130,7 +130,7 @@ def test_alternate_formats(pbs, jobs):
     code, out, _ = pbs("qstat", "-answ1", "2")
     assert code == 0 and out.splitlines()[-2].endswith(" w-test/0") and out.splitlines()[-1] == "    -- "
     code, out, _ = pbs("qstat", "-s", "5")
-    assert out.splitlines()[-1] == "   waiting for afterok:2"
+    assert out.splitlines()[-1] == f"   waiting for afterok:2.{SERVER}"
     code, out, _ = pbs("qstat", "-H")
     assert [line.split()[0] for line in out.splitlines()[5:]] == [f"1.{SERVER}"]
     assert [line.split()[0] for line in pbs("qstat", "-r")[1].splitlines()[5:]] == [f"2.{SERVER}"]

@@ -141,7 +141,7 @@ def test_wait_polls_through_running(cli, api):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["-x", "--", "true"], "No such option"),
+        (["-x", "--", "true"], "invalid option -- 'x'"),
         (["-p", "x", "--", "true"], "'x' is not a valid integer"),
         (["missing.sh"], "not found"),
         ([], "no job to submit"),  # stdin is an empty pipe
