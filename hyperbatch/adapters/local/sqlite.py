@@ -5,6 +5,14 @@ own connection. Writes run in `BEGIN IMMEDIATE` transactions so a conditional
 update reads and writes under one lock, the way a DynamoDB conditional write
 does. A state change appends to `events` in the same transaction: the local
 twin of DynamoDB Streams, tailed by the daemon.
+
+Job ids are sequence numbers from the one-row `sequence` table
+(`reserve_ids`: one write transaction per reservation, so ids are unique and,
+with the daemon the only process that submits, strictly increasing). Listings
+cost what they list, not what the history holds: unfinished jobs are in
+partial indexes of their own (`jobs_active`, `jobs_active_owner`), which a
+query for active states uses, and jobs per queue and state are counters in
+`queue_counts`, kept in the same transactions as the jobs (bench/listing.py).
 """
 
 from __future__ import annotations
