@@ -53,7 +53,8 @@ class Scheduler:
             try:
                 built.append(self._build(request, caller))
             except SpecError as exc:
-                raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc)) from None
+                raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc),
+                                pbs_errno=exc.pbs_errno) from None
         docs = [doc for doc, _ in built]
         # One run of consecutive ids for the whole submit (a batch is one submission on DynamoDB).
         for doc, job_id in zip(docs, self.sequence.take(len(docs))):

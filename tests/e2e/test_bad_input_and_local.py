@@ -41,10 +41,10 @@ def _script(hb, text: str = "#!/bin/bash\necho hi\n", name: str = "ok.sh") -> st
 
 
 QSUB_CASES = {
-    "unknown queue": (["-q", "nope"], 2, r"unknown queue 'nope'.*batch.*west"),
+    "unknown queue": (["-q", "nope"], 170, r"unknown queue 'nope'.*batch.*west"),  # PBSE_UNKQUE, as PBS's qsub
     "bad array": (["-J", "5-1"], 2, r"array range '5-1'"),
     "bad dependency kind": (["-W", f"depend=afterfoo:{UNKNOWN_ID}"], 2, r"afterfoo"),
-    "dependency on unknown id": (["-W", f"depend=afterok:{UNKNOWN_ID}"], (1, 2), UNKNOWN_ID),
+    "dependency on unknown id": (["-W", f"depend=afterok:{UNKNOWN_ID}"], 206, UNKNOWN_ID),  # PBSE_BADDEPEND
     "bad walltime": (["-l", "walltime=abc"], 2, r"walltime 'abc'"),
     "unknown option": (["--bogus"], 2, r"--bogus"),
     "bad job name": (["-N", "no spaces allowed"], 2, r"name"),
