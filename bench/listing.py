@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _localmode import BIN, LocalMode, install_signal_cleanup  # noqa: E402
+from _localmode import BIN, REPO, LocalMode, install_signal_cleanup  # noqa: E402
 
 ACTIVE = "WAITING,HELD,QUEUED,RUNNING"
 BATCH = 1000
@@ -50,7 +50,8 @@ def timed(fn, runs: int) -> float:
 
 
 def cli(hb: LocalMode, *argv: str) -> None:
-    proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=hb.env, cwd=hb.workdir, capture_output=True)
+    env = {k: v for k, v in hb.env.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as from an installed copy
+    proc = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, cwd=hb.workdir, capture_output=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode().strip()}")
 
@@ -106,6 +107,8 @@ def main() -> int:
     args = parser.parse_args()
     install_signal_cleanup()
     print(f"# machine: {os.cpu_count()} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "hyperbatch"), str(REPO / "cli")],
+                   capture_output=True, env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     with LocalMode(workers=1) as hb:
         for _ in range(args.active):
             hb.submit({"command": ["true"], "hold": True, "name": "active"})

@@ -64,7 +64,7 @@ to fix. The current directory is sent along as the job's PBS_O_WORKDIR.
 QSUB_EPILOG = """\b
 Examples:
   qsub -N sweep -J 1-100%10 -l walltime=00:30:00 run.sh
-  qsub -W depend=afterok:01JD4V8ZK2N3Q post.sh
+  qsub -W depend=afterok:1234.server post.sh
   qsub -v INPUT=/data/a.csv,HOME -- python3 analyse.py
   qsub --wait -- make test && echo passed
 
