@@ -44,12 +44,12 @@ DAY = 86400
 
 
 def entry_lines(entries: list, days: int, width: int, skip: set[str], now: float | None = None) -> list[str]:
-    """The history entries of the last `days` days (calendar days, today included), oldest first, as
+    """The history entries of the last `days` days (calendar days, today included), in order, as
     tracejob prints them: `MM/DD/YYYY HH:MM:SS  S    message`, long messages wrapped to `width`."""
     now = time.time() if now is None else now
     start = time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1)) - (days - 1) * DAY
     out = []
-    for at, source, text in sorted(entries, key=lambda e: e[0]):
+    for at, source, text in entries:  # in the order they were written (a write appends its event)
         if at < start or source in skip:
             continue
         stamp = time.strftime("%m/%d/%Y %H:%M:%S", time.localtime(at))

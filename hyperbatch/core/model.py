@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hyperbatch.core.errors import StaleTransition
+from hyperbatch.core import history
 from hyperbatch.core.ids import display_id, format_id
 from hyperbatch.core.states import JobState, pbs_state
 
@@ -154,7 +155,7 @@ def view(doc: dict) -> dict:
     out["seq"] = doc["id"]
     out["server"] = server
     out["depend"] = _pbs_depend(doc["depend"], server)
-    out["history"] = doc.get("history") or []
+    out["history"] = history.render(doc)  # as tracejob prints it
     out["array"] = (
         {
             "spec": doc["array"],

@@ -91,7 +91,7 @@ class Dispatcher:
         change = history.add(Change(
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
-        ), history.WORKER, f"Job run on {self.host} (attempt {item.attempt})", now)
+        ), "r", self.host, item.attempt, at=now)
         # The item's queue too: an item left in a queue the job was moved away from (qmove) is stale.
         expect = Expect(states=frozenset({JobState.QUEUED}), attempt=item.attempt,
                         fields=(("array", None), ("queue", item.queue)))
@@ -150,7 +150,7 @@ class Dispatcher:
                 }
             )
             if doc["started_at"] is None:  # an array's history records its first start, not every chunk
-                history.add(change, history.WORKER, f"Array began on {self.host}", now)
+                history.add(change, "b", self.host, at=now)
             return change
 
         try:
@@ -231,9 +231,9 @@ class Dispatcher:
                                  "finished_at": None})
         else:
             change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
-        used = f"resources_used.cput={_hms(outcome.cpu_seconds)} resources_used.walltime={_hms(now - (job['started_at'] or now))}"
-        history.add(change, history.WORKER, f"Exit_status={outcome.exit_status} {used}"
-                    + (f"; {change.set['reason']}" if change.set.get("reason") else ""), now)
+        again = change.set["attempt"] if change.set.get("state") == JobState.QUEUED else 0
+        history.add(change, "x", outcome.exit_status, round(outcome.cpu_seconds or 0, 2),
+                    round(now - (job["started_at"] or now)), again, at=now)
         try:
             new = self.store.update(job["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
@@ -379,7 +379,7 @@ class Dispatcher:
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
-        history.add(change, history.SERVER, change.set["reason"], now)
+        history.add(change, "L", doc["exec_host"], change.set.get("attempt", 0), at=now)
         try:
             new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
@@ -430,11 +430,6 @@ class Dispatcher:
         self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
         if item is not None:
             self.queue.ack(item)
-
-
-def _hms(seconds: float | None) -> str:
-    total = max(0, int(seconds or 0))
-    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def _cancel_reason(store: JobStore, job: dict) -> str:

@@ -118,17 +118,13 @@ class Scheduler:
             pending=spec.size if spec else 0,
         )
         verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
-        doc["history"] = [history.entry(
-            history.SERVER,
-            f"Job Queued at request of {caller.name}, owner = {caller.name}, job name = {name}, queue = {queue}",
-            doc["submitted_at"],
-        )]
+        # The submit itself is not recorded: tracejob renders it from the job's fields (core.history).
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
-            doc["history"].append(history.entry(history.SERVER, f"Holds u set at request of {caller.name}"))
+            doc["history"] = [history.event("h", "")]
         elif verdict == "never":
             doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
-            doc["history"].append(history.entry(history.SERVER, reason))
+            doc["history"] = [history.event("n", reason)]
             if spec:
                 doc.update(pending=0, cancelled=spec.size, cancel_requested=True)
         elif verdict == "wait":
@@ -171,11 +167,10 @@ class Scheduler:
         if verdict == "wait":
             return None
         if verdict == "met":
-            change = history.add(Change(set={"state": JobState.QUEUED, "reason": ""}), history.SERVER,
-                                 f"Dependencies met ({self._pbs_depend(doc['depend'])}): job queued")
+            change = history.add(Change(set={"state": JobState.QUEUED, "reason": ""}), "q")
         else:
             change = history.add(Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()}),
-                                 history.SERVER, reason)
+                                 "n", reason)
             if is_array(doc):
                 change.set.update(pending=0, cancelled=doc["total"], cancel_requested=True)
         try:
@@ -302,15 +297,15 @@ class Scheduler:
         if state in FINAL:
             raise JobFinished(f"job {ids.display_id(doc)} has already finished ({state.value})")
         reason = f"cancelled by {caller.name}"
-        deleted = f"Job deleted at request of {caller.name}"
+        deleted = history.who(caller.name, doc)
         if is_array(doc):
-            return update_array(self.store, job_id, lambda d: history.add(_cancel_array(d, reason), history.SERVER, deleted))
+            return update_array(self.store, job_id, lambda d: history.add(_cancel_array(d, reason), "d", deleted))
         if state == JobState.RUNNING:
             # The worker sees the flag at its next heartbeat, kills the job and records CANCELLED.
             change = Change(set={"cancel_requested": True, "reason": f"cancel requested by {caller.name}"})
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
-        history.add(change, history.SERVER, deleted)
+        history.add(change, "d", deleted)
         try:
             return self.store.update(job_id, Expect.state(state, attempt=doc["attempt"]), change)
         except StaleTransition:
@@ -341,7 +336,7 @@ class Scheduler:
         if state not in (JobState.QUEUED, JobState.WAITING) or (is_array(doc) and doc["running"]):
             raise Conflict(f"job {job_id} is {state.value}: only queued or waiting jobs can be held")
         change = history.add(Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"}),
-                             history.SERVER, f"Holds u set at request of {caller.name}")
+                             "h", history.who(caller.name, doc))
         try:
             return self.store.update(job_id, Expect(version=doc["version"]), change)
         except StaleTransition:
@@ -354,7 +349,7 @@ class Scheduler:
         if doc["state"] != JobState.HELD.value:
             raise Conflict(f"job {job_id} is {doc['state']}, not held")
         change = history.add(Change(set={"state": JobState.WAITING, "reason": self._waiting_for(doc["depend"])}),
-                             history.SERVER, f"Holds u released at request of {caller.name}")
+                             "u", history.who(caller.name, doc))
         new = self.store.update(job_id, Expect.state(JobState.HELD), change)
         released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
         return released or new
@@ -407,8 +402,7 @@ class Scheduler:
         if altered:
             if edges:
                 self.store.add_edges(edges)
-            change = history.add(Change(set=fields), history.SERVER,
-                                 f"Job attributes altered at request of {caller.name}: {', '.join(altered)}")
+            change = history.add(Change(set=fields), "a", history.who(caller.name, doc), ", ".join(altered))
             try:
                 new = self.store.update(job_id, Expect(version=doc["version"]), change)
             except StaleTransition:
@@ -448,7 +442,7 @@ class Scheduler:
         old_default = self._configured("queue", doc["queue"]).definition
         definition = queue_config.definition if doc["definition"] == old_default else doc["definition"]
         change = history.add(Change(set={"queue": queue, "state": state, "definition": definition}),
-                             history.SERVER, f"Job moved to {queue} at request of {caller.name}")
+                             "m", history.who(caller.name, doc), queue)
         try:
             new = self.store.update(job_id, Expect(version=doc["version"]), change)
         except StaleTransition:
@@ -465,7 +459,7 @@ class Scheduler:
         doc = self.get(job_id, caller)
         if doc.get("rerunable") is False:
             raise Conflict(f"job {ids.display_id(doc)} was submitted as not rerunnable (-r n)", pbs_errno=PBSE_NORERUN)
-        who = f"Job Rerun at request of {caller.name}"
+        who = history.who(caller.name, doc)
         if is_array(doc):
             new = update_array(self.store, job_id, lambda d: _rerun_tasks(d, index, who))
             if new["version"] == doc["version"] and not _rerunnable_tasks(doc, index):
@@ -484,7 +478,7 @@ class Scheduler:
         change = history.add(
             Change(set={"state": JobState.QUEUED, "attempt": attempt + 1, "reason": f"re-run at request of {caller.name}",
                         "cancel_requested": False}),
-            history.SERVER, who)
+            "R", who, 0)
         try:
             new = self.store.update(job_id, Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
@@ -517,9 +511,8 @@ class Scheduler:
         delivered = self.deliver(doc, signame, index) if self.deliver is not None else False
         entry = [round(time.time(), 2), signame, index, delivered]
         target = ids.display_id(doc, index)
-        change = history.add(Change(append={"signals": [entry]}), history.SERVER,
-                             f"Signal {signame} sent to {target} at request of {caller.name}"
-                             + (" (delivered)" if delivered else ""))
+        change = history.add(Change(append={"signals": [entry]}), "s", history.who(caller.name, doc), signame,
+                             target, int(delivered))
         # Appended whatever else changed meanwhile (a heartbeat): the worker delivers what it has not seen.
         return self.store.update(job_id, Expect(), change)
 
@@ -565,7 +558,7 @@ def _rerun_tasks(doc: dict, index: int | None, who: str) -> Change | None:
         "cancel_requested": False if whole_cancel else doc["cancel_requested"],
         "finished_at": None, "exit_status": None, "reason": "",
     })
-    return history.add(change, history.SERVER, f"{who} ({len(keys)} tasks)" if keys else who)
+    return history.add(change, "R", who, len(keys))
 
 
 def _cancel_array(doc: dict, reason: str) -> Change:

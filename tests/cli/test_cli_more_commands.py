@@ -8,6 +8,7 @@ import re
 import pytest
 
 from conftest import SERVER
+from hyperbatch.core import history
 from hyperbatch.core.model import Change, Expect
 
 
@@ -82,7 +83,7 @@ def test_qalter_changes_a_queued_job(pbs, mix):
     assert (doc["name"], doc["priority"], doc["walltime"], doc["resources"]["mem"]) == ("renamed", 10, 300, "3gb")
     assert doc["resources"]["ncpus"] == "4"  # other resources kept
     assert mix.backend.queue.claim("batch", "w", 1, 30).job_id == "3"  # the waiting item moved up with it
-    assert "Job attributes altered" in mix.job("3")["history"][-1][2]
+    assert "Job attributes altered" in history.render(mix.job("3"))[-1][2]
 
 
 def test_qalter_hold_and_depend(pbs, mix):

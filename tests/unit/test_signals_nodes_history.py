@@ -21,12 +21,42 @@ def test_bad_signals_carry_pbs_errors(given, errno):
     assert err.value.pbs_errno == errno
 
 
-def test_history_entries_are_appended_by_the_same_write():
-    doc = new_job(id="1", history=[history.entry("S", "queued", 1.0)])
-    change = history.add(Change(set={"state": "RUNNING"}), history.WORKER, "Job run on r/w-1", 2.0)
+def test_history_events_are_appended_by_the_same_write_and_rendered_for_tracejob():
+    doc = new_job(id="1", owner="alice", name="job.sh", queue="batch", submitted_at=1.0,
+                  history=[history.event("h", "", at=1.5)])
+    change = history.add(Change(set={"state": "RUNNING"}), "r", "us-east-1/w-1", 1, at=2.0)
     new = apply(doc, Expect(), change)
-    assert new["history"] == [[1.0, "S", "queued"], [2.0, "M", "Job run on r/w-1"]]
-    assert history.entry("S", "x" * 500)[2] == "x" * history.MAX_TEXT
+    assert new["history"] == [[1.5, "h", ""], [2.0, "r", "us-east-1/w-1", 1]]
+    new = apply(new, Expect(), history.add(Change(), "x", 3, 1.5, 3725, 2, at=5.0))
+    new = apply(new, Expect(), history.add(Change(), "s", "root", "SIGUSR1", "1.srv", 1, at=6.0))
+    assert history.render(new) == [
+        [1.0, "S", "Job Queued at request of alice, owner = alice, job name = job.sh, queue = batch"],
+        [1.5, "S", "Holds u set at request of alice"],
+        [2.0, "M", "Job run on us-east-1/w-1 (attempt 1)"],
+        [5.0, "M", "Exit_status=3 resources_used.cput=00:00:01 resources_used.walltime=01:02:05; "
+                   "re-queued as attempt 2"],
+        [6.0, "S", "Signal SIGUSR1 sent to 1.srv at request of root (delivered)"],
+    ]
+    assert history.who("alice", doc) == "" and history.who("root", doc) == "root"
+
+
+def test_a_job_item_stays_under_one_kilobyte_with_its_history():
+    """DynamoDB bills a write per KB of item: a finished job's history must not push it over."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from aws_cost import item_size
+
+    from hyperbatch.adapters.aws.items import job_item
+
+    owner = "arn:aws:iam::123456789012:user/alice"
+    doc = new_job(id="123456", server="HyperBatch", owner=owner, queue="batch", definition="standard",
+                  command=["sh", "-c", "echo hello"], state="SUCCEEDED", started_at=1.0e9, finished_at=1.0e9,
+                  exec_host="us-east-1/0123abcd-4567-89ab-cdef-0123456789ab", heartbeat_at=1.0e9, exit_status=0,
+                  cpu_seconds=0.01, run_count=1)
+    doc["history"] = [history.event("r", doc["exec_host"], 1), history.event("x", 0, 0.01, 12, 0)]
+    assert item_size(job_item(doc, 86400, 0)) < 1024
 
 
 def test_nodes_from_workers_and_running_jobs():
