@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any, Mapping

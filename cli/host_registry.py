@@ -21,6 +21,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any, Iterator

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import re
 import time
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping, Sequence
 
-PBS_VERSION = "23.06.06"  # the PBS Pro release whose behaviour the commands follow (qstat --version)
+from hyperbatch.cli.pbs.common import ACTIVE_STATES, FINAL_STATES, PBS_VERSION  # noqa: F401 (used by the commands)
+
 DEFAULT_PROJECT = "_pbs_project_default"
 LINE_LIMIT = 78  # CHAR_LINE_LIMIT: -f folds values at commas to stay within it
 TRUNC = "*"
 BLANK = " -- "  # a missing value in the alternate format
-ACTIVE_STATES = ("WAITING", "HELD", "QUEUED", "RUNNING")
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 # Values typed as JSON strings whatever they look like (OpenPBS batch_item_json_type_triage).
 JSON_STRINGS = frozenset({"Job_Name", "project", "Account_Name"})
-# Time attributes qstat turns from epoch seconds into ctime(3) text.
 _NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 Attribute = tuple[str, "str | None", object]  # (name, resource or None, value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any, Callable

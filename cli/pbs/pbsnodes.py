@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any

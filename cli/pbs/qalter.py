@@ -11,6 +11,7 @@ with a one-line reason (`REFUSED`).
 from __future__ import annotations
 
 import re
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any, Callable

@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
     from typing import Any
