@@ -8,11 +8,12 @@ item, and a job's item stays under one): `render` turns them into the lines
 tracejob prints, `[time, source, text]`, with source "S" for the server's
 side and "M" for the worker's (PBS's MoM). The submit line is not stored:
 it follows from the job's own fields. A user named "" is the job's owner.
-An array records its own events (began, finished, cancelled, re-run), not
-one per task, so a job gains a few events per run.
+An array records its own events (held, cancelled, re-run), not one per task
+or chunk (its start is rendered from started_at), so a job gains a few
+events per run.
 
 Codes: r run (host, attempt) · x exit (status, cpu seconds, wall seconds,
-next attempt or 0) · b array began (host) · h hold (user) · u release (user)
+next attempt or 0) · h hold (user) · u release (user)
 · d delete (user) · a alter (user, attribute names) · m move (user, queue)
 · R rerun (user, tasks) · s signal (user, name, target, delivered) · q
 dependencies met · n dependencies never met (reason) · L worker lost (host,
@@ -24,7 +25,7 @@ from __future__ import annotations
 import time
 
 FIELD = "history"
-WORKER_CODES = frozenset("rxb")
+WORKER_CODES = frozenset("rx")
 
 
 def event(code: str, *args, at: float | None = None) -> list:
@@ -51,8 +52,6 @@ def _text(doc: dict, code: str, args: list) -> str:
     user = (args[0] if args else "") or doc.get("owner") or "?"
     if code == "r":
         return f"Job run on {args[0]} (attempt {args[1]})"
-    if code == "b":
-        return f"Array began on {args[0]}"
     if code == "x":
         status, cpu, wall, again = (list(args) + [None, 0, 0, 0])[:4]
         text = f"Exit_status={status} resources_used.cput={_hms(cpu)} resources_used.walltime={_hms(wall)}"
@@ -87,7 +86,10 @@ def render(doc: dict) -> list[list]:
     lines = [[doc.get("submitted_at") or 0, "S",
               f"Job Queued at request of {owner}, owner = {owner}, job name = {doc.get('name')}, "
               f"queue = {doc.get('queue')}"]]
+    if doc.get("array") is not None and doc.get("started_at"):
+        lines.append([doc["started_at"], "M", "Array began"])  # not stored: every chunk would pay for it
     for entry in doc.get(FIELD) or []:
         at, code, *args = entry
         lines.append([at, "M" if code in WORKER_CODES else "S", _text(doc, code, args)])
+    lines[1:] = sorted(lines[1:], key=lambda line: line[0])
     return lines

@@ -68,8 +68,9 @@ def new_job(**fields: Any) -> dict:
         "retrying": {},
         "chunks": {},
         "beats": {},  # chunk id -> last heartbeat of the worker running it
-        "history": [],  # [[time, source, text], ...] for tracejob (hyperbatch.core.history)
-        "signals": [],  # signals asked for by qsig, for the worker to deliver (oldest first)
+        # Appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
+        # "history": [[time, code, args...], ...] for tracejob (hyperbatch.core.history),
+        # "signals": [[time, name, task index, delivered], ...] asked for by qsig, for the worker to deliver.
     }
     doc.update(fields)
     return doc

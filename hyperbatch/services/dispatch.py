@@ -149,9 +149,7 @@ class Dispatcher:
                     "run_count": max(doc["run_count"], item.attempt),
                 }
             )
-            if doc["started_at"] is None:  # an array's history records its first start, not every chunk
-                history.add(change, "b", self.host, at=now)
-            return change
+            return change  # an array's history stores no start: tracejob shows when it began (started_at)
 
         try:
             doc = update_array(self.store, item.job_id, decide)
