@@ -193,6 +193,11 @@ def build_app(
     def _invalid(exc: RequestValidationError) -> Response:
         return error(400, "ValidationError", describe_validation(list(exc.errors())))
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_text(exc: UnicodeDecodeError) -> Response:
+        # A body powertools reads for a route's model (qalter, qsig, qmove) that is not UTF-8.
+        return error(400, "ValidationError", "the body must be JSON (UTF-8 text)")
+
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:
         return error(404, "NotFound", f"no route {app.current_event.http_method} {app.current_event.path}")

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 from hyperbatch.cli.errors import UsageError
 from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, parse, run, split_items
-from hyperbatch.core.limits import NAME_RE as _NAME_RE
 
 SPEC = "a:A:c:e:h:j:k:l:m:M:N:o:p:r:R:S:u:W:P:"
 USAGE = """usage: qalter [-a date_time] [-A account_string] [-c interval] [-e path]
@@ -35,7 +34,9 @@ def _illegal(flag: str) -> ShowUsage:
 
 
 def _name(value: str, body: dict) -> None:
-    if not _NAME_RE.fullmatch(value):
+    from hyperbatch.core.limits import NAME_RE  # the API's rule; imported here, where -N is given: it loads typing
+
+    if not NAME_RE.fullmatch(value):
         raise _illegal("N")
     body["name"] = value
 

@@ -90,6 +90,7 @@ def task_letter(state: str) -> str:
 # HELD    -> CANCELLED   qdel
 # QUEUED  -> RUNNING     a worker starts it (an array: starts a chunk of its tasks)
 # QUEUED  -> HELD        qhold
+# QUEUED  -> WAITING     qalter -W depend= gives a queued job something to wait for
 # QUEUED  -> CANCELLED   qdel (an array: of every task not started)
 # QUEUED  -> FAILED      the scheduler gave up starting it: its work was dead-lettered (every worker
 #                        that received it crashed before it ran), or, for an array, its last tasks were
@@ -104,7 +105,9 @@ def task_letter(state: str) -> str:
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.WAITING: frozenset({JobState.QUEUED, JobState.HELD, JobState.CANCELLED}),
     JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING, JobState.CANCELLED}),
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.HELD, JobState.CANCELLED, JobState.FAILED}),
+    JobState.QUEUED: frozenset(
+        {JobState.RUNNING, JobState.HELD, JobState.WAITING, JobState.CANCELLED, JobState.FAILED}
+    ),
     JobState.RUNNING: frozenset(
         {JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED, JobState.CANCELLED}
     ),

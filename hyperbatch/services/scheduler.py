@@ -302,7 +302,7 @@ class Scheduler:
         if index is not None:
             return self._cancel_task(doc, index, caller)
         if JobState(doc["state"]) in FINAL:
-            raise JobFinished(f"job {ids.display_id(doc)} has already finished ({doc['state']})")
+            raise JobFinished(f"Job has finished {ids.display_id(doc)} ({doc['state']})")
         reason = f"cancelled by {caller.name}"
         deleted = history.who(caller.name, doc)
         if is_array(doc):
@@ -316,7 +316,7 @@ class Scheduler:
 
             new = update_array(self.store, job_id, decide)
             if finished:
-                raise JobFinished(f"job {ids.display_id(doc)} has already finished ({new['state']})")
+                raise JobFinished(f"Job has finished {ids.display_id(doc)} ({new['state']})")
             return new
         state = JobState(doc["state"])
         if state == JobState.RUNNING:
@@ -351,7 +351,7 @@ class Scheduler:
         # Recorded as cancelled now; a claimer skips it and a worker running it kills it.
         new = update_array(self.store, doc["id"], decide)
         if finished:
-            raise JobFinished(f"task {ids.display_id(doc, index)} has already finished",
+            raise JobFinished(f"Job has finished {ids.display_id(doc, index)}",
                               pbs_errno=PBSE_NOHISTARRAYSUBJOB)
         return new
 

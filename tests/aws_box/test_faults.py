@@ -231,7 +231,7 @@ def test_a_release_that_fails_for_a_while_is_retried_from_its_record_and_no_late
     real, failures = stream_release.on_event, []
 
     def flaky(scheduler, event):
-        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED" and len(failures) < 2:
+        if event.job_id == internal_id(parent["id"]) and event.new_state == "SUCCEEDED" and len(failures) < 2:
             failures.append(event)
             raise RuntimeError("ProvisionedThroughputExceededException")
         return real(scheduler, event)

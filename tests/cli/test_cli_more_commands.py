@@ -140,14 +140,13 @@ def test_qrerun_of_an_array_reruns_its_failed_and_cancelled_tasks(pbs):
     run = server.start(max_tasks=2)
     server.finish(run, status=1)  # tasks 1 and 2 fail
     assert pbs("qdel", "1[3]") == (0, "", "")
-    server.run_all(status=0)  # task 4 succeeds
-    assert server.job("1")["state"] == "FAILED"
+    assert server.job("1")["state"] == "QUEUED"  # task 4 is still to run
     assert pbs("qrerun", f"1[].{SERVER}") == (0, "", "")
     doc = server.job("1")
-    assert (doc["state"], doc["pending"], doc["failed"], doc["cancelled"]) == ("QUEUED", 3, 0, 0)
+    assert (doc["state"], doc["pending"], doc["failed"], doc["cancelled"]) == ("QUEUED", 4, 0, 0)
     server.run_all(status=0)
     assert server.job("1")["state"] == "SUCCEEDED" and server.job("1")["succeeded"] == 4
-    assert pbs("qrerun", "1[]") == (168, "", f"qrerun: Request invalid for state of job 1[].{SERVER}\n")
+    assert pbs("qrerun", "1[]") == (35, "", "qrerun: Job has finished\n")  # finished stays finished, as in PBS
 
 
 def test_qrerun_refuses_a_job_that_is_not_rerunnable(pbs):

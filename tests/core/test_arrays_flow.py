@@ -121,7 +121,7 @@ def test_cancel_of_a_finished_task_or_array_is_told_it_finished(harness):
     array = harness.submit(array="1-2")
     run = harness.claim(max_tasks=1)
     finish(harness, run)
-    with pytest.raises(JobFinished, match=r"task .*\[1\].* has already finished"):
+    with pytest.raises(JobFinished, match=r"Job has finished .*\[1\]"):
         harness.scheduler.cancel(array["id"], ALICE, index=1)
     finish(harness, harness.claim())
     with pytest.raises(JobFinished):

@@ -113,7 +113,7 @@ def test_a_cancel_that_comes_after_the_end_is_told_the_job_finished(harness):
     job = harness.submit()
     run = harness.claim()
     harness.worker.finish_job(run, Outcome(0))
-    with pytest.raises(JobFinished, match="has already finished"):
+    with pytest.raises(JobFinished, match="Job has finished"):
         harness.scheduler.cancel(job["id"], ALICE)
     assert harness.job(job["id"])["state"] == "SUCCEEDED"
 
@@ -132,7 +132,7 @@ def test_a_cancelled_job_given_back_or_lost_ends_cancelled_not_requeued(harness)
 def test_cancel_of_a_finished_job_is_refused(harness):
     job = harness.submit()
     harness.run_job()
-    with pytest.raises(JobFinished, match="has already finished"):
+    with pytest.raises(JobFinished, match="Job has finished"):
         harness.scheduler.cancel(job["id"], ALICE)
 
 

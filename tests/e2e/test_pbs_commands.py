@@ -8,10 +8,9 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import task_id, wait_for
+from tests.e2e.conftest import FINAL, one_line, task_id, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_pbs_commands")]
-FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 def e2e_configure(config: dict) -> None:
@@ -127,19 +126,27 @@ def test_qsig_reaches_the_running_job_and_qrerun_runs_it_again(hb):
     assert "Job Rerun at request of" in history and "Signal SIGUSR1 sent to" in history
 
 
-def test_qrerun_of_an_array_reruns_its_failed_tasks(hb):
-    flag = hb.workdir / "second-time"
+def test_qrerun_of_an_array_reruns_its_failed_tasks_until_it_has_finished(hb):
+    """Task 2 fails while task 3 still runs: qrerun puts task 2 back and the array succeeds. Once the
+    array has finished, it stays finished: qrerun answers as PBS does (Job has finished, 35)."""
+    flag, gate = hb.workdir / "second-time", hb.workdir / "gate"
     script = hb.script(
-        f'#!/bin/bash\nif [ "$PBS_ARRAY_INDEX" = 2 ] && [ ! -e "{flag}" ]; then exit 5; fi\necho "ok $PBS_ARRAY_INDEX"\n',
+        f'#!/bin/bash\nif [ "$PBS_ARRAY_INDEX" = 2 ] && [ ! -e "{flag}" ]; then exit 5; fi\n'
+        f'if [ "$PBS_ARRAY_INDEX" = 3 ]; then for i in $(seq 300); do [ -e "{gate}" ] && break; sleep 0.1; done; fi\n'
+        f'echo "ok $PBS_ARRAY_INDEX"\n',
         "flaky.sh")
     array = hb.submit("-J", "1-3", "--retries", "0", script)
-    job = hb.wait_state(array, FINAL, timeout=45)
-    assert (job["state"], job["array"]["failed_tasks"]) == ("FAILED", {"2": 5})
+    wait_for(lambda: hb.job(array)["array"]["failed_tasks"] == {"2": 5}, 30, what="task 2 to fail")
+    assert hb.job(array)["state"] not in FINAL  # task 3 waits at its gate
     flag.write_text("")
     assert hb.run("qrerun", array).returncode == 0
+    gate.write_text("")
     job = hb.wait_state(array, FINAL, timeout=45)
     assert job["state"] == "SUCCEEDED" and job["array"]["succeeded"] == 3
     assert hb.run("qlog", task_id(array, 2)).stdout == "ok 2\n"
+    late = hb.run("qrerun", array, check=False)
+    assert (late.returncode, one_line(late.stderr)) == (35, "qrerun: Job has finished")
+    assert hb.job(array)["state"] == "SUCCEEDED"
 
 
 def test_pbsnodes_lists_the_workers(hb):

@@ -25,7 +25,7 @@ def test_history_events_are_appended_by_the_same_write_and_rendered_for_tracejob
     doc = new_job(id="1", owner="alice", name="job.sh", queue="batch", submitted_at=1.0,
                   history=[history.event("h", "", at=1.5)])
     change = history.add(Change(set={"state": "RUNNING"}), "r", "us-east-1/w-1", 1, at=2.0)
-    new = apply(doc, Expect(), change)
+    new = apply(doc, Expect.move("RUNNING"), change)
     assert new["history"] == [[1.5, "h", ""], [2.0, "r", "us-east-1/w-1", 1]]
     new = apply(new, Expect(), history.add(Change(), "x", 3, 1.5, 3725, 2, at=5.0))
     new = apply(new, Expect(), history.add(Change(), "s", "root", "SIGUSR1", "1.srv", 1, at=6.0))

@@ -21,7 +21,8 @@ def store(tmp_path):
             for i in range(30)]
     backend.store.create(docs, [])
     for doc in docs[:25]:  # history: finished jobs
-        backend.store.update(doc["id"], Expect(), Change(set={"state": JobState.SUCCEEDED, "finished_at": 1.0}))
+        for state in (JobState.RUNNING, JobState.SUCCEEDED):  # each move as the transition table allows it
+            backend.store.update(doc["id"], Expect.move(state), Change(set={"state": state, "finished_at": 1.0}))
     return backend.store
 
 
