@@ -1,6 +1,6 @@
 """Submit-to-running latency of local mode on one warm idle worker, and the wall time of qsub and qstat.
 
-    .venv/bin/python bench/latency.py [--samples 50] [--cli-runs 10] [--gap-min 0.5 --gap-max 1.0]
+    .venv/bin/python bench/latency.py [--samples 50] [--cli-runs 30] [--gap-min 0.5 --gap-max 1.0]
 
 Prints figures; asserts nothing.
 
@@ -20,9 +20,16 @@ before it forks the command, on the same clock as `t`. Also printed: the POST
 round trip, and started_at - submitted_at (the daemon's own stamp), which is
 the part spent waiting for a worker to pick the job up.
 
-CLI: `qsub -- true` and `qstat ID` run as subprocesses, `--cli-runs` times
-each, wall time by time.perf_counter; the median is printed. For scale,
-`python -c pass` and `python -c "import hyperbatch.cli.pbs.qsub"` are timed the same way.
+CLI: `qsub -- true`, `qstat ID` (a finished job's: `qstat -x ID`), `qdel ID`
+(an unknown id: the same request and error path as a real delete, without
+cancelling anything) and `python -c pass` (the bare interpreter of the same
+venv, its site and editable-install hooks included) run as subprocesses,
+interleaved, `--cli-runs` times each; wall time by time.perf_counter; the
+median of each is printed, and each command's ratio to the bare interpreter
+(the target: at most 1.5). The package's bytecode is compiled first and the
+commands run with bytecode caching allowed, as from any pip-installed copy
+(a PYTHONDONTWRITEBYTECODE environment would otherwise recompile every
+module on every start and time the compiler instead of the command).
 """
 
 from __future__ import annotations
@@ -36,16 +43,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _localmode import BIN, LocalMode, install_signal_cleanup, percentile  # noqa: E402
+from _localmode import BIN, REPO, LocalMode, install_signal_cleanup, percentile  # noqa: E402
 
 
-def timed_runs(argv: list[str], env: dict, cwd: Path, runs: int) -> list[float]:
+def timed_runs(argv: list[str], env: dict, cwd: Path, runs: int, quiet: bool = False) -> list[float]:
     out = []
     for _ in range(runs):
         start = time.perf_counter()
         proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
         out.append((time.perf_counter() - start) * 1000)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and not quiet:
             print(f"# warning: {' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}", file=sys.stderr)
     return out
 
@@ -53,7 +60,7 @@ def timed_runs(argv: list[str], env: dict, cwd: Path, runs: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=50)
-    parser.add_argument("--cli-runs", type=int, default=10)
+    parser.add_argument("--cli-runs", type=int, default=30)
     parser.add_argument("--gap-min", type=float, default=0.5, help="idle seconds before each submit, at least")
     parser.add_argument("--gap-max", type=float, default=1.0, help="idle seconds before each submit, at most")
     args = parser.parse_args()
@@ -89,18 +96,29 @@ def main() -> int:
               f"{percentile(post_rtt, 95):.1f}); submitted_at -> started_at (waiting for the worker's poll) "
               f"p50 {percentile(pickup, 50):.1f} ms (p95 {percentile(pickup, 95):.1f}, max {max(pickup):.1f})")
 
-        env, cwd = hb.env, hb.workdir
-        qsub = timed_runs([str(BIN / "qsub"), "--", "true"], env, cwd, args.cli_runs)
+        env, cwd = {k: v for k, v in hb.env.items() if k != "PYTHONDONTWRITEBYTECODE"}, hb.workdir
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "hyperbatch"), str(REPO / "cli")],
+                       env=env, capture_output=True)
         last = hb.cli("qsub", "--", "true", check=True).stdout.strip()
         hb.wait_final([last], timeout=60)
-        qstat = timed_runs([str(BIN / "qstat"), last], env, cwd, args.cli_runs)
-        bare = timed_runs([sys.executable, "-c", "pass"], env, cwd, args.cli_runs)
-        imports = timed_runs([sys.executable, "-c", "import hyperbatch.cli.pbs.qsub"], env, cwd, args.cli_runs)
-        print(f"qsub_wall_ms_p50: {percentile(qsub, 50):.1f}   # `qsub -- true`, {args.cli_runs} runs")
-        print(f"qstat_wall_ms_p50: {percentile(qstat, 50):.1f}   # `qstat ID` of one finished job, "
-              f"{args.cli_runs} runs")
-        print(f"# for scale: `python -c pass` p50 {percentile(bare, 50):.1f} ms; "
-              f"`python -c 'import hyperbatch.cli.pbs.qsub'` p50 {percentile(imports, 50):.1f} ms")
+        commands = {
+            "python_start": [sys.executable, "-c", "pass"],
+            "qsub": [str(BIN / "qsub"), "--", "true"],
+            "qstat": [str(BIN / "qstat"), "-x", last],
+            "qdel": [str(BIN / "qdel"), "999999999"],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.cli_runs):  # interleaved: a load spike hits every command alike
+            for name, argv in commands.items():
+                walls[name] += timed_runs(argv, env, cwd, 1, quiet=name == "qdel")
+        bare = percentile(walls["python_start"], 50)
+        print(f"python_start_ms_p50: {bare:.1f}   # `python -c pass` in the same venv, {args.cli_runs} runs")
+        for name in ("qsub", "qstat", "qdel"):
+            p50 = percentile(walls[name], 50)
+            print(f"{name}_wall_ms_p50: {p50:.1f}   # {' '.join(commands[name][1:]) or ''}; "
+                  f"{p50 / bare:.2f}x python_start_ms_p50 (target <= 1.5x)")
+        print(f"qsub_wall_ms_p50 {percentile(walls['qsub'], 50):.1f} vs python_start_ms_p50 {bare:.1f}: "
+              f"ratio {percentile(walls['qsub'], 50) / bare:.2f}")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -11,20 +11,30 @@ server's code and message; network failures raise Unreachable.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
-from typing import Any, Mapping
+import sys
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
 from hyperbatch.cli.errors import ApiError, CliError, HostError, Unreachable
+from hyperbatch.cli.plain_http import BadResponse, PlainConnection
 
 __all__ = ["ApiError", "Client", "DEFAULT_TIMEOUT", "Unreachable", "current_client", "job_path"]
 
 DEFAULT_TIMEOUT = 30.0
 USER_AGENT = "hyperbatch-cli/0.1"
-_RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+# http.client.RemoteDisconnected is a ConnectionResetError: a kept-alive connection the server closed.
+_RETRYABLE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def _bad_answer(exc: BaseException) -> bool:
+    """A malformed answer, from either transport (http.client is imported only for https hosts)."""
+    http_client = sys.modules.get("http.client")
+    return isinstance(exc, BadResponse) or (http_client is not None and isinstance(exc, http_client.HTTPException))
 
 
 def job_path(job_id: str, *rest: str) -> str:
@@ -50,7 +60,7 @@ class Client:
         self._host = parts.hostname
         self._port = parts.port
         self._base = parts.path.rstrip("/")  # e.g. "/prod" for an API Gateway stage
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Any = None  # PlainConnection (http://), http.client.HTTPSConnection (https://)
         self._token: str | None = None
         self._credentials: Any = None
 
@@ -94,12 +104,14 @@ class Client:
 
     # -- transport --------------------------------------------------------------------------
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Any:
         if self._conn is None:
             if self._scheme == "https":
+                import http.client
+
                 self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
-            else:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            else:  # a local daemon: a plain socket, without http.client's imports (hyperbatch.cli.plain_http)
+                self._conn = PlainConnection(self._host, self._port, timeout=self.timeout)
         return self._conn
 
     def _send(self, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, bytes, str]:
@@ -121,7 +133,7 @@ class Client:
                 if attempt == 0 and reused and retry:
                     continue
                 raise self._unreachable(exc) from None
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:  # socket.timeout is TimeoutError
                 self.close()
                 raise Unreachable(
                     f"HyperBatch at {self.url} did not answer within {self.timeout:g} s"
@@ -129,7 +141,9 @@ class Client:
             except OSError as exc:  # refused, DNS, TLS, no route
                 self.close()
                 raise self._unreachable(exc) from None
-            except http.client.HTTPException as exc:
+            except Exception as exc:
+                if not _bad_answer(exc):
+                    raise
                 self.close()
                 raise Unreachable(f"bad answer from HyperBatch at {self.url}: {exc!r}") from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -151,16 +165,18 @@ class Client:
                 raise CliError(f"HyperBatch at {self.url} sent a non-JSON answer (HTTP {status})") from None
         if 200 <= status < 300:
             return payload
-        code, message = "", ""
+        code, message, pbs_errno, job_id = "", "", None, None
         if isinstance(payload, dict):
             code = str(payload.get("error") or "")
             message = str(payload.get("message") or payload.get("Message") or "")  # API Gateway says "Message"
+            pbs_errno = payload.get("pbs_errno") if isinstance(payload.get("pbs_errno"), int) else None
+            job_id = payload.get("job_id") if isinstance(payload.get("job_id"), str) else None
         if not message:
             first = text.strip().splitlines()[0][:200] if text.strip() else ""
             message = first or f"HTTP {status} {reason}".strip()
         if status >= 500:
             message = f"server error (HTTP {status}): {message}"
-        raise ApiError(status, code or f"HTTP{status}", message)
+        raise ApiError(status, code or f"HTTP{status}", message, pbs_errno, job_id)
 
     # -- auth -------------------------------------------------------------------------------
 
@@ -226,11 +242,16 @@ class Client:
 
 
 def _login_name() -> str:
-    import getpass
-
+    """What getpass.getuser() answers (without importing getpass): LOGNAME, USER, LNAME, USERNAME, else
+    the passwd entry, else the uid (some containers have neither)."""
+    for key in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if os.environ.get(key):
+            return os.environ[key]
     try:
-        return getpass.getuser()
-    except Exception:  # no login name and no passwd entry (some containers)
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
         return str(os.getuid())
 
 

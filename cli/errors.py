@@ -33,12 +33,18 @@ class Unreachable(CliError):
 
 
 class ApiError(CliError):
-    """The server answered with a non-2xx status and its `{"error": code, "message": text}`.
+    """The server answered with a non-2xx status and its `{"error": code, "message": text}`, plus the
+    PBS error number (`pbs_errno`) and the job named (`job_id`, as PBS echoes it) when it sent them.
 
-    Exit code 2 for bad input (400, 413, 422), 1 for anything else (401, 403, 404, 409, 5xx).
+    Exit code: the PBS error number's low byte when there is one (as PBS's commands exit), else
+    2 for bad input (400, 413, 422) and 1 for anything else (401, 403, 404, 409, 5xx).
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message, exit_code=2 if status in (400, 413, 422) else 1)
+    def __init__(self, status: int, code: str, message: str, pbs_errno: int | None = None,
+                 job_id: str | None = None) -> None:
+        exit_code = (pbs_errno & 0xFF) if pbs_errno else (2 if status in (400, 413, 422) else 1)
+        super().__init__(message, exit_code=exit_code)
         self.status = status
         self.code = code
+        self.pbs_errno = pbs_errno
+        self.job_id = job_id

@@ -21,7 +21,10 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 from hyperbatch.cli.errors import HostError
 from hyperbatch.core import paths

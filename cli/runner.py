@@ -16,18 +16,8 @@ from typing import Any
 import click
 
 from hyperbatch.cli.errors import CliError
-
-
-def err(line: str) -> None:
-    """Write one line to stderr."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-def one_line(text: str) -> str:
-    """Collapse a (server's) multi-line message into one line, parts joined with '; '."""
-    lines = [part.strip() for part in str(text).strip().splitlines() if part.strip()]
-    return "; ".join(lines)
+# One rule for both kinds of command: the click commands (hyper, qlog) and the getopt ones (hyperbatch.cli.pbs).
+from hyperbatch.cli.pbs.common import err, one_line
 
 
 def run(command: click.Command, prog: str, args: list[str] | None = None, obj: Any = None) -> int:

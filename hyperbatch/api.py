@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from urllib.parse import unquote
 from typing import Annotated, Any, Callable
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -25,8 +26,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from hyperbatch import __version__
 from hyperbatch.core import limits, options
-from hyperbatch.core.errors import HyperError, PayloadTooLarge, SpecError
-from hyperbatch.core.ids import parse_job_ref
+from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
+from hyperbatch.core.ids import JobRef, parse_job_ref
 from hyperbatch.core.model import view
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
@@ -36,7 +37,20 @@ log = logging.getLogger("hyperbatch.api")
 MAX_PAGE = 1000
 
 
-class JobRequest(BaseModel):
+class _Walltime(BaseModel):
+    """A request with a `walltime`: HH:MM:SS (or 1h30m) text, kept as given for the scheduler, or whole
+    seconds; either within a year (hyperbatch.core.limits)."""
+
+    @field_validator("walltime", mode="before", check_fields=False)
+    @classmethod
+    def _walltime(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            limits.check_walltime(options.parse_walltime(value))
+            return value
+        return value if value is None else limits.check_walltime(value)
+
+
+class JobRequest(_Walltime):
     """One job: a script (its #PBS/#HYPER header is read) or a command, and options that win over the header.
 
     Every bound is hyperbatch.core.limits': what a worker could not run (a NUL byte, a variable name
@@ -57,7 +71,7 @@ class JobRequest(BaseModel):
     array: str | None = Field(None, min_length=1, max_length=limits.MAX_ARRAY_SPEC_CHARS,
                               examples=["1-100", "0-10:2", "1-1000%10"])
     depend: str | None = Field(None, min_length=1, max_length=limits.MAX_DEPEND_CHARS,
-                               examples=["afterok:01JD4V8ZK2N3Q"])
+                               examples=["afterok:1234.server"])
     priority: int | None = Field(None, ge=limits.PRIORITY_MIN, le=limits.PRIORITY_MAX)
     max_attempts: int | None = Field(None, ge=1, le=limits.MAX_ATTEMPTS)
     walltime: str | int | None = Field(None, examples=["01:00:00", 3600])
@@ -67,14 +81,30 @@ class JobRequest(BaseModel):
     workdir: Annotated[str, AfterValidator(limits.check_workdir)] | None = Field(
         None, min_length=1, max_length=limits.MAX_PATH_BYTES)
 
-    @field_validator("walltime", mode="before")
-    @classmethod
-    def _walltime(cls, value: Any) -> Any:
-        """HH:MM:SS (or 1h30m) text, kept as given for the scheduler, or whole seconds; either within a year."""
-        if isinstance(value, str):
-            limits.check_walltime(options.parse_walltime(value))
-            return value
-        return value if value is None else limits.check_walltime(value)
+
+class AlterRequest(_Walltime):
+    """qalter: the attributes of a job that has not started; absent fields stay as they are (the same
+    bounds as JobRequest's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, AfterValidator(limits.check_name)] | None = Field(
+        None, json_schema_extra={"pattern": f"^{limits.NAME_PATTERN}$"})
+    priority: int | None = Field(None, ge=limits.PRIORITY_MIN, le=limits.PRIORITY_MAX)
+    walltime: str | int | None = Field(None, examples=["01:00:00", 3600])
+    resources: Annotated[dict[str, str], AfterValidator(limits.check_resources)] | None = None
+    depend: str | None = Field(None, min_length=1, max_length=limits.MAX_DEPEND_CHARS,
+                               examples=["afterok:1234.server"])
+    hold: bool | None = Field(None, description="true holds the job (qalter -h u), false releases it (-h n)")
+
+
+class SignalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signal: str = Field(min_length=1, max_length=32, examples=["SIGUSR1", "USR1", "10"])
+
+
+class MoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queue: str = Field(min_length=1, max_length=limits.MAX_REF_CHARS)
 
 
 class BatchRequest(BaseModel):
@@ -119,8 +149,13 @@ def read_json_body(event: Any) -> Any:
     return data
 
 
-def error(status: int, code: str, message: str) -> Response:
-    return Response(status, content_types.APPLICATION_JSON, json.dumps({"error": code, "message": message}))
+def error(status: int, code: str, message: str, pbs_errno: int | None = None, job_id: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if pbs_errno is not None:
+        body["pbs_errno"] = pbs_errno  # the PBS commands print PBS's text for it and exit with its low byte
+    if job_id is not None:
+        body["job_id"] = job_id  # the job named, with .SERVER appended as PBS echoes it
+    return Response(status, content_types.APPLICATION_JSON, json.dumps(body))
 
 
 def describe_validation(errors: list[dict]) -> str:
@@ -143,10 +178,13 @@ def build_app(
     workers: Callable[[], dict[tuple[str, str], int]],
     unauthenticated_status: int = 401,
     status: Callable[[], dict] | None = None,
+    nodes: Callable[[], list[dict]] | None = None,
 ) -> APIGatewayHttpResolver:
     """`unauthenticated_status`: what a request that `authorize` refuses gets — 401 locally (bad bearer
     token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request. `status`: fields
-    GET /queues adds (local mode: `parked_events`, the events whose handling failed every try)."""
+    GET /queues adds (local mode: `parked_events`, the events whose handling failed every try). `nodes`
+    lists the workers (GET /nodes, pbsnodes: rows of id, region, queue, definition, started_at); without
+    it the workers are found from the running jobs."""
     app = APIGatewayHttpResolver(enable_validation=True)
     refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
 
@@ -164,11 +202,16 @@ def build_app(
 
     @app.exception_handler(HyperError)
     def _hyper_error(exc: HyperError) -> Response:
-        return error(exc.status, exc.code, str(exc))
+        return error(exc.status, exc.code, str(exc), exc.pbs_errno, exc.job_id)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
         return error(400, "ValidationError", describe_validation(list(exc.errors())))
+
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_text(exc: UnicodeDecodeError) -> Response:
+        # A body powertools reads for a route's model (qalter, qsig, qmove) that is not UTF-8.
+        return error(400, "ValidationError", "the body must be JSON (UTF-8 text)")
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:
@@ -207,9 +250,32 @@ def build_app(
         page = scheduler.list(caller(), owner=owner, queue=queue, states=states, limit=limit, next=next)
         return {"jobs": [view(d) for d in page.items], "next": page.next}
 
-    @app.get("/jobs/<job_id>", summary="One job")
+    def on_job(text: str, act: Callable[[JobRef], Any]) -> Any:
+        """Run `act` on the job the path names (`1234`, `1234.server`, `1234[]`, `1234[7]`, ...); an
+        unknown job is answered as PBS does, naming the id as given with the server appended.
+        The id may arrive percent-encoded (`1234%5B7%5D`): API Gateway decodes paths, the local server not."""
+        text = unquote(text)
+        try:
+            ref = parse_job_ref(text, scheduler.server)
+            return act(ref)
+        except NotFound as exc:
+            if exc.pbs_errno != PBSE_UNKJOBID:
+                raise
+            unknown = NotFound(f"Unknown Job Id {ids_expanded(text, scheduler.server)}")
+            unknown.job_id = ids_expanded(text, scheduler.server)
+            raise unknown from None
+        except HyperError as exc:
+            exc.job_id = ids_expanded(text, scheduler.server)
+            raise
+
+    @app.get("/jobs/<job_id>", summary="One job, or one array task (ID[INDEX])")
     def get_job(job_id: str) -> dict:
-        return view(scheduler.get(_id(job_id), caller()))
+        def look(ref: JobRef) -> dict:
+            if ref.index is not None:
+                return scheduler.task(ref.seq, ref.index, caller())
+            return view(scheduler.get(ref.seq, caller()))
+
+        return on_job(job_id, look)
 
     @app.get("/jobs/<job_id>/tasks", summary="An array's tasks with their states")
     def get_tasks(
@@ -217,20 +283,37 @@ def build_app(
         offset: Annotated[int, Query(ge=0, le=limits.MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> dict:
-        rows, nxt = scheduler.tasks(_id(job_id), caller(), offset, limit)
+        rows, nxt = on_job(job_id, lambda ref: scheduler.tasks(_whole(ref), caller(), offset, limit))
         return {"tasks": rows, "next": nxt}
 
-    @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (?index=N)")
+    @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (ID[INDEX], or ?index=N)")
     def cancel(job_id: str, index: Annotated[int | None, Query(ge=0, le=limits.MAX_OFFSET)] = None) -> dict:
-        return view(scheduler.cancel(_id(job_id), caller(), index))
+        return on_job(job_id, lambda ref: view(scheduler.cancel(ref.seq, caller(), _index(ref, index))))
 
     @app.post("/jobs/<job_id>/hold", summary="Hold a queued or waiting job")
     def hold(job_id: str) -> dict:
-        return view(scheduler.hold(_id(job_id), caller()))
+        return on_job(job_id, lambda ref: view(scheduler.hold(_whole(ref), caller())))
 
     @app.post("/jobs/<job_id>/release", summary="Release a held job")
     def release(job_id: str) -> dict:
-        return view(scheduler.release(_id(job_id), caller()))
+        return on_job(job_id, lambda ref: view(scheduler.release(_whole(ref), caller())))
+
+    @app.patch("/jobs/<job_id>", summary="Alter a job that has not started (qalter)")
+    def alter(job_id: str, body: AlterRequest) -> dict:
+        changes = body.model_dump(exclude_none=True)
+        return on_job(job_id, lambda ref: view(scheduler.alter(_whole(ref), changes, caller())))
+
+    @app.post("/jobs/<job_id>/rerun", summary="Re-run a running job, or an array's failed and cancelled tasks")
+    def rerun(job_id: str) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.rerun(ref.seq, caller(), ref.index)))
+
+    @app.post("/jobs/<job_id>/signal", summary="Send a signal to a running job or array task (qsig)")
+    def signal(job_id: str, body: SignalRequest) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.signal(ref.seq, body.signal, caller(), ref.index)))
+
+    @app.post("/jobs/<job_id>/move", summary="Move a job that has not started to another queue (qmove)")
+    def move(job_id: str, body: MoveRequest) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.move(_whole(ref), body.queue, caller())))
 
     @app.get("/jobs/<job_id>/log", summary="stdout or stderr from a byte offset (poll for live output)",
              description="`data` is base64: the bytes exactly as the job wrote them (output need not be text). "
@@ -242,16 +325,21 @@ def build_app(
         offset: Annotated[int, Query(ge=0, le=limits.MAX_OFFSET)] = 0,
         index: Annotated[int | None, Query(ge=0, le=limits.MAX_OFFSET)] = None,
     ) -> dict:
-        chunk = scheduler.read_log(_id(job_id), caller(), stream, offset, index)
+        chunk = on_job(job_id, lambda ref: scheduler.read_log(ref.seq, caller(), stream, offset, _index(ref, index)))
         return {**chunk, "data": base64.b64encode(chunk["data"]).decode("ascii"), "encoding": "base64"}
 
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
     def queues() -> dict:
-        return {"queues": scheduler.queues(workers()), **(status() if status is not None else {})}
+        return {"server": scheduler.server, "queues": scheduler.queues(workers()),
+                **(status() if status is not None else {})}
+
+    @app.get("/nodes", summary="The workers, as PBS nodes (pbsnodes)")
+    def list_nodes() -> dict:
+        return {"server": scheduler.server, "nodes": scheduler.nodes(nodes() if nodes is not None else None)}
 
     @app.get("/health", summary="Liveness")
     def health() -> dict:
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "server": scheduler.server}
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi():
@@ -273,11 +361,29 @@ def openapi_document(app: APIGatewayHttpResolver) -> dict:
     return doc
 
 
-def _id(text: str) -> str:
-    job_id, index = parse_job_ref(text)
-    if index is not None:
-        raise SpecError(f"name the task with ?index={index}, not in the path")
-    return job_id
+
+def ids_expanded(text: str, server: str) -> str:
+    """The operand as PBS echoes it in a message: with `.SERVER` appended when it has none."""
+    text = text.strip()
+    try:
+        return parse_job_ref(text).expanded(server)
+    except HyperError:
+        return text
+
+
+def _whole(ref: JobRef) -> str:
+    """The id of a request that acts on a whole job or array, never on one task."""
+    if ref.index is not None:
+        raise SpecError(
+            f"{ref.text} is one task: this acts on a whole job or array, as in {ref.seq}[]", pbs_errno=PBSE_IVALREQ
+        )
+    return ref.seq
+
+
+def _index(ref: JobRef, query_index: int | None) -> int | None:
+    if ref.index is not None and query_index is not None and ref.index != query_index:
+        raise SpecError(f"{ref.text} names task {ref.index} but ?index={query_index} another")
+    return ref.index if ref.index is not None else query_index
 
 
 def _states(text: str | None) -> list[str] | None:

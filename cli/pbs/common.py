@@ -1,20 +1,28 @@
-"""What the PBS commands share: the current host's client, job references, exit codes, outages.
+"""What the PBS commands share: running a command, the current host's client, job ids, PBS's errors.
 
-Exit codes: 0 success; 1 unknown job, refused (401/403/409), unreachable host
-or no host; 2 bad usage or input the server rejected (400/422); 130 on Ctrl-C.
-`qsub --wait` exits with the job's own status instead (see its --help).
+Exit codes follow PBS: a failure the server reports with a PBS error number
+exits with that number's low byte (unknown job 153, job finished 35, bad
+state 168, ...), the last failure's when several operands fail; a malformed
+job id exits 1; bad usage 2 (with the command's usage on stderr); an
+unreachable host 1; Ctrl-C 130. Everything here imports only the standard
+library's light modules, so a command starts in about the time of a bare
+interpreter (bench/latency.py); click is loaded only by commands that use it.
 """
 
 from __future__ import annotations
 
-import re
+import os
+import sys
 import time
-from typing import Any, Callable
 
-from hyperbatch.cli.errors import ApiError, Unreachable, UsageError
-from hyperbatch.cli.runner import err as _err
-from hyperbatch.cli.runner import one_line as _one_line
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
+from hyperbatch.cli.errors import ApiError, CliError, Unreachable, UsageError
+from hyperbatch.cli.pbs.getopt import BadOption, getopt
+
+PBS_VERSION = "23.06.06"  # what `--version` reports: the PBS Pro release these commands follow
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 ACTIVE_STATES = ("WAITING", "HELD", "QUEUED", "RUNNING")
@@ -23,12 +31,80 @@ POLL_MAX_SECONDS = 2.0
 LOG_POLL_SECONDS = 0.3
 OUTAGE_GRACE_SECONDS = 60.0  # --wait and qlog -f ride out a daemon restart this long
 TASK_PAGE = 1000
+LIST_PAGE = 1000
 
-_REF_RE = re.compile(r"([^\[\]\s]+)(?:\[([0-9]*)\])?")
+# PBS error numbers the commands act on (hyperbatch.core.errors has them all, with their text).
+PBSE_UNKJOBID = 15001
+PBSE_HISTJOBID = 15139
+
+
+class ShowUsage(Exception):
+    """Bad usage: print the command's usage (after an optional line) and exit with its usage code."""
+
+    def __init__(self, line: str = "") -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def err(line: str) -> None:
+    """Write one line to stderr."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def one_line(text: str) -> str:
+    """Collapse a (server's) multi-line message into one line, parts joined with '; '."""
+    return "; ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
+def run(prog: str, body: Callable[[list[str]], int | None], argv: list[str] | None, usage: str,
+        usage_exit: int = 2) -> int:
+    """Run a command's `body(args)` and turn whatever goes wrong into PBS's one line and exit code.
+
+    `PROG --version` alone prints `pbs_version = ...` as PBS's commands do.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:
+        sys.stdout.write(f"pbs_version = {PBS_VERSION}\n")
+        return 0
+    try:
+        code = body(args)
+        sys.stdout.flush()
+        return code if isinstance(code, int) else 0
+    except BadOption as exc:
+        err(f"{prog}: {exc}")
+        sys.stderr.write(usage)
+        return usage_exit
+    except ShowUsage as exc:
+        if exc.line:
+            err(exc.line)
+        sys.stderr.write(usage)
+        return usage_exit
+    except CliError as exc:
+        err(f"{prog}: {one_line(exc.message)}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`qstat | head`): stop quietly, and keep the interpreter from complaining at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
+    except Exception as exc:  # last resort: still one line
+        err(f"{prog}: internal error: {type(exc).__name__}: {one_line(str(exc)) or 'no detail'}")
+        return 1
+
+
+def parse(args: list[str], spec: str, long_flags: tuple[str, ...] = ()) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """getopt (PBS's option syntax) for a command; a refused option shows the usage."""
+    return getopt(args, spec, long_flags)
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers shared by the commands
+# the server and its jobs
 
 
 def api_client() -> Any:
@@ -43,20 +119,98 @@ def job_path(job_id: str, *rest: str) -> str:
     return job_path(job_id, *rest)
 
 
-def parse_ref(text: str) -> tuple[str, int | None, bool]:
-    """`ID` -> (ID, None, False); `ID[]` -> (ID, None, True); `ID[7]` -> (ID, 7, False).
+def parse_id(text: str) -> Any:
+    """The operand as a job reference (hyperbatch.core.ids.JobRef); CliError "illegally formed job
+    identifier" (exit 1) when it is not one."""
+    from hyperbatch.core.ids import IllegalJobId, parse_job_ref
 
-    Only the brackets are checked here; the server says whether the id exists.
+    try:
+        return parse_job_ref(text)
+    except IllegalJobId:
+        raise CliError(f"illegally formed job identifier: {text}") from None
+
+
+def parse_ref(text: str) -> tuple[str, int | None, bool]:
+    """`ID` -> (ID, None, False); `ID[]` -> (ID, None, True); `ID[7]` -> (ID, 7, False), ID as typed
+    without its brackets (`1234.server[]` is no id: the brackets come before .SERVER)."""
+    ref = parse_id(text)
+    whole = text.strip()
+    if ref.index is not None or ref.array:
+        base = ref.seq + (f".{ref.server}" if ref.server else "")
+        return base, ref.index, ref.array
+    return whole, None, False
+
+
+def job_error(prog: str, text: str, exc: ApiError, raw_id: bool = False) -> int:
+    """Report one operand's failure as PBS's commands do (`prt_job_err`); returns the exit code.
+
+    `raw_id`: echo the id as typed (qdel does); else with .SERVER appended, as the server names it.
     """
-    match = _REF_RE.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(f"illegally formed job identifier: {text!r} (use ID, ID[] or ID[INDEX])")
-    job_id, index = match.groups()
-    if index is None:
-        return job_id, None, False
-    if index == "":
-        return job_id, None, True
-    return job_id, int(index), False
+    from hyperbatch.core.errors import PBS_TEXT
+
+    shown = text if raw_id else (exc.job_id or text)
+    if exc.pbs_errno == PBSE_UNKJOBID:
+        err(f"{prog}: Unknown Job Id {shown}")
+    elif exc.pbs_errno == PBSE_HISTJOBID:
+        err(f"{prog}: Job has finished" + (f" {shown}" if raw_id else ""))
+    elif exc.pbs_errno in PBS_TEXT and exc.status != 422:
+        err(f"{prog}: {PBS_TEXT[exc.pbs_errno]} {shown}")
+    elif exc.status in (400, 403, 404, 409, 422):
+        err(f"{prog}: {shown}: {one_line(exc.message)}")
+    else:
+        raise exc
+    return exc.exit_code
+
+
+def each_job(prog: str, ids: list[str], act: Callable[[Any, str], Any], raw_id: bool = False) -> int:
+    """Apply `act(client, id)` to each operand in turn, as PBS's commands loop; failures are reported
+    and the rest still processed; the exit code is the last failure's (0 if none failed)."""
+    client = None
+    rc = 0
+    for text in ids:
+        try:
+            parse_id(text)
+        except CliError as exc:
+            err(f"{prog}: {exc.message}")
+            rc = 1
+            continue
+        client = client or api_client()
+        try:
+            act(client, text)
+        except ApiError as exc:
+            rc = job_error(prog, text, exc, raw_id)
+    return rc
+
+
+def list_jobs(client: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every job a listing returns (GET /jobs, page after page), oldest first as PBS lists them."""
+    seen: set[str] = set()
+    token = None
+    out: list[dict[str, Any]] = []
+    while True:
+        _, page = client.request("GET", "/jobs", query={**query, "limit": LIST_PAGE, "next": token})
+        page = page or {}
+        out.extend(page.get("jobs") or [])
+        token = page.get("next")
+        if not token or str(token) in seen:
+            break
+        seen.add(str(token))
+    out.reverse()
+    return out
+
+
+def iter_tasks(client: Any, job_id: str):
+    """An array's tasks (GET /jobs/ID/tasks, page after page)."""
+    offset: Any = 0
+    path = job_path(job_id, "tasks")
+    while True:
+        _, page = client.request("GET", path, query={"offset": offset, "limit": TASK_PAGE})
+        page = page or {}
+        yield from page.get("tasks") or []
+        nxt = page.get("next")
+        if nxt is None or nxt == offset:
+            return
+        offset = nxt
 
 
 def exit_code_for(job: dict[str, Any]) -> int:
@@ -112,25 +266,3 @@ class Outage:
             return None
         self.since = None
         return result
-
-
-# ---------------------------------------------------------------------------------------------
-# qsub
-
-
-def per_job_error(prog: str, text: str, exc: ApiError) -> int:
-    """Report one id's failure and carry on with the rest; re-raise what no other id would survive.
-
-    PBS's words where a client may parse them: `Unknown Job Id ID`, and `Job has finished ID` for a
-    job (or task) that finished before the request (the server's code JobFinished), both exit 1.
-    """
-    if exc.status == 404:
-        _err(f"{prog}: Unknown Job Id {text}")
-        return 1
-    if exc.status == 409 and exc.code == "JobFinished":
-        _err(f"{prog}: Job has finished {text}")
-        return 1
-    if exc.status in (400, 403, 409, 422):
-        _err(f"{prog}: {text}: {_one_line(exc.message)}")
-        return exc.exit_code
-    raise exc

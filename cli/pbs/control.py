@@ -1,95 +1,66 @@
-"""qdel, qhold, qrls: act on jobs, arrays and array tasks by id."""
+"""qdel, qhold, qrls: act on jobs, arrays and array tasks by id, as PBS Pro's commands do.
+
+Each operand is a job id with or without `.SERVER`, `ID[]` for a whole array
+or (qdel) `ID[7]` for one task. Success prints nothing; each failure prints
+PBS's line (`qdel: Unknown Job Id 123`, `qhold: Request invalid for state of
+job 123.server`) and the rest are still processed; the exit code is the last
+failure's PBS error number (153 unknown, 35 finished, 168 bad state), as PBS.
+"""
 
 from __future__ import annotations
 
-import click
-from hyperbatch.cli.errors import ApiError, UsageError
-from hyperbatch.cli.pbs.common import (
-    CONTEXT,
-    api_client,
-    job_path,
-    parse_ref,
-    per_job_error,
-)
-from hyperbatch.cli.runner import err as _err
-from hyperbatch.cli.runner import run as _run
+from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, parse, run
+
+QDEL_USAGE = "usage:\n\tqdel [-W force|suppress_email=X] [-x] job_identifier...\n\tqdel --version\n"
+QHOLD_USAGE = "usage: qhold [-h hold_list] job_identifier...\n       qhold --version\n"
+QRLS_USAGE = "usage: qrls [-h hold_list] job_identifier...\n       qrls --version\n"
 
 
-def _act_on_each(prog: str, ids: tuple[str, ...], method: str, suffix: tuple[str, ...], tasks_ok: bool) -> int:
-    client = api_client()
-    rc = 0
-    for text in ids:
-        try:
-            job_id, index, _ = parse_ref(text)
-        except UsageError as exc:
-            _err(f"{prog}: {exc.message}")
-            rc = max(rc, exc.exit_code)
-            continue
-        if index is not None and not tasks_ok:
-            verb = "held" if prog == "qhold" else "released"
-            _err(f"{prog}: {text}: one array task cannot be {verb} on its own; use the whole array {job_id}[]")
-            rc = max(rc, 2)
-            continue
-        try:
-            client.request(method, job_path(job_id, *suffix), query={"index": index})
-        except ApiError as exc:
-            rc = max(rc, per_job_error(prog, text, exc))
-    return rc
+def qdel(args: list[str]) -> int:
+    opts, ids = parse(args, "W:x")
+    for opt, value in opts:
+        if opt == "-x":
+            raise ShowUsage("qdel: -x (delete the job's history too) is not supported: HyperBatch keeps a "
+                            "finished job for the configured job_retention_days")
+        key = (value or "").split("=", 1)[0].lower()
+        if key not in ("force", "suppress_email"):
+            raise ShowUsage("qdel: illegal -W value")
+        # force: a running job is stopped at its worker's next heartbeat either way; no mail is sent (yet)
+    if not ids:
+        raise ShowUsage()
+    return each_job("qdel", ids, lambda client, text: client.request("DELETE", job_path(text)), raw_id=True)
 
 
+def _holds(opts: list, prog: str) -> None:
+    for _, value in opts:
+        if not value or any(ch not in "uosnp" for ch in value) or ("n" in value and len(value) > 1):
+            raise ShowUsage(f"{prog}: illegal -h value")
 
 
-@click.command(
-    "qdel",
-    context_settings=CONTEXT,
-    options_metavar="",
-    help="Cancel jobs. A queued, held or waiting job is cancelled at once; a running one is "
-    "stopped by its worker within a heartbeat. ID[] cancels a whole array, ID[3] one task. "
-    "Prints nothing on success; an unknown id is reported and the rest are still processed "
-    "(exit 1).",
-)
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
-def qdel(ids: tuple[str, ...]) -> int:
-    return _act_on_each("qdel", ids, "DELETE", (), tasks_ok=True)
+def qhold(args: list[str]) -> int:
+    """One kind of hold: -h u (the default), o and s all hold the job until qrls."""
+    opts, ids = parse(args, "h:")
+    _holds(opts, "qhold")
+    if not ids:
+        raise ShowUsage()
+    return each_job("qhold", ids, lambda client, text: client.request("POST", job_path(text, "hold")))
 
 
-@click.command(
-    "qhold",
-    context_settings=CONTEXT,
-    options_metavar="",
-    help="Hold jobs that have not started: they stay held (state H) until qrls. Arrays are held "
-    "whole (ID or ID[]). Prints nothing on success; an unknown id is reported and the rest are "
-    "still processed (exit 1).",
-)
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
-def qhold(ids: tuple[str, ...]) -> int:
-    return _act_on_each("qhold", ids, "POST", ("hold",), tasks_ok=False)
-
-
-@click.command(
-    "qrls",
-    context_settings=CONTEXT,
-    options_metavar="",
-    help="Release held jobs (from qhold or qsub -h): each becomes queued, or waiting if its "
-    "dependencies are not met yet. Prints nothing on success; an unknown id is reported and the "
-    "rest are still processed (exit 1).",
-)
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
-def qrls(ids: tuple[str, ...]) -> int:
-    return _act_on_each("qrls", ids, "POST", ("release",), tasks_ok=False)
+def qrls(args: list[str]) -> int:
+    opts, ids = parse(args, "h:")
+    _holds(opts, "qrls")
+    if not ids:
+        raise ShowUsage()
+    return each_job("qrls", ids, lambda client, text: client.request("POST", job_path(text, "release")))
 
 
 def qdel_main(argv: list[str] | None = None) -> int:
-    return _run(qdel, "qdel", argv)
+    return run("qdel", qdel, argv, QDEL_USAGE)
 
 
 def qhold_main(argv: list[str] | None = None) -> int:
-    return _run(qhold, "qhold", argv)
+    return run("qhold", qhold, argv, QHOLD_USAGE)
 
 
 def qrls_main(argv: list[str] | None = None) -> int:
-    return _run(qrls, "qrls", argv)
-
-
-# ---------------------------------------------------------------------------------------------
-# qlog
+    return run("qrls", qrls, argv, QRLS_USAGE)

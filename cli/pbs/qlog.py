@@ -51,7 +51,7 @@ def qlog(stderr: bool, follow: bool, job_ref: str) -> int:
             answer = outage.call(fetch) if follow else fetch()
         except ApiError as exc:
             if exc.status == 404:
-                raise CliError(f"Unknown Job Id {job_ref}") from None
+                raise CliError(f"Unknown Job Id {exc.job_id or job_ref}", exit_code=exc.exit_code) from None
             raise
         if answer is None:  # host briefly unreachable while following
             time.sleep(LOG_POLL_SECONDS)

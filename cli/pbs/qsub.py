@@ -6,12 +6,13 @@ import os
 import re
 import sys
 import time
-from typing import Any
 
-import click
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
+if TYPE_CHECKING:
+    from typing import Any
+
 from hyperbatch.cli.errors import CliError, UsageError
 from hyperbatch.cli.pbs.common import (
-    CONTEXT,
     FINAL_STATES,
     MAX_SCRIPT_BYTES,
     POLL_MAX_SECONDS,
@@ -19,9 +20,10 @@ from hyperbatch.cli.pbs.common import (
     api_client,
     exit_code_for,
     job_path,
+    run,
     split_items,
 )
-from hyperbatch.cli.runner import run as _run
+from hyperbatch.cli.pbs.getopt import BadOption, getopt
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # -V leaves out what looks like a secret or belongs to this login session rather than to the job.
@@ -63,7 +65,7 @@ to fix. The current directory is sent along as the job's PBS_O_WORKDIR.
 QSUB_EPILOG = """\b
 Examples:
   qsub -N sweep -J 1-100%10 -l walltime=00:30:00 run.sh
-  qsub -W depend=afterok:01JD4V8ZK2N3Q post.sh
+  qsub -W depend=afterok:1234.server post.sh
   qsub -v INPUT=/data/a.csv,HOME -- python3 analyse.py
   qsub --wait -- make test && echo passed
 
@@ -75,80 +77,96 @@ shell reports it), 1 if it failed on the scheduler's side or was cancelled.
 """
 
 
-@click.command(
-    "qsub",
-    context_settings=CONTEXT,
-    help=QSUB_HELP,
-    epilog=QSUB_EPILOG,
-    options_metavar="[OPTIONS]",
-    no_args_is_help=False,
-)
-@click.option("-N", "--name", metavar="NAME", help="Job name (default: the script's file name, or the command).")
-@click.option("-q", "--queue", metavar="QUEUE", help="Queue to submit to (default: the server's default queue).")
-@click.option(
-    "-d", "--definition", metavar="DEFINITION", help="Job definition (image and sizing) to run under."
-)
-@click.option(
-    "-J",
-    "-t",
-    "--array",
-    "array",
-    metavar="RANGE",
-    help="Submit an array job: START-END[:STEP][%LIMIT], e.g. 1-100, 0-10:2, 1-1000%10 (at most 10 "
-    "tasks at once). Each task sees HYPER_ARRAY_INDEX and PBS_ARRAY_INDEX.",
-)
-@click.option(
-    "-W",
-    "attributes",
-    multiple=True,
-    metavar="depend=DEPS",
-    help="Run after other jobs, as in depend=afterok:ID:ID,afterany:ID (also afternotok). "
-    "depend= is the only -W attribute supported. Repeatable.",
-)
-@click.option(
-    "-p", "--priority", type=int, metavar="N", help="Priority (higher runs first within a queue)."
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="Run again up to N more times after a failure (sends max_attempts N+1).",
-)
-@click.option(
-    "-l",
-    "limits",
-    multiple=True,
-    metavar="KEY=VAL[,KEY=VAL]",
-    help="Resources: walltime=HH:MM:SS sets the time limit; any other KEY=VAL (mem=4gb, ncpus=2, "
-    "...) is sent as a resource request. Repeatable.",
-)
-@click.option(
-    "-v",
-    "variables",
-    multiple=True,
-    metavar="VAR[=VAL][,...]",
-    help="Set environment variables for the job. A bare VAR copies its value from your environment "
-    "(an error if it is not set). Quote values that hold commas: -v \"LIST='a,b'\". Repeatable.",
-)
-@click.option(
-    "-V",
-    "export_all",
-    is_flag=True,
-    help="Pass your whole environment to the job, except variables that look like secrets or belong "
-    "to this login session (names with SECRET, TOKEN, PASSW, CREDENTIAL, PRIVATE, API_KEY, KEY or "
-    "AUTH as a word; AWS_*, SSH_*, GPG_*, HYPERBATCH_*; exported shell functions; DISPLAY, SHLVL, "
-    "...). -v values win.",
-)
-@click.option("-h", "hold", is_flag=True, help="Submit the job held; release it with qrls.")
-@click.option(
-    "--wait",
-    is_flag=True,
-    help="After printing the id, wait until the job finishes and exit with its exit status.",
-)
-@click.argument("script", required=False, metavar="[SCRIPT]")
-@click.pass_context
-def qsub(
-    ctx: click.Context,
+OPTIONS_HELP = """\
+Options:
+  -N, --name NAME              Job name (default: the script's file name, or the command).
+  -q, --queue QUEUE            Queue to submit to (default: the server's default queue).
+  -d, --definition DEFINITION  Job definition (image and sizing) to run under.
+  -J, -t, --array RANGE        Submit an array job: START-END[:STEP][%LIMIT], e.g. 1-100, 0-10:2,
+                               1-1000%10 (at most 10 tasks at once). Each task sees
+                               HYPER_ARRAY_INDEX and PBS_ARRAY_INDEX.
+  -W depend=DEPS               Run after other jobs, as in depend=afterok:ID:ID,afterany:ID (also
+                               afternotok). depend= is the only -W attribute supported. Repeatable.
+  -p, --priority N             Priority (higher runs first within a queue).
+  --retries N                  Run again up to N more times after a failure (sends max_attempts N+1).
+  -l KEY=VAL[,KEY=VAL]         Resources: walltime=HH:MM:SS sets the time limit; any other KEY=VAL
+                               (mem=4gb, ncpus=2, ...) is sent as a resource request. Repeatable.
+  -v VAR[=VAL][,...]           Set environment variables for the job. A bare VAR copies its value
+                               from your environment (an error if it is not set). Quote values that
+                               hold commas: -v "LIST='a,b'". Repeatable.
+  -V                           Pass your whole environment to the job, except variables that look
+                               like secrets or belong to this login session (names with SECRET,
+                               TOKEN, PASSW, CREDENTIAL, PRIVATE, API_KEY, KEY or AUTH as a word;
+                               AWS_*, SSH_*, GPG_*, HYPERBATCH_*; exported shell functions; DISPLAY,
+                               SHLVL, ...). -v values win.
+  -h                           Submit the job held; release it with qrls.
+  --wait                       After printing the id, wait until the job finishes and exit with
+                               its exit status.
+  --help                       Show this message and exit.
+"""
+# The command line, getopt-style (hyperbatch.cli.pbs.getopt): no click on the path of a command
+# that shell loops call thousands of times (bench/latency.py).
+SPEC = "N:q:d:J:t:W:p:l:v:Vh"
+LONG_VALUES = ("--name", "--queue", "--definition", "--array", "--priority", "--retries")
+LONG_FLAGS = ("--wait", "--help")
+ALIASES = {"--name": "-N", "--queue": "-q", "--definition": "-d", "--array": "-J", "-t": "-J", "--priority": "-p"}
+
+
+def _integer(option: str, value: str, minimum: int | None = None) -> int:
+    text = value.strip()
+    if not text.lstrip("+-").isdigit():
+        raise UsageError(f"invalid value for '{option}': '{value}' is not a valid integer")
+    number = int(text)
+    if minimum is not None and number < minimum:
+        raise UsageError(f"invalid value for '{option}': {number} is not in the range x>={minimum}")
+    return number
+
+
+def qsub(args: list[str]) -> int:
+    options, command, dashdash = _split_dashdash(args)
+    try:
+        opts, operands = getopt(options, SPEC, LONG_FLAGS, long_values=LONG_VALUES)
+    except BadOption as exc:
+        raise UsageError(f"{exc} (try 'qsub --help')") from None
+    single: dict[str, str] = {}
+    attributes: list[str] = []
+    limits: list[str] = []
+    variables: list[str] = []
+    export_all = hold = wait = False
+    for opt, value in opts:
+        opt = ALIASES.get(opt, opt)
+        if opt == "--help":
+            text = f"Usage: qsub [OPTIONS] [SCRIPT]\n\n{QSUB_HELP}\n{OPTIONS_HELP}\n{QSUB_EPILOG}"
+            sys.stdout.write(text.replace("\b\n", ""))
+            return 0
+        if opt == "-W":
+            attributes.append(value or "")
+        elif opt == "-l":
+            limits.append(value or "")
+        elif opt == "-v":
+            variables.append(value or "")
+        elif opt == "-V":
+            export_all = True
+        elif opt == "-h":
+            hold = True
+        elif opt == "--wait":
+            wait = True
+        else:
+            single[opt] = value or ""
+    if len(operands) > 1:
+        raise UsageError(f"got unexpected extra argument ({operands[1]})")
+    priority = _integer("-p", single["-p"]) if "-p" in single else None
+    retries = _integer("--retries", single["--retries"], 0) if "--retries" in single else None
+    return _submit(
+        name=single.get("-N"), queue=single.get("-q"), definition=single.get("-d"), array=single.get("-J"),
+        attributes=tuple(attributes), priority=priority, retries=retries, limits=tuple(limits),
+        variables=tuple(variables), export_all=export_all, hold=hold, wait=wait,
+        script=operands[0] if operands else None, command=command, dashdash=dashdash,
+    )
+
+
+def _submit(
+    *,
     name: str | None,
     queue: str | None,
     definition: str | None,
@@ -162,8 +180,9 @@ def qsub(
     hold: bool,
     wait: bool,
     script: str | None,
+    command: list[str],
+    dashdash: bool,
 ) -> int:
-    command, dashdash = (ctx.obj or {}).get("command", []), (ctx.obj or {}).get("dashdash", False)
     request: dict[str, Any] = {}
     if dashdash:
         if script is not None:
@@ -346,11 +365,7 @@ def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]
 
 def _split_dashdash(args: list[str]) -> tuple[list[str], list[str], bool]:
     """Split qsub's argv at the first `--` that is not an option's value."""
-    value_opts = set()
-    for param in qsub.params:
-        if isinstance(param, click.Option) and not param.is_flag:
-            value_opts.update(param.opts)
-            value_opts.update(param.secondary_opts)
+    value_opts = {f"-{ch}" for i, ch in enumerate(SPEC) if SPEC[i + 1:i + 2] == ":"} | set(LONG_VALUES)
     i = 0
     while i < len(args):
         arg = args[i]
@@ -371,10 +386,4 @@ def _split_dashdash(args: list[str]) -> tuple[list[str], list[str], bool]:
 
 
 def qsub_main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    options, command, dashdash = _split_dashdash(args)
-    return _run(qsub, "qsub", options, obj={"command": command, "dashdash": dashdash})
-
-
-# ---------------------------------------------------------------------------------------------
-# qstat
+    return run("qsub", qsub, argv, "")

@@ -6,9 +6,9 @@ A dependency names a whole job or a whole array, never one array task.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
-from hyperbatch.core.errors import SpecError
+from hyperbatch.core.errors import PBSE_BADDEPEND, SpecError
 from hyperbatch.core.ids import EXAMPLE, parse_job_ref
 from hyperbatch.core.states import JobState
 
@@ -32,19 +32,24 @@ class Dependency:
 
 
 def _job_id(text: str, kind: str) -> str:
-    job_id, index = parse_job_ref(text)
-    if index is not None:
+    try:
+        ref = parse_job_ref(text)
+    except SpecError:
+        raise SpecError(f"dependency {kind}:{text}: '{text}' is not a job id, {_HINT}", pbs_errno=PBSE_BADDEPEND) from None
+    if ref.index is not None:
         raise SpecError(
             f"dependency {kind}:{text}: an array task cannot be a dependency; "
-            f"depend on the whole array, as in {kind}:{job_id}"
+            f"depend on the whole array, as in {kind}:{ref.seq}[]",
+            pbs_errno=PBSE_BADDEPEND,
         )
-    return job_id
+    return ref.seq
 
 
 def parse_depend(text: str) -> list[Dependency]:
     """Parse `[depend=]afterok:ID[:ID...][,afterany:ID][,afternotok:ID]`; duplicates dropped, order kept.
 
-    `ID[]` (PBS for a whole array) is read as `ID`.
+    An ID is given as PBS prints it or as its number alone (`1234.server`, `1234`); `ID[]` (PBS for
+    a whole array) is read as `ID`. The result names jobs by their internal ids (`1234`).
     """
     body = text.strip()
     body = body[len("depend="):] if body.startswith("depend=") else body
@@ -77,28 +82,34 @@ def format_depend(deps: list[Dependency]) -> str:
     return ",".join(":".join(group) for group in groups)
 
 
-def _check(dep: Dependency, state: JobState | None) -> tuple[str, str]:
+def _check(dep: Dependency, state: JobState | None, name: str) -> tuple[str, str]:
     """("met" | "wait" | "never", why) for one dependency given its parent's state (None: no such job)."""
     if state is None:
-        return "never", f"{dep.job_id} does not exist"
+        return "never", f"{name} does not exist"
     if not state.final:
         return "wait", ""
     succeeded = state is JobState.SUCCEEDED
     holds = {"afterok": succeeded, "afterany": True, "afternotok": not succeeded}[dep.kind]
-    return ("met", "") if holds else ("never", f"{dep.job_id} {state.value}")
+    return ("met", "") if holds else ("never", f"{name} {state.value}")
 
 
-def evaluate(deps: list[Dependency], states: Mapping[str, JobState]) -> tuple[str, str]:
+def format_pbs(deps: list[Dependency], name: Callable[[str], str]) -> str:
+    """The dependencies as users name the jobs (`name` turns an id into `1234.server`)."""
+    return format_depend([Dependency(d.kind, name(d.job_id)) for d in deps])
+
+
+def evaluate(deps: list[Dependency], states: Mapping[str, JobState],
+             name: Callable[[str], str] = str) -> tuple[str, str]:
     """("met", "") when every dependency holds, ("never", reason) when one never can, else ("wait", "").
 
     afterok needs SUCCEEDED; afternotok needs FAILED or CANCELLED; afterany needs any final state.
-    A parent missing from `states` can never satisfy anything.
+    A parent missing from `states` can never satisfy anything. `name` shows an id in the reason.
     """
     waiting = False
     for dep in deps:
         state = states.get(dep.job_id)
-        verdict, why = _check(dep, JobState(state) if state is not None else None)
+        verdict, why = _check(dep, JobState(state) if state is not None else None, name(dep.job_id))
         if verdict == "never":
-            return "never", f"dependency {dep} can never be met: {why}"
+            return "never", f"dependency {dep.kind}:{name(dep.job_id)} can never be met: {why}"
         waiting = waiting or verdict == "wait"
     return ("wait", "") if waiting else ("met", "")

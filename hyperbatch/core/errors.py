@@ -1,4 +1,45 @@
-"""Errors the core raises; the API maps each to an HTTP status with a message that says what to fix."""
+"""Errors the core raises; the API maps each to an HTTP status with a message that says what to fix.
+
+An error PBS defines also carries its PBS error number (`pbs_errno`, from
+OpenPBS's src/include/pbs_error.h): the API sends it along, and the PBS
+commands print PBS's text for it (`PBS_TEXT`) and exit with the number's low
+byte, as PBS's own commands do (`qstat` of an unknown id exits 153).
+"""
+
+# PBS error numbers (OpenPBS src/include/pbs_error.h) and their text (src/lib/Liblog/pbs_messages.c).
+PBSE_UNKJOBID = 15001
+PBSE_IVALREQ = 15004
+PBSE_PERM = 15007
+PBSE_UNKSIG = 15013
+PBSE_BADATVAL = 15014
+PBSE_MODATRRUN = 15015
+PBSE_BADSTATE = 15016
+PBSE_UNKQUE = 15018
+PBSE_NOSUP = 15029
+PBSE_UNKRESC = 15035
+PBSE_NORERUN = 15038
+PBSE_BADDEPEND = 15054
+PBSE_UNKNODE = 15062
+PBSE_HISTJOBID = 15139
+PBSE_NOHISTARRAYSUBJOB = 15159
+
+PBS_TEXT = {
+    PBSE_UNKJOBID: "Unknown Job Id",
+    PBSE_IVALREQ: "Invalid request",
+    PBSE_PERM: "Unauthorized Request ",
+    PBSE_UNKSIG: "Unknown/illegal signal name",
+    PBSE_BADATVAL: "Illegal attribute or resource value",
+    PBSE_MODATRRUN: "Cannot modify attribute while job running ",
+    PBSE_BADSTATE: "Request invalid for state of job",
+    PBSE_UNKQUE: "Unknown queue",
+    PBSE_NOSUP: "No support for requested service",
+    PBSE_UNKRESC: "Unknown resource",
+    PBSE_NORERUN: "job is not rerunnable",
+    PBSE_BADDEPEND: "Invalid Job Dependency",
+    PBSE_UNKNODE: "Unknown node ",
+    PBSE_HISTJOBID: "Job has finished",
+    PBSE_NOHISTARRAYSUBJOB: "Request invalid for finished array subjob",
+}
 
 
 class HyperError(Exception):
@@ -6,6 +47,13 @@ class HyperError(Exception):
 
     status = 400
     code = "BadRequest"
+    pbs_errno: int | None = None
+    job_id: str | None = None  # the job the request named, as PBS echoes it (`1234.server`): set by the API
+
+    def __init__(self, message: str = "", *, pbs_errno: int | None = None):
+        super().__init__(message)
+        if pbs_errno is not None:
+            self.pbs_errno = pbs_errno
 
 
 class SpecError(HyperError, ValueError):
@@ -17,11 +65,13 @@ class SpecError(HyperError, ValueError):
 class NotFound(HyperError, LookupError):
     status = 404
     code = "NotFound"
+    pbs_errno = PBSE_UNKJOBID
 
 
 class Forbidden(HyperError):
     status = 403
     code = "Forbidden"
+    pbs_errno = PBSE_PERM
 
 
 class Conflict(HyperError):
@@ -29,6 +79,14 @@ class Conflict(HyperError):
 
     status = 409
     code = "Conflict"
+    pbs_errno = PBSE_BADSTATE
+
+
+class JobFinished(Conflict):
+    """The job (or task) has finished: a request for live jobs only."""
+
+    code = "JobFinished"
+    pbs_errno = PBSE_HISTJOBID
 
 
 class PayloadTooLarge(HyperError):
@@ -44,15 +102,6 @@ class StorageFull(HyperError):
 
     status = 507
     code = "InsufficientStorage"
-
-
-class Finished(Conflict):
-    """Too late: the job (or array task) has finished, so it can no longer be cancelled.
-
-    The CLI reports it in PBS's words (`qdel: Job has finished ID`), by its code.
-    """
-
-    code = "JobFinished"
 
 
 class IllegalTransition(Exception):

@@ -1,127 +1,201 @@
-"""Job ids: short, unique, time-ordered strings (docs/architecture.md §3.5).
+"""Job ids as PBS prints them, and where their sequence numbers come from.
 
-An id is 13 Crockford base32 characters: 10 for a 48-bit millisecond
-timestamp (the same prefix a ULID has) and 3 for a 15-bit sequence. The
-sequence space of a millisecond has two halves:
+Inside HyperBatch a job's id is its sequence number as a decimal string
+("1234"): the store's key, and what dependencies name. Users see the id the
+way PBS Pro prints it (`format_id`): `1234.SERVER` for a job, `1234[].SERVER`
+for an array, `1234[7].SERVER` for one array task, where SERVER is the
+deployment's server name (the host's short name in local mode, the stack name
+on AWS; a job keeps the one it was submitted under in its `server` field).
+That string is what qsub prints, what the job finds in PBS_JOBID and what
+keys qstat's JSON. Every command accepts an id with or without `.SERVER`,
+with `[]` or with `[INDEX]` (`parse_job_ref`).
 
-- lone ids (`new_job_id`) use the lower half (< 2**14): each millisecond
-  starts at a random value below 2**13 and counts up; when it would reach
-  2**14 the next millisecond is borrowed;
-- blocks (`new_job_ids(n)`) use the upper half: n consecutive ids from 2**14
-  in a millisecond this process never used for a block before. DynamoJobStore
-  writes a block's jobs unconditionally (BatchWriteItem) behind one
-  conditional write that claims the millisecond, so a block must never share
-  ids with lone ids, nor with this process's other blocks.
+Sequence numbers
+----------------
+The store hands them out: `JobStore.reserve_ids(n)` reserves n consecutive
+numbers that it never hands out again (SQLite: one counter row updated in a
+write transaction; DynamoDB: one conditional `ADD n` on a counter item).
+`SequenceBlocks` sits in front of it in each process and may reserve more
+than a submit needs, keeping the rest for the next submits, so a burst costs
+one store write per block, not per job. The guarantees:
 
-Ids from one process are strictly increasing across both functions (unless
-the clock goes back by more than the borrowed milliseconds); ids from
-different processes sort by creation time to the millisecond. An array task
-is written `ID[7]`.
+- Unique: every number is reserved once, so two jobs never share an id; no
+  write needs to check for a clash (DynamoDB writes a batch's jobs with
+  unconditional BatchWriteItem).
+- Increasing: within one process each id is greater than every id it made
+  before. Across processes, an id is greater than every id made more than
+  `lifetime` seconds before it anywhere: a block is used only for `lifetime`
+  seconds after it was reserved, and any block reserved later starts above it.
+  With `lifetime=0` (local mode: one process submits, and the SQLite write is
+  cheap) every submit reserves exactly what it needs and ids are strictly
+  increasing, with no gaps.
+- A submit of n jobs gets n consecutive numbers from one block (`take`): no
+  other job's id lies between its first and its last, which lets DynamoDB
+  keep one index entry for all of them (hyperbatch.adapters.aws.dynamo).
+- Gaps are possible (the unused rest of an expired block, a failed submit);
+  PBS's sequence has them too when a submission fails.
+
+Sequence numbers have at most 12 digits (PBS_MAXSEQNUM); the store refuses
+to go past MAX_SEQUENCE instead of wrapping around as PBS does, so ids keep
+increasing. Ids sort by number (`number`); `sort_key` pads them to 12 digits
+for stores whose sort keys are strings.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-import threading
 import time
 
-from hyperbatch.core.errors import SpecError
+from hyperbatch.core.errors import NotFound, SpecError
 
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
-LENGTH = 13
-PREFIX = 10  # characters of the millisecond timestamp
-EXAMPLE = "01JD4V8ZK2N3Q"
-_SEQ_BITS = 15
-BLOCK_START = 1 << (_SEQ_BITS - 1)  # the first sequence of the upper half: blocks
-MAX_BLOCK = (1 << _SEQ_BITS) - BLOCK_START  # ids in one block: 16,384
-_ID_RE = re.compile(rf"[{ALPHABET}]{{{LENGTH}}}")
-_REF_RE = re.compile(rf"([{ALPHABET}]{{{LENGTH}}})(?:\[([0-9]{{0,18}})\])?")
-
-_lock = threading.Lock()
-_last_ms = -1  # millisecond of the last id made (lone or block)
-_last_seq = 0  # its sequence
-_last_block_ms = -1  # the last millisecond used for a block
+MAX_DIGITS = 12
+MAX_SEQUENCE = 10**MAX_DIGITS - 1
+EXAMPLE = "1234"
+# SEQ, then [] or [INDEX], then .SERVER (a host name: labels of letters, digits, '-' and '_').
+_REF_RE = re.compile(r"([0-9]{1,12})(\[([0-9]{0,18})\])?(?:\.([A-Za-z0-9_][A-Za-z0-9_.-]*))?")
+_ID_RE = re.compile(r"[1-9][0-9]{0,11}")
 
 
-def _encode(value: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        value, digit = divmod(value, 32)
-        chars.append(ALPHABET[digit])
-    return "".join(reversed(chars))
+class IllegalJobId(SpecError):
+    """An operand that is not a job id at all (PBS: 'illegally formed job identifier', exit 1)."""
+
+    code = "IllegalJobId"
 
 
-def _decode(text: str) -> int:
-    value = 0
-    for char in text:
-        value = value * 32 + ALPHABET.index(char)
-    return value
+# ---- ids and their PBS form -------------------------------------------------------------------
 
-
-def _lone_start() -> int:
-    # Random in the lower quarter so a busy millisecond has room to count up in the lower half.
-    return secrets.randbelow(1 << (_SEQ_BITS - 2))
-
-
-def new_job_id() -> str:
-    """A new lone id (sequence in the lower half), greater than every id this process made before (thread-safe)."""
-    global _last_ms, _last_seq
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms > _last_ms:
-            _last_ms, _last_seq = ms, _lone_start()
-        elif _last_seq + 1 < BLOCK_START:
-            _last_seq += 1  # same millisecond (or the clock went back)
-        else:
-            # Lower half used up, or a block took this millisecond's upper half: borrow the next one.
-            _last_ms, _last_seq = _last_ms + 1, _lone_start()
-        return _encode(_last_ms, PREFIX) + _encode(_last_seq, 3)
-
-
-def new_job_ids(n: int) -> list[str]:
-    """A block: `n` (1..16,384) consecutive ids of one millisecond, sequences from 2**14 up.
-
-    The millisecond is now, or a later one this process borrows: never one it
-    used for a block before, and never below its last id (thread-safe).
-    """
-    global _last_ms, _last_seq, _last_block_ms
-    if not 1 <= n <= MAX_BLOCK:
-        raise ValueError(f"a block holds 1 to {MAX_BLOCK} ids, not {n}")
-    with _lock:
-        ms = max(time.time_ns() // 1_000_000, _last_ms)
-        if ms <= _last_block_ms:
-            ms = _last_block_ms + 1  # this millisecond's upper half is taken: borrow the next
-        _last_ms, _last_seq, _last_block_ms = ms, BLOCK_START + n - 1, ms
-        prefix = _encode(ms, PREFIX)
-        return [prefix + _encode(BLOCK_START + i, 3) for i in range(n)]
-
-
-def block_prefix(job_ids: list[str]) -> str | None:
-    """The millisecond prefix the ids share if they form a block (all in the upper half of one millisecond)."""
-    if not job_ids:
-        return None
-    prefix = job_ids[0][:PREFIX]
-    for job_id in job_ids:
-        if not valid_job_id(job_id) or job_id[:PREFIX] != prefix or _decode(job_id[PREFIX:]) < BLOCK_START:
-            return None
-    return prefix
-
-
-def next_millisecond(job_id: str) -> str:
-    """The smallest id of the millisecond after `job_id`'s (every id of its millisecond sorts below it)."""
-    return _encode(_decode(job_id[:PREFIX]) + 1, PREFIX) + _encode(0, 3)
-
-
-def valid_job_id(text: str) -> bool:
-    """True when `text` has the exact shape of a job id (13 upper-case Crockford characters)."""
+def valid_job_id(text: object) -> bool:
+    """True when `text` is an internal job id: a sequence number in decimal, no leading zero."""
     return isinstance(text, str) and _ID_RE.fullmatch(text) is not None
 
 
-def parse_job_ref(text: str) -> tuple[str, int | None]:
-    """Parse `ID`, `ID[7]` (one array task) or `ID[]` (the whole array) into (id, index or None)."""
-    match = _REF_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise SpecError(f"'{text}' is not a job id (like {EXAMPLE} or {EXAMPLE}[7])")
-    job_id, index = match.groups()
-    return job_id, int(index) if index else None
+def number(job_id: str) -> int:
+    """The sequence number of an id (ids compare by this, never as strings)."""
+    return int(job_id)
+
+
+def sort_key(job_id: str) -> str:
+    """The id padded to 12 digits, so that string order is number order (DynamoDB sort keys)."""
+    return f"{int(job_id):0{MAX_DIGITS}d}"
+
+
+def from_sort_key(key: str) -> str:
+    return str(int(key))
+
+
+def consecutive(job_ids: list[str]) -> bool:
+    """True when the ids are n consecutive sequence numbers in order (one `take` of a submit)."""
+    return bool(job_ids) and all(
+        valid_job_id(j) and int(j) == int(job_ids[0]) + i for i, j in enumerate(job_ids)
+    )
+
+
+def format_id(job_id: str, server: str | None, *, array: bool = False, index: int | None = None) -> str:
+    """`1234.server`, `1234[].server` (array) or `1234[7].server` (task); no suffix when server is empty."""
+    brackets = f"[{index}]" if index is not None else ("[]" if array else "")
+    return f"{job_id}{brackets}.{server}" if server else f"{job_id}{brackets}"
+
+
+def display_id(doc: dict, index: int | None = None) -> str:
+    """The PBS id of a job document (or of one of its array tasks)."""
+    return format_id(doc["id"], doc.get("server"), array=doc.get("array") is not None, index=index)
+
+
+def short_host(name: str) -> str:
+    """A host name's first label, as PBS names its server (`login1.example.com` -> `login1`)."""
+    return name.split(".", 1)[0]
+
+
+def same_server(given: str, ours: str) -> bool:
+    """Whether `given` names this server: equal ignoring case, or equal in the first label
+    (PBS treats `1234.host` and `1234.host.example.com` as the same job)."""
+    return given.lower() == ours.lower() or short_host(given).lower() == short_host(ours).lower()
+
+
+class JobRef:
+    """A parsed operand: `seq` (the internal id), `index` (a task) or `array` (`[]` given), `server` as typed."""
+
+    __slots__ = ("text", "seq", "index", "array", "server")
+
+    def __init__(self, text: str, seq: str, index: int | None, array: bool, server: str | None):
+        self.text, self.seq, self.index, self.array, self.server = text, seq, index, array, server
+
+    def expanded(self, server: str | None) -> str:
+        """The operand as PBS echoes it in messages: with `.SERVER` appended when it had none."""
+        return self.text if self.server or not server else f"{self.text}.{server}"
+
+    def __repr__(self) -> str:
+        return f"JobRef({self.text!r})"
+
+
+def parse_job_ref(text: str, server: str | None = None) -> JobRef:
+    """Parse `1234`, `1234.SERVER`, `1234[]`, `1234[].SERVER`, `1234[7]`, `1234[7].SERVER`.
+
+    IllegalJobId when the text is not shaped like a job id. With `server`
+    given, an id naming another server is NotFound ("Unknown Job Id ...").
+    """
+    stripped = text.strip() if isinstance(text, str) else ""
+    match = _REF_RE.fullmatch(stripped)
+    if match is None or int(match[1]) == 0:
+        raise IllegalJobId(f"illegally formed job identifier: {text}")
+    seq = str(int(match[1]))
+    brackets, index, given = match[2], match[3], match[4]
+    if given is not None and given.endswith("."):
+        raise IllegalJobId(f"illegally formed job identifier: {text}")
+    ref = JobRef(stripped, seq, int(index) if index else None, brackets == "[]", given)
+    if server and given and not same_server(given, server):
+        raise NotFound(f"Unknown Job Id {stripped}")
+    return ref
+
+
+# ---- sequence blocks ----------------------------------------------------------------------------
+
+class SequenceBlocks:
+    """Hands out ids from blocks of sequence numbers reserved in the store (see the module docstring).
+
+    `reserve(n)` reserves n consecutive numbers and returns the first. A block
+    holds at least `block` numbers; it doubles (up to `max_block`) each time
+    this process uses one up within `lifetime` seconds and halves when one
+    expires unused, so a burst of submits costs one reservation per block and
+    a trickle one per submit. A block older than `lifetime` is abandoned. `lifetime=None` keeps a block until it is used up (a single
+    process: ids stay strictly increasing anyway); `block=1, lifetime=0`
+    reserves exactly what each submit needs.
+    """
+
+    def __init__(self, reserve, *, block: int = 1, max_block: int = 1000, lifetime: float | None = 0.0,
+                 clock=time.monotonic):
+        if not 1 <= block <= max_block:
+            raise ValueError(f"block must be 1..max_block, not {block}")
+        self._reserve, self._clock = reserve, clock
+        self._min, self._max, self._lifetime = block, max_block, lifetime
+        self._size = block
+        self._next, self._last, self._reserved_at = 1, 0, 0.0
+        import threading  # here, not at the top: the PBS commands parse ids and never make them
+
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> list[str]:
+        """n consecutive ids, each greater than every id this object handed out before (thread-safe)."""
+        if not 1 <= n <= MAX_SEQUENCE:
+            raise ValueError(f"cannot take {n} ids")
+        with self._lock:
+            now = self._clock()
+            expired = self._lifetime is not None and now - self._reserved_at >= self._lifetime
+            if expired or self._next + n - 1 > self._last:
+                if expired:
+                    if self._next <= self._last:
+                        self._size = max(self._min, self._size // 2)  # part of it went unused: smaller next time
+                elif self._last:
+                    self._size = min(self._max, self._size * 2)  # used up in time: the next one is bigger
+                size = max(n, self._size)
+                first = self._reserve(size)
+                self._next, self._last, self._reserved_at = first, first + size - 1, now
+            start = self._next
+            self._next += n
+            return [str(i) for i in range(start, start + n)]
+
+
+def check_reservation(first: int, n: int) -> None:
+    """What every store checks before it reserves n numbers from `first`: no sequence past 12 digits."""
+    if first + n - 1 > MAX_SEQUENCE:
+        raise SpecError(f"job ids are used up: the sequence reached {first - 1} of at most {MAX_SEQUENCE}")

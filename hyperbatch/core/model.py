@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperbatch.core import history
 from hyperbatch.core import states as transitions
 from hyperbatch.core.errors import IllegalTransition, StaleTransition
-from hyperbatch.core.states import JobState
+from hyperbatch.core.ids import display_id, format_id
+from hyperbatch.core.states import JobState, pbs_state
 
 # Array bookkeeping kept on the job document (counters, not one record per task).
 ARRAY_COUNTERS = ("pending", "running", "succeeded", "failed", "cancelled")
@@ -25,6 +27,7 @@ def new_job(**fields: Any) -> dict:
     """A job document with every field present, so views and adapters need no defaults."""
     doc: dict[str, Any] = {
         "id": None,
+        "server": "",  # the server name the id was given under (hyperbatch.core.ids.format_id)
         "name": "job",
         "owner": "",
         "queue": "",
@@ -66,6 +69,9 @@ def new_job(**fields: Any) -> dict:
         "retrying": {},
         "chunks": {},
         "beats": {},  # chunk id -> last heartbeat of the worker running it
+        # Appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
+        # "history": [[time, code, args...], ...] for tracejob (hyperbatch.core.history),
+        # "signals": [[time, name, task index, delivered], ...] asked for by qsig, for the worker to deliver.
     }
     doc.update(fields)
     return doc
@@ -106,12 +112,14 @@ class Expect:
 
 @dataclass
 class Change:
-    """A write: plain fields set, counters added to, and keys set or removed inside map fields."""
+    """A write: plain fields set, counters added to, keys set or removed inside map fields, and
+    items appended to list fields (after `set`, so a set list field gets the appended items too)."""
 
     set: dict[str, Any] = field(default_factory=dict)
     add: dict[str, int] = field(default_factory=dict)
     map_set: dict[str, dict[str, Any]] = field(default_factory=dict)
     map_del: dict[str, list[str]] = field(default_factory=dict)
+    append: dict[str, list] = field(default_factory=dict)
 
 
 def check_write(expect: Expect, change: Change) -> None:
@@ -154,6 +162,8 @@ def apply(doc: dict, expect: Expect, change: Change) -> dict:
         new[key] = {**new.get(key, {}), **entries}
     for key, keys in change.map_del.items():
         new[key] = {k: v for k, v in new.get(key, {}).items() if k not in set(keys)}
+    for key, items in change.append.items():
+        new[key] = [*(new.get(key) or []), *items]
     new["version"] = doc["version"] + 1
     return new
 
@@ -163,24 +173,47 @@ def is_array(doc: dict) -> bool:
 
 
 def view(doc: dict) -> dict:
-    """The job as the API shows it: no script body, no internal bookkeeping."""
+    """The job as the API shows it: no script body, no internal bookkeeping.
+
+    `id` is the PBS id (`1234.server`, `1234[].server` for an array: what qsub
+    prints); `seq` the sequence number alone; dependencies name PBS ids too.
+    """
     out = {
         key: doc[key]
         for key in (
-            "id", "name", "owner", "queue", "definition", "state", "attempt", "run_count",
+            "name", "owner", "queue", "definition", "state", "attempt", "run_count",
             "max_attempts", "priority", "exit_status", "reason", "submitted_at", "started_at",
-            "finished_at", "exec_host", "walltime", "env", "resources", "depend", "command",
+            "finished_at", "exec_host", "walltime", "env", "resources", "command",
             "script_name", "cpu_seconds", "workdir",
         )
     }
+    server = doc.get("server") or ""
+    out["job_state"], out["substate"] = pbs_state(doc)
+    out["id"] = display_id(doc)
+    out["seq"] = doc["id"]
+    out["server"] = server
+    out["depend"] = _pbs_depend(doc["depend"], server)
+    out["history"] = history.render(doc)  # as tracejob prints it
     out["array"] = (
         {
             "spec": doc["array"],
             "total": doc["total"],
             **{k: doc[k] for k in ARRAY_COUNTERS},
             "failed_tasks": doc["failed_tasks"],
+            "cancelled_tasks": sorted(int(i) for i in doc["cancelled_tasks"]),
         }
         if is_array(doc)
         else None
     )
     return out
+
+
+def _pbs_depend(depend: str, server: str) -> str:
+    """`afterok:12:13` as PBS shows it: `afterok:12.server:13.server`."""
+    if not depend or not server:
+        return depend
+    groups = []
+    for group in depend.split(","):
+        kind, *job_ids = group.split(":")
+        groups.append(":".join([kind, *(format_id(j, server) for j in job_ids)]))
+    return ",".join(groups)

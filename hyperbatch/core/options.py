@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from hyperbatch.core.errors import SpecError
-from hyperbatch.core.limits import ENV_NAME_RE, PRIORITY_MAX, PRIORITY_MIN
+from hyperbatch.core.errors import PBSE_BADATVAL, SpecError
+from hyperbatch.core.limits import ENV_NAME_RE, NAME_RE, PRIORITY_MAX, PRIORITY_MIN
 _CLOCK_RE = re.compile(r"(?:(?:([0-9]{1,9}):)?([0-9]{1,9}):)?([0-9]{1,9})")
 _UNITS_RE = re.compile(r"(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?", re.IGNORECASE)
 
@@ -80,6 +80,15 @@ def parse_env(text: str) -> dict[str, str]:
             )
         out[name] = next(v for v in (double, single, raw) if v is not None)
     return out
+
+
+
+def parse_name(text: str) -> str:
+    """A job name: up to 64 letters, digits, '.', '_' and '-', not starting with a punctuation mark."""
+    if not isinstance(text, str) or NAME_RE.fullmatch(text) is None:
+        raise SpecError(f"job name '{text}': use up to 64 letters, digits, '.', '_' and '-', starting with a "
+                        f"letter or digit", pbs_errno=PBSE_BADATVAL)
+    return text
 
 
 def parse_priority(text: str | int) -> int:

@@ -28,13 +28,18 @@ def to_send(old: dict | None, new: dict | None) -> list[SendItem]:
     """The work items a change of a job document from `old` to `new` makes runnable.
 
     `old` is None for a new job, `new` None for a deleted one. A plain job is
-    sent when it becomes QUEUED at an attempt it was not QUEUED at before. An
-    array is sent what is sendable in `new` and was not in `old`: position
-    ranges never handed out (attempt 1) and task retries (their attempt), but
-    nothing while it is held, waiting, finished or being cancelled.
+    sent when it becomes QUEUED at an attempt, or in a queue, it was not QUEUED
+    at before. An array is sent what is sendable in `new` and was not in `old`:
+    position ranges never handed out (attempt 1) and task retries (their
+    attempt), but nothing while it is held, waiting, finished or being
+    cancelled. A job moved to another queue (qmove) is sent there whole: what
+    waits in the old queue is stale, and dropped by whoever claims it
+    (Dispatcher.start checks the item's queue).
     """
     if new is None:
         return []
+    if old is not None and old["queue"] != new["queue"]:
+        old = None
     if is_array(new):
         return _array_items(old, new)
     if new["state"] != JobState.QUEUED.value:

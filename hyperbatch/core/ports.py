@@ -59,8 +59,18 @@ class EventLog(Protocol):
 
 
 class JobStore(Protocol):
+    def reserve_ids(self, n: int) -> int:
+        """Reserve n consecutive job sequence numbers no one else will get; returns the first
+        (hyperbatch.core.ids: one conditional write, whatever n)."""
+
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
-        """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists)."""
+        """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists).
+
+        Ids come from `reserve_ids`; the jobs of one submit have consecutive ids (hyperbatch.core.ids).
+        """
+
+    def add_edges(self, edges: list[tuple[str, str]]) -> None:
+        """More (parent, child) dependency edges for existing jobs (qalter -W depend)."""
 
     def get(self, job_id: str) -> dict:
         """The job document; raises NotFound."""
@@ -75,7 +85,10 @@ class JobStore(Protocol):
         self, *, owner: str | None = None, queue: str | None = None,
         states: Iterable[str] | None = None, limit: int = 100, next: str | None = None,
     ) -> Page:
-        """Jobs newest first, by owner and/or queue+state, through indexes (never a scan)."""
+        """Jobs newest first (highest id first), by owner and/or queue+state, through indexes (never a scan).
+
+        `next` is the last id of the previous page: the listing goes on below it.
+        """
 
     def dependents(self, parent_id: str) -> list[str]:
         """Ids of the jobs that depend on `parent_id`."""
@@ -117,6 +130,10 @@ class WorkQueue(Protocol):
 
     def send_many(self, items: list[tuple[str, str, int, int, int, int]]) -> None:
         """Batch send of (queue, job_id, lo, hi, attempt, priority)."""
+
+    def reprioritise(self, job_id: str, priority: int) -> None:
+        """Items of this job still waiting to be claimed move to `priority` (qalter -p). A queue
+        without priorities (SQS) does nothing."""
 
     def claim(self, queue: str, worker: str, max_tasks: int, lease_seconds: float) -> WorkItem | None:
         """Lease the next item, split so that it holds at most `max_tasks` array positions.

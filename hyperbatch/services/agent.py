@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hyperbatch.core import exits, isolation, limits
+from hyperbatch.core.ids import display_id
+from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import STARTING, JobRecord, JobUser, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
@@ -134,6 +136,12 @@ class Current:
                 return
             self.killed_for, self.killed_at = why, time.time()
             self.signal_job(self.proc.pid, signal.SIGKILL if why == "lease" else signal.SIGTERM)
+
+    def signal(self, signum: int, index: int | None) -> None:
+        """qsig: the signal to the running job's process group (to the task `index` only, if given)."""
+        with self.lock:
+            if self.proc is not None and (index is None or index == self.index):
+                self.signal_job(self.proc.pid, signum)
 
     def escalate(self) -> None:
         with self.lock:
@@ -252,6 +260,8 @@ class Heartbeat(threading.Thread):
             supervisor.cancelled_all |= signals.cancel_all
             supervisor.cancelled = signals.cancelled_indices
             current = supervisor.current
+            for name, index in signals.deliver:  # qsig
+                current.signal(signal_number(name), index)
             if signals.lease_lost:
                 current.kill("lease")
             elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
@@ -446,8 +456,9 @@ class Agent:
         job, argv = run.job, self.argv
         env = self.base_env
         if index is not None:
+            task_id = display_id(job, index)  # 1234[7].server
             env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
-                   "HYPER_JOB_ID": f"{job['id']}[{index}]", "PBS_JOBID": f"{job['id']}[{index}]"}
+                   "HYPER_JOB_ID": task_id, "PBS_JOBID": task_id}
         self.current.set(None, index, None)  # nothing of the last run's ending carries over
         argv, env, as_user = self.job_user.popen(argv, env)
         try:
@@ -456,7 +467,7 @@ class Agent:
             return Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's output ({_why(exc)})")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
-            self._record(STARTING, run)  # a fence that finds this kills the worker's session's jobs
+            self._record(STARTING, run, index)  # a fence that finds this kills the worker's session's jobs
             try:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
@@ -472,7 +483,7 @@ class Agent:
             walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
             deadline = time.time() + walltime if walltime else None
             self.current.set(proc, index, deadline)
-            self._record(proc.pid, run)
+            self._record(proc.pid, run, index)
             if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
                 self.current.kill("lease")
             returncode = proc.wait()
@@ -492,10 +503,11 @@ class Agent:
             return Outcome(status, "cancelled", cancelled=True, cpu_seconds=cpu)
         return Outcome(status, exits.describe(status), cpu_seconds=cpu)
 
-    def _record(self, pgid: int, run: Run | None = None) -> None:
-        """Write the job file: which process group runs which run (hyperbatch.support.processes)."""
+    def _record(self, pgid: int, run: Run | None = None, index: int | None = None) -> None:
+        """Write the job file: which process group runs which run, and which task of it (read by the
+        daemon's fence and by qsig in local mode: hyperbatch.adapters.local.compute)."""
         if self._pid_fd is not None:
-            record = JobRecord(pgid, run.job["id"], str(run.item.id), run.attempt) if run else JobRecord(pgid)
+            record = JobRecord(pgid, run.job["id"], str(run.item.id), run.attempt, index) if run else JobRecord(pgid)
             os.pwrite(self._pid_fd, record.encode(), 0)
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
@@ -511,13 +523,14 @@ class Agent:
         """What every task of the item sees; `_run_one` adds the array index."""
         job = run.job
         env = {**isolation.inherited(os.environ), **self.settings.definition_env, **job["env"]}
+        pbs_id = display_id(job)  # exactly what qsub printed: 1234.server (1234[].server for an array)
         env.update(
-            HYPER_JOB_ID=job["id"], PBS_JOBID=job["id"], HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
+            HYPER_JOB_ID=pbs_id, PBS_JOBID=pbs_id, HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
             HYPER_ATTEMPT=str(run.attempt), HYPER_QUEUE=job["queue"], PBS_QUEUE=job["queue"],
             PBS_O_WORKDIR=job["workdir"] or "", HYPER_OWNER=job["owner"],
         )
         if job["array"] is not None:
-            env["HYPER_ARRAY_ID"] = job["id"]
+            env["HYPER_ARRAY_ID"] = env["PBS_ARRAY_ID"] = pbs_id
         return env
 
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from hyperbatch.core import arrays, exits
+from hyperbatch.core import arrays, exits, history
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
@@ -55,6 +55,11 @@ class Run:
     results: dict[int, "Outcome"] = field(default_factory=dict)  # position -> outcome of a task run to its end
     upto: int = 0  # every position of the chunk below this one ran to its end or was passed over (cancelled)
     recorded: int = 0  # the progress the store has: positions below it were settled by a heartbeat
+    signals_seen: int = -1  # qsig entries of the job already handled (set from the job at start)
+
+    def __post_init__(self) -> None:
+        if self.signals_seen < 0:
+            self.signals_seen = len(self.job.get("signals") or [])
 
     def done(self, pos: int, outcome: "Outcome") -> None:
         self.results[pos] = outcome
@@ -88,6 +93,7 @@ class Signals:
     lease_lost: bool = False
     cancel_all: bool = False
     cancelled_indices: frozenset[int] = frozenset()
+    deliver: tuple[tuple[str, int | None], ...] = ()  # qsig: (signal name, task index or None for all), in order
 
 
 Fence = Callable[[str, str, str, int], None]
@@ -128,11 +134,13 @@ class Dispatcher:
         if (item.lo, item.hi) != (0, 1):
             return self._start_array(item)
         now = self.clock()
-        change = Change(
+        change = history.add(Change(
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
-        )
-        expect = Expect.move(JobState.RUNNING, JobState.QUEUED, attempt=item.attempt, fields=(("array", None),))
+        ), "r", self.host, item.attempt, at=now)
+        # The item's queue too: an item left in a queue the job was moved away from (qmove) is stale.
+        expect = Expect.move(JobState.RUNNING, JobState.QUEUED, attempt=item.attempt,
+                             fields=(("array", None), ("queue", item.queue)))
         try:
             doc = self.store.update(item.job_id, expect, change)
         except NotFound:
@@ -149,6 +157,10 @@ class Dispatcher:
 
         def decide(doc: dict) -> Change | None:
             nonlocal claim
+            if is_array(doc) and doc["queue"] != item.queue:
+                claim = Claim()  # an item left in the queue the array was moved away from (qmove): stale
+                return None
+            # an array's history stores no start: tracejob shows when it began (started_at)
             claim = claim_chunk(doc, item.id, item.lo, item.hi, item.attempt, self.host, self.clock())
             return claim.change
 
@@ -199,9 +211,12 @@ class Dispatcher:
         self.queue.extend(run.item, self.lease_seconds)
         if doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value:
             return Signals(cancel_all=True)
+        entries = doc.get("signals") or []
+        deliver = tuple((e[1], e[2]) for e in entries[run.signals_seen:] if not e[3])  # e[3]: delivered already
+        run.signals_seen = len(entries)
         if is_array(doc):
-            return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]))
-        return Signals()
+            return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]), deliver=deliver)
+        return Signals(deliver=deliver)
 
     def _beat_chunk(self, run: Run, now: float) -> dict:
         """A chunk's beat: one blind write while it has made no progress since the last one, else the
@@ -263,7 +278,10 @@ class Dispatcher:
                                  "finished_at": None})
         else:
             change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
-        new = self._end_run(job["id"], attempt, change, done)
+        again = change.set["attempt"] if change is not None and change.set.get("state") == JobState.QUEUED else 0
+        new = self._end_run(job["id"], attempt, change, done,
+                            entry=("x", outcome.exit_status, round(outcome.cpu_seconds or 0, 2),
+                                   round(done["finished_at"] - (job["started_at"] or done["finished_at"])), again))
         if new is None:
             return None
         if new["state"] == JobState.QUEUED.value:
@@ -271,7 +289,8 @@ class Dispatcher:
         self.queue.ack(run.item)
         return new
 
-    def _end_run(self, job_id: str, attempt: int, change: Change | None, done: dict, note: str = "") -> dict | None:
+    def _end_run(self, job_id: str, attempt: int, change: Change | None, done: dict, note: str = "",
+                 entry: tuple = ()) -> dict | None:
         """End a plain job's run at `attempt` with `change` (None: cancelled), unless its cancel came first.
 
         The cancel request (`Scheduler.cancel`) and the end of a run are both
@@ -281,10 +300,13 @@ class Dispatcher:
         CANCELLED (`done`: its exit status and times; `note` added to the
         reason), never SUCCEEDED, FAILED or re-queued; a cancel that comes after
         the end finds the job finished. None if the job is no longer RUNNING at
-        `attempt` (the run was taken back).
+        `attempt` (the run was taken back). `entry`: the history event (code, arguments) the write
+        records, whichever end it writes (hyperbatch.core.history).
         """
         running = Expect.state(JobState.RUNNING, attempt=attempt)
         if change is not None:
+            if entry:
+                history.add(change, *entry, at=done.get("finished_at"))
             target = JobState(change.set["state"])
             expect = Expect.move(target, JobState.RUNNING, attempt=attempt, fields=(("cancel_requested", False),))
             try:
@@ -299,6 +321,8 @@ class Dispatcher:
             return None  # taken back, or ended already
         reason = doc["reason"].replace("cancel requested", "cancelled") or "cancelled"
         cancelled = Change(set={**done, "state": JobState.CANCELLED, "reason": reason + note})
+        if entry:
+            history.add(cancelled, *entry, at=done.get("finished_at"))
         try:
             return self.store.update(job_id, Expect.move(JobState.CANCELLED, JobState.RUNNING, attempt=attempt),
                                      cancelled)
@@ -415,7 +439,8 @@ class Dispatcher:
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
-        new = self._end_run(doc["id"], attempt, change, {"finished_at": now}, note=f"; {lost}")
+        new = self._end_run(doc["id"], attempt, change, {"finished_at": now}, note=f"; {lost}",
+                            entry=("L", doc["exec_host"], change.set.get("attempt", 0)))
         if new is None:
             return  # the worker finished after all: the item, if it comes back, finds the job final
         if new["state"] == JobState.QUEUED.value:

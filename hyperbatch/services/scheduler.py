@@ -10,14 +10,18 @@ import builtins
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
-from hyperbatch.core import arrays, dependencies, directives, ids, limits, options, outbox
+from hyperbatch.core import arrays, dependencies, directives, history, ids, limits, nodes, options, outbox, signals
 from hyperbatch.config import Configuration
-from hyperbatch.core.errors import Conflict, Finished, Forbidden, NotFound, SpecError, StaleTransition
+from hyperbatch.core.errors import (
+    PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
+    Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
+)
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
-from hyperbatch.core.states import FINAL, JobState
-from hyperbatch.core.tasks import cancel_tasks, task_state, update_array
+from hyperbatch.core.states import FINAL, JobState, task_letter
+from hyperbatch.core.tasks import cancel_tasks, covered, running_chunk, task_state, update_array
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,18 @@ class Caller:
 
 
 class Scheduler:
-    def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore):
+    """`server` is the name in the jobs' PBS ids (`1234.server`: hyperbatch.core.ids); `sequence` hands
+    out their numbers (default: exactly what each submit needs, reserved in the store)."""
+
+    def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore, *,
+                 server: str = "", sequence: ids.SequenceBlocks | None = None,
+                 deliver: Callable[[dict, str, int | None], bool] | None = None):
         self.config, self.store, self.queue, self.logs = config, store, queue, logs
+        self.server = server
+        self.sequence = sequence or ids.SequenceBlocks(store.reserve_ids)
+        # deliver(job document, signal name, task index) -> True once the signal reached the job's
+        # processes (local mode, at once); None: workers deliver signals at their next heartbeat.
+        self.deliver = deliver
 
     # ---- submit -------------------------------------------------------------------------
     def submit(self, requests: list[dict], caller: Caller) -> list[dict]:
@@ -38,36 +52,19 @@ class Scheduler:
             try:
                 built.append(self._build(request, caller))
             except SpecError as exc:
-                raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc)) from None
+                raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc),
+                                pbs_errno=exc.pbs_errno) from None
         docs = [doc for doc, _ in built]
-        if 1 < len(built) <= ids.MAX_BLOCK:
-            # One block of ids: the store writes it as one submission (see DynamoJobStore.create).
-            for doc, job_id in zip(docs, ids.new_job_ids(len(built))):
-                doc["id"] = job_id
-        self._create(built)
+        # One run of consecutive ids for the whole submit (a batch is one submission on DynamoDB).
+        for doc, job_id in zip(docs, self.sequence.take(len(docs))):
+            doc["id"] = job_id
+        self.store.create(docs, [(p, doc["id"]) for doc, parents in built for p in parents])
         self.send_work(docs)
         # A parent may have finished between our look and the edge write: look again.
         for doc in docs:
             if doc["state"] == JobState.WAITING.value:
                 doc.update(self.reevaluate(doc["id"]) or {})
         return docs
-
-    def _create(self, built: list[tuple[dict, list[str]]], tries: int = 3) -> None:
-        """Store new jobs; ids are unique only with high probability across processes, so a clash gets new ones
-        (a whole new block when they were one: another process took its millisecond)."""
-        for attempt in range(tries):
-            try:
-                self.store.create([doc for doc, _ in built], [(p, doc["id"]) for doc, parents in built for p in parents])
-                return
-            except Conflict:
-                if attempt == tries - 1:
-                    raise
-                if 1 < len(built) <= ids.MAX_BLOCK:
-                    fresh = ids.new_job_ids(len(built))
-                else:
-                    fresh = [ids.new_job_id() for _ in built]
-                for (doc, _), job_id in zip(built, fresh):
-                    doc["id"] = job_id
 
     def _build(self, request: dict, caller: Caller) -> tuple[dict, list[str]]:
         script, command = request.get("script"), request.get("command")
@@ -95,7 +92,7 @@ class Scheduler:
 
         name = fields.get("name") or _default_name(request)
         doc = new_job(
-            id=ids.new_job_id(),
+            server=self.server,
             name=name,
             owner=caller.name,
             queue=queue,
@@ -114,23 +111,36 @@ class Scheduler:
             total=spec.size if spec else 1,
             pending=spec.size if spec else 0,
         )
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
+        # The submit itself is not recorded: tracejob renders it from the job's fields (core.history).
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
+            doc["history"] = [history.event("h", "")]
         elif verdict == "never":
+            doc["history"] = [history.event("n", reason)]
             if spec:
                 doc.update((cancel_tasks(doc, reason) or Change()).set)
             doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
         elif verdict == "wait":
-            doc["state"], doc["reason"] = JobState.WAITING.value, f"waiting for {doc['depend']}"
+            doc["state"], doc["reason"] = JobState.WAITING.value, self._waiting_for(doc["depend"])
         return doc, list(parents)
+
+    def _pbs_id(self, job_id: str) -> str:
+        return ids.format_id(job_id, self.server)
+
+    def _pbs_depend(self, depend: str) -> str:
+        return dependencies.format_pbs(dependencies.parse_depend(depend), self._pbs_id)
+
+    def _waiting_for(self, depend: str) -> str:
+        return f"waiting for {self._pbs_depend(depend)}"
 
     def _visible_parents(self, deps, caller: Caller) -> dict[str, dict]:
         found = self.store.get_many(d.job_id for d in deps)
         for dep in deps:
             parent = found.get(dep.job_id)
             if parent is None or not _may_see(caller, parent):
-                raise SpecError(f"dependency {dep}: no job {dep.job_id} (check the id with qstat -x)")
+                raise SpecError(f"dependency {dep.kind}:{self._pbs_id(dep.job_id)}: no job {self._pbs_id(dep.job_id)} "
+                                f"(check the id with qstat -x)", pbs_errno=PBSE_BADDEPEND)
         return found
 
     def send_work(self, docs: list[dict]) -> None:
@@ -147,13 +157,14 @@ class Scheduler:
             return None
         deps = dependencies.parse_depend(doc["depend"])
         parents = self.store.get_many(d.job_id for d in deps)
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
         if verdict == "wait":
             return None
         if verdict == "met":
-            change = Change(set={"state": JobState.QUEUED, "reason": ""})
+            change = history.add(Change(set={"state": JobState.QUEUED, "reason": ""}), "q")
         else:
-            change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
+            change = history.add(Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()}),
+                                 "n", reason)
             if is_array(doc):
                 change.set.update((cancel_tasks(doc, reason) or Change()).set)
         try:
@@ -172,7 +183,9 @@ class Scheduler:
         return doc
 
     def list(self, caller: Caller, owner=None, queue=None, states=None, limit=100, next=None):
-        if owner is None:
+        """Jobs newest first: the caller's own, `owner`'s (admins), or with owner '*' every job the
+        caller may see (everyone's for an admin, as PBS's qstat lists all jobs)."""
+        if owner is None or (owner == "*" and not caller.admin):
             owner = caller.name
         elif owner == "*":
             owner = None
@@ -188,8 +201,28 @@ class Scheduler:
             raise Conflict(f"job {job_id} is not an array job")
         spec = arrays.parse_array(doc["array"])
         end = min(spec.size, offset + limit)
-        rows = [task_state(doc, spec, pos) for pos in range(offset, end)]
+        rows = [self._task_row(doc, spec, pos) for pos in range(offset, end)]
         return rows, (end if end < spec.size else None)
+
+    def task(self, job_id: str, index: int, caller: Caller) -> dict:
+        """One array task: its row (as in `tasks`) plus the array's id, name, owner and queue."""
+        doc = self.get(job_id, caller)
+        if not is_array(doc):
+            raise NotFound(f"job {job_id} is not an array job")
+        spec = arrays.parse_array(doc["array"])
+        pos = spec.position_of(index)
+        if pos is None:
+            raise NotFound(f"array {job_id} has no task {index}")
+        return {
+            **self._task_row(doc, spec, pos),
+            "array_id": ids.display_id(doc),
+            **{k: doc[k] for k in ("name", "owner", "queue", "server", "submitted_at", "started_at", "exec_host")},
+        }
+
+    @staticmethod
+    def _task_row(doc: dict, spec, pos: int) -> dict:
+        row = task_state(doc, spec, pos)
+        return {"id": ids.display_id(doc, row["index"]), **row, "job_state": task_letter(row["state"])}
 
     def read_log(self, job_id, caller, stream, offset, index=None, limit=1 << 20) -> dict:
         """Up to `limit` bytes of output from byte `offset`, as stored ({"data": bytes, "offset": the next
@@ -221,6 +254,7 @@ class Scheduler:
             out.append(
                 {
                     "name": q.name,
+                    "definition": q.definition,
                     "counts": self.store.counts(q.name),
                     "backlog": self.queue.backlog(q.name),
                     "workers": per_region,
@@ -228,43 +262,61 @@ class Scheduler:
             )
         return out
 
+    def nodes(self, workers: builtins.list[dict] | None = None) -> builtins.list[dict]:
+        """The workers as PBS nodes (hyperbatch.core.nodes): `workers` where they are known (local mode),
+        else only those that run a job now, found from the running jobs."""
+        running: list[dict] = []
+        token = None
+        while True:
+            page = self.store.query(states=[JobState.RUNNING.value], limit=1000, next=token)
+            running += page.items
+            token = page.next
+            if token is None:
+                break
+        definitions = {d.name: {"vcpus": d.vcpus, "memory_mib": d.memory_mib, "gpus": d.gpus}
+                       for d in self.config.definitions}
+        return nodes.describe(workers, running, definitions)
+
     def _configured(self, kind: str, name: str):
         """The configured queue or definition called `name`, or a SpecError that lists the real ones."""
         try:
             return getattr(self.config, kind)(name)
         except KeyError:
             names = ", ".join(item.name for item in getattr(self.config, f"{kind}s"))
-            raise SpecError(f"unknown {kind} '{name}': configured {kind}s are {names}") from None
+            raise SpecError(f"unknown {kind} '{name}': configured {kind}s are {names}",
+                            pbs_errno=PBSE_UNKQUE if kind == "queue" else None) from None
 
     # ---- control ------------------------------------------------------------------------
     def cancel(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
-        """Cancel a job, an array, or one array task; Finished if it has already finished.
+        """Cancel a job, an array, or one array task; JobFinished if it has already finished.
 
         Queued, held and waiting work is cancelled at once. For a running job
         the cancel is recorded with a conditional write on it RUNNING at its
         attempt; its worker kills it at the next heartbeat. Its run's end is
         conditional on no cancel request (`Dispatcher._end_run`), so whichever
         write lands first is the truth: once this returns, the job ends
-        CANCELLED; had the run ended first, this raises Finished. Running array
+        CANCELLED; had the run ended first, this raises JobFinished. Running array
         tasks likewise end CANCELLED whatever they return (`tasks.finish_chunk`).
         """
         doc = self.get(job_id, caller)
         if index is not None:
             return self._cancel_task(doc, index, caller)
         if JobState(doc["state"]) in FINAL:
-            raise Finished(f"Job has finished {job_id} ({doc['state']})")
+            raise JobFinished(f"Job has finished {ids.display_id(doc)} ({doc['state']})")
         reason = f"cancelled by {caller.name}"
+        deleted = history.who(caller.name, doc)
         if is_array(doc):
             finished: list[dict] = []
 
             def decide(d: dict) -> Change | None:
                 if JobState(d["state"]) in FINAL:
                     finished.append(d)
-                return cancel_tasks(d, reason)
+                change = cancel_tasks(d, reason)
+                return history.add(change, "d", deleted) if change is not None else None
 
             new = update_array(self.store, job_id, decide)
             if finished:
-                raise Finished(f"Job has finished {job_id} ({new['state']})")
+                raise JobFinished(f"Job has finished {ids.display_id(doc)} ({new['state']})")
             return new
         state = JobState(doc["state"])
         if state == JobState.RUNNING:
@@ -275,6 +327,7 @@ class Scheduler:
         else:
             change = Change(set={"state": JobState.CANCELLED, "reason": reason, "finished_at": time.time()})
             expect = Expect.move(JobState.CANCELLED, state, attempt=doc["attempt"])
+        history.add(change, "d", deleted)
         try:
             return self.store.update(job_id, expect, change)
         except StaleTransition:
@@ -286,7 +339,7 @@ class Scheduler:
         spec = arrays.parse_array(doc["array"])
         pos = spec.position_of(index)
         if pos is None:
-            raise NotFound(f"Unknown Job Id {doc['id']}[{index}]: the array's range is {doc['array']}")
+            raise NotFound(f"Unknown Job Id {ids.display_id(doc, index)}: the array's range is {doc['array']}")
         finished: list[bool] = []
 
         def decide(d: dict) -> Change | None:
@@ -298,15 +351,21 @@ class Scheduler:
         # Recorded as cancelled now; a claimer skips it and a worker running it kills it.
         new = update_array(self.store, doc["id"], decide)
         if finished:
-            raise Finished(f"Job has finished {doc['id']}[{index}]")
+            raise JobFinished(f"Job has finished {ids.display_id(doc, index)}",
+                              pbs_errno=PBSE_NOHISTARRAYSUBJOB)
         return new
 
     def hold(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)
         state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state == JobState.HELD:
+            return doc  # held already: as PBS, holding again changes nothing and succeeds
         if state not in (JobState.QUEUED, JobState.WAITING) or (is_array(doc) and doc["running"]):
             raise Conflict(f"job {job_id} is {state.value}: only queued or waiting jobs can be held")
-        change = Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"})
+        change = history.add(Change(set={"state": JobState.HELD, "reason": f"held by {caller.name}"}),
+                             "h", history.who(caller.name, doc))
         try:
             return self.store.update(job_id, Expect.move(JobState.HELD, state, version=doc["version"]), change)
         except StaleTransition:
@@ -314,9 +373,12 @@ class Scheduler:
 
     def release(self, job_id: str, caller: Caller) -> dict:
         doc = self.get(job_id, caller)
+        if doc["state"] in {s.value for s in FINAL}:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({doc['state']})")
         if doc["state"] != JobState.HELD.value:
             raise Conflict(f"job {job_id} is {doc['state']}, not held")
-        change = Change(set={"state": JobState.WAITING, "reason": f"waiting for {doc['depend']}"})
+        change = history.add(Change(set={"state": JobState.WAITING, "reason": self._waiting_for(doc["depend"])}),
+                             "u", history.who(caller.name, doc))
         new = self.store.update(job_id, Expect.move(JobState.WAITING, JobState.HELD), change)
         released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
         return released or new
@@ -329,6 +391,164 @@ class Scheduler:
         return new
 
 
+    # ---- qalter, qrerun, qsig, qmove ----------------------------------------------------
+    def alter(self, job_id: str, changes: dict, caller: Caller) -> dict:
+        """qalter: change a job that has not started. `changes` may hold name, priority, walltime,
+        resources (merged into the job's), depend (replaces the job's) and hold (True holds, False
+        releases). A running job (or a begun array) cannot be altered (PBS: 167), a finished one 35."""
+        doc = self.get(job_id, caller)
+        self._not_started(doc, "Cannot modify attribute while job running")
+        fields: dict = {}
+        altered: list[str] = []
+        if changes.get("name") is not None:
+            fields["name"] = options.parse_name(changes["name"])
+            altered.append("Job_Name")
+        if changes.get("priority") is not None:
+            fields["priority"] = options.parse_priority(changes["priority"])
+            altered.append("Priority")
+        if changes.get("walltime") is not None:
+            fields["walltime"] = options.parse_walltime(str(changes["walltime"]))
+            if fields["walltime"] <= 0:
+                raise SpecError("walltime must be positive, as in 01:00:00", pbs_errno=PBSE_BADATVAL)
+            altered.append("Resource_List.walltime")
+        if changes.get("resources"):
+            fields["resources"] = {**doc["resources"], **{str(k): str(v) for k, v in changes["resources"].items()}}
+            altered += [f"Resource_List.{k}" for k in sorted(changes["resources"])]
+        edges: list[tuple[str, str]] = []
+        if changes.get("depend") is not None:
+            deps = dependencies.parse_depend(changes["depend"])
+            parents = self._visible_parents(deps, caller)
+            fields["depend"] = dependencies.format_depend(deps)
+            edges = [(p, job_id) for p in parents]
+            altered.append("depend")
+            if doc["state"] in (JobState.QUEUED.value, JobState.WAITING.value):
+                fields["state"] = JobState.WAITING
+                fields["reason"] = self._waiting_for(fields["depend"]) if deps else ""
+        if not altered and changes.get("hold") is None:
+            raise SpecError("nothing to alter: give one of name, priority, walltime, resources, depend, hold",
+                            pbs_errno=PBSE_IVALREQ)
+        new = doc
+        if altered:
+            if edges:
+                self.store.add_edges(edges)
+            change = history.add(Change(set=fields), "a", history.who(caller.name, doc), ", ".join(altered))
+            try:
+                expect = (Expect.move(fields["state"], doc["state"], version=doc["version"]) if "state" in fields
+                          else Expect(version=doc["version"]))
+                new = self.store.update(job_id, expect, change)
+            except StaleTransition:
+                return self.alter(job_id, changes, caller)
+            if "priority" in fields and new["state"] == JobState.QUEUED.value:
+                self.queue.reprioritise(job_id, new["priority"])
+            if "depend" in fields and new["state"] == JobState.WAITING.value:
+                new = self.reevaluate(job_id) or new
+                if not dependencies.parse_depend(new["depend"]) and new["state"] == JobState.WAITING.value:
+                    new = self._requeue_held(new)
+        if changes.get("hold") is True and new["state"] != JobState.HELD.value:
+            new = self.hold(job_id, caller)
+        elif changes.get("hold") is False and new["state"] == JobState.HELD.value:
+            new = self.release(job_id, caller)
+        return new
+
+    def _not_started(self, doc: dict, running_text: str) -> None:
+        state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state == JobState.RUNNING or (is_array(doc) and doc["started_at"] is not None):
+            raise Conflict(f"job {ids.display_id(doc)} has started: {running_text}", pbs_errno=PBSE_MODATRRUN)
+
+    def move(self, job_id: str, queue: str, caller: Caller) -> dict:
+        """qmove: a job that has not started goes to another queue (its work is sent there anew; the
+        item left in the old queue is stale and dropped by whoever claims it)."""
+        doc = self.get(job_id, caller)
+        state = JobState(doc["state"])
+        if state in FINAL:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({state.value})")
+        if state == JobState.RUNNING or (is_array(doc) and doc["started_at"] is not None):
+            raise Conflict(f"job {ids.display_id(doc)} has started: only jobs not yet running can be moved")
+        queue_config = self._configured("queue", queue)
+        if queue == doc["queue"]:
+            return doc
+        # A job on its old queue's default definition takes the new queue's; one that named its own keeps it.
+        old_default = self._configured("queue", doc["queue"]).definition
+        definition = queue_config.definition if doc["definition"] == old_default else doc["definition"]
+        change = history.add(Change(set={"queue": queue, "state": state, "definition": definition}),
+                             "m", history.who(caller.name, doc), queue)
+        try:
+            new = self.store.update(job_id, Expect.move(state, state, version=doc["version"]), change)
+        except StaleTransition:
+            return self.move(job_id, queue, caller)
+        items = outbox.to_send(doc, new)
+        if items:
+            self.queue.send_many(items)
+        return new
+
+    def rerun(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
+        """qrerun: a running job is re-queued at a new attempt (its worker stops it at its next
+        heartbeat, as when its lease is taken back); an array not yet finished re-runs its failed and
+        cancelled tasks (or the one task `index` names). A finished job or array stays finished (PBS:
+        "Job has finished"). A job submitted with -r n cannot be re-run (PBS: 190)."""
+        doc = self.get(job_id, caller)
+        if doc.get("rerunable") is False:
+            raise Conflict(f"job {ids.display_id(doc)} was submitted as not rerunnable (-r n)", pbs_errno=PBSE_NORERUN)
+        who = history.who(caller.name, doc)
+        if JobState(doc["state"]) in FINAL:  # final stays final (the transition table); PBS says the same
+            raise JobFinished(f"job {ids.display_id(doc)} has finished ({doc['state']})")
+        if is_array(doc):
+            new = update_array(self.store, job_id, lambda d: _rerun_tasks(d, index, who))
+            if new["version"] == doc["version"] and not _rerunnable_tasks(doc, index):
+                what = f"task {ids.display_id(doc, index)}" if index is not None else f"array {ids.display_id(doc)}"
+                raise Conflict(f"{what} has no failed or cancelled task to re-run")
+            self.send_work([new])
+            return new
+        if index is not None:
+            raise SpecError(f"job {ids.display_id(doc)} is not an array job; drop the [{index}]")
+        state = JobState(doc["state"])
+        if state != JobState.RUNNING:
+            raise Conflict(f"job {ids.display_id(doc)} is {state.value}: only running jobs can be re-run")
+        attempt = doc["attempt"]
+        change = history.add(
+            Change(set={"state": JobState.QUEUED, "attempt": attempt + 1, "reason": f"re-run at request of {caller.name}",
+                        "cancel_requested": False}),
+            "R", who, 0)
+        try:
+            new = self.store.update(job_id, Expect.move(JobState.QUEUED, JobState.RUNNING, attempt=attempt), change)
+        except StaleTransition:
+            return self.rerun(job_id, caller)
+        self.send_work([new])
+        return new
+
+    def signal(self, job_id: str, name: str, caller: Caller, index: int | None = None) -> dict:
+        """qsig: ask for `name` (SIGUSR1, USR1, 10 ...) to be sent to the running job's process group
+        (or to a running task of an array). The job's worker delivers it at its next heartbeat; in local
+        mode the daemon delivers it at once (`deliver`, wired in by hyperbatch.wiring.daemon)."""
+        signame = signals.parse(name)
+        doc = self.get(job_id, caller)
+        running = doc["state"] == JobState.RUNNING.value
+        if is_array(doc):
+            spec = arrays.parse_array(doc["array"])
+            if index is not None:
+                pos = spec.position_of(index)
+                if pos is None:
+                    raise NotFound(f"array {job_id} has no task {index}")
+                running = task_state(doc, spec, pos)["state"] == JobState.RUNNING.value
+            else:
+                running = bool(doc["running"])
+        elif index is not None:
+            raise SpecError(f"job {ids.display_id(doc)} is not an array job; drop the [{index}]")
+        if doc["state"] in {s.value for s in FINAL}:
+            raise JobFinished(f"job {ids.display_id(doc)} has finished")
+        if not running:
+            raise Conflict(f"job {ids.display_id(doc)} is not running: signals go to running jobs only")
+        delivered = self.deliver(doc, signame, index) if self.deliver is not None else False
+        entry = [round(time.time(), 2), signame, index, delivered]
+        target = ids.display_id(doc, index)
+        change = history.add(Change(append={"signals": [entry]}), "s", history.who(caller.name, doc), signame,
+                             target, int(delivered))
+        # Appended whatever else changed meanwhile (a heartbeat): the worker delivers what it has not seen.
+        return self.store.update(job_id, Expect(), change)
+
+
 def _may_see(caller: Caller, doc: dict) -> bool:
     return caller.admin or doc["owner"] == caller.name
 
@@ -337,3 +557,38 @@ def _default_name(request: dict) -> str:
     source = request.get("script_name") or (request.get("command") or ["STDIN"])[0]
     name = os.path.basename(str(source)) or "job"
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
+
+
+def _rerunnable_tasks(doc: dict, index: int | None) -> list[str]:
+    keys = [*doc["failed_tasks"], *doc["cancelled_tasks"]]
+    return [k for k in keys if index is None or k == str(index)]
+
+
+def _rerun_tasks(doc: dict, index: int | None, who: str) -> Change | None:
+    """An unfinished array's failed and cancelled tasks (or the one task `index`) back to pending: tasks
+    that ran are retried at a new attempt, tasks never handed out are sent again as ranges
+    (outbox.to_send). A task still running (cancelled, its worker not yet stopped) is left alone: it
+    must end before it can run again."""
+    if doc["cancel_requested"]:
+        raise Conflict(f"array {ids.display_id(doc)} is being cancelled: none of its tasks can be re-run")
+    spec = arrays.parse_array(doc["array"])
+    positions = {key: spec.position_of(int(key)) for key in _rerunnable_tasks(doc, index)}
+    keys = [key for key, pos in positions.items() if pos is not None and running_chunk(doc, pos) is None]
+    if not keys:
+        return None
+    attempt = max([doc["attempt"], doc["run_count"], *doc["retrying"].values()]) + 1
+    retrying = dict(doc["retrying"])
+    for key in keys:
+        pos = positions[key]
+        if pos is not None and covered(doc["dispatched"], pos):
+            retrying[key] = attempt
+    failed = {k: v for k, v in doc["failed_tasks"].items() if k not in keys}
+    cancelled = {k: v for k, v in doc["cancelled_tasks"].items() if k not in keys}
+    pending = doc["total"] - doc["succeeded"] - doc["running"] - len(failed) - len(cancelled)
+    change = Change(set={
+        "failed_tasks": failed, "cancelled_tasks": cancelled, "retrying": retrying,
+        "failed": len(failed), "cancelled": len(cancelled), "pending": pending,
+        "finished_at": None, "exit_status": None, "reason": "",
+    })
+    return history.add(change, "R", who, len(keys))
+

@@ -73,15 +73,18 @@ def started_with(pid: int, key: str, value: str) -> bool:
 @dataclass(frozen=True)
 class JobRecord:
     """What a job file says: the process group of the job running now (0: none; STARTING: being
-    started), and which run it belongs to (job id, work item id, attempt)."""
+    started), and which run it belongs to (job id, work item id, attempt, array index)."""
 
     pgid: int
     job_id: str = ""
     item_id: str = ""
     attempt: int = 0
+    index: int | None = None  # the array task running, if the run is a chunk
 
     def encode(self) -> bytes:
         text = f"{self.pgid} {self.job_id} {self.item_id} {self.attempt}" if self.job_id else f"{self.pgid}"
+        if self.job_id and self.index is not None:
+            text += f" {self.index}"
         return text.encode().ljust(RECORD_BYTES - 1)[: RECORD_BYTES - 1] + b"\n"
 
     def names(self, job_id: str, item_id: str, attempt: int) -> bool:
@@ -93,7 +96,8 @@ def read_job_record(path: Path) -> JobRecord | None:
     try:
         parts = Path(path).read_text().split()
         if len(parts) >= 4:
-            return JobRecord(int(parts[0]), parts[1], parts[2], int(parts[3]))
+            index = int(parts[4]) if len(parts) >= 5 else None
+            return JobRecord(int(parts[0]), parts[1], parts[2], int(parts[3]), index)
         return JobRecord(int(parts[0]))
     except (FileNotFoundError, ValueError, IndexError):
         return None

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from hyperbatch import config as config_models
 from hyperbatch.api import build_app
 from hyperbatch.adapters.local import open_local
+from hyperbatch.core.ids import short_host
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.services.lease_recovery import reconcile_once
 from hyperbatch.services.release import MAX_EVENT_TRIES, release_events
@@ -29,6 +31,7 @@ from hyperbatch.services.scale import scale_once
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.adapters.local.compute import LocalCompute
 from hyperbatch.adapters.local.http import make_server
+from hyperbatch.adapters.local.sqlite import StaleState
 from hyperbatch.support import local_home, logs
 from hyperbatch.support.files import atomic_write
 
@@ -44,14 +47,19 @@ class Daemon:
         self.config = config_models.load(self.config_dir)
         self.backend = open_local(self.home)
         self.compute = LocalCompute(self.backend.db, self.home, self.config_dir)
-        self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs)
+        # Local mode's PBS server name is the host's short name (`1234.myhost`), as PBS's default server's;
+        # the SQLite store hands out each submit's ids exactly (SequenceBlocks' default).
+        # qsig reaches a running job's processes at once, through its worker's pid file.
+        self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs,
+                                   server=short_host(socket.gethostname()), deliver=self.compute.signal_job)
         local = self.config.settings.local
         # Taking back the run of a silent worker kills that worker's job first (the daemon knows its workers).
         self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds,
                                      fence=self.compute.fence)
         self.token = secrets.token_urlsafe(32)
         self.user = getpass.getuser()
-        self.app = build_app(self.scheduler, self.authorize, self.compute.running, status=self.status)
+        self.app = build_app(self.scheduler, self.authorize, self.compute.running, status=self.status,
+                             nodes=self.compute.workers)
         self.server = make_server(self.app, port)
         self.port = self.server.server_address[1]
         self.stopping = threading.Event()
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_models.ConfigError as exc:
         log.error("configuration error:\n%s", exc)
         return 2
-    except OSError as exc:
+    except (OSError, StaleState) as exc:
         log.error("cannot start: %s", exc)
         return 1
     daemon.serve()

@@ -31,9 +31,11 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from hyperbatch.config import configuration_from_environment
 from hyperbatch.config import Configuration
 from hyperbatch.core.access import Admins
+from hyperbatch.core.ids import SequenceBlocks
 from hyperbatch.services.scheduler import Caller, Scheduler
 
 SERVICE = "hyperbatch"
+ID_BLOCK_SECONDS = 1.0  # how long a block of reserved job ids is used (ids from two functions may cross this much)
 NAMESPACE = "HyperBatch"
 
 
@@ -84,7 +86,12 @@ class Runtime:
 
     @cached_property
     def scheduler(self) -> Scheduler:
-        return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs)
+        # Jobs are `1234.<stack name>`. Each execution environment reserves its ids in blocks from the
+        # table's counter item, used for at most a second (hyperbatch.core.ids): a burst of lone submits
+        # costs one counter write per block, a trickle one per submit, and a POST of 1,000 one in all.
+        sequence = SequenceBlocks(self.backend.store.reserve_ids, block=1, max_block=1000, lifetime=ID_BLOCK_SECONDS)
+        return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs,
+                         server=self.config.settings.stack_name, sequence=sequence)
 
     @cached_property
     def admins(self) -> Admins:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hyperbatch.adapters.aws import clients, from_environment, sqs
-from hyperbatch.core.ids import new_job_id
+from tests.handmade_ids import new_job_id
 from hyperbatch.core.model import new_job
 
 

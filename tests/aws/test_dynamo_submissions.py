@@ -1,6 +1,8 @@
-"""DynamoJobStore's cheap paths: submissions (a block of ids in one by_owner entry), listings over them,
-the owners registry, and job counts kept from the table's stream."""
+"""DynamoJobStore's cheap paths: ids reserved in blocks from one counter item, submissions (a run of
+ids in one by_owner entry), listings over them, the owners registry, and job counts kept from the
+table's stream."""
 
+import itertools
 import json
 
 import botocore.awsrequest
@@ -10,8 +12,7 @@ from hyperbatch.core import ids
 from hyperbatch.adapters.aws import counters
 from hyperbatch.adapters.aws.dynamo import DynamoJobStore
 from hyperbatch.adapters.aws.items import encode
-from hyperbatch.core.errors import Conflict
-from hyperbatch.core.ids import new_job_id, new_job_ids
+from hyperbatch.core.errors import Conflict, SpecError
 from hyperbatch.core.model import Change, Expect, new_job
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
@@ -19,6 +20,15 @@ from tests.streams import StreamReader
 
 REGION = "us-east-1"  # as the aws fixture (tests/aws/conftest.py)
 DAY = 86400
+_numbers = itertools.count(95)  # hand-made ids, increasing (a block's consecutive); listings cross 99 -> 100
+
+
+def new_job_id() -> str:
+    return str(next(_numbers))
+
+
+def new_job_ids(n: int) -> list[str]:
+    return [new_job_id() for _ in range(n)]
 
 
 def job(job_id=None, **fields):
@@ -35,8 +45,8 @@ def item(aws, pk, sk="job"):
     return aws.dynamodb.get_item(TableName=aws.plane.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
 
 
-def submission(aws, job_id):
-    return item(aws, "submission#" + job_id[:ids.PREFIX], "submission")
+def submission(aws, first_id):
+    return item(aws, "submission#" + first_id, "submission")
 
 
 def requests(aws):
@@ -50,6 +60,38 @@ def requests(aws):
 @pytest.fixture
 def stream(aws):
     return StreamReader(aws.dynamodb, aws.plane.table)
+
+
+# ---- ids ------------------------------------------------------------------------------------
+
+def test_ids_are_reserved_in_blocks_by_one_conditional_add_on_one_counter_item(aws):
+    sent = requests(aws)
+    first = aws.store.reserve_ids(1000)
+    assert (first, aws.store.reserve_ids(1)) == (1, 1001)
+    assert [name for name, _ in sent] == ["UpdateItem", "UpdateItem"]
+    update = sent[0][1]
+    assert update["Key"] == {"pk": {"S": "sequence"}, "sk": {"S": "sequence"}}
+    assert update["UpdateExpression"] == "ADD #last :n" and "ConditionExpression" in update
+    other = DynamoJobStore(aws.plane.table, aws.dynamodb)  # another process: the same counter
+    assert other.reserve_ids(5) == 1002 and aws.store.reserve_ids(1) == 1007
+
+
+def test_the_counter_refuses_to_pass_twelve_digits(aws):
+    aws.dynamodb.put_item(TableName=aws.plane.table, Item={
+        "pk": {"S": "sequence"}, "sk": {"S": "sequence"}, "last": {"N": str(ids.MAX_SEQUENCE - 2)}})
+    assert aws.store.reserve_ids(2) == ids.MAX_SEQUENCE - 1
+    with pytest.raises(SpecError, match="job ids are used up"):
+        aws.store.reserve_ids(1)
+
+
+def test_a_burst_of_lone_submits_writes_the_counter_once_a_block(aws, cfg):
+    blocks = ids.SequenceBlocks(aws.store.reserve_ids, block=1, max_block=1000, lifetime=60.0)
+    scheduler = Scheduler(cfg, aws.store, aws.queue, aws.logs, server="Test", sequence=blocks)
+    sent = requests(aws)
+    made = [scheduler.submit([{"command": ["true"]}], Caller("alice"))[0]["id"] for _ in range(40)]
+    assert made == [str(i) for i in range(1, 41)]
+    counter_writes = [p for name, p in sent if name == "UpdateItem" and p["Key"]["pk"]["S"] == "sequence"]
+    assert len(counter_writes) == 6  # blocks of 1, 2, 4, 8, 16, 32
 
 
 # ---- submissions ----------------------------------------------------------------------------
@@ -70,7 +112,8 @@ def test_a_block_is_one_submission_put_then_batch_writes(aws):
     assert written[60]["sk"] == {"S": f"parent#{docs[0]['id']}"}
 
     sub = submission(aws, docs[0]["id"])
-    assert (sub["gsi1pk"], sub["gsi1sk"], sub["queue"]) == ({"S": "alice"}, {"S": docs[-1]["id"]}, {"S": "batch"})
+    assert (sub["gsi1pk"], sub["gsi1sk"], sub["queue"]) == (
+        {"S": "alice"}, {"S": ids.sort_key(docs[0]["id"])}, {"S": "batch"})
     assert sub["members"] == encode([d["id"] for d in docs])
     now = aws.store.clock()
     assert abs(int(sub["expires_at"]["N"]) - (now + 2 * 30 * DAY + 14 * DAY)) < 60
@@ -86,19 +129,17 @@ def test_a_submission_of_several_queues_carries_no_queue(aws):
     assert "queue" not in submission(aws, docs[0]["id"])
 
 
-def test_a_taken_millisecond_is_a_conflict_and_writes_nothing(aws):
+def test_a_second_submission_of_the_same_ids_is_a_conflict_and_writes_nothing(aws):
     first = block(3)
     aws.store.create(first, [])
-    prefix = first[0]["id"][:ids.PREFIX]
-    # Another process minted the same millisecond's block (here: its next ids, so they are new ones).
-    clash = [job(prefix + ids._encode(ids.BLOCK_START + 10 + i, 3), owner="bob") for i in range(4)]
+    clash = [job(d["id"], owner="bob") for d in first]  # a bug elsewhere handed out the same ids again
     aws.calls.clear()
     with pytest.raises(Conflict, match="submission"):
         aws.store.create(clash, [(first[0]["id"], clash[0]["id"])])
     assert aws.calls == ["PutItem", "PutItem"]  # bob's registry entry, the refused submission
-    assert aws.store.get_many(d["id"] for d in clash) == {}
+    assert {d["owner"] for d in aws.store.get_many(d["id"] for d in first).values()} == {"alice"}
     assert aws.store.dependents(first[0]["id"]) == []
-    assert submission(aws, prefix)["gsi1pk"] == {"S": "alice"}
+    assert submission(aws, first[0]["id"])["gsi1pk"] == {"S": "alice"}
 
 
 def test_a_retried_submission_put_recognises_its_own_write(aws, retried):
@@ -144,7 +185,7 @@ def test_unprocessed_batch_items_are_sent_again(aws):
     assert answered and aws.store.get_many(d["id"] for d in docs) == {d["id"]: d for d in docs}
 
 
-def test_a_block_of_several_owners_is_transacted_and_still_claims_its_millisecond(aws):
+def test_a_block_of_several_owners_is_transacted_and_still_claims_its_ids(aws):
     docs = block(3)
     docs[2]["owner"] = "bob"
     aws.store.create(docs, [])
@@ -152,33 +193,29 @@ def test_a_block_of_several_owners_is_transacted_and_still_claims_its_millisecon
     assert all(item(aws, d["id"])["gsi1pk"] == {"S": d["owner"]} for d in docs)
     claim = submission(aws, docs[0]["id"])
     assert claim is not None and "gsi1pk" not in claim  # in no index
-    same_ms = [job(docs[0]["id"][:ids.PREFIX] + ids._encode(ids.BLOCK_START + 100 + i, 3)) for i in range(2)]
     with pytest.raises(Conflict):
-        aws.store.create(same_ms, [])
+        aws.store.create([job(d["id"]) for d in docs], [])
     assert [d["id"] for d in aws.store.query(owner="bob").items] == [docs[2]["id"]]
 
 
-def test_hand_made_ids_keep_the_transaction(aws):
-    docs = [job(), job()]  # lone ids: no block
+def test_ids_that_are_not_one_run_keep_the_transaction(aws):
+    docs = [job(), job()]
+    docs[1]["id"] = str(int(docs[1]["id"]) + 5)  # not consecutive: no submission
     aws.store.create(docs, [])
     assert "TransactWriteItems" in aws.calls and "BatchWriteItem" not in aws.calls
     assert submission(aws, docs[0]["id"]) is None
 
 
-def test_a_submit_of_many_takes_one_block_and_a_clash_gets_a_fresh_one(aws, cfg, monkeypatch):
-    scheduler = Scheduler(cfg, aws.store, aws.queue, aws.logs)
+def test_a_submit_of_many_takes_one_run_of_ids_and_is_one_submission(aws, cfg):
+    scheduler = Scheduler(cfg, aws.store, aws.queue, aws.logs, server="Test")
+    other = Scheduler(cfg, DynamoJobStore(aws.plane.table, aws.dynamodb), aws.queue, aws.logs, server="Test")
     jobs = scheduler.submit([{"command": ["true"]}] * 3, Caller("alice"))
-    assert len({j["id"][:ids.PREFIX] for j in jobs}) == 1
-    assert [ids._decode(j["id"][ids.PREFIX:]) for j in jobs] == [ids.BLOCK_START + i for i in range(3)]
-    assert submission(aws, jobs[0]["id"])["members"] == encode([j["id"] for j in jobs])
-
-    taken = jobs[0]["id"][:ids.PREFIX]
-    minted = iter([[taken + ids._encode(ids.BLOCK_START + 50 + i, 3) for i in range(2)], new_job_ids(2)])
-    monkeypatch.setattr(ids, "new_job_ids", lambda n: next(minted))  # another process minted the same millisecond
+    assert [j["id"] for j in jobs] == ["1", "2", "3"] and jobs[0]["server"] == "Test"
+    assert submission(aws, "1")["members"] == encode(["1", "2", "3"])
+    theirs = other.submit([{"command": ["true"]}] * 2, Caller("alice"))  # another process: ids of its own
     again = scheduler.submit([{"command": ["true"]}] * 2, Caller("alice"))
-    assert again[0]["id"][:ids.PREFIX] != taken
-    assert aws.store.get_many(j["id"] for j in again) == {j["id"]: j for j in again}
-    assert {j["id"] for j in jobs + again} == {d["id"] for d in aws.store.query(owner="alice").items}
+    assert [j["id"] for j in theirs + again] == ["4", "5", "6", "7"]
+    assert [d["id"] for d in aws.store.query(owner="alice").items] == ["7", "6", "5", "4", "3", "2", "1"]
 
 
 # ---- listings -------------------------------------------------------------------------------
@@ -206,7 +243,7 @@ def test_the_next_page_finds_a_block_that_began_before_its_token(aws):
     assert [d["id"] for d in second.items] == [docs[1]["id"], docs[0]["id"], older["id"]]
     key = [p for name, p in requests_sent if name == "Query"][-1]
     bound = [v["S"] for v in key["ExpressionAttributeValues"].values() if v["S"] != "alice"]
-    assert bound == [ids.next_millisecond(first.next)]  # below the next millisecond, not below the token
+    assert bound == [ids.sort_key(first.next)]  # entries whose first member is below the token
 
 
 def test_a_queue_filter_skips_single_queue_blocks_in_the_index(aws):
@@ -256,7 +293,7 @@ def image(**fields):
 
 
 def record(kind, old=None, new=None, sk="job"):
-    data = {"Keys": {"pk": {"S": "01M0000000000"}, "sk": {"S": sk}}}
+    data = {"Keys": {"pk": {"S": "12"}, "sk": {"S": sk}}}
     if old is not None:
         data["OldImage"] = image(**old)
     if new is not None:
@@ -278,7 +315,7 @@ def test_deltas_take_old_images_out_and_put_new_ones_in():
         {**record("REMOVE", old=done), "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"}},
         record("MODIFY", old={**queued, "state": "HELD"}, new={**queued, "queue": "west"}),  # moved between queues
         record("INSERT", new={"queue": "batch", "members": ["x"]}, sk="submission"),
-        record("INSERT", new={}, sk="parent#01M0000000001"),
+        record("INSERT", new={}, sk="parent#13"),
         record("MODIFY", old={"QUEUED": 3}, new={"QUEUED": 4}, sk="counts"),
     ]
     assert counters.deltas(records) == {

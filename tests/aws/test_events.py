@@ -13,7 +13,7 @@ from hyperbatch.services import stream_release
 from hyperbatch.adapters.aws.items import encode
 from hyperbatch.adapters.aws.events import events_from_stream
 from hyperbatch.adapters.local import open_local
-from hyperbatch.core.ids import new_job_id
+from tests.handmade_ids import new_job_id
 from hyperbatch.core.model import Change, Expect, new_job
 from hyperbatch.core.outbox import to_send
 from hyperbatch.core.ports import Event

@@ -10,7 +10,7 @@ from hyperbatch.adapters.aws.logs import (
     ENCODED, EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, batches, from_message, stream_name,
     to_messages,
 )
-from hyperbatch.core.ids import new_job_id
+from tests.handmade_ids import new_job_id
 from hyperbatch.core.model import new_job
 
 

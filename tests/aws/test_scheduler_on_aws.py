@@ -169,7 +169,7 @@ def test_a_stale_message_is_acked_after_the_failed_write_and_one_read(aws, flow,
     elif case == "superseded":  # the job moved on to attempt 2; this message says attempt 1
         aws.store.update(job_id, Expect.state(JobState.QUEUED, attempt=1), Change(set={"attempt": 2}))
     else:
-        job_id = "01M7Y8Y0CXBNC"
+        job_id = "999999"
         aws.queue.ack(aws.queue.claim("batch", "w0", 1, 30))
         aws.queue.send("batch", job_id, 0, 1, 1)
     before = aws.store.get(job_id) if case != "unknown" else None

@@ -616,7 +616,8 @@ class Box:
 
     # ---- looking ----------------------------------------------------------------------------
     def job(self, job_id: str) -> dict:
-        return self.store.get(job_id)
+        """The job's document; `job_id` as the API shows it (`12.Stack`, `12[].Stack`) or the internal `12`."""
+        return self.store.get(internal_id(job_id))
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 30.0, every: float = 0.1) -> Any:
         return polling.wait_for(predicate, timeout, every, what)
@@ -624,6 +625,13 @@ class Box:
     def wait_state(self, job_id: str, *states: str, timeout: float = 30.0) -> dict:
         return self.wait_for(f"job {job_id} to be {'/'.join(states)}",
                              lambda: (d := self.job(job_id)) and d["state"] in states and d, timeout)
+
+
+def internal_id(job_id: str) -> str:
+    """The store's id of a job named as the API shows it (`12.Stack`, `12[].Stack` -> `12`)."""
+    from hyperbatch.core.ids import parse_job_ref
+
+    return parse_job_ref(job_id).seq
 
 
 # ---- events -------------------------------------------------------------------------------------

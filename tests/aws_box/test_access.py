@@ -22,6 +22,8 @@ def test_a_user_sees_and_cancels_only_their_own_jobs_unless_admin(box):
     assert status == 200 and mine["jobs"] == []
     status, _ = box.api("GET", "/jobs", principal=BOB, query={"owner": ALICE})
     assert status == 403
+    # owner=* (what qstat asks for, as PBS lists every job) is every job the caller may see: Bob's own
+    assert box.api("GET", "/jobs", principal=BOB, query={"owner": "*"}) == (200, {"jobs": [], "next": None})
     assert box.api("GET", "/jobs", principal=ALICE)[1]["jobs"][0]["id"] == job["id"]
     status, seen = box.api("GET", "/jobs", principal=ADMIN, query={"owner": "*"})
     assert status == 200 and [j["id"] for j in seen["jobs"]] == [job["id"]]

@@ -8,6 +8,7 @@ import hyperbatch.services.stream_release as stream_release
 from hyperbatch.adapters.aws.sqs import _body
 from hyperbatch.adapters.aws.stream import StreamSentQueue
 from hyperbatch.services.dispatch import Dispatcher, Outcome
+from tests.aws_box.harness import internal_id
 
 
 def submit(box, **request):
@@ -32,7 +33,7 @@ def abandoned_run(box, job_id, max_tasks=1):
     """A worker that claims the job (or a chunk), starts it, and dies (no heartbeat, no result, no ack)."""
     dead = worker_dispatcher(box, "doomed")
     item = claim(box, "doomed", max_tasks)
-    assert item.job_id == job_id
+    assert item.job_id == internal_id(job_id)
     run = dead.start(item)
     assert run is not None and box.job(job_id)["state"] == "RUNNING"
     return dead, run
@@ -104,7 +105,7 @@ def test_a_job_claimed_by_a_worker_that_died_before_starting_it_still_runs(box):
 def test_a_duplicated_message_does_not_run_a_job_twice(box):
     job = submit(box, command=["sleep", "1.5"])
     url = box.plane.queue_urls["batch"]
-    box.sqs.send_message(QueueUrl=url, MessageBody=_body(job["id"], 0, 1, 1, 0))  # the same body again
+    box.sqs.send_message(QueueUrl=url, MessageBody=_body(job["seq"], 0, 1, 1, 0))  # the same body again
     box.start_worker()
     box.start_worker()
     done = box.wait_state(job["id"], "SUCCEEDED", timeout=20)
@@ -200,7 +201,7 @@ def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, mo
     real = stream_release.on_event
 
     def broken(scheduler, event):
-        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED":
+        if event.job_id == parent["seq"] and event.new_state == "SUCCEEDED":
             raise RuntimeError("a moment of trouble that lasts")
         return real(scheduler, event)
 
@@ -230,7 +231,7 @@ def test_a_release_that_fails_for_a_while_is_retried_from_its_record_and_no_late
     real, failures = stream_release.on_event, []
 
     def flaky(scheduler, event):
-        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED" and len(failures) < 2:
+        if event.job_id == internal_id(parent["id"]) and event.new_state == "SUCCEEDED" and len(failures) < 2:
             failures.append(event)
             raise RuntimeError("ProvisionedThroughputExceededException")
         return real(scheduler, event)
@@ -260,7 +261,7 @@ def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(b
     info = parked_body(box)["DDBStreamBatchInfo"]
 
     def second_breaks(old, new):
-        if new is not None and new["id"] == second["id"]:
+        if new is not None and new["id"] == second["seq"]:
             raise RuntimeError("still down for this one")
         return real(old, new)
 

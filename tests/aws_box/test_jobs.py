@@ -105,3 +105,26 @@ def test_a_batch_of_1000_jobs_of_an_8kb_script_fits_every_limit_and_runs_from_th
     assert done["state"] == "SUCCEEDED", done
     assert box.api("GET", f"/jobs/{job['id']}/log")[1]["data"] == f"ran {job['id']}\n"
     assert any(c.service == "s3" and c.operation == "GetObject" and c.actor == "worker" for c in box.meter.calls)
+
+
+def test_ids_come_from_reserved_blocks_and_name_the_stack(box):
+    """Ids are PBS ids of the stack; the API function reserves them in blocks from the job table's
+    counter item: a burst of lone submits writes the counter once per block, a POST of 1,000 once."""
+    server = box.config.settings.stack_name
+    box.meter.clear()
+    lone = [submit(box, command=["true"])["id"] for _ in range(20)]
+    counter_writes = [c for c in box.meter.calls
+                      if c.operation == "UpdateItem" and c.params["Key"]["pk"]["S"] == "sequence"]
+    assert lone == [f"{n}.{server}" for n in range(1, 21)]
+    assert len(counter_writes) <= 6  # blocks of 1, 2, 4, 8, 16 within a second
+
+    box.meter.clear()
+    status, body = box.api("POST", "/jobs", body={"jobs": [{"command": ["true"]}] * 1000})
+    assert status == 201
+    batch = [int(j["id"].split(".")[0]) for j in body["jobs"]]
+    assert batch == list(range(batch[0], batch[0] + 1000)) and batch[0] > 20  # one run of consecutive ids
+    counter_writes = [c for c in box.meter.calls
+                      if c.operation == "UpdateItem" and c.params["Key"]["pk"]["S"] == "sequence"]
+    assert len(counter_writes) <= 1  # the batch's ids in one conditional ADD (or left in the block)
+    array = submit(box, command=["true"], array="1-3")["id"]
+    assert array.endswith(f"[].{server}") and int(array.split("[")[0]) > batch[-1]

@@ -45,7 +45,7 @@ def test_the_release_function_reports_a_failed_record_and_carries_on(box, monkey
     real = stream.on_event
 
     def flaky(scheduler, event):
-        if event.job_id == parent["id"] and event.new_state == "SUCCEEDED" and calls["n"] == 0:
+        if event.job_id == parent["seq"] and event.new_state == "SUCCEEDED" and calls["n"] == 0:
             calls["n"] += 1
             raise RuntimeError("a moment of trouble")
         return real(scheduler, event)

@@ -1,8 +1,11 @@
-"""A fake HyperBatch API on 127.0.0.1 and helpers that run the real console scripts against it.
+"""HyperBatch APIs on 127.0.0.1 and helpers that run the real console scripts against them.
 
-The fake follows the API contract closely enough for the CLI: it stores jobs
-in memory, records every request, and lets a test script state changes
-(`api.progress`), log chunks (`api.logs`) and canned answers (`api.override`).
+`api` is a fake that follows the API contract closely enough for qsub and
+qlog: it stores jobs in memory, records every request, and lets a test script
+state changes (`api.progress`), log chunks (`api.logs`) and canned answers
+(`api.override`). `server` is the real API application over a real SQLite
+store (no workers): tests move its jobs through their states with the
+dispatcher, as a worker would, and the PBS commands read them as users do.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if not (BIN / "qsub").exists():
 TOKEN = "test-token-0123456789"
 USER = "alice"
 FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+SERVER = "testhost"  # the PBS server name both APIs give their jobs (1.testhost)
 
 
 def job_defaults(job_id: str, **fields: Any) -> dict[str, Any]:
@@ -83,7 +87,7 @@ class FakeApi:
 
     def new_id(self) -> str:
         self._counter += 1
-        return f"01JD4V8ZK{self._counter:04d}"
+        return f"{self._counter}.{SERVER}"
 
     def add(self, **fields: Any) -> dict[str, Any]:
         job = job_defaults(fields.pop("id", None) or self.new_id(), **fields)
@@ -117,9 +121,11 @@ class FakeApi:
         if parts == ["jobs"] and method == "GET":
             return self._list(query)
         if len(parts) >= 2 and parts[0] == "jobs":
-            job = self.jobs.get(parts[1])
+            job = self.jobs.get(parts[1]) or self.jobs.get(f"{parts[1]}.{SERVER}")
             if job is None:
-                return 404, {"error": "NotFound", "message": f"no job {parts[1]}"}
+                known = parts[1] if "." in parts[1] else f"{parts[1]}.{SERVER}"
+                return 404, {"error": "NotFound", "message": f"Unknown Job Id {known}", "pbs_errno": 15001,
+                             "job_id": known}
             rest = parts[2:]
             if not rest and method == "GET":
                 patches = self.progress.get(job["id"])
@@ -130,7 +136,8 @@ class FakeApi:
                 if "index" in query:  # one array task
                     return 200, job
                 if job["state"] in FINAL:
-                    return 409, {"error": "JobFinished", "message": f"Job has finished {job['id']} (SUCCEEDED)"}
+                    return 409, {"error": "JobFinished", "message": f"job {job['id']} has already finished",
+                                 "pbs_errno": 15139, "job_id": job["id"]}
                 job.update(state="CANCELLED", reason="cancelled by qdel")
                 return 200, job
             if rest == ["hold"] and method == "POST":
@@ -138,7 +145,8 @@ class FakeApi:
                 return 200, job
             if rest == ["release"] and method == "POST":
                 if job["state"] != "HELD":
-                    return 409, {"error": "Conflict", "message": f"job {job['id']} is not held"}
+                    return 409, {"error": "Conflict", "message": f"job {job['id']} is not held",
+                                 "pbs_errno": 15016, "job_id": job["id"]}
                 job["state"] = "QUEUED"
                 return 200, job
             if rest == ["tasks"] and method == "GET":
@@ -189,7 +197,7 @@ class FakeApi:
         owner = query.get("owner")
         if owner != "*":
             jobs = [j for j in jobs if j["owner"] == (owner or USER)]
-        jobs.sort(key=lambda j: j["id"], reverse=True)  # newest first
+        jobs.sort(key=lambda j: int(j["id"].split(".")[0].split("[")[0]), reverse=True)  # newest first
         start = int(query.get("next") or 0)
         page = jobs[start : start + self.page_size]
         nxt = str(start + self.page_size) if start + self.page_size < len(jobs) else None
@@ -302,7 +310,7 @@ def inproc(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     """
     import importlib
 
-    modules = {"qsub": "qsub", "qstat": "qstat", "qlog": "qlog", "qdel": "control", "qhold": "control", "qrls": "control"}
+    modules = COMMANDS
 
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
@@ -323,4 +331,131 @@ def inproc(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
         return code, out, err
 
     run.workdir = workdir  # type: ignore[attr-defined]
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# the real API over a real store, without workers
+
+
+COMMANDS = {  # command -> module of hyperbatch.cli.pbs with its `<command>_main`
+    "qsub": "qsub", "qstat": "qstat", "qlog": "qlog", "qdel": "control", "qhold": "control", "qrls": "control",
+    "qselect": "qselect", "qalter": "qalter", "qrerun": "simple", "qsig": "simple", "qmove": "simple",
+    "tracejob": "tracejob", "pbsnodes": "pbsnodes",
+}
+
+
+class RealServer:
+    """The API application (hyperbatch.api) over a SQLite store in a tmp dir, served on 127.0.0.1.
+
+    No daemon loops and no workers: `start` and `finish` move a job as a worker would
+    (hyperbatch.services.dispatch), `deliver` releases dependents as the daemon's event loop does.
+    """
+
+    def __init__(self, root: Path):
+        from hyperbatch import config
+        from hyperbatch.adapters.local import open_local
+        from hyperbatch.adapters.local.http import make_server
+        from hyperbatch.api import build_app
+        from hyperbatch.services.dispatch import Dispatcher
+        from hyperbatch.services.scheduler import Caller, Scheduler
+
+        self.backend = open_local(root / "state")
+        self.config = config.load(Path(__file__).resolve().parents[2] / "configurations")
+        self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs,
+                                   server=SERVER)
+        self.worker = Dispatcher(self.backend.store, self.backend.queue, "w-test", "us-east-1", lease_seconds=30)
+        self.caller = Caller(USER, admin=True)
+        self.nodes: list[dict[str, Any]] = []
+        app = build_app(self.scheduler, lambda event: Caller(event["headers"].get("x-hyper-user") or USER, admin=True),
+                        lambda: {}, nodes=lambda: self.nodes)
+        self.http = make_server(app, 0)
+        threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        self._events = 0
+
+    def submit(self, **request: Any) -> dict[str, Any]:
+        """Submit one job (a command `true` unless given); returns its internal document."""
+        request.setdefault("command", ["true"])
+        return self.scheduler.submit([request], self.caller)[0]
+
+    def start(self, queue: str = "batch", max_tasks: int = 100):
+        item = self.backend.queue.claim(queue, self.worker.worker, max_tasks, 30.0)
+        assert item is not None, "nothing to run"
+        return self.worker.start(item)
+
+    def finish(self, run, status: int = 0, **outcome: Any) -> None:
+        from hyperbatch.services.dispatch import Outcome
+
+        if run.job.get("array") is not None:
+            self.worker.finish_tasks(run, {p: Outcome(status, **outcome) for p in run.positions})
+        else:
+            self.worker.finish_job(run, Outcome(status, **outcome))
+        self.deliver()
+
+    def run_next(self, status: int = 0, queue: str = "batch") -> None:
+        self.finish(self.start(queue), status)
+
+    def run_all(self, status: int = 0, queue: str = "batch", max_tasks: int = 1) -> None:
+        """Run whatever work is waiting in `queue`, each item to the end with `status`."""
+        while (item := self.backend.queue.claim(queue, self.worker.worker, max_tasks, 30.0)) is not None:
+            run = self.worker.start(item)
+            if run is not None:
+                self.finish(run, status)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.backend.store.get(job_id.split(".")[0].split("[")[0])
+
+    def deliver(self) -> None:
+        from hyperbatch.services.release import on_event
+
+        while True:
+            batch = self.backend.store.events_after(self._events)
+            if not batch:
+                return
+            for self._events, event in batch:
+                on_event(self.scheduler, event)
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    real = RealServer(tmp_path)
+    yield real
+    real.close()
+
+
+@pytest.fixture
+def pbs(server: RealServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """pbs("qstat", "-f", "1") -> (exit code, stdout, stderr): a PBS command, in this process, against `server`."""
+    import importlib
+
+    state = tmp_path / "realhome"
+    state.mkdir()
+    token = state / "token"
+    token.write_text(TOKEN + "\n")
+    hosts = {"selected": "local", "hosts": {"local": {"kind": "local", "url": server.url, "token_file": str(token)}}}
+    (state / "hosts.json").write_text(json.dumps(hosts))
+    workdir = tmp_path / "pbswork"
+    workdir.mkdir()
+
+    def run(command: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        with monkeypatch.context() as m:
+            for key in [k for k in os.environ if k.startswith("HYPERBATCH_")]:
+                m.delenv(key)
+            m.setenv("HYPERBATCH_HOME", str(state))
+            m.setenv("LOGNAME", USER)
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            m.chdir(workdir)
+            capsys.readouterr()
+            module = importlib.import_module(f"hyperbatch.cli.pbs.{COMMANDS[command]}")
+            code = getattr(module, f"{command}_main")(list(args))
+            out, err = capsys.readouterr()
+        return code, out, err
+
+    run.server = server  # type: ignore[attr-defined]
     return run

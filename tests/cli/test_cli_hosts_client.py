@@ -108,11 +108,11 @@ def local_entry(api, tmp_path):
 def test_request_headers_query_and_keepalive(api, local_entry, monkeypatch):
     monkeypatch.setenv("LOGNAME", "carol")
     client = Client(local_entry)
-    api.add(id="01JD4V8ZKAAAA")
+    api.add(id="7.testhost")
     status, body = client.request("GET", "/jobs", query={"owner": "*", "state": "QUEUED,RUNNING", "next": None})
-    assert status == 200 and body["jobs"][0]["id"] == "01JD4V8ZKAAAA"
-    status, body = client.request("GET", job_path("01JD4V8ZKAAAA"))
-    assert status == 200 and body["id"] == "01JD4V8ZKAAAA"
+    assert status == 200 and body["jobs"][0]["id"] == "7.testhost"
+    status, body = client.request("GET", job_path("7.testhost"))
+    assert status == 200 and body["id"] == "7.testhost"
     first, second = api.requests
     assert first["raw_path"] == "/jobs?owner=%2A&state=QUEUED%2CRUNNING"
     assert first["query"] == {"owner": "*", "state": "QUEUED,RUNNING"}
@@ -124,13 +124,14 @@ def test_request_headers_query_and_keepalive(api, local_entry, monkeypatch):
 def test_api_error_carries_status_code_message(api, local_entry):
     client = Client(local_entry)
     with pytest.raises(ApiError) as info:
-        client.request("GET", job_path("01JD4V8ZKZZZZ"))
+        client.request("GET", job_path("99"))
     assert (info.value.status, info.value.code, info.value.message, info.value.exit_code) == (
         404,
         "NotFound",
-        "no job 01JD4V8ZKZZZZ",
-        1,
+        "Unknown Job Id 99.testhost",
+        153,  # the PBS error number's low byte, as PBS's commands exit
     )
+    assert (info.value.pbs_errno, info.value.job_id) == (15001, "99.testhost")
     api.override("POST", "/jobs", (422, {"error": "InvalidSpec", "message": "bad"}))
     with pytest.raises(ApiError) as info:
         client.request("POST", "/jobs", body={"command": ["true"]})
@@ -170,7 +171,7 @@ def test_aws_hosts_are_signed_with_sigv4(api, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    api.override("POST", "/prod/jobs", (201, {"id": "01JD4V8ZKAAAA"}))
+    api.override("POST", "/prod/jobs", (201, {"id": "7.testhost"}))
     entry = {"kind": "aws", "url": api.url + "/prod", "region": "us-east-1"}
     status, body = Client(entry).request("POST", "/jobs", query={"owner": "*"}, body={"command": ["true"]})
     assert status == 201

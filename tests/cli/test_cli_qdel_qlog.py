@@ -1,69 +1,77 @@
-"""qdel, qhold, qrls and qlog, run as the installed console scripts against the fake API."""
+"""qdel, qhold, qrls against the real API (no workers); qlog against the fake one."""
 
 from __future__ import annotations
 
-from tests.cli.conftest import log_chunk
+import pytest
+
+from tests.cli.conftest import SERVER, log_chunk
 
 
-def test_qdel_processes_every_id_and_reports_unknown(cli, api):
-    a, c = api.add(state="QUEUED"), api.add(state="RUNNING")
-    result = cli("qdel", a["id"], "01JD4V8ZKZZZZ", c["id"])
-    assert result.returncode == 1
-    assert result.stdout == ""
-    assert result.stderr == "qdel: Unknown Job Id 01JD4V8ZKZZZZ\n"
-    assert api.jobs[a["id"]]["state"] == api.jobs[c["id"]]["state"] == "CANCELLED"
-    assert [r["path"] for r in api.calls("DELETE")] == [f"/jobs/{a['id']}", "/jobs/01JD4V8ZKZZZZ", f"/jobs/{c['id']}"]
+def test_qdel_processes_every_id_and_reports_unknown_as_typed(pbs):
+    server = pbs.server
+    server.submit(), server.submit()
+    server.start()  # 2 stays queued, 1 runs
+    code, out, err = pbs("qdel", "1", "100000", f"2.{SERVER}")
+    assert (code, out, err) == (153, "", "qdel: Unknown Job Id 100000\n")  # qdel echoes the id as given
+    assert server.job("2")["state"] == "CANCELLED"
+    assert server.job("1")["cancel_requested"]  # a running job stops at its worker's next heartbeat
 
 
-def test_qdel_success_prints_nothing(inproc, api):
-    a = api.add()
-    assert inproc("qdel", a["id"]) == (0, "", "")
+def test_qdel_success_prints_nothing_and_finished_jobs_answer_like_pbs(pbs):
+    server = pbs.server
+    server.submit()
+    assert pbs("qdel", "1") == (0, "", "")
+    assert pbs("qdel", "1") == (35, "", "qdel: Job has finished 1\n")
+    assert pbs("qdel", "1x") == (1, "", "qdel: illegally formed job identifier: 1x\n")
 
 
-def test_qdel_array_and_task(inproc, api):
-    arr = api.add(array={"spec": "1-3", "total": 3}, state="QUEUED")
-    assert inproc("qdel", f"{arr['id']}[2]")[0] == 0
-    assert inproc("qdel", f"{arr['id']}[]")[0] == 0
-    first, second = api.calls("DELETE")
-    assert first["path"] == second["path"] == f"/jobs/{arr['id']}"
-    assert first["query"] == {"index": "2"}
-    assert second["query"] == {}
+def test_qdel_array_and_task(pbs):
+    server = pbs.server
+    server.submit(array="1-3")
+    assert pbs("qdel", f"1[2].{SERVER}") == (0, "", "")
+    assert server.job("1")["cancelled_tasks"] == {"2": True}
+    assert pbs("qdel", "1[]") == (0, "", "")
+    assert server.job("1")["state"] == "CANCELLED"
 
 
-def test_qdel_of_a_finished_job_says_so_in_pbs_words(inproc, api):
-    done = api.add(state="SUCCEEDED")
-    assert inproc("qdel", done["id"]) == (1, "", f"qdel: Job has finished {done['id']}\n")
+@pytest.mark.parametrize("args, first", [
+    ([], None), (["-W", "nope", "1"], "qdel: illegal -W value"), (["-Z", "1"], "qdel: invalid option -- 'Z'"),
+])
+def test_qdel_usage(pbs, args, first):
+    code, _, err = pbs("qdel", *args)
+    assert code == 2 and err.endswith("usage:\n\tqdel [-W force|suppress_email=X] [-x] job_identifier...\n"
+                                      "\tqdel --version\n")
+    if first:
+        assert err.splitlines()[0] == first
 
 
-def test_qdel_needs_an_id(cli, api):
-    result = cli("qdel")
-    assert result.returncode == 2
-    assert result.stderr.startswith("qdel: Missing argument")
+def test_qdel_force_is_accepted(pbs):
+    pbs.server.submit()
+    assert pbs("qdel", "-W", "force", "1") == (0, "", "")
 
 
-def test_qhold_and_qrls(inproc, api):
-    job = api.add(state="QUEUED")
-    assert inproc("qhold", job["id"]) == (0, "", "")
-    assert api.jobs[job["id"]]["state"] == "HELD"
-    assert inproc("qrls", job["id"]) == (0, "", "")
-    assert api.jobs[job["id"]]["state"] == "QUEUED"
-    code, _, err = inproc("qrls", job["id"], "01JD4V8ZKZZZZ")
-    assert code == 1
-    assert err == f"qrls: {job['id']}: job {job['id']} is not held\nqrls: Unknown Job Id 01JD4V8ZKZZZZ\n"
-    assert [r["path"] for r in api.calls("POST")] == [
-        f"/jobs/{job['id']}/hold",
-        f"/jobs/{job['id']}/release",
-        f"/jobs/{job['id']}/release",
-        "/jobs/01JD4V8ZKZZZZ/release",
-    ]
+def test_qhold_and_qrls(pbs):
+    server = pbs.server
+    server.submit()
+    assert pbs("qhold", "1") == (0, "", "")
+    assert server.job("1")["state"] == "HELD"
+    assert pbs("qstat", "1")[1].splitlines()[2].split()[4] == "H"
+    assert pbs("qrls", "-h", "u", f"1.{SERVER}") == (0, "", "")
+    assert server.job("1")["state"] == "QUEUED"
+    code, _, err = pbs("qrls", "1", "99")
+    assert code == 153
+    assert err == f"qrls: Request invalid for state of job 1.{SERVER}\nqrls: Unknown Job Id 99.{SERVER}\n"
+    assert pbs("qhold", "-h", "x", "1")[0] == 2
 
 
-def test_qhold_refuses_a_single_task(inproc, api):
-    arr = api.add(array={"spec": "1-3", "total": 3})
-    code, _, err = inproc("qhold", f"{arr['id']}[2]")
-    assert code == 2
-    assert "whole array" in err
-    assert api.calls("POST") == []
+def test_qhold_of_a_running_job_or_one_task_is_refused(pbs):
+    server = pbs.server
+    server.submit(array="1-3")
+    server.submit()
+    code, _, err = pbs("qhold", "1[2]")
+    assert code == 156 and err.startswith(f"qhold: Invalid request 1[2].{SERVER}")
+    server.start()
+    assert pbs("qhold", "1") == (168, "", f"qhold: Request invalid for state of job 1.{SERVER}\n")
 
 
 def test_qlog_prints_exactly_what_is_stored(cli, api):
@@ -95,12 +103,14 @@ def test_qlog_follow_until_final(cli, api):
 def test_qlog_stderr_and_task(inproc, api):
     arr = api.add(array={"spec": "1-3", "total": 3}, state="SUCCEEDED")
     api.logs[(arr["id"], "stderr", 2)] = [("oops\n", True)]
-    assert inproc("qlog", "-e", f"{arr['id']}[2]") == (0, "oops\n", "")
+    seq = arr["id"].split(".")[0]
+    assert inproc("qlog", "-e", f"{seq}[2]") == (0, "oops\n", "")
+    assert inproc("qlog", "-e", f"{seq}[2].{SERVER}") == (0, "", "")  # the same task: its one chunk was read
     assert api.calls("GET")[0]["query"] == {"stream": "stderr", "offset": "0", "index": "2"}
 
 
 def test_qlog_unknown_job(inproc, api):
-    assert inproc("qlog", "01JD4V8ZKZZZZ") == (1, "", "qlog: Unknown Job Id 01JD4V8ZKZZZZ\n")
+    assert inproc("qlog", "99") == (153, "", f"qlog: Unknown Job Id 99.{SERVER}\n")
 
 
 def test_qlog_writes_the_bytes_as_stored_even_where_they_are_not_text(cli, api):

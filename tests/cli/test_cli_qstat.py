@@ -1,184 +1,194 @@
-"""qstat, run as the installed console script against the fake API."""
+"""qstat against the real API (no workers): what PBS users and client libraries see.
+
+The formats themselves are checked byte for byte in tests/unit/test_qstat_formats.py.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from tests.cli.conftest import USER
+from tests.cli.conftest import SERVER
+
+USAGE_START = "usage: \nqstat [-f] [-J] [-p] [-t] [-x] [-E] [-F format | -w] [-D delim]"
 
 
 @pytest.fixture
-def jobs(api):
-    """A waiting, a held, a queued, a running and a finished job, plus a running array of 5 tasks."""
-    now = time.time()
-    made = {
-        "waiting": api.add(name="after", state="WAITING", depend="afterok:01JD4V8ZKAAAA"),
-        "held": api.add(name="held", state="HELD"),
-        "queued": api.add(name="queued", state="QUEUED", queue="fast"),
-        "running": api.add(
-            name="running",
-            state="RUNNING",
-            started_at=now - 65,
-            run_count=1,
-            exec_host="us-west-2/w-1234",
-            walltime=3600,
-            env={"A": "1", "B": "2"},
-            resources={"mem": "1gb"},
-        ),
-        "done": api.add(
-            name="done",
-            state="FAILED",
-            started_at=now - 100,
-            finished_at=now - 50,
-            cpu_seconds=3725.4,
-            exit_status=3,
-            reason="exit status 3",
-        ),
-        "array": api.add(
-            name="sweep",
-            state="RUNNING",
-            started_at=now - 10,
-            array={
-                "spec": "1-5",
-                "total": 5,
-                "pending": 2,
-                "running": 1,
-                "succeeded": 1,
-                "failed": 0,
-                "cancelled": 1,
-                "failed_tasks": {},
-            },
-        ),
-    }
-    arr = made["array"]["id"]
-    api.tasks[arr] = [
-        {"index": 1, "state": "SUCCEEDED", "exit_status": 0, "attempt": 1},
-        {"index": 2, "state": "RUNNING", "exit_status": None, "attempt": 1},
-        {"index": 3, "state": "CANCELLED", "exit_status": None, "attempt": 1},
-        {"index": 4, "state": "QUEUED", "exit_status": None, "attempt": 1},
-        {"index": 5, "state": "QUEUED", "exit_status": None, "attempt": 1},
-    ]
-    return made
+def jobs(pbs):
+    """1 finished, 2 running, 3 queued, 4 held, 5 waiting on 2, 6 an array with 2 of 4 tasks done."""
+    server = pbs.server
+    done = server.submit(name="done")
+    server.run_next(status=0)
+    running = server.submit(name="running", walltime="01:00:00")
+    run = server.start()
+    queued = server.submit(name="queued")
+    held = server.submit(name="held", hold=True)
+    waiting = server.submit(name="waiting", depend=f"afterok:{running['id']}")
+    array = server.submit(name="sweep", array="1-4")
+    server.backend.queue.ack(server.backend.queue.claim("batch", "w-other", 1, 30))  # queued's item, out of the way
+    return {"done": done, "running": running, "queued": queued, "held": held, "waiting": waiting, "array": array,
+            "run": run}
 
 
-def _rows(stdout):
-    lines = stdout.splitlines()
-    assert lines[0].split() == ["Job", "id", "Name", "User", "Time", "Use", "S", "Queue"]
-    assert set(lines[1].replace(" ", "")) == {"-"}
+def rows(out: str) -> dict[str, list[str]]:
+    lines = out.splitlines()
+    assert lines[0] == "Job id            Name             User              Time Use S Queue"
     return {line.split()[0]: line.split() for line in lines[2:]}
 
 
-def test_default_table_shows_active_jobs_with_letters(cli, api, jobs):
-    result = cli("qstat")
-    assert result.returncode == 0, result.stderr
-    rows = _rows(result.stdout)
-    ids = {k: v["id"] for k, v in jobs.items()}
-    assert list(rows) == [ids["waiting"], ids["held"], ids["queued"], ids["running"], ids["array"] + "[]"]
-    assert rows[ids["waiting"]] == [ids["waiting"], "after", USER, "0", "W", "default"]
-    assert rows[ids["held"]][4] == "H"
-    assert rows[ids["queued"]][4:] == ["Q", "fast"]
-    assert rows[ids["running"]][3:5] == ["00:01:05", "R"]
-    assert rows[ids["array"] + "[]"][4] == "R"
-    # only active states asked for, and every page followed (the fake pages by 2)
-    lists = api.calls("GET", "/jobs")
-    assert all(r["path"] == "/jobs" for r in lists)
-    assert lists[0]["query"] == {"state": "WAITING,HELD,QUEUED,RUNNING"}
-    assert [r["query"].get("next") for r in lists] == [None, "2", "4"]
+def test_default_lists_unfinished_jobs_oldest_first_with_pbs_letters(pbs, jobs):
+    code, out, err = pbs("qstat")
+    assert (code, err) == (0, "")
+    listed = rows(out)
+    assert list(listed) == [f"{n}.{SERVER}" for n in ("2", "3", "4", "5")] + [f"6[].{SERVER}"]
+    assert {k: v[4] for k, v in listed.items()} == {
+        f"2.{SERVER}": "R", f"3.{SERVER}": "Q", f"4.{SERVER}": "H", f"5.{SERVER}": "H", f"6[].{SERVER}": "Q"}
+    assert listed[f"2.{SERVER}"] == [f"2.{SERVER}", "running", "alice", "00:00:00", "R", "batch"]
 
 
-def test_x_includes_finished_jobs(cli, api, jobs):
-    result = cli("qstat", "-x")
-    assert result.returncode == 0
-    rows = _rows(result.stdout)
-    assert rows[jobs["done"]["id"]][3:5] == ["01:02:05", "F"]  # cpu_seconds wins over elapsed time
-    assert "state" not in api.calls("GET", "/jobs")[0]["query"]
+def test_x_adds_finished_jobs_as_f(pbs, jobs):
+    code, out, _ = pbs("qstat", "-x")
+    assert code == 0 and rows(out)[f"1.{SERVER}"][4] == "F"
 
 
-def test_no_jobs_prints_nothing(inproc, api):
-    assert inproc("qstat") == (0, "", "")
+def test_nothing_to_show_prints_nothing(pbs):
+    assert pbs("qstat") == (0, "", "")
+    assert pbs("qstat", "-f") == (0, "", "")
 
 
-def test_u_asks_for_another_owner(inproc, api, jobs):
-    api.add(name="bobs", owner="bob", state="QUEUED")
-    code, out, _ = inproc("qstat", "-u", "bob")
+def test_ids_in_every_form(pbs, jobs):
+    for text in ("3", f"3.{SERVER}", f"3.{SERVER}.example.com", f"3.{SERVER.upper()}"):
+        code, out, err = pbs("qstat", text)
+        assert (code, err) == (0, ""), text
+        assert list(rows(out)) == [f"3.{SERVER}"]
+    for text in ("6", "6[]", f"6[].{SERVER}"):
+        assert list(rows(pbs("qstat", text)[1])) == [f"6[].{SERVER}"]
+    code, out, _ = pbs("qstat", "-f", f"6[3].{SERVER}")
+    assert code == 0 and out.startswith(f"Job Id: 6[3].{SERVER}\n") and "    job_state = Q\n" in out
+
+
+def test_unknown_and_finished_ids_answer_like_pbs(pbs, jobs):
+    assert pbs("qstat", "99") == (153, "", f"qstat: Unknown Job Id 99.{SERVER}\n")
+    assert pbs("qstat", "99.elsewhere") == (153, "", "qstat: Unknown Job Id 99.elsewhere\n")
+    assert pbs("qstat", "1") == (
+        35, "", f"qstat: 1.{SERVER} Job has finished, use -x or -H to obtain historical job information\n")
+    assert pbs("qstat", "12a") == (1, "", "qstat: illegally formed job identifier: 12a\n")
+    # each operand on its own; the header goes with the first one's reply only; the last failure sets the exit
+    code, out, err = pbs("qstat", "99", "3", "1")
+    assert code == 35 and out.splitlines()[0].startswith(f"3.{SERVER}")
+    assert err.splitlines() == [f"qstat: Unknown Job Id 99.{SERVER}",
+                                f"qstat: 1.{SERVER} Job has finished, use -x or -H to obtain historical job information"]
+    code, out, _ = pbs("qstat", "-x", "1")
+    assert code == 0 and rows(out)[f"1.{SERVER}"][4] == "F"
+
+
+def test_full_json_of_finished_jobs_is_pbs_structure(pbs, jobs):
+    code, out, err = pbs("qstat", "-f", "-F", "json", "-x", "1", "2", "99")
+    assert code == 153 and err == f"qstat: Unknown Job Id 99.{SERVER}\n"
+    doc = json.loads(out)
+    assert set(doc) == {"timestamp", "pbs_version", "pbs_server", "Jobs"} and doc["pbs_server"] == SERVER
+    done, running = doc["Jobs"][f"1.{SERVER}"], doc["Jobs"][f"2.{SERVER}"]
+    assert (done["job_state"], done["Exit_status"], done["run_count"]) == ("F", 0, 1)
+    assert done["Job_Owner"] == f"alice@{SERVER}" and done["queue"] == "batch"
+    assert isinstance(done["resources_used"], dict) and done["Resource_List"]["ncpus"] == 1
+    assert running["job_state"] == "R" and "Exit_status" not in running
+    assert running["Resource_List"]["walltime"] == "01:00:00"
+    # options cluster and take attached values; options may follow the operands (glibc getopt)
+    assert json.loads(pbs("qstat", "-fxFjson", "1")[1])["Jobs"][f"1.{SERVER}"]["job_state"] == "F"
+    assert json.loads(pbs("qstat", "1", "-x", "-f", "-F", "JSON")[1])["Jobs"][f"1.{SERVER}"]["Exit_status"] == 0
+    # nothing found: the prologue alone, without "Jobs"
+    code, out, _ = pbs("qstat", "-f", "-F", "json", "1")
+    assert code == 35 and set(json.loads(out)) == {"timestamp", "pbs_version", "pbs_server"}
+
+
+def test_full_text_and_dsv(pbs, jobs):
+    code, out, _ = pbs("qstat", "-f", "2")
+    assert code == 0 and out.startswith(f"Job Id: 2.{SERVER}\n    Job_Name = running\n") and out.endswith("\n\n")
+    assert "    exec_host = w-test/0\n" in out and "    comment" not in out
+    code, out, _ = pbs("qstat", "-f", "-F", "dsv", "-D", ",", "2")
+    assert code == 0 and out.startswith(f"Job Id: 2.{SERVER},Job_Name=running,") and out.count("\n") == 1
+
+
+def test_t_and_j_show_array_tasks(pbs, jobs):
+    server = pbs.server
+    server.finish(server.start(max_tasks=2), status=0)
+    code, out, _ = pbs("qstat", "-t", "6[]")
     assert code == 0
-    assert api.calls("GET", "/jobs")[0]["query"]["owner"] == "bob"
-    assert [row[1] for row in _rows(out).values()] == ["bobs"]
+    assert {k: v[4] for k, v in rows(out).items()} == {
+        f"6[].{SERVER}": "B", f"6[1].{SERVER}": "X", f"6[2].{SERVER}": "X", f"6[3].{SERVER}": "Q", f"6[4].{SERVER}": "Q"}
+    assert list(rows(pbs("qstat", "-J")[1])) == [f"6[].{SERVER}"]
+    assert list(rows(pbs("qstat", "-J", "-t")[1])) == [f"6[{i}].{SERVER}" for i in range(1, 5)]
 
 
-def test_explicit_ids_show_finished_jobs_and_report_unknown(cli, api, jobs):
-    result = cli("qstat", jobs["done"]["id"], "01JD4V8ZKZZZZ", jobs["queued"]["id"])
-    assert result.returncode == 1
-    assert result.stderr == "qstat: Unknown Job Id 01JD4V8ZKZZZZ\n"
-    assert list(_rows(result.stdout)) == [jobs["done"]["id"], jobs["queued"]["id"]]
+def test_alternate_formats(pbs, jobs):
+    code, out, _ = pbs("qstat", "-a")
+    lines = out.splitlines()
+    assert code == 0 and lines[:2] == ["", f"{SERVER}: "]
+    assert lines[3].startswith("Job ID          Username Queue    Jobname    SessID NDS TSK Memory Time  S Time")
+    assert [line.split()[0] for line in lines[5:]] == [f"{n}.{SERVER}" for n in ("2", "3", "4", "5")] + [f"6[].{SERVER}"]
+    code, out, _ = pbs("qstat", "-answ1", "2")
+    assert code == 0 and out.splitlines()[-2].endswith(" w-test/0") and out.splitlines()[-1] == "    -- "
+    code, out, _ = pbs("qstat", "-s", "5")
+    assert out.splitlines()[-1] == f"   waiting for afterok:2.{SERVER}"
+    code, out, _ = pbs("qstat", "-H")
+    assert [line.split()[0] for line in out.splitlines()[5:]] == [f"1.{SERVER}"]
+    assert [line.split()[0] for line in pbs("qstat", "-r")[1].splitlines()[5:]] == [f"2.{SERVER}"]
 
 
-def test_full_listing(cli, api, jobs):
-    result = cli("qstat", "-f", jobs["running"]["id"], jobs["done"]["id"], jobs["array"]["id"])
-    assert result.returncode == 0, result.stderr
-    blocks = result.stdout.split("\n\n")
-    running = blocks[0].splitlines()
-    assert running[0] == f"Job Id: {jobs['running']['id']}"
-    attrs = dict(line.strip().split(" = ", 1) for line in running[1:])
-    assert attrs["Job_Name"] == "running"
-    assert attrs["Job_Owner"] == USER
-    assert attrs["job_state"] == "R"
-    assert attrs["queue"] == "default"
-    assert attrs["exec_host"] == "us-west-2/w-1234"
-    assert attrs["run_count"] == "1"
-    assert attrs["Resource_List.walltime"] == "01:00:00"
-    assert attrs["Resource_List.mem"] == "1gb"
-    assert attrs["Variable_List"] == "A=1,B=2"
-    assert time.strptime(attrs["ctime"], "%a %b %d %H:%M:%S %Y")
-    assert "stime" in attrs and "Exit_status" not in attrs
-    done = dict(line.strip().split(" = ", 1) for line in blocks[1].splitlines()[1:])
-    assert (done["job_state"], done["hyper_state"], done["Exit_status"]) == ("F", "FAILED", "3")
-    assert done["comment"] == "exit status 3"
-    assert "obittime" in done
-    array = dict(line.strip().split(" = ", 1) for line in blocks[2].splitlines()[1:])
-    assert array["array_indices_submitted"] == "1-5"
-    assert array["array_state_count"] == "Queued:2 Running:1 Exiting:0 Expired:2"
-    assert all(line.startswith("    ") for block in blocks if block for line in block.splitlines()[1:])
+def test_u_lists_one_user(pbs, jobs):
+    from hyperbatch.services.scheduler import Caller
+
+    pbs.server.scheduler.submit([{"command": ["true"], "name": "bobs"}], Caller("bob"))
+    code, out, _ = pbs("qstat", "-u", "bob")
+    assert code == 0 and [line.split()[3] for line in out.splitlines()[5:]] == ["bobs"]
+    assert len(pbs("qstat", "-u", "alice,bob")[1].splitlines()[5:]) == 6
 
 
-def test_t_expands_arrays_into_task_rows(cli, api, jobs):
-    result = cli("qstat", "-t")
-    assert result.returncode == 0, result.stderr
-    rows = _rows(result.stdout)
-    arr = jobs["array"]["id"]
-    tasks = {k: v[4] for k, v in rows.items() if k.startswith(arr + "[") and k != arr + "[]"}
-    assert tasks == {f"{arr}[1]": "F", f"{arr}[2]": "R", f"{arr}[3]": "X", f"{arr}[4]": "Q", f"{arr}[5]": "Q"}
-    keys = list(rows)
-    assert keys.index(arr + "[]") + 1 == keys.index(f"{arr}[1]")  # tasks follow their array
+def test_queue_operands(pbs, jobs):
+    assert list(rows(pbs("qstat", "batch")[1]))[0] == f"2.{SERVER}"
+    assert pbs("qstat", "nope") == (170, "", "qstat: Unknown queue nope\n")
 
 
-def test_one_task_by_id(inproc, api, jobs):
-    arr = jobs["array"]["id"]
-    code, out, err = inproc("qstat", f"{arr}[3]")
-    assert code == 0, err
-    assert list(_rows(out)) == [f"{arr}[3]"]
-    assert _rows(out)[f"{arr}[3]"][4] == "X"
-    task_calls = api.calls("GET", f"/jobs/{arr}/tasks")
-    assert task_calls[0]["query"] == {"offset": "2", "limit": "1"}  # straight to the task's position
-    assert inproc("qstat", f"{arr}[9]") == (1, "", f"qstat: Unknown Job Id {arr}[9]\n")
-    code, _, err = inproc("qstat", f"{jobs['queued']['id']}[1]")
-    assert code == 1 and "is not an array job" in err
+def test_queues_and_server(pbs, jobs):
+    code, out, _ = pbs("qstat", "-Q")
+    assert code == 0 and out.splitlines()[2].split() == ["batch", "0", "5", "yes", "yes", "2", "1", "2", "0", "0", "0", "Exe*"]
+    code, out, _ = pbs("qstat", "-Qf", "batch")
+    assert code == 0 and out.startswith("Queue: batch\n    queue_type = Execution\n    total_jobs = 5\n")
+    assert json.loads(pbs("qstat", "-Q", "-f", "-F", "json")[1])["Queue"]["batch"]["total_jobs"] == 5
+    assert pbs("qstat", "-Q", "nope")[0] == 170
+    code, out, _ = pbs("qstat", "-B")
+    assert code == 0 and out.splitlines()[2].split()[:3] == [SERVER, "0", "5"]
+    assert json.loads(pbs("qstat", "-Bf", "-F", "json")[1])["Server"][SERVER]["server_state"] == "Active"
+    code, out, _ = pbs("qstat", "-q")
+    assert code == 0 and out.splitlines()[1] == f"server: {SERVER}"
 
 
-def test_json(cli, api, jobs):
-    result = cli("qstat", "--json", "-x")
-    assert result.returncode == 0
-    data = json.loads(result.stdout)
-    assert [job["id"] for job in data] == sorted(job["id"] for job in jobs.values())
-    assert {job["state"] for job in data} >= {"FAILED", "RUNNING"}
-    with_tasks = json.loads(cli("qstat", "--json", "-t", jobs["array"]["id"]).stdout)
-    assert [t["index"] for t in with_tasks[0]["tasks"]] == [1, 2, 3, 4, 5]
+@pytest.mark.parametrize("args, first_line", [
+    (["-Z"], "qstat: invalid option -- 'Z'"),
+    (["-u"], "qstat: option requires an argument -- 'u'"),
+    (["-F", "json"], "qstat: conflicting options."),
+    (["-a", "-r"], "qstat: conflicting options."),
+    (["-f", "-q"], "qstat: conflicting options."),
+    (["-1"], "qstat: conflicting options."),
+    (["-Q", "-B"], "qstat: conflicting options."),
+    (["-w", "-f", "-F", "json"], "qstat: option w cannot be used with -F"),
+    (["-f", "-F", "xml"], None),
+])
+def test_bad_usage_exits_2_with_pbs_usage(pbs, args, first_line):
+    code, out, err = pbs("qstat", *args)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    if first_line:
+        assert lines[0] == first_line
+    assert USAGE_START in err and err.endswith("qstat --version\n")
 
 
-def test_malformed_id_is_a_usage_error(inproc, api):
-    code, _, err = inproc("qstat", "ABC[x]")
-    assert code == 2
-    assert err.startswith("qstat: illegally formed job identifier")
+def test_version(pbs):
+    assert pbs("qstat", "--version") == (0, "pbs_version = 23.06.06\n", "")
+
+
+def test_json_extension_lists_api_objects(pbs, jobs):
+    data = json.loads(pbs("qstat", "--json", "-x")[1])
+    assert [j["id"] for j in data] == [f"{n}.{SERVER}" for n in range(1, 6)] + [f"6[].{SERVER}"]
+    assert [t["index"] for t in json.loads(pbs("qstat", "--json", "-t", "6")[1])[0]["tasks"]] == [1, 2, 3, 4]

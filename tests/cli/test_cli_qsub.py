@@ -53,8 +53,8 @@ def test_options_become_request_fields(cli, api):
         "-q", "fast",
         "-d", "big",
         "-J", "1-10%2",
-        "-W", "depend=afterok:01JD4V8ZKAAAA:01JD4V8ZKBBBB",
-        "-W", "depend=afterany:01JD4V8ZKCCCC",
+        "-W", "depend=afterok:101.testhost:102.testhost",
+        "-W", "depend=afterany:103.testhost",
         "-p", "-5",
         "--retries", "2",
         "-l", "walltime=01:00:00,mem=1gb",
@@ -72,7 +72,7 @@ def test_options_become_request_fields(cli, api):
         "queue": "fast",
         "definition": "big",
         "array": "1-10%2",
-        "depend": "afterok:01JD4V8ZKAAAA:01JD4V8ZKBBBB,afterany:01JD4V8ZKCCCC",
+        "depend": "afterok:101.testhost:102.testhost,afterany:103.testhost",
         "priority": -5,
         "max_attempts": 3,
         "walltime": "01:00:00",
@@ -122,7 +122,7 @@ def test_V_passes_environment_without_secrets(inproc, api):
     ],
 )
 def test_wait_exit_status(cli, api, final, code):
-    job_id = "01JD4V8ZK0001"  # the fake's first id
+    job_id = "1.testhost"  # the fake's first id
     api.progress[job_id] = [final]
     result = cli("qsub", "--wait", "--", "true")
     assert result.returncode == code, result.stderr
@@ -131,7 +131,7 @@ def test_wait_exit_status(cli, api, final, code):
 
 
 def test_wait_polls_through_running(cli, api):
-    job_id = "01JD4V8ZK0001"
+    job_id = "1.testhost"
     api.progress[job_id] = [{"state": "RUNNING"}, {"state": "RUNNING"}, {"state": "SUCCEEDED", "exit_status": 0}]
     result = cli("qsub", "--wait", "--", "true")
     assert result.returncode == 0, result.stderr
@@ -141,7 +141,7 @@ def test_wait_polls_through_running(cli, api):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["-x", "--", "true"], "No such option"),
+        (["-x", "--", "true"], "invalid option -- 'x'"),
         (["-p", "x", "--", "true"], "'x' is not a valid integer"),
         (["missing.sh"], "not found"),
         ([], "no job to submit"),  # stdin is an empty pipe

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hyperbatch.cli import output
-from hyperbatch.cli.pbs import common, qstat, qsub
-from hyperbatch.cli.errors import UsageError
+from hyperbatch.cli.pbs import common, qsub
+from hyperbatch.cli.errors import CliError, UsageError
 
 
 @pytest.mark.parametrize(
@@ -44,11 +43,12 @@ def test_exit_code_for(job, code):
 
 
 def test_parse_ref():
-    assert common.parse_ref("01JD4V8ZK2N3Q") == ("01JD4V8ZK2N3Q", None, False)
-    assert common.parse_ref("01JD4V8ZK2N3Q[]") == ("01JD4V8ZK2N3Q", None, True)
-    assert common.parse_ref(" 01JD4V8ZK2N3Q[17] ") == ("01JD4V8ZK2N3Q", 17, False)
-    for bad in ("", "A[", "A[x]", "A[1][2]", "[3]"):
-        with pytest.raises(UsageError):
+    assert common.parse_ref("1234") == ("1234", None, False)
+    assert common.parse_ref("1234.host") == ("1234.host", None, False)
+    assert common.parse_ref("1234[]") == ("1234", None, True)
+    assert common.parse_ref(" 1234[17].host ") == ("1234.host", 17, False)
+    for bad in ("", "A[", "12[x]", "12[1][2]", "[3]", "12.host[3]"):
+        with pytest.raises(CliError, match="illegally formed job identifier"):
             common.parse_ref(bad)
 
 
@@ -58,25 +58,15 @@ def test_split_items_quotes():
         common.split_items("A='x")
 
 
-def test_spec_position():
-    assert qstat._spec_position("1-100%10", 3) == (True, 2)
-    assert qstat._spec_position("0-10:2", 6) == (True, 3)
-    assert qstat._spec_position("0-10:2", 5) == (True, None)
-    assert qstat._spec_position("7", 7) == (True, 0)
-    assert qstat._spec_position("1,3,5", 3) == (False, None)
+def test_getopt_is_glibc_getopt():
+    from hyperbatch.cli.pbs.getopt import BadOption, getopt
 
-
-def test_time_use_and_hms():
-    assert output.hms(0) == "00:00:00"
-    assert output.hms(360000 + 61) == "100:01:01"
-    assert output.time_use({"cpu_seconds": 59.9}) == "00:00:59"
-    assert output.time_use({"started_at": 100.0, "finished_at": 190.0}) == "00:01:30"
-    assert output.time_use({"started_at": 100.0}, now=3700.0) == "01:00:00"
-    assert output.time_use({"started_at": None}) == "0"
-
-
-def test_table_cuts_long_cells_but_never_ids():
-    job = {"id": "X" * 30, "name": "n" * 40, "owner": "o", "state": "QUEUED", "queue": "q"}
-    text = output.table([output.job_row(job)])
-    row = text.splitlines()[2]
-    assert row.startswith("X" * 30 + " ") and ("n" * 23 + "*") in row
+    assert getopt(["-fx", "1", "-Fjson", "-u", "bob", "2"], "fxF:u:") == (
+        [("-f", None), ("-x", None), ("-F", "json"), ("-u", "bob")], ["1", "2"])
+    assert getopt(["-a", "--", "-x"], "ax") == ([("-a", None)], ["-x"])
+    assert getopt(["1", "-x"], "x", permute=False) == ([], ["1", "-x"])
+    assert getopt(["--json", "-x"], "x", ("--json",)) == ([("--json", None), ("-x", None)], [])
+    for args, message in ((["-q"], "invalid option -- 'q'"), (["-u"], "option requires an argument -- 'u'"),
+                          (["--nope"], "unrecognized option '--nope'")):
+        with pytest.raises(BadOption, match=message):
+            getopt(args, "u:")

@@ -3,7 +3,7 @@
 import pytest
 
 from hyperbatch.core.errors import StaleTransition
-from hyperbatch.core.ids import new_job_id
+from tests.handmade_ids import new_job_id
 from hyperbatch.core.model import Change, Expect, new_job
 
 

@@ -1,16 +1,39 @@
 """JobStore contract: durable records, conditional writes, indexed queries."""
 
+import itertools
+
 import pytest
 
-from hyperbatch.core import ids
 from hyperbatch.core.errors import Conflict, NotFound, StaleTransition
-from hyperbatch.core.ids import new_job_id, new_job_ids
 from hyperbatch.core.model import Change, Expect, new_job
 from hyperbatch.core.states import JobState
+
+# Ids for documents made by hand: increasing, and consecutive within a `block` (as one submit's are).
+# They start at 8, so listings cross from one digit to two (ids sort by number, not as text).
+_numbers = itertools.count(8)
+
+
+def new_job_id() -> str:
+    return str(next(_numbers))
+
+
+def new_job_ids(n: int) -> list[str]:
+    return [new_job_id() for _ in range(n)]
+
+
+def newest_first(job_ids) -> list[str]:
+    return sorted(job_ids, key=int, reverse=True)
 
 
 def job(**fields):
     return new_job(id=new_job_id(), owner="alice", queue="batch", definition="standard", **fields)
+
+
+def test_reserved_ids_are_consecutive_increasing_and_never_handed_out_twice(backend):
+    first = backend.store.reserve_ids(1)
+    second = backend.store.reserve_ids(1000)
+    third = backend.store.reserve_ids(3)
+    assert first >= 1 and second == first + 1 and third == second + 1000
 
 
 def test_created_jobs_read_back_whole(backend):
@@ -21,9 +44,11 @@ def test_created_jobs_read_back_whole(backend):
 
 def test_unknown_job_is_not_found(backend):
     with pytest.raises(NotFound):
-        backend.store.get("01M0000000000")
+        backend.store.get("99999")
     with pytest.raises(NotFound):
-        backend.store.update("01M0000000000", Expect(), Change(set={"name": "x"}))
+        backend.store.update("99999", Expect(), Change(set={"name": "x"}))
+    with pytest.raises(NotFound):
+        backend.store.get("no-such-id")
 
 
 def test_an_existing_id_cannot_be_created_twice(backend):
@@ -67,6 +92,20 @@ def test_map_fields_are_set_and_deleted_by_key(backend):
     assert new["failed_tasks"] == {"2": 4}
 
 
+def test_list_fields_are_appended_to(backend):
+    doc = job(history=[[1.0, "S", "queued"]])
+    backend.store.create([doc], [])
+    new = backend.store.update(doc["id"], Expect(), Change(append={"history": [[2.0, "M", "ran"]]}))
+    assert new["history"] == [[1.0, "S", "queued"], [2.0, "M", "ran"]]
+    new = backend.store.update(doc["id"], Expect(), Change(set={"reason": "x"}, append={"history": [[3.5, "S", "x"]]}))
+    assert new["history"][-1] == [3.5, "S", "x"] and backend.store.get(doc["id"]) == new
+    bare = job()  # no history yet: the first append makes the list
+    assert "history" not in bare
+    backend.store.create([bare], [])
+    assert backend.store.update(bare["id"], Expect(), Change(append={"history": [[1, "S", "a"]]}))["history"] == [
+        [1, "S", "a"]]
+
+
 def test_query_by_owner_newest_first_in_pages(backend):
     docs = [job() for _ in range(5)]
     other = new_job(id=new_job_id(), owner="bob", queue="batch", definition="standard")
@@ -76,6 +115,7 @@ def test_query_by_owner_newest_first_in_pages(backend):
     second = backend.store.query(owner="alice", limit=3, next=first.next)
     assert [d["id"] for d in second.items] == [d["id"] for d in reversed(docs)][3:]
     assert second.next is None
+    assert backend.store.query(owner="alice", next="junk").items == []
 
 
 def test_query_by_queue_and_state(backend):
@@ -99,11 +139,11 @@ def test_dependents_follow_edges(backend):
 def test_get_many_returns_only_existing(backend):
     a, b = job(), job()
     backend.store.create([a, b], [])
-    found = backend.store.get_many([a["id"], b["id"], "01M0000000000"])
+    found = backend.store.get_many([a["id"], b["id"], "99999", "junk"])
     assert set(found) == {a["id"], b["id"]}
 
 
-# ---- listings: lone jobs and blocks (one submit of many: ids.new_job_ids) --------------------
+# ---- listings: lone jobs and blocks (one submit of many: consecutive ids) --------------------
 
 def walk(store, **query):
     """Every page of a listing, in order (a last page may be empty)."""
@@ -122,15 +162,6 @@ def block(n, **fields):
     return [new_job(id=i, definition="standard", **fields) for i in new_job_ids(n)]
 
 
-def in_block(prefix: str, seq: int) -> str:
-    """The id of sequence `seq` in the millisecond `prefix` (to interleave ids by hand)."""
-    chars = []
-    for _ in range(3):
-        seq, digit = divmod(seq, 32)
-        chars.append(ids.ALPHABET[digit])
-    return prefix + "".join(reversed(chars))
-
-
 @pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 100])
 def test_listing_by_owner_mixes_blocks_and_lone_jobs_newest_first_in_any_page_size(backend, limit):
     docs = [job()]
@@ -144,21 +175,18 @@ def test_listing_by_owner_mixes_blocks_and_lone_jobs_newest_first_in_any_page_si
     backend.store.create(docs[:1], [])
     backend.store.create(block(2, owner="bob"), [])
     pages = walk(backend.store, owner="alice", limit=limit)
-    expected = sorted((d["id"] for d in docs), reverse=True)
+    expected = newest_first(d["id"] for d in docs)
     assert [i for page in pages for i in page] == expected
     assert all(len(page) == limit for page in pages[:-1])  # pages split blocks where the limit says
 
 
-def test_ids_interleaved_within_a_millisecond_come_out_in_order(backend):
-    prefix = new_job_ids(1)[0][:ids.PREFIX]
-    members = [new_job(id=in_block(prefix, ids.BLOCK_START + s), owner="alice", queue="batch", definition="standard")
-               for s in (1, 3, 5, 7)]
-    lone = [new_job(id=in_block(prefix, s), owner="alice", queue="batch", definition="standard")
-            for s in (ids.BLOCK_START + 4, ids.BLOCK_START, 10)]
-    backend.store.create(members, [])
-    for doc in lone:
+def test_a_submission_created_after_later_lone_jobs_still_lists_in_order(backend):
+    members = block(4)
+    later = [job() for _ in range(3)]
+    for doc in later:
         backend.store.create([doc], [])
-    expected = sorted((d["id"] for d in members + lone), reverse=True)
+    backend.store.create(members, [])  # one submit's run of ids, written after jobs with higher ids
+    expected = newest_first(d["id"] for d in members + later)
     for limit in (1, 2, 3):
         assert [i for page in walk(backend.store, owner="alice", limit=limit) for i in page] == expected
 
@@ -176,7 +204,7 @@ def test_listing_by_owner_filters_queue_and_state_and_fills_pages(backend):
     everything = docs + mixed + running
 
     def expected(keep):
-        return sorted((d["id"] for d in everything if keep(d)), reverse=True)
+        return newest_first(d["id"] for d in everything if keep(d))
 
     pages = walk(backend.store, owner="alice", queue="west", limit=2)
     assert [i for p in pages for i in p] == expected(lambda d: d["queue"] == "west")
@@ -196,7 +224,7 @@ def test_listing_all_owners_merges_newest_first(backend):
     backend.store.create(docs[3:7], [])
     for doc in docs[7:]:
         backend.store.create([doc], [])
-    everything = sorted((d["id"] for d in docs), reverse=True)
+    everything = newest_first(d["id"] for d in docs)
     for limit in (2, 5, 100):
         assert [i for p in walk(backend.store, limit=limit) for i in p] == everything
     assert [i for p in walk(backend.store, queue="west", limit=2) for i in p] == [docs[-1]["id"]]
@@ -216,13 +244,13 @@ def test_waiting_and_held_jobs_by_queue(backend):
     backend.store.update(queued["id"], Expect.state(JobState.QUEUED), Change(set={"state": JobState.HELD}))
     backend.store.update(held[0]["id"], Expect.state(JobState.HELD), Change(set={"state": JobState.QUEUED}))
     ids_of = lambda page: [d["id"] for d in page.items]  # noqa: E731
-    now_held = sorted([queued["id"], held[1]["id"], held[2]["id"]], reverse=True)
+    now_held = newest_first([queued["id"], held[1]["id"], held[2]["id"]])
     assert ids_of(backend.store.query(queue="batch", states=["HELD"])) == now_held
-    assert ids_of(backend.store.query(queue="batch", states=["WAITING", "HELD"])) == [queued["id"]] + sorted(
-        [held[1]["id"], held[2]["id"], waiting["id"]], reverse=True)
-    assert ids_of(backend.store.query(states=["HELD"])) == sorted(now_held + [elsewhere["id"]], reverse=True)
-    assert [i for p in walk(backend.store, states=["HELD"], limit=1) for i in p] == sorted(
-        now_held + [elsewhere["id"]], reverse=True)
+    assert ids_of(backend.store.query(queue="batch", states=["WAITING", "HELD"])) == [queued["id"]] + newest_first(
+        [held[1]["id"], held[2]["id"], waiting["id"]])
+    assert ids_of(backend.store.query(states=["HELD"])) == newest_first(now_held + [elsewhere["id"]])
+    assert [i for p in walk(backend.store, states=["HELD"], limit=1) for i in p] == newest_first(
+        now_held + [elsewhere["id"]])
 
 
 def test_counts_follow_creates_and_transitions(backend):

@@ -14,7 +14,7 @@ import errno
 import pytest
 
 from hyperbatch.core import exits
-from hyperbatch.core.ids import new_job_id
+from tests.handmade_ids import new_job_id
 from hyperbatch.core.model import new_job
 from hyperbatch.services.agent import Agent, Settings
 

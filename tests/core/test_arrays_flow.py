@@ -10,7 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import pytest
 
 from hyperbatch.core import arrays
-from hyperbatch.core.errors import Finished
+from hyperbatch.core.errors import JobFinished
 
 from hyperbatch import config
 from hyperbatch.adapters.local import open_local
@@ -121,10 +121,10 @@ def test_cancel_of_a_finished_task_or_array_is_told_it_finished(harness):
     array = harness.submit(array="1-2")
     run = harness.claim(max_tasks=1)
     finish(harness, run)
-    with pytest.raises(Finished, match=r"Job has finished .*\[1\]"):
+    with pytest.raises(JobFinished, match=r"Job has finished .*\[1\]"):
         harness.scheduler.cancel(array["id"], ALICE, index=1)
     finish(harness, harness.claim())
-    with pytest.raises(Finished):
+    with pytest.raises(JobFinished):
         harness.scheduler.cancel(array["id"], ALICE)
     assert harness.job(array["id"])["state"] == "SUCCEEDED"
 

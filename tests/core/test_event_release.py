@@ -105,18 +105,3 @@ def test_an_event_failing_every_try_is_parked_shown_and_released_after_a_restart
     assert daemon.backend.store.unpark_events() == 1
     wait_for(lambda: state(daemon, child["id"]) == "QUEUED", 10, 0.05, "the dependent to be released")
     assert daemon.backend.store.parked_events() == 0
-
-
-def test_an_old_events_table_gains_the_retry_columns(tmp_path):
-    path = tmp_path / "state.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, "
-                 "queue TEXT NOT NULL, old_state TEXT, new_state TEXT NOT NULL)")
-    conn.execute("INSERT INTO events (job_id, queue, old_state, new_state) VALUES ('J', 'batch', 'RUNNING', 'SUCCEEDED')")
-    conn.commit()
-    conn.close()
-    from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore
-
-    store = SqliteJobStore(Database(path))
-    [pending] = store.due_events(0.0)
-    assert (pending.event.job_id, pending.tries) == ("J", 0)

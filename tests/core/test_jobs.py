@@ -6,7 +6,7 @@ import pytest
 
 from hyperbatch.core import exits
 from hyperbatch.services.dispatch import Dispatcher, Outcome
-from hyperbatch.core.errors import Conflict, Finished, Forbidden, SpecError
+from hyperbatch.core.errors import JobFinished, Conflict, Forbidden, SpecError
 from hyperbatch.services.scheduler import Caller
 
 ALICE = Caller("alice")
@@ -113,7 +113,7 @@ def test_a_cancel_that_comes_after_the_end_is_told_the_job_finished(harness):
     job = harness.submit()
     run = harness.claim()
     harness.worker.finish_job(run, Outcome(0))
-    with pytest.raises(Finished, match=f"Job has finished {job['id']}"):
+    with pytest.raises(JobFinished, match="Job has finished"):
         harness.scheduler.cancel(job["id"], ALICE)
     assert harness.job(job["id"])["state"] == "SUCCEEDED"
 
@@ -132,7 +132,7 @@ def test_a_cancelled_job_given_back_or_lost_ends_cancelled_not_requeued(harness)
 def test_cancel_of_a_finished_job_is_refused(harness):
     job = harness.submit()
     harness.run_job()
-    with pytest.raises(Finished, match="Job has finished"):
+    with pytest.raises(JobFinished, match="Job has finished"):
         harness.scheduler.cancel(job["id"], ALICE)
 
 
@@ -145,8 +145,13 @@ def test_hold_and_release(harness):
     assert released["state"] == "QUEUED"
     harness.run_job()
     assert harness.job(job["id"])["state"] == "SUCCEEDED"
-    with pytest.raises(Conflict, match="not held"):
+    with pytest.raises(JobFinished, match="has finished"):  # PBS: Job has finished (35)
         harness.scheduler.release(job["id"], ALICE)
+    other = harness.submit()
+    with pytest.raises(Conflict, match="not held"):
+        harness.scheduler.release(other["id"], ALICE)
+    assert harness.scheduler.hold(other["id"], ALICE)["state"] == "HELD"
+    assert harness.scheduler.hold(other["id"], ALICE)["state"] == "HELD"  # again: nothing changes, as PBS
 
 
 def test_submitted_held(harness):
@@ -170,8 +175,8 @@ def test_others_jobs_are_hidden(harness):
     ({"queue": "nope"}, "unknown queue 'nope'"),
     ({"definition": "nope"}, "unknown definition 'nope'"),
     ({"array": "5-1"}, "array range"),
-    ({"depend": "afterfoo:01M7Y8Y0CXBNC"}, "afterok"),
-    ({"depend": "afterok:01M7Y8Y0CXBNC"}, "no job 01M7Y8Y0CXBNC"),
+    ({"depend": "afterfoo:999"}, "afterok"),
+    ({"depend": "afterok:999.host"}, "no job 999"),
     ({"walltime": "abc"}, "walltime"),
     ({"env": {"1BAD": "x"}}, "environment variable name"),
     ({"command": None}, "exactly one of"),
@@ -255,11 +260,9 @@ def test_a_heartbeat_after_the_job_was_taken_back_stops_the_worker(harness):
     assert harness.worker.heartbeat(run).lease_lost
 
 
-def test_a_job_id_clash_with_another_process_gets_fresh_ids(harness, monkeypatch):
-    taken = harness.submit()["id"]
-    fresh = iter([taken, taken, "01M7Y8Y0CXBNC"])  # another process minted the same id first
-    monkeypatch.setattr("hyperbatch.core.ids.new_job_id", lambda: next(fresh))
-    job = harness.submit(name="second")
-    assert job["id"] == "01M7Y8Y0CXBNC"
-    assert harness.job(taken)["name"] != "second"
-    assert harness.job(job["id"])["name"] == "second"
+def test_ids_are_the_store_s_sequence_and_a_batch_is_one_run(harness):
+    first = harness.submit()["id"]
+    batch = harness.scheduler.submit([{"command": ["true"]}] * 5, ALICE)
+    after = harness.submit()["id"]
+    numbers = [int(first), *(int(d["id"]) for d in batch), int(after)]
+    assert numbers == list(range(numbers[0], numbers[0] + 7))  # local mode: every number in order, no gaps

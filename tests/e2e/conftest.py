@@ -47,7 +47,7 @@ if not (BIN / "qsub").exists():
     BIN = REPO / ".venv" / "bin"
 CONFIG_SRC = REPO / "configurations"
 FINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-ID_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{13}")  # Crockford base32, 13 characters
+ID_RE = re.compile(r"[1-9][0-9]*(\[\])?\.[A-Za-z0-9_][A-Za-z0-9_.-]*")  # 1234.server, 1234[].server
 DEFAULT_TIMEOUT = 30.0
 MAX_WAIT = 60.0
 
@@ -121,6 +121,11 @@ def wait_for(predicate, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2,
     """Poll `predicate` until it returns something truthy (returned); AssertionError after `timeout`."""
     assert timeout <= MAX_WAIT, f"waits are bounded by {MAX_WAIT}s"
     return polling.wait_for(predicate, timeout, interval, what)
+
+
+def task_id(array_id: str, index: int) -> str:
+    """`12[7].server` of the array `12[].server`."""
+    return array_id.replace("[]", f"[{index}]", 1)
 
 
 def one_line(stderr: str) -> str:
@@ -234,8 +239,8 @@ class Daemon:
         return job
 
     def full(self, job_id: str) -> dict[str, str]:
-        """`qstat -f ID` as {attribute: value}."""
-        out = self.run("qstat", "-f", job_id).stdout
+        """`qstat -f -x ID` as {attribute: value} (-x: finished jobs too; -w: one line per attribute)."""
+        out = self.run("qstat", "-fxw", job_id).stdout
         assert out.startswith(f"Job Id: {job_id}\n"), out
         attrs = {}
         for line in out.splitlines()[1:]:
@@ -289,6 +294,11 @@ class Daemon:
     @property
     def token(self) -> str:
         return (self.home / "token").read_text().strip()
+
+    @property
+    def server(self) -> str:
+        """The PBS server name in job ids (`1.<server>`): this host's short name in local mode."""
+        return socket.gethostname().split(".", 1)[0]
 
     @property
     def url(self) -> str:

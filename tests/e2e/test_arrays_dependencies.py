@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.e2e.conftest import task_id
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_arrays_dependencies")]
 
 
@@ -19,23 +21,25 @@ def test_array_of_100_tasks(hb):
     assert job["array"]["succeeded"] == 100
     assert job["array"]["failed"] == 0 and job["array"]["failed_tasks"] == {}
 
+    assert re.fullmatch(r"\d+\[\]\.\S+", array_id)  # qsub -J prints N[].SERVER, as PBS does
     attrs = hb.full(array_id)
     assert attrs["array"] == "True"
     assert attrs["array_indices_submitted"] == "1-100"
-    assert "succeeded:100" in attrs["array_task_counts"]
+    assert attrs["array_state_count"] == "Queued:0 Running:0 Exiting:0 Expired:100"
 
-    listing = hb.run("qstat", "-t", array_id).stdout
-    task_rows = [line.split() for line in listing.splitlines() if re.match(rf"{array_id}\[\d+\]\s", line)]
-    assert len(task_rows) == 100, listing
-    assert sorted(int(re.search(r"\[(\d+)\]", row[0]).group(1)) for row in task_rows) == list(range(1, 101))
-    assert {row[-2] for row in task_rows} == {"F"}, listing  # the S column of every task
-    assert re.search(rf"^{array_id}\[\]\s.*\sF\s", listing, re.M), listing  # the array's own row
+    listing = hb.run("qstat", "-tx", array_id).stdout
+    rows = {line.split()[0]: line.split() for line in listing.splitlines()[2:]}
+    assert list(rows) == [array_id] + [task_id(array_id, i) for i in range(1, 101)], listing
+    assert {rows[task_id(array_id, i)][-2] for i in range(1, 101)} == {"X"}, listing  # PBS: finished subjobs are X
+    assert rows[array_id][-2] == "F"  # the array's own row
 
     for index in (1, 37, 100):
-        assert hb.run("qlog", f"{array_id}[{index}]").stdout == f"{index} {index}\n"
+        assert hb.run("qlog", task_id(array_id, index)).stdout == f"{index} {index}\n"
+        assert hb.run("qlog", array_id.replace("[]", f"[{index}]").split(".")[0]).stdout == f"{index} {index}\n"
 
-    task = hb.jobs(f"{array_id}[37]")
-    assert task == [{**task[0], "id": f"{array_id}[37]", "index": 37, "state": "SUCCEEDED", "exit_status": 0}]
+    task = hb.jobs(task_id(array_id, 37))
+    assert task == [{**task[0], "id": task_id(array_id, 37), "index": 37, "state": "SUCCEEDED", "exit_status": 0,
+                     "job_state": "X", "array_id": array_id}]
 
 
 def test_afterok_chain_runs_in_order(hb):
@@ -50,7 +54,7 @@ def test_afterok_chain_runs_in_order(hb):
     assert hb.job(b)["state"] == "WAITING"
     assert hb.job(c)["state"] == "WAITING"
     listing = hb.run("qstat").stdout
-    assert re.search(rf"^{b}\s.*\sW\s", listing, re.M), listing
+    assert re.search(rf"^{re.escape(b)}\s.*\sH\s", listing, re.M), listing  # PBS: a dependency wait is H
     assert hb.full(c)["depend"] == f"afterok:{b}"
 
     hb.run("qrls", a)

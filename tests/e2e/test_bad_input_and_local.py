@@ -17,7 +17,7 @@ from tests.e2e.conftest import ID_RE, Daemon, one_line
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_bad_input_and_local")]
 
-UNKNOWN_ID = "01JD4V8ZK2N3Q"  # well formed, never issued by this daemon
+UNKNOWN_ID = "999999"  # well formed, never issued by this daemon
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,10 @@ def _script(hb, text: str = "#!/bin/bash\necho hi\n", name: str = "ok.sh") -> st
 
 
 QSUB_CASES = {
-    "unknown queue": (["-q", "nope"], 2, r"unknown queue 'nope'.*batch.*west"),
+    "unknown queue": (["-q", "nope"], 170, r"unknown queue 'nope'.*batch.*west"),  # PBSE_UNKQUE, as PBS's qsub
     "bad array": (["-J", "5-1"], 2, r"array range '5-1'"),
     "bad dependency kind": (["-W", f"depend=afterfoo:{UNKNOWN_ID}"], 2, r"afterfoo"),
-    "dependency on unknown id": (["-W", f"depend=afterok:{UNKNOWN_ID}"], (1, 2), UNKNOWN_ID),
+    "dependency on unknown id": (["-W", f"depend=afterok:{UNKNOWN_ID}"], 206, UNKNOWN_ID),  # PBSE_BADDEPEND
     "bad walltime": (["-l", "walltime=abc"], 2, r"walltime 'abc'"),
     "unknown option": (["--bogus"], 2, r"--bogus"),
     "bad job name": (["-N", "no spaces allowed"], 2, r"name"),
@@ -82,30 +82,29 @@ def test_qsub_bad_directive_in_script(hb, unchanged):
 
 def test_qdel_unknown_id(hb, unchanged):
     proc = hb.run("qdel", UNKNOWN_ID, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 153  # PBSE_UNKJOBID, as PBS's qdel exits
     assert proc.stdout == ""
-    assert one_line(proc.stderr) == f"qdel: Unknown Job Id {UNKNOWN_ID}"
+    assert one_line(proc.stderr) == f"qdel: Unknown Job Id {UNKNOWN_ID}"  # qdel echoes the id as given
 
 
-def test_qrls_of_a_job_that_is_not_held(hb, unchanged, finished_job):
+def test_qrls_of_a_finished_job(hb, unchanged, finished_job):
     proc = hb.run("qrls", finished_job, check=False)
-    assert proc.returncode == 1
-    line = one_line(proc.stderr)
-    assert line.startswith("qrls: ") and finished_job in line and "not held" in line, line
+    assert proc.returncode == 35  # PBSE_HISTJOBID
+    assert one_line(proc.stderr) == "qrls: Job has finished"
     assert hb.job(finished_job)["state"] == "SUCCEEDED"
 
 
 def test_qlog_unknown_id(hb, unchanged):
     proc = hb.run("qlog", UNKNOWN_ID, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 153
     assert proc.stdout == ""
-    assert one_line(proc.stderr) == f"qlog: Unknown Job Id {UNKNOWN_ID}"
+    assert one_line(proc.stderr) == f"qlog: Unknown Job Id {UNKNOWN_ID}.{hb.server}"
 
 
 def test_qstat_unknown_id(hb, unchanged):
     proc = hb.run("qstat", UNKNOWN_ID, check=False)
-    assert proc.returncode == 1
-    assert one_line(proc.stderr) == f"qstat: Unknown Job Id {UNKNOWN_ID}"
+    assert proc.returncode == 153
+    assert one_line(proc.stderr) == f"qstat: Unknown Job Id {UNKNOWN_ID}.{hb.server}"
 
 
 # ---------------------------------------------------------------------------------------------

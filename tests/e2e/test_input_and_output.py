@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import BIN, one_line
+from tests.e2e.conftest import BIN, one_line, task_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_input_and_output")]
 
@@ -42,7 +42,7 @@ def test_qlog_of_an_array_task_keeps_a_cut_character_and_a_stray_byte(hb):
     script = hb.script("#!/bin/bash\nprintf 'caf\\xc3'; printf '\\xa9 \\xff%s\\n' \"$PBS_ARRAY_INDEX\"\n", "bytes.sh")
     job_id = hb.submit("-J", "1-2", script)
     hb.wait_state(job_id, "SUCCEEDED")
-    out = qlog_bytes(hb, f"{job_id}[2]")
+    out = qlog_bytes(hb, task_id(job_id, 2))
     assert (out.returncode, out.stdout) == (0, "café ".encode() + b"\xff2\n")
 
 

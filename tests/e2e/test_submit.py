@@ -32,7 +32,7 @@ def test_directives_set_name_walltime_and_environment(hb):
     attrs = hb.full(job_id)
     assert attrs["Job_Name"] == "from-directive"
     assert attrs["Resource_List.walltime"] == "00:05:00"
-    assert attrs["Variable_List"] == "GREETING=hello-e2e"
+    assert "GREETING=hello-e2e" in attrs["Variable_List"].split(",")
     assert attrs["job_state"] == "F" and attrs["hyper_state"] == "SUCCEEDED"
     assert attrs["Exit_status"] == "0"
 
@@ -61,7 +61,7 @@ def test_failing_job_reports_its_exit_status(hb):
     assert attrs["hyper_state"] == "FAILED"
     assert attrs["Exit_status"] == "3"
     assert attrs["run_count"] == "1"
-    assert attrs["max_attempts"] == "1"
+    assert hb.job(job_id)["max_attempts"] == 1
     assert hb.run("qlog", job_id).stdout == "about to fail\n"
 
 

@@ -10,6 +10,7 @@ import sqlite3
 
 
 from hyperbatch.core import arrays
+from hyperbatch.core.ids import parse_job_ref
 from tests.e2e.conftest import FINAL, wait_for
 
 
@@ -17,7 +18,8 @@ def array_doc(hb, job_id: str) -> dict:
     """The array's document as the store keeps it (chunks in flight included), read beside the daemon."""
     conn = sqlite3.connect(f"file:{hb.home / 'state.db'}?mode=ro", uri=True, timeout=10)
     try:
-        return json.loads(conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+        seq = parse_job_ref(job_id).seq  # the store's key: the id's sequence number
+        return json.loads(conn.execute("SELECT doc FROM jobs WHERE id = ?", (int(seq),)).fetchone()[0])
     finally:
         conn.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 
-from tests.e2e.conftest import FINAL, wait_for
+from tests.e2e.conftest import FINAL, task_id, wait_for
 
 
 def duplicate_every_item(hb) -> int:
@@ -38,7 +38,7 @@ def test_work_delivered_twice_runs_once(hb, ledger):
 def test_a_task_cancelled_while_queued_behind_a_limit_never_runs_and_its_dependent_waits(hb, ledger):
     array = hb.submit("-h", "-J", "1-5%1", *ledger.env(TICKS=3), ledger.script)
     child = hb.submit("-N", "after", "-W", f"depend=afterok:{array}", *ledger.env(TICKS=1), ledger.script)
-    hb.run("qdel", f"{array}[3]")
+    hb.run("qdel", task_id(array, 3))
     hb.run("qrls", array)
     done = {j["id"]: j for j in hb.wait_all_final([array, child], timeout=45)}
     assert done[array]["state"] == "CANCELLED"  # one task cancelled, the others succeeded

@@ -364,7 +364,7 @@ class WithoutFencing(SchedulerMachine):
 
 def test_the_machine_catches_a_run_taken_back_while_its_stalled_job_runs_on():
     machine = WithoutFencing.TestCase
-    machine.settings = settings(max_examples=40, derandomize=True, database=None, phases=[Phase.generate],
+    machine.settings = settings(max_examples=100, derandomize=True, database=None, phases=[Phase.generate],
                                 **BOUNDS)
     with pytest.raises(AssertionError, match="running|two live runs"):
         machine("runTest").runTest()

@@ -6,7 +6,7 @@ from hyperbatch.core.arrays import ArraySpec
 from hyperbatch.core.directives import parse_directives
 from hyperbatch.core.errors import SpecError
 
-A, B = "01JD4V8ZK2N3A", "01JD4V8ZK2N3B"
+A, B = "101", "102"
 
 
 def test_full_header():

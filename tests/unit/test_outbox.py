@@ -44,7 +44,7 @@ ALICE = Caller("alice")
 
 
 def job(**fields):
-    return new_job(id="J", queue="batch", **fields)
+    return new_job(**{"id": "J", "queue": "batch", **fields})
 
 
 def array(spec="0-9", **fields):
@@ -73,6 +73,13 @@ def test_a_job_is_sent_when_it_becomes_queued_at_a_new_attempt_or_again():
     for final in ("SUCCEEDED", "FAILED", "CANCELLED"):
         assert to_send(running, job(state=final)) == []
     assert to_send(queued, None) == []  # deleted (TTL, the undo of a failed create)
+
+
+def test_a_job_moved_to_another_queue_is_sent_there():
+    assert to_send(job(), job(queue="west")) == [("west", "J", 0, 1, 1, 0)]  # qmove of a queued job
+    assert to_send(job(state="HELD"), job(state="HELD", queue="west")) == []  # held: sent once released
+    moved = to_send(array("0-9"), array("0-9", queue="west"))
+    assert moved == [("west", "A", 0, 10, 1, 0)]
 
 
 def test_a_new_array_is_one_item_of_its_whole_range():

@@ -1,6 +1,7 @@
 import os
 import signal
 import subprocess
+import time
 
 from hyperbatch.support.processes import signal_group
 
@@ -51,6 +52,10 @@ def test_a_process_is_known_by_the_environment_it_started_with():
 
     proc = subprocess.Popen(["sleep", "30"], env={**os.environ, "HYPER_WORKER_ID": "w-1"})
     try:
+        # Until the child has exec'd, /proc shows the environment it was forked with (the test's own).
+        deadline = time.monotonic() + 5
+        while not started_with(proc.pid, "HYPER_WORKER_ID", "w-1") and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert started_with(proc.pid, "HYPER_WORKER_ID", "w-1")
         assert not started_with(proc.pid, "HYPER_WORKER_ID", "w-2")  # its pid, someone else's process
     finally:

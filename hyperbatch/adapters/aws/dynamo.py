@@ -5,22 +5,35 @@ Items
 A job is one item; its document's fields are top-level attributes, so one
 UpdateItem can check and change single fields, counters and map entries:
 
-    pk = <job id>   sk = "job"
-    gsi1pk = owner   gsi1sk = job id      (index by_owner; not on a submission's jobs, see below)
+    pk = <job id>   sk = "job"             (the id is the job's sequence number, "1234")
+    gsi1pk = owner   gsi1sk = job id padded to 12 digits   (index by_owner; not on a submission's jobs)
     gsi2pk = "<queue>#waiting" while the job is WAITING or HELD, absent otherwise
-                     gsi2sk = job id      (index by_queue_state: sparse, work no message stands for)
+                     gsi2sk = padded job id   (index by_queue_state: sparse, work no message stands for)
     expires_at = finished_at + job_retention_days   (TTL, set when the job reaches a final state)
 
-A submission (a create of a block of ids, hyperbatch.core.ids.new_job_ids, all of one
-owner) is one by_owner entry for all its jobs, whose items then carry no gsi1 keys:
+Job ids come from one counter item, in blocks (hyperbatch.core.ids.SequenceBlocks):
 
-    pk = "submission#<the ids' 10-character millisecond prefix>"   sk = "submission"
-    gsi1pk = owner   gsi1sk = newest member id   members = [job ids]
+    pk = "sequence"   sk = "sequence"   last = the last sequence number reserved
+
+`reserve_ids(n)` is one conditional UpdateItem `ADD last n` (1 WRU, whatever
+n): the counter is written once per block, not per job, so it is no hot key
+(a process reserves bigger blocks while it submits fast; a POST of 1,000
+jobs reserves its 1,000 ids at once). A number is reserved once, so no job
+write needs a condition to keep ids apart.
+
+A submission (a create of several jobs of one owner with consecutive ids: one
+POST of many, which takes one run of numbers from one block) is one by_owner
+entry for all its jobs, whose items then carry no gsi1 keys:
+
+    pk = "submission#<first id>"   sk = "submission"
+    gsi1pk = owner   gsi1sk = first member id, padded   members = [job ids]
     queue = the members' queue when they all share one    expires_at = 2 x retention + 14 days after
 
-Its conditional PutItem is written first and claims the millisecond; the job
-items and edges follow with BatchWriteItem (1 WRU each, no condition: the
-claim makes their ids new). Other creates write each job conditionally.
+Its conditional PutItem is written first; the job items and edges follow
+with BatchWriteItem (1 WRU each, no condition: their ids were reserved for
+this submit alone). Other creates write each job conditionally. No other
+job's id lies between a submission's first and last member, so by_owner's
+entries, newest first by their lowest id, list ids newest first (`_owner_ids`).
 
     pk = "owners"   sk = <owner>          (every owner that ever created a job: admin listings)
     pk = "counts#<queue>"   sk = "counts" (jobs per state and tasks_pending, kept from the stream:
@@ -33,9 +46,9 @@ enters, leaves or moves within WAITING/HELD. A query reads ids from an index and
 fetches the page's items with one strongly consistent BatchGetItem (per 100),
 filtering state (and anything else the index could not) there.
 
-Job ids begin with a millisecond timestamp, so sorting by id is sorting by
-submit time; DynamoDB hashes `pk`, so a burst of submits (consecutive ids)
-still spreads over every partition. A dependency edge is an item of its own
+Job ids increase with submit time (hyperbatch.core.ids), so sorting by id is
+sorting by submit time; DynamoDB hashes `pk`, so a burst of submits
+(consecutive ids) still spreads over every partition. A dependency edge is an item of its own
 in the child's item collection:
 
     pk = <child id>   sk = "parent#<parent id>"   gsi3pk = parent id   gsi3sk = child id   (index by_parent)
@@ -45,7 +58,7 @@ item's `script_ref` names it (hyperbatch.adapters.aws.scripts), so items,
 writes and stream records stay small.
 
 Only job items (sk = "job") are jobs in the stream; `hyperbatch.adapters.aws.events`
-and the counters skip every other item.
+and the counters skip every other item (the sequence counter's too).
 
 Consistency: `get`, `get_many`, `counts` and `pending_tasks` read strongly
 consistent. Queries go through global secondary indexes, which are
@@ -72,7 +85,9 @@ from botocore.exceptions import ClientError
 
 from hyperbatch.support import backoff
 from hyperbatch.core.errors import Conflict, NotFound, StaleTransition
-from hyperbatch.core.ids import block_prefix, next_millisecond
+from hyperbatch.core.ids import (
+    MAX_SEQUENCE, check_reservation, consecutive, from_sort_key, number, sort_key, valid_job_id,
+)
 from hyperbatch.core.model import Change, Expect
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.ports import Page
@@ -81,7 +96,7 @@ from hyperbatch.adapters.aws.scripts import SCRIPT_REF, S3Scripts
 from hyperbatch.adapters.aws.items import (
     ALL_STATES, JOB_SK, MEMBERS, OWNERS_PK, PUT_TOKEN, SUBMISSION_EXTRA_SECONDS, SUBMISSION_PREFIX,
     WAITING_STATES, Expression, decode, doc_from_item, edge_item, item_bytes, job_item, needs_queue,
-    owner_item, state_value, submission_item, update_request, waiting_key,
+    owner_item, sequence_request, state_value, submission_item, update_request, waiting_key,
 )
 
 log = logging.getLogger("hyperbatch.dynamo")
@@ -156,24 +171,35 @@ class DynamoJobStore:
     def _key(job_id: str) -> dict:
         return {"pk": {"S": job_id}, "sk": {"S": JOB_SK}}
 
+    # ---- ids ----------------------------------------------------------------------------
+    def reserve_ids(self, n: int) -> int:
+        """n consecutive sequence numbers: one conditional ADD on the counter item; returns the first."""
+        try:
+            response = self.client.update_item(**sequence_request(self.table, n))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            check_reservation(MAX_SEQUENCE + 1, n)  # the counter is past MAX_SEQUENCE - n: raises
+            raise
+        last = decode(response["Attributes"]["last"])
+        return last - n + 1
+
     # ---- create -------------------------------------------------------------------------
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
-        """Write new jobs and their edges, all or nothing; Conflict if an id (or a block's millisecond) is taken.
+        """Write new jobs and their edges, all or nothing; Conflict if an id (or a submission) is taken.
 
         Three ways, cheapest first:
 
         - A lone job without edges is one conditional PutItem.
-        - Several jobs of one owner whose ids form a block (hyperbatch.core.ids.new_job_ids)
-          are a submission: its conditional PutItem first (Conflict if another
-          process claimed the millisecond), then the job items and edges with
-          BatchWriteItem, 25 per call, unconditional: no one else writes ids of
-          a claimed block. 1 WRU per item instead of a transaction's 2, and one
-          by_owner entry for all of them.
+        - Several jobs of one owner with consecutive ids (one submit's, from
+          `reserve_ids`) are a submission: its conditional PutItem first, then
+          the job items and edges with BatchWriteItem, 25 per call,
+          unconditional: their ids were reserved for this submit alone. 1 WRU
+          per item instead of a transaction's 2, and one by_owner entry for all of them.
         - Anything else uses TransactWriteItems, each job conditional on its id
           being new: at most 100 actions and 4 MB per call, 1,000 jobs are 10
-          calls. Ids that form a block still claim their millisecond (an
-          ownerless submission item in the first transaction), so a submission
-          elsewhere cannot overwrite them.
+          calls. Consecutive ids still put an ownerless submission item in the
+          first transaction, so a second submission of the same ids fails.
 
         Across calls, all-or-nothing is kept by compensation: when a later call
         fails, what the earlier ones wrote is deleted again (the stream then
@@ -201,16 +227,22 @@ class DynamoJobStore:
             item[PUT_TOKEN] = {"S": uuid.uuid4().hex[:16]}
             self._put_new(item, f"a job with id {docs[0]['id']}")
         else:
-            prefix = block_prefix(ids) if len(docs) > 1 else None
+            block = len(docs) > 1 and consecutive(ids)
             owners = {d.get("owner") for d in docs}
             expires_at = int(now + 2 * self.retention_seconds + SUBMISSION_EXTRA_SECONDS)
-            if prefix is not None and len(owners) == 1 and all(owners):
-                self._create_submission(docs, edges, submission_item(prefix, docs, owners.pop(), expires_at), now)
+            if block and len(owners) == 1 and all(owners):
+                self._create_submission(docs, edges, submission_item(docs, owners.pop(), expires_at), now)
             else:
-                claim = submission_item(prefix, docs, None, expires_at) if prefix is not None else None
+                claim = submission_item(docs, None, expires_at) if block else None
                 self._create_transacted(docs, edges, claim, now)
         for doc in docs:
             self._remember(doc)
+
+    def add_edges(self, edges: list[tuple[str, str]]) -> None:
+        """Dependency edge items (BatchWriteItem, 25 a call): an edge is keyed by its pair, so writing one twice is harmless."""
+        items = [edge_item(p, c) for p, c in dict.fromkeys(edges)]
+        for start in range(0, len(items), BATCH_WRITE_ITEMS):
+            self._batch_write([{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_WRITE_ITEMS]])
 
     def _register_owners(self, docs: list[dict]) -> None:
         with self._lock:
@@ -228,7 +260,7 @@ class DynamoJobStore:
 
     def _create_submission(self, docs: list[dict], edges: list[tuple[str, str]], submission: dict, now: float) -> None:
         submission[PUT_TOKEN] = {"S": uuid.uuid4().hex[:16]}
-        self._put_new(submission, f"a submission of millisecond {submission['pk']['S'][len(SUBMISSION_PREFIX):]}")
+        self._put_new(submission, f"a submission from id {submission['pk']['S'][len(SUBMISSION_PREFIX):]}")
         items = [job_item(d, self.retention_seconds, now, by_owner=False) for d in docs]
         items += [edge_item(p, c) for p, c in dict.fromkeys(edges)]
         attempted: list[dict] = []
@@ -300,11 +332,11 @@ class DynamoJobStore:
 
     @staticmethod
     def _taken(chunk: list[dict], codes: list) -> None:
-        """Conflict naming what exists already: a job id, or a submission's millisecond."""
+        """Conflict naming what exists already: a job id, or a submission's first id."""
         taken = [chunk[i]["Put"]["Item"]["pk"]["S"] for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
         claims = [t[len(SUBMISSION_PREFIX):] for t in taken if t.startswith(SUBMISSION_PREFIX)]
         if claims:
-            raise Conflict(f"a submission of millisecond {claims[0]} exists already")
+            raise Conflict(f"a submission from id {claims[0]} exists already")
         raise Conflict(f"a job with id {', '.join(taken)} exists already")
 
     def _delete(self, items: list[dict]) -> None:
@@ -414,7 +446,7 @@ class DynamoJobStore:
         listing continues below it, which works across merged listings too.
         """
         wanted = frozenset(state_value(s) for s in states) if states else None  # no states: any state
-        if limit <= 0:
+        if limit <= 0 or (next is not None and not valid_job_id(next)):
             return Page([], None)
         # Filters can drop entries and candidates: read the index in bigger pages then.
         first = min(QUERY_PAGE_MAX, (limit + 1) * (4 if wanted else 1))
@@ -461,44 +493,46 @@ class DynamoJobStore:
     def _owner_ids(self, owner: str, queue: str | None, before: str | None, first: int) -> Iterator[str]:
         """Lazily, newest first, the ids in `owner`'s by_owner entries below `before`.
 
-        An entry is a job (its id is gsi1sk) or a submission (its `members`, all
-        <= gsi1sk). Entries come by gsi1sk descending, so once an entry with
-        gsi1sk = g is read, no unread entry holds an id above g: ids above g
-        can go out, the rest wait in a heap. A submission's ids share one
-        millisecond, so one holding ids below `before` has gsi1sk below the
-        next millisecond: that is the key condition, and ids >= `before` are dropped.
+        An entry is a job (gsi1sk is its id) or a submission (its `members`, a
+        run of consecutive ids from gsi1sk up that no other job's id falls
+        inside). Entries come by gsi1sk descending, so once an entry with
+        gsi1sk = g is read, every unread entry holds only ids below g: ids
+        from g up can go out, the rest wait in a heap. An entry holds ids below
+        `before` exactly when its gsi1sk is below it: that is the key
+        condition, and members >= `before` are dropped.
         """
         if not owner:  # an index key is never empty: ownerless jobs are in no listing by owner
             return
         ex = Expression()
-        params = self._partition_query(ex, "by_owner", owner, next_millisecond(before) if before else None)
+        bound = number(before) if before else None
+        params = self._partition_query(ex, "by_owner", owner, sort_key(before) if before else None)
         if queue is not None:
             # A submission of several queues carries no queue: its members are filtered after the fetch.
             name = ex.name("queue")
             params["FilterExpression"] = f"{name} = {ex.value(queue)} OR attribute_not_exists({name})"
         params.update(ExpressionAttributeNames=ex.names, ExpressionAttributeValues=ex.values)
-        heap: list[_Newest] = []
+        heap: list[int] = []  # negated ids: heapq is a min-heap
         for items in self._pages(params, first):
             for item in items:
-                newest = item["gsi1sk"]["S"]
-                while heap and heap[0].id > newest:
-                    yield heapq.heappop(heap).id
-                for job_id in decode(item[MEMBERS]) if MEMBERS in item else (newest,):
-                    if before is None or job_id < before:
-                        heapq.heappush(heap, _Newest(job_id))
+                lowest = int(item["gsi1sk"]["S"])
+                while heap and -heap[0] >= lowest:
+                    yield str(-heapq.heappop(heap))
+                for job_id in decode(item[MEMBERS]) if MEMBERS in item else (str(lowest),):
+                    if bound is None or number(job_id) < bound:
+                        heapq.heappush(heap, -number(job_id))
         while heap:
-            yield heapq.heappop(heap).id
+            yield str(-heapq.heappop(heap))
 
     def _waiting_ids(self, queue: str, states: frozenset[str], before: str | None, first: int) -> Iterator[str]:
         """Lazily, newest first, the ids of `queue`'s WAITING/HELD jobs (these `states` of them) below `before`."""
         ex = Expression()
-        params = self._partition_query(ex, "by_queue_state", waiting_key(queue), before)
+        params = self._partition_query(ex, "by_queue_state", waiting_key(queue), sort_key(before) if before else None)
         if states != WAITING_STATES:
             params["FilterExpression"] = f"{ex.name('state')} IN ({', '.join(ex.value(s) for s in sorted(states))})"
         params.update(ExpressionAttributeNames=ex.names, ExpressionAttributeValues=ex.values)
         for items in self._pages(params, first):
             for item in items:
-                yield item["gsi2sk"]["S"]
+                yield from_sort_key(item["gsi2sk"]["S"])
 
     def _partition_query(self, ex: Expression, index: str, partition: str, below: str | None) -> dict:
         """Query parameters for one partition of `index`, sort keys below `below`, newest first; the
@@ -596,22 +630,10 @@ class DynamoJobStore:
         return [item["gsi3sk"]["S"] for items in self._pages(params, None) for item in items]
 
 
-class _Newest:
-    """A heap entry ordering ids newest first (heapq is a min-heap)."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, job_id: str):
-        self.id = job_id
-
-    def __lt__(self, other: "_Newest") -> bool:
-        return self.id > other.id
-
-
 def _newest_first(listings: list[Iterator[str]]) -> Iterator[str]:
-    """Merge listings that are each newest first into one, without repeats."""
+    """Merge listings that are each newest first (highest id first) into one, without repeats."""
     last = None
-    for job_id in heapq.merge(*listings, reverse=True):
+    for job_id in heapq.merge(*listings, key=number, reverse=True):
         if job_id != last:
             yield job_id
             last = job_id

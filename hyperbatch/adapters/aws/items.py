@@ -15,6 +15,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from hyperbatch.core.ids import MAX_SEQUENCE, sort_key
 from hyperbatch.core.model import Change, Expect, check_write
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.states import FINAL, JobState
@@ -25,6 +26,7 @@ SUBMISSION_PREFIX = "submission#"
 SUBMISSION_SK = "submission"
 MEMBERS = "members"
 OWNERS_PK = "owners"
+SEQUENCE_PK = "sequence"  # the counter item job ids are reserved from (hyperbatch.core.ids)
 TTL_ATTRIBUTE = "expires_at"
 PUT_TOKEN = "put_token"  # a conditional PutItem's call, so that a retried PutItem can recognise its own write
 # Attributes that are keys or bookkeeping, not fields of the job document.
@@ -109,38 +111,55 @@ def expiry(finished_at: float | None, retention_seconds: float, now: float) -> i
 
 
 def job_item(doc: dict, retention_seconds: float, now: float, *, by_owner: bool = True) -> dict:
-    """A job's item; `by_owner=False` for a submission's member (its submission is its by_owner entry)."""
+    """A job's item; `by_owner=False` for a submission's member (its submission is its by_owner entry).
+
+    Index sort keys hold the id padded to 12 digits (`ids.sort_key`), so they sort by number."""
     item = {k: encode(v) for k, v in doc.items()}
     item["pk"] = {"S": doc["id"]}
     item["sk"] = {"S": JOB_SK}
     if by_owner and doc.get("owner"):  # an index key may not be empty
         item["gsi1pk"] = {"S": doc["owner"]}
-        item["gsi1sk"] = {"S": doc["id"]}
+        item["gsi1sk"] = {"S": sort_key(doc["id"])}
     if state_value(doc["state"]) in WAITING_STATES:
         item["gsi2pk"] = {"S": waiting_key(doc["queue"])}
-    item["gsi2sk"] = {"S": doc["id"]}  # inert without gsi2pk: kept so entering WAITING/HELD sets one key
+    item["gsi2sk"] = {"S": sort_key(doc["id"])}  # inert without gsi2pk: kept so entering WAITING/HELD sets one key
     if state_value(doc["state"]) in FINAL_STATES:
         item[TTL_ATTRIBUTE] = {"N": str(expiry(doc.get("finished_at"), retention_seconds, now))}
     return item
 
 
-def submission_item(prefix: str, docs: list[dict], owner: str | None, expires_at: int) -> dict:
-    """The submission of a block of jobs (see the module docstring); without an owner it only claims
-    the block's millisecond and is in no index."""
+def submission_item(docs: list[dict], owner: str | None, expires_at: int) -> dict:
+    """The submission of jobs with consecutive ids (see hyperbatch.adapters.aws.dynamo), keyed by its
+    first id; its by_owner entry sorts by that first id. Without an owner it is in no index and only
+    claims its ids against a second submission of them."""
     ids = [d["id"] for d in docs]
     item = {
-        "pk": {"S": SUBMISSION_PREFIX + prefix},
+        "pk": {"S": SUBMISSION_PREFIX + ids[0]},
         "sk": {"S": SUBMISSION_SK},
         MEMBERS: encode(ids),
         TTL_ATTRIBUTE: {"N": str(expires_at)},
     }
     if owner:
         item["gsi1pk"] = {"S": owner}
-        item["gsi1sk"] = {"S": max(ids)}
+        item["gsi1sk"] = {"S": sort_key(ids[0])}
     queues = {d["queue"] for d in docs}
     if len(queues) == 1:  # lets a query by queue skip the whole submission in the index
         item["queue"] = {"S": queues.pop()}
     return item
+
+
+def sequence_request(table: str, n: int) -> dict:
+    """UpdateItem parameters reserving n job sequence numbers: one conditional ADD on the counter item,
+    which answers with the counter's new value (the last number of the block)."""
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": SEQUENCE_PK}, "sk": {"S": SEQUENCE_PK}},
+        "UpdateExpression": "ADD #last :n",
+        "ConditionExpression": "attribute_not_exists(#last) OR #last <= :most",
+        "ExpressionAttributeNames": {"#last": "last"},
+        "ExpressionAttributeValues": {":n": {"N": str(n)}, ":most": {"N": str(MAX_SEQUENCE - n)}},
+        "ReturnValues": "UPDATED_NEW",
+    }
 
 
 def owner_item(owner: str) -> dict:
@@ -184,10 +203,10 @@ class Expression:
         return placeholder
 
 
-def _normalise(change: Change) -> tuple[dict, dict, dict, dict]:
+def _normalise(change: Change) -> tuple[dict, dict, dict, dict, dict]:
     """Fold a Change into parts that name disjoint document paths, with `model.apply`'s order.
 
-    `apply` sets, then adds, then sets map entries, then deletes map entries.
+    `apply` sets, then adds, then sets map entries, then deletes map entries, then appends to lists.
     DynamoDB refuses two actions on overlapping paths in one expression, so
     anything that touches a field also being set is computed here instead.
     """
@@ -218,7 +237,13 @@ def _normalise(change: Change) -> tuple[dict, dict, dict, dict]:
                 del map_set[key]
         if gone:
             map_del[key] = sorted(gone)
-    return sets, adds, map_set, map_del
+    appends: dict[str, list] = {}
+    for key, items in change.append.items():
+        if key in sets:
+            sets[key] = [*(sets[key] or []), *items]
+        elif items:
+            appends[key] = list(items)
+    return sets, adds, map_set, map_del, appends
 
 
 def update_request(
@@ -233,11 +258,14 @@ def update_request(
     (removing an absent attribute writes no index entry).
     """
     check_write(expect, change)  # the transition table's rule, as the local store applies it
-    sets, adds, map_set, map_del = _normalise(change)
+    sets, adds, map_set, map_del, appends = _normalise(change)
     ex = Expression()
     set_parts = [f"{ex.name(k)} = {ex.value(v)}" for k, v in sets.items()]
     for key, entries in map_set.items():
         set_parts += [f"{ex.name(key)}.{ex.name(k)} = {ex.value(v)}" for k, v in entries.items()]
+    for key, items in appends.items():
+        name = ex.name(key)
+        set_parts.append(f"{name} = list_append(if_not_exists({name}, {ex.value([])}), {ex.value(items)})")
     version = ex.name("version")
     set_parts.append(f"{version} = {version} + {ex.value(1)}")
     conditions = [f"attribute_exists({ex.name('pk')})"]
@@ -255,6 +283,8 @@ def update_request(
         if sets["state"] in FINAL_STATES:
             at = expiry(sets.get("finished_at"), retention_seconds, now)
             set_parts.append(f"{ex.name(TTL_ATTRIBUTE)} = {ex.value(at)}")
+        else:
+            remove_parts.append(ex.name(TTL_ATTRIBUTE))  # re-run (qrerun): no longer due to expire
     elif "queue" in sets:
         raise ValueError("moving a job to another queue needs its state in the same change")
     if "owner" in sets:

@@ -169,6 +169,9 @@ class SqsWorkQueue:
             params["DelaySeconds"] = _seconds(delay, MAX_DELAY_SECONDS)
         self.client.send_message(**params)
 
+    def reprioritise(self, job_id: str, priority: int) -> None:
+        """Nothing: SQS standard queues have no priorities (a message's priority is informational)."""
+
     def send_many(self, items):
         """SendMessageBatch, ten entries a call; entries SQS refused are retried, then raised."""
         by_queue: dict[str, list[str]] = {}

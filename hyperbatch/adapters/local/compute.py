@@ -18,6 +18,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from hyperbatch.core.arrays import parse_array
+from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.processes import (
     STARTING, read_job_record, signal_group, signal_session_jobs, started_with,
 )
@@ -78,6 +80,18 @@ class LocalCompute:
     def running_in(self, region: str) -> dict[str, int]:
         return {queue: n for (r, queue), n in self.running().items() if r == region}
 
+    def workers(self) -> list[dict]:
+        """The live workers (pbsnodes): id, region, queue, definition, started_at. Read only: the scaler's
+        `running` is what forgets dead workers."""
+        rows = self.db.conn.execute("SELECT id, pid, region, queue, definition, started_at FROM workers ORDER BY id")
+        out = []
+        for worker, pid, region, queue, definition, started_at in rows:
+            if not self._alive(worker, pid):
+                continue
+            out.append({"id": worker, "region": region, "queue": queue, "definition": definition,
+                        "started_at": started_at})
+        return out
+
     def _alive(self, worker: str, pid: int) -> bool:
         """Whether `pid` is still worker `worker`'s start.sh (a worker of an earlier daemon counts while it
         lives; a pid the system has given to another process since does not)."""
@@ -121,6 +135,29 @@ class LocalCompute:
         row = self.db.conn.execute("SELECT pid FROM workers WHERE id = ?", (worker,)).fetchone()
         if row is not None and self._alive(worker, row[0]):
             signal_session_jobs(row[0], signal.SIGKILL)  # start.sh leads the worker's session
+
+    def signal_job(self, doc: dict, signame: str, index: int | None) -> bool:
+        """qsig in local mode: send the signal to the job's process group at once. True when it went to
+        the process its worker runs for this very job (or task); False leaves it to the worker's next
+        heartbeat (an array's tasks are signalled one at a time only through there, when no index is given)."""
+        if doc.get("array") is not None:
+            if index is None:
+                return False
+            spec = parse_array(doc["array"])
+            pos = spec.position_of(index)
+            hosts = [c["worker"] for c in doc["chunks"].values() if pos is not None and c["lo"] <= pos < c["hi"]]
+        else:
+            hosts = [doc.get("exec_host")]
+        if len(hosts) != 1 or not hosts[0]:
+            return False
+        record = read_job_record(self._job_file(str(hosts[0]).rsplit("/", 1)[-1]))
+        if record is None or record.pgid <= 0 or record.job_id != doc["id"] or record.index != index:
+            return False
+        try:
+            os.killpg(record.pgid, signal_number(signame))
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def stop_all(self, grace: float = 5.0) -> None:
         """Stop every worker (and the job it runs) this home's daemons started."""

@@ -9,6 +9,14 @@ until its handling has committed (`events_done`); one whose handling failed
 waits for its retry (`next_at`), and after the last try it is parked there
 (`parked`), counted by `hyper local status`, never dropped
 (hyperbatch.services.release.release_events).
+
+Job ids are sequence numbers from the one-row `sequence` table
+(`reserve_ids`: one write transaction per reservation, so ids are unique and,
+with the daemon the only process that submits, strictly increasing). Listings
+cost what they list, not what the history holds: unfinished jobs are in
+partial indexes of their own (`jobs_active`, `jobs_active_owner`), which a
+query for active states uses, and jobs per queue and state are counters in
+`queue_counts`, kept in the same transactions as the jobs (bench/listing.py).
 """
 
 from __future__ import annotations
@@ -22,16 +30,33 @@ from pathlib import Path
 from typing import Iterable
 
 from hyperbatch.core.errors import Conflict, NotFound, StorageFull
+from hyperbatch.core.ids import check_reservation, valid_job_id
 from hyperbatch.core.model import Change, Expect, apply
 from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
 
-SCHEMA = """
+SCHEMA_VERSION = 2  # 2: numeric job ids (hyperbatch.core.ids), the sequence, active-job indexes, queue counts,
+# events kept until handled (tries, next_at, parked)
+ACTIVE = ("HELD", "QUEUED", "RUNNING", "WAITING")
+# Written out, not bound: SQLite uses a partial index only for a query whose WHERE holds its very term.
+ACTIVE_TERM = "state IN ('HELD', 'QUEUED', 'RUNNING', 'WAITING')"
+
+# One transaction, so that another process opening the file meanwhile sees all of it or none.
+SCHEMA = f"""
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, queue TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL
+    id INTEGER PRIMARY KEY, owner TEXT NOT NULL, queue TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, id);
 CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
+-- Unfinished jobs apart from the history: listing them reads only them (qstat, qselect).
+CREATE INDEX IF NOT EXISTS jobs_active ON jobs (id) WHERE {ACTIVE_TERM};
+CREATE INDEX IF NOT EXISTS jobs_active_owner ON jobs (owner, id) WHERE {ACTIVE_TERM};
+CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
+-- Jobs per queue and state, kept in the same transactions as the jobs (GET /queues reads no job).
+CREATE TABLE IF NOT EXISTS queue_counts (
+    queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)
+);
 CREATE TABLE IF NOT EXISTS edges (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, queue TEXT NOT NULL,
@@ -50,13 +75,13 @@ CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, pid INTEGER NOT NULL, region TEXT NOT NULL, queue TEXT NOT NULL,
     definition TEXT NOT NULL, started_at REAL NOT NULL
 );
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
 """
 
-# Columns of `events` added after its first version, for `Database._migrate`.
-EVENT_COLUMNS = (
-    ("tries", "INTEGER NOT NULL DEFAULT 0"), ("next_at", "REAL NOT NULL DEFAULT 0"),
-    ("parked", "INTEGER NOT NULL DEFAULT 0"), ("error", "TEXT"),
-)
+
+class StaleState(RuntimeError):
+    """The state database was written by an older HyperBatch whose layout this one cannot read."""
 
 
 class Database:
@@ -65,19 +90,15 @@ class Database:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._local = threading.local()
-        self.conn.executescript(SCHEMA)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Bring a database an older version created up to SCHEMA (columns added since)."""
-        have = {row[1] for row in self.conn.execute("PRAGMA table_info(events)")}
-        added = [(name, kind) for name, kind in EVENT_COLUMNS if name not in have]
-        if added:
-            with self.write() as conn:
-                have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-                for name, kind in added:
-                    if name not in have:
-                        conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+        conn = self.conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_jobs = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+        if has_jobs and version != SCHEMA_VERSION:
+            raise StaleState(
+                f"{self.path} was written by an older HyperBatch (job ids were not numeric then); "
+                f"stop its daemon (hyper local down) and move the file away to start afresh"
+            )
+        conn.executescript(SCHEMA)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -115,12 +136,25 @@ class SqliteJobStore:
     def __init__(self, db: Database):
         self.db = db
 
+    def reserve_ids(self, n: int) -> int:
+        """n consecutive sequence numbers from the one counter row; returns the first."""
+        with self.db.write() as conn:
+            row = conn.execute("SELECT last FROM sequence WHERE name = 'jobs'").fetchone()
+            first = (row[0] if row else 0) + 1
+            check_reservation(first, n)
+            conn.execute(
+                "INSERT INTO sequence (name, last) VALUES ('jobs', ?) "
+                "ON CONFLICT (name) DO UPDATE SET last = excluded.last",
+                (first + n - 1,),
+            )
+        return first
+
     def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
         with self.db.write() as conn:
             try:
                 conn.executemany(
                     "INSERT INTO jobs (id, owner, queue, state, doc) VALUES (?, ?, ?, ?, ?)",
-                    [(d["id"], d["owner"], d["queue"], d["state"], json.dumps(d)) for d in docs],
+                    [(int(d["id"]), d["owner"], d["queue"], d["state"], json.dumps(d)) for d in docs],
                 )
             except sqlite3.IntegrityError:
                 raise Conflict("a job with one of these ids exists already") from None
@@ -129,9 +163,17 @@ class SqliteJobStore:
                 "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, NULL, ?)",
                 [(d["id"], d["queue"], d["state"]) for d in docs],
             )
+            tally: dict[tuple[str, str], int] = {}
+            for d in docs:
+                tally[(d["queue"], d["state"])] = tally.get((d["queue"], d["state"]), 0) + 1
+            _count(conn, tally)
+
+    def add_edges(self, edges: list[tuple[str, str]]) -> None:
+        with self.db.write() as conn:
+            conn.executemany("INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)", edges)
 
     def get(self, job_id: str) -> dict:
-        row = self.db.conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self.db.conn.execute("SELECT doc FROM jobs WHERE id = ?", (_key(job_id),)).fetchone()
         if row is None:
             raise NotFound(f"Unknown Job Id {job_id}")
         return json.loads(row[0])
@@ -140,7 +182,7 @@ class SqliteJobStore:
         return doc["script"]  # kept in the document: SQLite has no item size limit to mind
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:
-        ids = list(dict.fromkeys(job_ids))
+        ids = [k for k in dict.fromkeys(_key(j) for j in job_ids) if k is not None]
         out: dict[str, dict] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -152,22 +194,26 @@ class SqliteJobStore:
 
     def update(self, job_id: str, expect: Expect, change: Change) -> dict:
         with self.db.write() as conn:
-            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (_key(job_id),)).fetchone()
             if row is None:
                 raise NotFound(f"Unknown Job Id {job_id}")
             old = json.loads(row[0])
             new = apply(old, expect, change)
             conn.execute(
-                "UPDATE jobs SET state = ?, doc = ? WHERE id = ?", (new["state"], json.dumps(new), job_id)
+                "UPDATE jobs SET state = ?, queue = ?, doc = ? WHERE id = ?",
+                (new["state"], new["queue"], json.dumps(new), int(job_id)),
             )
-            if new["state"] != old["state"]:
+            if (new["state"], new["queue"]) != (old["state"], old["queue"]):
                 conn.execute(
                     "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, ?, ?)",
                     (job_id, new["queue"], old["state"], new["state"]),
                 )
+                _count(conn, {(old["queue"], old["state"]): -1, (new["queue"], new["state"]): 1})
         return new
 
     def query(self, *, owner=None, queue=None, states=None, limit=100, next=None) -> Page:
+        """Newest first. A listing of unfinished jobs only goes through the partial indexes of active
+        jobs, so it reads what it lists however many finished jobs the table holds."""
         where, args = [], []
         if owner is not None:
             where.append("owner = ?")
@@ -176,12 +222,18 @@ class SqliteJobStore:
             where.append("queue = ?")
             args.append(queue)
         if states:
-            states = list(states)
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args.extend(states)
+            states = sorted(set(states))
+            if set(states) <= set(ACTIVE):
+                where.append(ACTIVE_TERM)
+            if set(states) != set(ACTIVE):
+                where.append(f"state IN ({','.join('?' * len(states))})")
+                args.extend(states)
         if next:
+            before = _key(next)
+            if before is None:
+                return Page([], None)
             where.append("id < ?")
-            args.append(next)
+            args.append(before)
         sql = "SELECT doc FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self.db.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)).fetchall()
         docs = [json.loads(r[0]) for r in rows[:limit]]
@@ -192,7 +244,8 @@ class SqliteJobStore:
         return [r[0] for r in rows]
 
     def counts(self, queue: str) -> dict[str, int]:
-        rows = self.db.conn.execute("SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state", (queue,))
+        """Jobs per state in `queue`, from the counters kept with every write (no job is read)."""
+        rows = self.db.conn.execute("SELECT state, n FROM queue_counts WHERE queue = ? AND n > 0", (queue,))
         return dict(rows.fetchall())
 
     # The local Events adapter: what DynamoDB Streams is on AWS (hyperbatch.core.ports.EventLog).
@@ -236,6 +289,19 @@ class SqliteJobStore:
             return conn.execute("UPDATE events SET parked = 0, tries = 0, next_at = 0 WHERE parked = 1").rowcount
 
 
+def _key(job_id: object) -> int | None:
+    """The jobs table's key of an id; None for text that is no job id (so it matches nothing)."""
+    return int(str(job_id)) if valid_job_id(job_id) else None
+
+
+def _count(conn: sqlite3.Connection, deltas: dict[tuple[str, str], int]) -> None:
+    conn.executemany(
+        "INSERT INTO queue_counts (queue, state, n) VALUES (?, ?, ?) "
+        "ON CONFLICT (queue, state) DO UPDATE SET n = n + excluded.n",
+        [(q, st, d) for (q, st), d in deltas.items() if d],
+    )
+
+
 class SqliteWorkQueue:
     """A lease table: claiming sets `lease_until`; an item is deleted only by `ack`.
 
@@ -255,6 +321,10 @@ class SqliteWorkQueue:
                 "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) VALUES (?,?,?,?,?,?,?)",
                 [(*item, now) for item in items],
             )
+
+    def reprioritise(self, job_id: str, priority: int) -> None:
+        with self.db.write() as conn:
+            conn.execute("UPDATE work SET priority = ? WHERE job_id = ? AND lease_until IS NULL", (priority, job_id))
 
     def claim(self, queue, worker, max_tasks, lease_seconds):
         now = self.clock()
