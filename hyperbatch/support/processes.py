@@ -12,7 +12,6 @@ daemon fencing a worker that went silent (hyperbatch.adapters.local.compute).
 from __future__ import annotations
 
 import os
-import os
 import pwd
 import signal
 import subprocess
