@@ -6,7 +6,7 @@ import pytest
 from hyperbatch.adapters.aws.dynamo import DynamoJobStore
 from hyperbatch.adapters.aws.items import item_bytes
 from hyperbatch.adapters.aws.scripts import INLINE_SCRIPT_BYTES, S3Scripts, script_key
-from hyperbatch.core.ids import new_job_id, new_job_ids
+from tests.handmade_ids import new_job_id, new_job_ids
 from hyperbatch.core.model import new_job
 from tests.aws.conftest import REGION, count_calls
 

@@ -1,5 +1,6 @@
 """Jobs are walled off from the scheduler: no worker credentials, no scheduler settings, their own user."""
 
+import base64
 import os
 import pwd
 import shutil
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws_box.harness import Box
+from tests.aws_box.harness import Box, internal_id
 
 CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -22,7 +23,7 @@ def run_job(box, request, **worker_env):
     done = box.wait_state(job["id"], "SUCCEEDED", "FAILED", "CANCELLED")
     status, log = box.api("GET", f"/jobs/{job['id']}/log")
     assert status == 200
-    return done, log["data"]
+    return done, base64.b64decode(log["data"]).decode()
 
 
 def test_a_job_finds_no_credentials_and_no_scheduler_settings_in_its_environment(box, monkeypatch):
@@ -40,7 +41,8 @@ def test_a_job_finds_no_credentials_and_no_scheduler_settings_in_its_environment
             and name not in ("HYPER_JOB_ID", "HYPER_JOB_NAME", "HYPER_ATTEMPT", "HYPER_QUEUE", "HYPER_OWNER",
                              "HYPER_REGION", "HYPER_EXAMPLE")] == []
     # What the job is told still reaches it: its id and queue, the definition's variables, its own.
-    assert (seen["HYPER_JOB_ID"], seen["PBS_QUEUE"], seen["HYPER_EXAMPLE"], seen["MY_SETTING"]) == (
+    assert seen["HYPER_JOB_ID"] == seen["PBS_JOBID"] == f"{done['id']}.HyperBatch"
+    assert (internal_id(seen["HYPER_JOB_ID"]), seen["PBS_QUEUE"], seen["HYPER_EXAMPLE"], seen["MY_SETTING"]) == (
         done["id"], "batch", "1", "mine")
     assert seen["AWS_REGION"] == "us-east-1" and "PATH" in seen
 

@@ -103,7 +103,7 @@ def test_a_batch_of_1000_jobs_of_an_8kb_script_fits_every_limit_and_runs_from_th
     box.start_worker("west")
     done = box.wait_state(job["id"], "SUCCEEDED", "FAILED")
     assert done["state"] == "SUCCEEDED", done
-    assert box.api("GET", f"/jobs/{job['id']}/log")[1]["data"] == f"ran {job['id']}\n"
+    assert base64.b64decode(box.api("GET", f"/jobs/{job['id']}/log")[1]["data"]) == f"ran {job['id']}\n".encode()
     assert any(c.service == "s3" and c.operation == "GetObject" and c.actor == "worker" for c in box.meter.calls)
 
 
