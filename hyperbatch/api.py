@@ -15,9 +15,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from hyperbatch import __version__
+from hyperbatch.core import options
 from hyperbatch.core.errors import HyperError
 from hyperbatch.core.ids import parse_job_ref
 from hyperbatch.core.model import view
@@ -29,25 +30,36 @@ log = logging.getLogger("hyperbatch.api")
 MAX_PAGE = 1000
 
 
-class JobRequest(BaseModel):
-    """One job: a script (its #PBS/#HYPER header is read) or a command, and options that win over the header."""
+def _job_request_model() -> type[BaseModel]:
+    """One job: a script (its #PBS/#HYPER header is read) or a command, and the option fields of
+    the option table (core/options.FIELDS), which win over the header. Each option field takes
+    its canonical JSON value or PBS text, read by the table's own parser."""
+    fields: dict[str, Any] = {
+        "script": (str | None, Field(None, max_length=MAX_SCRIPT_BYTES)),
+        "script_name": (str | None, Field(None, max_length=1024)),
+        "command": (list[str] | None, Field(None, min_length=1, max_length=4096)),
+        "workdir": (str | None, Field(None, max_length=options.MAX_PATH, description="submit directory: PBS_O_WORKDIR")),
+        "directive_prefix": (
+            str | None,
+            Field(None, max_length=32, description="directive prefix instead of #PBS/#HYPER ('' reads none; qsub -C)"),
+        ),
+    }
+    for name, spec in options.FIELDS.items():
+        fields[name] = (spec.kind | None, Field(None, description=spec.help, examples=list(spec.examples) or None))
 
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    queue: str | None = Field(None, max_length=64)
-    definition: str | None = Field(None, max_length=64)
-    script: str | None = Field(None, max_length=MAX_SCRIPT_BYTES)
-    script_name: str | None = Field(None, max_length=1024)
-    command: list[str] | None = Field(None, min_length=1, max_length=4096)
-    array: str | None = Field(None, max_length=64, examples=["1-100", "0-10:2", "1-1000%10"])
-    depend: str | None = Field(None, max_length=4096, examples=["afterok:01JD4V8ZK2N3Q"])
-    priority: int | None = Field(None, ge=-1024, le=1023)
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    walltime: str | int | None = Field(None, examples=["01:00:00"])
-    env: dict[str, str] | None = None
-    resources: dict[str, str] | None = None
-    hold: bool | None = None
-    workdir: str | None = Field(None, max_length=4096)
+    def check(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else options.check_field(info.field_name, value)
+
+    return create_model(
+        "JobRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="One job: a script or a command, and options (the option table's fields) that win over the script's header.",
+        __validators__={"check_options": field_validator(*options.FIELDS, mode="before")(check)},
+        **fields,
+    )
+
+
+JobRequest = _job_request_model()
 
 
 class BatchRequest(BaseModel):

@@ -6,11 +6,10 @@ runs in the local daemon and in Lambda.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
-from hyperbatch.core import arrays, dependencies, directives, ids, options, outbox
+from hyperbatch.core import arrays, deferral, dependencies, directives, ids, options, outbox
 from hyperbatch.config import Configuration
 from hyperbatch.core.errors import Conflict, Forbidden, NotFound, SpecError, StaleTransition
 from hyperbatch.core.model import Change, Expect, is_array, new_job
@@ -19,6 +18,11 @@ from hyperbatch.core.states import FINAL, JobState
 from hyperbatch.core.tasks import task_state, update_array
 
 MAX_SCRIPT_BYTES = 256 * 1024
+# Option fields stored on the job as they are (the others become its name, queue, array, ...).
+PBS_ATTRIBUTES = (
+    "account", "project", "checkpoint", "output_path", "error_path", "join", "keep", "remove_files", "shell",
+    "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox",
+)
 
 
 @dataclass(frozen=True)
@@ -74,32 +78,30 @@ class Scheduler:
         script, command = request.get("script"), request.get("command")
         if (script is None) == (not command):
             raise SpecError("give exactly one of 'script' (the job script's text) or 'command' (a list of arguments)")
-        fields = {}
+        now = time.time()
+        given = {k: options.check_field(k, v) for k, v in request.items() if k in options.FIELDS and v is not None}
+        header: dict = {}
         if script is not None:
             if len(script.encode()) > MAX_SCRIPT_BYTES:
                 raise SpecError(f"the script is larger than {MAX_SCRIPT_BYTES // 1024} KiB; stage data in files instead")
-            fields = directives.parse_directives(script)
+            # qsub reads the header itself and sends directive_prefix "" with what it found.
+            found = directives.parse_directives(script, request.get("directive_prefix"), options.Context(now=now))
+            header = {k: v for k, v in found.items() if k not in options.CLIENT_KEYS}
         # Request fields (the command line) win over script directives.
-        fields.update({k: v for k, v in request.items() if v is not None and k not in ("script", "command")})
+        fields = options.finish(options.combine(header, given), workdir=request.get("workdir"))
 
         queue = fields.get("queue") or self.config.queues[0].name
         queue_config = self._configured("queue", queue)
         definition = fields.get("definition") or queue_config.definition
         self._configured("definition", definition)
 
-        walltime = fields.get("walltime")
-        if isinstance(walltime, str):
-            walltime = options.parse_walltime(walltime)
-        if walltime is not None and walltime <= 0:
-            raise SpecError("walltime must be positive, as in 01:00:00")
-        env = fields.get("env") or {}
-        for key in env:
-            options.parse_env(f"{key}=")  # validates the name
         deps = dependencies.parse_depend(fields.get("depend") or "")
         parents = self._visible_parents(deps, caller)
         spec = arrays.parse_array(fields["array"]) if fields.get("array") else None
+        env = {**(fields.get("env") or {}), "PBS_O_QUEUE": queue}  # the server adds the queue, as PBS's does
 
-        name = fields.get("name") or _default_name(request)
+        name = fields.get("name") or options.default_name(request.get("script_name") if script is not None else None)
+        attributes = {k: fields[k] for k in PBS_ATTRIBUTES if k in fields}
         doc = new_job(
             id=ids.new_job_id(),
             name=name,
@@ -113,14 +115,15 @@ class Scheduler:
             depend=dependencies.format_depend(deps),
             priority=int(fields.get("priority") or 0),
             max_attempts=int(fields.get("max_attempts") or queue_config.max_attempts),
-            walltime=walltime,
-            env=dict(env),
+            walltime=fields.get("walltime"),
+            env=env,
             resources=dict(fields.get("resources") or {}),
-            workdir=fields.get("workdir"),
+            workdir=request.get("workdir"),
             total=spec.size if spec else 1,
             pending=spec.size if spec else 0,
+            **attributes,
         )
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        verdict, reason = self._verdict(doc, {p: d["state"] for p, d in parents.items()}, now)
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
         elif verdict == "never":
@@ -128,8 +131,19 @@ class Scheduler:
             if spec:
                 doc.update(pending=0, cancelled=spec.size, cancel_requested=True)
         elif verdict == "wait":
-            doc["state"], doc["reason"] = JobState.WAITING.value, f"waiting for {doc['depend']}"
+            doc["state"], doc["reason"] = JobState.WAITING.value, reason
         return doc, list(parents)
+
+    @staticmethod
+    def _verdict(doc: dict, parent_states: dict[str, str], now: float) -> tuple[str, str]:
+        """("met" | "wait" | "never", reason): dependencies first, then the execution time (-a)."""
+        deps = dependencies.parse_depend(doc["depend"] or "")
+        verdict, reason = dependencies.evaluate(deps, parent_states)
+        if verdict == "wait":
+            return verdict, f"waiting for {doc['depend']}"
+        if verdict == "met" and not deferral.eligible(doc.get("execution_time"), now):
+            return "wait", deferral.reason(doc["execution_time"])
+        return verdict, reason
 
     def _visible_parents(self, deps, caller: Caller) -> dict[str, dict]:
         found = self.store.get_many(d.job_id for d in deps)
@@ -147,14 +161,20 @@ class Scheduler:
             self.queue.send_many(items)
 
     def reevaluate(self, job_id: str) -> dict | None:
-        """Release or cancel a WAITING job whose dependencies have settled; None if nothing changed."""
+        """Release or cancel a WAITING job whose dependencies have settled and whose execution time (-a)
+        has come; None if nothing changed."""
         doc = self.store.get(job_id)
         if doc["state"] != JobState.WAITING.value:
             return None
         deps = dependencies.parse_depend(doc["depend"])
         parents = self.store.get_many(d.job_id for d in deps)
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()})
+        verdict, reason = self._verdict(doc, {p: d["state"] for p, d in parents.items()}, time.time())
         if verdict == "wait":
+            if reason != doc["reason"]:  # dependencies met, now waiting for the execution time
+                try:
+                    self.store.update(job_id, Expect.state(JobState.WAITING), Change(set={"reason": reason}))
+                except StaleTransition:
+                    pass
             return None
         if verdict == "met":
             change = Change(set={"state": JobState.QUEUED, "reason": ""})
@@ -290,7 +310,8 @@ class Scheduler:
             raise Conflict(f"job {job_id} is {doc['state']}, not held")
         change = Change(set={"state": JobState.WAITING, "reason": f"waiting for {doc['depend']}"})
         new = self.store.update(job_id, Expect.state(JobState.HELD), change)
-        released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
+        waits = doc["depend"] or not deferral.eligible(doc.get("execution_time"), time.time())
+        released = self.reevaluate(job_id) if waits else self._requeue_held(new)
         return released or new
 
     def _requeue_held(self, doc: dict) -> dict:
@@ -303,12 +324,6 @@ class Scheduler:
 
 def _may_see(caller: Caller, doc: dict) -> bool:
     return caller.admin or doc["owner"] == caller.name
-
-
-def _default_name(request: dict) -> str:
-    source = request.get("script_name") or (request.get("command") or ["STDIN"])[0]
-    name = os.path.basename(str(source)) or "job"
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
 
 
 def _cancel_array(doc: dict, reason: str) -> Change:

@@ -140,7 +140,9 @@ def test_others_jobs_are_hidden(harness):
     ({"walltime": "abc"}, "walltime"),
     ({"env": {"1BAD": "x"}}, "environment variable name"),
     ({"command": None}, "exactly one of"),
-    ({"script": "#PBS -Z\n", "command": None}, "unknown directive option"),
+    ({"script": "#PBS -Z\n", "command": None}, "unknown option '-Z'"),
+        ({"script": "#PBS -I\n", "command": None}, "interactive jobs are not supported"),
+        ({"resources": {"nodes": "2"}}, "nodes"),
 ])
 def test_bad_requests_change_nothing(harness, request_, message):
     with pytest.raises(SpecError, match=message):
