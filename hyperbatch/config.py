@@ -143,7 +143,9 @@ class Queue(_Model):
     region_weights: dict[str, float] | Literal["auto"] = Field(
         default_factory=dict, description="share of new workers per region; 'auto' from spot placement scores"
     )
-    max_attempts: int = Field(3, ge=1, le=100, description="default attempts for jobs that name none")
+    max_attempts: int = Field(
+        1, ge=1, le=100, description="default runs allowed for non-zero exits (1: a non-zero exit is final, as PBS)"
+    )
 
     @field_validator("region_weights")
     @classmethod

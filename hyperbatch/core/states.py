@@ -6,7 +6,7 @@ from enum import Enum
 
 
 class JobState(str, Enum):
-    WAITING = "WAITING"  # unmet dependencies
+    WAITING = "WAITING"  # unmet dependencies, or an execution time (qsub -a) still to come
     HELD = "HELD"  # qhold or qsub -h; qrls releases
     QUEUED = "QUEUED"  # runnable, waiting for a worker
     RUNNING = "RUNNING"
@@ -39,14 +39,16 @@ LETTERS = {
     JobState.CANCELLED: "F",
 }
 
-# Every allowed move; anything else is refused. RUNNING -> QUEUED is a retry
-# (exit != 0, walltime or a lost worker with attempts left) and bumps the attempt.
+# Every allowed move; anything else is refused. RUNNING -> QUEUED is a rerun (a non-zero exit
+# with retries left, or a lost worker of a rerunnable job) and bumps the attempt; RUNNING -> HELD
+# is a job whose worker was lost once too often (PBS holds it); WAITING is also a job deferred
+# with qsub -a until its execution time.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.WAITING: frozenset({JobState.QUEUED, JobState.HELD, JobState.CANCELLED}),
     JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.HELD, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED, JobState.CANCELLED}
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED, JobState.HELD, JobState.CANCELLED}
     ),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),

@@ -209,7 +209,7 @@ class Dispatcher:
             change = Change(set={**done, "state": JobState.CANCELLED, "reason": _cancel_reason(self.store, job)})
         elif outcome.exit_status == 0:
             change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": ""})
-        elif attempt < job["max_attempts"]:
+        elif exits.retry_after_exit(outcome.exit_status, attempt, job.get("lost_runs", 0), job["max_attempts"]):
             reason = f"attempt {attempt} failed ({outcome.reason}); re-queued as attempt {attempt + 1}"
             change = Change(set={**done, "state": JobState.QUEUED, "attempt": attempt + 1, "reason": reason,
                                  "finished_at": None})
@@ -235,7 +235,8 @@ class Dispatcher:
                     return "cancelled", None
                 if outcome.exit_status == 0:
                     return "succeeded", None
-                if run.attempt < doc["max_attempts"] and not doc["cancel_requested"] and index not in doc["cancelled_tasks"]:
+                retry = exits.retry_after_exit(outcome.exit_status, run.attempt, 0, doc["max_attempts"])
+                if retry and not doc["cancel_requested"] and index not in doc["cancelled_tasks"]:
                     return "retry", run.attempt + 1
                 return "failed", outcome.exit_status
             return decide
@@ -351,15 +352,21 @@ class Dispatcher:
             return
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
         now = time.time()
+        then = exits.after_lost_worker(doc.get("rerunnable", True), doc["run_count"])
+        lost_runs = doc.get("lost_runs", 0) + 1
         if doc["cancel_requested"]:
             change = Change(set={"state": JobState.CANCELLED, "finished_at": now,
                                  "reason": f"{doc['reason'].replace('cancel requested', 'cancelled')}; {lost}"})
-        elif attempt < doc["max_attempts"]:
-            change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1,
-                                 "reason": f"{lost}; re-queued as attempt {attempt + 1}"})
+        elif then == "rerun":
+            # A new attempt (so the lost run's item is stale), but no retry used up: see exits.retry_after_exit.
+            change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1, "lost_runs": lost_runs,
+                                 "reason": f"{lost}; job requeued to run again (rerunnable)"})
+        elif then == "hold":
+            change = Change(set={"state": JobState.HELD, "attempt": attempt + 1, "lost_runs": lost_runs,
+                                 "reason": f"{exits.TOO_MANY_RUNS} ({doc['run_count']} runs; {lost})"})
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
-                                 "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
+                                 "reason": f"job deleted, {lost}; not rerunnable (-r n)"})
         try:
             new = self.store.update(doc["id"], Expect.state(JobState.RUNNING, attempt=attempt), change)
         except StaleTransition:
@@ -378,38 +385,69 @@ class Dispatcher:
         self.queue.release(replace(item, redelivered=False))
 
     def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
-        """Settle a lost chunk (its tasks retried or failed); `item` is its work item, if one is at hand."""
-        retries: list[int] = []
+        """Settle a lost chunk: its tasks run again as they were (an array is rerunnable; a lost
+        worker uses up no retry), except a task lost exits.MAX_RUNS times, which fails (PBS would
+        hold it). `item` is the chunk's work item, if one is at hand."""
         found: dict = {}
 
         def change(doc: dict) -> Change | None:
             chunk = found["chunk"] = doc["chunks"].get(chunk_id)
             if chunk is None:
                 return None
+            losses = dict(doc.get("lost_tasks") or {})  # index -> times its chunk was lost
+            freed: list[int] = []
+            found["freed"] = freed
 
             def decide(pos: int, index: str):
                 if doc["cancel_requested"] or index in doc["cancelled_tasks"]:
                     return "cancelled", None
-                if chunk["attempt"] < doc["max_attempts"]:
-                    return "retry", chunk["attempt"] + 1
-                return "failed", exits.WORKER_LOST
+                losses[index] = losses.get(index, 0) + 1
+                if exits.after_lost_worker(True, losses[index]) != "rerun":
+                    return "failed", exits.WORKER_LOST
+                if chunk["attempt"] > 1:
+                    return "retry", chunk["attempt"]
+                freed.append(pos)
+                return "pending", None
 
             settled, again = settle(doc, chunk_id, decide)
-            retries[:] = again
+            found["again"] = again
+            rerun = bool(freed or again)
+            dispatched = doc["dispatched"]
+            for pos in freed:  # handed out afresh, as if never handed out
+                dispatched = remove_range(dispatched, pos, pos + 1)
+            settled.set["dispatched"] = dispatched
+            settled.set["lost_tasks"] = losses
+            settled.set["lost_runs"] = doc.get("lost_runs", 0) + 1
+            lost = f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s)"
             settled.set["reason"] = (
-                f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
-                f"{len(again)} tasks re-queued"
+                f"{lost}; its tasks requeued to run again" if rerun else f"{lost}; {exits.TOO_MANY_RUNS}"
             )
             return settled
 
         doc = update_array(self.store, job_id, change)
-        if found.get("chunk") is None:
+        chunk = found.get("chunk")
+        if chunk is None:
             if item is not None:
                 self._hand_out_again(item)
             return
-        self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
+        live = doc["state"] in (JobState.QUEUED.value, JobState.RUNNING.value) and not doc["cancel_requested"]
+        if live:  # what outbox.to_send sends for this change: the freed ranges, the retries
+            self.queue.send_many([(doc["queue"], doc["id"], lo, hi, 1, doc["priority"])
+                                  for lo, hi in _ranges(found["freed"])])
+            self._send_retries(doc, found["again"], chunk["attempt"])
         if item is not None:
             self.queue.ack(item)
+
+
+def _ranges(positions: list[int]) -> list[tuple[int, int]]:
+    """Sorted positions as [lo, hi) runs."""
+    out: list[list[int]] = []
+    for pos in sorted(positions):
+        if out and out[-1][1] == pos:
+            out[-1][1] = pos + 1
+        else:
+            out.append([pos, pos + 1])
+    return [(lo, hi) for lo, hi in out]
 
 
 def _cancel_reason(store: JobStore, job: dict) -> str:

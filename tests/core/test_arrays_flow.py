@@ -97,15 +97,43 @@ def test_cancel_the_whole_array_while_a_chunk_runs(harness):
     assert harness.claim() is None
 
 
-def test_a_lost_chunk_is_retried_task_by_task(harness):
-    array = harness.submit(array="1-3", max_attempts=2)
+def test_a_lost_chunk_runs_again_without_using_a_retry(harness):
+    array = harness.submit(array="1-3")
     harness.claim()
     harness.lose_lease()
     doc = harness.job(array["id"])
-    assert (doc["running"], doc["pending"], doc["retrying"]) == (0, 3, {"1": 2, "2": 2, "3": 2})
-    for _ in range(3):
-        finish(harness, harness.claim())
+    assert (doc["running"], doc["pending"], doc["retrying"], doc["dispatched"]) == (0, 3, {}, [])
+    assert doc["lost_runs"] == 1 and "its tasks requeued to run again" in doc["reason"]
+    run = harness.claim()
+    assert (run.positions, run.attempt) == ([0, 1, 2], 1)
+    finish(harness, run)
     assert harness.job(array["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_lost_retry_chunk_keeps_its_attempt(harness):
+    array = harness.submit(array="1-3", max_attempts=2)
+    finish(harness, harness.claim(), failing={2})  # index 2 fails once: retried at attempt 2
+    run = harness.claim()
+    assert (run.positions, run.attempt) == ([1], 2)
+    harness.lose_lease()
+    assert harness.job(array["id"])["retrying"] == {"2": 2}
+    run = harness.claim()
+    assert (run.positions, run.attempt) == ([1], 2)
+    finish(harness, run)
+    assert harness.job(array["id"])["state"] == "SUCCEEDED"
+
+
+def test_an_array_that_loses_too_many_chunks_fails_them(harness):
+    from hyperbatch.core import exits
+
+    array = harness.submit(array="1-2")
+    for _ in range(exits.MAX_RUNS - 1):
+        harness.claim()
+        harness.lose_lease()
+    harness.claim()
+    harness.lose_lease()
+    doc = harness.job(array["id"])
+    assert doc["state"] == "FAILED" and doc["failed_tasks"] == {"1": exits.WORKER_LOST, "2": exits.WORKER_LOST}
 
 
 def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
@@ -115,9 +143,9 @@ def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
     doc = harness.job(array["id"])
     assert (list(doc["chunks"]), doc["running"], doc["retrying"]) == ([run.item.id], 3, {})
     assert not harness.worker.heartbeat(run).lease_lost
-    harness.lose_lease()  # an hour later it is silent: its tasks are retried
+    harness.lose_lease()  # an hour later it is silent: its tasks are handed out again
     doc = harness.job(array["id"])
-    assert (doc["chunks"], doc["running"], doc["retrying"]) == ({}, 0, {"1": 2, "2": 2, "3": 2})
+    assert (doc["chunks"], doc["running"], doc["pending"], doc["retrying"]) == ({}, 0, 3, {})
 
 
 def test_hold_and_release_an_array(harness):
