@@ -17,17 +17,21 @@ worker that exits leaves no acknowledged message behind.
 from __future__ import annotations
 
 import os
+import pwd
 import resource
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from hyperbatch.core import exits
+from hyperbatch.core import environment, exits, outputs
 from hyperbatch.support.processes import signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
@@ -47,6 +51,9 @@ class Settings:
     work_root: Path
     definition_env: dict
     pid_file: Path | None = None  # holds the running job's process group, for clean-up after a crash
+    # Writes a finished run's stream to its file (stream, path, mode): local mode's output delivery.
+    deliver: Callable[[str, int | None, str, str, int], None] | None = None
+    host: str = field(default_factory=socket.gethostname)
     poll_min: float = 0.002
     poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
 
@@ -145,6 +152,10 @@ class Agent:
         self.current = Current()
         self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping,
                                      flush=self.flush)
+        try:
+            self._home = pwd.getpwuid(os.getuid()).pw_dir  # where a job whose submitter's home is unknown starts
+        except KeyError:
+            self._home = None
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
         self.stopping = False
 
@@ -240,12 +251,11 @@ class Agent:
             self.supervisor.watch(None)
 
     def _prepare(self, run: Run) -> None:
-        """Once per claimed item: the work directory, the argv and the environment tasks share."""
+        """Once per claimed item: the work directory and the argv the tasks share."""
         job = run.job
         self.workdir = self.settings.work_root / job["id"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.argv = job["command"] or self._script_argv(job, self.workdir)
-        self.base_env = self._environment(run)
 
     def _run_tasks(self, run: Run) -> None:
         spec, results = run.spec, {}
@@ -283,21 +293,29 @@ class Agent:
 
     def _run_one(self, run: Run, index: int | None) -> Outcome:
         job, argv = run.job, self.argv
-        env = self.base_env
-        if index is not None:
-            env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
-                   "HYPER_JOB_ID": f"{job['id']}[{index}]", "PBS_JOBID": f"{job['id']}[{index}]"}
+        try:
+            places = self._places(job, index)
+        except OSError as exc:
+            return Outcome(exits.JOB_EXEC_FAIL1, f"could not prepare the job's directories: {exc.strerror or exc}")
         sink = self.logs.sink(job["id"], index, run.attempt)
+        # -j oe: stderr into the output stream (as PBS does it, so the two stay in order); -j eo the other way.
+        out_fd, err_fd = sink.stdout, sink.stderr
+        if job.get("join") == "oe":
+            err_fd = out_fd
+        elif job.get("join") == "eo":
+            out_fd = err_fd
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        killed_for, started = None, time.time()
         try:
             try:
+                env = self._environment(run, index, places)
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
-                    cwd=self.workdir, env=env, process_group=0,
+                    argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
+                    cwd=places["cwd"], env=env, process_group=0, umask=int(job.get("umask") or "077", 8),
                 )
             except OSError as exc:
-                os.write(sink.stderr, f"hyperbatch: cannot start {argv[0]}: {exc.strerror}\n".encode())
-                return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]}: {exc.strerror}")
+                os.write(err_fd, f"hyperbatch: cannot start {argv[0]}: {exc.strerror}\n".encode())
+                return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, f"could not start {argv[0]}: {exc.strerror}"))
             deadline = time.time() + job["walltime"] if job["walltime"] else None
             self.current.set(proc, index, deadline)
             if self._pid_fd is not None:
@@ -307,18 +325,82 @@ class Agent:
                 os.pwrite(self._pid_fd, b"0           \n", 0)  # never kill a recycled pid later
             killed_for = self.current.killed_for
             self.current.clear()
+            if killed_for == "walltime":
+                status, comment, line = exits.limit_exceeded("walltime", int(time.time() - started), job["walltime"])
+                os.write(err_fd, line.encode())  # as MoM writes it into the job's stderr
         finally:
             sink.close()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        status = exits.from_returncode(returncode)
+        if killed_for in ("lease", "stop"):  # handed back: no result, nothing delivered
+            self._clean(places)
+            return Outcome(exits.from_returncode(returncode), "stopped", cpu_seconds=cpu)
         if killed_for == "walltime":
-            return Outcome(exits.WALLTIME_EXCEEDED, f"walltime {job['walltime']}s exceeded", cpu_seconds=cpu)
-        if killed_for == "cancel":
-            return Outcome(status, "cancelled", cancelled=True, cpu_seconds=cpu)
-        return Outcome(status, exits.describe(status), cpu_seconds=cpu)
+            outcome = Outcome(status, comment, cpu_seconds=cpu)
+        elif killed_for == "cancel":
+            outcome = Outcome(exits.from_returncode(returncode), "cancelled", cancelled=True, cpu_seconds=cpu)
+        else:
+            status = exits.from_returncode(returncode)
+            outcome = Outcome(status, exits.describe(status), cpu_seconds=cpu)
+        return self._ended(run, index, places, outcome)
+
+    def _places(self, job: dict, index: int | None) -> dict:
+        """The run's own directories and files: TMPDIR, PBS_NODEFILE, PBS_JOBDIR and where it starts.
+
+        The job starts in PBS_JOBDIR: the home directory (or, with -W sandbox=PRIVATE, a fresh
+        directory removed when the run ends); a home that does not exist on this worker falls
+        back to the job's work directory."""
+        run_id = outputs.task_id(job["id"], index)
+        tmpdir = self.settings.work_root / "tmp" / f"pbs.{run_id}"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        aux = self.settings.work_root.parent / "aux"
+        aux.mkdir(parents=True, exist_ok=True)
+        nodefile = aux / run_id
+        nodefile.write_text(environment.nodefile(job.get("resources") or {}, self.settings.host))
+        home = environment.home_of(job, self._home)
+        if job.get("sandbox") == "PRIVATE":
+            jobdir = self.workdir / f"jobdir.{index}" if index is not None else self.workdir / "jobdir"
+            jobdir.mkdir(parents=True, exist_ok=True)
+            private = jobdir
+        else:
+            jobdir, private = Path(home), None
+        cwd = jobdir if jobdir.is_dir() else self.workdir
+        return {"tmpdir": tmpdir, "nodefile": nodefile, "jobdir": jobdir, "private": private, "cwd": cwd, "home": home}
+
+    def _environment(self, run: Run, index: int | None, places: dict) -> dict:
+        """The run's whole environment (core/environment.py): nothing of the worker's own."""
+        return environment.job_environment(
+            run.job, index, run.attempt, definition_env=self.settings.definition_env, host=self.settings.host,
+            nodefile_path=str(places["nodefile"]), tmpdir=str(places["tmpdir"]), jobdir=str(places["jobdir"]),
+            fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
+        )
+
+    def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
+        """After a run that has a result: deliver its output files (locally), remove its scratch places."""
+        if self.settings.deliver is not None:
+            job = run.job
+            mode = outputs.file_mode(job.get("umask"))
+            for stream, path in outputs.destinations(job, index, places["home"]):
+                try:
+                    self.settings.deliver(job["id"], index, stream, path, mode)
+                except OSError as exc:
+                    print(f"{outputs.task_id(job['id'], index)}: cannot deliver {stream} to {path}: "
+                          f"{exc.strerror or exc}", file=sys.stderr, flush=True)
+        self._clean(places)
+        return outcome
+
+    @staticmethod
+    def _clean(places: dict) -> None:
+        shutil.rmtree(places["tmpdir"], ignore_errors=True)
+        if places["private"] is not None:
+            shutil.rmtree(places["private"], ignore_errors=True)
+        try:
+            places["nodefile"].unlink()
+        except FileNotFoundError:
+            pass
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
+        """The script runs as itself when it starts with `#!`, else under -S or the submitter's shell."""
         path = workdir / f".hyperbatch-script-{job['attempt']}"
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=workdir)
@@ -326,17 +408,4 @@ class Agent:
                 f.write(job["script"])
             os.chmod(tmp, 0o700)
             os.replace(tmp, path)
-        return [str(path)] if job["script"].startswith("#!") else ["/bin/bash", str(path)]
-
-    def _environment(self, run: Run) -> dict:
-        """What every task of the item sees; `_run_one` adds the array index."""
-        job = run.job
-        env = {**os.environ, **self.settings.definition_env, **job["env"]}
-        env.update(
-            HYPER_JOB_ID=job["id"], PBS_JOBID=job["id"], HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
-            HYPER_ATTEMPT=str(run.attempt), HYPER_QUEUE=job["queue"], PBS_QUEUE=job["queue"],
-            PBS_O_WORKDIR=job["workdir"] or "", HYPER_OWNER=job["owner"],
-        )
-        if job["array"] is not None:
-            env["HYPER_ARRAY_ID"] = job["id"]
-        return env
+        return [str(path)] if job["script"].startswith("#!") else [environment.shell_of(job), str(path)]
