@@ -37,6 +37,7 @@ def nodefile(resources: Mapping, host: str) -> str:
 
 
 def home_of(job: dict, fallback: str | None) -> str:
+    """The submitter's home (PBS_O_HOME), else `fallback` (the worker's own user's)."""
     return (job.get("env") or {}).get("PBS_O_HOME") or fallback or "/"
 
 
@@ -46,15 +47,16 @@ def shell_of(job: dict) -> str:
 
 
 def job_environment(job: dict, index: int | None, attempt: int, *, definition_env: Mapping[str, str],
-                    host: str, nodefile_path: str, tmpdir: str, jobdir: str,
+                    host: str, nodefile_path: str, tmpdir: str, jobdir: str, home: str | None = None,
                     fallback_home: str | None = None, region: str = "", worker: str = "") -> dict[str, str]:
-    """The whole environment of one run of `job` (one task when `index` is given)."""
+    """The whole environment of one run of `job` (one task when `index` is given); `home` is the
+    home directory as the worker found it (default: home_of(job, fallback_home))."""
     variables = dict(job.get("env") or {})
     resources = job.get("resources") or {}
     env: dict[str, str] = dict(definition_env)
     user = variables.get("PBS_O_LOGNAME") or job.get("owner") or ""
     env.update(
-        HOME=home_of(job, fallback_home),
+        HOME=home or home_of(job, fallback_home),
         USER=user,
         LOGNAME=user,
         SHELL=shell_of(job),

@@ -347,9 +347,10 @@ class Agent:
     def _places(self, job: dict, index: int | None) -> dict:
         """The run's own directories and files: TMPDIR, PBS_NODEFILE, PBS_JOBDIR and where it starts.
 
-        The job starts in PBS_JOBDIR: the home directory (or, with -W sandbox=PRIVATE, a fresh
-        directory removed when the run ends); a home that does not exist on this worker falls
-        back to the job's work directory."""
+        The job starts in PBS_JOBDIR: the submitter's home directory (or, with -W sandbox=PRIVATE,
+        a fresh directory removed when the run ends). A home that does not exist on this worker
+        (a job submitted from a laptop to AWS) is this worker's user's own, else the job's work
+        directory."""
         run_id = outputs.task_id(job["id"], index)
         tmpdir = self.settings.work_root / "tmp" / f"pbs.{run_id}"
         tmpdir.mkdir(parents=True, exist_ok=True)
@@ -358,6 +359,8 @@ class Agent:
         nodefile = aux / run_id
         nodefile.write_text(environment.nodefile(job.get("resources") or {}, self.settings.host))
         home = environment.home_of(job, self._home)
+        if not os.path.isdir(home):  # submitted from elsewhere (a laptop, to AWS): this worker's own home
+            home = self._home if self._home and os.path.isdir(self._home) else str(self.workdir)
         if job.get("sandbox") == "PRIVATE":
             jobdir = self.workdir / f"jobdir.{index}" if index is not None else self.workdir / "jobdir"
             jobdir.mkdir(parents=True, exist_ok=True)
@@ -372,7 +375,7 @@ class Agent:
         return environment.job_environment(
             run.job, index, run.attempt, definition_env=self.settings.definition_env, host=self.settings.host,
             nodefile_path=str(places["nodefile"]), tmpdir=str(places["tmpdir"]), jobdir=str(places["jobdir"]),
-            fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
+            home=places["home"], fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
         )
 
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
