@@ -123,6 +123,9 @@ def _submit(**given: Any) -> int:
         environment.update(options.exported_environment(os.environ))
     fields["env"] = {**environment, **(fields.get("env") or {})}
     fields = _fields(lambda: options.finish(fields, workdir=cwd))
+    for key in ("output_path", "error_path"):
+        if fields.get(key) and not fields[key].endswith("/") and os.path.isdir(fields[key]):
+            fields[key] += "/"  # an existing directory: the file is named after the job inside it, as PBS does
     request.update(fields)
     request["directive_prefix"] = ""  # read here already
     if cwd:

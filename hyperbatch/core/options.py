@@ -395,8 +395,8 @@ def parse_queue(text: str) -> str:
 
 def parse_path(text: str, what: str, ctx: Context | None = None) -> str:
     """`[host:]path` for -o/-e: the path, absolute (relative to the submit directory when it is
-    known), with a trailing '/' when it names a directory. A host other than the submit host is
-    refused: output is delivered where the job was submitted."""
+    known); a trailing '/' names a directory. A host other than the submit host is refused:
+    output is delivered where the job was submitted."""
     value = _text(text, what, MAX_PATH)
     host, colon, path = value.partition(":")
     if colon and "/" not in host and host:
@@ -408,9 +408,7 @@ def parse_path(text: str, what: str, ctx: Context | None = None) -> str:
     if not value.startswith("/") and ctx is not None and ctx.cwd:
         is_dir = value.endswith("/")
         value = os.path.normpath(os.path.join(ctx.cwd, value)) + ("/" if is_dir else "")
-    if ctx is not None and ctx.cwd and not value.endswith("/") and os.path.isdir(value):
-        value += "/"  # an existing directory: the file is named after the job inside it, as PBS does
-    return value
+    return value  # qsub adds a trailing '/' to an existing directory (it looks at the file system; the core does not)
 
 
 # ---- -l resources -------------------------------------------------------------------------------
