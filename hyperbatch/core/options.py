@@ -220,7 +220,9 @@ def check_env(env: Any) -> dict[str, str]:
         if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
             raise SpecError(f"environment variable name '{name}': use letters, digits and _, not starting with a digit")
         if not isinstance(value, str) or len(value) > MAX_ENV_VALUE or "\0" in value:
-            raise SpecError(f"environment variable {name}: its value must be text of at most {MAX_ENV_VALUE} characters")
+            raise SpecError(
+                f"environment variable {name}: its value must be text of at most {MAX_ENV_VALUE} characters"
+            )
         out[name] = value
     return out
 
@@ -446,7 +448,9 @@ def _place(v) -> str:
     if not parts or not 1 <= len(parts) <= 3 or any(
         p not in arrangement | sharing and not p.startswith("group=") for p in parts
     ):
-        raise SpecError(f"place '{value}': use pack, scatter, free or vscatter, optionally with :excl, :shared or :exclhost")
+        raise SpecError(
+            f"place '{value}': use pack, scatter, free or vscatter, optionally with :excl, :shared or :exclhost"
+        )
     return value
 
 
@@ -467,6 +471,9 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in (
     Resource("pmem", None, "", refused="per-process memory limits are not enforced; give mem"),
     Resource("nodect", None, "", refused="nodect is derived from select"),
 )}
+
+
+CHUNK_RESOURCES = ("ncpus", "mem", "ngpus", "mpiprocs", "ompthreads")  # what a select chunk may hold
 
 
 def parse_select(text: str) -> dict[str, Any]:
@@ -490,13 +497,15 @@ def parse_select(text: str) -> dict[str, Any]:
         if not eq or not raw.strip():
             raise SpecError(f"select '{value}': give res=value after the count, as in select=1:ncpus=2:mem=4gb")
         if resource is None or not resource.in_chunk:
-            raise SpecError(f"Unknown resource in select: {key.strip()} (a chunk takes ncpus, mem, ngpus, mpiprocs, ompthreads)")
+            raise SpecError(
+                f"Unknown resource in select: {key.strip()} (a chunk takes {', '.join(CHUNK_RESOURCES)})"
+            )
         chunk[resource.name] = resource.parse(raw)
     return chunk
 
 
 def _format_chunk(chunk: Mapping[str, Any]) -> str:
-    return ":".join(["1", *(f"{k}={chunk[k]}" for k in ("ncpus", "mem", "ngpus", "mpiprocs", "ompthreads") if k in chunk)])
+    return ":".join(["1", *(f"{k}={chunk[k]}" for k in CHUNK_RESOURCES if k in chunk)])
 
 
 def parse_resource(name: str, raw: Any) -> tuple[str, Any]:
@@ -504,7 +513,8 @@ def parse_resource(name: str, raw: Any) -> tuple[str, Any]:
     key = str(name).strip()
     resource = RESOURCES.get(key)
     if resource is None:
-        raise SpecError(f"Unknown resource: {key} (HyperBatch knows {', '.join(n for n, r in RESOURCES.items() if not r.refused)})")
+        known = ", ".join(n for n, r in RESOURCES.items() if not r.refused)
+        raise SpecError(f"Unknown resource: {key} (HyperBatch knows {known})")
     if resource.refused:
         raise SpecError(f"-l {key}: not supported: {resource.refused}")
     if key == "select":
@@ -545,7 +555,7 @@ def resource_list(resources: Mapping[str, Any]) -> dict[str, Any]:
     """Resource_List as PBS derives it: one select chunk and the job-wide ncpus/mem/ngpus agreeing
     with it, nodect 1, place pack; ncpus 1 when nothing is asked for."""
     given = dict(resources)
-    chunk_keys = ("ncpus", "mem", "ngpus", "mpiprocs", "ompthreads")
+    chunk_keys = CHUNK_RESOURCES
     if "select" in given:
         chunk = parse_select(given["select"])
         clash = [k for k in chunk_keys if k in given and k in chunk and given[k] != chunk[k]]
@@ -716,7 +726,8 @@ def _apply_w(value: str | None, ctx: Context) -> dict[str, Any]:
 
 
 INTERACTIVE_REFUSED = (
-    "interactive jobs are not supported: HyperBatch runs batch jobs only; submit a script and follow its output with qlog -f"
+    "interactive jobs are not supported: HyperBatch runs batch jobs only; "
+    "submit a script and follow its output with qlog -f"
 )
 
 
@@ -771,12 +782,14 @@ OPTIONS: tuple[Option, ...] = (
            lambda v, ctx: {"output_path": _illegal("-o", lambda t: parse_path(t, "-o", ctx))(v)}),
     Option("-p", "PRIORITY", f"Priority {PRIORITY_MIN}..{PRIORITY_MAX}; higher runs first within a queue.",
            _one("priority", _illegal("-p", parse_priority)), aliases=("--priority",)),
-    Option("-P", "PROJECT", "Project (stored as project).", _one("project", _illegal("-P", lambda t: _text(t, "project")))),
+    Option("-P", "PROJECT", "Project (stored as project).",
+           _one("project", _illegal("-P", lambda t: _text(t, "project")))),
     Option("-q", "QUEUE", "Queue (default: the first configured queue).", _one("queue", _illegal("-q", parse_queue)),
            aliases=("--queue",)),
     Option("-r", "y|n", "Rerunnable: y (default) runs the job again if its worker is lost; n fails it.",
            _one("rerunnable", parse_rerunnable)),
-    Option("-R", "o|e|oe", "Remove the output (o), error (e) or both files when the job ends instead of delivering them.",
+    Option("-R", "o|e|oe", "Remove the output (o), error (e) or both files when the job ends instead of "
+           "delivering them.",
            _one("remove_files", parse_remove)),
     Option("-S", "SHELL", "Shell that runs a script with no #! line (default: your login shell).",
            _one("shell", parse_shell)),
@@ -883,12 +896,16 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("depend", _str_or(_apply_depend), merge="join", help="dependencies (-W depend)",
           examples=("afterok:123",)),
     Field("priority", kind=int, check=parse_priority, help="Priority (-p)"),
-    Field("max_attempts", kind=int, check=_max_attempts, help="runs allowed for non-zero exits: retries + 1 (--retries)"),
-    Field("walltime", kind=int | str, check=_walltime, help="Resource_List.walltime in seconds, or HH:MM:SS (-l walltime)",
+    Field("max_attempts", kind=int, check=_max_attempts,
+          help="runs allowed for non-zero exits: retries + 1 (--retries)"),
+    Field("walltime", kind=int | str, check=_walltime,
+          help="Resource_List.walltime in seconds, or HH:MM:SS (-l walltime)",
           examples=("01:00:00", 3600)),
-    Field("resources", kind=dict[str, str | int], check=check_resources, merge="update", help="Resource_List (-l ncpus, mem, ngpus, select, place)",
+    Field("resources", kind=dict[str, str | int], check=check_resources, merge="update",
+          help="Resource_List (-l ncpus, mem, ngpus, select, place)",
           examples=({"ncpus": 2, "mem": "4gb"},)),
-    Field("env", kind=dict[str, str], check=check_env, merge="update", help="Variable_List: -v, -V and qsub's PBS_O_* variables"),
+    Field("env", kind=dict[str, str], check=check_env, merge="update",
+          help="Variable_List: -v, -V and qsub's PBS_O_* variables"),
     Field("hold", kind=bool, check=_bool, help="submit held (-h)"),
     Field("account", _str_or(lambda t: _text(t, "account")), help="Account_Name (-A)"),
     Field("project", _str_or(lambda t: _text(t, "project")), help="project (-P)"),
@@ -899,7 +916,8 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("keep", _str_or(parse_keep), help="Keep_Files (-k)"),
     Field("remove_files", _str_or(parse_remove), help="Remove_Files (-R)"),
     Field("shell", _str_or(parse_shell), help="Shell_Path_List (-S)"),
-    Field("rerunnable", kind=bool | str, check=parse_rerunnable, help="Rerunable (-r): true reruns a job whose worker was lost"),
+    Field("rerunnable", kind=bool | str, check=parse_rerunnable,
+          help="Rerunable (-r): true reruns a job whose worker was lost"),
     Field("execution_time", kind=float | str, check=check_execution_time, help="Execution_Time (-a): epoch seconds or "
           "[[[[CC]YY]MM]DD]hhmm[.SS]"),
     Field("mail_points", _str_or(parse_mail_points), help="Mail_Points (-m; stored only)"),
