@@ -305,31 +305,35 @@ class Agent:
         elif job.get("join") == "eo":
             out_fd = err_fd
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        killed_for, started = None, time.time()
+        killed_for, started, proc = None, time.time(), None
         try:
             try:
-                env = self._environment(run, index, places)
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
-                    cwd=places["cwd"], env=env, process_group=0, umask=int(job.get("umask") or "077", 8),
+                    argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=places["cwd"],
+                    env=self._environment(run, index, places), process_group=0,
+                    umask=int(job.get("umask") or "077", 8),
                 )
             except OSError as exc:
+                reason = f"could not start {argv[0]}: {exc.strerror}"
                 os.write(err_fd, f"hyperbatch: cannot start {argv[0]}: {exc.strerror}\n".encode())
-                return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, f"could not start {argv[0]}: {exc.strerror}"))
-            deadline = time.time() + job["walltime"] if job["walltime"] else None
-            self.current.set(proc, index, deadline)
-            if self._pid_fd is not None:
-                os.pwrite(self._pid_fd, b"%-12d\n" % proc.pid, 0)
-            returncode = proc.wait()
-            if self._pid_fd is not None:
-                os.pwrite(self._pid_fd, b"0           \n", 0)  # never kill a recycled pid later
-            killed_for = self.current.killed_for
-            self.current.clear()
-            if killed_for == "walltime":
-                status, comment, line = exits.limit_exceeded("walltime", int(time.time() - started), job["walltime"])
-                os.write(err_fd, line.encode())  # as MoM writes it into the job's stderr
+            if proc is not None:
+                deadline = time.time() + job["walltime"] if job["walltime"] else None
+                self.current.set(proc, index, deadline)
+                if self._pid_fd is not None:
+                    os.pwrite(self._pid_fd, b"%-12d\n" % proc.pid, 0)
+                returncode = proc.wait()
+                if self._pid_fd is not None:
+                    os.pwrite(self._pid_fd, b"0           \n", 0)  # never kill a recycled pid later
+                killed_for = self.current.killed_for
+                self.current.clear()
+                if killed_for == "walltime":
+                    used = int(time.time() - started)
+                    status, comment, line = exits.limit_exceeded("walltime", used, job["walltime"])
+                    os.write(err_fd, line.encode())  # as MoM writes it into the job's stderr
         finally:
             sink.close()
+        if proc is None:  # its stderr says why; delivered like any output
+            return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, reason))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if killed_for in ("lease", "stop"):  # handed back: no result, nothing delivered

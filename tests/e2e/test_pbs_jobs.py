@@ -147,6 +147,15 @@ def test_a_non_zero_exit_runs_once_and_is_final(hb):
     assert (job["state"], job["exit_status"], job["run_count"]) == ("FAILED", 4, 2)
 
 
+def test_a_program_that_cannot_start_fails_with_minus_2_and_says_why_in_its_error_file(hb):
+    job_id = hb.submit("-N", "nostart", "--", "/no/such/program")
+    job = _final(hb, job_id)
+    assert (job["state"], job["exit_status"], job["run_count"]) == ("FAILED", -2, 1)  # JOB_EXEC_FAIL2
+    assert job["reason"].startswith("could not start /no/such/program")
+    error_file = hb.workdir / f"nostart.e{sequence(job_id)}"
+    assert error_file.read_text() == "hyperbatch: cannot start /no/such/program: No such file or directory\n"
+
+
 def test_qdel_of_a_running_job_reports_271_as_pbs(hb):
     pidfile = hb.workdir / "qdel.pid"
     job_id = hb.submit("--", "bash", "-c", f"echo $$ > {pidfile}; exec sleep 60")
