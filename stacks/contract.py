@@ -21,12 +21,14 @@ _SAMPLE_ACCOUNT = "123456789012"  # same length as any account id, for size esti
 
 
 def config_json(config: Configuration) -> str:
-    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}."""
+    """The validated configuration as compact JSON: {kind: entries, "settings": {...}}, defaults left
+    out (validating it fills them in again), so that it fits Lambda's 4 KB environment."""
     data = {
         kind: (
-            config.settings.model_dump(mode="json")
+            config.settings.model_dump(mode="json", exclude_defaults=True)
             if kind == "settings"
-            else [item.model_dump(mode="json") for item in getattr(config, kind)]
+            else [item.model_dump(mode="json", exclude_defaults=True) | {"name": item.name}
+                  for item in getattr(config, kind)]
         )
         for kind in FILES
     }

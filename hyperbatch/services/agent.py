@@ -235,6 +235,7 @@ class Agent:
 
     def execute(self, run: Run) -> None:
         self.supervisor.watch(run)
+        self.places = None
         try:
             self._prepare(run)
             if run.positions:
@@ -248,14 +249,20 @@ class Agent:
                     self.dispatcher.finish_job(run, outcome)
                     self._adapt(started, 1)
         finally:
+            self._clean_item()
             self.supervisor.watch(None)
 
     def _prepare(self, run: Run) -> None:
-        """Once per claimed item: the work directory and the argv the tasks share."""
+        """Once per claimed item: the work directory, the argv and the places the tasks share."""
         job = run.job
         self.workdir = self.settings.work_root / job["id"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.argv = job["command"] or self._script_argv(job, self.workdir)
+        self.places_error = None
+        try:
+            self.places = self._item_places(run)
+        except OSError as exc:
+            self.places_error = f"could not prepare the job's directories: {exc.strerror or exc}"
 
     def _run_tasks(self, run: Run) -> None:
         spec, results = run.spec, {}
@@ -294,9 +301,11 @@ class Agent:
     def _run_one(self, run: Run, index: int | None) -> Outcome:
         job, argv = run.job, self.argv
         try:
-            places = self._places(job, index)
+            if self.places is None:
+                raise OSError(self.places_error)
+            places = self._task_places(job, index)
         except OSError as exc:
-            return Outcome(exits.JOB_EXEC_FAIL1, f"could not prepare the job's directories: {exc.strerror or exc}")
+            return Outcome(exits.JOB_EXEC_FAIL1, str(exc.strerror or exc))
         sink = self.logs.sink(job["id"], index, run.attempt)
         # -j oe: stderr into the output stream (as PBS does it, so the two stay in order); -j eo the other way.
         out_fd, err_fd = sink.stdout, sink.stderr
@@ -337,7 +346,7 @@ class Agent:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if killed_for in ("lease", "stop"):  # handed back: no result, nothing delivered
-            self._clean(places)
+            self._reset(places)
             return Outcome(exits.from_returncode(returncode), "stopped", cpu_seconds=cpu)
         if killed_for == "walltime":
             outcome = Outcome(status, comment, cpu_seconds=cpu)
@@ -348,14 +357,15 @@ class Agent:
             outcome = Outcome(status, exits.describe(status), cpu_seconds=cpu)
         return self._ended(run, index, places, outcome)
 
-    def _places(self, job: dict, index: int | None) -> dict:
-        """The run's own directories and files: TMPDIR, PBS_NODEFILE, PBS_JOBDIR and where it starts.
+    def _item_places(self, run: Run) -> dict:
+        """TMPDIR and PBS_NODEFILE, made once per claimed item (an array's tasks in it take turns
+        with them: TMPDIR is emptied after each), and the home directory the job starts in.
 
-        The job starts in PBS_JOBDIR: the submitter's home directory (or, with -W sandbox=PRIVATE,
-        a fresh directory removed when the run ends). A home that does not exist on this worker
-        (a job submitted from a laptop to AWS) is this worker's user's own, else the job's work
-        directory."""
-        run_id = outputs.task_id(job["id"], index)
+        A home that does not exist on this worker (a job submitted from a laptop to AWS) is this
+        worker's user's own, else the job's work directory."""
+        job = run.job
+        first = run.spec.index_at(run.positions[0]) if run.positions else None
+        run_id = outputs.task_id(job["id"], first)
         tmpdir = self.settings.work_root / "tmp" / f"pbs.{run_id}"
         tmpdir.mkdir(parents=True, exist_ok=True)
         aux = self.settings.work_root.parent / "aux"
@@ -363,16 +373,21 @@ class Agent:
         nodefile = aux / run_id
         nodefile.write_text(environment.nodefile(job.get("resources") or {}, self.settings.host))
         home = environment.home_of(job, self._home)
-        if not os.path.isdir(home):  # submitted from elsewhere (a laptop, to AWS): this worker's own home
+        if not os.path.isdir(home):
             home = self._home if self._home and os.path.isdir(self._home) else str(self.workdir)
+        return {"tmpdir": tmpdir, "nodefile": nodefile, "home": home}
+
+    def _task_places(self, job: dict, index: int | None) -> dict:
+        """The item's places plus PBS_JOBDIR and where the run starts: the home directory, or with
+        -W sandbox=PRIVATE a fresh directory removed when the run ends."""
         if job.get("sandbox") == "PRIVATE":
-            jobdir = self.workdir / f"jobdir.{index}" if index is not None else self.workdir / "jobdir"
+            jobdir = self.workdir / (f"jobdir.{index}" if index is not None else "jobdir")
             jobdir.mkdir(parents=True, exist_ok=True)
             private = jobdir
         else:
-            jobdir, private = Path(home), None
+            jobdir, private = Path(self.places["home"]), None
         cwd = jobdir if jobdir.is_dir() else self.workdir
-        return {"tmpdir": tmpdir, "nodefile": nodefile, "jobdir": jobdir, "private": private, "cwd": cwd, "home": home}
+        return {**self.places, "jobdir": jobdir, "private": private, "cwd": cwd}
 
     def _environment(self, run: Run, index: int | None, places: dict) -> dict:
         """The run's whole environment (core/environment.py): nothing of the worker's own."""
@@ -393,18 +408,34 @@ class Agent:
                 except OSError as exc:
                     print(f"{outputs.task_id(job['id'], index)}: cannot deliver {stream} to {path}: "
                           f"{exc.strerror or exc}", file=sys.stderr, flush=True)
-        self._clean(places)
+        self._reset(places)
         return outcome
 
     @staticmethod
-    def _clean(places: dict) -> None:
-        shutil.rmtree(places["tmpdir"], ignore_errors=True)
+    def _reset(places: dict) -> None:
+        """After a run: its TMPDIR emptied for the next task, its private job directory removed."""
+        try:
+            with os.scandir(places["tmpdir"]) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+        except OSError:
+            pass
         if places["private"] is not None:
             shutil.rmtree(places["private"], ignore_errors=True)
+
+    def _clean_item(self) -> None:
+        """After the item: TMPDIR and PBS_NODEFILE removed."""
+        if self.places is None:
+            return
+        shutil.rmtree(self.places["tmpdir"], ignore_errors=True)
         try:
-            places["nodefile"].unlink()
+            self.places["nodefile"].unlink()
         except FileNotFoundError:
             pass
+        self.places = None
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         """The script runs as itself when it starts with `#!`, else under -S or the submitter's shell."""

@@ -124,6 +124,9 @@ class Dispatcher:
                 retrying = doc["retrying"]
             skip = [p for p in range(lo, hi) if str(spec.index_at(p)) in doc["cancelled_tasks"]]
             positions = [p for p in range(lo, hi) if p not in skip]
+            # run_count: the most runs of a task so far, counting those whose worker was lost.
+            losses = doc.get("lost_tasks") or {}
+            runs = item.attempt + max((losses.get(str(spec.index_at(p)), 0) for p in positions), default=0)
             granted.update(lo=lo, hi=hi, positions=positions)
             now = time.time()
             chunk = {"lo": lo, "hi": hi, "attempt": item.attempt, "worker": self.host, "started": now, "skip": skip}
@@ -136,7 +139,7 @@ class Dispatcher:
                     "running": doc["running"] + len(positions),
                     "started_at": doc["started_at"] or now,
                     "exec_host": self.host,
-                    "run_count": max(doc["run_count"], item.attempt),
+                    "run_count": max(doc["run_count"], runs),
                 }
             )
 

@@ -107,7 +107,8 @@ def test_a_lost_chunk_runs_again_without_using_a_retry(harness):
     run = harness.claim()
     assert (run.positions, run.attempt) == ([0, 1, 2], 1)
     finish(harness, run)
-    assert harness.job(array["id"])["state"] == "SUCCEEDED"
+    done = harness.job(array["id"])
+    assert (done["state"], done["run_count"]) == ("SUCCEEDED", 2)  # run_count counts runs: the lost one too
 
 
 def test_a_lost_retry_chunk_keeps_its_attempt(harness):
