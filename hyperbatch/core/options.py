@@ -466,9 +466,9 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in (
     Resource("nodes", None, "", refused="a job runs on one host: ask with select=1:ncpus=N, not nodes="),
     Resource("cput", None, "", refused="CPU-time limits are not enforced; give walltime"),
     Resource("pcput", None, "", refused="CPU-time limits are not enforced; give walltime"),
-    Resource("vmem", None, "", refused="virtual memory limits are not enforced; give mem"),
-    Resource("pvmem", None, "", refused="virtual memory limits are not enforced; give mem"),
-    Resource("pmem", None, "", refused="per-process memory limits are not enforced; give mem"),
+    Resource("vmem", None, "", refused="virtual memory is not a resource here; ask for mem (Resource_List.mem)"),
+    Resource("pvmem", None, "", refused="virtual memory is not a resource here; ask for mem (Resource_List.mem)"),
+    Resource("pmem", None, "", refused="per-process memory is not a resource here; ask for mem (Resource_List.mem)"),
     Resource("nodect", None, "", refused="nodect is derived from select"),
 )}
 
