@@ -105,7 +105,7 @@ class LocalMode:
     def _write_config(self) -> None:
         shutil.copytree(REPO / "configurations", self.config_dir)
         settings = json.loads((self.config_dir / "settings.json").read_text())
-        settings["local"] = {**settings.get("local", {}), **self.settings_local}
+        settings["local"] = {"max_workers": self.workers, **settings.get("local", {}), **self.settings_local}
         main = settings["main_region"]
         regions = [r for r in json.loads((self.config_dir / "regions.json").read_text()) if r["name"] == main]
         regions[0].update(compute=True, local_max_workers=self.workers)

@@ -15,14 +15,15 @@ import base64
 import json
 import logging
 from urllib.parse import unquote
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      create_model, field_validator)
 
 from hyperbatch import __version__
 from hyperbatch.core import limits, options
@@ -38,60 +39,69 @@ MAX_PAGE = 1000
 
 
 class _Walltime(BaseModel):
-    """A request with a `walltime`: HH:MM:SS (or 1h30m) text, kept as given for the scheduler, or whole
-    seconds; either within a year (hyperbatch.core.limits)."""
+    """A request with a `walltime`: HH:MM:SS (or 1h30m) text or whole seconds, within a year
+    (hyperbatch.core.limits), kept as seconds."""
 
     @field_validator("walltime", mode="before", check_fields=False)
     @classmethod
     def _walltime(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            limits.check_walltime(options.parse_walltime(value))
-            return value
-        return value if value is None else limits.check_walltime(value)
+        return value if value is None else options.check_field("walltime", value)
 
 
-class JobRequest(_Walltime):
-    """One job: a script (its #PBS/#HYPER header is read) or a command, and options that win over the header.
+def _job_request_model() -> type[BaseModel]:
+    """One job: a script (its #PBS/#HYPER header is read) or a command, and the option fields of
+    the option table (core/options.FIELDS), which win over the header. Each option field takes
+    its canonical JSON value or PBS text, read by the table's own parser; every bound is
+    hyperbatch.core.limits': what a worker could not run (a NUL byte, a variable name with '=', a
+    walltime past a year) is refused here, not found out by the worker."""
+    fields: dict[str, Any] = {
+        "script": (Annotated[str, AfterValidator(limits.check_script)] | None,
+                   Field(None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})),
+        "script_name": (Annotated[str, AfterValidator(limits.no_nul)] | None,
+                        Field(None, min_length=1, max_length=limits.MAX_SCRIPT_NAME_CHARS)),
+        "command": (Annotated[list[str], AfterValidator(limits.check_command)] | None,
+                    Field(None, json_schema_extra={"minItems": 1, "maxItems": limits.MAX_ARGS})),
+        "workdir": (Annotated[str, AfterValidator(limits.check_workdir)] | None,
+                    Field(None, min_length=1, max_length=limits.MAX_PATH_BYTES,
+                          description="submit directory: PBS_O_WORKDIR")),
+        "directive_prefix": (
+            str | None,
+            Field(None, max_length=32, description="directive prefix instead of #PBS/#HYPER ('' reads none; qsub -C)"),
+        ),
+    }
+    bounds = {"priority": (limits.PRIORITY_MIN, limits.PRIORITY_MAX), "max_attempts": (1, limits.MAX_ATTEMPTS)}
+    for name, spec in options.FIELDS.items():
+        kind = Annotated[spec.kind, Field(ge=bounds[name][0], le=bounds[name][1])] if name in bounds else spec.kind
+        fields[name] = (kind | None, Field(None, description=spec.help, examples=list(spec.examples) or None))
 
-    Every bound is hyperbatch.core.limits': what a worker could not run (a NUL byte, a variable name
-    with '=', a walltime past a year) is refused here, not found out by the worker.
-    """
+    def check(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else options.check_field(info.field_name or "", value)
 
-    model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, AfterValidator(limits.check_name)] | None = Field(
-        None, json_schema_extra={"pattern": f"^{limits.NAME_PATTERN}$"})
-    queue: str | None = Field(None, min_length=1, max_length=limits.MAX_REF_CHARS)
-    definition: str | None = Field(None, min_length=1, max_length=limits.MAX_REF_CHARS)
-    script: Annotated[str, AfterValidator(limits.check_script)] | None = Field(
-        None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})
-    script_name: Annotated[str, AfterValidator(limits.no_nul)] | None = Field(
-        None, min_length=1, max_length=limits.MAX_SCRIPT_NAME_CHARS)
-    command: Annotated[list[str], AfterValidator(limits.check_command)] | None = Field(
-        None, json_schema_extra={"minItems": 1, "maxItems": limits.MAX_ARGS})
-    array: str | None = Field(None, min_length=1, max_length=limits.MAX_ARRAY_SPEC_CHARS,
-                              examples=["1-100", "0-10:2", "1-1000%10"])
-    depend: str | None = Field(None, min_length=1, max_length=limits.MAX_DEPEND_CHARS,
-                               examples=["afterok:1234.server"])
-    priority: int | None = Field(None, ge=limits.PRIORITY_MIN, le=limits.PRIORITY_MAX)
-    max_attempts: int | None = Field(None, ge=1, le=limits.MAX_ATTEMPTS)
-    walltime: str | int | None = Field(None, examples=["01:00:00", 3600])
-    env: Annotated[dict[str, str], AfterValidator(limits.check_env)] | None = None
-    resources: Annotated[dict[str, str], AfterValidator(limits.check_resources)] | None = None
-    hold: bool | None = None
-    workdir: Annotated[str, AfterValidator(limits.check_workdir)] | None = Field(
-        None, min_length=1, max_length=limits.MAX_PATH_BYTES)
+    return create_model(
+        "JobRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="One job: a script or a command, and options (the option table's fields) that win over the script's header.",
+        __validators__={"check_options": field_validator(*options.FIELDS, mode="before")(check)},
+        **fields,
+    )
+
+
+if TYPE_CHECKING:  # what a checker can follow; the model itself is built from the option table
+    JobRequest = BaseModel
+else:
+    JobRequest = _job_request_model()
 
 
 class AlterRequest(_Walltime):
-    """qalter: the attributes of a job that has not started; absent fields stay as they are (the same
-    bounds as JobRequest's)."""
+    """qalter: the attributes of a job that has not started; absent fields stay as they are (read
+    as JobRequest reads them)."""
 
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, AfterValidator(limits.check_name)] | None = Field(
         None, json_schema_extra={"pattern": f"^{limits.NAME_PATTERN}$"})
     priority: int | None = Field(None, ge=limits.PRIORITY_MIN, le=limits.PRIORITY_MAX)
     walltime: str | int | None = Field(None, examples=["01:00:00", 3600])
-    resources: Annotated[dict[str, str], AfterValidator(limits.check_resources)] | None = None
+    resources: Annotated[dict[str, str | int], AfterValidator(options.check_resources)] | None = None
     depend: str | None = Field(None, min_length=1, max_length=limits.MAX_DEPEND_CHARS,
                                examples=["afterok:1234.server"])
     hold: bool | None = Field(None, description="true holds the job (qalter -h u), false releases it (-h n)")
@@ -167,7 +177,7 @@ def describe_validation(errors: list[dict]) -> str:
         msg = "unknown field"
     elif err.get("type") == "string_too_short" and (err.get("ctx") or {}).get("min_length") == 1:
         msg = "must not be empty"
-    if not loc or msg.startswith(f"{loc[-1]} "):  # the rule's message names the field already
+    if not loc or msg.startswith((f"{loc[-1]} ", f"{loc[-1]}:")):  # the rule's message names the field already
         return f"{'.'.join(loc[:-1])}: {msg}" if loc[:-1] else msg
     return f"{'.'.join(loc)}: {msg}"
 

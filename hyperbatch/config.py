@@ -7,6 +7,7 @@ commands, so a file that one of them accepts, all of them accept.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Literal, Mapping
@@ -50,6 +51,17 @@ class LocalSettings(_Model):
     # Local workers heart-beat often so that qdel and lost workers show quickly.
     lease_seconds: float = Field(10, gt=0)
     heartbeat_seconds: float = Field(1, gt=0)
+    # Local mode runs as many jobs at once as the machine has cores: a worker is a process, cheap to
+    # start, so every queued job gets one while cores are free (pilot jobs, a dask worker per job,
+    # all start). The definitions' jobs_to_workers_ratio and max_workers are for AWS.
+    max_workers: int | None = Field(
+        None, ge=1, description="worker processes at once, all queues and regions together; default: the CPU count"
+    )
+    jobs_to_workers_ratio: int = Field(1, ge=1, description="queued jobs per worker started in local mode")
+
+    def worker_cap(self) -> int:
+        """The most workers local mode runs at once."""
+        return self.max_workers or os.cpu_count() or 1
 
 
 class Settings(_Model):
@@ -117,7 +129,9 @@ class Region(_Model):
     name: str
     compute: bool = True
     vpc: Vpc = Vpc(cidr="10.0.0.0/16")
-    local_max_workers: int = Field(4, ge=0, description="worker processes this region may run in local mode")
+    local_max_workers: int | None = Field(
+        None, ge=0, description="worker processes this region may run in local mode (default: settings.local's cap)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -154,7 +168,9 @@ class Queue(_Model):
     region_weights: dict[str, float] | Literal["auto"] = Field(
         default_factory=dict, description="share of new workers per region; 'auto' from spot placement scores"
     )
-    max_attempts: int = Field(3, ge=1, le=100, description="default attempts for jobs that name none")
+    max_attempts: int = Field(
+        1, ge=1, le=100, description="default runs allowed for non-zero exits (1: a non-zero exit is final, as PBS)"
+    )
 
     @field_validator("region_weights")
     @classmethod
@@ -178,9 +194,11 @@ class Definition(_Model):
     environment: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: int = Field(86400, ge=60, description="how long one worker container may live")
     retry_attempts: int = Field(1, ge=1, le=10, description="AWS Batch retries of a worker container")
-    jobs_to_workers_ratio: int = Field(1, ge=1, description="queued jobs per worker started")
+    jobs_to_workers_ratio: int = Field(
+        1, ge=1, description="queued jobs per worker started (AWS; local mode uses settings.local's)"
+    )
     idle_timeout_seconds: float = Field(60, gt=0, description="a worker with no work exits after this")
-    max_workers: int = Field(10, ge=1)
+    max_workers: int = Field(10, ge=1, description="workers of this definition at once (AWS; local mode: settings.local)")
     chunk_size: int = Field(64, ge=1, le=10000, description="array tasks a worker claims at once")
 
 

@@ -39,7 +39,8 @@ def config_json(config: Configuration) -> str:
         kind: (
             config.settings.model_dump(mode="json", exclude_defaults=True)
             if kind == "settings"
-            else [item.model_dump(mode="json", exclude_defaults=True) for item in getattr(config, kind)]
+            else [item.model_dump(mode="json", exclude_defaults=True) | {"name": item.name}
+                  for item in getattr(config, kind)]
         )
         for kind in FILES
     }

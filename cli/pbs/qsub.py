@@ -1,9 +1,18 @@
-"""qsub: submit a job (a script, stdin, or `-- COMMAND ARGS`) and print its id."""
+"""qsub: submit a job (a script, stdin, or `-- COMMAND ARGS`) and print its id.
+
+Its options are the option table's (hyperbatch.core.options.OPTIONS): the command line is read
+getopt-style by that table (hyperbatch.cli.pbs.getopt: no click on the path of a command that
+shell loops call thousands of times, bench/latency.py), and qsub reads the script's
+`#PBS`/`#HYPER` directives with the same table, as PBS's qsub does, so a value means the same
+on the command line and in a script. qsub sends the server what it found (with
+`directive_prefix: ""`, so the header is not read twice) plus what only it knows: the PBS_O_*
+variables of the submitter, -V's environment, the values of `-v VAR` without one, and the
+submit directory.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 
@@ -18,35 +27,14 @@ from hyperbatch.cli.pbs.common import (
     POLL_MAX_SECONDS,
     Outage,
     api_client,
+    err,
     exit_code_for,
     job_path,
     run,
-    split_items,
 )
 from hyperbatch.cli.pbs.getopt import BadOption, getopt
-
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# -V leaves out what looks like a secret or belongs to this login session rather than to the job.
-_SECRETISH_RE = re.compile(
-    r"SECRET|TOKEN|PASSW|CREDENTIAL|PRIVATE|APIKEY|API_KEY|(^|_)KEY($|_)|(^|_)AUTH($|_)"
-    r"|^(AWS_|SSH_|GPG_|HYPERBATCH_|BASH_FUNC_)",
-    re.IGNORECASE,
-)
-_SESSION_VARS = frozenset(
-    {
-        "_",
-        "OLDPWD",
-        "SHLVL",
-        "DISPLAY",
-        "XAUTHORITY",
-        "DBUS_SESSION_BUS_ADDRESS",
-        "XDG_RUNTIME_DIR",
-        "XDG_SESSION_ID",
-        "WINDOWID",
-        "TERM_SESSION_ID",
-    }
-)
-
+from hyperbatch.core import directives, options
+from hyperbatch.core.errors import SpecError
 
 QSUB_HELP = """Submit a job and print its id.
 
@@ -55,181 +43,149 @@ QSUB_HELP = """Submit a job and print its id.
   qsub [OPTIONS] < SCRIPT               the script on stdin (PBS style)
   qsub [OPTIONS] -- COMMAND [ARGS]...   run a command, no script
 
-A script's header may carry directives read the way PBS qsub reads them
-(`#PBS -N name`, `#PBS -l walltime=01:00:00`, `#PBS -J 1-100`, and the same
-as `#HYPER` lines); options given on the command line win over them. The
-server parses the directives and checks every value; its message says what
-to fix. The current directory is sent along as the job's PBS_O_WORKDIR.
+A script's header may carry the same options as directives (`#PBS -N name`,
+`#PBS -l walltime=01:00:00`, `#PBS -J 1-100`, and the same as `#HYPER`
+lines); options on the command line win over them, -l and -v merge. An option
+HyperBatch cannot honour is refused, with the reason, wherever it is given.
+
+The job starts in your home directory with a clean environment: HOME, USER,
+LOGNAME, SHELL, PATH, LANG and TZ from here, PBS_O_* (PBS_O_WORKDIR is the
+current directory), PBS_JOBID, PBS_JOBNAME, PBS_QUEUE, PBS_NODEFILE, TMPDIR,
+NCPUS, ..., and -v/-V variables. Its output goes to NAME.oSEQ and NAME.eSEQ in
+the current directory when it ends (qlog shows it live).
 """
 
 QSUB_EPILOG = """\b
 Examples:
   qsub -N sweep -J 1-100%10 -l walltime=00:30:00 run.sh
-  qsub -W depend=afterok:1234.server post.sh
+  qsub -W depend=afterok:123 -j oe -o post.log post.sh
+  qsub -a 2330 -l select=1:ncpus=4:mem=8gb nightly.sh
   qsub -v INPUT=/data/a.csv,HOME -- python3 analyse.py
-  qsub --wait -- make test && echo passed
+  qsub -W block=true -- make test && echo passed
 
 \b
-Exit status: 0 once submitted; 2 for bad options or a request the server
-rejects; 1 when the host cannot be reached. With --wait, the job's own exit
-status: 0-255 as the job exited, 128+N if it was killed by signal N (as a
-shell reports it), 1 if it failed on the scheduler's side or was cancelled.
+Exit status: 0 once submitted; 2 for bad or refused options or a request the
+server rejects; 1 when the host cannot be reached. With -W block=true, the
+job's Exit_status modulo 256 as PBS gives it (3 if it was deleted before it
+ran); with --wait, as a shell reports it: 0-255 as the job exited, 128+N if
+killed by signal N, 1 for a failure on the scheduler's side or a cancel.
 """
 
 
-OPTIONS_HELP = """\
-Options:
-  -N, --name NAME              Job name (default: the script's file name, or the command).
-  -q, --queue QUEUE            Queue to submit to (default: the server's default queue).
-  -d, --definition DEFINITION  Job definition (image and sizing) to run under.
-  -J, -t, --array RANGE        Submit an array job: START-END[:STEP][%LIMIT], e.g. 1-100, 0-10:2,
-                               1-1000%10 (at most 10 tasks at once). Each task sees
-                               HYPER_ARRAY_INDEX and PBS_ARRAY_INDEX.
-  -W depend=DEPS               Run after other jobs, as in depend=afterok:ID:ID,afterany:ID (also
-                               afternotok). depend= is the only -W attribute supported. Repeatable.
-  -p, --priority N             Priority (higher runs first within a queue).
-  --retries N                  Run again up to N more times after a failure (sends max_attempts N+1).
-  -l KEY=VAL[,KEY=VAL]         Resources: walltime=HH:MM:SS sets the time limit; any other KEY=VAL
-                               (mem=4gb, ncpus=2, ...) is sent as a resource request. Repeatable.
-  -v VAR[=VAL][,...]           Set environment variables for the job. A bare VAR copies its value
-                               from your environment (an error if it is not set). Quote values that
-                               hold commas: -v "LIST='a,b'". Repeatable.
-  -V                           Pass your whole environment to the job, except variables that look
-                               like secrets or belong to this login session (names with SECRET,
-                               TOKEN, PASSW, CREDENTIAL, PRIVATE, API_KEY, KEY or AUTH as a word;
-                               AWS_*, SSH_*, GPG_*, HYPERBATCH_*; exported shell functions; DISPLAY,
-                               SHLVL, ...). -v values win.
-  -h                           Submit the job held; release it with qrls.
-  --wait                       After printing the id, wait until the job finishes and exit with
-                               its exit status.
-  --help                       Show this message and exit.
-"""
-# The command line, getopt-style (hyperbatch.cli.pbs.getopt): no click on the path of a command
-# that shell loops call thousands of times (bench/latency.py).
-SPEC = "N:q:d:J:t:W:p:l:v:Vh"
-LONG_VALUES = ("--name", "--queue", "--definition", "--array", "--priority", "--retries")
-LONG_FLAGS = ("--wait", "--help")
-ALIASES = {"--name": "-N", "--queue": "-q", "--definition": "-d", "--array": "-J", "-t": "-J", "--priority": "-p"}
+
+def _table() -> tuple[str, tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """getopt's view of the option table: the short spec ("N:q:...h"), long options with a value,
+    long flags, and each spelling's option (`--name` and `-N` are -N)."""
+    spec, long_values, long_flags, canonical = "", [], ["--help"], {}
+    for option in options.OPTIONS:
+        for flag in option.flags:
+            canonical[flag] = option.flag
+            if flag.startswith("--"):
+                (long_flags if option.metavar is None else long_values).append(flag)
+            else:
+                spec += flag[1] + ("" if option.metavar is None else ":")
+    return spec, tuple(long_values), tuple(long_flags), canonical
 
 
-def _integer(option: str, value: str, minimum: int | None = None) -> int:
-    text = value.strip()
-    if not text.lstrip("+-").isdigit():
-        raise UsageError(f"invalid value for '{option}': '{value}' is not a valid integer")
-    number = int(text)
-    if minimum is not None and number < minimum:
-        raise UsageError(f"invalid value for '{option}': {number} is not in the range x>={minimum}")
-    return number
+def _help() -> str:
+    rows = []
+    for option in options.OPTIONS:
+        flags = ", ".join(option.flags) + (f" {option.metavar}" if option.metavar else "")
+        rows.append(f"  {flags:<24} {f'Refused: {option.refused}.' if option.refused else option.help}")
+    rows.append(f"  {'--help':<24} Show this message and exit.")
+    return (f"Usage: qsub [OPTIONS] [SCRIPT]\n\n{QSUB_HELP}\nOptions:\n" + "\n".join(rows) + "\n\n"
+            + QSUB_EPILOG).replace("\b\n", "")
 
 
 def qsub(args: list[str]) -> int:
-    options, command, dashdash = _split_dashdash(args)
+    options_part, command, dashdash = _split_dashdash(args)
+    spec, long_values, long_flags, canonical = _table()
     try:
-        opts, operands = getopt(options, SPEC, LONG_FLAGS, long_values=LONG_VALUES)
+        opts, operands = getopt(options_part, spec, long_flags, long_values=long_values)
     except BadOption as exc:
         raise UsageError(f"{exc} (try 'qsub --help')") from None
-    single: dict[str, str] = {}
-    attributes: list[str] = []
-    limits: list[str] = []
-    variables: list[str] = []
-    export_all = hold = wait = False
-    for opt, value in opts:
-        opt = ALIASES.get(opt, opt)
-        if opt == "--help":
-            text = f"Usage: qsub [OPTIONS] [SCRIPT]\n\n{QSUB_HELP}\n{OPTIONS_HELP}\n{QSUB_EPILOG}"
-            sys.stdout.write(text.replace("\b\n", ""))
-            return 0
-        if opt == "-W":
-            attributes.append(value or "")
-        elif opt == "-l":
-            limits.append(value or "")
-        elif opt == "-v":
-            variables.append(value or "")
-        elif opt == "-V":
-            export_all = True
-        elif opt == "-h":
-            hold = True
-        elif opt == "--wait":
-            wait = True
-        else:
-            single[opt] = value or ""
+    if any(flag == "--help" for flag, _ in opts):
+        sys.stdout.write(_help())
+        return 0
     if len(operands) > 1:
         raise UsageError(f"got unexpected extra argument ({operands[1]})")
-    priority = _integer("-p", single["-p"]) if "-p" in single else None
-    retries = _integer("--retries", single["--retries"], 0) if "--retries" in single else None
-    return _submit(
-        name=single.get("-N"), queue=single.get("-q"), definition=single.get("-d"), array=single.get("-J"),
-        attributes=tuple(attributes), priority=priority, retries=retries, limits=tuple(limits),
-        variables=tuple(variables), export_all=export_all, hold=hold, wait=wait,
-        script=operands[0] if operands else None, command=command, dashdash=dashdash,
-    )
+    pairs = [(canonical[flag], value) for flag, value in opts]
+    return _submit(pairs, operands[0] if operands else None, command, dashdash)
 
 
-def _submit(
-    *,
-    name: str | None,
-    queue: str | None,
-    definition: str | None,
-    array: str | None,
-    attributes: tuple[str, ...],
-    priority: int | None,
-    retries: int | None,
-    limits: tuple[str, ...],
-    variables: tuple[str, ...],
-    export_all: bool,
-    hold: bool,
-    wait: bool,
-    script: str | None,
-    command: list[str],
-    dashdash: bool,
-) -> int:
+def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command: list[str], dashdash: bool) -> int:
+    cwd = _cwd()
+    parse_ctx = options.Context(now=time.time(), environ=os.environ, host=_host(), cwd=cwd)
+    line = _fields(lambda: options.parse_occurrences(pairs, parse_ctx))
+
     request: dict[str, Any] = {}
     if dashdash:
-        if script is not None:
-            raise UsageError(f"give either a SCRIPT ({script}) or -- COMMAND, not both")
+        if script_arg is not None:
+            raise UsageError(f"give either a SCRIPT ({script_arg}) or -- COMMAND, not both")
         if not command:
             raise UsageError("nothing to run after --: qsub [OPTIONS] -- COMMAND [ARGS]...")
         request["command"] = list(command)
-    elif script is not None and script != "-":
-        request["script"] = _read_script_file(script)
-        request["script_name"] = os.path.basename(script.rstrip("/")) or script
+        header: dict[str, Any] = {}
     else:
-        request["script"] = _read_script_stdin()
-        request["script_name"] = "STDIN"
+        if script_arg is not None and script_arg != "-":
+            request["script"] = _read_script_file(script_arg)
+            request["script_name"] = os.path.basename(script_arg.rstrip("/")) or script_arg
+        else:
+            request["script"] = _read_script_stdin()
+            request["script_name"] = "STDIN"
+        prefix = line.get("prefix", os.environ.get("PBS_DPREFIX"))
+        header = _fields(lambda: directives.parse_directives(request["script"], prefix, parse_ctx))
 
-    for key, value in (("name", name), ("queue", queue), ("definition", definition), ("array", array)):
-        if value is not None:
-            request[key] = value
-    depend = _depend(attributes)
-    if depend:
-        request["depend"] = depend
-    if priority is not None:
-        request["priority"] = priority
-    if retries is not None:
-        request["max_attempts"] = retries + 1
-    walltime, resources = _limits(limits)
-    if walltime is not None:
-        request["walltime"] = walltime
-    if resources:
-        request["resources"] = resources
-    env = _environment(variables, export_all)
-    if env:
-        request["env"] = env
-    if hold:
-        request["hold"] = True
-    workdir = _cwd()
-    if workdir:
-        request["workdir"] = workdir
+    fields = options.combine(header, line)
+    client_side = {key: fields.pop(key) for key in options.CLIENT_KEYS if key in fields}
+    environment = options.submitter_environment(os.environ, workdir=cwd, host=parse_ctx.host,
+                                                system=os.uname().sysname, user=_user())
+    if client_side.get("export_all"):
+        environment.update(options.exported_environment(os.environ))
+    fields["env"] = {**environment, **(fields.get("env") or {})}
+    fields = _fields(lambda: options.finish(fields, workdir=cwd))
+    for key in ("output_path", "error_path"):
+        if fields.get(key) and not fields[key].endswith("/") and os.path.isdir(fields[key]):
+            fields[key] += "/"  # an existing directory: the file is named after the job inside it, as PBS does
+    request.update(fields)
+    request["directive_prefix"] = ""  # read here already
+    if cwd:
+        request["workdir"] = cwd
 
     client = api_client()
     _, job = client.request("POST", "/jobs", body=request)
     if not isinstance(job, dict) or not job.get("id"):
         raise CliError(f"the server accepted the job but sent no id: {job!r}")
-    sys.stdout.write(f"{job['id']}\n")
-    sys.stdout.flush()
-    if not wait:
-        return 0
-    return exit_code_for(_wait_final(client, str(job["id"]), job))
+    if not client_side.get("quiet"):
+        sys.stdout.write(f"{job['id']}\n")
+        sys.stdout.flush()
+    if client_side.get("block"):
+        return _block_exit(_wait_final(client, str(job["id"]), job))
+    if client_side.get("wait"):
+        return exit_code_for(_wait_final(client, str(job["id"]), job))
+    return 0
+
+
+def _fields(parse) -> dict[str, Any]:
+    try:
+        return parse()
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _block_exit(job: dict[str, Any]) -> int:
+    """`-W block=true`: PBS's qsub exits with the job's Exit_status modulo 256 (an array: 0, 1 if a
+    task exited non-zero, 2 if one failed on the scheduler's side); a job deleted before it ran: 3."""
+    status = job.get("exit_status")
+    if job.get("state") == "CANCELLED" and status is None:
+        err(f"qsub: {job['id']} Job to be deleted at request of {job.get('owner') or 'its owner'}")
+        return 3
+    if job.get("array"):
+        failed = list(((job.get("array") or {}).get("failed_tasks") or {}).values())
+        return 2 if any(isinstance(s, int) and s < 0 for s in failed) else 1 if failed else 0
+    if isinstance(status, int) and not isinstance(status, bool):
+        return status & 0xFF
+    return 0 if job.get("state") == "SUCCEEDED" else 1
 
 
 def _read_script_file(path: str) -> str:
@@ -291,64 +247,41 @@ def _script_text(raw: bytes, where: str) -> str:
         raise UsageError(f"{where} is not UTF-8 text; a job script must be a text file") from None
     if not text.strip():
         raise UsageError(f"{where} is empty")
+    if "\r\n" in text:
+        raise UsageError(f"{where} contains cr, lf (DOS line ends): convert it with dos2unix")
     return text
 
 
-def _depend(attributes: tuple[str, ...]) -> str | None:
-    parts = []
-    for attribute in attributes:
-        key, sep, value = attribute.partition("=")
-        if key.strip().lower() != "depend" or not sep:
-            raise UsageError(f"-W {attribute}: only depend=... is supported, as in -W depend=afterok:ID")
-        if not value.strip():
-            raise UsageError("-W depend= needs a value, as in -W depend=afterok:ID")
-        parts.append(value.strip())
-    return ",".join(parts) or None
-
-
-def _limits(limits: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
-    walltime, resources = None, {}
-    for text in limits:
-        for item in split_items(text):
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise UsageError(f"-l {item}: expected KEY=VALUE, as in -l walltime=01:00:00,mem=4gb")
-            if key.lower() == "walltime":
-                walltime = value.strip()
-            else:
-                resources[key] = value.strip()
-    return walltime, resources
-
-
-def _environment(variables: tuple[str, ...], export_all: bool) -> dict[str, str]:
-    env: dict[str, str] = {}
-    if export_all:
-        env.update(
-            (k, v)
-            for k, v in os.environ.items()
-            if k not in _SESSION_VARS and not _SECRETISH_RE.search(k) and _ENV_NAME_RE.fullmatch(k)
-        )
-    for text in variables:
-        for item in split_items(text):
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not key:
-                raise UsageError(f"-v {item}: expected VAR or VAR=VALUE")
-            if sep:
-                env[key] = value
-            elif key in os.environ:
-                env[key] = os.environ[key]
-            else:
-                raise UsageError(f"-v {key}: {key} is not set in your environment; give a value with -v {key}=VALUE")
-    return env
-
-
 def _cwd() -> str | None:
+    """The submit directory (PBS_O_WORKDIR): $PWD when it is this directory, as PBS's qsub takes it."""
     try:
-        return os.getcwd()
+        here = os.getcwd()
     except OSError:
         return os.environ.get("PWD") or None
+    pwd = os.environ.get("PWD")
+    try:
+        if pwd and os.path.samefile(pwd, here):
+            return pwd
+    except OSError:
+        pass
+    return here
+
+
+def _user() -> str | None:
+    if os.environ.get("LOGNAME") or os.environ.get("USER"):
+        return None  # not needed
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
@@ -365,7 +298,7 @@ def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]
 
 def _split_dashdash(args: list[str]) -> tuple[list[str], list[str], bool]:
     """Split qsub's argv at the first `--` that is not an option's value."""
-    value_opts = {f"-{ch}" for i, ch in enumerate(SPEC) if SPEC[i + 1:i + 2] == ":"} | set(LONG_VALUES)
+    value_opts = {flag for option in options.OPTIONS if option.metavar is not None for flag in option.flags}
     i = 0
     while i < len(args):
         arg = args[i]

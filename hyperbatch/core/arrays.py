@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from hyperbatch.core.errors import SpecError
 from hyperbatch.core.states import JobState
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: qsub reads this module, and importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator
 
 MAX_ARRAY_SIZE = 10_000_000
 

@@ -6,13 +6,15 @@ A dependency names a whole job or a whole array, never one array task.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping
 
 from hyperbatch.core.errors import PBSE_BADDEPEND, SpecError
 from hyperbatch.core.ids import EXAMPLE, parse_job_ref
 from hyperbatch.core.states import JobState
 
-Kind = Literal["afterok", "afterany", "afternotok"]
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: qsub reads this module, and importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import Callable, Mapping
+
 KINDS: tuple[str, ...] = ("afterok", "afterany", "afternotok")
 _HINT = f"as in afterok:{EXAMPLE} or afterok:ID1:ID2,afterany:ID3"
 

@@ -1,131 +1,123 @@
 """Options in a job script's header (`#PBS ...` and `#HYPER ...` lines), read the way qsub reads them.
 
 The header is everything after an optional shebang up to the first line that is neither blank
-nor a comment. Directive lines start with `#PBS` or `#HYPER` (leading spaces allowed) followed by
-options, split like a shell would (`shlex.split`); several options may share a line and a later
-line overrides an earlier one for single-valued options (`-l` and `-v` lists merge instead).
+nor a comment. A directive line starts with the prefix (`#PBS` or `#HYPER` by default, qsub's
+`-C PREFIX` or $PBS_DPREFIX otherwise; leading spaces allowed) followed by options, split like
+a shell would (quotes, backslashes) and read like getopt reads qsub's own arguments (`-N x`,
+`-Nx`, `-hN x`, `--retries 2`, `--retries=2`). A line ending in a backslash continues on the
+next. Several options may share a line; a later one overrides an earlier one, except that
+`-l` resources and `-v` variables merge.
 
-Recognised options -> result keys:
-    -N name                    name         (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)
-    -q queue                   queue
-    -d def, --definition def   definition
-    -J range, -t range         array        (canonical text, see arrays.parse_array)
-    -W depend=LIST             depend       (canonical text, see dependencies.parse_depend)
-    -p N                       priority     (int, -1024..1023)
-    --retries N                max_attempts (N + 1, N from 0 to 99)
-    -l walltime=...,key=val    walltime     (seconds) and resources (dict of the other keys)
-    -v VAR=value,...           env          (dict)
-    -h                         hold         (True)
-For PBS compatibility -o, -e, -j, -m, -M, -A, -S (each with a value) and -V are accepted and
-ignored: output goes to the log store, and the job environment is the definition's plus -v.
-Explicit request fields win over directives; that merge belongs to the API, not here.
+Every option is the one of the option table (core/options.py): the same parser, the same
+fields, and the same one-line reason when HyperBatch refuses it. Options given to qsub itself
+win over directives; that merge (options.combine) belongs to the caller.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
-from typing import Any, Iterator
 
-from hyperbatch.core.arrays import parse_array
-from hyperbatch.core.dependencies import format_depend, parse_depend
 from hyperbatch.core.errors import SpecError
-from hyperbatch.core.limits import MAX_ATTEMPTS, check_name
-from hyperbatch.core.options import parse_env, parse_priority, parse_resources, parse_walltime
+from hyperbatch.core.options import BY_FLAG, Context, merge_into, occurrence
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: qsub reads this module, and importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Sequence
 
 PREFIXES = ("#PBS", "#HYPER")
-MAX_RETRIES = MAX_ATTEMPTS - 1
-_WITH_VALUE = {"-N", "-q", "-d", "--definition", "-J", "-t", "-W", "-p", "--retries", "-l", "-v"}
-_IGNORED_WITH_VALUE = {"-o", "-e", "-j", "-m", "-M", "-A", "-S"}
-_FLAGS = {"-h", "-V"}
 
 
-def directive_lines(script: str) -> Iterator[tuple[int, str]]:
-    """(line number, text after the prefix) for each directive line of the header."""
+def prefixes_for(prefix: str | None) -> tuple[str, ...]:
+    """The prefixes to look for: the defaults, one given prefix, or none for ''."""
+    if prefix is None:
+        return PREFIXES
+    return (prefix,) if prefix else ()
+
+
+def directive_lines(script: str, prefix: str | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text after the prefix) for each directive of the header, continuations joined."""
+    prefixes = prefixes_for(prefix)
+    if not prefixes:
+        return
     lines = script.splitlines()
     first = 1 if lines and lines[0].startswith("#!") else 0
+    pending: tuple[int, str] | None = None
     for number, line in enumerate(lines[first:], start=first + 1):
+        if pending is not None:
+            start, text = pending
+            text += " " + line.strip()
+            pending = None
+            if text.rstrip().endswith("\\"):
+                pending = (start, text.rstrip()[:-1])
+                continue
+            yield start, text
+            continue
         text = line.strip()
         if not text:
             continue
         if not text.startswith("#"):
             return
-        for prefix in PREFIXES:
-            rest = text[len(prefix):]
-            if text.startswith(prefix) and (not rest or rest[0].isspace()):
-                yield number, rest
+        for candidate in prefixes:
+            rest = text[len(candidate):]
+            if text.startswith(candidate) and (not rest or rest[0].isspace()):
+                if rest.rstrip().endswith("\\"):
+                    pending = (number, rest.rstrip()[:-1])
+                else:
+                    yield number, rest
+                break
+    if pending is not None:
+        yield pending
 
 
-def _options(tokens: list[str]) -> Iterator[tuple[str, str | None]]:
-    """(option, value) pairs; accepts `-N x`, `-Nx`, `--retries 2` and `--retries=2`."""
+def split_options(tokens: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+    """(flag, value) pairs from tokens, the way getopt reads them (clusters, attached values)."""
     tokens = list(tokens)
     while tokens:
         token = tokens.pop(0)
         if token.startswith("#"):
             raise SpecError(f"remove the trailing comment '{token}...'; a directive line holds only options")
-        if not token.startswith("-") or token == "-":
+        if not token.startswith("-") or token in ("-", "--"):
             raise SpecError(f"unexpected '{token}'; directives are options such as -N name or -l walltime=01:00:00")
         if token.startswith("--"):
-            option, eq, attached = token.partition("=")
-            value = attached if eq else None
-        else:
-            option, value = token[:2], token[2:] or None
-        if option in _FLAGS:
-            if value is not None:
-                raise SpecError(f"option {option} takes no value")
-        elif option in _WITH_VALUE or option in _IGNORED_WITH_VALUE:
-            if value is None and tokens:
-                value = tokens.pop(0)
-            if not value:
-                raise SpecError(f"option {option} needs a value")
-        else:
-            raise SpecError(f"unknown directive option '{option}'")
-        yield option, value
+            flag, eq, attached = token.partition("=")
+            option = BY_FLAG.get(flag)
+            if option is None:
+                raise SpecError(f"unknown option '{flag}'")
+            if option.metavar is None:
+                if eq:
+                    raise SpecError(f"option {flag} takes no value")
+                yield flag, None
+                continue
+            value = attached if eq else (tokens.pop(0) if tokens else None)
+            yield flag, value
+            continue
+        pos = 1
+        while pos < len(token):
+            flag = "-" + token[pos]
+            option = BY_FLAG.get(flag)
+            if option is None:
+                raise SpecError(f"unknown option '{flag}'")
+            if option.metavar is None:
+                yield flag, None
+                pos += 1
+                continue
+            rest = token[pos + 1:]
+            yield flag, rest if rest else (tokens.pop(0) if tokens else None)
+            break
 
 
-def _apply(option: str, given: str | None, out: dict[str, Any]) -> None:
-    value = given or ""  # the options that read it always come with one (_WITH_VALUE)
-    if option == "-N":
-        out["name"] = check_name(value)
-    elif option == "-q":
-        out["queue"] = value
-    elif option in ("-d", "--definition"):
-        out["definition"] = value
-    elif option in ("-J", "-t"):
-        out["array"] = str(parse_array(value))
-    elif option == "-W":
-        key, eq, rest = value.partition("=")
-        if key.strip() != "depend" or not eq:
-            raise SpecError(f"-W {key.strip()} is not supported; the only -W option is depend=afterok:ID")
-        out["depend"] = format_depend(parse_depend(rest))
-    elif option == "-p":
-        out["priority"] = parse_priority(value)
-    elif option == "--retries":
-        if not re.fullmatch(r"[0-9]{1,3}", value) or int(value) > MAX_RETRIES:
-            raise SpecError(f"--retries '{value}': give a whole number from 0 to {MAX_RETRIES}")
-        out["max_attempts"] = int(value) + 1
-    elif option == "-l":
-        resources = parse_resources(value)
-        if "walltime" in resources:
-            out["walltime"] = parse_walltime(resources.pop("walltime"))
-        if resources:
-            out["resources"] = {**out.get("resources", {}), **resources}
-    elif option == "-v":
-        out["env"] = {**out.get("env", {}), **parse_env(value)}
-    elif option == "-h":
-        out["hold"] = True
-    # everything else was accepted for PBS compatibility and is ignored
-
-
-def parse_directives(script: str) -> dict[str, Any]:
-    """The options a script's header sets, keyed as in the module docstring (absent when not set)."""
+def parse_directives(script: str, prefix: str | None = None, ctx: Context | None = None) -> dict[str, Any]:
+    """The fields a script's header sets (absent when not set), as options.parse_occurrences gives them."""
+    ctx = ctx or Context()
     out: dict[str, Any] = {}
-    for number, text in directive_lines(script):
+    for number, text in directive_lines(script, prefix):
         try:
-            for option, value in _options(shlex.split(text)):
-                _apply(option, value, out)
-        except SpecError as exc:
-            raise SpecError(f"script line {number}: {exc}") from None
+            tokens = shlex.split(text)
         except ValueError as exc:  # shlex: an unclosed quote
             raise SpecError(f"script line {number}: a quote is not closed ({exc})") from None
+        try:
+            for flag, value in split_options(tokens):
+                merge_into(out, occurrence(flag, value, ctx, directive=True))
+        except SpecError as exc:
+            raise SpecError(f"script line {number}: {exc}") from None
     return out

@@ -23,9 +23,12 @@ that check a whole request use `check_request`, which does.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
 
 from hyperbatch.core.errors import SpecError
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: qsub reads this module, and importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
 
 # -- the request as a whole ----------------------------------------------------------------------
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit; the local server keeps the same
@@ -33,11 +36,11 @@ MAX_JSON_DEPTH = 32  # a job request nests three deep ({"jobs": [{"env": {...}}]
 MAX_BATCH_JOBS = 1000
 
 # -- names ---------------------------------------------------------------------------------------
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # a job name (-N), as PBS allows
+MAX_NAME = 230  # PBS_MAXJOBNAME: a job name (-N), as PBS allows it
+NAME_PATTERN = r"[A-Za-z0-9._+-]{1,%d}" % MAX_NAME
 NAME_RE = re.compile(NAME_PATTERN)
 MAX_REF_CHARS = 64  # a queue or definition name (the configuration's names are shorter)
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a shell can export
-RESOURCE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")  # -l keys: mem, ncpus, select, ...
 
 # -- what reaches the worker's execve -----------------------------------------------------------
 MAX_SCRIPT_BYTES = 256 * 1024
@@ -48,8 +51,10 @@ MAX_PATH_BYTES = 4096  # PATH_MAX: the submitting directory (PBS_O_WORKDIR)
 MAX_SCRIPT_NAME_CHARS = 1024
 
 # -- the rest of a request -----------------------------------------------------------------------
-MAX_RESOURCES = 64
-MAX_RESOURCE_VALUE_CHARS = 1024
+MAX_TEXT = 256  # -A, -P, -M, -c, -W values
+MAX_NCPUS = 4096
+MAX_NGPUS = 256
+MAX_ENV_VARS = 4096
 MAX_ARRAY_SPEC_CHARS = 64
 MAX_DEPEND_CHARS = 4096
 PRIORITY_MIN, PRIORITY_MAX = -1024, 1023  # the PBS range; higher runs first
@@ -66,12 +71,15 @@ def no_nul(text: str) -> str:
     return text
 
 
-def check_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name):
-        raise SpecError(
-            f"job name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return name
+def check_name(text: str) -> str:
+    """A job name as PBS allows it: up to 230 of A-Z a-z 0-9 . _ + - (a digit may come first); it
+    names the output files (NAME.oSEQ), so nothing a file name could not hold."""
+    value = text.strip() if isinstance(text, str) else text
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            raise SpecError(f"Job name is too long: at most {MAX_NAME} characters")
+        raise SpecError(f"job name '{value}': use letters, digits, '.', '_', '+' or '-' (at most {MAX_NAME})")
+    return value
 
 
 def check_script(script: str) -> str:
@@ -114,18 +122,6 @@ def check_env(env: Mapping[str, str]) -> Mapping[str, str]:
     return env
 
 
-def check_resources(resources: Mapping[str, str]) -> Mapping[str, str]:
-    if len(resources) > MAX_RESOURCES:
-        raise SpecError(f"{len(resources)} resources is more than the maximum of {MAX_RESOURCES}")
-    for name, value in resources.items():
-        if not RESOURCE_NAME_RE.fullmatch(name):
-            raise SpecError(f"resource name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
-                            "starting with a letter, as in mem or ncpus")
-        if "\0" in value or len(value) > MAX_RESOURCE_VALUE_CHARS:
-            raise SpecError(f"the value of {name} must be text of at most {MAX_RESOURCE_VALUE_CHARS} characters")
-    return resources
-
-
 def check_workdir(path: str) -> str:
     if "\0" in path:
         raise SpecError("contains a NUL byte, which no program can be given")
@@ -153,14 +149,14 @@ def check_priority(value: Any) -> int:
 
 
 # The fields `check_request` checks, each with its rule. Names and numbers the scheduler parses
-# itself (queue, array, depend) are checked there, against the configuration and their grammar.
+# itself (queue, array, depend) are checked there, against the configuration and their grammar;
+# resources by the option table (hyperbatch.core.options), which knows each one.
 _RULES: dict[str, Callable[[Any], Any]] = {
     "name": check_name,
     "script": check_script,
     "script_name": lambda text: _bounded(no_nul(text), MAX_SCRIPT_NAME_CHARS),
     "command": check_command,
     "env": check_env,
-    "resources": check_resources,
     "workdir": check_workdir,
     "walltime": check_walltime,
     "priority": check_priority,

@@ -43,9 +43,26 @@ def new_job(**fields: Any) -> dict:
         "env": {},
         "resources": {},
         "workdir": None,
+        # PBS attributes qsub sets (core/options.py); defaults as PBS sends them.
+        "account": None,
+        "project": None,
+        "checkpoint": "u",
+        "output_path": None,
+        "error_path": None,
+        "join": "n",
+        "keep": "n",
+        "remove_files": None,
+        "shell": None,
+        "rerunnable": True,
+        "execution_time": None,
+        "mail_points": "a",
+        "mail_users": None,
+        "umask": None,
+        "sandbox": None,
         "state": JobState.QUEUED.value,
         "attempt": 1,
         "run_count": 0,
+        "lost_runs": 0,  # runs that ended with their worker lost (they use up no --retries)
         "exit_status": None,
         "reason": "",
         "submitted_at": time.time(),
@@ -168,6 +185,9 @@ def apply(doc: dict, expect: Expect, change: Change) -> dict:
     return new
 
 
+_DEFAULTS = new_job()
+
+
 def is_array(doc: dict) -> bool:
     return doc["array"] is not None
 
@@ -179,12 +199,14 @@ def view(doc: dict) -> dict:
     prints); `seq` the sequence number alone; dependencies name PBS ids too.
     """
     out = {
-        key: doc[key]
+        key: doc.get(key, _DEFAULTS.get(key))  # a document written before a field existed shows its default
         for key in (
             "name", "owner", "queue", "definition", "state", "attempt", "run_count",
             "max_attempts", "priority", "exit_status", "reason", "submitted_at", "started_at",
             "finished_at", "exec_host", "walltime", "env", "resources", "command",
-            "script_name", "cpu_seconds", "workdir",
+            "script_name", "cpu_seconds", "workdir", "account", "project", "checkpoint", "output_path",
+            "error_path", "join", "keep", "remove_files", "shell", "rerunnable", "execution_time", "mail_points",
+            "mail_users", "umask", "sandbox",
         )
     }
     server = doc.get("server") or ""

@@ -15,7 +15,7 @@ from hyperbatch.core.errors import IllegalTransition
 
 
 class JobState(str, Enum):
-    WAITING = "WAITING"  # unmet dependencies
+    WAITING = "WAITING"  # unmet dependencies, or an execution time (qsub -a) still to come
     HELD = "HELD"  # qhold or qsub -h; qrls releases
     QUEUED = "QUEUED"  # runnable, waiting for a worker
     RUNNING = "RUNNING"
@@ -82,7 +82,7 @@ def task_letter(state: str) -> str:
 # Every allowed move; anything else is refused. An array moves by the same table: its state is
 # derived from its task counters (hyperbatch.core.tasks), and each derived change is checked too.
 #
-# WAITING -> QUEUED      its dependencies are met
+# WAITING -> QUEUED      its dependencies are met, and its execution time (qsub -a) has come
 # WAITING -> HELD        qhold
 # WAITING -> CANCELLED   qdel, or a dependency that can never be met (afterok on a failed job)
 # HELD    -> WAITING     qrls: dependencies are looked at again (and at once on to QUEUED when met)
@@ -96,10 +96,13 @@ def task_letter(state: str) -> str:
 #                        that received it crashed before it ran), or, for an array, its last tasks were
 #                        (exit status -1 and the reason). A job that can never start must end with a
 #                        reason, not stay queued forever; it never ran, so it never was RUNNING.
-# RUNNING -> SUCCEEDED / FAILED   its run ended (FAILED also: walltime, worker lost on the last attempt)
-# RUNNING -> QUEUED      a retry (exit != 0, walltime or a lost worker with attempts left; bumps the
+# RUNNING -> SUCCEEDED / FAILED   its run ended (any exit status ends it, as PBS Pro: a non-zero
+#                        exit is not run again; FAILED also: walltime, a lost worker of a job that
+#                        may not be rerun)
+# RUNNING -> QUEUED      a rerun (a lost worker of a rerunnable job, with reruns left; bumps the
 #                        attempt), or work handed back untouched by a stopping worker; an array whose
 #                        running chunks all settled with tasks left to run
+# RUNNING -> HELD        a job whose worker was lost once too often (PBS holds it)
 # RUNNING -> CANCELLED   qdel seen by its worker (or by whoever settles the run)
 # Final states never change: a late result, a late cancel or a duplicate message finds the job final.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -109,7 +112,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
         {JobState.RUNNING, JobState.HELD, JobState.WAITING, JobState.CANCELLED, JobState.FAILED}
     ),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED, JobState.CANCELLED}
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.QUEUED, JobState.HELD, JobState.CANCELLED}
     ),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from hyperbatch.core import arrays
+from hyperbatch.core import arrays, exits
 from hyperbatch.core.errors import StaleTransition
 from hyperbatch.core.model import Change, Expect, apply, is_array
 from hyperbatch.core.ports import JobStore
@@ -170,7 +170,9 @@ def claim_chunk(doc: dict, chunk_id: str, lo: int, hi: int, attempt: int, worker
             running=doc["running"] + len(positions),
             started_at=doc["started_at"] or now,
             exec_host=worker,
-            run_count=max(doc["run_count"], attempt),
+            # the most runs of a task so far, counting those whose worker was lost
+            run_count=max(doc["run_count"], attempt + max(
+                (int((doc.get("lost_tasks") or {}).get(str(spec.index_at(p)), 0)) for p in positions), default=0)),
         )
     return Claim(change, start, stop, positions)
 
@@ -301,18 +303,30 @@ def record_progress(doc: dict, chunk_id: str, upto: int, statuses: Mapping[int, 
 
 
 def lose_chunk(doc: dict, chunk_id: str, status: int, retry: bool = True) -> Settled | None:
-    """The chunk's worker is gone: its tasks are retried while attempts are left (`retry`), else failed
-    with `status`; cancelled tasks end cancelled. None if the chunk is no longer in flight."""
+    """The chunk's worker is gone: its tasks run again as they were (BACK, at their attempt: an array
+    is rerunnable, and a lost worker uses up no retry), except a task lost exits.MAX_RUNS times, which
+    fails with `status`, as all do without `retry` (dead-lettered work); cancelled tasks end cancelled.
+    Losses are counted per task (`lost_tasks`: run_count counts them). None if the chunk is no longer
+    in flight."""
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
         return None
+    losses = dict(doc.get("lost_tasks") or {})  # index -> times its chunk was lost
 
     def decide(pos: int, index: str) -> Verdict:
         if is_cancelled(doc, index):
             return CANCELLED, None
-        return retry_or_fail(doc, chunk["attempt"], status) if retry else (FAILED, status)
+        if not retry:
+            return FAILED, status
+        losses[index] = losses.get(index, 0) + 1
+        if exits.after_lost_worker(True, losses[index]) != "rerun":
+            return FAILED, status
+        return BACK, chunk["attempt"]
 
-    return settle(doc, chunk_id, decide)
+    settled = settle(doc, chunk_id, decide)
+    if retry:
+        settled.change.set.update(lost_tasks=losses, lost_runs=doc.get("lost_runs", 0) + 1)
+    return settled
 
 
 def fail_tasks(doc: dict, item_id: str, lo: int, hi: int, attempt: int, status: int) -> Change | None:

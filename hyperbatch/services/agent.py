@@ -22,15 +22,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import resource
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from hyperbatch.core import exits, isolation, limits
+from hyperbatch.core import environment, exits, isolation, limits, outputs
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.files import atomic_write
@@ -58,6 +63,9 @@ class Settings:
     definition_env: dict
     pid_file: Path | None = None  # the job file (hyperbatch.support.processes): the running job's group and run
     job_user: str | None = None  # run jobs as this user (HYPER_JOB_USER), not as the agent's
+    # Writes a finished run's stream to its file (stream, path, mode): local mode's output delivery.
+    deliver: Callable[[str, int | None, str, str, int], None] | None = None
+    host: str = field(default_factory=socket.gethostname)
     poll_min: float = 0.002
     poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
 
@@ -275,6 +283,13 @@ class Agent:
         self.current = Current(self.job_user.signal)
         self.supervisor = Supervisor(dispatcher, self.current, settings.heartbeat_seconds, lambda: self.stopping,
                                      flush=self.flush)
+        try:  # where a job whose submitter's home is unknown starts: the job user's, else the agent's
+            user = pwd.getpwnam(settings.job_user) if settings.job_user else pwd.getpwuid(os.getuid())
+            self._home: str | None = user.pw_dir
+        except KeyError:
+            self._home = None
+        self.places: dict | None = None  # the claimed item's TMPDIR, PBS_NODEFILE and home (`_item_places`)
+        self.places_error: str | None = None  # why they could not be made
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
         self.stopping: bool = False
         self._pid_fd: int | None = None  # the job file, while serving
@@ -360,6 +375,7 @@ class Agent:
         `lease` counts from the run's last renewal (`Lease`); None: a lease that never runs out.
         """
         self.supervisor.watch(run, lease)
+        self.places = None
         try:
             if run.is_array and not run.positions:
                 # Never run an array item as a plain job: with no index it would run the script once
@@ -384,6 +400,7 @@ class Agent:
                     self.dispatcher.finish_job(run, outcome)
                     self._adapt(started, 1)
         finally:
+            self._clean_item()
             self.supervisor.watch(None)
 
     def _fail_all(self, run: Run, outcome: Outcome) -> None:
@@ -394,13 +411,17 @@ class Agent:
             self.dispatcher.finish_job(run, outcome)
 
     def _prepare(self, run: Run) -> None:
-        """Once per claimed item: the work directory, the argv and the environment tasks share."""
+        """Once per claimed item: the work directory, the argv and the places the tasks share."""
         job = run.job
         self.workdir = self.settings.work_root / job["id"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.job_user.share(self.workdir)
         self.argv = job["command"] or self._script_argv(job, self.workdir)
-        self.base_env = self._environment(run)
+        self.places_error = None
+        try:
+            self.places = self._item_places(run)
+        except OSError as exc:
+            self.places_error = f"could not prepare the job's directories: {exc.strerror or exc}"
 
     def _run_tasks(self, run: Run) -> None:
         """Run a chunk's tasks in order, noting each one's end on the Run (its heartbeat records that).
@@ -454,54 +475,160 @@ class Agent:
         if self.stopping or self.supervisor.lost():
             return None
         job, argv = run.job, self.argv
-        env = self.base_env
-        if index is not None:
-            task_id = display_id(job, index)  # 1234[7].server
-            env = {**env, "HYPER_ARRAY_INDEX": str(index), "PBS_ARRAY_INDEX": str(index),
-                   "HYPER_JOB_ID": task_id, "PBS_JOBID": task_id}
+        try:
+            places = self._task_places(job, index)
+        except OSError as exc:
+            return Outcome(exits.JOB_EXEC_FAIL1, str(exc.strerror or exc))
         self.current.set(None, index, None)  # nothing of the last run's ending carries over
-        argv, env, as_user = self.job_user.popen(argv, env)
+        argv, env, as_user = self.job_user.popen(argv, self._environment(run, index, places))
         try:
             sink = self.logs.sink(job["id"], index, run.attempt)
         except OSError as exc:  # the disk is full, say: running it would lose its output unseen
+            self._reset(places)
             return Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's output ({_why(exc)})")
+        # -j oe: stderr into the output stream (as PBS does it, so the two stay in order); -j eo the other way.
+        out_fd, err_fd = sink.stdout, sink.stderr
+        if job.get("join") == "oe":
+            err_fd = out_fd
+        elif job.get("join") == "eo":
+            out_fd = err_fd
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        killed_for, started, proc = None, time.time(), None
+        walltime_kill: Outcome | None = None
         try:
             self._record(STARTING, run, index)  # a fence that finds this kills the worker's session's jobs
             try:
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=sink.stdout, stderr=sink.stderr,
-                    cwd=self.workdir, env=env, process_group=0, **as_user,
+                    argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=places["cwd"],
+                    env=env, process_group=0, umask=int(job.get("umask") or "077", 8), **as_user,
                 )
             except (OSError, ValueError) as exc:
                 # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
                 # stored before it did still fails with the true reason, not a worker crash.
                 self._record(0)
+                reason = f"could not start {argv[0]!r}: {_why(exc)}"
                 with contextlib.suppress(OSError):
-                    os.write(sink.stderr, f"hyperbatch: cannot start {argv[0]!r}: {_why(exc)}\n".encode())
-                return Outcome(exits.EXEC_FAILED, f"could not start {argv[0]!r}: {_why(exc)}")
-            walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
-            deadline = time.time() + walltime if walltime else None
-            self.current.set(proc, index, deadline)
-            self._record(proc.pid, run, index)
-            if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
-                self.current.kill("lease")
-            returncode = proc.wait()
-            self._record(0)  # never kill a recycled pid later
-            killed_for = self.current.killed_for
-            self.current.clear()
+                    os.write(err_fd, f"hyperbatch: cannot start {argv[0]!r}: {_why(exc)}\n".encode())
+            if proc is not None:
+                walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
+                deadline = time.time() + walltime if walltime else None
+                self.current.set(proc, index, deadline)
+                self._record(proc.pid, run, index)
+                if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
+                    self.current.kill("lease")
+                returncode = proc.wait()
+                self._record(0)  # never kill a recycled pid later
+                killed_for = self.current.killed_for
+                self.current.clear()
+                if killed_for == "walltime":
+                    status, comment, line = exits.limit_exceeded("walltime", int(time.time() - started),
+                                                                 job["walltime"])
+                    walltime_kill = Outcome(status, comment)
+                    with contextlib.suppress(OSError):
+                        os.write(err_fd, line.encode())  # as MoM writes it into the job's stderr
         finally:
             sink.close()
+        if proc is None:  # its stderr says why; delivered like any output
+            return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, reason))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        status = exits.from_returncode(returncode)
-        if killed_for in ("lease", "stop"):
+        if killed_for in ("lease", "stop"):  # not run to its end: no result, nothing delivered
+            self._reset(places)
             return None
-        if killed_for == "walltime":
-            return Outcome(exits.WALLTIME_EXCEEDED, f"walltime {job['walltime']}s exceeded", cpu_seconds=cpu)
-        if killed_for == "cancel":
-            return Outcome(status, "cancelled", cancelled=True, cpu_seconds=cpu)
-        return Outcome(status, exits.describe(status), cpu_seconds=cpu)
+        if walltime_kill is not None:
+            outcome = Outcome(walltime_kill.exit_status, walltime_kill.reason, cpu_seconds=cpu)
+        elif killed_for == "cancel":
+            outcome = Outcome(exits.from_returncode(returncode), "cancelled", cancelled=True, cpu_seconds=cpu)
+        else:
+            status = exits.from_returncode(returncode)
+            outcome = Outcome(status, exits.describe(status), cpu_seconds=cpu)
+        return self._ended(run, index, places, outcome)
+
+    def _item_places(self, run: Run) -> dict:
+        """TMPDIR and PBS_NODEFILE, made once per claimed item (an array's tasks in it take turns
+        with them: TMPDIR is emptied after each), and the home directory the job starts in.
+
+        A home that does not exist on this worker (a job submitted from a laptop to AWS) is this
+        worker's user's own, else the job's work directory."""
+        job = run.job
+        first = run.spec.index_at(run.positions[0]) if run.positions else None
+        run_id = display_id(job, first)
+        tmpdir = self.settings.work_root / "tmp" / f"pbs.{run_id}"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        aux = self.settings.work_root.parent / "aux"
+        aux.mkdir(parents=True, exist_ok=True)
+        nodefile = aux / run_id
+        nodefile.write_text(environment.nodefile(job.get("resources") or {}, self.settings.host))
+        home = environment.home_of(job, self._home)
+        if not os.path.isdir(home):
+            home = self._home if self._home and os.path.isdir(self._home) else str(self.workdir)
+        return {"tmpdir": tmpdir, "nodefile": nodefile, "home": home}
+
+    def _task_places(self, job: dict, index: int | None) -> dict:
+        """The item's places plus PBS_JOBDIR and where the run starts: the home directory, or with
+        -W sandbox=PRIVATE a fresh directory removed when the run ends."""
+        item = self.places
+        if item is None:
+            raise OSError(self.places_error)
+        if job.get("sandbox") == "PRIVATE":
+            jobdir = self.workdir / (f"jobdir.{index}" if index is not None else "jobdir")
+            jobdir.mkdir(parents=True, exist_ok=True)
+            private = jobdir
+        else:
+            jobdir, private = Path(item["home"]), None
+        cwd = jobdir if jobdir.is_dir() else self.workdir
+        return {**item, "jobdir": jobdir, "private": private, "cwd": cwd}
+
+    def _environment(self, run: Run, index: int | None, places: dict) -> dict:
+        """The run's whole environment (core/environment.py): nothing of the worker's own but the
+        region's name (hyperbatch.core.isolation: no credentials, no scheduler settings)."""
+        region = {k: v for k, v in isolation.inherited(os.environ).items() if k in isolation.KEPT}
+        return environment.job_environment(
+            run.job, index, run.attempt, definition_env={**region, **self.settings.definition_env},
+            host=self.settings.host,
+            nodefile_path=str(places["nodefile"]), tmpdir=str(places["tmpdir"]), jobdir=str(places["jobdir"]),
+            home=places["home"], fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
+        )
+
+    def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
+        """After a run that has a result: deliver its output files (locally), remove its scratch places."""
+        if self.settings.deliver is not None:
+            job = run.job
+            mode = outputs.file_mode(job.get("umask"))
+            for stream, path in outputs.destinations(job, index, places["home"]):
+                try:
+                    self.settings.deliver(job["id"], index, stream, path, mode)
+                except (OSError, ValueError) as exc:  # ValueError: a NUL byte in a path stored before the API refused it
+                    print(f"{display_id(job, index)}: cannot deliver {stream} to {path}: "
+                          f"{_why(exc)}", file=sys.stderr, flush=True)
+        self._reset(places)
+        return outcome
+
+    @staticmethod
+    def _reset(places: dict) -> None:
+        """After a run: its TMPDIR emptied for the next task, its private job directory removed."""
+        try:
+            with os.scandir(places["tmpdir"]) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+        except OSError:
+            pass
+        if places["private"] is not None:
+            shutil.rmtree(places["private"], ignore_errors=True)
+
+    def _clean_item(self) -> None:
+        """After the item: TMPDIR and PBS_NODEFILE removed."""
+        if self.places is None:
+            return
+        shutil.rmtree(self.places["tmpdir"], ignore_errors=True)
+        try:
+            self.places["nodefile"].unlink()
+        except FileNotFoundError:
+            pass
+        self.places = None
 
     def _record(self, pgid: int, run: Run | None = None, index: int | None = None) -> None:
         """Write the job file: which process group runs which run, and which task of it (read by the
@@ -511,27 +638,14 @@ class Agent:
             os.pwrite(self._pid_fd, record.encode(), 0)
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
+        """The script runs as itself when it starts with `#!`, else under -S or the submitter's shell."""
         path = workdir / f".hyperbatch-script-{job['attempt']}"
         if not path.exists():
             atomic_write(path, self.dispatcher.store.script(job) or "", mode=0o700)  # a large one: fetched
             self.job_user.share(path)
         with open(path) as f:
             shebang = f.read(2) == "#!"
-        return [str(path)] if shebang else ["/bin/bash", str(path)]
-
-    def _environment(self, run: Run) -> dict:
-        """What every task of the item sees; `_run_one` adds the array index."""
-        job = run.job
-        env = {**isolation.inherited(os.environ), **self.settings.definition_env, **job["env"]}
-        pbs_id = display_id(job)  # exactly what qsub printed: 1234.server (1234[].server for an array)
-        env.update(
-            HYPER_JOB_ID=pbs_id, PBS_JOBID=pbs_id, HYPER_JOB_NAME=job["name"], PBS_JOBNAME=job["name"],
-            HYPER_ATTEMPT=str(run.attempt), HYPER_QUEUE=job["queue"], PBS_QUEUE=job["queue"],
-            PBS_O_WORKDIR=job["workdir"] or "", HYPER_OWNER=job["owner"],
-        )
-        if job["array"] is not None:
-            env["HYPER_ARRAY_ID"] = env["PBS_ARRAY_ID"] = pbs_id
-        return env
+        return [str(path)] if shebang else [environment.shell_of(job), str(path)]
 
 
 def _why(exc: Exception) -> str:

@@ -45,6 +45,7 @@ from hyperbatch.core import exits
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.services.metrics import JobMetrics
+from hyperbatch.services.release import release_due
 from hyperbatch.core.model import Change, Expect, is_array
 from hyperbatch.core.ports import WorkItem
 from hyperbatch.services.scheduler import Scheduler
@@ -82,6 +83,7 @@ class Reconciler:
             out["dead_lettered"] += found[FAILED]
             out["watched"] += found[WATCHED]
         self.metrics = JobMetrics()
+        out["deferred_released"] = release_due(self.scheduler)  # qsub -a jobs whose time has come
         if self.parked is not None:
             out["redriven"] = self.redrive()["records"]
         return out

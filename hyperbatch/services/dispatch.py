@@ -272,7 +272,8 @@ class Dispatcher:
             change = None
         elif outcome.exit_status == 0:
             change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": ""})
-        elif attempt < job["max_attempts"]:
+        elif outcome.exit_status is not None and exits.retry_after_exit(
+                outcome.exit_status, attempt, job.get("lost_runs", 0), job["max_attempts"]):
             reason = f"attempt {attempt} failed ({outcome.reason}); re-queued as attempt {attempt + 1}"
             change = Change(set={**done, "state": JobState.QUEUED, "attempt": attempt + 1, "reason": reason,
                                  "finished_at": None})
@@ -433,12 +434,18 @@ class Dispatcher:
             self._fence(doc["exec_host"], doc["id"], item.id, attempt)
         lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
         now = self.clock()
-        if attempt < doc["max_attempts"]:
-            change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1,
-                                 "reason": f"{lost}; re-queued as attempt {attempt + 1}"})
+        then = exits.after_lost_worker(doc.get("rerunnable", True), doc["run_count"])
+        lost_runs = doc.get("lost_runs", 0) + 1
+        if then == "rerun":
+            # A new attempt (so the lost run's item is stale), but no retry used up: see exits.retry_after_exit.
+            change = Change(set={"state": JobState.QUEUED, "attempt": attempt + 1, "lost_runs": lost_runs,
+                                 "reason": f"{lost}; job requeued to run again (rerunnable)"})
+        elif then == "hold":
+            change = Change(set={"state": JobState.HELD, "attempt": attempt + 1, "lost_runs": lost_runs,
+                                 "reason": f"{exits.TOO_MANY_RUNS} ({doc['run_count']} runs; {lost})"})
         else:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
-                                 "reason": f"{lost} on the last of {doc['max_attempts']} attempts"})
+                                 "reason": f"job deleted, {lost}; not rerunnable (-r n)"})
         new = self._end_run(doc["id"], attempt, change, {"finished_at": now}, note=f"; {lost}",
                             entry=("L", doc["exec_host"], change.set.get("attempt", 0)))
         if new is None:
@@ -462,8 +469,10 @@ class Dispatcher:
         self.queue.release(replace(item, redelivered=False))
 
     def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
-        """Settle a lost chunk (`tasks.lose_chunk`: its tasks retried or failed); `item` is its work item, if one is at hand."""
-        retries: list[int] = []
+        """Settle a lost chunk (`tasks.lose_chunk`): its tasks run again as they were (an array is
+        rerunnable; a lost worker uses up no retry), except a task lost exits.MAX_RUNS times, which
+        fails. `item` is the chunk's work item, if one is at hand."""
+        back: list[int] = []
         found: dict = {}
 
         def change(doc: dict) -> Change | None:
@@ -472,21 +481,37 @@ class Dispatcher:
             if settled is None:
                 return None
             self._fence(chunk["worker"], job_id, chunk_id, chunk["attempt"])  # idempotent, if this is retried
-            retries[:] = settled.retries
+            back[:] = settled.back
+            lost = f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s)"
             settled.change.set["reason"] = (
-                f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s); "
-                f"{len(settled.retries)} tasks re-queued"
+                f"{lost}; its tasks requeued to run again" if back else f"{lost}; {exits.TOO_MANY_RUNS}"
             )
             return settled.change
 
         doc = update_array(self.store, job_id, change)
-        if found.get("chunk") is None:
+        chunk = found.get("chunk")
+        if chunk is None:
             if item is not None:
                 self._hand_out_again(item)
             return
-        self._send_retries(doc, retries, found["chunk"]["attempt"] + 1)
+        live = doc["state"] in (JobState.QUEUED.value, JobState.RUNNING.value) and not doc["cancel_requested"]
+        if live and chunk["attempt"] == 1:  # freed: sent as never handed out (what outbox.to_send sends)
+            self.queue.send_many([(doc["queue"], doc["id"], lo, hi, 1, doc["priority"]) for lo, hi in _ranges(back)])
+        elif live:  # retries, due again at their attempt
+            self._send_retries(doc, back, chunk["attempt"])
         if item is not None:
             self.queue.ack(item)
+
+
+def _ranges(positions: list[int]) -> list[tuple[int, int]]:
+    """Sorted positions as [lo, hi) runs."""
+    out: list[list[int]] = []
+    for pos in sorted(positions):
+        if out and out[-1][1] == pos:
+            out[-1][1] = pos + 1
+        else:
+            out.append([pos, pos + 1])
+    return [(lo, hi) for lo, hi in out]
 
 
 def _final_reason(outcome: Outcome, job: dict) -> str:

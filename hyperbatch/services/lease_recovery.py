@@ -1,10 +1,11 @@
-"""The reconciler: lost leases back to the queue, and jobs the queue lost back into it."""
+"""The reconciler: lost leases back to the queue, jobs the queue lost back into it, deferred jobs (-a) released."""
 
 from __future__ import annotations
 
 import time
 
 from hyperbatch.services.dispatch import Dispatcher
+from hyperbatch.services.release import release_due
 from hyperbatch.core.model import is_array
 from hyperbatch.services.scheduler import Scheduler
 from hyperbatch.core.states import JobState
@@ -18,7 +19,8 @@ def reconcile_once(scheduler: Scheduler, dispatcher: Dispatcher, check_gaps: boo
         dispatcher.recover_lost(item)
         recovered += 1
     requeued = requeue_gaps(scheduler) if check_gaps else 0
-    return {"recovered": recovered, "requeued": requeued}
+    deferred = release_due(scheduler)
+    return {"recovered": recovered, "requeued": requeued, "deferred": deferred}
 
 
 def requeue_gaps(scheduler: Scheduler) -> int:

@@ -1,4 +1,5 @@
-"""Dependency release, driven by state-change events (never by a scan), each handled exactly once in effect."""
+"""Dependency release, driven by state-change events (never by a scan), each handled exactly once in effect;
+and the release of deferred jobs (qsub -a), by the reconciler's timer."""
 
 from __future__ import annotations
 
@@ -86,3 +87,23 @@ def release_events(scheduler: Scheduler, events: EventLog, *, clock: Callable[[]
         events.events_done(done)  # if this fails, they are handled again: harmless
     out.handled = len(done)
     return out
+def release_due(scheduler: Scheduler, now: float | None = None, page: int = 500) -> int:
+    """Release deferred jobs (`qsub -a`) whose execution time has come; the number released.
+
+    The reconciler runs this on its timer (the local daemon every second or so, the
+    reconciler function on its schedule), so a deferred job starts within one period of
+    its time. Jobs that also wait for dependencies stay until those are met.
+    """
+    from hyperbatch.core import deferral
+
+    now = time.time() if now is None else now
+    released, token = 0, None
+    while True:
+        found = scheduler.store.query(states=[JobState.WAITING.value], limit=page, next=token)
+        for doc in found.items:
+            if doc.get("execution_time") is not None and deferral.eligible(doc["execution_time"], now):
+                if scheduler.reevaluate(doc["id"]) is not None:
+                    released += 1
+        token = found.next
+        if token is None:
+            return released

@@ -34,6 +34,16 @@ class Failure:
     error: str  # "ExceptionType: message"
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """Local mode's own sizing instead of each definition's: `ratio`, `max_workers`, and
+    `total_capacity`, the most workers of all queues and regions together (the machine's cores)."""
+
+    ratio: int | None = None
+    max_workers: int | None = None
+    total_capacity: int | None = None
+
+
 @dataclass
 class Scaled:
     started: dict[tuple[str, str], int] = field(default_factory=dict)  # (region, queue) -> workers started
@@ -44,6 +54,7 @@ class Scaled:
 def scale_once(
     config: Configuration, queue: WorkQueue, compute: Compute, weights: dict[str, dict[str, float]] | None = None,
     region_capacity: dict[str, int] | None = None, work: Callable[[str], int] | None = None,
+    ratio: int | None = None, max_workers: int | None = None, total_capacity: int | None = None,
 ) -> Scaled:
     """Start the workers each queue is short of; returns what was counted, started and what failed.
 
@@ -51,7 +62,9 @@ def scale_once(
     `region_capacity` caps workers per region across all queues. `work(queue)` is
     what a queue's workers have to do (default: the queue's backlog plus its items
     in flight); on AWS, where SQS counts messages rather than tasks, the scaler
-    function passes one that asks the store.
+    function passes one that asks the store. Local mode passes its own `ratio` and `max_workers`
+    (instead of each definition's) and `total_capacity`, the most workers of all queues and
+    regions together (the machine's cores).
     """
     out = Scaled()
     down: set[str] = set()  # regions left out of this run
@@ -74,13 +87,13 @@ def scale_once(
             continue
         if amount:
             _scale_queue(config, compute, q.name, amount, (weights or {}).get(q.name) or config.weights(q),
-                         region_capacity, per_region, down, out)
+                         region_capacity, per_region, down, out, Sizing(ratio, max_workers, total_capacity))
     return out
 
 
 def _scale_queue(config: Configuration, compute: Compute, queue: str, amount: int, weights: dict[str, float],
                  region_capacity: dict[str, int] | None, per_region: dict[str, int], down: set[str],
-                 out: Scaled) -> None:
+                 out: Scaled, sizing: Sizing) -> None:
     """Plan over the regions that answer; when a start fails, plan the rest again without that region."""
     definition = config.definition(config.queue(queue).definition)
     mine = {r: n for (r, name), n in out.running.items() if name == queue}
@@ -89,9 +102,12 @@ def _scale_queue(config: Configuration, compute: Compute, queue: str, amount: in
         room = None
         if region_capacity is not None:
             room = {r: mine.get(r, 0) + max(0, cap - per_region.get(r, 0)) for r, cap in region_capacity.items()}
-        plan = scaling.plan(amount, mine, usable, definition.jobs_to_workers_ratio, definition.max_workers, room)
+        plan = scaling.plan(amount, mine, usable, sizing.ratio or definition.jobs_to_workers_ratio,
+                            sizing.max_workers or definition.max_workers, room)
         failed = None
         for region, count in plan.items():
+            if sizing.total_capacity is not None:
+                count = min(count, max(0, sizing.total_capacity - sum(per_region.values())))
             if count <= 0:
                 continue
             try:

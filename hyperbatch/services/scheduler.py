@@ -7,12 +7,12 @@ runs in the local daemon and in Lambda.
 from __future__ import annotations
 
 import builtins
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from hyperbatch.core import arrays, dependencies, directives, history, ids, limits, nodes, options, outbox, signals
+from hyperbatch.core import (arrays, deferral, dependencies, directives, history, ids, limits, nodes, options, outbox,
+                             signals)
 from hyperbatch.config import Configuration
 from hyperbatch.core.errors import (
     PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
@@ -22,6 +22,12 @@ from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState, task_letter
 from hyperbatch.core.tasks import cancel_tasks, covered, running_chunk, task_state, update_array
+
+# Option fields stored on the job as they are (the others become its name, queue, array, ...).
+PBS_ATTRIBUTES = (
+    "account", "project", "checkpoint", "output_path", "error_path", "join", "keep", "remove_files", "shell",
+    "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox",
+)
 
 
 @dataclass(frozen=True)
@@ -71,26 +77,30 @@ class Scheduler:
         if (script is None) == (not command):
             raise SpecError("give exactly one of 'script' (the job script's text) or 'command' (a list of arguments)")
         limits.check_request({"script": script, "command": command})  # before the directives are read
-        fields = directives.parse_directives(script) if script is not None else {}
+        now = time.time()
+        given = {k: options.check_field(k, v) for k, v in request.items() if k in options.FIELDS and v is not None}
+        header: dict = {}
+        if script is not None:
+            # qsub reads the header itself and sends directive_prefix "" with what it found.
+            found = directives.parse_directives(script, request.get("directive_prefix"), options.Context(now=now))
+            header = {k: v for k, v in found.items() if k not in options.CLIENT_KEYS}
         # Request fields (the command line) win over script directives.
-        fields.update({k: v for k, v in request.items() if v is not None and k not in ("script", "command")})
+        fields = options.finish(options.combine(header, given), workdir=request.get("workdir"))
 
         queue = fields.get("queue") or self.config.queues[0].name
         queue_config = self._configured("queue", queue)
         definition = fields.get("definition") or queue_config.definition
         self._configured("definition", definition)
 
-        walltime = fields.get("walltime")
-        if isinstance(walltime, str):
-            walltime = options.parse_walltime(walltime)
         # The API's models checked the request; the directives merged in are checked by the same rules.
-        limits.check_request({**fields, "walltime": walltime})
-        env = fields.get("env") or {}
+        limits.check_request(fields)
         deps = dependencies.parse_depend(fields.get("depend") or "")
         parents = self._visible_parents(deps, caller)
         spec = arrays.parse_array(fields["array"]) if fields.get("array") else None
+        env = {**(fields.get("env") or {}), "PBS_O_QUEUE": queue}  # the server adds the queue, as PBS's does
 
-        name = fields.get("name") or _default_name(request)
+        name = fields.get("name") or options.default_name(request.get("script_name") if script is not None else None)
+        attributes = {k: fields[k] for k in PBS_ATTRIBUTES if k in fields}
         doc = new_job(
             server=self.server,
             name=name,
@@ -104,14 +114,15 @@ class Scheduler:
             depend=dependencies.format_depend(deps),
             priority=int(fields.get("priority") or 0),
             max_attempts=int(fields.get("max_attempts") or queue_config.max_attempts),
-            walltime=walltime,
-            env=dict(env),
+            walltime=fields.get("walltime"),
+            env=env,
             resources=dict(fields.get("resources") or {}),
-            workdir=fields.get("workdir"),
+            workdir=request.get("workdir"),
             total=spec.size if spec else 1,
             pending=spec.size if spec else 0,
+            **attributes,
         )
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
+        verdict, reason = self._verdict(doc, {p: d["state"] for p, d in parents.items()}, now)
         # The submit itself is not recorded: tracejob renders it from the job's fields (core.history).
         if fields.get("hold"):
             doc["state"], doc["reason"] = JobState.HELD.value, "held at submission"
@@ -122,8 +133,18 @@ class Scheduler:
                 doc.update((cancel_tasks(doc, reason) or Change()).set)
             doc.update(state=JobState.CANCELLED.value, reason=reason, finished_at=time.time())
         elif verdict == "wait":
-            doc["state"], doc["reason"] = JobState.WAITING.value, self._waiting_for(doc["depend"])
+            doc["state"], doc["reason"] = JobState.WAITING.value, reason
         return doc, list(parents)
+
+    def _verdict(self, doc: dict, parent_states: dict, now: float) -> tuple[str, str]:
+        """("met" | "wait" | "never", reason): dependencies first, then the execution time (-a)."""
+        deps = dependencies.parse_depend(doc["depend"] or "")
+        verdict, reason = dependencies.evaluate(deps, parent_states, self._pbs_id)
+        if verdict == "wait":
+            return verdict, self._waiting_for(doc["depend"])
+        if verdict == "met" and not deferral.eligible(doc.get("execution_time"), now):
+            return "wait", deferral.reason(doc["execution_time"])
+        return verdict, reason
 
     def _pbs_id(self, job_id: str) -> str:
         return ids.format_id(job_id, self.server)
@@ -151,14 +172,20 @@ class Scheduler:
             self.queue.send_many(items)
 
     def reevaluate(self, job_id: str) -> dict | None:
-        """Release or cancel a WAITING job whose dependencies have settled; None if nothing changed."""
+        """Release or cancel a WAITING job whose dependencies have settled and whose execution time (-a)
+        has come; None if nothing changed."""
         doc = self.store.get(job_id)
         if doc["state"] != JobState.WAITING.value:
             return None
         deps = dependencies.parse_depend(doc["depend"])
         parents = self.store.get_many(d.job_id for d in deps)
-        verdict, reason = dependencies.evaluate(deps, {p: d["state"] for p, d in parents.items()}, self._pbs_id)
+        verdict, reason = self._verdict(doc, {p: d["state"] for p, d in parents.items()}, time.time())
         if verdict == "wait":
+            if reason != doc["reason"]:  # dependencies met, now waiting for the execution time
+                try:
+                    self.store.update(job_id, Expect.state(JobState.WAITING), Change(set={"reason": reason}))
+                except StaleTransition:
+                    pass
             return None
         if verdict == "met":
             change = history.add(Change(set={"state": JobState.QUEUED, "reason": ""}), "q")
@@ -380,7 +407,8 @@ class Scheduler:
         change = history.add(Change(set={"state": JobState.WAITING, "reason": self._waiting_for(doc["depend"])}),
                              "u", history.who(caller.name, doc))
         new = self.store.update(job_id, Expect.move(JobState.WAITING, JobState.HELD), change)
-        released = self.reevaluate(job_id) if doc["depend"] else self._requeue_held(new)
+        waits = doc["depend"] or not deferral.eligible(doc.get("execution_time"), time.time())
+        released = self.reevaluate(job_id) if waits else self._requeue_held(new)
         return released or new
 
     def _requeue_held(self, doc: dict) -> dict:
@@ -401,7 +429,10 @@ class Scheduler:
         fields: dict = {}
         altered: list[str] = []
         if changes.get("name") is not None:
-            fields["name"] = options.parse_name(changes["name"])
+            try:
+                fields["name"] = limits.check_name(changes["name"])
+            except SpecError as exc:
+                raise SpecError(str(exc), pbs_errno=PBSE_BADATVAL) from None
             altered.append("Job_Name")
         if changes.get("priority") is not None:
             fields["priority"] = options.parse_priority(changes["priority"])
@@ -412,7 +443,12 @@ class Scheduler:
                 raise SpecError("walltime must be positive, as in 01:00:00", pbs_errno=PBSE_BADATVAL)
             altered.append("Resource_List.walltime")
         if changes.get("resources"):
-            fields["resources"] = {**doc["resources"], **{str(k): str(v) for k, v in changes["resources"].items()}}
+            given = options.check_resources(changes["resources"])
+            # Resource_List is derived again (hyperbatch.core.options.resource_list): a new select
+            # replaces the chunk's resources, a new ncpus or mem changes the chunk.
+            kept = {k: v for k, v in doc["resources"].items()
+                    if k not in ("select", "nodect") and not ("select" in given and k in options.CHUNK_RESOURCES)}
+            fields["resources"] = options.resource_list({**kept, **given})
             altered += [f"Resource_List.{k}" for k in sorted(changes["resources"])]
         edges: list[tuple[str, str]] = []
         if changes.get("depend") is not None:
@@ -551,12 +587,6 @@ class Scheduler:
 
 def _may_see(caller: Caller, doc: dict) -> bool:
     return caller.admin or doc["owner"] == caller.name
-
-
-def _default_name(request: dict) -> str:
-    source = request.get("script_name") or (request.get("command") or ["STDIN"])[0]
-    name = os.path.basename(str(source)) or "job"
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
 
 
 def _rerunnable_tasks(doc: dict, index: int | None) -> list[str]:

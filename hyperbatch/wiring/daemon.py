@@ -108,11 +108,15 @@ class Daemon:
                 self.stopping.wait(1)
 
     def _scaler(self) -> None:
-        capacity = {r.name: r.local_max_workers for r in self.config.regions if r.compute}
-        every = self.config.settings.local.scaler_interval_seconds
+        local = self.config.settings.local
+        cap = local.worker_cap()  # the machine's cores unless configured
+        capacity = {r.name: min(cap, cap if r.local_max_workers is None else r.local_max_workers)
+                    for r in self.config.regions if r.compute}
+        every = local.scaler_interval_seconds
         while not self.stopping.is_set():
             try:
-                scale_once(self.config, self.backend.queue, self.compute, region_capacity=capacity)
+                scale_once(self.config, self.backend.queue, self.compute, region_capacity=capacity,
+                           ratio=local.jobs_to_workers_ratio, max_workers=cap, total_capacity=cap)
             except Exception:
                 log.exception("scaler failed")
             self.wake_scaler.wait(every)

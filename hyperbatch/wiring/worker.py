@@ -54,6 +54,7 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
         definition_env=dict(definition.environment),
         pid_file=backend.home / "workers" / f"{os.environ['HYPER_WORKER_ID']}.job",
         job_user=os.environ.get("HYPER_JOB_USER") or None,
+        deliver=backend.logs.deliver,  # output files land in the submit directory when a run ends
     )
     return Agent(dispatcher, backend.queue, backend.logs, settings)
 

@@ -118,7 +118,7 @@ def test_a_chunk_whose_lease_was_taken_records_nothing_not_even_a_heartbeat(box,
     assert len(run.positions) == 4
     taken_back(box, run)
     before = box.job(array["id"])
-    assert before["chunks"] == {} and before["retrying"] == {str(i): 2 for i in range(1, 5)}
+    assert (before["chunks"], before["running"], before["pending"]) == ({}, 0, 4)  # its tasks run again
     if late == "heartbeat":
         assert first.heartbeat(run).lease_lost
     elif late == "finish":

@@ -39,7 +39,7 @@ def test_a_job_finds_no_credentials_and_no_scheduler_settings_in_its_environment
             and name not in ("AWS_REGION", "AWS_DEFAULT_REGION")] == []
     assert [name for name in seen if name.startswith(("HYPER_", "HYPERBATCH_"))
             and name not in ("HYPER_JOB_ID", "HYPER_JOB_NAME", "HYPER_ATTEMPT", "HYPER_QUEUE", "HYPER_OWNER",
-                             "HYPER_REGION", "HYPER_EXAMPLE")] == []
+                             "HYPER_REGION", "HYPER_EXAMPLE", "HYPER_DEFINITION", "HYPER_WORKER_ID")] == []
     # What the job is told still reaches it: its id and queue, the definition's variables, its own.
     assert seen["HYPER_JOB_ID"] == seen["PBS_JOBID"] == f"{done['id']}.HyperBatch"
     assert (internal_id(seen["HYPER_JOB_ID"]), seen["PBS_QUEUE"], seen["HYPER_EXAMPLE"], seen["MY_SETTING"]) == (

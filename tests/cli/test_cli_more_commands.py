@@ -81,7 +81,7 @@ def test_qalter_changes_a_queued_job(pbs, mix):
     assert pbs("qalter", "-N", "renamed", "-p", "10", "-l", "walltime=00:05:00,mem=3gb", "3") == (0, "", "")
     doc = mix.job("3")
     assert (doc["name"], doc["priority"], doc["walltime"], doc["resources"]["mem"]) == ("renamed", 10, 300, "3gb")
-    assert doc["resources"]["ncpus"] == "4"  # other resources kept
+    assert doc["resources"]["ncpus"] == 4  # other resources kept
     assert mix.backend.queue.claim("batch", "w", 1, 30).job_id == "3"  # the waiting item moved up with it
     assert "Job attributes altered" in history.render(mix.job("3"))[-1][2]
 

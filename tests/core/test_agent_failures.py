@@ -42,7 +42,7 @@ def run_next(harness, tmp_path, logs=None) -> None:
     ({"env": {"A": "x\0y"}}, "embedded null byte"),
     ({"env": {"A=B": "x"}}, "illegal environment variable name"),
     ({"command": ["echo", "a\0b"]}, "embedded null byte"),
-    ({"workdir": "/tmp/a\0b"}, "embedded null byte"),  # PBS_O_WORKDIR
+    ({"env": {"PBS_O_WORKDIR": "/tmp/a\0b"}}, "embedded null byte"),
 ])
 def test_a_job_no_program_can_be_given_fails_as_not_started(harness, tmp_path, fields, words):
     job_id = store_job(harness, **fields)

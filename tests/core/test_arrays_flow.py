@@ -129,15 +129,44 @@ def test_cancel_of_a_finished_task_or_array_is_told_it_finished(harness):
     assert harness.job(array["id"])["state"] == "SUCCEEDED"
 
 
-def test_a_lost_chunk_is_retried_task_by_task(harness):
-    array = harness.submit(array="1-3", max_attempts=2)
+def test_a_lost_chunk_runs_again_without_using_a_retry(harness):
+    array = harness.submit(array="1-3")
     harness.claim()
     harness.lose_lease()
     doc = harness.job(array["id"])
-    assert (doc["running"], doc["pending"], doc["retrying"]) == (0, 3, {"1": 2, "2": 2, "3": 2})
-    for _ in range(3):
-        finish(harness, harness.claim())
+    assert (doc["running"], doc["pending"], doc["retrying"], doc["dispatched"]) == (0, 3, {}, [])
+    assert doc["lost_runs"] == 1 and "its tasks requeued to run again" in doc["reason"]
+    run = harness.claim()
+    assert (run.positions, run.attempt) == ([0, 1, 2], 1)
+    finish(harness, run)
+    done = harness.job(array["id"])
+    assert (done["state"], done["run_count"]) == ("SUCCEEDED", 2)  # run_count counts runs: the lost one too
+
+
+def test_a_lost_retry_chunk_keeps_its_attempt(harness):
+    array = harness.submit(array="1-3", max_attempts=2)
+    finish(harness, harness.claim(), failing={2})  # index 2 fails once: retried at attempt 2
+    run = harness.claim()
+    assert (run.positions, run.attempt) == ([1], 2)
+    harness.lose_lease()
+    assert harness.job(array["id"])["retrying"] == {"2": 2}
+    run = harness.claim()
+    assert (run.positions, run.attempt) == ([1], 2)
+    finish(harness, run)
     assert harness.job(array["id"])["state"] == "SUCCEEDED"
+
+
+def test_an_array_that_loses_too_many_chunks_fails_them(harness):
+    from hyperbatch.core import exits
+
+    array = harness.submit(array="1-2")
+    for _ in range(exits.MAX_RUNS - 1):
+        harness.claim()
+        harness.lose_lease()
+    harness.claim()
+    harness.lose_lease()
+    doc = harness.job(array["id"])
+    assert doc["state"] == "FAILED" and doc["failed_tasks"] == {"1": exits.WORKER_LOST, "2": exits.WORKER_LOST}
 
 
 def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
@@ -147,9 +176,9 @@ def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
     doc = harness.job(array["id"])
     assert (list(doc["chunks"]), doc["running"], doc["retrying"]) == ([run.item.id], 3, {})
     assert not harness.worker.heartbeat(run).lease_lost
-    harness.lose_lease()  # an hour later it is silent: its tasks are retried
+    harness.lose_lease()  # an hour later it is silent: its tasks are handed out again
     doc = harness.job(array["id"])
-    assert (doc["chunks"], doc["running"], doc["retrying"]) == ({}, 0, {"1": 2, "2": 2, "3": 2})
+    assert (doc["chunks"], doc["running"], doc["pending"], doc["retrying"]) == ({}, 0, 3, {})
 
 
 def test_a_stopping_worker_settles_the_tasks_it_finished_and_hands_back_only_the_rest(harness):
@@ -167,7 +196,7 @@ def test_a_stopping_worker_settles_the_tasks_it_finished_and_hands_back_only_the
     assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 5, 1)
 
 
-def test_after_a_crash_only_what_ran_since_the_last_heartbeat_runs_again_at_a_new_attempt(harness):
+def test_after_a_crash_only_what_ran_since_the_last_heartbeat_runs_again(harness):
     """Defect 5, crash: each heartbeat records the chunk's progress."""
     array = harness.submit(array="1-10", max_attempts=2)
     run = harness.claim(max_tasks=10)
@@ -179,11 +208,11 @@ def test_after_a_crash_only_what_ran_since_the_last_heartbeat_runs_again_at_a_ne
         run.done(pos, Outcome(0))  # finished after the last heartbeat, then the worker dies
     harness.lose_lease()
     doc = harness.job(array["id"])
-    assert doc["succeeded"] == 5 and doc["retrying"] == {str(i): 2 for i in range(6, 11)}
+    assert doc["succeeded"] == 5 and (doc["pending"], doc["retrying"]) == (5, {})  # as they were: no retry used
     retried = []
     while (again := harness.claim()) is not None:
         retried += [again.spec.index_at(p) for p in again.positions]
-        assert again.attempt == 2
+        assert again.attempt == 1
         finish(harness, again)
     assert sorted(retried) == [6, 7, 8, 9, 10]
     doc = harness.job(array["id"])

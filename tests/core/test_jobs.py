@@ -42,18 +42,56 @@ def test_a_failed_attempt_is_retried_then_fails_with_its_reason(harness):
     assert final["reason"] == "exit status 3 after 2 attempts"
 
 
-def test_a_lost_worker_requeues_then_fails_on_the_last_attempt(harness):
-    job = harness.submit(max_attempts=2)
+def test_a_lost_worker_reruns_a_rerunnable_job_without_using_a_retry(harness):
+    job = harness.submit()  # no retries: a non-zero exit would be final
     harness.claim()
     harness.lose_lease()
     requeued = harness.job(job["id"])
-    assert (requeued["state"], requeued["attempt"]) == ("QUEUED", 2)
-    assert "lost" in requeued["reason"]
+    assert (requeued["state"], requeued["attempt"], requeued["lost_runs"]) == ("QUEUED", 2, 1)
+    assert "lost" in requeued["reason"] and "requeued" in requeued["reason"]
+    harness.run_job(status=0)
+    done = harness.job(job["id"])
+    assert (done["state"], done["run_count"]) == ("SUCCEEDED", 2)
+
+
+def test_a_lost_worker_with_retries_left_still_uses_none(harness):
+    job = harness.submit(max_attempts=2)  # --retries 1
+    harness.claim()
+    harness.lose_lease()
+    harness.run_job(status=3)  # the first non-zero exit: the one retry
+    assert harness.job(job["id"])["state"] == "QUEUED"
+    harness.run_job(status=3)
+    final = harness.job(job["id"])
+    assert (final["state"], final["exit_status"], final["run_count"]) == ("FAILED", 3, 3)
+
+
+def test_a_lost_worker_fails_a_job_that_is_not_rerunnable(harness):
+    job = harness.submit(rerunnable=False)
     harness.claim()
     harness.lose_lease()
     failed = harness.job(job["id"])
     assert (failed["state"], failed["exit_status"]) == ("FAILED", exits.WORKER_LOST)
-    assert "lost" in failed["reason"] and "last of 2 attempts" in failed["reason"]
+    assert "not rerunnable" in failed["reason"] and "lost" in failed["reason"]
+
+
+def test_a_job_lost_too_often_is_held_as_pbs_holds_it(harness):
+    job = harness.submit()
+    for _ in range(exits.MAX_RUNS):
+        harness.claim()
+        harness.lose_lease()
+    held = harness.job(job["id"])
+    assert (held["state"], held["run_count"]) == ("HELD", exits.MAX_RUNS)
+    assert held["reason"].startswith("job held, too many failed attempts to run")
+    harness.scheduler.release(job["id"], ALICE)
+    harness.run_job()
+    assert harness.job(job["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_non_zero_exit_is_final_by_default(harness):
+    job = harness.submit()
+    harness.run_job(status=1)
+    final = harness.job(job["id"])
+    assert (final["state"], final["exit_status"], final["run_count"], final["max_attempts"]) == ("FAILED", 1, 1, 1)
 
 
 def test_a_late_finish_after_recovery_changes_nothing(harness):
@@ -180,7 +218,9 @@ def test_others_jobs_are_hidden(harness):
     ({"walltime": "abc"}, "walltime"),
     ({"env": {"1BAD": "x"}}, "environment variable name"),
     ({"command": None}, "exactly one of"),
-    ({"script": "#PBS -Z\n", "command": None}, "unknown directive option"),
+    ({"script": "#PBS -Z\n", "command": None}, "unknown option '-Z'"),
+        ({"script": "#PBS -I\n", "command": None}, "interactive jobs are not supported"),
+        ({"resources": {"nodes": "2"}}, "nodes"),
 ])
 def test_bad_requests_change_nothing(harness, request_, message):
     with pytest.raises(SpecError, match=message):

@@ -101,8 +101,8 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def processes_with_env(key: str, value: str) -> list[int]:
-    """Pids of live processes whose environment holds key=value (daemon, workers and their jobs)."""
+def processes_with_env(key: str, value: str, prefix: bool = False) -> list[int]:
+    """Pids of live processes whose environment holds key=value (key=value... with `prefix`)."""
     needle = f"{key}={value}".encode()
     out = []
     for entry in Path("/proc").iterdir():
@@ -112,7 +112,9 @@ def processes_with_env(key: str, value: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in environ.split(b"\0") and pid_alive(int(entry.name)):
+        entries = environ.split(b"\0")
+        found = any(e.startswith(needle) for e in entries) if prefix else needle in entries
+        if found and pid_alive(int(entry.name)):
             out.append(int(entry.name))
     return out
 
@@ -148,6 +150,8 @@ class Daemon:
         self.config_dir = root / "configurations"
         self.workdir = root / "work"  # where job scripts are written; the commands' default cwd
         self.workdir.mkdir(parents=True)
+        self.user_home = root / "userhome"
+        self.user_home.mkdir()
         self.cwd = self.workdir
         self.port = free_port()
         self.submitted: list[str] = []  # every id `submit` saw accepted, for no-job-lost checks
@@ -173,6 +177,7 @@ class Daemon:
             if not k.startswith(("HYPERBATCH_", "HYPER_", "PBS_")) and k not in ("PYTEST_CURRENT_TEST",)
         }
         env["HYPERBATCH_HOME"] = str(self.home)
+        env["HOME"] = str(self.user_home)  # the submitter's home: where jobs start (PBS_O_HOME)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"
         if not _package_importable_outside_repo():
@@ -191,12 +196,13 @@ class Daemon:
     # -- running commands -------------------------------------------------------------------
 
     def run(self, *args: Any, check: bool = True, input: str | None = None,
-            timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        """Run a console script (`qsub`, `hyper`, ...) with this daemon's environment."""
+            timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run a console script (`qsub`, `hyper`, ...) with this daemon's environment (or `env`)."""
         argv = [str(a) for a in args]
         argv[0] = str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0]
         proc = subprocess.run(
-            argv, env=self.env, cwd=cwd or self.cwd, input=input, capture_output=True, text=True,
+            argv, env=env or self.env, cwd=cwd or self.cwd, input=input, capture_output=True, text=True,
             timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL,
         )
         if check and proc.returncode != 0:
@@ -323,10 +329,12 @@ class Daemon:
         return self.run("hyper", "local", "down", check=check, timeout=40)
 
     def leftovers(self) -> list[int]:
-        """Live processes started for this home (daemon, workers, jobs)."""
+        """Live processes started for this home (daemon and workers by HYPERBATCH_HOME; jobs, whose clean
+        environment has none of the daemon's, by their PBS_NODEFILE under it)."""
         found = set(processes_with_env("HYPERBATCH_HOME", str(self.home)))
         if self.env["HYPERBATCH_HOME"] != str(self.home):  # a test gave the home as a relative path
             found.update(processes_with_env("HYPERBATCH_HOME", self.env["HYPERBATCH_HOME"]))
+        found.update(processes_with_env("PBS_NODEFILE", f"{self.home.resolve()}/", prefix=True))
         return sorted(found)
 
     def kill_everything(self) -> list[int]:

@@ -82,7 +82,7 @@ def test_qsub_with_an_empty_array_range_is_refused(hb):
     before = {j["id"] for j in hb.jobs()}
     proc = hb.run("qsub", "-J", "", "--", "true", check=False)
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert one_line(proc.stderr) == "qsub: array: must not be empty"
+    assert one_line(proc.stderr) == "qsub: option -J needs a value"
     assert {j["id"] for j in hb.jobs()} == before
 
 

@@ -20,6 +20,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_routing")]
 JOBS = 40
 
 
+def e2e_configure(config: dict) -> None:
+    """Room for the regions' own caps (us-east-1 2, us-west-2 4, eu-west-1 2), whatever the CPU count."""
+    config["settings"]["local"]["max_workers"] = 8
+
+
 def _status_workers(hb) -> dict[str, int]:
     """`hyper local status`'s `queue west:` line as {region: workers}."""
     out = hb.run("hyper", "local", "status").stdout
@@ -56,8 +61,14 @@ def _check_routing(most: Counter, jobs: list[dict]) -> None:
 
 def test_west_jobs_submitted_with_qsub_follow_the_weights(hb):
     """The way users submit: one qsub after another."""
-    script = hb.script("#!/bin/bash\nsleep 2\necho \"ran in $HYPER_REGION\"\n", "west.sh")
+    # Every job waits for the gate, so that all of them are in the queue at once, however slowly
+    # qsub follows qsub: each queued job gets a worker while room is left (settings.local).
+    gate = hb.workdir / "west.gate"
+    script = hb.script(
+        f'#!/bin/bash\nuntil [ -e "{gate}" ]; do sleep 0.1; done\nsleep 1\necho "ran in $HYPER_REGION"\n', "west.sh"
+    )
     ids = [hb.submit("-q", "west", script) for _ in range(JOBS)]
+    gate.touch()
     most, jobs = _watch_workers(hb, ids)
     _check_routing(most, jobs)
     for job in jobs[:3]:

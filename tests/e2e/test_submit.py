@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import subprocess
 import time
@@ -162,10 +163,12 @@ def test_a_job_over_its_walltime_is_killed_and_failed_with_the_reason(hb, tmp_pa
     job_id = hb.submit("-l", "walltime=00:00:02", "--retries", "0", "--",
                        "bash", "-c", f"echo $$ > {pidfile}; exec sleep 60")
     job = hb.wait_state(job_id, "FAILED", timeout=30)
-    assert job["exit_status"] == -3
+    assert job["exit_status"] == -29  # PBS Pro's JOB_EXEC_KILL_WALLTIME
     attrs = hb.full(job_id)
-    assert attrs["Exit_status"] == "-3"
-    assert "walltime 2s exceeded" in attrs["comment"]
+    assert attrs["Exit_status"] == "-29"
+    assert re.fullmatch(r"job killed: walltime \d+ exceeded limit 2", attrs["comment"]), attrs["comment"]
+    stderr = hb.run("qlog", "-e", job_id).stdout
+    assert re.fullmatch(r"=>> PBS: job killed: walltime \d+ exceeded limit 2\n", stderr), stderr
     pid = int(pidfile.read_text())
     deadline = time.time() + 10
     while time.time() < deadline and os.path.exists(f"/proc/{pid}"):

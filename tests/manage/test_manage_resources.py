@@ -94,7 +94,7 @@ def test_list_shows_the_entries(env):
     assert result.returncode == 0, result.stderr
     header, *rows = [line.split() for line in result.stdout.splitlines() if line.strip() and "─" not in line]
     assert header == ["name", "cluster", "definition", "priority", "region_weights", "max_attempts"]
-    assert rows[0] == ["batch", "default", "standard", "10", "-", "3"]
+    assert rows[0] == ["batch", "default", "standard", "10", "-", "1"]  # a non-zero exit is final by default
     assert rows[1][0] == "west" and "us-west-2=3," in rows[1]
 
 

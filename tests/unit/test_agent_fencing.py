@@ -37,6 +37,7 @@ class Recorder:
     """The dispatcher as the agent sees it: heartbeats answered by `beat`, every record written down."""
 
     worker = "w1"
+    region = "r1"
 
     def __init__(self, beat):
         self.beat, self.calls, self.seen = beat, [], []

@@ -24,7 +24,6 @@ from hyperbatch.core.errors import SpecError
     ({"priority": "high"}, "priority: give a whole number from -1024 to 1023"),
     ({"script": "#!/bin/sh\n\0"}, "script: the script contains a NUL byte"),
     ({"script": "   \n"}, "script: the script is empty"),
-    ({"resources": {"mem=": "1"}}, "resources: resource name 'mem='"),
     ({"name": "two words"}, "name: job name 'two words'"),
     ({"script_name": "a\0b"}, "script_name: contains a NUL byte"),
 ])

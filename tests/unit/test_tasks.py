@@ -45,15 +45,21 @@ def test_settling_a_chunk_counts_each_task_once():
     assert (new["state"], new["failed_tasks"], new["chunks"]) == ("FAILED", {"2": 3}, {})
 
 
-def test_a_lost_chunk_is_retried_then_failed():
-    doc = array("1-2", max_attempts=2)
+def test_a_lost_chunk_runs_again_as_it_was_until_it_was_lost_too_often():
+    from hyperbatch.core import exits
+
+    doc = array("1-2")
     doc = write(doc, tasks.claim_chunk(doc, "c1", 0, 2, 1, "w", 0.0).change)
-    settled = tasks.lose_chunk(doc, "c1", -2)
+    settled = tasks.lose_chunk(doc, "c1", -20)
     doc = write(doc, settled.change)
-    assert settled.retries == [0, 1] and doc["retrying"] == {"1": 2, "2": 2} and doc["pending"] == 2
-    doc = write(doc, tasks.claim_chunk(doc, "c2", 0, 1, 2, "w", 0.0).change)
-    doc = write(doc, tasks.lose_chunk(doc, "c2", -2).change)
-    assert doc["failed_tasks"] == {"1": -2} and doc["retrying"] == {"2": 2}
+    # Freed, no attempt used up: handed out again as never handed out.
+    assert (settled.back, doc["retrying"], doc["dispatched"], doc["pending"]) == ([0, 1], {}, [], 2)
+    assert doc["lost_tasks"] == {"1": 1, "2": 1} and doc["lost_runs"] == 1
+    assert write(doc, tasks.claim_chunk(doc, "again", 0, 2, 1, "w", 0.0).change)["run_count"] == 2  # the lost run counts
+    for n in range(2, exits.MAX_RUNS + 1):
+        doc = write(doc, tasks.claim_chunk(doc, f"c{n}", 0, 1, 1, "w", 0.0).change)
+        doc = write(doc, tasks.lose_chunk(doc, f"c{n}", -20).change)
+    assert doc["failed_tasks"] == {"1": -20} and doc["pending"] == 1  # lost MAX_RUNS times: failed
 
 
 def test_cancelling_a_finished_task_or_array_changes_nothing():

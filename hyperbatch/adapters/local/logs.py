@@ -7,6 +7,7 @@ A read returns the file's bytes as they are, from a byte offset: output that is 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -38,6 +39,16 @@ class FileLogStore:
             (self.root / job_id).mkdir(parents=True, exist_ok=True)
             self._made.add(job_id)
         return FileSink(self._path(job_id, index, "stdout"), self._path(job_id, index, "stderr"))
+
+    def deliver(self, job_id: str, index: int | None, stream: str, path: str, mode: int) -> None:
+        """Write a finished run's stream to `path` (its output file in the submit directory): the whole
+        file replaced, created with `mode` (an empty stream still makes its file, as PBS does)."""
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as dst:
+            try:
+                with open(self._path(job_id, index, stream), "rb") as src:
+                    shutil.copyfileobj(src, dst)
+            except FileNotFoundError:
+                pass
 
     def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[bytes, int]:
         try:
