@@ -15,7 +15,7 @@ import base64
 import json
 import logging
 from urllib.parse import unquote
-from typing import TYPE_CHECKING, Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -38,73 +38,58 @@ log = logging.getLogger("hyperbatch.api")
 MAX_PAGE = 1000
 
 
-class _Walltime(BaseModel):
-    """A request with a `walltime`: HH:MM:SS (or 1h30m) text or whole seconds, within a year
-    (hyperbatch.core.limits), kept as seconds."""
-
-    @field_validator("walltime", mode="before", check_fields=False)
-    @classmethod
-    def _walltime(cls, value: Any) -> Any:
-        return value if value is None else options.check_field("walltime", value)
-
-
-def _job_request_model() -> type[BaseModel]:
-    """One job: a script (its #PBS/#HYPER header is read) or a command, and the option fields of
-    the option table (core/options.FIELDS), which win over the header. Each option field takes
-    its canonical JSON value or PBS text, read by the table's own parser; every bound is
-    hyperbatch.core.limits': what a worker could not run (a NUL byte, a variable name with '=', a
-    walltime past a year) is refused here, not found out by the worker."""
-    fields: dict[str, Any] = {
-        "script": (Annotated[str, AfterValidator(limits.check_script)] | None,
-                   Field(None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})),
-        "script_name": (Annotated[str, AfterValidator(limits.no_nul)] | None,
-                        Field(None, min_length=1, max_length=limits.MAX_SCRIPT_NAME_CHARS)),
-        "command": (Annotated[list[str], AfterValidator(limits.check_command)] | None,
-                    Field(None, json_schema_extra={"minItems": 1, "maxItems": limits.MAX_ARGS})),
-        "workdir": (Annotated[str, AfterValidator(limits.check_workdir)] | None,
-                    Field(None, min_length=1, max_length=limits.MAX_PATH_BYTES,
-                          description="submit directory: PBS_O_WORKDIR")),
-        "directive_prefix": (
-            str | None,
-            Field(None, max_length=32, description="directive prefix instead of #PBS/#HYPER ('' reads none; qsub -C)"),
-        ),
-    }
+def _option_model(name: str, doc: str, option_fields: Iterable[str], **fields: Any) -> type[BaseModel]:
+    """A request model whose option fields are the option table's (core/options.FIELDS): each takes
+    its canonical JSON value or PBS text, read by the table's own parser; `fields` are the others."""
     bounds = {"priority": (limits.PRIORITY_MIN, limits.PRIORITY_MAX), "max_attempts": (1, limits.MAX_ATTEMPTS)}
-    for name, spec in options.FIELDS.items():
-        kind = Annotated[spec.kind, Field(ge=bounds[name][0], le=bounds[name][1])] if name in bounds else spec.kind
-        fields[name] = (kind | None, Field(None, description=spec.help, examples=list(spec.examples) or None))
+    names = tuple(option_fields)
+    for key in names:
+        spec = options.FIELDS[key]
+        kind = Annotated[spec.kind, Field(ge=bounds[key][0], le=bounds[key][1])] if key in bounds else spec.kind
+        fields[key] = (kind | None, Field(None, description=spec.help, examples=list(spec.examples) or None))
 
     def check(cls, value: Any, info: ValidationInfo) -> Any:
         return None if value is None else options.check_field(info.field_name or "", value)
 
     return create_model(
-        "JobRequest",
+        name,
         __config__=ConfigDict(extra="forbid"),
-        __doc__="One job: a script or a command, and options (the option table's fields) that win over the script's header.",
-        __validators__={"check_options": field_validator(*options.FIELDS, mode="before")(check)},
+        __doc__=doc,
+        __validators__={"check_options": field_validator(*names, mode="before")(check)},
         **fields,
     )
 
 
-if TYPE_CHECKING:  # what a checker can follow; the model itself is built from the option table
+def _job_request_model() -> type[BaseModel]:
+    """One job: a script (its #PBS/#HYPER header is read) or a command, and the option fields of
+    the option table, which win over the header. Every bound is hyperbatch.core.limits': what a
+    worker could not run (a NUL byte, a variable name with '=', a walltime past a year) is refused
+    here, not found out by the worker."""
+    return _option_model(
+        "JobRequest",
+        "One job: a script or a command, and options (the option table's fields) that win over the script's header.",
+        options.FIELDS,
+        script=(Annotated[str, AfterValidator(limits.check_script)] | None,
+                Field(None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})),
+        script_name=(Annotated[str, AfterValidator(limits.no_nul)] | None,
+                     Field(None, min_length=1, max_length=limits.MAX_SCRIPT_NAME_CHARS)),
+        command=(Annotated[list[str], AfterValidator(limits.check_command)] | None,
+                 Field(None, json_schema_extra={"minItems": 1, "maxItems": limits.MAX_ARGS})),
+        workdir=(Annotated[str, AfterValidator(limits.check_workdir)] | None,
+                 Field(None, min_length=1, max_length=limits.MAX_PATH_BYTES, description="submit directory: PBS_O_WORKDIR")),
+        directive_prefix=(str | None, Field(None, max_length=32,
+                                            description="directive prefix instead of #PBS/#HYPER ('' reads none; qsub -C)")),
+    )
+
+
+if TYPE_CHECKING:  # what a checker can follow; the models themselves are built from the option table
     JobRequest = BaseModel
+    AlterRequest = BaseModel
 else:
     JobRequest = _job_request_model()
-
-
-class AlterRequest(_Walltime):
-    """qalter: the attributes of a job that has not started; absent fields stay as they are (read
-    as JobRequest reads them)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, AfterValidator(limits.check_name)] | None = Field(
-        None, json_schema_extra={"pattern": f"^{limits.NAME_PATTERN}$"})
-    priority: int | None = Field(None, ge=limits.PRIORITY_MIN, le=limits.PRIORITY_MAX)
-    walltime: str | int | None = Field(None, examples=["01:00:00", 3600])
-    resources: Annotated[dict[str, str | int], AfterValidator(options.check_resources)] | None = None
-    depend: str | None = Field(None, min_length=1, max_length=limits.MAX_DEPEND_CHARS,
-                               examples=["afterok:1234.server"])
-    hold: bool | None = Field(None, description="true holds the job (qalter -h u), false releases it (-h n)")
+    # qalter: the attributes of a job that has not started (options.ALTERABLE); absent fields stay as they are.
+    AlterRequest = _option_model("AlterRequest", "qalter: the attributes to change of a job that has not started.",
+                                 options.ALTERABLE)
 
 
 class SignalRequest(BaseModel):

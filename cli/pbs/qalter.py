@@ -1,23 +1,25 @@
 """qalter: change jobs that have not started (PATCH /jobs/ID), as PBS Pro's qalter.
 
-    qalter [-N name] [-p priority] [-l walltime=...,res=...] [-h u|o|s|n] [-W depend=...] job_identifier...
+    qalter [-a date_time] [-A account] [-c interval] [-e path] [-h hold_list] [-j join] [-k keep]
+           [-l resource_list] [-m mail_options] [-M user_list] [-N name] [-o path] [-p priority]
+           [-R o|e|oe] [-r y|n] [-S path] [-W attr=value] [-P project] job_identifier...
 
-A running job (or an array with a task started) cannot be altered:
-`qalter: Cannot modify attribute while job running  123.server`, exit 167;
-a finished one exits 35. Options HyperBatch cannot honour yet are refused
-with a one-line reason (`REFUSED`).
+Every option is read by qsub's option table (hyperbatch.core.options), so a value means what it
+means to qsub; -h takes PBS's hold list (u, o, s; n releases). A running job (or an array with a
+task started) cannot be altered: `qalter: Cannot modify attribute while job running  123.server`,
+exit 167; a finished one exits 35. An option HyperBatch cannot honour is refused with the table's
+one-line reason.
 """
 
 from __future__ import annotations
 
-import re
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    pass
 
 from hyperbatch.cli.errors import UsageError
-from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, parse, run, split_items
+from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, parse, run
 
 SPEC = "a:A:c:e:h:j:k:l:m:M:N:o:p:r:R:S:u:W:P:"
 USAGE = """usage: qalter [-a date_time] [-A account_string] [-c interval] [-e path]
@@ -29,70 +31,43 @@ USAGE = """usage: qalter [-a date_time] [-A account_string] [-c interval] [-e pa
 """
 
 
-def _illegal(flag: str) -> ShowUsage:
-    return ShowUsage(f"qalter: illegal -{flag} value")
-
-
-def _name(value: str, body: dict) -> None:
-    from hyperbatch.core.limits import NAME_RE  # the API's rule; imported here, where -N is given: it loads typing
-
-    if not NAME_RE.fullmatch(value):
-        raise _illegal("N")
-    body["name"] = value
-
-
-def _priority(value: str, body: dict) -> None:
-    if not re.fullmatch(r"[+-]?[0-9]{1,5}", value.strip()) or not -1024 <= int(value) <= 1023:
-        raise _illegal("p")
-    body["priority"] = int(value)
-
-
-def _resources(value: str, body: dict) -> None:
-    for item in split_items(value):
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip() or not val.strip():
-            raise _illegal("l")
-        if key.strip().lower() == "walltime":
-            body["walltime"] = val.strip()
-        else:
-            body.setdefault("resources", {})[key.strip()] = val.strip()
-
-
 def _hold(value: str, body: dict) -> None:
+    """qalter's -h takes PBS's hold list (u, o, s; n releases), unlike qsub's flag."""
     if not value or any(ch not in "uosn" for ch in value) or ("n" in value and len(value) > 1):
-        raise _illegal("h")
+        raise ShowUsage("qalter: illegal -h value")
     body["hold"] = value != "n"
 
 
-def _attributes(value: str, body: dict) -> None:
-    key, sep, val = value.partition("=")
-    if key.strip().lower() != "depend" or not sep:
-        raise UsageError(f"-W {key.strip() or value}: only -W depend=... can be altered")
-    body["depend"] = val.strip()
+def request_body(opts: list[tuple[str, str | None]]) -> dict:
+    """The PATCH body: each option read by the qsub option table (hyperbatch.core.options), as qsub
+    reads it; an attribute a job that has not started cannot change (options.ALTERABLE) is refused."""
+    import os
+    import socket
+    import time
 
+    from hyperbatch.core import options
+    from hyperbatch.core.errors import SpecError
 
-# The options qalter takes, in one place: flag -> what it sets in the PATCH body. The qsub option
-# table (one definition per option, shared by qsub, directives, the API and qalter) replaces it.
-OPTIONS: dict[str, Callable[[str, dict], None]] = {
-    "N": _name, "p": _priority, "l": _resources, "h": _hold, "W": _attributes,
-}
-REFUSED = {
-    flag: f"-{flag} ({what}) cannot be altered yet: it comes with the qsub option of the same name"
-    for flag, what in (
-        ("a", "execution time"), ("A", "account"), ("c", "checkpoint"), ("e", "error path"), ("j", "join"),
-        ("k", "keep files"), ("m", "mail points"), ("M", "mail users"), ("o", "output path"),
-        ("r", "rerunable"), ("R", "remove files"), ("S", "shell"), ("u", "user list"), ("P", "project"),
-    )
-}
-
-
-def request_body(opts: list[tuple[str, Any]]) -> dict:
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    ctx = options.Context(now=time.time(), environ=os.environ, host=socket.gethostname(), cwd=cwd)
     body: dict = {}
-    for opt, value in opts:
-        flag = opt.lstrip("-")
-        if flag in REFUSED:
-            raise UsageError(REFUSED[flag])
-        OPTIONS[flag](value or "", body)
+    for flag, value in opts:
+        if flag == "-h":
+            _hold(value or "", body)
+            continue
+        try:
+            found = options.occurrence(flag, value, ctx)
+        except SpecError as exc:
+            if str(exc).startswith("-"):  # a refusal, which names the option and says why
+                raise UsageError(str(exc)) from None
+            raise ShowUsage(f"qalter: illegal {flag} value") from None
+        for key in found:
+            if key not in options.ALTERABLE:
+                raise UsageError(f"{flag} {key}: cannot be altered (qalter changes {', '.join(options.ALTERABLE)})")
+        options.merge_into(body, found)
     return body
 
 

@@ -279,9 +279,7 @@ def _user() -> str | None:
 
 
 def _host() -> str:
-    import socket
-
-    return socket.gethostname()
+    return os.uname().nodename  # gethostname(2), without importing socket
 
 
 def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,9 @@ helpers here map between task positions (0..size-1) and array indices.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections import namedtuple
 
+from hyperbatch.core.patterns import lazy
 from hyperbatch.core.errors import SpecError
 from hyperbatch.core.states import JobState
 
@@ -18,20 +18,23 @@ if TYPE_CHECKING:
 
 MAX_ARRAY_SIZE = 10_000_000
 
-_SPEC_RE = re.compile(r"([0-9]{1,18})(?:-([0-9]{1,18})(?::([0-9]{1,18}))?)?(?:%([0-9]{1,18}))?")
+_SPEC_RE = lazy(r"([0-9]{1,18})(?:-([0-9]{1,18})(?::([0-9]{1,18}))?)?(?:%([0-9]{1,18}))?")
 _HINT = "use START-END[:STEP][%LIMIT], as in 1-100, 0-10:2 or 1-1000%10"
 
 
-@dataclass(frozen=True)
-class ArraySpec:
-    """Indices start, start+step, ... up to end (inclusive); `limit` caps tasks running at once."""
+class ArraySpec(namedtuple("ArraySpec", "start end step limit", defaults=(1, None))):
+    """Indices start, start+step, ... up to end (inclusive); `limit` caps tasks running at once.
 
-    start: int
-    end: int
-    step: int = 1
-    limit: int | None = None
+    A named tuple, not a dataclass: qsub reads this module on every start (bench/latency.py)."""
 
-    def __post_init__(self) -> None:
+    __slots__ = ()
+
+    def __new__(cls, start: int, end: int, step: int = 1, limit: int | None = None) -> "ArraySpec":
+        self = super().__new__(cls, start, end, step, limit)
+        self._check()
+        return self
+
+    def _check(self) -> None:
         where = f"array range '{self}'"
         if self.start < 0:
             raise SpecError(f"{where}: indices must be zero or more, as in 0-99")

@@ -5,7 +5,7 @@ A dependency names a whole job or a whole array, never one array task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 from hyperbatch.core.errors import PBSE_BADDEPEND, SpecError
 from hyperbatch.core.ids import EXAMPLE, parse_job_ref
@@ -19,15 +19,17 @@ KINDS: tuple[str, ...] = ("afterok", "afterany", "afternotok")
 _HINT = f"as in afterok:{EXAMPLE} or afterok:ID1:ID2,afterany:ID3"
 
 
-@dataclass(frozen=True)
-class Dependency:
-    kind: str
-    job_id: str
+class Dependency(namedtuple("Dependency", "kind job_id")):
+    """One dependency: its kind (afterok, afterany, afternotok) and the job's id. A named tuple, not a
+    dataclass: qsub reads this module on every start (bench/latency.py)."""
 
-    def __post_init__(self) -> None:
+    __slots__ = ()
+
+    def __new__(cls, kind: str, job_id: str) -> "Dependency":
         # parse_depend validates job ids; the constructor checks only the kind.
-        if self.kind not in KINDS:
-            raise SpecError(f"dependency kind '{self.kind}': use afterok, afterany or afternotok")
+        if kind not in KINDS:
+            raise SpecError(f"dependency kind '{kind}': use afterok, afterany or afternotok")
+        return super().__new__(cls, kind, job_id)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.job_id}"

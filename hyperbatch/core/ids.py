@@ -43,17 +43,17 @@ for stores whose sort keys are strings.
 
 from __future__ import annotations
 
-import re
 import time
 
+from hyperbatch.core.patterns import lazy
 from hyperbatch.core.errors import NotFound, SpecError
 
 MAX_DIGITS = 12
 MAX_SEQUENCE = 10**MAX_DIGITS - 1
 EXAMPLE = "1234"
 # SEQ, then [] or [INDEX], then .SERVER (a host name: labels of letters, digits, '-' and '_').
-_REF_RE = re.compile(r"([0-9]{1,12})(\[([0-9]{0,18})\])?(?:\.([A-Za-z0-9_][A-Za-z0-9_.-]*))?")
-_ID_RE = re.compile(r"[1-9][0-9]{0,11}")
+_REF_RE = lazy(r"([0-9]{1,12})(\[([0-9]{0,18})\])?(?:\.([A-Za-z0-9_][A-Za-z0-9_.-]*))?")
+_ID_RE = lazy(r"[1-9][0-9]{0,11}")
 
 
 class IllegalJobId(SpecError):

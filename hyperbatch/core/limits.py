@@ -22,8 +22,8 @@ that check a whole request use `check_request`, which does.
 
 from __future__ import annotations
 
-import re
 
+from hyperbatch.core.patterns import lazy
 from hyperbatch.core.errors import SpecError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: qsub reads this module, and importing typing costs milliseconds
@@ -38,9 +38,9 @@ MAX_BATCH_JOBS = 1000
 # -- names ---------------------------------------------------------------------------------------
 MAX_NAME = 230  # PBS_MAXJOBNAME: a job name (-N), as PBS allows it
 NAME_PATTERN = r"[A-Za-z0-9._+-]{1,%d}" % MAX_NAME
-NAME_RE = re.compile(NAME_PATTERN)
+NAME_RE = lazy(NAME_PATTERN)
 MAX_REF_CHARS = 64  # a queue or definition name (the configuration's names are shorter)
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a shell can export
+ENV_NAME_RE = lazy(r"[A-Za-z_][A-Za-z0-9_]*")  # what a shell can export
 
 # -- what reaches the worker's execve -----------------------------------------------------------
 MAX_SCRIPT_BYTES = 256 * 1024

@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from collections import namedtuple
 
+from hyperbatch.core.patterns import lazy
 from hyperbatch.core.arrays import ArraySpec, parse_array
 from hyperbatch.core.dependencies import format_depend, parse_depend
 from hyperbatch.core.errors import SpecError
@@ -55,24 +56,25 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Mapping
 
 MAX_RETRIES = MAX_ATTEMPTS - 1
-_CLOCK_RE = re.compile(r"(?:(?:([0-9]{1,9}):)?([0-9]{1,9}):)?([0-9]{1,9})")
-_UNITS_RE = re.compile(r"(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?", re.IGNORECASE)
-_SIZE_RE = re.compile(r"([0-9]{1,18})([kmgtp]?)([bw]?)", re.IGNORECASE)
+_CLOCK_RE = lazy(r"(?:(?:([0-9]{1,9}):)?([0-9]{1,9}):)?([0-9]{1,9})")
+_UNITS_RE = lazy(r"(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?", re.IGNORECASE)
+_SIZE_RE = lazy(r"([0-9]{1,18})([kmgtp]?)([bw]?)", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 
 # The fields qsub keeps for itself: never sent to the API.
 CLIENT_KEYS = frozenset({"export_all", "quiet", "prefix", "block", "wait", "no_fork"})
 
 
-@dataclass(frozen=True)
-class Context:
-    """What parsing may depend on besides the text: the time `-a` counts from (local time
-    zone), qsub's environment (`-v VAR` without a value, `-V`), the submit host and directory."""
+# The small records below are named tuples, not dataclasses: qsub reads this module on every start,
+# and dataclasses (with inspect) would double its import time (bench/latency.py).
 
-    now: float | None = None
-    environ: Mapping[str, str] | None = None
-    host: str | None = None
-    cwd: str | None = None
+
+class Context(namedtuple("Context", "now environ host cwd", defaults=(None, None, None, None))):
+    """What parsing may depend on besides the text: the time `-a` counts from (`now`, epoch seconds,
+    local time zone), qsub's environment (`environ`: `-v VAR` without a value, `-V`), the submit
+    `host` and directory (`cwd`). None: not known (the API's requests)."""
+
+    __slots__ = ()
 
     def clock(self) -> float:
         return time.time() if self.now is None else self.now
@@ -176,7 +178,7 @@ def _text(value: Any, what: str, limit: int = MAX_TEXT) -> str:
 
 
 # One `-v` item: NAME[=VALUE] then a comma or the end; a value wholly in quotes may hold commas.
-_ENV_ITEM_RE = re.compile(r"""\s*([^=,]*)(?:(=)(?:"([^"]*)"|'([^']*)'|([^,]*)))?(?:,|\Z)""")
+_ENV_ITEM_RE = lazy(r"""\s*([^=,]*)(?:(=)(?:"([^"]*)"|'([^']*)'|([^,]*)))?(?:,|\Z)""")
 
 
 def parse_env(text: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -235,7 +237,7 @@ def check_env(env: Any) -> dict[str, str]:
 
 
 # -V: what looks like a secret, or belongs to this login session rather than to the job, stays home.
-_SECRETISH_RE = re.compile(
+_SECRETISH_RE = lazy(
     r"SECRET|TOKEN|PASSW|CREDENTIAL|PRIVATE|APIKEY|API_KEY|(^|_)KEY($|_)|(^|_)AUTH($|_)"
     r"|^(AWS_|SSH_|GPG_|HYPERBATCH_|BASH_FUNC_|PBS_O_)",
     re.IGNORECASE,
@@ -423,13 +425,11 @@ def parse_path(text: str, what: str, ctx: Context | None = None) -> str:
 
 # ---- -l resources -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Resource:
-    name: str
-    parse: Callable[[Any], Any] | None
-    help: str
-    refused: str | None = None
-    in_chunk: bool = False  # may appear inside a select chunk
+class Resource(namedtuple("Resource", "name parse help refused in_chunk", defaults=(None, False))):
+    """One `-l` resource: its `parse` (text or number -> canonical value; None for select and the
+    refused ones), `help`, why it is `refused`, and whether a select chunk may hold it (`in_chunk`)."""
+
+    __slots__ = ()
 
     def read(self, raw: Any) -> Any:
         """The canonical value of `raw`; a resource with no parser of its own (select, refused ones) is
@@ -591,19 +591,14 @@ def resource_list(resources: Mapping[str, Any]) -> dict[str, Any]:
 # the option table
 
 
-@dataclass(frozen=True)
-class Option:
-    """One qsub option. `apply(value, ctx)` returns the fields it sets; `value` is None for a flag."""
+class Option(namedtuple("Option", "flag metavar help apply aliases directive refused pbs in_directive_refused",
+                         defaults=(None, (), True, None, True, None))):
+    """One qsub option: its `flag` and `aliases`; `metavar` (None: a flag without a value); `help`;
+    `apply(value, ctx)`, the fields it sets (a flag's value is ""); whether a #PBS/#HYPER line may
+    carry it (`directive`, else `in_directive_refused` says why); why HyperBatch cannot honour it
+    (`refused`); and whether it is PBS's (`pbs`; False: a HyperBatch extension)."""
 
-    flag: str
-    metavar: str | None  # None: a flag without a value
-    help: str
-    apply: Callable[[str, Context], dict[str, Any]] | None = None  # a flag's value is ""
-    aliases: tuple[str, ...] = ()
-    directive: bool = True  # may appear in a #PBS/#HYPER line
-    refused: str | None = None  # why HyperBatch cannot honour it
-    pbs: bool = True  # a PBS option (False: a HyperBatch extension)
-    in_directive_refused: str | None = None
+    __slots__ = ()
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -859,14 +854,12 @@ def occurrence(flag: str, value: str | None, ctx: Context, *, directive: bool = 
 # fields: the API's names for what options set, and how occurrences combine
 
 
-@dataclass(frozen=True)
-class Field:
-    name: str
-    check: Callable[[Any], Any]  # an API value (JSON, or PBS text) -> canonical, or SpecError
-    kind: Any = str  # the JSON type(s) the API takes (its schema)
-    merge: str = "last"  # "last" | "update" (objects merge per key) | "join" (depend lists)
-    help: str = ""
-    examples: tuple = field(default=())
+class Field(namedtuple("Field", "name check kind merge help examples", defaults=(str, "last", "", ()))):
+    """One field of a job request: `check` reads an API value (JSON, or PBS text) into its canonical
+    value or raises SpecError; `kind` is the JSON type(s) the API takes (its schema); `merge` says how
+    occurrences combine: "last", "update" (objects merge per key) or "join" (depend lists)."""
+
+    __slots__ = ()
 
 
 def _join_depend(old: str, new: str) -> str:
@@ -939,6 +932,22 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("sandbox", _str_or(parse_sandbox), help="sandbox (-W sandbox)"),
 )}
 OPTION_FIELDS = tuple(FIELDS)
+
+# Option fields stored on the job as they are (the others become its name, queue, array, ...).
+ATTRIBUTES = (
+    "account", "project", "checkpoint", "output_path", "error_path", "join", "keep", "remove_files", "shell",
+    "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox",
+)
+# What qalter may change on a job that has not started, by the name PBS gives the attribute (the
+# words of its history entry): qalter, its request model and Scheduler.alter all read this.
+ALTERABLE = {
+    "name": "Job_Name", "priority": "Priority", "walltime": "Resource_List.walltime", "resources": "Resource_List",
+    "depend": "depend", "hold": "Hold_Types", "account": "Account_Name", "project": "project",
+    "checkpoint": "Checkpoint", "output_path": "Output_Path", "error_path": "Error_Path", "join": "Join_Path",
+    "keep": "Keep_Files", "remove_files": "Remove_Files", "shell": "Shell_Path_List", "rerunnable": "Rerunable",
+    "execution_time": "Execution_Time", "mail_points": "Mail_Points", "mail_users": "Mail_Users", "umask": "umask",
+    "sandbox": "sandbox",
+}
 
 
 def merge_into(out: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,11 +23,6 @@ from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
 from hyperbatch.core.states import FINAL, JobState, task_letter
 from hyperbatch.core.tasks import cancel_tasks, covered, running_chunk, task_state, update_array
 
-# Option fields stored on the job as they are (the others become its name, queue, array, ...).
-PBS_ATTRIBUTES = (
-    "account", "project", "checkpoint", "output_path", "error_path", "join", "keep", "remove_files", "shell",
-    "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox",
-)
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,7 @@ class Scheduler:
         env = {**(fields.get("env") or {}), "PBS_O_QUEUE": queue}  # the server adds the queue, as PBS's does
 
         name = fields.get("name") or options.default_name(request.get("script_name") if script is not None else None)
-        attributes = {k: fields[k] for k in PBS_ATTRIBUTES if k in fields}
+        attributes = {k: fields[k] for k in options.ATTRIBUTES if k in fields}
         doc = new_job(
             server=self.server,
             name=name,
@@ -421,27 +416,22 @@ class Scheduler:
 
     # ---- qalter, qrerun, qsig, qmove ----------------------------------------------------
     def alter(self, job_id: str, changes: dict, caller: Caller) -> dict:
-        """qalter: change a job that has not started. `changes` may hold name, priority, walltime,
-        resources (merged into the job's), depend (replaces the job's) and hold (True holds, False
-        releases). A running job (or a begun array) cannot be altered (PBS: 167), a finished one 35."""
+        """qalter: change a job that has not started. `changes` holds fields of `options.ALTERABLE`
+        (the option table's values): resources merge into the job's, depend replaces the job's, hold
+        True holds and False releases, an execution time (-a) still to come defers the job (W). A
+        running job (or a begun array) cannot be altered (PBS: 167), a finished one 35."""
         doc = self.get(job_id, caller)
         self._not_started(doc, "Cannot modify attribute while job running")
+        unknown = sorted(set(changes) - set(options.ALTERABLE))
+        if unknown:
+            raise SpecError(f"{unknown[0]} cannot be altered", pbs_errno=PBSE_IVALREQ)
         fields: dict = {}
-        altered: list[str] = []
-        if changes.get("name") is not None:
-            try:
-                fields["name"] = limits.check_name(changes["name"])
-            except SpecError as exc:
-                raise SpecError(str(exc), pbs_errno=PBSE_BADATVAL) from None
-            altered.append("Job_Name")
-        if changes.get("priority") is not None:
-            fields["priority"] = options.parse_priority(changes["priority"])
-            altered.append("Priority")
-        if changes.get("walltime") is not None:
-            fields["walltime"] = options.parse_walltime(str(changes["walltime"]))
-            if fields["walltime"] <= 0:
-                raise SpecError("walltime must be positive, as in 01:00:00", pbs_errno=PBSE_BADATVAL)
-            altered.append("Resource_List.walltime")
+        for key in ("name", "priority", "walltime", *options.ATTRIBUTES):
+            if changes.get(key) is not None:
+                try:
+                    fields[key] = options.check_field(key, changes[key])
+                except SpecError as exc:
+                    raise SpecError(str(exc), pbs_errno=PBSE_BADATVAL) from None
         if changes.get("resources"):
             given = options.check_resources(changes["resources"])
             # Resource_List is derived again (hyperbatch.core.options.resource_list): a new select
@@ -449,20 +439,23 @@ class Scheduler:
             kept = {k: v for k, v in doc["resources"].items()
                     if k not in ("select", "nodect") and not ("select" in given and k in options.CHUNK_RESOURCES)}
             fields["resources"] = options.resource_list({**kept, **given})
-            altered += [f"Resource_List.{k}" for k in sorted(changes["resources"])]
+        if is_array(doc) and fields.get("rerunnable") is False:
+            raise SpecError("cannot make an array job not rerunable (-r n)", pbs_errno=PBSE_BADATVAL)
         edges: list[tuple[str, str]] = []
         if changes.get("depend") is not None:
             deps = dependencies.parse_depend(changes["depend"])
             parents = self._visible_parents(deps, caller)
             fields["depend"] = dependencies.format_depend(deps)
             edges = [(p, job_id) for p in parents]
-            altered.append("depend")
-            if doc["state"] in (JobState.QUEUED.value, JobState.WAITING.value):
-                fields["state"] = JobState.WAITING
-                fields["reason"] = self._waiting_for(fields["depend"]) if deps else ""
+        altered = [options.ALTERABLE[key] for key in fields]
         if not altered and changes.get("hold") is None:
-            raise SpecError("nothing to alter: give one of name, priority, walltime, resources, depend, hold",
-                            pbs_errno=PBSE_IVALREQ)
+            raise SpecError("nothing to alter: give one of " + ", ".join(options.ALTERABLE), pbs_errno=PBSE_IVALREQ)
+        waits = "depend" in fields or "execution_time" in fields
+        if waits and doc["state"] in (JobState.QUEUED.value, JobState.WAITING.value):
+            # Looked at again below: WAITING until its dependencies are met and its time has come.
+            depend, at = fields.get("depend", doc["depend"]), fields.get("execution_time", doc.get("execution_time"))
+            fields["state"] = JobState.WAITING
+            fields["reason"] = self._waiting_for(depend) if depend else deferral.reason(at) if at else ""
         new = doc
         if altered:
             if edges:
@@ -476,10 +469,8 @@ class Scheduler:
                 return self.alter(job_id, changes, caller)
             if "priority" in fields and new["state"] == JobState.QUEUED.value:
                 self.queue.reprioritise(job_id, new["priority"])
-            if "depend" in fields and new["state"] == JobState.WAITING.value:
+            if waits and new["state"] == JobState.WAITING.value:
                 new = self.reevaluate(job_id) or new
-                if not dependencies.parse_depend(new["depend"]) and new["state"] == JobState.WAITING.value:
-                    new = self._requeue_held(new)
         if changes.get("hold") is True and new["state"] != JobState.HELD.value:
             new = self.hold(job_id, caller)
         elif changes.get("hold") is False and new["state"] == JobState.HELD.value:

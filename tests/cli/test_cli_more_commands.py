@@ -117,10 +117,44 @@ def test_qalter_bad_values(pbs, mix, args, line):
 
 
 def test_qalter_refuses_what_it_cannot_honour_in_one_line(pbs, mix):
-    code, _, err = pbs("qalter", "-o", "/tmp/x", "3")
-    assert code == 2 and err == "qalter: -o (output path) cannot be altered yet: it comes with the qsub option of the same name\n"
     code, _, err = pbs("qalter", "-W", "group_list=x", "3")
-    assert code == 2 and err == "qalter: -W group_list: only -W depend=... can be altered\n"
+    assert code == 2 and err.startswith("qalter: -W group_list: not supported: ") and err.count("\n") == 1
+    code, _, err = pbs("qalter", "-u", "bob", "3")
+    assert code == 2 and err == "qalter: -u: jobs run as the submitting user; -u cannot change that\n"
+    code, _, err = pbs("qalter", "-W", "block=true", "3")
+    assert code == 2 and err.startswith("qalter: -W block: cannot be altered")
+    assert mix.job("3")["state"] == "QUEUED"  # nothing changed
+
+
+def test_qalter_changes_the_pbs_attributes_qsub_sets(pbs, mix):
+    args = ["-A", "acct", "-P", "proj", "-o", "out.log", "-e", "/tmp/err.log", "-j", "oe", "-k", "oe", "-r", "n",
+            "-m", "abe", "-M", "me@example.com", "-S", "/bin/zsh", "-c", "n", "-R", "e", "-W", "umask=022", "3"]
+    assert pbs("qalter", *args) == (0, "", "")
+    doc = mix.job("3")
+    assert {k: doc[k] for k in ("account", "project", "output_path", "error_path", "join", "keep", "rerunnable",
+                                "mail_points", "mail_users", "shell", "checkpoint", "remove_files", "umask")} == {
+        "account": "acct", "project": "proj", "output_path": doc["output_path"], "error_path": "/tmp/err.log",
+        "join": "oe", "keep": "oe", "rerunnable": False, "mail_points": "abe", "mail_users": "me@example.com",
+        "shell": "/bin/zsh", "checkpoint": "n", "remove_files": "e", "umask": "0022"}
+    assert doc["output_path"].startswith("/") and doc["output_path"].endswith("/out.log")  # the current directory's
+    assert "Account_Name" in history.render(doc)[-1][2]
+
+
+def test_qalter_a_defers_a_queued_job_until_its_time_and_back(pbs, mix):
+    import time as clock
+
+    later = clock.strftime("%Y%m%d%H%M", clock.localtime(clock.time() + 3 * 3600))
+    assert pbs("qalter", "-a", later, "3") == (0, "", "")
+    doc = mix.job("3")
+    assert (doc["state"], pbs("qstat", "3")[1].splitlines()[2].split()[4]) == ("WAITING", "W")
+    assert doc["reason"].startswith("waiting for execution time")
+    for item in iter(lambda: mix.backend.queue.claim("batch", "w-x", 1, 30), None):  # its old item is stale
+        if item.job_id == "3":
+            assert mix.worker.start(item) is None
+    earlier = clock.strftime("%Y%m%d%H%M", clock.localtime(clock.time() - 3600))
+    assert pbs("qalter", "-a", earlier, "3") == (0, "", "")  # a time past: QUEUED again, with work to claim
+    assert mix.job("3")["state"] == "QUEUED"
+    assert mix.backend.queue.claim("batch", "w", 1, 30).job_id == "3"
 
 
 # ---- qrerun -----------------------------------------------------------------------------------
