@@ -532,7 +532,10 @@ class Agent:
             return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, reason))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        if killed_for in ("lease", "stop"):  # not run to its end: no result, nothing delivered
+        # Not run to its end: no result, nothing delivered. A lost lease records nothing whatever the
+        # job did; a stop that came after the job had exited on its own (its exit status is its own,
+        # not a signal's) found it finished, and its result stands: run again, it would run twice.
+        if killed_for == "lease" or (killed_for == "stop" and returncode < 0):
             self._reset(places)
             return None
         if walltime_kill is not None:
