@@ -16,9 +16,10 @@ them; then, per phase, the wall time (median of `--runs`) of:
 Then the history is filled: `--history` jobs submitted through the batch API
 (POST /jobs of 1,000 jobs each, held so no worker runs them), then finished
 by writing each one's final state through the store adapter the daemon uses
-(hyperbatch.adapters.local SqliteJobStore.update, HELD -> SUCCEEDED with
-exit status 0, one conditional write each: what a worker's finish writes,
-without running 100,000 processes). Once the daemon has handled the events
+(hyperbatch.adapters.local SqliteJobStore.update, HELD -> CANCELLED, one
+conditional write each, as qdel of a held job writes it: the transition table
+allows no held job to end any other way, and 100,000 finished jobs are history
+whatever their state, without running 100,000 processes). Once the daemon has handled the events
 of those writes, the same figures are taken again and printed beside the first.
 """
 
@@ -87,9 +88,9 @@ def fill_history(hb: LocalMode, n: int) -> float:
         ids += [job["seq"] for job in body["jobs"]]
     store = SqliteJobStore(Database(hb.home / "state.db"))
     now = time.time()
-    done = Change(set={"state": JobState.SUCCEEDED, "exit_status": 0, "finished_at": now, "reason": ""})
+    done = Change(set={"state": JobState.CANCELLED, "finished_at": now, "reason": "cancelled"})
     for job_id in ids:
-        store.update(job_id, Expect.state(JobState.HELD), done)
+        store.update(job_id, Expect.move(JobState.CANCELLED, JobState.HELD), done)
     # Let the daemon's event loop catch up with the 2n events, so it is idle while we measure.
     db = sqlite3.connect(f"file:{hb.home / 'state.db'}?mode=ro", uri=True, timeout=30)
     deadline = time.time() + 600
