@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from hyperbatch.core import arrays, exits, history
+from hyperbatch.core import arrays, exits, history, outbox
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
@@ -472,46 +472,33 @@ class Dispatcher:
         """Settle a lost chunk (`tasks.lose_chunk`): its tasks run again as they were (an array is
         rerunnable; a lost worker uses up no retry), except a task lost exits.MAX_RUNS times, which
         fails. `item` is the chunk's work item, if one is at hand."""
-        back: list[int] = []
         found: dict = {}
 
         def change(doc: dict) -> Change | None:
+            found["before"] = doc
             chunk = found["chunk"] = doc["chunks"].get(chunk_id)
             settled = lose_chunk(doc, chunk_id, exits.WORKER_LOST)
             if settled is None:
                 return None
             self._fence(chunk["worker"], job_id, chunk_id, chunk["attempt"])  # idempotent, if this is retried
-            back[:] = settled.back
             lost = f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s)"
             settled.change.set["reason"] = (
-                f"{lost}; its tasks requeued to run again" if back else f"{lost}; {exits.TOO_MANY_RUNS}"
+                f"{lost}; its tasks requeued to run again" if settled.back else f"{lost}; {exits.TOO_MANY_RUNS}"
             )
             return settled.change
 
         doc = update_array(self.store, job_id, change)
-        chunk = found.get("chunk")
-        if chunk is None:
+        if found.get("chunk") is None:
             if item is not None:
                 self._hand_out_again(item)
             return
-        live = doc["state"] in (JobState.QUEUED.value, JobState.RUNNING.value) and not doc["cancel_requested"]
-        if live and chunk["attempt"] == 1:  # freed: sent as never handed out (what outbox.to_send sends)
-            self.queue.send_many([(doc["queue"], doc["id"], lo, hi, 1, doc["priority"]) for lo, hi in _ranges(back)])
-        elif live:  # retries, due again at their attempt
-            self._send_retries(doc, back, chunk["attempt"])
+        # Its tasks' work, as the one rule sends it: freed positions as never handed out, retries at their
+        # attempt, nothing for an array being cancelled or finished.
+        items = outbox.to_send(found["before"], doc)
+        if items:
+            self.queue.send_many(items)
         if item is not None:
             self.queue.ack(item)
-
-
-def _ranges(positions: list[int]) -> list[tuple[int, int]]:
-    """Sorted positions as [lo, hi) runs."""
-    out: list[list[int]] = []
-    for pos in sorted(positions):
-        if out and out[-1][1] == pos:
-            out[-1][1] = pos + 1
-        else:
-            out.append([pos, pos + 1])
-    return [(lo, hi) for lo, hi in out]
 
 
 def _final_reason(outcome: Outcome, job: dict) -> str:
