@@ -288,6 +288,7 @@ class Agent:
             self._home: str | None = user.pw_dir
         except KeyError:
             self._home = None
+        self._inherited = isolation.inherited(os.environ)  # what a job may take of the worker's environment
         self.places: dict | None = None  # the claimed item's TMPDIR, PBS_NODEFILE and home (`_item_places`)
         self.places_error: str | None = None  # why they could not be made
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
@@ -585,9 +586,8 @@ class Agent:
     def _environment(self, run: Run, index: int | None, places: dict) -> dict:
         """The run's whole environment (core/environment.py): nothing of the worker's own but the
         region's name (hyperbatch.core.isolation: no credentials, no scheduler settings)."""
-        region = {k: v for k, v in isolation.inherited(os.environ).items() if k in isolation.KEPT}
         return environment.job_environment(
-            run.job, index, run.attempt, definition_env={**region, **self.settings.definition_env},
+            run.job, index, run.attempt, definition_env={**self._inherited, **self.settings.definition_env},
             host=self.settings.host,
             nodefile_path=str(places["nodefile"]), tmpdir=str(places["tmpdir"]), jobdir=str(places["jobdir"]),
             home=places["home"], fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
