@@ -107,6 +107,30 @@ def parse(args: list[str], spec: str, long_flags: tuple[str, ...] = ()) -> tuple
 # the server and its jobs
 
 
+def option_context() -> Any:
+    """What the option table (hyperbatch.core.options) reads besides the text of qsub's and qalter's
+    options: now, this environment, this host (gethostname(2), without importing socket) and the
+    submit directory (PBS_O_WORKDIR)."""
+    from hyperbatch.core.options import Context
+
+    return Context(now=time.time(), environ=os.environ, host=os.uname().nodename, cwd=_submit_dir())
+
+
+def _submit_dir() -> str | None:
+    """The current directory, as $PWD names it when it is this directory (as PBS's qsub takes it)."""
+    try:
+        here = os.getcwd()
+    except OSError:
+        return os.environ.get("PWD") or None
+    given = os.environ.get("PWD")
+    try:
+        if given and os.path.samefile(given, here):
+            return given
+    except OSError:
+        pass
+    return here
+
+
 def api_client() -> Any:
     from hyperbatch.cli.client import current_client
 

@@ -13,13 +13,8 @@ one-line reason.
 
 from __future__ import annotations
 
-
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
-if TYPE_CHECKING:
-    pass
-
 from hyperbatch.cli.errors import UsageError
-from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, parse, run
+from hyperbatch.cli.pbs.common import ShowUsage, each_job, job_path, option_context, parse, run
 
 SPEC = "a:A:c:e:h:j:k:l:m:M:N:o:p:r:R:S:u:W:P:"
 USAGE = """usage: qalter [-a date_time] [-A account_string] [-c interval] [-e path]
@@ -41,18 +36,10 @@ def _hold(value: str, body: dict) -> None:
 def request_body(opts: list[tuple[str, str | None]]) -> dict:
     """The PATCH body: each option read by the qsub option table (hyperbatch.core.options), as qsub
     reads it; an attribute a job that has not started cannot change (options.ALTERABLE) is refused."""
-    import os
-    import socket
-    import time
-
     from hyperbatch.core import options
     from hyperbatch.core.errors import SpecError
 
-    try:
-        cwd = os.getcwd()
-    except OSError:
-        cwd = None
-    ctx = options.Context(now=time.time(), environ=os.environ, host=socket.gethostname(), cwd=cwd)
+    ctx = option_context()
     body: dict = {}
     for flag, value in opts:
         if flag == "-h":

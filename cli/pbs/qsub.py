@@ -30,6 +30,7 @@ from hyperbatch.cli.pbs.common import (
     err,
     exit_code_for,
     job_path,
+    option_context,
     run,
 )
 from hyperbatch.cli.pbs.getopt import BadOption, getopt
@@ -114,8 +115,8 @@ def qsub(args: list[str]) -> int:
 
 
 def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command: list[str], dashdash: bool) -> int:
-    cwd = _cwd()
-    parse_ctx = options.Context(now=time.time(), environ=os.environ, host=_host(), cwd=cwd)
+    parse_ctx = option_context()
+    cwd = parse_ctx.cwd
     line = _fields(lambda: options.parse_occurrences(pairs, parse_ctx))
 
     request: dict[str, Any] = {}
@@ -252,21 +253,6 @@ def _script_text(raw: bytes, where: str) -> str:
     return text
 
 
-def _cwd() -> str | None:
-    """The submit directory (PBS_O_WORKDIR): $PWD when it is this directory, as PBS's qsub takes it."""
-    try:
-        here = os.getcwd()
-    except OSError:
-        return os.environ.get("PWD") or None
-    pwd = os.environ.get("PWD")
-    try:
-        if pwd and os.path.samefile(pwd, here):
-            return pwd
-    except OSError:
-        pass
-    return here
-
-
 def _user() -> str | None:
     if os.environ.get("LOGNAME") or os.environ.get("USER"):
         return None  # not needed
@@ -276,10 +262,6 @@ def _user() -> str | None:
         return getpass.getuser()
     except (KeyError, OSError):
         return None
-
-
-def _host() -> str:
-    return os.uname().nodename  # gethostname(2), without importing socket
 
 
 def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
