@@ -22,9 +22,8 @@ that check a whole request use `check_request`, which does.
 
 from __future__ import annotations
 
-
-from hyperbatch.core.patterns import lazy
 from hyperbatch.core.errors import SpecError
+from hyperbatch.core.patterns import lazy
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: qsub reads this module, and importing typing costs milliseconds
 if TYPE_CHECKING:

@@ -162,6 +162,9 @@ def claim_chunk(doc: dict, chunk_id: str, lo: int, hi: int, attempt: int, worker
         stop += 1
     change = Change(set={"dispatched": add_range(doc["dispatched"], start, stop), "retrying": retrying})
     if positions:
+        # run_count: the most runs of a task so far, counting those whose worker was lost (lose_chunk)
+        lost = doc.get("lost_tasks") or {}
+        most_lost = max(int(lost.get(str(spec.index_at(p)), 0)) for p in positions)
         skip = [p for p in range(start, stop) if p not in positions]
         chunk = {"lo": start, "hi": stop, "attempt": attempt, "worker": worker, "started": now, "skip": skip}
         change.set.update(
@@ -170,9 +173,7 @@ def claim_chunk(doc: dict, chunk_id: str, lo: int, hi: int, attempt: int, worker
             running=doc["running"] + len(positions),
             started_at=doc["started_at"] or now,
             exec_host=worker,
-            # the most runs of a task so far, counting those whose worker was lost
-            run_count=max(doc["run_count"], attempt + max(
-                (int((doc.get("lost_tasks") or {}).get(str(spec.index_at(p)), 0)) for p in positions), default=0)),
+            run_count=max(doc["run_count"], attempt + most_lost),
         )
     return Claim(change, start, stop, positions)
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from hyperbatch.core import deferral
 from hyperbatch.core.ports import Event, EventLog
 from hyperbatch.services.scheduler import Scheduler
 from hyperbatch.core.states import JobState
@@ -87,6 +88,8 @@ def release_events(scheduler: Scheduler, events: EventLog, *, clock: Callable[[]
         events.events_done(done)  # if this fails, they are handled again: harmless
     out.handled = len(done)
     return out
+
+
 def release_due(scheduler: Scheduler, now: float | None = None, page: int = 500) -> int:
     """Release deferred jobs (`qsub -a`) whose execution time has come; the number released.
 
@@ -94,8 +97,6 @@ def release_due(scheduler: Scheduler, now: float | None = None, page: int = 500)
     reconciler function on its schedule), so a deferred job starts within one period of
     its time. Jobs that also wait for dependencies stay until those are met.
     """
-    from hyperbatch.core import deferral
-
     now = time.time() if now is None else now
     released, token = 0, None
     while True:

@@ -24,7 +24,6 @@ from hyperbatch.core.states import FINAL, JobState, task_letter
 from hyperbatch.core.tasks import cancel_tasks, covered, running_chunk, task_state, update_array
 
 
-
 @dataclass(frozen=True)
 class Caller:
     name: str
