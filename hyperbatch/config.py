@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping
 
-from hyperbatch.core import access
-from hyperbatch.core.errors import ConfigError
+from hyperbatch.core import access, options, resources
+from hyperbatch.core.errors import ConfigError, SpecError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -58,10 +58,27 @@ class LocalSettings(_Model):
         None, ge=1, description="worker processes at once, all queues and regions together; default: the CPU count"
     )
     jobs_to_workers_ratio: int = Field(1, ge=1, description="queued jobs per worker started in local mode")
+    # What jobs may use of the machine; by default all of it (hyperbatch.adapters.local.machine).
+    cpus: int | None = Field(None, ge=1, description="CPUs jobs may use at once; default: the machine's")
+    mem: str | None = Field(None, description="memory jobs may ask for at once, as in 16gb; default: the machine's")
+    gpus: list[str] | None = Field(
+        None, description="the GPUs jobs may use, as CUDA_VISIBLE_DEVICES names them; default: the NVIDIA GPUs found"
+    )
+    starve_after_seconds: float = Field(
+        60, ge=0, description="a job that has waited this long for resources keeps smaller ones from starting first"
+    )
+
+    @field_validator("mem")
+    @classmethod
+    def _mem(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else options.parse_size(str(value))
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
 
     def worker_cap(self) -> int:
-        """The most workers local mode runs at once."""
-        return self.max_workers or os.cpu_count() or 1
+        """The most workers local mode runs at once: one a CPU (every job takes at least one)."""
+        return self.max_workers or self.cpus or len(os.sched_getaffinity(0)) or 1
 
 
 class Settings(_Model):
@@ -171,6 +188,24 @@ class Queue(_Model):
     max_attempts: int = Field(
         1, ge=1, le=100, description="default runs allowed for non-zero exits (1: a non-zero exit is final, as PBS)"
     )
+    default_resources: dict[str, str | int] = Field(
+        default_factory=dict, description="Resource_List entries a job gets when it does not ask (PBS resources_default)"
+    )
+    max_resources: dict[str, str | int] = Field(
+        default_factory=dict, description="the most ncpus, mem and ngpus one job may ask for (PBS resources_max)"
+    )
+
+    @field_validator("default_resources", "max_resources")
+    @classmethod
+    def _resources(cls, value: dict) -> dict:
+        try:
+            checked = options.check_resources(value)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+        unlimited = sorted(set(checked) - set(resources.LIMITED) - {"select", "place", "mpiprocs", "ompthreads"})
+        if unlimited:
+            raise ValueError(f"{unlimited[0]} cannot be given here; use ncpus, mem, ngpus or select")
+        return checked
 
     @field_validator("region_weights")
     @classmethod

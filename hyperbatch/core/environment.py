@@ -4,7 +4,7 @@ Nothing of the worker's (or the daemon's) own environment: the definition's vari
 (what PBS's pbs_environment file is to MoM), then HOME, USER, LOGNAME, SHELL, PATH, LANG
 and TZ from the submitter (qsub sends them as PBS_O_*), then the job's Variable_List
 (PBS_O_*, -v, -V), then what the scheduler sets: PBS_JOBID, PBS_JOBNAME, PBS_QUEUE,
-PBS_ENVIRONMENT, PBS_NODEFILE, PBS_JOBDIR, TMPDIR, NCPUS, OMP_NUM_THREADS, the array's
+PBS_ENVIRONMENT, PBS_NODEFILE, PBS_JOBDIR, TMPDIR, NCPUS, OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES, the array's
 PBS_ARRAY_INDEX/PBS_ARRAY_ID and HyperBatch's HYPER_* variables.
 """
 
@@ -48,9 +48,12 @@ def shell_of(job: dict) -> str:
 
 def job_environment(job: dict, index: int | None, attempt: int, *, definition_env: Mapping[str, str],
                     host: str, nodefile_path: str, tmpdir: str, jobdir: str, home: str | None = None,
-                    fallback_home: str | None = None, region: str = "", worker: str = "") -> dict[str, str]:
+                    fallback_home: str | None = None, region: str = "", worker: str = "",
+                    gpus: str | None = None) -> dict[str, str]:
     """The whole environment of one run of `job` (one task when `index` is given); `home` is the
-    home directory as the worker found it (default: home_of(job, fallback_home))."""
+    home directory as the worker found it (default: home_of(job, fallback_home)); `gpus` the GPUs
+    the run was given, where the worker hands them out (CUDA_VISIBLE_DEVICES: exactly those, none
+    when it was given none)."""
     variables = dict(job.get("env") or {})
     resources = job.get("resources") or {}
     env: dict[str, str] = dict(definition_env)
@@ -90,6 +93,8 @@ def job_environment(job: dict, index: int | None, attempt: int, *, definition_en
         HYPER_REGION=region,
         HYPER_WORKER_ID=worker,
     )
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
     if job.get("account"):
         env["PBS_ACCOUNT"] = job["account"]
     if job.get("array") is not None:

@@ -17,6 +17,7 @@ PBSE_BADSTATE = 15016
 PBSE_UNKQUE = 15018
 PBSE_NOSUP = 15029
 PBSE_UNKRESC = 15035
+PBSE_EXCQRESC = 15036
 PBSE_NORERUN = 15038
 PBSE_BADDEPEND = 15054
 PBSE_UNKNODE = 15062
@@ -34,6 +35,7 @@ PBS_TEXT = {
     PBSE_UNKQUE: "Unknown queue",
     PBSE_NOSUP: "No support for requested service",
     PBSE_UNKRESC: "Unknown resource",
+    PBSE_EXCQRESC: "Job exceeds queue resource limits",
     PBSE_NORERUN: "job is not rerunnable",
     PBSE_BADDEPEND: "Invalid Job Dependency",
     PBSE_UNKNODE: "Unknown node ",

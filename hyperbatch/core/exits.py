@@ -66,10 +66,11 @@ def from_returncode(returncode: int) -> int:
     return SIGNAL_BASE - returncode if returncode < 0 else returncode
 
 
-def limit_exceeded(resource: str, used: int, limit: int) -> tuple[int, str, str]:
+def limit_exceeded(resource: str, used: int | str, limit: int | str) -> tuple[int, str, str]:
     """(Exit_status, comment, the line for the job's stderr) for a job killed over a resource limit.
 
-    As PBS MoM writes it: `=>> PBS: job killed: walltime 125 exceeded limit 120`.
+    As PBS MoM writes it: `=>> PBS: job killed: walltime 125 exceeded limit 120`, or for memory
+    `mem 307200kb exceeded limit 102400kb`.
     """
     text = f"{resource} {used} exceeded limit {limit}"
     return _LIMITS[resource], f"job killed: {text}", f"=>> PBS: job killed: {text}\n"

@@ -471,9 +471,9 @@ def _place(v) -> str:
 
 RESOURCES: dict[str, Resource] = {r.name: r for r in (
     Resource("walltime", parse_walltime, "time limit, HH:MM:SS; the job is killed when it runs longer"),
-    Resource("ncpus", _ncpus, "CPUs (stored; NCPUS and OMP_NUM_THREADS follow it)", in_chunk=True),
-    Resource("mem", parse_size, "memory, as in 4gb (stored)", in_chunk=True),
-    Resource("ngpus", _ngpus, "GPUs (stored)", in_chunk=True),
+    Resource("ncpus", _ncpus, "CPUs the job is given (NCPUS and OMP_NUM_THREADS follow it)", in_chunk=True),
+    Resource("mem", parse_size, "memory, as in 4gb; a job that uses more is killed (-27)", in_chunk=True),
+    Resource("ngpus", _ngpus, "GPUs the job is given (CUDA_VISIBLE_DEVICES names them)", in_chunk=True),
     Resource("mpiprocs", _mpiprocs, "MPI ranks: lines of PBS_NODEFILE", in_chunk=True),
     Resource("ompthreads", _ompthreads, "OMP_NUM_THREADS (default ncpus)", in_chunk=True),
     Resource("select", None, "one chunk: select=1:ncpus=N:mem=M:ngpus=G"),

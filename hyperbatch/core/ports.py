@@ -118,6 +118,7 @@ class WorkItem:
     # leaves this False. A worker that claims a redelivered item hands it to
     # `Dispatcher.recover_lost` rather than running it.
     redelivered: bool = False
+    gpus: str = ""  # the GPUs this lease holds, as CUDA_VISIBLE_DEVICES names them ("0,1"; local placement)
 
     @property
     def size(self) -> int:

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from hyperbatch.core import environment, exits, isolation, limits, outputs
+from hyperbatch.core import environment, exits, isolation, limits, outputs, resources
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.files import atomic_write
-from hyperbatch.support.processes import STARTING, JobRecord, JobUser, signal_group
+from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_rss, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
 
@@ -49,6 +49,7 @@ EXIT_IDLE, EXIT_MISCONFIGURED = 0, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
 SUPERVISOR_POLL = 0.05  # seconds between the supervisor's looks (at most a quarter of the heartbeat)
+MEM_POLL = 0.2  # seconds between looks at a job's resident memory (only jobs that ask for -l mem)
 FENCE_MARGIN = 0.5  # heartbeats: a worker that cannot renew kills its job this long before its lease ends
 
 
@@ -66,6 +67,7 @@ class Settings:
     # Writes a finished run's stream to its file (stream, path, mode): local mode's output delivery.
     deliver: Callable[[str, int | None, str, str, int], None] | None = None
     host: str = field(default_factory=socket.gethostname)
+    assigns_gpus: bool = False  # claims hand out GPUs (local mode on a machine with some): CUDA_VISIBLE_DEVICES
     poll_min: float = 0.002
     poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
 
@@ -125,12 +127,15 @@ class Current:
         self.proc: subprocess.Popen | None = None
         self.index: int | None = None
         self.deadline: float | None = None
-        self.killed_for: str | None = None  # "walltime", "cancel" or "lease"
+        self.killed_for: str | None = None  # "walltime", "mem", "cancel", "lease" or "stop"
         self.killed_at = 0.0
+        self.mem_limit = 0  # bytes the job asked for (-l mem); 0: not watched
+        self.mem_peak = 0  # the most its process group held, as the supervisor saw it
 
-    def set(self, proc, index, deadline):
+    def set(self, proc, index, deadline, mem_limit: int = 0):
         with self.lock:
             self.proc, self.index, self.deadline, self.killed_for = proc, index, deadline, None
+            self.mem_limit, self.mem_peak = mem_limit, 0
 
     def clear(self):
         with self.lock:
@@ -199,6 +204,7 @@ class Supervisor(threading.Thread):
         return self.lease_lost
 
     def run(self) -> None:
+        next_mem = 0.0
         while not self._halted.wait(self.poll):
             current = self.current
             if self.stopping():
@@ -207,6 +213,14 @@ class Supervisor(threading.Thread):
                 continue
             if current.deadline is not None and current.proc is not None and time.time() > current.deadline:
                 current.kill("walltime")
+            proc = current.proc
+            if current.mem_limit and proc is not None and time.monotonic() >= next_mem:
+                # As PBS MoM polls: the group's resident memory, killed once over its -l mem.
+                next_mem = time.monotonic() + MEM_POLL
+                used = group_rss(proc.pid)
+                current.mem_peak = max(current.mem_peak, used)
+                if used > current.mem_limit:
+                    current.kill("mem")
             if self.lost():
                 current.kill("lease")
             current.escalate()
@@ -493,9 +507,9 @@ class Agent:
             err_fd = out_fd
         elif job.get("join") == "eo":
             out_fd = err_fd
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        killed_for, started, proc = None, time.time(), None
-        walltime_kill: Outcome | None = None
+        killed_for, started, proc, cpu = None, time.time(), None, 0.0
+        limit_kill: Outcome | None = None
+        mem_limit = resources.request_of(job.get("resources")).mem
         try:
             self._record(STARTING, run, index)  # a fence that finds this kills the worker's session's jobs
             try:
@@ -513,34 +527,41 @@ class Agent:
             if proc is not None:
                 walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
                 deadline = time.time() + walltime if walltime else None
-                self.current.set(proc, index, deadline)
+                self.current.set(proc, index, deadline, mem_limit)
                 self._record(proc.pid, run, index)
                 if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
                     self.current.kill("lease")
-                returncode = proc.wait()
+                returncode, usage = _wait(proc)
                 self._record(0)  # never kill a recycled pid later
                 killed_for = self.current.killed_for
                 self.current.clear()
+                cpu = usage.ru_utime + usage.ru_stime
+                # The most it held: as the supervisor saw the group, or its largest process at its peak
+                # (a burst between two looks is not stopped, but it is not let pass either).
+                peak = max(self.current.mem_peak, usage.ru_maxrss * 1024)
                 if killed_for == "walltime":
-                    status, comment, line = exits.limit_exceeded("walltime", int(time.time() - started),
-                                                                 job["walltime"])
-                    walltime_kill = Outcome(status, comment)
+                    kill = exits.limit_exceeded("walltime", int(time.time() - started), job["walltime"])
+                elif mem_limit and (killed_for == "mem" or (killed_for is None and peak > mem_limit)):
+                    kill = exits.limit_exceeded("mem", f"{peak >> 10}kb", f"{mem_limit >> 10}kb")
+                else:
+                    kill = None
+                if kill is not None:
+                    status, comment, line = kill
+                    limit_kill = Outcome(status, comment)
                     with contextlib.suppress(OSError):
                         os.write(err_fd, line.encode())  # as MoM writes it into the job's stderr
         finally:
             sink.close()
         if proc is None:  # its stderr says why; delivered like any output
             return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, reason))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         # Not run to its end: no result, nothing delivered. A lost lease records nothing whatever the
         # job did; a stop that came after the job had exited on its own (its exit status is its own,
         # not a signal's) found it finished, and its result stands: run again, it would run twice.
         if killed_for == "lease" or (killed_for == "stop" and returncode < 0):
             self._reset(places)
             return None
-        if walltime_kill is not None:
-            outcome = Outcome(walltime_kill.exit_status, walltime_kill.reason, cpu_seconds=cpu)
+        if limit_kill is not None:
+            outcome = Outcome(limit_kill.exit_status, limit_kill.reason, cpu_seconds=cpu)
         elif killed_for == "cancel":
             outcome = Outcome(exits.from_returncode(returncode), "cancelled", cancelled=True, cpu_seconds=cpu)
         else:
@@ -591,6 +612,7 @@ class Agent:
             host=self.settings.host,
             nodefile_path=str(places["nodefile"]), tmpdir=str(places["tmpdir"]), jobdir=str(places["jobdir"]),
             home=places["home"], fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
+            gpus=run.item.gpus if self.settings.assigns_gpus else None,
         )
 
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
@@ -649,6 +671,14 @@ class Agent:
         with open(path) as f:
             shebang = f.read(2) == "#!"
         return [str(path)] if shebang else [environment.shell_of(job), str(path)]
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, resource.struct_rusage]:
+    """Wait for the job's process: its returncode (as Popen gives it) and its own resource usage (its
+    CPU time and peak memory, with those of the children it waited for)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
 
 
 def _why(exc: Exception) -> str:

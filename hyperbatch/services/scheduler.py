@@ -7,13 +7,14 @@ runs in the local daemon and in Lambda.
 from __future__ import annotations
 
 import builtins
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from hyperbatch.core import (arrays, deferral, dependencies, directives, history, ids, limits, nodes, options, outbox,
-                             signals)
-from hyperbatch.config import Configuration
+                             resources, signals)
+from hyperbatch.config import Configuration, Queue
 from hyperbatch.core.errors import (
     PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
     Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
@@ -36,8 +37,12 @@ class Scheduler:
 
     def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore, *,
                  server: str = "", sequence: ids.SequenceBlocks | None = None,
-                 deliver: Callable[[dict, str, int | None], bool] | None = None):
+                 deliver: Callable[[dict, str, int | None], bool] | None = None,
+                 offer: Callable[[str], resources.Amount] | None = None):
         self.config, self.store, self.queue, self.logs = config, store, queue, logs
+        # offer(definition): the most one worker gives a job (local mode: the machine; default: the
+        # definition's container, hyperbatch.core.resources).
+        self.offer = offer or self._definition_offer
         self.server = server
         self.sequence = sequence or ids.SequenceBlocks(store.reserve_ids)
         # deliver(job document, signal name, task index) -> True once the signal reached the job's
@@ -78,13 +83,15 @@ class Scheduler:
             # qsub reads the header itself and sends directive_prefix "" with what it found.
             found = directives.parse_directives(script, request.get("directive_prefix"), options.Context(now=now))
             header = {k: v for k, v in found.items() if k not in options.CLIENT_KEYS}
-        # Request fields (the command line) win over script directives.
-        fields = options.finish(options.combine(header, given), workdir=request.get("workdir"))
-
-        queue = fields.get("queue") or self.config.queues[0].name
+        # Request fields (the command line) win over script directives; the queue's defaults under both.
+        combined = options.combine(header, given)
+        queue = combined.get("queue") or self.config.queues[0].name
         queue_config = self._configured("queue", queue)
+        combined["resources"] = resources.with_defaults(combined.get("resources") or {}, queue_config.default_resources)
+        fields = options.finish(combined, workdir=request.get("workdir"))
         definition = fields.get("definition") or queue_config.definition
         self._configured("definition", definition)
+        self._check_resources(queue_config, definition, fields["resources"])
 
         # The API's models checked the request; the directives merged in are checked by the same rules.
         limits.check_request(fields)
@@ -298,6 +305,17 @@ class Scheduler:
                        for d in self.config.definitions}
         return nodes.describe(workers, running, definitions)
 
+    def _check_resources(self, queue: Queue, definition: str, resource_list: dict) -> None:
+        """Refuse a request over the queue's max_resources or larger than its workers (hyperbatch.core.resources)."""
+        resources.check_request(resources.request_of(resource_list), queue.name,
+                                resources.limits_of(queue.max_resources), self.offer(definition))
+
+    def _definition_offer(self, definition: str) -> resources.Amount:
+        """What one worker of `definition` gives its jobs on AWS: its container's vCPUs (whole ones),
+        memory and GPUs."""
+        d = self.config.definition(definition)
+        return resources.Amount(max(1, math.ceil(d.vcpus)), d.memory_mib << 20, d.gpus)
+
     def _configured(self, kind: str, name: str):
         """The configured queue or definition called `name`, or a SpecError that lists the real ones."""
         try:
@@ -438,6 +456,7 @@ class Scheduler:
             kept = {k: v for k, v in doc["resources"].items()
                     if k not in ("select", "nodect") and not ("select" in given and k in options.CHUNK_RESOURCES)}
             fields["resources"] = options.resource_list({**kept, **given})
+            self._check_resources(self._configured("queue", doc["queue"]), doc["definition"], fields["resources"])
         if is_array(doc) and fields.get("rerunnable") is False:
             raise SpecError("cannot make an array job not rerunable (-r n)", pbs_errno=PBSE_BADATVAL)
         edges: list[tuple[str, str]] = []
@@ -498,6 +517,7 @@ class Scheduler:
         # A job on its old queue's default definition takes the new queue's; one that named its own keeps it.
         old_default = self._configured("queue", doc["queue"]).definition
         definition = queue_config.definition if doc["definition"] == old_default else doc["definition"]
+        self._check_resources(queue_config, definition, doc["resources"])
         change = history.add(Change(set={"queue": queue, "state": state, "definition": definition}),
                              "m", history.who(caller.name, doc), queue)
         try:

@@ -128,6 +128,28 @@ def signal_session_jobs(leader: int, sig: int) -> int:
     return signalled
 
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def group_rss(pgid: int) -> int:
+    """Bytes resident in memory of every process of group `pgid`: what PBS MoM sums for `mem`
+    (resi_sum). Linux only (it reads /proc/PID/stat); elsewhere 0."""
+    total = 0
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except FileNotFoundError:
+        return 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()  # after the command name, which may hold spaces
+        except OSError:
+            continue
+        if len(fields) > 22 and int(fields[2]) == pgid:  # fields[2]: pgrp; fields[21]: rss in pages
+            total += int(fields[21]) * PAGE_SIZE
+    return total
+
+
 # What sudo sets for the target user itself (-H sets HOME): never asked to preserve.
 _SUDO_SETS = frozenset({"HOME", "USER", "LOGNAME", "SHELL", "MAIL", "USERNAME"})
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hyperbatch import config as config_models
 from hyperbatch.api import build_app
-from hyperbatch.adapters.local import open_local
+from hyperbatch.adapters.local import machine, open_local
 from hyperbatch.core.ids import short_host
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.services.lease_recovery import reconcile_once
@@ -46,12 +46,15 @@ class Daemon:
         self.home, self.config_dir, self.port = Path(home), Path(config_dir).resolve(), port
         self.config = config_models.load(self.config_dir)
         self.backend = open_local(self.home)
-        self.compute = LocalCompute(self.backend.db, self.home, self.config_dir)
+        # What jobs may use of this machine: submits are checked against it, workers place work by it.
+        self.machine = machine.offer(self.config.settings.local)
+        self.compute = LocalCompute(self.backend.db, self.home, self.config_dir, machine.to_environment(self.machine))
         # Local mode's PBS server name is the host's short name (`1234.myhost`), as PBS's default server's;
         # the SQLite store hands out each submit's ids exactly (SequenceBlocks' default).
         # qsig reaches a running job's processes at once, through its worker's pid file.
         self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs,
-                                   server=short_host(socket.gethostname()), deliver=self.compute.signal_job)
+                                   server=short_host(socket.gethostname()), deliver=self.compute.signal_job,
+                                   offer=lambda definition: self.machine.amount)
         local = self.config.settings.local
         # Taking back the run of a silent worker kills that worker's job first (the daemon knows its workers).
         self.dispatcher = Dispatcher(self.backend.store, self.backend.queue, "reconciler", "local", local.lease_seconds,

@@ -18,7 +18,7 @@ from typing import Mapping
 from hyperbatch import config as config_models
 from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
-from hyperbatch.adapters.local import open_local
+from hyperbatch.adapters.local import machine, open_local
 from hyperbatch.config import configuration_from_environment
 from hyperbatch.core.errors import StorageFull
 from hyperbatch.support import logs
@@ -40,7 +40,9 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
     config = config_models.load(os.environ["HYPER_CONFIG_DIR"])
     local = config.settings.local
     definition = config.definition(os.environ["HYPER_DEFINITION"])
-    backend = open_local()
+    # The machine as the daemon described it (else as this worker finds it): claims place work by it.
+    here = machine.from_environment(os.environ) or machine.offer(local)
+    backend = open_local(machine=here)
     dispatcher = Dispatcher(
         backend.store, backend.queue, os.environ["HYPER_WORKER_ID"], os.environ["HYPER_REGION"], local.lease_seconds
     )
@@ -55,6 +57,7 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
         pid_file=backend.home / "workers" / f"{os.environ['HYPER_WORKER_ID']}.job",
         job_user=os.environ.get("HYPER_JOB_USER") or None,
         deliver=backend.logs.deliver,  # output files land in the submit directory when a run ends
+        assigns_gpus=bool(here.gpus),
     )
     return Agent(dispatcher, backend.queue, backend.logs, settings)
 

@@ -51,7 +51,7 @@ def test_a_request_at_the_limits_is_accepted(api):
     status, job = api.call("POST", "/jobs", {
         "command": ["echo", "x" * 1000], "env": {"A": "y" * (limits.MAX_ENV_BYTES - 3)},
         "walltime": limits.MAX_WALLTIME_SECONDS, "priority": limits.PRIORITY_MAX, "workdir": "/tmp/here",
-        "resources": {"mem": "4gb"},
+        "resources": {"mem": "2gb"},
     })
     assert status == 201, job
     assert job["walltime"] == limits.MAX_WALLTIME_SECONDS and len(api.jobs()) == 1

@@ -357,13 +357,16 @@ class RealServer:
         from hyperbatch.adapters.local import open_local
         from hyperbatch.adapters.local.http import make_server
         from hyperbatch.api import build_app
+        from hyperbatch.core.resources import Amount
         from hyperbatch.services.dispatch import Dispatcher
         from hyperbatch.services.scheduler import Caller, Scheduler
 
         self.backend = open_local(root / "state")
         self.config = config.load(Path(__file__).resolve().parents[2] / "configurations")
+        # A machine like local mode's, larger than the shipped definition, so jobs may ask for 4 CPUs.
+        machine = Amount(8, 16 << 30, 0)
         self.scheduler = Scheduler(self.config, self.backend.store, self.backend.queue, self.backend.logs,
-                                   server=SERVER)
+                                   server=SERVER, offer=lambda definition: machine)
         self.worker = Dispatcher(self.backend.store, self.backend.queue, "w-test", "us-east-1", lease_seconds=30)
         self.caller = Caller(USER, admin=True)
         self.nodes: list[dict[str, Any]] = []

@@ -231,7 +231,7 @@ def session_with_a_job(tmp_path):
 def gone(pid):
     try:
         state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone between the open and the read: ESRCH
         return True
     return state == "Z"
 

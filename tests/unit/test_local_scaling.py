@@ -50,13 +50,13 @@ def _local_pass(cfg, backlog, compute=None):
 def test_two_pilot_jobs_get_two_workers_with_the_shipped_configuration():
     cfg = config.load(REPO / "configurations")
     assert cfg.definition("standard").jobs_to_workers_ratio == 4  # an AWS economy, not a local limit
-    assert sum(_local_pass(cfg, {"batch": 2}).workers.values()) == min(2, os.cpu_count() or 1)
+    assert sum(_local_pass(cfg, {"batch": 2}).workers.values()) == min(2, len(os.sched_getaffinity(0)))
 
 
 def test_the_packaged_default_configuration_runs_as_many_workers_as_cores():
     cfg = config.load(REPO / "hyperbatch" / "defaults")
-    assert cfg.settings.local.worker_cap() == (os.cpu_count() or 1)
-    assert sum(_local_pass(cfg, {"batch": 1000}).workers.values()) == (os.cpu_count() or 1)
+    assert cfg.settings.local.worker_cap() == len(os.sched_getaffinity(0))
+    assert sum(_local_pass(cfg, {"batch": 1000}).workers.values()) == len(os.sched_getaffinity(0))
 
 
 def test_the_machine_cap_holds_across_queues_and_regions():

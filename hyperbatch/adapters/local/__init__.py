@@ -13,6 +13,7 @@ from hyperbatch.core.paths import home
 
 if TYPE_CHECKING:  # imported when opened: importing the package stays cheap
     from hyperbatch.adapters.local.logs import FileLogStore
+    from hyperbatch.adapters.local.machine import Machine
     from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
 
 
@@ -25,7 +26,8 @@ class LocalBackend:
     logs: FileLogStore
 
 
-def open_local(root: Path | None = None) -> LocalBackend:
+def open_local(root: Path | None = None, machine: Machine | None = None) -> LocalBackend:
+    """The backend over `root`; with `machine`, its queue's claims place work by resources (a worker's)."""
     from hyperbatch.adapters.local.logs import FileLogStore
     from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
 
@@ -33,4 +35,4 @@ def open_local(root: Path | None = None) -> LocalBackend:
     for sub in ("logs", "work", "workers"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     db = Database(root / "state.db")
-    return LocalBackend(root, db, SqliteJobStore(db), SqliteWorkQueue(db), FileLogStore(root / "logs"))
+    return LocalBackend(root, db, SqliteJobStore(db), SqliteWorkQueue(db, machine=machine), FileLogStore(root / "logs"))

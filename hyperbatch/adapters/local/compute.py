@@ -30,8 +30,9 @@ START_SH = Path(str(resources.files("hyperbatch.worker_image") / "start.sh"))
 
 
 class LocalCompute:
-    def __init__(self, db: Database, home: Path, config_dir: Path):
+    def __init__(self, db: Database, home: Path, config_dir: Path, machine_env: dict[str, str] | None = None):
         self.db, self.home, self.config_dir = db, Path(home), Path(config_dir)
+        self.machine_env = machine_env or {}  # the machine as the daemon sees it (hyperbatch.adapters.local.machine)
         self._children: dict[int, subprocess.Popen] = {}
 
     def start(self, region: str, queue: str, definition: str, count: int) -> int:
@@ -47,6 +48,7 @@ class LocalCompute:
                 "HYPER_REGION": region,
                 "HYPER_WORKER_ID": worker,
                 "HYPER_PYTHON": sys.executable,
+                **self.machine_env,
             }
             log = open(self.home / "workers" / f"{worker}.log", "ab")
             proc = subprocess.Popen(

@@ -27,12 +27,17 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from hyperbatch.core.errors import Conflict, NotFound, StorageFull
 from hyperbatch.core.ids import check_reservation, valid_job_id
 from hyperbatch.core.model import Change, Expect, apply
+from hyperbatch.core import resources
 from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
+from hyperbatch.core.resources import Amount, Candidate
+
+if TYPE_CHECKING:
+    from hyperbatch.adapters.local.machine import Machine
 
 SCHEMA_VERSION = 2  # 2: numeric job ids (hyperbatch.core.ids), the sequence, active-job indexes, queue counts,
 # events kept until handled (tries, next_at, parked)
@@ -99,6 +104,21 @@ class Database:
                 f"stop its daemon (hyper local down) and move the file away to start afresh"
             )
         conn.executescript(SCHEMA)
+        self._add_columns(conn)
+
+    @staticmethod
+    def _add_columns(conn: sqlite3.Connection) -> None:
+        """Columns added since the layout's version: what a lease holds of the machine (cpus, mem in
+        bytes, the GPUs' names), for SqliteWorkQueue's placement. Older files gain them, empty."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(work)")}
+        missing = [c for c in ("cpus INTEGER", "mem INTEGER", "gpus TEXT") if c.split()[0] not in have]
+        if missing:
+            conn.execute("BEGIN IMMEDIATE")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(work)")}  # another process may have been first
+            for column in missing:
+                if column.split()[0] not in have:
+                    conn.execute(f"ALTER TABLE work ADD COLUMN {column}")
+            conn.execute("COMMIT")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -302,14 +322,18 @@ def _count(conn: sqlite3.Connection, deltas: dict[tuple[str, str], int]) -> None
     )
 
 
+PLACEMENT_WINDOW = 256  # queued items a claim looks through, in start order, for one that fits
+
+
 class SqliteWorkQueue:
     """A lease table: claiming sets `lease_until`; an item is deleted only by `ack`.
 
     `clock` (wall-clock seconds, time.time by default) times leases and delays; a test passes a fake one.
     """
 
-    def __init__(self, db: Database, clock=time.time):
+    def __init__(self, db: Database, clock=time.time, machine: Machine | None = None):
         self.db, self.clock = db, clock
+        self.machine = machine  # what jobs may use at once: claims place work by resources (None: one at a time each)
 
     def send(self, queue, job_id, lo, hi, attempt, priority=0):
         self.send_many([(queue, job_id, lo, hi, attempt, priority)])
@@ -334,12 +358,16 @@ class SqliteWorkQueue:
         ).fetchone() is None:
             return None
         with self.db.write() as conn:
-            row = conn.execute(
-                "SELECT id, job_id, lo, hi, attempt, priority FROM work "
-                "WHERE queue = ? AND lease_until IS NULL AND visible_at <= ? "
-                "ORDER BY priority DESC, id LIMIT 1",
-                (queue, now),
-            ).fetchone()
+            if self.machine is None:
+                row = conn.execute(
+                    "SELECT id, job_id, lo, hi, attempt, priority FROM work "
+                    "WHERE queue = ? AND lease_until IS NULL AND visible_at <= ? "
+                    "ORDER BY priority DESC, id LIMIT 1",
+                    (queue, now),
+                ).fetchone()
+                held, gpus = Amount(0), ""
+            else:
+                row, held, gpus = self._place(conn, self.machine, queue, now)
             if row is None:
                 return None
             item_id, job_id, lo, hi, attempt, priority = row
@@ -349,13 +377,43 @@ class SqliteWorkQueue:
                 conn.execute("UPDATE work SET lo = ? WHERE id = ?", (lo + max_tasks, item_id))
                 hi = lo + max_tasks
                 item_id = conn.execute(
-                    "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at, lease_until, worker) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
-                    (queue, job_id, lo, hi, attempt, priority, now, until, worker),
+                    "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at, lease_until, worker, "
+                    "cpus, mem, gpus) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (queue, job_id, lo, hi, attempt, priority, now, until, worker, held.cpus, held.mem, gpus),
                 ).lastrowid
             else:
-                conn.execute("UPDATE work SET lease_until = ?, worker = ? WHERE id = ?", (until, worker, item_id))
-        return WorkItem(str(item_id), queue, job_id, lo, hi, attempt, receipt=worker)
+                conn.execute("UPDATE work SET lease_until = ?, worker = ?, cpus = ?, mem = ?, gpus = ? WHERE id = ?",
+                             (until, worker, held.cpus, held.mem, gpus, item_id))
+        return WorkItem(str(item_id), queue, job_id, lo, hi, attempt, receipt=worker, gpus=gpus)
+
+    @staticmethod
+    def _place(conn: sqlite3.Connection, machine: Machine, queue: str, now: float):
+        """(the row to claim, what it holds of the machine, its GPUs) or (None, ...) when no queued
+        work of `queue` fits what the leases in force leave free (hyperbatch.core.resources.pick:
+        work in start order across all queues, so one that has starved holds back the rest)."""
+        used = conn.execute(
+            "SELECT COALESCE(SUM(cpus), 0), COALESCE(SUM(mem), 0), group_concat(gpus) FROM work "
+            "WHERE lease_until IS NOT NULL"
+        ).fetchone()
+        taken = {g for g in (used[2] or "").split(",") if g}
+        free_gpus = [g for g in machine.gpus if g not in taken]
+        free = machine.amount.minus(Amount(used[0], used[1], 0))._replace(gpus=len(free_gpus))
+        rows = conn.execute(
+            "SELECT w.id, w.job_id, w.lo, w.hi, w.attempt, w.priority, w.queue, w.visible_at, "
+            "json_extract(j.doc, '$.resources') FROM work w LEFT JOIN jobs j ON j.id = CAST(w.job_id AS INTEGER) "
+            "WHERE w.lease_until IS NULL AND w.visible_at <= ? ORDER BY w.priority DESC, w.id LIMIT ?",
+            (now, PLACEMENT_WINDOW),
+        ).fetchall()
+        candidates = (
+            Candidate(r, resources.request_of(json.loads(r[8]) if r[8] else None), now - r[7], r[6] == queue)
+            for r in rows
+        )
+        chosen = resources.pick(candidates, free, machine.starve_after)
+        if chosen is None:
+            return None, Amount(0), ""
+        request = chosen.request
+        gpus = ",".join(resources.assign_gpus(free_gpus, request.gpus))
+        return chosen.key[:6], request, gpus
 
     # A lease is named by (item id, worker): once the reconciler has taken an item
     # back, its old worker can neither extend nor delete it.
