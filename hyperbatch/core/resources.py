@@ -110,15 +110,18 @@ class Candidate(namedtuple("Candidate", "key request waited mine", defaults=(Tru
     __slots__ = ()
 
 
-def pick(candidates: Iterable[Candidate], free: Amount, starve_after: float) -> Candidate | None:
+def pick(candidates: Iterable[Candidate], free: Amount, starve_after: float,
+         total: Amount | None = None) -> Candidate | None:
     """The first of my candidates that fits `free`, in start order; None when none does, or when one
     before it has waited more than `starve_after` seconds without fitting (it holds the reservation).
-    Others' candidates that fit are passed over: their own workers take them."""
+    Others' candidates that fit are passed over: their own workers take them. One that could not fit
+    even the whole of `total` (queued before the machine was made smaller) is passed over too: it
+    would hold a reservation nothing can ever grant."""
     for candidate in candidates:
         if candidate.request.fits(free):
             if candidate.mine:
                 return candidate
-        elif candidate.waited > starve_after:
+        elif candidate.waited > starve_after and (total is None or candidate.request.fits(total)):
             return None
     return None
 

@@ -52,6 +52,11 @@ def test_a_starving_big_job_holds_the_freed_cpus_until_it_fits():
     assert pick(queued, Amount(2, 8 * GB, 0), starve_after=60).key == "big"
 
 
+def test_a_job_larger_than_the_whole_machine_reserves_nothing():
+    queued = [Candidate("huge", Amount(64), 999.0), Candidate("small", Amount(1), 1.0)]
+    assert pick(queued, Amount(1, 0, 0), 60, total=Amount(2, 0, 0)).key == "small"
+
+
 def test_higher_priority_comes_first_in_the_order_given():
     queued = [Candidate("urgent", Amount(1), 0.0), Candidate("old", Amount(1), 100.0)]
     assert pick(queued, Amount(1, 0, 0), 60).key == "urgent"

@@ -408,7 +408,7 @@ class SqliteWorkQueue:
             Candidate(r, resources.request_of(json.loads(r[8]) if r[8] else None), now - r[7], r[6] == queue)
             for r in rows
         )
-        chosen = resources.pick(candidates, free, machine.starve_after)
+        chosen = resources.pick(candidates, free, machine.starve_after, machine.amount)
         if chosen is None:
             return None, Amount(0), ""
         request = chosen.request
