@@ -10,9 +10,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal, Mapping, NamedTuple
 
-from hyperbatch.core import access, options, resources
+from hyperbatch.core import access, options, pools, resources
 from hyperbatch.core.errors import ConfigError, SpecError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -188,6 +188,10 @@ class Queue(_Model):
     max_attempts: int = Field(
         1, ge=1, le=100, description="default runs allowed for non-zero exits (1: a non-zero exit is final, as PBS)"
     )
+    definitions: list[str] = Field(
+        default_factory=list,
+        description="more sizes its jobs may run on: each job goes to the smallest that fits its request",
+    )
     default_resources: dict[str, str | int] = Field(
         default_factory=dict, description="Resource_List entries a job gets when it does not ask (PBS resources_default)"
     )
@@ -237,6 +241,14 @@ class Definition(_Model):
     chunk_size: int = Field(64, ge=1, le=10000, description="array tasks a worker claims at once")
 
 
+class Pool(NamedTuple):
+    """The workers of one definition serving one queue, and the work queue they claim from (`name`)."""
+
+    name: str
+    queue: str
+    definition: str
+
+
 class Image(_Model):
     name: str = Field(pattern=NAME_RE)
     directory: str = "worker_image"
@@ -272,6 +284,28 @@ class Configuration(_Model):
 
     def definition(self, name: str) -> Definition:
         return _by_name(self.definitions, name)
+
+    def sizes(self, queue: Queue) -> list[Definition]:
+        """The definitions a queue's jobs may run on: its default first, then the others it lists."""
+        names = list(dict.fromkeys([queue.definition, *queue.definitions]))
+        return [self.definition(n) for n in names]
+
+    @property
+    def pools(self) -> list[Pool]:
+        """Every (queue, definition) pool of workers with its work queue's name (hyperbatch.core.pools)."""
+        return [Pool(pools.pool_name(q.name, d.name, q.definition), q.name, d.name)
+                for q in self.queues for d in self.sizes(q)]
+
+    def pool(self, name: str) -> Pool:
+        """The pool whose work queue is `name` (a queue's own name is its default pool's); KeyError if none."""
+        for p in self.pools:
+            if p.name == name:
+                return p
+        raise KeyError(f"no queue or pool named {name}")
+
+    def pools_on(self, cluster: str) -> list[str]:
+        """The work queues of the pools whose workers run on `cluster` (their queue's)."""
+        return [p.name for p in self.pools if self.queue(p.queue).cluster == cluster]
 
     def weights(self, queue: Queue) -> dict[str, float]:
         """Static region weights of a queue ('auto' and empty mean equal weights over compute regions)."""
@@ -312,6 +346,13 @@ class Configuration(_Model):
                     out.append(f"clusters.json: entry '{c.name}' field 'regions': '{name}' is not a compute region")
         for c in self.clusters:
             on_it = [q.name for q in self.queues if q.cluster == c.name]
+            sized = [q.name for q in self.queues if q.cluster == c.name and set(q.definitions) - {q.definition}]
+            if c.type == "LAUNCH_TEMPLATE" and sized:
+                # Its instances are of one launch template, all alike: one size.
+                out.append(
+                    f"queues.json: entry '{sized[0]}' field 'definitions': a LAUNCH_TEMPLATE cluster's "
+                    f"instances are all of one size: give queue {sized[0]} one definition, or another cluster"
+                )
             if c.type == "LAUNCH_TEMPLATE" and len(on_it) > 1:
                 # Its instances start from one boot script, which names the queue their worker serves.
                 out.append(
@@ -323,16 +364,41 @@ class Configuration(_Model):
                 out.append(f"queues.json: entry '{q.name}' field 'cluster': no cluster named '{q.cluster}'")
             if q.definition not in definitions:
                 out.append(f"queues.json: entry '{q.name}' field 'definition': no definition named '{q.definition}'")
+            for name in q.definitions:
+                if name not in definitions:
+                    out.append(f"queues.json: entry '{q.name}' field 'definitions': no definition named '{name}'")
             if isinstance(q.region_weights, dict):
                 for name in q.region_weights:
                     if name not in compute:
                         out.append(
                             f"queues.json: entry '{q.name}' field 'region_weights': '{name}' is not a configured compute region"
                         )
+        for q in self.queues:
+            gpu_sizes = [name for name in dict.fromkeys([q.definition, *q.definitions])
+                         if name in definitions and self.definition(name).gpus]
+            cluster = next((c for c in self.clusters if c.name == q.cluster), None)
+            if gpu_sizes and cluster is not None and not _has_gpus(cluster):
+                field = "definition" if gpu_sizes[0] == q.definition else "definitions"
+                out.append(
+                    f"queues.json: entry '{q.name}' field '{field}': '{gpu_sizes[0]}' needs GPUs, but cluster "
+                    f"'{cluster.name}' ({cluster.type}, {', '.join(cluster.instance_types)}) has none: give the "
+                    "cluster GPU instance types (g4dn, g5, g6, p3, p4d, ...), or the queue another cluster"
+                )
+            if pools.SEPARATOR in q.name:
+                out.append(f"queues.json: entry '{q.name}' field 'name': '{pools.SEPARATOR}' is kept for the "
+                           f"work queues of a queue's other sizes (QUEUE{pools.SEPARATOR}DEFINITION): rename it")
         for d in self.definitions:
             if d.image not in images:
                 out.append(f"definitions.json: entry '{d.name}' field 'image': no image named '{d.image}'")
         return out
+
+
+GPU_FAMILY = re.compile(r"^(g\d|gr\d|p\d)[a-z0-9-]*(\.|$)")  # EC2 families with NVIDIA GPUs
+
+
+def _has_gpus(cluster: Cluster) -> bool:
+    """Whether a cluster can give a job GPUs: EC2 or Spot with a GPU instance family among its types."""
+    return cluster.type not in ("FARGATE", "FARGATE_SPOT") and any(GPU_FAMILY.match(t) for t in cluster.instance_types)
 
 
 def _check_heartbeat(heartbeat: float, lease: float) -> None:

@@ -52,14 +52,14 @@ def scaler_lease(principal: iam.IGrantable, config: Configuration) -> None:
 def work_queues(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
     """The work queues only (not their dead-letter queues)."""
     deployment, main = config.settings.stack_name, config.settings.main_region
-    allow(principal, actions, [naming.queue_arn(main, naming.queue(deployment, q.name)) for q in config.queues])
+    allow(principal, actions, [naming.queue_arn(main, naming.queue(deployment, p.name)) for p in config.pools])
 
 
 def dead_letter_queues(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
     """The work queues' dead-letter queues only."""
     deployment, main = config.settings.stack_name, config.settings.main_region
-    allow(principal, actions, [naming.queue_arn(main, naming.dead_letter_queue(deployment, q.name))
-                               for q in config.queues])
+    allow(principal, actions, [naming.queue_arn(main, naming.dead_letter_queue(deployment, p.name))
+                               for p in config.pools])
 
 
 def job_logs(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:

@@ -55,7 +55,7 @@ def shared_environment(config: Configuration, account: str = Aws.ACCOUNT_ID) -> 
         "HYPER_MAIN_REGION": main,
         "HYPER_TABLE": naming.table(deployment),
         "HYPER_QUEUE_URLS": _compact(
-            {q.name: naming.queue_url(main, naming.queue(deployment, q.name), account) for q in config.queues}
+            {p.name: naming.queue_url(main, naming.queue(deployment, p.name), account) for p in config.pools}
         ),
         "HYPER_LOG_GROUP_PREFIX": naming.log_group_prefix(deployment),
         "HYPER_SCRIPT_BUCKET": naming.script_bucket(deployment, main, account),
@@ -74,8 +74,8 @@ def lambda_environment(config: Configuration, compute: dict, account: str = Aws.
     return shared_environment(config, account) | {
         "HYPER_DLQ_URLS": _compact(
             {
-                q.name: naming.queue_url(main, naming.dead_letter_queue(deployment, q.name), account)
-                for q in config.queues
+                p.name: naming.queue_url(main, naming.dead_letter_queue(deployment, p.name), account)
+                for p in config.pools
             }
         ),
         "HYPER_ADMINS": _compact(list(config.settings.admins)),

@@ -63,8 +63,8 @@ class PeoplePolicies(Construct):
                  [control, *computes], stack_id)
         allow_in(self.admins, access.LOG_READ, naming.log_group_arns(deployment, main),
                  "Job output: one log stream per job in the per-queue log groups under this deployment's prefix.")
-        queues = [naming.queue_arn(main, name) for q in config.queues
-                  for name in (naming.queue(deployment, q.name), naming.dead_letter_queue(deployment, q.name))]
+        queues = [naming.queue_arn(main, name) for p in config.pools
+                  for name in (naming.queue(deployment, p.name), naming.dead_letter_queue(deployment, p.name))]
         allow_in(self.admins, ["sqs:GetQueueAttributes"],
                  [*queues, naming.queue_arn(main, naming.stream_failures_queue(deployment))])
         allow_in(self.admins, ["cloudwatch:DescribeAlarms"], [naming.arn("cloudwatch", main, f"alarm:{deployment}-*")],

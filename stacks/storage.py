@@ -116,11 +116,12 @@ def secure_queue(
 
 
 def work_queues(scope: Construct, config: Configuration) -> dict[str, WorkQueue]:
-    """Per configured queue a standard queue whose lease is the visibility timeout, plus its DLQ."""
+    """Per pool (a queue's workers of one size: hyperbatch.core.pools) a standard queue whose lease is the
+    visibility timeout, plus its DLQ. A queue of one size has one, named after the queue."""
     deployment = config.settings.stack_name
     lease = Duration.seconds(math.ceil(config.settings.lease_seconds))
     queues = {}
-    for q in config.queues:
+    for q in config.pools:
         dead_letters = secure_queue(scope, f"Queue-{q.name}-DLQ", naming.dead_letter_queue(deployment, q.name))
         acknowledge(dead_letters, "This queue is itself the dead-letter queue of a work queue.", "AwsSolutions-SQS3")
         queue = secure_queue(

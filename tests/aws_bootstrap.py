@@ -85,9 +85,11 @@ def create_log_groups(logs, deployment: str, queues: list[str]) -> str:
     return prefix
 
 
-def create_control_plane(dynamodb, sqs, logs, deployment: str, queues: list[str], lease_seconds: float = 60) -> ControlPlane:
+def create_control_plane(dynamodb, sqs, logs, deployment: str, queues: list[str], lease_seconds: float = 60,
+                         pools: list[str] | None = None) -> ControlPlane:
+    """`pools`: the work queues (a queue's other sizes have their own: hyperbatch.core.pools); default `queues`."""
     create_table(dynamodb, names.table(deployment))
-    urls, dead = create_queues(sqs, deployment, queues, lease_seconds)
+    urls, dead = create_queues(sqs, deployment, queues if pools is None else pools, lease_seconds)
     prefix = create_log_groups(logs, deployment, queues)
     return ControlPlane(names.table(deployment), urls, dead, prefix)
 

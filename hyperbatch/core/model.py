@@ -32,6 +32,7 @@ def new_job(**fields: Any) -> dict:
         "owner": "",
         "queue": "",
         "definition": "",
+        "pool": None,  # the work queue its work is sent to (hyperbatch.core.pools); None: its queue's
         "script": None,
         "script_name": None,
         "command": None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from hyperbatch.core import arrays
 from hyperbatch.core.model import is_array
+from hyperbatch.core.pools import work_queue
 from hyperbatch.core.states import JobState
 from hyperbatch.core.tasks import free_ranges, remove_range
 
@@ -38,7 +39,7 @@ def to_send(old: dict | None, new: dict | None) -> list[SendItem]:
     """
     if new is None:
         return []
-    if old is not None and old["queue"] != new["queue"]:
+    if old is not None and work_queue(old) != work_queue(new):
         old = None
     if is_array(new):
         return _array_items(old, new)
@@ -46,7 +47,7 @@ def to_send(old: dict | None, new: dict | None) -> list[SendItem]:
         return []
     if old is not None and old["state"] == JobState.QUEUED.value and old["attempt"] == new["attempt"]:
         return []
-    return [(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])]
+    return [(work_queue(new), new["id"], 0, 1, new["attempt"], new["priority"])]
 
 
 def sendable(doc: dict | None) -> tuple[list[tuple[int, int]], dict[str, int]]:
@@ -59,7 +60,7 @@ def sendable(doc: dict | None) -> tuple[list[tuple[int, int]], dict[str, int]]:
 def _array_items(old: dict | None, new: dict) -> list[SendItem]:
     free, retrying = sendable(new)
     was_free, was_retrying = sendable(old if old is not None and is_array(old) else None)
-    queue, job_id, priority = new["queue"], new["id"], new["priority"]
+    queue, job_id, priority = work_queue(new), new["id"], new["priority"]
     items: list[SendItem] = []
     for lo, hi in free:
         parts = [[lo, hi]]

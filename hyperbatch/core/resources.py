@@ -83,16 +83,38 @@ def with_defaults(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict
 def check_request(request: Amount, queue: str, limits: Mapping[str, int], offer: Amount) -> None:
     """Refuse (PBS: Job exceeds queue resource limits) a request over the queue's max_resources, or
     more than the largest worker of the queue (`offer`) could ever give it."""
+    route(request, queue, limits, [("", offer)])
+
+
+def route(request: Amount, queue: str, limits: Mapping[str, int], offers: Sequence[tuple[str, Amount]]) -> str:
+    """The smallest of a queue's sizes (`offers`: definition name, what one worker of it gives) that
+    fits the request, so a big worker is not spent on a small job; refused (PBS: Job exceeds queue
+    resource limits) when it is over the queue's max_resources or no size fits, naming what the queue
+    runs at most."""
+    ceilings = [(name, _capped(offer, limits)) for name, offer in offers]
+    fitting = [(name, offer) for name, offer in ceilings if not _over(request, offer)]
+    if fitting:
+        return min(fitting, key=lambda f: (f[1].gpus, f[1].cpus, f[1].mem))[0]
+    most = max((offer for _, offer in ceilings), key=lambda o: (o.cpus, o.mem, o.gpus))
+    over = _over(request, most) or [k for _, o in ceilings for k in _over(request, o)]
+    key = over[0]
+    value = {"ncpus": request.cpus, "mem": request.mem, "ngpus": request.gpus}[key]
+    shown = format_size(value) if key == "mem" else value
+    runs = " or ".join(dict.fromkeys(o.describe() for _, o in ceilings))
+    raise SpecError(f"Job exceeds queue resource limits: {key}={shown} asked, and queue {queue} "
+                    f"runs jobs of at most {runs}", pbs_errno=PBSE_EXCQRESC)
+
+
+def _capped(offer: Amount, limits: Mapping[str, int]) -> Amount:
+    return Amount(_cap("ncpus", offer.cpus, limits.get("ncpus")), _cap("mem", offer.mem, limits.get("mem")),
+                  _cap("ngpus", offer.gpus, limits.get("ngpus")))
+
+
+def _over(request: Amount, ceiling: Amount) -> list[str]:
+    """The resources of `request` above `ceiling` (memory only where the ceiling counts it)."""
     asked = {"ncpus": request.cpus, "mem": request.mem, "ngpus": request.gpus}
-    offered = {"ncpus": offer.cpus, "mem": offer.mem, "ngpus": offer.gpus}
-    ceiling = {k: _cap(k, offered[k], limits.get(k)) for k in LIMITED}
-    over = [k for k in LIMITED if asked[k] > ceiling[k] and (k != "mem" or ceiling[k])]
-    if over:
-        key = over[0]
-        shown = format_size(asked[key]) if key == "mem" else asked[key]
-        most = Amount(ceiling["ncpus"], ceiling["mem"], ceiling["ngpus"])
-        raise SpecError(f"Job exceeds queue resource limits: {key}={shown} asked, and queue {queue} "
-                        f"runs jobs of at most {most.describe()}", pbs_errno=PBSE_EXCQRESC)
+    most = {"ncpus": ceiling.cpus, "mem": ceiling.mem, "ngpus": ceiling.gpus}
+    return [k for k in LIMITED if asked[k] > most[k] and (k != "mem" or most[k])]
 
 
 def _cap(key: str, offered: int, limit: int | None) -> int:

@@ -78,8 +78,8 @@ class Reconciler:
 
     def run_once(self) -> dict[str, int]:
         out = {"dead_lettered": 0, "watched": 0, "redriven": 0}
-        for q in self.scheduler.config.queues:
-            found = self.dead_letters(q.name)
+        for pool in self.scheduler.config.pools:  # every work queue has a dead-letter queue of its own
+            found = self.dead_letters(pool.name)
             out["dead_lettered"] += found[FAILED]
             out["watched"] += found[WATCHED]
         self.metrics = JobMetrics()

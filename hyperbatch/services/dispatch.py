@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from hyperbatch.core import arrays, exits, history, outbox
+from hyperbatch.core import arrays, exits, history, outbox, pools
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
@@ -138,9 +138,9 @@ class Dispatcher:
             set={"state": JobState.RUNNING, "started_at": now, "exec_host": self.host, "heartbeat_at": now},
             add={"run_count": 1},
         ), "r", self.host, item.attempt, at=now)
-        # The item's queue too: an item left in a queue the job was moved away from (qmove) is stale.
+        # The item's work queue too: an item left where the job was moved away from (qmove, a new size) is stale.
         expect = Expect.move(JobState.RUNNING, JobState.QUEUED, attempt=item.attempt,
-                             fields=(("array", None), ("queue", item.queue)))
+                             fields=(("array", None), *pools.claimed_from(item.queue)))
         try:
             doc = self.store.update(item.job_id, expect, change)
         except NotFound:
@@ -157,7 +157,7 @@ class Dispatcher:
 
         def decide(doc: dict) -> Change | None:
             nonlocal claim
-            if is_array(doc) and doc["queue"] != item.queue:
+            if is_array(doc) and pools.work_queue(doc) != item.queue:
                 claim = Claim()  # an item left in the queue the array was moved away from (qmove): stale
                 return None
             # an array's history stores no start: tracejob shows when it began (started_at)
@@ -286,7 +286,7 @@ class Dispatcher:
         if new is None:
             return None
         if new["state"] == JobState.QUEUED.value:
-            self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
+            self.queue.send(pools.work_queue(new), new["id"], 0, 1, new["attempt"], new["priority"])
         self.queue.ack(run.item)
         return new
 
@@ -357,7 +357,8 @@ class Dispatcher:
 
     def _send_retries(self, doc: dict, positions: list[int], attempt: int) -> None:
         if positions:
-            self.queue.send_many([(doc["queue"], doc["id"], p, p + 1, attempt, doc["priority"]) for p in positions])
+            self.queue.send_many([(pools.work_queue(doc), doc["id"], p, p + 1, attempt, doc["priority"])
+                                  for p in positions])
 
     # ---- give back ----------------------------------------------------------------------
     def give_back(self, run: Run) -> None:
@@ -454,7 +455,7 @@ class Dispatcher:
             if item is not None:
                 self.queue.requeue(item, item.lo, new["attempt"])
             else:
-                self.queue.send(new["queue"], new["id"], 0, 1, new["attempt"], new["priority"])
+                self.queue.send(pools.work_queue(new), new["id"], 0, 1, new["attempt"], new["priority"])
         elif item is not None:
             self.queue.ack(item)
 

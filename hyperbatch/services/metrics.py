@@ -62,7 +62,7 @@ def workers_per_region(
     out = {region: {WORKERS: 0.0, VCPUS: 0.0} for region in config.compute_regions}
     for source in (running, started):
         for (region, queue), n in source.items():
-            vcpus = config.definition(config.queue(queue).definition).vcpus
+            vcpus = config.definition(config.pool(queue).definition).vcpus  # `queue`: a pool's work queue
             entry = out.setdefault(region, {WORKERS: 0.0, VCPUS: 0.0})
             entry[WORKERS] += n
             entry[VCPUS] += n * vcpus

@@ -1,4 +1,5 @@
-"""The scaler: per queue, start ceil(work / jobs_to_workers_ratio) workers, split over regions by weight.
+"""The scaler: per pool (a queue's workers of one size), start ceil(work / jobs_to_workers_ratio) workers,
+split over regions by the queue's weights.
 
 Faults stay where they happen. A region whose workers cannot be counted (its
 job queue missing, INVALID or throttled) is left out of this run and its share
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from hyperbatch.core import scaling
-from hyperbatch.config import Configuration
+from hyperbatch.config import Configuration, Pool
 from hyperbatch.core.ports import Compute, WorkQueue
 
 log = logging.getLogger("hyperbatch.scale")
@@ -79,23 +80,26 @@ def scale_once(
     per_region: dict[str, int] = {}
     for (region, _), n in out.running.items():
         per_region[region] = per_region.get(region, 0) + n
-    for q in config.queues:
+    for pool in config.pools:  # each size of each queue by its own work (hyperbatch.core.pools)
         try:
-            amount = work(q.name) if work is not None else queue.backlog(q.name) + queue.in_flight(q.name)
+            amount = work(pool.name) if work is not None else queue.backlog(pool.name) + queue.in_flight(pool.name)
         except Exception as exc:
-            _failed(out, ALL_REGIONS, q.name, "work", exc)
+            _failed(out, ALL_REGIONS, pool.name, "work", exc)
             continue
         if amount:
-            _scale_queue(config, compute, q.name, amount, (weights or {}).get(q.name) or config.weights(q),
+            q = config.queue(pool.queue)
+            _scale_queue(config, compute, pool, amount, (weights or {}).get(q.name) or config.weights(q),
                          region_capacity, per_region, down, out, Sizing(ratio, max_workers, total_capacity))
     return out
 
 
-def _scale_queue(config: Configuration, compute: Compute, queue: str, amount: int, weights: dict[str, float],
+def _scale_queue(config: Configuration, compute: Compute, pool: Pool, amount: int, weights: dict[str, float],
                  region_capacity: dict[str, int] | None, per_region: dict[str, int], down: set[str],
                  out: Scaled, sizing: Sizing) -> None:
-    """Plan over the regions that answer; when a start fails, plan the rest again without that region."""
-    definition = config.definition(config.queue(queue).definition)
+    """Plan over the regions that answer; when a start fails, plan the rest again without that region.
+    Workers are counted and started per pool: `queue` below is the pool's work queue."""
+    queue = pool.name
+    definition = config.definition(pool.definition)
     mine = {r: n for (r, name), n in out.running.items() if name == queue}
     usable = {r: w for r, w in weights.items() if r not in down}
     while usable and any(usable.values()):

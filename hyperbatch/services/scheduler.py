@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hyperbatch.core import (arrays, deferral, dependencies, directives, history, ids, limits, nodes, options, outbox,
-                             resources, signals)
+                             pools, resources, signals)
 from hyperbatch.config import Configuration, Queue
 from hyperbatch.core.errors import (
     PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
@@ -89,9 +89,7 @@ class Scheduler:
         queue_config = self._configured("queue", queue)
         combined["resources"] = resources.with_defaults(combined.get("resources") or {}, queue_config.default_resources)
         fields = options.finish(combined, workdir=request.get("workdir"))
-        definition = fields.get("definition") or queue_config.definition
-        self._configured("definition", definition)
-        self._check_resources(queue_config, definition, fields["resources"])
+        definition = self._route(queue_config, fields.get("definition"), fields["resources"])
 
         # The API's models checked the request; the directives merged in are checked by the same rules.
         limits.check_request(fields)
@@ -108,6 +106,7 @@ class Scheduler:
             owner=caller.name,
             queue=queue,
             definition=definition,
+            pool=pools.pool_field(queue, definition, queue_config.definition),
             script=script,
             script_name=request.get("script_name"),
             command=list(command) if command else None,
@@ -275,16 +274,18 @@ class Scheduler:
     def queues(self, workers: dict[tuple[str, str], int]) -> "builtins.list[dict]":
         out = []
         for q in self.config.queues:
+            mine = {p.name for p in self.config.pools if p.queue == q.name}  # its work queues, one a size
             per_region: dict[str, int] = {}
             for (region, queue), n in workers.items():
-                if queue == q.name:
+                if queue in mine:
                     per_region[region] = per_region.get(region, 0) + n
             out.append(
                 {
                     "name": q.name,
                     "definition": q.definition,
+                    "definitions": [d.name for d in self.config.sizes(q)],
                     "counts": self.store.counts(q.name),
-                    "backlog": self.queue.backlog(q.name),
+                    "backlog": sum(self.queue.backlog(name) for name in sorted(mine)),
                     "workers": per_region,
                 }
             )
@@ -305,10 +306,18 @@ class Scheduler:
                        for d in self.config.definitions}
         return nodes.describe(workers, running, definitions)
 
-    def _check_resources(self, queue: Queue, definition: str, resource_list: dict) -> None:
-        """Refuse a request over the queue's max_resources or larger than its workers (hyperbatch.core.resources)."""
-        resources.check_request(resources.request_of(resource_list), queue.name,
-                                resources.limits_of(queue.max_resources), self.offer(definition))
+    def _route(self, queue: Queue, named: str | None, resource_list: dict) -> str:
+        """The definition a job runs on: the one it names (which must be one of its queue's sizes),
+        else the smallest size of its queue that fits its request (hyperbatch.core.resources.route);
+        refused when it is over the queue's max_resources or larger than every size."""
+        sizes = [d.name for d in self.config.sizes(queue)]
+        if named:
+            self._configured("definition", named)
+            if named not in sizes:
+                raise SpecError(f"definition {named}: queue {queue.name} runs its jobs on {', '.join(sizes)}")
+            sizes = [named]
+        return resources.route(resources.request_of(resource_list), queue.name,
+                               resources.limits_of(queue.max_resources), [(n, self.offer(n)) for n in sizes])
 
     def _definition_offer(self, definition: str) -> resources.Amount:
         """What one worker of `definition` gives its jobs on AWS: its container's vCPUs (whole ones),
@@ -456,7 +465,10 @@ class Scheduler:
             kept = {k: v for k, v in doc["resources"].items()
                     if k not in ("select", "nodect") and not ("select" in given and k in options.CHUNK_RESOURCES)}
             fields["resources"] = options.resource_list({**kept, **given})
-            self._check_resources(self._configured("queue", doc["queue"]), doc["definition"], fields["resources"])
+            # The job goes to the smallest size of its queue that fits what it asks for now.
+            queue_config = self._configured("queue", doc["queue"])
+            fields["definition"] = self._route(queue_config, None, fields["resources"])
+            fields["pool"] = pools.pool_field(doc["queue"], fields["definition"], queue_config.definition)
         if is_array(doc) and fields.get("rerunnable") is False:
             raise SpecError("cannot make an array job not rerunable (-r n)", pbs_errno=PBSE_BADATVAL)
         edges: list[tuple[str, str]] = []
@@ -465,7 +477,7 @@ class Scheduler:
             parents = self._visible_parents(deps, caller)
             fields["depend"] = dependencies.format_depend(deps)
             edges = [(p, job_id) for p in parents]
-        altered = [options.ALTERABLE[key] for key in fields]
+        altered = [options.ALTERABLE[key] for key in fields if key in options.ALTERABLE]
         if not altered and changes.get("hold") is None:
             raise SpecError("nothing to alter: give one of " + ", ".join(options.ALTERABLE), pbs_errno=PBSE_IVALREQ)
         waits = "depend" in fields or "execution_time" in fields
@@ -487,6 +499,9 @@ class Scheduler:
                 return self.alter(job_id, changes, caller)
             if "priority" in fields and new["state"] == JobState.QUEUED.value:
                 self.queue.reprioritise(job_id, new["priority"])
+            items = outbox.to_send(doc, new)  # a new size: its work goes to that size's workers
+            if items:
+                self.queue.send_many(items)
             if waits and new["state"] == JobState.WAITING.value:
                 new = self.reevaluate(job_id) or new
         if changes.get("hold") is True and new["state"] != JobState.HELD.value:
@@ -514,11 +529,14 @@ class Scheduler:
         queue_config = self._configured("queue", queue)
         if queue == doc["queue"]:
             return doc
-        # A job on its old queue's default definition takes the new queue's; one that named its own keeps it.
+        # A job keeps a definition of its own that the new queue also runs; else it takes the new queue's
+        # smallest size that fits it.
+        sizes = {d.name for d in self.config.sizes(queue_config)}
         old_default = self._configured("queue", doc["queue"]).definition
-        definition = queue_config.definition if doc["definition"] == old_default else doc["definition"]
-        self._check_resources(queue_config, definition, doc["resources"])
-        change = history.add(Change(set={"queue": queue, "state": state, "definition": definition}),
+        keep = doc["definition"] if doc["definition"] != old_default and doc["definition"] in sizes else None
+        definition = self._route(queue_config, keep, doc["resources"])
+        pool = pools.pool_field(queue, definition, queue_config.definition)
+        change = history.add(Change(set={"queue": queue, "state": state, "definition": definition, "pool": pool}),
                              "m", history.who(caller.name, doc), queue)
         try:
             new = self.store.update(job_id, Expect.move(state, state, version=doc["version"]), change)

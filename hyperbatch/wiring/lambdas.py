@@ -138,8 +138,9 @@ class Runtime:
         return RegionWeights(self.config)
 
     def work(self, queue: str) -> int:
-        """What the scaler sizes a queue on: tasks waiting (the store counts array tasks, SQS only
-        messages; the larger, so stale messages get drained too) plus items being run."""
+        """What the scaler sizes a pool on (`queue`: its work queue): tasks waiting (the store counts
+        array tasks, SQS only messages; the larger, so stale messages get drained too) plus items
+        being run."""
         return max(self.store.pending_tasks(queue), self.queue.backlog(queue)) + self.queue.in_flight(queue)
 
     @cached_property

@@ -87,8 +87,8 @@ def _aws_worker(env: Mapping[str, str]):
     config = configuration_from_environment(env)
     settings = config.settings
     definition = config.definition(env["HYPER_DEFINITION"])
-    queue = env["HYPER_QUEUE"]
-    config.queue(queue)  # KeyError for a queue the configuration does not know
+    queue = env["HYPER_QUEUE"]  # the work queue of its pool: its queue's name, or QUEUE--DEFINITION
+    config.pool(queue)  # KeyError for a queue the configuration does not know
     worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
     wait = int(env.get("HYPER_CLAIM_WAIT_SECONDS", AWS_CLAIM_WAIT_SECONDS))
     backend = from_environment(env, queues=[q.name for q in config.queues],

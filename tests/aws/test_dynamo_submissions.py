@@ -325,6 +325,17 @@ def test_deltas_take_old_images_out_and_put_new_ones_in():
     assert counters.deltas([record("MODIFY", old=running, new=running)]) == {}
 
 
+def test_pending_work_of_a_queues_other_size_is_counted_on_its_pool():
+    big = {"queue": "batch", "pool": "batch--large", "state": "QUEUED", "array": "0-9", "pending": 10}
+    assert counters.deltas([record("INSERT", new=big)]) == {
+        "batch": {"QUEUED": 1}, "batch--large": {"tasks_pending": 10},
+    }
+    resized = {**big, "pool": None}  # a qalter back to the queue's default size
+    assert counters.deltas([record("MODIFY", old=big, new=resized)]) == {
+        "batch": {"tasks_pending": 10}, "batch--large": {"tasks_pending": -10},
+    }
+
+
 @pytest.mark.parametrize("doc, pending", [
     ({"state": "QUEUED"}, 1), ({"state": "RUNNING"}, 0), ({"state": "HELD"}, 0),
     ({"state": "QUEUED", "array": "0-9", "pending": 7}, 7), ({"state": "RUNNING", "array": "0-9", "pending": 3}, 3),

@@ -213,11 +213,12 @@ class Invocation:
 # ---- configuration ------------------------------------------------------------------------------
 
 def box_configuration(settings: dict | None = None, definitions: dict | None = None,
-                      queues: dict | None = None) -> config_models.Configuration:
-    """The repository's configurations/, with fields of settings, of every definition, of every queue replaced."""
+                      queues: dict | None = None, more_definitions: list | None = None) -> config_models.Configuration:
+    """The repository's configurations/, with fields of settings, of every definition, of every queue
+    replaced, and `more_definitions` added (each with `definitions`' fields too)."""
     raw = {kind: config_models.read_raw(CONFIG_DIR, kind) for kind in config_models.FILES}
     raw["settings"] = {**raw["settings"], **(settings or {})}
-    raw["definitions"] = [{**d, **(definitions or {})} for d in raw["definitions"]]
+    raw["definitions"] = [{**d, **(definitions or {})} for d in raw["definitions"] + list(more_definitions or [])]
     raw["queues"] = [{**q, **(queues or {})} for q in raw["queues"]]
     return config_models.validate(raw)
 
@@ -254,6 +255,7 @@ class Box:
     settings: dict = field(default_factory=lambda: {"lease_seconds": 3, "heartbeat_seconds": 1})
     definitions: dict = field(default_factory=lambda: {"idle_timeout_seconds": 2})
     queues: dict = field(default_factory=dict)
+    more_definitions: list = field(default_factory=list)
     admins: tuple[str, ...] = (ADMIN,)
     claim_wait: int = 1  # workers' long poll, seconds
     stream_interval: float = 0.1  # the mapping's batching window
@@ -262,7 +264,8 @@ class Box:
     keep_output: bool = True  # keep what functions print (logs, EMF) in `printed`
 
     def __post_init__(self):
-        self.config = box_configuration({**self.settings, "admins": list(self.admins)}, self.definitions, self.queues)
+        self.config = box_configuration({**self.settings, "admins": list(self.admins)}, self.definitions, self.queues,
+                                        self.more_definitions)
         self.meter = Meter()
         self.invocations: list[Invocation] = []
         self.output_bytes: Counter = Counter()  # function -> bytes its invocations printed (logs, EMF)
@@ -314,7 +317,7 @@ class Box:
         names = [q.name for q in self.config.queues]
         self.plane = bootstrap.create_control_plane(
             self.dynamodb, self.sqs, self.logs, self.config.settings.stack_name, names,
-            lease_seconds=self.config.settings.lease_seconds,
+            lease_seconds=self.config.settings.lease_seconds, pools=[p.name for p in self.config.pools],
         )
         # The mapping's on-failure destination (stacks/control_plane.py; bootstrap does not make it).
         self.failures_url = self.sqs.create_queue(
@@ -549,7 +552,7 @@ class Box:
     # ---- workers ----------------------------------------------------------------------------
     def worker_env(self, queue: str, region: str, worker_id: str) -> dict[str, str]:
         """What a Batch worker container sees: the job definition's environment and the submit's overrides."""
-        definition = self.config.queue(queue).definition
+        definition = self.config.pool(queue).definition  # `queue`: the work queue of the worker's pool
         env = _resolve_tokens(self._contract.worker_environment(self.config, region, definition))
         if "HYPER_CONFIG" not in env:
             # stacks/contract.worker_environment does not carry it (yet); the agent needs lease,

@@ -21,8 +21,10 @@ JOBS = 40
 
 
 def e2e_configure(config: dict) -> None:
-    """Room for the regions' own caps (us-east-1 2, us-west-2 4, eu-west-1 2), whatever the CPU count."""
+    """Room for the regions' own caps (us-east-1 2, us-west-2 4, eu-west-1 2), whatever the CPU count: eight
+    workers, and eight CPUs for their `sleep` jobs to be placed on (every job takes one)."""
     config["settings"]["local"]["max_workers"] = 8
+    config["settings"]["local"]["cpus"] = 8
 
 
 def _status_workers(hb) -> dict[str, int]:

@@ -55,7 +55,7 @@ VARIANT = {
     "queues": [
         {"name": "quick", "cluster": "serverless", "definition": "small"},
         {"name": "bulk", "cluster": "fleet", "definition": "small"},
-        {"name": "render", "cluster": "gpu", "definition": "gpu"},
+        {"name": "render", "cluster": "gpu", "definition": "gpu", "definitions": ["small"]},
     ],
     "definitions": [
         {"name": "small", "vcpus": 0.5, "memory_mib": 1024},
@@ -247,3 +247,13 @@ def test_unprotected_deployment_can_be_destroyed(variant):
     retained = [k for k, r in variant.templates["Lab-Control"]["Resources"].items()
                 if r.get("DeletionPolicy", "Delete") != "Delete"]
     assert retained == []
+
+
+def test_a_queue_of_two_sizes_has_a_work_queue_and_a_dead_letter_queue_for_each(variant):
+    control = variant.templates["Lab-Control"]
+    names = {q["Properties"].get("QueueName") for q in resources(control, "AWS::SQS::Queue").values()}
+    assert {"Lab-render", "Lab-render-dlq", "Lab-render--small", "Lab-render--small-dlq"} <= names
+    env = {k: v for r in resources(control, "AWS::Lambda::Function").values()
+           for k, v in (r["Properties"].get("Environment") or {}).get("Variables", {}).items()}
+    urls = json.dumps(env.get("HYPER_QUEUE_URLS"))
+    assert "Lab-render--small" in urls and "Lab-render" in urls

@@ -30,6 +30,9 @@ REFUSED = [
     (INPROCESS, ["definitions", "delete", "nope"], "no definition named nope"),
     (INPROCESS, ["images", "delete", "worker"], "no image named 'worker'"),
     (REAL, ["queues", "add", "x"], "needs --cluster (configured: default); not prompting"),
+    (INPROCESS, ["queues", "update", "batch", "--definitions", "huge"], "no definition named 'huge'"),
+    (INPROCESS, ["definitions", "update", "standard", "--gpus", "1"],
+     "'standard' needs GPUs, but cluster 'default' (SPOT, c6i, m6i, c5, m5) has none"),
 ]
 
 
@@ -93,8 +96,8 @@ def test_list_shows_the_entries(env):
     result = env.run("queues", "list")
     assert result.returncode == 0, result.stderr
     header, *rows = [line.split() for line in result.stdout.splitlines() if line.strip() and "─" not in line]
-    assert header == ["name", "cluster", "definition", "priority", "region_weights", "max_attempts"]
-    assert rows[0] == ["batch", "default", "standard", "10", "-", "1"]  # a non-zero exit is final by default
+    assert header == ["name", "cluster", "definition", "definitions", "priority", "region_weights", "max_attempts"]
+    assert rows[0] == ["batch", "default", "standard", "-", "10", "-", "1"]  # a non-zero exit is final by default
     assert rows[1][0] == "west" and "us-west-2=3," in rows[1]
 
 

@@ -65,6 +65,13 @@ def test_the_example_is_one_main_and_two_hub_regions():
      "queues.json: entry 'batch' field 'max_resources': -l nodes: not supported"),
     ("queues", lambda q: [{**q[0], "max_resources": {"walltime": "01:00:00"}}, q[1]],
      "field 'max_resources': resources: give walltime in the walltime field"),
+    ("queues", lambda q: [{**q[0], "definitions": ["huge"]}, q[1]],
+     "queues.json: entry 'batch' field 'definitions': no definition named 'huge'"),
+    ("queues", lambda q: [{**q[0], "name": "a--b"}, q[1]],
+     "queues.json: entry 'a--b' field 'name': '--' is kept for the work queues of a queue's other sizes"),
+    ("definitions", lambda d: [{**d[0], "gpus": 1}],
+     "queues.json: entry 'batch' field 'definition': 'standard' needs GPUs, but cluster 'default' (SPOT, "
+     "c6i, m6i, c5, m5) has none: give the cluster GPU instance types"),
     ("settings", lambda s: {**s, "local": {"mem": "0gb"}},
      "settings.json: field 'local.mem': mem '0gb': must be more than zero"),
     ("queues", lambda q: {"not": "a list"}, "queues.json: must be a JSON list"),
@@ -94,3 +101,17 @@ def test_dump_round_trips(tmp_path):
     for kind in config.FILES:
         config.dump(tmp_path / "c", kind, getattr(before, kind))
     assert config.load(tmp_path / "c") == before
+
+
+def test_each_size_of_a_queue_is_a_pool_with_a_work_queue_of_its_own(conf):
+    root = conf("definitions", lambda d: d + [{**d[0], "name": "large", "vcpus": 4}])
+    (root / "queues.json").write_text(json.dumps(
+        [{**q, "definitions": ["large", "standard"]} if q["name"] == "batch" else q
+         for q in json.loads((root / "queues.json").read_text())]))
+    c = config.load(root)
+    assert [(p.name, p.queue, p.definition) for p in c.pools] == [
+        ("batch", "batch", "standard"), ("batch--large", "batch", "large"), ("west", "west", "standard")]
+    assert c.pool("batch--large").definition == "large"
+    assert c.pools_on("default") == ["batch", "batch--large", "west"]
+    with pytest.raises(KeyError):
+        c.pool("batch--small")

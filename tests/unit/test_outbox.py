@@ -82,6 +82,15 @@ def test_a_job_moved_to_another_queue_is_sent_there():
     assert moved == [("west", "A", 0, 10, 1, 0)]
 
 
+def test_a_job_of_another_size_is_sent_to_its_pool_and_again_when_it_changes_size():
+    big = job(pool="batch--large")
+    assert to_send(None, big) == [("batch--large", "J", 0, 1, 1, 0)]
+    assert to_send(big, job()) == [("batch", "J", 0, 1, 1, 0)]  # qalter back to the default size
+    assert to_send(big, big) == []
+    array = new_job(id="A", queue="batch", pool="batch--large", array="1-4", total=4, pending=4)
+    assert to_send(None, array) == [("batch--large", "A", 0, 4, 1, 0)]
+
+
 def test_a_new_array_is_one_item_of_its_whole_range():
     assert to_send(None, array("1-100", priority=3)) == [("batch", "A", 0, 100, 1, 3)]
     assert to_send(None, array(state="HELD")) == []

@@ -6,7 +6,7 @@ import pytest
 from hyperbatch.core.errors import PBSE_EXCQRESC, SpecError
 from hyperbatch.core.options import resource_list
 from hyperbatch.core.resources import (
-    Amount, Candidate, assign_gpus, check_request, format_size, limits_of, pick, request_of, with_defaults,
+    Amount, Candidate, assign_gpus, check_request, format_size, limits_of, pick, request_of, route, with_defaults,
 )
 
 GB = 1 << 30
@@ -111,3 +111,24 @@ def test_max_resources_lower_what_a_queue_runs():
 
 def test_sizes_print_in_the_largest_whole_unit():
     assert [format_size(n) for n in (8 * GB, 1536 << 20, 100, 2048)] == ["8gb", "1536mb", "100b", "2kb"]
+
+
+SIZES = [("standard", Amount(1, 2 * GB, 0)), ("large", Amount(4, 16 * GB, 0)), ("gpu", Amount(4, 16 * GB, 1))]
+
+
+@pytest.mark.parametrize("request_, size", [
+    (Amount(1), "standard"), (Amount(2), "large"), (Amount(1, 4 * GB), "large"), (Amount(1, 0, 1), "gpu"),
+    (Amount(4, 16 * GB), "large"),
+])
+def test_a_job_goes_to_the_smallest_size_that_fits(request_, size):
+    assert route(request_, "batch", {}, SIZES) == size
+
+
+def test_no_size_fitting_names_every_size_and_the_queue_limit_lowers_them():
+    with pytest.raises(SpecError) as caught:
+        route(Amount(4, 0, 2), "batch", {}, SIZES)
+    assert str(caught.value) == ("Job exceeds queue resource limits: ngpus=2 asked, and queue batch runs jobs of at most "
+                                 "ncpus=1,mem=2gb,ngpus=0 or ncpus=4,mem=16gb,ngpus=0 or ncpus=4,mem=16gb,ngpus=1")
+    assert route(Amount(2), "batch", {"ncpus": 2}, SIZES) == "large"
+    with pytest.raises(SpecError, match="ncpus=3 asked"):
+        route(Amount(3), "batch", {"ncpus": 2}, SIZES)

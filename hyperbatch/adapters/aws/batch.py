@@ -108,7 +108,7 @@ class BatchCompute:
         self.clock = clock
 
     def _target(self, region: str, queue: str) -> dict:
-        cluster = self.config.queue(queue).cluster
+        cluster = self.config.queue(self.config.pool(queue).queue).cluster
         target = self.targets.get(region, {}).get(cluster)
         if target is None:
             raise ValueError(f"cluster '{cluster}' of queue '{queue}' is not built in region {region}")
@@ -172,7 +172,7 @@ class BatchCompute:
         """
         out: dict[str, int] = {}
         for cluster, target in self.targets.get(region, {}).items():
-            queues = [q.name for q in self.config.queues if q.cluster == cluster]
+            queues = self.config.pools_on(cluster)
             if not queues:
                 continue
             if "auto_scaling_group" in target:
@@ -258,7 +258,7 @@ class BatchCompute:
                     continue
                 if "job_queue" not in target:
                     continue
-                queues = [q.name for q in self.config.queues if q.cluster == cluster]
+                queues = self.config.pools_on(cluster)
                 batch = self.client_for(region)
                 for job_id in self._active_jobs(region, target["job_queue"], queues):
                     batch.terminate_job(jobId=job_id, reason="HyperBatch stop_all")

@@ -4,7 +4,9 @@ Each queue has one item in the job table:
 
     pk = "counts#<queue>"   sk = "counts"
     <state> = jobs in that state (an array counts once, by its derived state)
-    tasks_pending = jobs and array positions waiting to run (what the scaler sizes on)
+    tasks_pending = jobs and array positions waiting to run (what the scaler sizes on), of the
+                    queue's default pool; another pool's (hyperbatch.core.pools) are on an item
+                    of its own, "counts#QUEUE--DEFINITION", which holds only them
     tally = the token of the last tally written (retry-safety, see `add_request`)
 
 `deltas` turns stream records into the changes of these numbers: every record
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from hyperbatch.adapters.aws.items import JOB_SK, decode
+from hyperbatch.core.pools import work_queue
 
 COUNTS_SK = "counts"
 COUNTS_PREFIX = "counts#"
@@ -52,7 +55,7 @@ def _counted(image: dict | None) -> dict | None:
     """The fields of a job image that counts depend on, or None if the image is not a job's."""
     if not image or "state" not in image or "queue" not in image:
         return None
-    return {k: _value(image, k) for k in ("state", "queue", "array", "pending")}
+    return {k: _value(image, k) for k in ("state", "queue", "pool", "array", "pending")}
 
 
 def deltas(records: Iterable[dict]) -> dict[str, dict[str, int]]:
@@ -67,7 +70,8 @@ def deltas(records: Iterable[dict]) -> dict[str, dict[str, int]]:
         per[doc["state"]] = per.get(doc["state"], 0) + sign
         pending = pending_of(doc)
         if pending:
-            per[TASKS_PENDING] = per.get(TASKS_PENDING, 0) + sign * pending
+            pool = out.setdefault(work_queue(doc), {})
+            pool[TASKS_PENDING] = pool.get(TASKS_PENDING, 0) + sign * pending
 
     for record in records:
         data = record.get("dynamodb") or {}
