@@ -33,15 +33,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from hyperbatch.core import environment, exits, isolation, limits, outputs, resources
+from hyperbatch.core.errors import NotFound
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_rss, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
+
+if TYPE_CHECKING:
+    from hyperbatch.services.slots import Room
 
 log = logging.getLogger("hyperbatch.agent")
 
@@ -308,6 +312,9 @@ class Agent:
         self.chunk = 1  # work taken per claim: grows while it is quick (`_adapt`), so long work is not hoarded
         self.stopping: bool = False
         self._pid_fd: int | None = None  # the job file, while serving
+        # Set when this agent is one slot of a worker that runs several jobs at once (hyperbatch.services.slots).
+        self.room: Room | None = None
+        self._room_gpus: list[str] = []  # the GPUs the current run holds of the room
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -343,6 +350,10 @@ class Agent:
         idle_since, poll = time.time(), self.settings.poll_min
         busy = False  # worked since the last empty claim
         while not self.stopping:
+            if self.room is not None and not self.room.has_a_cpu():
+                self.room.wait(self.settings.poll_max * 50)  # the other slots hold every CPU: not idle, waiting
+                idle_since = time.time()
+                continue
             item = self.queue.claim(self.settings.queue, self.dispatcher.worker, self.chunk, self.settings.lease_seconds)
             if item is None:
                 if busy:  # just gone idle: what was acknowledged is deleted now, not when the worker exits
@@ -358,12 +369,42 @@ class Agent:
                 # Its lease ran out once (SQS redelivery): recover the lost work, never run it as it is.
                 self.dispatcher.recover_lost(item)
             else:
-                lease = Lease(self.settings.lease_seconds, self.settings.heartbeat_seconds)  # from before the start,
-                run = self.dispatcher.start(item)  # which stamps the run's first beat
-                if run is not None:
-                    self.execute(run, lease)
+                held = self._hold_room(item)
+                if held is not None:
+                    try:
+                        lease = Lease(self.settings.lease_seconds, self.settings.heartbeat_seconds)  # from before
+                        run = self.dispatcher.start(item)  # the start, which stamps the run's first beat
+                        if run is not None:
+                            self.execute(run, lease)
+                    finally:
+                        if self.room is not None:
+                            self.room.give(held, self._room_gpus)
             idle_since, poll = time.time(), self.settings.poll_min
         return EXIT_IDLE
+
+    def _hold_room(self, item) -> resources.Amount | None:
+        """A slot's share of its worker's room for the work claimed (what it asks for), held until
+        the work is done; waits, keeping the work unstarted under a renewed lease, until the other
+        slots leave room for it. None: the worker is stopping (the work went back untouched)."""
+        if self.room is None:
+            return resources.Amount(0, 0, 0)
+        try:
+            request = resources.request_of(self.dispatcher.store.get(item.job_id).get("resources"))
+        except NotFound:
+            request = resources.Amount(0, 0, 0)  # the start finds it gone and acknowledges the work
+        renewed = time.monotonic()
+        while True:
+            gpus = self.room.take(request)
+            if gpus is not None:
+                self._room_gpus = gpus
+                return request
+            if self.stopping:
+                self.queue.release(item)
+                return None
+            if time.monotonic() - renewed > self.settings.heartbeat_seconds:
+                self.queue.extend(item, self.settings.lease_seconds)
+                renewed = time.monotonic()
+            self.room.wait(self.settings.heartbeat_seconds / 2)
 
     def _kill_orphan(self) -> None:
         """A crashed agent's last job may still run: stop it before its work is handed out again."""
@@ -612,8 +653,15 @@ class Agent:
             host=self.settings.host,
             nodefile_path=str(places["nodefile"]), tmpdir=str(places["tmpdir"]), jobdir=str(places["jobdir"]),
             home=places["home"], fallback_home=self._home, region=self.dispatcher.region, worker=self.dispatcher.worker,
-            gpus=run.item.gpus if self.settings.assigns_gpus else None,
+            gpus=self._gpus_of(run),
         )
+
+    def _gpus_of(self, run: Run) -> str | None:
+        """CUDA_VISIBLE_DEVICES for the run: the GPUs its claim (local mode) or its slot's room gave it;
+        None where nothing hands GPUs out (the variable is left as the worker's definition sets it)."""
+        if self.room is not None and self.room.gpus:
+            return ",".join(self._room_gpus)
+        return run.item.gpus if self.settings.assigns_gpus else None
 
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
         """After a run that has a result: deliver its output files (locally), remove its scratch places."""

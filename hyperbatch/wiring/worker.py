@@ -9,6 +9,7 @@ instances) use the main region's table, queues and logs.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -19,6 +20,8 @@ from hyperbatch import config as config_models
 from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.adapters.local import machine, open_local
+from hyperbatch.core.resources import Amount
+from hyperbatch.services.slots import Room, Slots, slots_of
 from hyperbatch.config import configuration_from_environment
 from hyperbatch.core.errors import StorageFull
 from hyperbatch.support import logs
@@ -79,17 +82,32 @@ def _aws_worker(env: Mapping[str, str]):
     queue (hyperbatch.adapters.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
     by the release function from the table's stream, not by the worker.
     """
+    config = configuration_from_environment(env)
+    definition = config.definition(env["HYPER_DEFINITION"])
+    config.pool(env["HYPER_QUEUE"])  # KeyError for a queue the configuration does not know
+    worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
+    # A worker with room for several jobs runs one agent a CPU, sharing the room (services/slots.py).
+    size = Amount(max(1, math.floor(definition.vcpus)), definition.memory_mib << 20, definition.gpus)
+    count = slots_of(size)
+    if count == 1:
+        return _aws_agent(env, config, worker)
+    room = Room(size)
+    agents = [_aws_agent(env, config, f"{worker}-{i}") for i in range(count)]
+    for agent in agents:
+        agent.room = room
+    return Slots(agents)
+
+
+def _aws_agent(env: Mapping[str, str], config, worker: str):
+    """One agent of an AWS worker, with adapters of its own (a slot's acks are its own to flush)."""
     from hyperbatch.services.agent import Agent, Settings
     from hyperbatch.adapters.aws import from_environment
     from hyperbatch.adapters.aws.stream import StreamSentQueue
     from hyperbatch.services.dispatch import Dispatcher
 
-    config = configuration_from_environment(env)
     settings = config.settings
     definition = config.definition(env["HYPER_DEFINITION"])
     queue = env["HYPER_QUEUE"]  # the work queue of its pool: its queue's name, or QUEUE--DEFINITION
-    config.pool(queue)  # KeyError for a queue the configuration does not know
-    worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
     wait = int(env.get("HYPER_CLAIM_WAIT_SECONDS", AWS_CLAIM_WAIT_SECONDS))
     backend = from_environment(env, queues=[q.name for q in config.queues],
                                retention_days=settings.job_retention_days, wait_seconds=wait)
