@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
-from hyperbatch.core import scaling
+from hyperbatch.core import onprem, scaling
 from hyperbatch.config import Configuration
 from hyperbatch.core.ports import Compute, WorkQueue
 
@@ -55,6 +55,7 @@ def scale_once(
     config: Configuration, queue: WorkQueue, compute: Compute, weights: dict[str, dict[str, float]] | None = None,
     region_capacity: dict[str, int] | None = None, work: Callable[[str], int] | None = None,
     ratio: int | None = None, max_workers: int | None = None, total_capacity: int | None = None,
+    onprem_workers: Mapping[str, int] | None = None,
 ) -> Scaled:
     """Start the workers each queue is short of; returns what was counted, started and what failed.
 
@@ -64,7 +65,9 @@ def scale_once(
     in flight); on AWS, where SQS counts messages rather than tasks, the scaler
     function passes one that asks the store. Local mode passes its own `ratio` and `max_workers`
     (instead of each definition's) and `total_capacity`, the most workers of all queues and
-    regions together (the machine's cores).
+    regions together (the machine's cores). `onprem_workers` is the live on-premises workers per
+    queue: a queue that weights `onprem` has them take their part of its work first
+    (hyperbatch.core.onprem.cloud_share); they are never started, counted or stopped here.
     """
     out = Scaled()
     down: set[str] = set()  # regions left out of this run
@@ -85,8 +88,12 @@ def scale_once(
         except Exception as exc:
             _failed(out, ALL_REGIONS, q.name, "work", exc)
             continue
+        definition = config.definition(q.definition)
+        amount, cloud = onprem.cloud_share(amount, (weights or {}).get(q.name) or config.weights(q),
+                                           (onprem_workers or {}).get(q.name, 0),
+                                           ratio or definition.jobs_to_workers_ratio, config.compute_regions)
         if amount:
-            _scale_queue(config, compute, q.name, amount, (weights or {}).get(q.name) or config.weights(q),
+            _scale_queue(config, compute, q.name, amount, cloud,
                          region_capacity, per_region, down, out, Sizing(ratio, max_workers, total_capacity))
     return out
 
