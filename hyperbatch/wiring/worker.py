@@ -8,10 +8,12 @@ instances) use the main region's table, queues and logs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -20,7 +22,8 @@ from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.adapters.local import machine, open_local
 from hyperbatch.config import configuration_from_environment
-from hyperbatch.core.errors import StorageFull
+from hyperbatch.core import onprem
+from hyperbatch.core.errors import Conflict, StorageFull
 from hyperbatch.support import logs
 
 log = logging.getLogger("hyperbatch.worker")
@@ -73,7 +76,7 @@ def _aws_worker(env: Mapping[str, str]):
     From the environment (stacks/contract.worker_environment plus the Batch submit's overrides):
     HYPER_CONFIG, HYPER_DEFINITION, HYPER_REGION, HYPER_QUEUE, the shared HYPER_MAIN_REGION /
     HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
-    worker's id, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
+    worker's id, else HYPER_WORKER_ID, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
     HYPER_IDLE_TIMEOUT, HYPER_CLAIM_WAIT_SECONDS and HYPER_JOB_USER (run jobs as that user).
     Lease and heartbeat come from the settings, the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
     queue (hyperbatch.adapters.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
@@ -89,7 +92,7 @@ def _aws_worker(env: Mapping[str, str]):
     definition = config.definition(env["HYPER_DEFINITION"])
     queue = env["HYPER_QUEUE"]
     config.queue(queue)  # KeyError for a queue the configuration does not know
-    worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
+    worker = env.get("AWS_BATCH_JOB_ID") or env.get("HYPER_WORKER_ID") or socket.gethostname()
     wait = int(env.get("HYPER_CLAIM_WAIT_SECONDS", AWS_CLAIM_WAIT_SECONDS))
     backend = from_environment(env, queues=[q.name for q in config.queues],
                                retention_days=settings.job_retention_days, wait_seconds=wait)
@@ -112,15 +115,41 @@ def _aws_worker(env: Mapping[str, str]):
     return Agent(dispatcher, queue_port, backend.logs, agent_settings)
 
 
+def presence_from_environment(env: Mapping[str, str]):
+    """A worker on your own machine (HYPER_REGION=onprem, started by `hyper worker start`) keeps a
+    record the scaler and pbsnodes read (hyperbatch.services.presence); any other worker, None.
+
+    From the environment: HYPER_WORKER_ID (its name), HYPER_QUEUE, HYPER_DEFINITION, and what it
+    offers, HYPER_NCPUS, HYPER_MEM_MIB and HYPER_NGPUS.
+    """
+    if env.get("HYPER_REGION") != onprem.ONPREM:
+        return None
+    from hyperbatch.adapters.aws import clients
+    from hyperbatch.adapters.aws.onprem import TableWorkerRegistry
+    from hyperbatch.services.presence import Presence
+
+    registry = TableWorkerRegistry(clients.client("dynamodb", env["HYPER_MAIN_REGION"]), env["HYPER_TABLE"])
+    record = {"name": onprem.check_name(env["HYPER_WORKER_ID"]), "queue": env["HYPER_QUEUE"],
+              "definition": env["HYPER_DEFINITION"], "host": socket.gethostname(), "instance": uuid.uuid4().hex,
+              "ncpus": int(env["HYPER_NCPUS"]), "mem_mib": int(env["HYPER_MEM_MIB"]),
+              "ngpus": int(env.get("HYPER_NGPUS") or 0)}
+    return Presence(registry, record)
+
+
 def main() -> int:
     logs.configure()
     try:
         agent = worker_from_environment()
+        presence = presence_from_environment(os.environ) or contextlib.nullcontext()
     except (KeyError, ValueError) as exc:
         log.error("misconfigured: %s", exc)
         return EXIT_MISCONFIGURED
     try:
-        return agent.serve()
+        with presence:
+            return agent.serve()
+    except Conflict as exc:  # another live worker has this name: running under it too would confuse both
+        log.error("misconfigured: %s", exc)
+        return EXIT_MISCONFIGURED
     except StorageFull as exc:  # the store cannot record anything: say so, and let start.sh try again later
         log.error("stopping: %s", exc)
         return 1

@@ -83,3 +83,28 @@ def test_only_live_records_count():
 def test_a_worker_name_is_one_plain_word(name):
     with pytest.raises(SpecError, match="worker name"):
         onprem.check_name(name)
+
+
+def test_qstat_and_pbsnodes_name_an_onprem_worker_onprem_slash_name():
+    from hyperbatch.cli import output
+    from hyperbatch.cli.pbs import pbsnodes
+    from hyperbatch.core import nodes
+
+    job = {"id": "7", "state": "RUNNING", "job_state": "R", "exec_host": "onprem/lab-1", "queue": "batch",
+           "definition": "standard", "server": "srv", "resources": {"ncpus": "2"}}
+    attributes = {a[0]: a[2] for a in output.job_attributes(job)}
+    assert (attributes["exec_host"], attributes["exec_vnode"]) == ("onprem/lab-1/0*2", "(onprem/lab-1:ncpus=2)")
+    assert output.node_of("us-east-1/4f0c-batch-job") == "4f0c-batch-job"  # a cloud worker keeps its id
+
+    registered = [{"id": "lab-1", "region": "onprem", "queue": "batch", "definition": "standard",
+                   "started_at": 5.0, "ncpus": 16, "mem_mib": 65536, "ngpus": 2},
+                  {"id": "lab-2", "region": "onprem", "queue": "batch", "definition": "standard", "started_at": 6.0,
+                   "ncpus": 4, "mem_mib": 1024, "ngpus": 0}]
+    listed = nodes.describe(None, [{**job, "array": None}], {"standard": {"vcpus": 1, "memory_mib": 2048}}, registered)
+    assert [(n["name"], n["state"], n["jobs"]) for n in listed] == [
+        ("onprem/lab-1", "job-busy", ["7.srv"]), ("onprem/lab-2", "free", [])]
+    text = pbsnodes.text(listed[0])
+    assert text.startswith("onprem/lab-1\n     Mom = onprem/lab-1\n")
+    for line in ("resources_available.ncpus = 16", "resources_available.mem = 67108864kb",
+                 "resources_available.ngpus = 2", "resources_available.region = onprem"):
+        assert f"     {line}\n" in text
