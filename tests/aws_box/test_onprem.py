@@ -65,9 +65,9 @@ def submit(box: Box, **request) -> dict:
 
 
 def start_worker(env: dict, tmp_path: Path, *args: str, log: str = "worker.log") -> subprocess.Popen:
-    with open(tmp_path / log, "wb") as out:
+    with open(tmp_path / log, "wb") as out:  # a session of its own, so a test can kill it all, as a power cut would
         return subprocess.Popen([HYPER, "worker", "start", "--queue", "batch", *args], env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(process: subprocess.Popen) -> int:
@@ -121,3 +121,22 @@ def test_the_scaler_starts_cloud_workers_only_for_what_onprem_does_not_absorb(on
             box.api("DELETE", f"/jobs/{job_id}")
     finally:
         stop(worker)
+
+
+def test_a_lost_onprem_worker_is_accounted_as_any_worker_and_its_job_runs_again_in_the_cloud(
+        onprem_box, machine, tmp_path):
+    box = onprem_box
+    worker = start_worker(machine, tmp_path, "--name", "lab-3")
+    marker = tmp_path / "first-run"
+    job = submit(box, command=["sh", "-c", f"test -e {marker} && exit 0; touch {marker}; sleep 6"])["id"]
+    try:
+        running = box.wait_state(job, "RUNNING", timeout=60)
+        assert running["exec_host"] == "onprem/lab-3"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # the machine is gone, record and all (its job has its own group)
+        worker.wait(30)
+    # A cloud worker takes the work back after a lease of silence (SQS redelivers it), and runs it again.
+    box.start_worker(env={"HYPER_IDLE_TIMEOUT": "30"})
+    done = box.wait_state(job, "SUCCEEDED", "FAILED", timeout=60)
+    assert (done["state"], done["run_count"], done["exec_host"]) == ("SUCCEEDED", 2, "us-east-1/box-1")
+    assert ["L", "onprem/lab-3", 2] in [event[1:4] for event in done["history"]]  # tracejob: Worker onprem/lab-3 lost
