@@ -3,7 +3,9 @@
 `worker_image/start.sh` runs this module in a loop (`python -m hyperbatch.wiring.worker`).
 Local workers (HYPER_BACKEND=local, started by the daemon's compute) use the SQLite store
 under $HYPERBATCH_HOME; AWS workers (HYPER_BACKEND=aws, in Batch containers or on
-instances) use the main region's table, queues and logs.
+instances) use the main region's table, queues and logs. A worker on your own machine
+(`hyper worker start`) is an AWS worker of region `onprem` that also keeps a record of itself
+(presence_from_environment), since no scaler started it.
 """
 
 from __future__ import annotations
