@@ -62,10 +62,12 @@ def user_of(owner: str) -> str:
 
 
 def node_of(exec_host: Any) -> str | None:
-    """A HyperBatch exec_host (`region/worker`) as a PBS node name: the worker."""
+    """A HyperBatch exec_host (`region/worker`) as a PBS node name, as pbsnodes names it."""
     if not exec_host:
         return None
-    return str(exec_host).rsplit("/", 1)[-1]
+    from hyperbatch.core.nodes import node_of as node
+
+    return node(str(exec_host))
 
 
 def _ncpus(job: Mapping[str, Any]) -> int:

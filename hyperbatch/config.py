@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping, NamedTuple
 
-from hyperbatch.core import access, options, pools, resources
+from hyperbatch.core import access, onprem, options, pools, resources
 from hyperbatch.core.errors import ConfigError, SpecError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -183,7 +183,8 @@ class Queue(_Model):
     definition: str = Field(description="definition used when a job names none")
     priority: int = Field(1, ge=0, le=1000)
     region_weights: dict[str, float] | Literal["auto"] = Field(
-        default_factory=dict, description="share of new workers per region; 'auto' from spot placement scores"
+        default_factory=dict, description="share of new workers per region; 'auto' from spot placement scores; "
+        "'onprem' (above zero) uses the queue's on-premises workers first"
     )
     max_attempts: int = Field(
         1, ge=1, le=100, description="default runs allowed for non-zero exits (1: a non-zero exit is final, as PBS)"
@@ -216,7 +217,8 @@ class Queue(_Model):
     def _weights(cls, value):
         if isinstance(value, dict):
             for region, weight in value.items():
-                _check_region(region)
+                if region != onprem.ONPREM:  # workers on your own machines (hyperbatch.core.onprem)
+                    _check_region(region)
                 if weight < 0:
                     raise ValueError(f"weight for {region} must be zero or more")
             if value and not any(value.values()):
@@ -369,7 +371,7 @@ class Configuration(_Model):
                     out.append(f"queues.json: entry '{q.name}' field 'definitions': no definition named '{name}'")
             if isinstance(q.region_weights, dict):
                 for name in q.region_weights:
-                    if name not in compute:
+                    if name not in compute and name != onprem.ONPREM:
                         out.append(
                             f"queues.json: entry '{q.name}' field 'region_weights': '{name}' is not a configured compute region"
                         )

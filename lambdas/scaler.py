@@ -4,8 +4,9 @@ Single flight without reserved concurrency: a run first takes the lease item
 in the job table (hyperbatch/adapters/aws/lease.py) for a bit more than it can
 run; a second run that overlaps finds it taken and returns without doing
 anything. Sizes each queue on the store's count of waiting tasks (see
-runtime.Runtime.work), splits new workers over regions by weight (`auto`
-weights from spot placement scores), submits them to AWS Batch (or raises an
+runtime.Runtime.work), less what the live on-premises workers of a queue that
+weights `onprem` take (hyperbatch.core.onprem), splits new workers over regions
+by weight (`auto` weights from spot placement scores), submits them to AWS Batch (or raises an
 Auto Scaling group's desired capacity), and publishes WorkersRunning and
 VcpusRunning per region. A region or queue that fails is skipped
 (hyperbatch.services.scale) and counted as ScalingFailures, by region and queue.
@@ -31,7 +32,8 @@ def handler(event: dict, context) -> dict:
         logger.info("another scaler run holds the lease; this one does nothing")
         return {"started": {}, "skipped": "another scaler run holds the lease"}
     try:
-        scaled = scale_once(rt.config, rt.queue, rt.compute, weights=rt.weights.weights(), work=rt.work)
+        scaled = scale_once(rt.config, rt.queue, rt.compute, weights=rt.weights.weights(), work=rt.work,
+                            onprem_workers=rt.onprem_workers())
     finally:
         rt.scaler_lease.release(holder)
     for region, values in workers_per_region(rt.config, scaled.running, scaled.started).items():

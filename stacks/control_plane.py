@@ -11,7 +11,7 @@ from constructs import Construct
 
 from hyperbatch.config import Configuration
 
-from stacks import access, compute_plan, contract, naming, storage
+from stacks import access, compute_plan, contract, naming, storage, worker_roles
 from stacks.api import HyperApi
 from stacks.functions import Functions
 from stacks.monitoring import Monitoring
@@ -54,6 +54,7 @@ class ControlPlaneStack(Stack):
 
         self.api = HyperApi(self, "Api", config=config, handler=self.api_function)
         self.people = PeoplePolicies(self, "People", config=config, api_id=self.api.http_api.api_id)
+        self.onprem_workers = worker_roles.onprem_worker_policy(self, config)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -199,6 +200,8 @@ class ControlPlaneStack(Stack):
             # For people: attach to the role or group they use (docs/deployment.md).
             "SubmitterPolicyArn": self.people.submitters.managed_policy_arn,
             "AdminPolicyArn": self.people.admins.managed_policy_arn,
+            # For machines of your own running `hyper worker start` (docs/deployment.md).
+            "OnPremWorkerPolicyArn": self.onprem_workers.managed_policy_arn,
         }
         for key, value in values.items():
             CfnOutput(self, key, value=value, export_name=naming.export(deployment, key))

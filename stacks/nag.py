@@ -22,18 +22,21 @@ def acknowledge(scope: IConstruct, reason: str, *rule_ids: str) -> None:
 
 
 def allow(
-    principal: iam.IGrantable,
+    principal: iam.IGrantable | iam.ManagedPolicy,
     actions: Iterable[str],
     resources: Iterable[str],
     wildcard_reason: str | None = None,
     conditions: dict | None = None,
 ) -> None:
-    """Add one Allow statement to `principal`'s policy.
+    """Add one Allow statement to `principal`'s policy (or to a managed policy itself).
 
     Actions must be named (no `*` or `service:*`). A resource containing `*`
     needs `wildcard_reason`, which acknowledges exactly those IAM5 findings.
     `conditions` narrows the statement further (IAM condition block).
     """
+    if isinstance(principal, iam.ManagedPolicy):  # one the grants of a role can be made to as well
+        principal.add_statements(_statement(principal, actions, resources, wildcard_reason, conditions))
+        return
     # The statement lands in the policy of the grant principal (a function's role,
     # not the function), so that is where findings are acknowledged.
     holder = principal.grant_principal

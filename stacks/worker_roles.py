@@ -28,12 +28,27 @@ WORKER_QUEUE_ACTIONS = (
 )
 
 
-def grant_worker(principal: iam.IGrantable, config: Configuration) -> None:
+def grant_worker(principal: iam.IGrantable | iam.ManagedPolicy, config: Configuration) -> None:
     """What the worker agent does against the control plane (shared by Batch and EC2 workers)."""
     access.work_queues(principal, config, WORKER_QUEUE_ACTIONS)
     access.job_table(principal, config, WORKER_TABLE_ACTIONS)
     access.job_logs(principal, config, access.LOG_WRITE)
     access.script_objects(principal, config, ("s3:GetObject",))
+
+
+def onprem_worker_policy(scope: Construct, config: Configuration) -> iam.ManagedPolicy:
+    """What a worker on your own machine needs (`hyper worker start`, hyperbatch.core.onprem): the agent's
+    grants, as a container's job role has them, and the control stack's outputs, where it finds the
+    names. None of the execution role's (image pulls, container logs): there is no container. Its
+    record is an item of the job table, written with the agent's PutItem and UpdateItem."""
+    deployment, main = config.settings.stack_name, config.settings.main_region
+    policy = iam.ManagedPolicy(scope, "OnPremWorkers",
+                               description=f"HyperBatch {deployment}: a worker on your own machine")
+    grant_worker(policy, config)
+    allow(policy, ["cloudformation:DescribeStacks"],
+          [naming.arn("cloudformation", main, f"stack/{naming.control_stack(deployment)}/*")],
+          wildcard_reason="The '*' is the stack id CloudFormation generates; the stack name is fixed.")
+    return policy
 
 
 class WorkerRoles(Construct):

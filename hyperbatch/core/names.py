@@ -38,6 +38,10 @@ PLACEHOLDER_ACCOUNT = "123456789012"
 # (hyperbatch/adapters/aws/lease.py); the scaler's role may write no other key (stacks/access.py).
 SCALER_LEASE_KEY = "lease#scaler"
 
+# The partition key of the records of workers on your own machines in the job table (sort key: the
+# worker's name; hyperbatch/adapters/aws/onprem.py): one Query lists them for the scaler and pbsnodes.
+ONPREM_WORKERS_KEY = "workers#onprem"
+
 # Where the API puts large job scripts in the script bucket and workers get them
 # (hyperbatch/adapters/aws/scripts.py); the grants name only this prefix (stacks/access.py).
 SCRIPT_PREFIX = "scripts/"

@@ -215,3 +215,21 @@ class Compute(Protocol):
         scaler then leaves the region out of its run and carries on with the others."""
 
     def stop_all(self) -> None: ...
+
+
+class WorkerRegistry(Protocol):
+    """The records of workers on your own machines (hyperbatch.core.onprem), kept by the workers themselves.
+
+    A record is {"name", "queue", "definition", "ncpus", "mem_mib", "ngpus", "host", "started_at",
+    "seen_at", "instance"}; `instance` tells this run of a worker from another process that claims
+    the same name.
+    """
+
+    def register(self, record: dict) -> None:
+        """Write `record` (again). Raises Conflict when a live worker of another instance holds its name."""
+
+    def forget(self, name: str, instance: str) -> None:
+        """Delete the record of `name` if `instance` still holds it."""
+
+    def workers(self) -> list[dict]:
+        """Every record, live or not (hyperbatch.core.onprem.live picks the live ones)."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
-from hyperbatch.core import scaling
+from hyperbatch.core import onprem, scaling
 from hyperbatch.config import Configuration, Pool
 from hyperbatch.core.ports import Compute, WorkQueue
 
@@ -56,6 +56,7 @@ def scale_once(
     config: Configuration, queue: WorkQueue, compute: Compute, weights: dict[str, dict[str, float]] | None = None,
     region_capacity: dict[str, int] | None = None, work: Callable[[str], int] | None = None,
     ratio: int | None = None, max_workers: int | None = None, total_capacity: int | None = None,
+    onprem_workers: Mapping[str, int] | None = None,
 ) -> Scaled:
     """Start the workers each queue is short of; returns what was counted, started and what failed.
 
@@ -65,7 +66,9 @@ def scale_once(
     in flight); on AWS, where SQS counts messages rather than tasks, the scaler
     function passes one that asks the store. Local mode passes its own `ratio` and `max_workers`
     (instead of each definition's) and `total_capacity`, the most workers of all queues and
-    regions together (the machine's cores).
+    regions together (the machine's cores). `onprem_workers` is the live on-premises workers per
+    queue: a queue that weights `onprem` has them take their part of its work first
+    (hyperbatch.core.onprem.cloud_share); they are never started, counted or stopped here.
     """
     out = Scaled()
     down: set[str] = set()  # regions left out of this run
@@ -86,9 +89,13 @@ def scale_once(
         except Exception as exc:
             _failed(out, ALL_REGIONS, pool.name, "work", exc)
             continue
+        q, definition = config.queue(pool.queue), config.definition(pool.definition)
+        # On-premises workers serve a pool's work queue too: what they absorb starts no cloud worker.
+        amount, cloud = onprem.cloud_share(amount, (weights or {}).get(q.name) or config.weights(q),
+                                           (onprem_workers or {}).get(pool.name, 0),
+                                           ratio or definition.jobs_to_workers_ratio, config.compute_regions)
         if amount:
-            q = config.queue(pool.queue)
-            _scale_queue(config, compute, pool, amount, (weights or {}).get(q.name) or config.weights(q),
+            _scale_queue(config, compute, pool, amount, cloud,
                          region_capacity, per_region, down, out, Sizing(ratio, max_workers, total_capacity))
     return out
 

@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from hyperbatch.core import (arrays, deferral, dependencies, directives, history, ids, limits, nodes, options, outbox,
-                             pools, resources, signals)
+from hyperbatch.core import (arrays, deferral, dependencies, directives, history, ids, limits, nodes, onprem, options,
+                             outbox, pools, resources, signals)
 from hyperbatch.config import Configuration, Queue
 from hyperbatch.core.errors import (
     PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
     Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
 )
 from hyperbatch.core.model import Change, Expect, is_array, new_job
-from hyperbatch.core.ports import JobStore, LogStore, WorkQueue
+from hyperbatch.core.ports import JobStore, LogStore, WorkerRegistry, WorkQueue
 from hyperbatch.core.states import FINAL, JobState, task_letter
 from hyperbatch.core.tasks import cancel_tasks, covered, running_chunk, task_state, update_array
 
@@ -38,8 +38,11 @@ class Scheduler:
     def __init__(self, config: Configuration, store: JobStore, queue: WorkQueue, logs: LogStore, *,
                  server: str = "", sequence: ids.SequenceBlocks | None = None,
                  deliver: Callable[[dict, str, int | None], bool] | None = None,
-                 offer: Callable[[str], resources.Amount] | None = None):
+                 offer: Callable[[str], resources.Amount] | None = None,
+                 registry: WorkerRegistry | None = None):
         self.config, self.store, self.queue, self.logs = config, store, queue, logs
+        # The records of workers on your own machines (hyperbatch.core.onprem), listed as nodes.
+        self.registry = registry
         # offer(definition): the most one worker gives a job (local mode: the machine; default: the
         # definition's container, hyperbatch.core.resources).
         self.offer = offer or self._definition_offer
@@ -293,7 +296,7 @@ class Scheduler:
 
     def nodes(self, workers: builtins.list[dict] | None = None) -> builtins.list[dict]:
         """The workers as PBS nodes (hyperbatch.core.nodes): `workers` where they are known (local mode),
-        else only those that run a job now, found from the running jobs."""
+        else only those that run a job now, found from the running jobs; and the live on-premises workers."""
         running: list[dict] = []
         token = None
         while True:
@@ -304,7 +307,10 @@ class Scheduler:
                 break
         definitions = {d.name: {"vcpus": d.vcpus, "memory_mib": d.memory_mib, "gpus": d.gpus}
                        for d in self.config.definitions}
-        return nodes.describe(workers, running, definitions)
+        registered = onprem.live(self.registry.workers(), time.time()) if self.registry is not None else []
+        rows = [{"id": r["name"], "region": onprem.ONPREM, "started_at": r.get("started_at"),
+                 **{k: r.get(k) for k in ("queue", "definition", "ncpus", "mem_mib", "ngpus")}} for r in registered]
+        return nodes.describe(workers, running, definitions, rows)
 
     def _route(self, queue: Queue, named: str | None, resource_list: dict) -> str:
         """The definition a job runs on: the one it names (which must be one of its queue's sizes),

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -91,7 +92,26 @@ class Runtime:
         # costs one counter write per block, a trickle one per submit, and a POST of 1,000 one in all.
         sequence = SequenceBlocks(self.backend.store.reserve_ids, block=1, max_block=1000, lifetime=ID_BLOCK_SECONDS)
         return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs,
-                         server=self.config.settings.stack_name, sequence=sequence)
+                         server=self.config.settings.stack_name, sequence=sequence, registry=self.registry)
+
+    @cached_property
+    def registry(self):
+        """The records of workers on your own machines (hyperbatch.adapters.aws.onprem)."""
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.onprem import TableWorkerRegistry
+
+        return TableWorkerRegistry(clients.client("dynamodb", self.env["HYPER_MAIN_REGION"]), self.env["HYPER_TABLE"])
+
+    def onprem_workers(self) -> dict[str, int]:
+        """Live on-premises workers per queue, for the scaler; none when they cannot be read (the
+        cloud is then sized as if they were not there: more capacity, never less)."""
+        from hyperbatch.core import onprem
+
+        try:
+            return onprem.per_queue(self.registry.workers(), time.time())
+        except Exception as exc:
+            logger.warning("on-premises workers unreadable; sizing without them", extra={"error": repr(exc)})
+            return {}
 
     @cached_property
     def admins(self) -> Admins:

@@ -3,16 +3,20 @@
 `worker_image/start.sh` runs this module in a loop (`python -m hyperbatch.wiring.worker`).
 Local workers (HYPER_BACKEND=local, started by the daemon's compute) use the SQLite store
 under $HYPERBATCH_HOME; AWS workers (HYPER_BACKEND=aws, in Batch containers or on
-instances) use the main region's table, queues and logs.
+instances) use the main region's table, queues and logs. A worker on your own machine
+(`hyper worker start`) is an AWS worker of region `onprem` that also keeps a record of itself
+(presence_from_environment), since no scaler started it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -23,7 +27,8 @@ from hyperbatch.adapters.local import machine, open_local
 from hyperbatch.core.resources import Amount
 from hyperbatch.services.slots import Room, Slots, slots_of
 from hyperbatch.config import configuration_from_environment
-from hyperbatch.core.errors import StorageFull
+from hyperbatch.core import onprem
+from hyperbatch.core.errors import Conflict, StorageFull
 from hyperbatch.support import logs
 
 log = logging.getLogger("hyperbatch.worker")
@@ -76,7 +81,7 @@ def _aws_worker(env: Mapping[str, str]):
     From the environment (stacks/contract.worker_environment plus the Batch submit's overrides):
     HYPER_CONFIG, HYPER_DEFINITION, HYPER_REGION, HYPER_QUEUE, the shared HYPER_MAIN_REGION /
     HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
-    worker's id, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
+    worker's id, else HYPER_WORKER_ID, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
     HYPER_IDLE_TIMEOUT, HYPER_CLAIM_WAIT_SECONDS and HYPER_JOB_USER (run jobs as that user).
     Lease and heartbeat come from the settings, the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
     queue (hyperbatch.adapters.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
@@ -85,10 +90,11 @@ def _aws_worker(env: Mapping[str, str]):
     config = configuration_from_environment(env)
     definition = config.definition(env["HYPER_DEFINITION"])
     config.pool(env["HYPER_QUEUE"])  # KeyError for a queue the configuration does not know
-    worker = env.get("AWS_BATCH_JOB_ID") or socket.gethostname()
-    # A worker with room for several jobs runs one agent a CPU, sharing the room (services/slots.py).
+    worker = env.get("AWS_BATCH_JOB_ID") or env.get("HYPER_WORKER_ID") or socket.gethostname()
+    # A worker with room for several jobs runs one agent a CPU, sharing the room (services/slots.py);
+    # a worker on your own machine runs one job at a time, under the one name its record bears.
     size = Amount(max(1, math.floor(definition.vcpus)), definition.memory_mib << 20, definition.gpus)
-    count = slots_of(size)
+    count = 1 if env.get("HYPER_REGION") == onprem.ONPREM else slots_of(size)
     if count == 1:
         return _aws_agent(env, config, worker)
     room = Room(size)
@@ -130,15 +136,41 @@ def _aws_agent(env: Mapping[str, str], config, worker: str):
     return Agent(dispatcher, queue_port, backend.logs, agent_settings)
 
 
+def presence_from_environment(env: Mapping[str, str]):
+    """A worker on your own machine (HYPER_REGION=onprem, started by `hyper worker start`) keeps a
+    record the scaler and pbsnodes read (hyperbatch.services.presence); any other worker, None.
+
+    From the environment: HYPER_WORKER_ID (its name), HYPER_QUEUE, HYPER_DEFINITION, and what it
+    offers, HYPER_NCPUS, HYPER_MEM_MIB and HYPER_NGPUS.
+    """
+    if env.get("HYPER_REGION") != onprem.ONPREM:
+        return None
+    from hyperbatch.adapters.aws import clients
+    from hyperbatch.adapters.aws.onprem import TableWorkerRegistry
+    from hyperbatch.services.presence import Presence
+
+    registry = TableWorkerRegistry(clients.client("dynamodb", env["HYPER_MAIN_REGION"]), env["HYPER_TABLE"])
+    record = {"name": onprem.check_name(env["HYPER_WORKER_ID"]), "queue": env["HYPER_QUEUE"],
+              "definition": env["HYPER_DEFINITION"], "host": socket.gethostname(), "instance": uuid.uuid4().hex,
+              "ncpus": int(env["HYPER_NCPUS"]), "mem_mib": int(env["HYPER_MEM_MIB"]),
+              "ngpus": int(env.get("HYPER_NGPUS") or 0)}
+    return Presence(registry, record)
+
+
 def main() -> int:
     logs.configure()
     try:
         agent = worker_from_environment()
+        presence = presence_from_environment(os.environ) or contextlib.nullcontext()
     except (KeyError, ValueError) as exc:
         log.error("misconfigured: %s", exc)
         return EXIT_MISCONFIGURED
     try:
-        return agent.serve()
+        with presence:
+            return agent.serve()
+    except Conflict as exc:  # another live worker has this name: running under it too would confuse both
+        log.error("misconfigured: %s", exc)
+        return EXIT_MISCONFIGURED
     except StorageFull as exc:  # the store cannot record anything: say so, and let start.sh try again later
         log.error("stopping: %s", exc)
         return 1

@@ -39,6 +39,7 @@ Importable without pytest (bench/aws_cost.py uses it).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import threading
@@ -132,6 +133,59 @@ def _has_messages(response) -> bool:
         return bool(json.loads(body).get("Messages"))
     except ValueError:
         return True
+
+
+class _SerializedApp:
+    """moto's HTTP server application under the same lock as in-process requests, so that a process
+    outside the test (an on-premises worker) reaches the box's AWS one request at a time. A long poll
+    is tried without waiting, under the lock, until a message comes or time is up, as above."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        wait = 0
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage" and body:
+            request = json.loads(body)
+            wait = int(request.get("WaitTimeSeconds") or 0)
+            request["WaitTimeSeconds"] = 0
+            body = json.dumps(request).encode()
+        deadline = time.monotonic() + wait
+        while True:
+            answer: dict = {}
+
+            def started(status, headers, exc_info=None):
+                answer.update(status=status, headers=headers)
+                return lambda data: None
+
+            with _moto_lock:
+                chunks = b"".join(self.app({**environ, "wsgi.input": io.BytesIO(body),
+                                            "CONTENT_LENGTH": str(len(body))}, started))
+            if (not wait or time.monotonic() >= deadline or b'"Messages"' in chunks
+                    or not answer["status"].startswith("200")):
+                start_response(answer["status"], answer["headers"])
+                return [chunks]
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def moto_server():
+    """moto's server on a free local port (its URL), serving the in-process mock's state: what moto's
+    ThreadedMotoServer does, with every request taken under the box's lock."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, _SerializedApp(DomainDispatcherApplication(create_backend_app)),
+                         threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 # ---- metering -----------------------------------------------------------------------------------

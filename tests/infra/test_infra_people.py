@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from infra_templates import as_list, flat, resources
+from infra_templates import as_list, flat, resources, role_statements
 
 from stacks import api
 
@@ -63,3 +63,22 @@ def test_admins_get_the_api_and_read_only_operations_data(synth):
     assert found["cloudwatch:DescribeAlarms"] == {
         "arn:${AWS::Partition}:cloudwatch:us-east-1:${AWS::AccountId}:alarm:HyperBatch-*"
     }
+
+
+def test_onprem_workers_get_the_container_workers_grants_and_the_control_stacks_outputs(synth):
+    """The on-premises worker policy is the job role's grants (every action on the same resources), with
+    none of the execution role's (image pulls, container logs), plus reading the control stack."""
+    template = synth.templates[synth.control_name]
+    outputs = template["Outputs"]
+    assert outputs["OnPremWorkerPolicyArn"]["Export"]["Name"] == "HyperBatch-Control-OnPremWorkerPolicyArn"
+    policy = resources(template, "AWS::IAM::ManagedPolicy")[outputs["OnPremWorkerPolicyArn"]["Value"]["Ref"]]
+    assert not {"Roles", "Users", "Groups"} & set(policy["Properties"]), "the machines' roles attach it"
+    onprem = granted(policy["Properties"])
+    container: dict[str, set[str]] = {}
+    for statement in role_statements(synth.templates[synth.compute_name("us-east-1")], "WorkersJobRole"):
+        for action in as_list(statement["Action"]):
+            container.setdefault(action, set()).update(flat(r) for r in as_list(statement["Resource"]))
+    describe = onprem.pop("cloudformation:DescribeStacks")
+    assert onprem == container
+    assert describe == {"arn:${AWS::Partition}:cloudformation:us-east-1:${AWS::AccountId}:stack/HyperBatch-Control/*"}
+    assert not any(a.startswith(("ecr:", "batch:", "ec2:", "autoscaling:")) for a in onprem)
