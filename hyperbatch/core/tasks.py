@@ -48,6 +48,7 @@ from hyperbatch.core.ports import JobStore
 from hyperbatch.core.states import JobState
 
 MAX_RETRIES_ON_CONFLICT = 100
+BEAT_KEPT_SECONDS = 86400  # a chunk's beat this old is long past any lease: a store may forget it (JobStore.beat)
 
 # Where `settle` sends a task: its verdict.
 SUCCEEDED, FAILED, CANCELLED, RETRY, BACK = "succeeded", "failed", "cancelled", "retry", "back"

@@ -100,6 +100,7 @@ from hyperbatch.core.ids import (
 from hyperbatch.core.model import Change, Expect
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.ports import Page
+from hyperbatch.core.tasks import BEAT_KEPT_SECONDS
 from hyperbatch.adapters.aws import counters
 from hyperbatch.adapters.aws.scripts import SCRIPT_REF, S3Scripts
 from hyperbatch.adapters.aws.items import (
@@ -121,7 +122,6 @@ QUERY_PAGE_MAX = 1000  # index entries per Query call at most (pages grow to thi
 UNPROCESSED_RETRIES = 8
 QUEUE_CACHE_SIZE = 100_000
 PAGE_CACHE_SIZE = 2_000  # task pages kept apart (at most about 200 KB each) this process remembers
-BEAT_KEPT_SECONDS = 86400  # a beat item expires (TTL) a day after its beat: long past any lease
 READ_RETRIES = 10  # reads of an array whose pages changed under them, before giving up
 
 

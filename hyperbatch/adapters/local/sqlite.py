@@ -33,8 +33,8 @@ from hyperbatch.core.errors import Conflict, NotFound, StorageFull
 from hyperbatch.core.ids import check_reservation, valid_job_id
 from hyperbatch.core.model import Change, Expect, apply
 from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
+from hyperbatch.core.tasks import BEAT_KEPT_SECONDS
 
-BEAT_KEPT_SECONDS = 86400  # a beat this old is long past any lease: forgotten
 SCHEMA_VERSION = 2  # 2: numeric job ids (hyperbatch.core.ids), the sequence, active-job indexes, queue counts,
 # events kept until handled (tries, next_at, parked)
 ACTIVE = ("HELD", "QUEUED", "RUNNING", "WAITING")
