@@ -1,13 +1,23 @@
 """What a million jobs cost on AWS: every AWS call of the scheduler, counted in AWS-in-a-box, priced.
 
-    .venv/bin/python bench/aws_cost.py [--jobs N] [--array N] [--jobs-per-day R]
+    .venv/bin/python bench/aws_cost.py [--jobs N] [--array N] [--beats N] [--jobs-per-day R]
 
-Three runs, each in a fresh box (tests/aws_box/harness.py: the Lambda handlers
+Four runs, each in a fresh box (tests/aws_box/harness.py: the Lambda handlers
 and worker agents on moto): N single jobs submitted one per POST; N jobs
 submitted in POSTs of up to 1,000; one array of --array tasks (20,000 by
-default: each worker starts at one task a chunk and doubles, so a small array
-is mostly ramp-up; the figure is what a big array pays per task). Each job and task
-echoes one line.
+default); and --beats heartbeats of one running job. Each job and task echoes
+one line.
+
+- The array figure is what an array pays per task at the configured chunk size
+  (the workers' cost of a chunk, measured, over the chunk size), whatever the
+  machine's load; the chunks' ramp-up (each worker starts at one task a chunk
+  and doubles while tasks are quick, up to about a second of work: how far
+  depends on the load) and what an array pays once are reported apart.
+- A long job: a job's figure plus the heartbeats it makes while it runs (one
+  every heartbeat_seconds, as configurations/settings.json sets it), each
+  priced from the calls that many heartbeats of a running job made in the box,
+  the release function's handling of the records they wrote included:
+  `cost_per_million_jobs_1min_usd` and `cost_per_million_jobs_1h_usd`.
 Every AWS call made through botocore is counted by service, operation and
 actor; the price model (bench/prices.py) turns calls into money:
 
@@ -432,9 +442,12 @@ class Phase:
         return bill, scheduled
 
 
+PRODUCTION_SETTINGS = {"lease_seconds": 60, "heartbeat_seconds": 15}  # configurations/settings.json's
+
+
 def run_phase(name: str, n: int, batch: int, memory: dict[str, int], chunk_size: int | None) -> Phase:
     definitions = {"idle_timeout_seconds": 1.5, **({"chunk_size": chunk_size} if chunk_size else {})}
-    box = Box(settings={"lease_seconds": 60, "heartbeat_seconds": 15}, definitions=definitions,
+    box = Box(settings=PRODUCTION_SETTINGS, definitions=definitions,
               claim_wait=1, stream_interval=1.0, memory_mb=memory, keep_output=False)
     started = time.perf_counter()
     with box:
@@ -473,6 +486,44 @@ def run_phase(name: str, n: int, batch: int, memory: dict[str, int], chunk_size:
         assert not failed, failed[:1]
         return Phase(name, n, list(box.meter.calls), list(box.invocations), Counter(box.output_bytes),
                      time.perf_counter() - started, box.config.definition("standard").chunk_size)
+
+
+def measure_heartbeats(memory: dict[str, int], beats: int) -> Phase:
+    """`beats` heartbeats of one running job, as its worker's heartbeat thread makes them (the dispatcher's
+    `heartbeat`, then the queue's ack flush), with the release function handling the records they make:
+    the calls of one heartbeat interval, from the code itself, without waiting out the intervals."""
+    from hyperbatch.wiring.worker import worker_from_environment
+    from tests.aws_box.harness import acting_as
+
+    box = Box(settings=PRODUCTION_SETTINGS, definitions={"idle_timeout_seconds": 1.5}, claim_wait=1,
+              stream_interval=1.0, memory_mb=memory, keep_output=False)
+    started = time.perf_counter()
+    with box:
+        box.start_stream()
+        status, job = box.api("POST", "/jobs", body={"command": JOB})
+        assert status == 201, job
+        box.wait_for("the job's work sent", lambda: box.backend.queue.backlog("batch") > 0, timeout=30)
+        agent = worker_from_environment(box.worker_env("batch", box.region, "meter"))
+        with acting_as("worker"):
+            item = agent.queue.claim("batch", agent.dispatcher.worker, 1, PRODUCTION_SETTINGS["lease_seconds"])
+            run = agent.dispatcher.start(item)
+            assert run is not None
+            box.deliver()  # the start's record, handled before the beats are counted
+            calls, invocations = len(box.meter.calls), len(box.invocations)
+            for _ in range(beats):
+                signals = agent.dispatcher.heartbeat(run)
+                assert not signals.lease_lost
+                agent.flush()
+        box.stop_stream()
+        while box.deliver():
+            pass
+        return Phase("heartbeats", beats, list(box.meter.calls[calls:]), list(box.invocations[invocations:]),
+                     Counter(), time.perf_counter() - started, 1)
+
+
+def beats_within(seconds: float) -> int:
+    """Heartbeats a job running `seconds` makes: one every heartbeat_seconds after its start, before its end."""
+    return max(0, math.ceil(seconds / PRODUCTION_SETTINGS["heartbeat_seconds"]) - 1)
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -527,9 +578,15 @@ def report(phase: Phase, memory: dict[str, int], jobs_per_minute: float, label: 
         per_chunk = worker_bill.total() / max(1, chunks)
         fixed = bill.total() - worker_bill.total()
         steady = (per_chunk / phase.chunk_size + scheduled_per_unit) * 1e6
-        print(f"   workers' calls: {chunks} chunks, {per_chunk * 1e6:.2f} µUSD a chunk (ramp-up included); at full "
-              f"chunks of {phase.chunk_size} a big array costs about ${steady:.3f} per million tasks "
-              f"(plus {fixed * 1e6:.1f} µUSD once per array: submit, release, metrics)")
+        full = math.ceil(n / phase.chunk_size)  # the chunks this array takes at the configured size
+        ramp = max(0, chunks - full) * per_chunk
+        print(f"   workers' calls: {chunks} chunks, {per_chunk * 1e6:.2f} µUSD a chunk; at the configured "
+              f"chunk size ({phase.chunk_size}) an array costs ${steady:.3f} per million tasks, whatever the "
+              f"load (the figure below); measured here: ${total:.3f}")
+        print(f"   apart from it, once per array: {fixed * 1e6:.1f} µUSD (submit, release, metrics) and the "
+              f"chunks' ramp-up, {chunks - full} chunks more than {full} (workers start at one task a chunk and "
+              f"double while tasks are quick: how far depends on the machine's load): {ramp * 1e6:.1f} µUSD")
+        return steady
     return total
 
 
@@ -549,6 +606,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="jobs per POST in the batched run (max 1000)")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="array tasks a worker claims at most (default: the configured definition's)")
+    parser.add_argument("--beats", type=int, default=10, help="heartbeats of one running job to measure")
     parser.add_argument("--jobs-per-day", type=float, default=1_000_000,
                         help="throughput the scheduled functions' cost is spread over")
     args = parser.parse_args(argv)
@@ -559,15 +617,26 @@ def main(argv=None) -> int:
           f"jobs a minute ({args.jobs_per_day:,.0f} a day)")
     phases = [run_phase("single", args.jobs, args.batch, memory, args.chunk_size),
               run_phase("batched", args.jobs, args.batch, memory, args.chunk_size),
-              run_phase("array", args.array, args.batch, memory, args.chunk_size)]
+              run_phase("array", args.array, args.batch, memory, args.chunk_size),
+              measure_heartbeats(memory, args.beats)]
     x = report(phases[0], memory, jobs_per_minute, "single jobs, one POST each")
     y = report(phases[1], memory, jobs_per_minute, f"jobs in POSTs of up to {args.batch}")
     z = report(phases[2], memory, jobs_per_minute, "one array")
+    beat = phases[3].price(memory)[0].total() / phases[3].units
+    print(f"\n== a running job's heartbeat, every {PRODUCTION_SETTINGS['heartbeat_seconds']} s: "
+          f"{beat * 1e6:.3f} µUSD ({dict(phases[3].count(MEASURED))} over {phases[3].units} beats, "
+          f"invocations {dict(Counter(i.function for i in phases[3].invocations))})")
+    long_jobs = {label: x + per_million(beat * beats_within(seconds), 1) for label, seconds in (("1min", 60), ("1h", 3600))}
+    for label, seconds in (("1min", 60), ("1h", 3600)):
+        print(f"   a {label} job: {beats_within(seconds)} heartbeats, ${long_jobs[label]:.2f} per million such jobs")
     print()
     print(f"cost_per_million_jobs_usd: {x:.2f}")
     print(f"cost_per_million_batched_jobs_usd: {y:.2f}")
     print(f"cost_per_million_array_tasks_usd: {z:.3f}")
-    targets = [("one per request", x, 6.0), ("batched", y, 3.0), ("array tasks", z, 0.10)]
+    print(f"cost_per_million_jobs_1min_usd: {long_jobs['1min']:.2f}")
+    print(f"cost_per_million_jobs_1h_usd: {long_jobs['1h']:.2f}")
+    targets = [("one per request", x, 6.0), ("batched", y, 3.0), ("array tasks", z, 0.10),
+               ("a 1-hour job", long_jobs["1h"], 10.0)]
     for what, got, want in targets:
         print(f"target {what}: under ${want:g} per million -> {'met' if got <= want else 'MISSED'} (${got:.3f})")
     if any(got > want for _, got, want in targets):

@@ -82,11 +82,13 @@ def new_job(**fields: Any) -> dict:
         "failed": 0,
         "cancelled": 0,
         "dispatched": [],  # merged [lo, hi) position ranges handed out at least once
-        "failed_tasks": {},
-        "cancelled_tasks": {},
-        "retrying": {},
-        "chunks": {},
-        "beats": {},  # chunk id -> last heartbeat of the worker running it
+        # Task maps (hyperbatch.core.tasks.TaskMap: {page: runs of positions}): failed (exit status),
+        # cancelled, due for a retry (attempt), lost with their worker (times).
+        "task_failed": {},
+        "task_cancelled": {},
+        "task_retry": {},
+        "task_lost": {},
+        "chunks": {},  # chunk id -> the chunk; its worker's heartbeats are apart (JobStore.beat)
         # Appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
         # "history": [[time, code, args...], ...] for tracejob (hyperbatch.core.history),
         # "signals": [[time, name, task index, delivered], ...] asked for by qsig, for the worker to deliver.
@@ -217,18 +219,20 @@ def view(doc: dict) -> dict:
     out["server"] = server
     out["depend"] = _pbs_depend(doc["depend"], server)
     out["history"] = history.render(doc)  # as tracejob prints it
-    out["array"] = (
-        {
-            "spec": doc["array"],
-            "total": doc["total"],
-            **{k: doc[k] for k in ARRAY_COUNTERS},
-            "failed_tasks": doc["failed_tasks"],
-            "cancelled_tasks": sorted(int(i) for i in doc["cancelled_tasks"]),
-        }
-        if is_array(doc)
-        else None
-    )
+    out["array"] = _array_view(doc) if is_array(doc) else None
     return out
+
+
+def _array_view(doc: dict) -> dict:
+    from hyperbatch.core import tasks  # tasks builds on this module
+
+    return {
+        "spec": doc["array"],
+        "total": doc["total"],
+        **{k: doc[k] for k in ARRAY_COUNTERS},
+        "failed_tasks": tasks.by_index(doc, tasks.FAILED_MAP),
+        "cancelled_tasks": sorted(int(i) for i in tasks.by_index(doc, tasks.CANCELLED_MAP)),
+    }
 
 
 def _pbs_depend(depend: str, server: str) -> str:

@@ -14,11 +14,10 @@ Pure: no I/O, no boto3.
 
 from __future__ import annotations
 
-from hyperbatch.core import arrays
 from hyperbatch.core.model import is_array
 from hyperbatch.core.pools import work_queue
 from hyperbatch.core.states import JobState
-from hyperbatch.core.tasks import free_ranges, remove_range
+from hyperbatch.core.tasks import RETRY_MAP, TaskMap, free_ranges, remove_range
 
 SendItem = tuple[str, str, int, int, int, int]  # (queue, job_id, lo, hi, attempt, priority)
 
@@ -50,11 +49,12 @@ def to_send(old: dict | None, new: dict | None) -> list[SendItem]:
     return [(work_queue(new), new["id"], 0, 1, new["attempt"], new["priority"])]
 
 
-def sendable(doc: dict | None) -> tuple[list[tuple[int, int]], dict[str, int]]:
-    """An array's work that messages must stand for: (free position ranges, retries index -> attempt)."""
+def sendable(doc: dict | None) -> tuple[list[tuple[int, int]], dict[str, str]]:
+    """An array's work that messages must stand for: (free position ranges, the pages of its retries
+    (hyperbatch.core.tasks.RETRY_MAP: position -> attempt))."""
     if doc is None or doc["state"] not in _LIVE or doc["cancel_requested"]:
         return [], {}
-    return free_ranges(doc["dispatched"], 0, doc["total"]), dict(doc["retrying"])
+    return free_ranges(doc["dispatched"], 0, doc["total"]), dict(doc.get(RETRY_MAP) or {})
 
 
 def _array_items(old: dict | None, new: dict) -> list[SendItem]:
@@ -67,14 +67,10 @@ def _array_items(old: dict | None, new: dict) -> list[SendItem]:
         for a, b in was_free:
             parts = [part for p in parts for part in remove_range([p], a, b)]
         items += [(queue, job_id, a, b, 1, priority) for a, b in parts]
-    if retrying:
-        spec = arrays.parse_array(new["array"])
-        again = []
-        for index, attempt in retrying.items():
-            if was_retrying.get(index) != attempt:
-                pos = spec.position_of(int(index))
-                if pos is None:
-                    continue  # not an index of this array: nothing to send
-                again.append((queue, job_id, pos, pos + 1, int(attempt), priority))
-        items += sorted(again)
-    return items
+    # Only pages whose text changed can hold a new retry: a change to a few tasks looks at a few pages.
+    changed = [page for page, text in retrying.items() if was_retrying.get(page) != text]
+    now, before = TaskMap({p: retrying[p] for p in changed}), TaskMap({p: was_retrying[p] for p in changed
+                                                                      if p in was_retrying})
+    again = [(queue, job_id, pos, pos + 1, attempt, priority)
+             for pos, attempt in now.items() if pos < new["total"] and before.get(pos) != attempt]
+    return items + sorted(again)

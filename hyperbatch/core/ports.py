@@ -96,6 +96,14 @@ class JobStore(Protocol):
     def counts(self, queue: str) -> dict[str, int]:
         """Jobs per state in a queue (arrays count once, by their derived state)."""
 
+    def beat(self, job_id: str, run: str, at: float) -> None:
+        """Record that run `run` of the job (an array chunk's id) was alive at `at`: kept apart from the
+        job's document, so a beat neither writes nor grows it. Unconditional: a run taken back beats
+        under its own id, which no one reads any more."""
+
+    def beats(self, job_id: str) -> dict[str, float]:
+        """The job's runs' last beats, run -> time (read strongly consistent)."""
+
     def script(self, doc: dict) -> str | None:
         """The job's script text (None for a command). A store may keep large scripts apart from the
         document (the AWS store: in the script bucket) and fetch them here; only a worker needs them."""

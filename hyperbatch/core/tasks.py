@@ -1,9 +1,12 @@
 """Array tasks kept compactly on the array's one job document, and the one owner of their bookkeeping.
 
 Per task the document keeps only what is not implied: ranges of positions
-handed out at least once (`dispatched`), chunks in flight (`chunks`), tasks
-waiting for a retry (`retrying`), and the indices that failed or were
-cancelled. Everything else about a task is derived here.
+handed out at least once (`dispatched`), chunks in flight (`chunks`), and
+task maps (`TaskMap`: runs of positions, page by page) of the tasks that
+failed, were cancelled, wait for a retry or were lost with their worker, so
+that a million tasks that all failed fit (docs/architecture.md §3.3). A
+chunk's heartbeats are not in the document (`JobStore.beat`). Everything else
+about a task is derived here.
 
 Every change to an array's counters (pending, running, succeeded, failed,
 cancelled), chunks, retries and task maps is made by one of the operations
@@ -26,15 +29,17 @@ transition table. The operations:
 - `cancel_tasks`: qdel of the array, or of one task. A cancel recorded before
   a task's result wins over the result (whoever writes first is the truth),
   so `qdel` never answers 0 for a task that then succeeds.
+- `rerun_tasks`: qrerun of an unfinished array's failed and cancelled tasks.
 - `retry_or_fail` and `settle`, which the others share: `settle` is the one
   place tasks leave a chunk, so the counters always add up to the array's size.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from hyperbatch.core import arrays, exits
 from hyperbatch.core.errors import StaleTransition
@@ -43,6 +48,7 @@ from hyperbatch.core.ports import JobStore
 from hyperbatch.core.states import JobState
 
 MAX_RETRIES_ON_CONFLICT = 100
+BEAT_KEPT_SECONDS = 86400  # a chunk's beat this old is long past any lease: a store may forget it (JobStore.beat)
 
 # Where `settle` sends a task: its verdict.
 SUCCEEDED, FAILED, CANCELLED, RETRY, BACK = "succeeded", "failed", "cancelled", "retry", "back"
@@ -98,6 +104,186 @@ def free_ranges(ranges: list[list[int]], lo: int, hi: int) -> list[tuple[int, in
     return out
 
 
+# ---- task maps: position -> small integer, compactly --------------------------------------------
+
+PAGE_SIZE = 16384  # positions per page of a task map: a page's text stays under about 200 KB however its tasks end
+
+# The array document's task maps (position -> value), each {page number: runs}: tasks that failed (exit
+# status), were cancelled (1), wait for a retry (its attempt), and were lost with their worker (times).
+FAILED_MAP, CANCELLED_MAP, RETRY_MAP, LOST_MAP = "task_failed", "task_cancelled", "task_retry", "task_lost"
+TASK_MAPS = (FAILED_MAP, CANCELLED_MAP, RETRY_MAP, LOST_MAP)
+
+
+def _lo(run: list[int]) -> int:
+    return run[0]
+
+
+def decode_runs(text: str) -> list[list[int]]:
+    """A page's text as runs [lo, hi, value] (offsets in the page, hi exclusive), sorted.
+
+    The text is runs separated by commas: `a` or `a-b` (inclusive), each followed by `=v` when its
+    value differs from the run before it (the first run's value is 1 unless given): `3-7,9,12=2`
+    is offsets 3 to 7 and 9 with value 1, and 12 with value 2.
+    """
+    runs: list[list[int]] = []
+    value = 1
+    for part in text.split(",") if text else ():
+        span, _, given = part.partition("=")
+        if given:
+            value = int(given)
+        a, _, b = span.partition("-")
+        runs.append([int(a), int(b or a) + 1, value])
+    return runs
+
+
+def encode_runs(runs: list[list[int]]) -> str:
+    parts, value = [], 1
+    for lo, hi, v in runs:
+        span = str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"
+        parts.append(span if v == value else f"{span}={v}")
+        value = v
+    return ",".join(parts)
+
+
+class TaskMap:
+    """Position -> small integer for some of an array's tasks, as the document keeps it: per page of
+    PAGE_SIZE positions, one text of runs (`decode_runs`), so a million tasks that fail alike take a few
+    bytes, and the worst case (every other task failing differently) a bounded text per page.
+
+    Pages are decoded when first touched and re-encoded only if changed (`write`), so a change to
+    a few tasks writes a few pages (the DynamoDB store keeps a large page in an item of its own).
+    """
+
+    def __init__(self, pages: Mapping[str, str] | None):
+        self._text = dict(pages or {})
+        self._runs: dict[int, list[list[int]]] = {}
+        self._dirty: set[int] = set()
+
+    def _page(self, page: int) -> list[list[int]]:
+        runs = self._runs.get(page)
+        if runs is None:
+            runs = self._runs[page] = decode_runs(self._text.get(str(page), ""))
+        return runs
+
+    def get(self, pos: int) -> int | None:
+        runs = self._page(pos // PAGE_SIZE)
+        off = pos % PAGE_SIZE
+        i = bisect.bisect_right(runs, off, key=_lo) - 1
+        return runs[i][2] if i >= 0 and off < runs[i][1] else None
+
+    def __contains__(self, pos: int) -> bool:
+        return self.get(pos) is not None
+
+    def set(self, pos: int, value: int | None) -> None:
+        self.set_range(pos, pos + 1, value)
+
+    def set_range(self, lo: int, hi: int, value: int | None) -> None:
+        """Positions [lo, hi) take `value` (None: leave the map)."""
+        while lo < hi:
+            page = lo // PAGE_SIZE
+            base = page * PAGE_SIZE
+            end = min(hi, base + PAGE_SIZE)
+            self._assign(page, lo - base, end - base, value)
+            lo = end
+
+    def _assign(self, page: int, a: int, b: int, value: int | None) -> None:
+        runs = self._page(page)
+        start = max(0, bisect.bisect_right(runs, a, key=_lo) - 2)  # from the run before the one holding a
+        stop = start
+        while stop < len(runs) and runs[stop][0] <= b:  # through the run that touches b
+            stop += 1
+        pieces: list[list[int]] = []
+        for lo, hi, v in runs[start:stop]:
+            if lo < a:
+                pieces.append([lo, min(hi, a), v])
+            if hi > b:
+                pieces.append([max(lo, b), hi, v])
+        if value is not None:
+            pieces.append([a, b, value])
+        pieces.sort()
+        merged: list[list[int]] = []
+        for run in pieces:
+            if merged and merged[-1][1] == run[0] and merged[-1][2] == run[2]:
+                merged[-1][1] = run[1]
+            else:
+                merged.append(run)
+        runs[start:stop] = merged
+        self._dirty.add(page)
+
+    def runs(self, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int, int]]:
+        """(lo, hi, value) runs of positions, in order, clipped to [lo, hi)."""
+        pages = sorted({int(p) for p in self._text} | set(self._runs))
+        for page in pages:
+            base = page * PAGE_SIZE
+            if (hi is not None and base >= hi) or base + PAGE_SIZE <= lo:
+                continue
+            for a, b, v in self._page(page):
+                a, b = max(a + base, lo), b + base if hi is None else min(b + base, hi)
+                if a < b:
+                    yield a, b, v
+
+    def items(self, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int]]:
+        for a, b, v in self.runs(lo, hi):
+            for pos in range(a, b):
+                yield pos, v
+
+    def positions(self, lo: int, hi: int) -> frozenset[int]:
+        """The positions of [lo, hi) in the map."""
+        return frozenset(pos for a, b, _ in self.runs(lo, hi) for pos in range(a, b))
+
+    def count(self) -> int:
+        return sum(b - a for a, b, _ in self.runs())
+
+    def first(self) -> tuple[int, int] | None:
+        return next(self.items(), None)
+
+    def __bool__(self) -> bool:
+        return self.first() is not None
+
+    def write(self, change: "Change", field: str) -> None:
+        """Add the pages changed since this map was read to `change` (set, or removed when emptied)."""
+        for page in sorted(self._dirty):
+            text = encode_runs(self._runs[page])
+            if text == self._text.get(str(page), ""):
+                continue
+            if text:
+                change.map_set.setdefault(field, {})[str(page)] = text
+            else:
+                change.map_del.setdefault(field, []).append(str(page))
+
+    def pages(self) -> dict[str, str]:
+        """The whole map as the document keeps it."""
+        out = dict(self._text)
+        for page in self._dirty:
+            text = encode_runs(self._runs[page])
+            if text:
+                out[str(page)] = text
+            else:
+                out.pop(str(page), None)
+        return out
+
+
+def task_map(doc: dict, field: str) -> TaskMap:
+    return TaskMap(doc.get(field))
+
+
+def by_index(doc: dict, field: str) -> dict[str, int]:
+    """A task map as {task index: value} (an index as text), as the API shows failed tasks."""
+    spec = arrays.parse_array(doc["array"])
+    return {str(spec.index_at(pos)): v for pos, v in task_map(doc, field).items()}
+
+
+def pages_by_index(spec: str, values: Mapping[str | int, int]) -> dict[str, str]:
+    """The task map pages of {task index: value} (documents built by hand, in tests and tools)."""
+    parsed, tm = arrays.parse_array(spec), TaskMap(None)
+    for index, value in values.items():
+        pos = parsed.position_of(int(index))
+        if pos is None:
+            raise ValueError(f"{index} is no index of {spec}")
+        tm.set(pos, value)
+    return tm.pages()
+
+
 # ---- chunks -----------------------------------------------------------------------------------
 
 def chunk_positions(chunk: dict) -> list[int]:
@@ -107,10 +293,6 @@ def chunk_positions(chunk: dict) -> list[int]:
     """
     skip = set(chunk.get("skip", ()))
     return [p for p in range(chunk["lo"], chunk["hi"]) if p not in skip]
-
-
-def is_cancelled(doc: dict, index: str) -> bool:
-    return doc["cancel_requested"] or index in doc["cancelled_tasks"]
 
 
 @dataclass
@@ -140,13 +322,12 @@ def claim_chunk(doc: dict, chunk_id: str, lo: int, hi: int, attempt: int, worker
         return Claim()
     spec = arrays.parse_array(doc["array"])
     room = (hi - lo) if spec.limit is None else max(0, spec.limit - doc["running"])
-    retrying = doc["retrying"]
+    retrying = task_map(doc, RETRY_MAP)
+    change = Change()
     if attempt > 1:  # a single task's retry
-        index = str(spec.index_at(lo))
-        if retrying.get(index) != attempt:
+        if retrying.get(lo) != attempt:
             return Claim()
         start, end = lo, lo + 1
-        retrying = {k: v for k, v in retrying.items() if k != index}
     else:
         free = first_free(doc["dispatched"], lo, hi)
         if free is None:
@@ -154,21 +335,26 @@ def claim_chunk(doc: dict, chunk_id: str, lo: int, hi: int, attempt: int, worker
         start, end = free
     if room == 0:
         return Claim(full=True)
+    if attempt > 1:
+        retrying.set(lo, None)
+        retrying.write(change, RETRY_MAP)
+    cancelled = task_map(doc, CANCELLED_MAP).positions(start, end)
     positions: list[int] = []
     stop = start
     while stop < end and len(positions) < room:
-        if str(spec.index_at(stop)) not in doc["cancelled_tasks"]:
+        if stop not in cancelled:
             positions.append(stop)
         stop += 1
-    change = Change(set={"dispatched": add_range(doc["dispatched"], start, stop), "retrying": retrying})
+    change.set["dispatched"] = add_range(doc["dispatched"], start, stop)
     if positions:
         # run_count: the most runs of a task so far, counting those whose worker was lost (lose_chunk)
-        lost = doc.get("lost_tasks") or {}
-        most_lost = max(int(lost.get(str(spec.index_at(p)), 0)) for p in positions)
-        skip = [p for p in range(start, stop) if p not in positions]
+        lost = task_map(doc, LOST_MAP)
+        most_lost = max(lost.get(p) or 0 for p in positions)
+        taken = set(positions)
+        skip = [p for p in range(start, stop) if p not in taken]
         chunk = {"lo": start, "hi": stop, "attempt": attempt, "worker": worker, "started": now, "skip": skip}
+        change.map_set["chunks"] = {chunk_id: chunk}
         change.set.update(
-            chunks={**doc["chunks"], chunk_id: chunk},
             pending=doc["pending"] - len(positions),
             running=doc["running"] + len(positions),
             started_at=doc["started_at"] or now,
@@ -187,56 +373,59 @@ class Settled:
     back: list[int] = field(default_factory=list)  # positions handed back untouched, at the chunk's attempt
 
 
-def settle(doc: dict, chunk_id: str, verdict: Callable[[int, str], Verdict], upto: int | None = None) -> Settled:
+def settle(doc: dict, chunk_id: str, verdict: Callable[[int], Verdict], upto: int | None = None,
+           maps: dict[str, TaskMap] | None = None) -> Settled:
     """Take a chunk's positions out of flight (all, or those below `upto`), each going where
-    `verdict(pos, index)` says: SUCCEEDED, FAILED (exit status), CANCELLED, RETRY (attempt) or BACK
+    `verdict(pos)` says: SUCCEEDED, FAILED (exit status), CANCELLED, RETRY (attempt) or BACK
     (handed back untouched, at its attempt: claimable again, no attempt used up).
 
     The one place tasks leave a chunk: finishing, recording progress, losing and
     failing a chunk all go through here, so the counters always add up to the
-    array's size. With `upto`, the chunk stays in flight from there on.
+    array's size. With `upto`, the chunk stays in flight from there on. `maps`:
+    task maps the caller changed too (lose_chunk's losses), written with the rest.
     """
-    spec = arrays.parse_array(doc["array"])
     chunk = doc["chunks"][chunk_id]
-    failed, cancelled, retrying = dict(doc["failed_tasks"]), dict(doc["cancelled_tasks"]), dict(doc["retrying"])
+    maps = dict(maps or {})
+    for name in (FAILED_MAP, CANCELLED_MAP, RETRY_MAP):
+        maps.setdefault(name, task_map(doc, name))
+    failed, cancelled, retrying = maps[FAILED_MAP], maps[CANCELLED_MAP], maps[RETRY_MAP]
     dispatched = doc["dispatched"]
     counts = dict.fromkeys(("succeeded", "failed", "cancelled", "pending"), 0)
     out = Settled(Change())
     positions = [p for p in chunk_positions(chunk) if upto is None or p < upto]
     for pos in positions:
-        index = str(spec.index_at(pos))
-        kind, value = verdict(pos, index)
+        kind, value = verdict(pos)
         if kind == SUCCEEDED:
             counts["succeeded"] += 1
         elif kind == FAILED:
-            failed[index] = value
+            failed.set(pos, int(value))  # type: ignore[call-overload]
             counts["failed"] += 1
         elif kind == CANCELLED:
-            cancelled[index] = True
+            cancelled.set(pos, 1)
             counts["cancelled"] += 1
         elif kind == RETRY:
-            retrying[index] = value
+            retrying.set(pos, int(value))  # type: ignore[call-overload]
             out.retries.append(pos)
             counts["pending"] += 1
         elif kind == BACK:
             if value == 1:
                 dispatched = remove_range(dispatched, pos, pos + 1)  # free again: sent as never handed out
             else:
-                retrying[index] = value  # due again at the same attempt
+                retrying.set(pos, int(value))  # type: ignore[call-overload]  # due again at the same attempt
             out.back.append(pos)
             counts["pending"] += 1
         else:
             raise ValueError(f"unknown verdict {kind!r}")
-    chunks = {k: v for k, v in doc["chunks"].items() if k != chunk_id}
-    beats = {k: v for k, v in doc["beats"].items() if k != chunk_id}
+    change = out.change
     if upto is not None and upto < chunk["hi"]:
-        chunks[chunk_id] = {**chunk, "lo": max(chunk["lo"], upto), "skip": [p for p in chunk.get("skip", ()) if p >= upto]}
-        beats = doc["beats"]
-    out.change.set.update(
-        failed_tasks=failed, cancelled_tasks=cancelled, retrying=retrying, dispatched=dispatched,
-        chunks=chunks, beats=beats, running=doc["running"] - len(positions),
-        **{key: doc[key] + n for key, n in counts.items()},
-    )
+        change.map_set["chunks"] = {chunk_id: {**chunk, "lo": max(chunk["lo"], upto),
+                                               "skip": [p for p in chunk.get("skip", ()) if p >= upto]}}
+    else:
+        change.map_del["chunks"] = [chunk_id]
+    for name, tm in maps.items():
+        tm.write(change, name)
+    change.set.update(dispatched=dispatched, running=doc["running"] - len(positions),
+                      **{key: doc[key] + n for key, n in counts.items()})
     return out
 
 
@@ -247,11 +436,13 @@ def retry_or_fail(doc: dict, attempt: int, status: int | None) -> Verdict:
     return FAILED, status
 
 
-def _results_verdict(doc: dict, attempt: int, statuses: Mapping[int, int | None]):
+def _results_verdict(doc: dict, chunk: dict, statuses: Mapping[int, int | None]):
     """Verdicts for a chunk's reported results: pos -> exit status of each task run to its end."""
+    attempt = chunk["attempt"]
+    cancelled = task_map(doc, CANCELLED_MAP).positions(chunk["lo"], chunk["hi"])
 
-    def decide(pos: int, index: str) -> Verdict:
-        if is_cancelled(doc, index):
+    def decide(pos: int) -> Verdict:
+        if doc["cancel_requested"] or pos in cancelled:
             return CANCELLED, None  # a cancel recorded before the result wins over it
         if pos not in statuses:
             return BACK, attempt  # not reached, or stopped by a stopping worker: run again, no attempt used
@@ -274,13 +465,12 @@ def finish_chunk(doc: dict, chunk_id: str, statuses: Mapping[int, int | None]) -
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
         return None
-    return settle(doc, chunk_id, _results_verdict(doc, chunk["attempt"], statuses))
+    return settle(doc, chunk_id, _results_verdict(doc, chunk, statuses))
 
 
-def record_progress(doc: dict, chunk_id: str, upto: int, statuses: Mapping[int, int | None],
-                    now: float) -> Settled | None:
-    """A heartbeat of a chunk whose worker has got as far as position `upto`: the beat, and the tasks
-    below `upto` settled as `finish_chunk` would, so that a crash later repeats only what ran since.
+def record_progress(doc: dict, chunk_id: str, upto: int, statuses: Mapping[int, int | None]) -> Settled | None:
+    """A heartbeat of a chunk whose worker has got as far as position `upto`: the tasks below `upto`
+    settled as `finish_chunk` would, so that a crash later repeats only what ran since.
 
     It settles the chunk's positions below `upto` up to the first one that has
     no result and is not cancelled, and never the chunk's last position (its
@@ -290,43 +480,42 @@ def record_progress(doc: dict, chunk_id: str, upto: int, statuses: Mapping[int, 
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
         return None
-    spec = arrays.parse_array(doc["array"])
-    decide = _results_verdict(doc, chunk["attempt"], statuses)
+    decide = _results_verdict(doc, chunk, statuses)
     positions = chunk_positions(chunk)
     stop = min(upto, positions[-1]) if positions else chunk["lo"]
     for pos in positions:
-        if pos >= stop or decide(pos, str(spec.index_at(pos)))[0] == BACK:
+        if pos >= stop or decide(pos)[0] == BACK:
             stop = min(stop, pos)
             break
-    settled = settle(doc, chunk_id, decide, upto=stop)
-    settled.change.set["beats"] = {**doc["beats"], chunk_id: now}
-    return settled
+    return settle(doc, chunk_id, decide, upto=stop)
 
 
 def lose_chunk(doc: dict, chunk_id: str, status: int, retry: bool = True) -> Settled | None:
     """The chunk's worker is gone: its tasks run again as they were (BACK, at their attempt: an array
     is rerunnable, and a lost worker uses up no retry), except a task lost exits.MAX_RUNS times, which
     fails with `status`, as all do without `retry` (dead-lettered work); cancelled tasks end cancelled.
-    Losses are counted per task (`lost_tasks`: run_count counts them). None if the chunk is no longer
+    Losses are counted per task (LOST_MAP: run_count counts them). None if the chunk is no longer
     in flight."""
     chunk = doc["chunks"].get(chunk_id)
     if chunk is None:
         return None
-    losses = dict(doc.get("lost_tasks") or {})  # index -> times its chunk was lost
+    losses = task_map(doc, LOST_MAP)  # position -> times its chunk was lost
+    cancelled = task_map(doc, CANCELLED_MAP).positions(chunk["lo"], chunk["hi"])
 
-    def decide(pos: int, index: str) -> Verdict:
-        if is_cancelled(doc, index):
+    def decide(pos: int) -> Verdict:
+        if doc["cancel_requested"] or pos in cancelled:
             return CANCELLED, None
         if not retry:
             return FAILED, status
-        losses[index] = losses.get(index, 0) + 1
-        if exits.after_lost_worker(True, losses[index]) != "rerun":
+        lost = (losses.get(pos) or 0) + 1
+        losses.set(pos, lost)
+        if exits.after_lost_worker(True, lost) != "rerun":
             return FAILED, status
         return BACK, chunk["attempt"]
 
-    settled = settle(doc, chunk_id, decide)
+    settled = settle(doc, chunk_id, decide, maps={LOST_MAP: losses})
     if retry:
-        settled.change.set.update(lost_tasks=losses, lost_runs=doc.get("lost_runs", 0) + 1)
+        settled.change.set["lost_runs"] = doc.get("lost_runs", 0) + 1
     return settled
 
 
@@ -339,30 +528,34 @@ def fail_tasks(doc: dict, item_id: str, lo: int, hi: int, attempt: int, status: 
     lost = lose_chunk(doc, item_id, status, retry=False)
     if lost is not None:
         return lost.change
-    spec = arrays.parse_array(doc["array"])
+    failed = task_map(doc, FAILED_MAP)
+    change = Change()
     if attempt > 1:
-        index = str(spec.index_at(lo))
-        if doc["retrying"].get(index) != attempt:
+        retrying = task_map(doc, RETRY_MAP)
+        if retrying.get(lo) != attempt:
             return None
-        return Change(set={
-            "retrying": {k: v for k, v in doc["retrying"].items() if k != index},
-            "failed_tasks": {**doc["failed_tasks"], index: status},
-            "pending": doc["pending"] - 1, "failed": doc["failed"] + 1,
-        })
+        retrying.set(lo, None)
+        failed.set(lo, status)
+        retrying.write(change, RETRY_MAP)
+        failed.write(change, FAILED_MAP)
+        change.set.update(pending=doc["pending"] - 1, failed=doc["failed"] + 1)
+        return change
     if doc["cancel_requested"]:
         return None
-    dispatched, failed = doc["dispatched"], dict(doc["failed_tasks"])
+    dispatched, newly = doc["dispatched"], 0
+    cancelled = task_map(doc, CANCELLED_MAP)
     for gap in free_ranges(doc["dispatched"], lo, hi):
-        for pos in range(*gap):
-            index = str(spec.index_at(pos))
-            if index not in doc["cancelled_tasks"]:  # a cancelled one was counted when it was cancelled
-                failed[index] = status
+        start = gap[0]
+        for a, b, _ in [*cancelled.runs(*gap), (gap[1], gap[1], 0)]:  # a cancelled one was counted when cancelled
+            failed.set_range(start, a, status)
+            newly += max(0, a - start)
+            start = b
         dispatched = add_range(dispatched, *gap)
-    newly = len(failed) - len(doc["failed_tasks"])
     if not newly:
         return None
-    return Change(set={"dispatched": dispatched, "failed_tasks": failed,
-                       "pending": doc["pending"] - newly, "failed": doc["failed"] + newly})
+    failed.write(change, FAILED_MAP)
+    change.set.update(dispatched=dispatched, pending=doc["pending"] - newly, failed=doc["failed"] + newly)
+    return change
 
 
 def cancel_tasks(doc: dict, reason: str, index: int | None = None) -> Change | None:
@@ -375,30 +568,51 @@ def cancel_tasks(doc: dict, reason: str, index: int | None = None) -> Change | N
     """
     if JobState(doc["state"]).final:
         return None
+    cancelled, retrying = task_map(doc, CANCELLED_MAP), task_map(doc, RETRY_MAP)
+    change = Change()
     if index is None:
         if doc["cancel_requested"]:
             return None
-        return Change(set={
-            "cancel_requested": True,
-            "reason": reason,
-            "retrying": {},
-            "cancelled_tasks": {**doc["cancelled_tasks"], **{i: True for i in doc["retrying"]}},
-            "cancelled": doc["cancelled"] + doc["pending"],
-            "pending": 0,
-        })
-    spec = arrays.parse_array(doc["array"])
-    pos, key = spec.position_of(index), str(index)
-    if pos is None:  # not a task of this array: nothing of it to cancel
+        for a, b, _ in list(retrying.runs()):
+            cancelled.set_range(a, b, 1)
+            retrying.set_range(a, b, None)
+        change.set.update(cancel_requested=True, reason=reason, cancelled=doc["cancelled"] + doc["pending"], pending=0)
+    else:
+        spec = arrays.parse_array(doc["array"])
+        pos = spec.position_of(index)
+        if pos is None:  # not a task of this array: nothing of it to cancel
+            return None
+        state = task_state(doc, spec, pos)["state"]
+        if JobState(state).final:
+            return None
+        cancelled.set(pos, 1)
+        retrying.set(pos, None)
+        if state != JobState.RUNNING.value:
+            change.set.update(pending=doc["pending"] - 1, cancelled=doc["cancelled"] + 1)
+    cancelled.write(change, CANCELLED_MAP)
+    retrying.write(change, RETRY_MAP)
+    return change
+
+
+def rerun_tasks(doc: dict, keys: list[int]) -> Change | None:
+    """Failed and cancelled tasks (positions `keys`, none of them running) back to pending (qrerun of an
+    unfinished array): those handed out before at a new attempt (sent as retries), the others as
+    positions never handed out. None if there are none."""
+    if not keys:
         return None
-    state = task_state(doc, spec, pos)["state"]
-    if JobState(state).final:
-        return None
-    change = Change(set={
-        "cancelled_tasks": {**doc["cancelled_tasks"], key: True},
-        "retrying": {k: v for k, v in doc["retrying"].items() if k != key},
-    })
-    if state != JobState.RUNNING.value:
-        change.set.update(pending=doc["pending"] - 1, cancelled=doc["cancelled"] + 1)
+    failed, cancelled, retrying = (task_map(doc, name) for name in (FAILED_MAP, CANCELLED_MAP, RETRY_MAP))
+    attempt = max([doc["attempt"], doc["run_count"], *(v for _, _, v in retrying.runs())]) + 1
+    for pos in keys:
+        failed.set(pos, None)
+        cancelled.set(pos, None)
+        if covered(doc["dispatched"], pos):
+            retrying.set(pos, attempt)
+    change = Change()
+    for name, tm in ((FAILED_MAP, failed), (CANCELLED_MAP, cancelled), (RETRY_MAP, retrying)):
+        tm.write(change, name)
+    n_failed, n_cancelled = failed.count(), cancelled.count()
+    change.set.update(failed=n_failed, cancelled=n_cancelled,
+                      pending=doc["total"] - doc["succeeded"] - doc["running"] - n_failed - n_cancelled)
     return change
 
 
@@ -414,22 +628,47 @@ def running_chunk(doc: dict, pos: int) -> dict | None:
 
 def task_state(doc: dict, spec: arrays.ArraySpec, pos: int) -> dict:
     """One task's row for `qstat -t`: index, state, exit status, attempt."""
-    index = spec.index_at(pos)
-    key = str(index)
-    row = {"index": index, "state": JobState.SUCCEEDED.value, "exit_status": 0, "attempt": 1}
+    row = {"index": spec.index_at(pos), "state": JobState.SUCCEEDED.value, "exit_status": 0, "attempt": 1}
     chunk = running_chunk(doc, pos)
-    if key in doc["failed_tasks"]:
-        row.update(state=JobState.FAILED.value, exit_status=doc["failed_tasks"][key])
-    elif key in doc["cancelled_tasks"] and chunk is None:
+    status = task_map(doc, FAILED_MAP).get(pos)
+    retry = task_map(doc, RETRY_MAP).get(pos)
+    if status is not None:
+        row.update(state=JobState.FAILED.value, exit_status=status)
+    elif pos in task_map(doc, CANCELLED_MAP) and chunk is None:
         row.update(state=JobState.CANCELLED.value, exit_status=None)
     elif chunk is not None:  # cancelled or not, it runs until its worker stops it and settles it
         row.update(state=JobState.RUNNING.value, exit_status=None, attempt=chunk["attempt"])
-    elif key in doc["retrying"]:
-        row.update(state=JobState.QUEUED.value, exit_status=None, attempt=doc["retrying"][key])
+    elif retry is not None:
+        row.update(state=JobState.QUEUED.value, exit_status=None, attempt=retry)
     elif not covered(doc["dispatched"], pos):
         cancelled = doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value
         row.update(state=(JobState.CANCELLED if cancelled else JobState.QUEUED).value, exit_status=None)
     return row
+
+
+REASON_RUNS = 20  # runs of failed indices a final array's reason names at most, so that it stays short
+
+
+def format_runs(spec: arrays.ArraySpec, runs: Iterator[tuple[int, int, int]], most: int) -> str:
+    """Indices of position runs as PBS writes ranges (`1-3,7,9-15:2`), the first `most` runs, then `...`."""
+    merged: list[list[int]] = []
+    for a, b, _ in runs:
+        if merged and merged[-1][1] == a:
+            merged[-1][1] = b
+        elif len(merged) == most:
+            return ",".join(_span(spec, lo, hi) for lo, hi in merged) + ",..."
+        else:
+            merged.append([a, b])
+    return ",".join(_span(spec, lo, hi) for lo, hi in merged)
+
+
+def _span(spec: arrays.ArraySpec, lo: int, hi: int) -> str:
+    if hi == lo + 1:
+        return str(spec.index_at(lo))
+    if hi == lo + 2 and spec.step != 1:
+        return f"{spec.index_at(lo)},{spec.index_at(lo + 1)}"
+    step = f":{spec.step}" if spec.step != 1 else ""
+    return f"{spec.index_at(lo)}-{spec.index_at(hi - 1)}{step}"
 
 
 def derived_fields(doc: dict) -> dict:
@@ -448,13 +687,12 @@ def derived_fields(doc: dict) -> dict:
     out: dict = {"state": state.value}
     if state.final and doc["finished_at"] is None:
         out["finished_at"] = time.time()
-        failed = sorted(doc["failed_tasks"].items(), key=lambda kv: int(kv[0]))
-        out["exit_status"] = 0 if state == JobState.SUCCEEDED else (failed[0][1] if failed else None)
-        if failed and state == JobState.FAILED:
-            out["reason"] = (
-                f"{len(failed)} of {doc['total']} tasks failed "
-                f"(indices {arrays.format_indices(int(i) for i, _ in failed)})"
-            )
+        failed = task_map(doc, FAILED_MAP)
+        first = failed.first()
+        out["exit_status"] = 0 if state == JobState.SUCCEEDED else (first[1] if first else None)
+        if first and state == JobState.FAILED:
+            shown = format_runs(arrays.parse_array(doc["array"]), failed.runs(), REASON_RUNS)
+            out["reason"] = f"{doc['failed']} of {doc['total']} tasks failed (indices {shown})"
     return out
 
 

@@ -20,6 +20,9 @@ daemon, through `fence`), it kills the run's job before taking the run back.
 A run that comes back after its run was taken records nothing: every write of
 a run (heartbeat, finish, give back) is conditional on the run still owning
 the job (RUNNING at its attempt) or its chunk (the chunk still in `chunks`).
+A chunk's beat is the exception that writes nothing of the array: it is kept
+apart (`JobStore.beat`) under the chunk's id, which no one reads once the
+chunk was settled, and the read that follows it tells the worker so.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
-from hyperbatch.core.tasks import Claim, claim_chunk, finish_chunk, lose_chunk, record_progress, update_array
+from hyperbatch.core.tasks import (CANCELLED_MAP, Claim, claim_chunk, finish_chunk, lose_chunk, record_progress,
+                                   task_map, update_array)
 
 CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
 
@@ -215,22 +219,29 @@ class Dispatcher:
         deliver = tuple((e[1], e[2]) for e in entries[run.signals_seen:] if not e[3])  # e[3]: delivered already
         run.signals_seen = len(entries)
         if is_array(doc):
-            return Signals(cancelled_indices=frozenset(int(i) for i in doc["cancelled_tasks"]), deliver=deliver)
+            spec, cancelled = arrays.parse_array(doc["array"]), task_map(doc, CANCELLED_MAP)
+            indices = frozenset(spec.index_at(pos) for pos, _ in cancelled.items(run.item.lo, run.item.hi))
+            return Signals(cancelled_indices=indices, deliver=deliver)
         return Signals(deliver=deliver)
 
     def _beat_chunk(self, run: Run, now: float) -> dict:
-        """A chunk's beat: one blind write while it has made no progress since the last one, else the
-        tasks it finished settled with it (`tasks.record_progress`), their retries sent."""
+        """A chunk's beat: recorded apart from the array (`JobStore.beat`: the array's document is
+        not written, so beats neither grow it nor race its other writers), then the array read to see
+        that the chunk is still this run's; or, when the chunk has made progress since the last beat,
+        the tasks it finished settled (`tasks.record_progress`), their retries sent.
+
+        The beat goes first, so the read that follows it says whether the chunk was taken back: a
+        recoverer that took it judged an older beat, and this run records nothing more.
+        """
+        self.store.beat(run.item.job_id, run.item.id, now)
         upto = run.upto
         if upto <= run.recorded:
-            # conditional on the chunk still being this run's: a run taken back records nothing
-            return self.store.update(run.item.job_id, Expect(keys=(("chunks", run.item.id),)),
-                                     Change(map_set={"beats": {run.item.id: now}}))
+            return self.store.get(run.item.job_id)
         statuses = {pos: outcome.exit_status for pos, outcome in dict(run.results).items()}
         retries: list[int] = []
 
         def change(doc: dict) -> Change | None:
-            settled = record_progress(doc, run.item.id, upto, statuses, now)
+            settled = record_progress(doc, run.item.id, upto, statuses)
             if settled is None:
                 return None
             retries[:] = settled.retries
@@ -254,9 +265,13 @@ class Dispatcher:
         return beat is not None and self.clock() - beat < self.lease_seconds
 
     def chunk_alive(self, doc: dict, chunk_id: str) -> bool:
-        """Whether the worker of an array chunk still beats (a chunk with no beat yet counts from its start)."""
+        """Whether the worker of an array chunk still beats (a chunk with no beat yet counts from its start;
+        beats are kept apart from the array: `JobStore.beats`)."""
         chunk = doc["chunks"].get(chunk_id)
-        return chunk is not None and self.alive(doc["beats"].get(chunk_id, chunk["started"]))
+        if chunk is None:
+            return False
+        beat = self.store.beats(doc["id"]).get(chunk_id)
+        return self.alive(max(chunk["started"], beat or 0.0))
 
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:

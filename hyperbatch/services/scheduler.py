@@ -22,7 +22,8 @@ from hyperbatch.core.errors import (
 from hyperbatch.core.model import Change, Expect, is_array, new_job
 from hyperbatch.core.ports import JobStore, LogStore, WorkerRegistry, WorkQueue
 from hyperbatch.core.states import FINAL, JobState, task_letter
-from hyperbatch.core.tasks import cancel_tasks, covered, running_chunk, task_state, update_array
+from hyperbatch.core import tasks
+from hyperbatch.core.tasks import cancel_tasks, running_chunk, task_state, update_array
 
 
 @dataclass(frozen=True)
@@ -623,9 +624,15 @@ def _may_see(caller: Caller, doc: dict) -> bool:
     return caller.admin or doc["owner"] == caller.name
 
 
-def _rerunnable_tasks(doc: dict, index: int | None) -> list[str]:
-    keys = [*doc["failed_tasks"], *doc["cancelled_tasks"]]
-    return [k for k in keys if index is None or k == str(index)]
+def _rerunnable_tasks(doc: dict, index: int | None) -> list[int]:
+    """Positions of the array's failed and cancelled tasks (of the task `index` only, if given)."""
+    spec = arrays.parse_array(doc["array"])
+    only = spec.position_of(index) if index is not None else None
+    if index is not None and only is None:
+        return []
+    found = {pos for name in (tasks.FAILED_MAP, tasks.CANCELLED_MAP)
+             for pos, _ in tasks.task_map(doc, name).items(*((only, only + 1) if only is not None else ()))}
+    return sorted(found)
 
 
 def _rerun_tasks(doc: dict, index: int | None, who: str) -> Change | None:
@@ -635,24 +642,10 @@ def _rerun_tasks(doc: dict, index: int | None, who: str) -> Change | None:
     must end before it can run again."""
     if doc["cancel_requested"]:
         raise Conflict(f"array {ids.display_id(doc)} is being cancelled: none of its tasks can be re-run")
-    spec = arrays.parse_array(doc["array"])
-    positions = {key: spec.position_of(int(key)) for key in _rerunnable_tasks(doc, index)}
-    keys = [key for key, pos in positions.items() if pos is not None and running_chunk(doc, pos) is None]
-    if not keys:
+    keys = [pos for pos in _rerunnable_tasks(doc, index) if running_chunk(doc, pos) is None]
+    change = tasks.rerun_tasks(doc, keys)
+    if change is None:
         return None
-    attempt = max([doc["attempt"], doc["run_count"], *doc["retrying"].values()]) + 1
-    retrying = dict(doc["retrying"])
-    for key in keys:
-        pos = positions[key]
-        if pos is not None and covered(doc["dispatched"], pos):
-            retrying[key] = attempt
-    failed = {k: v for k, v in doc["failed_tasks"].items() if k not in keys}
-    cancelled = {k: v for k, v in doc["cancelled_tasks"].items() if k not in keys}
-    pending = doc["total"] - doc["succeeded"] - doc["running"] - len(failed) - len(cancelled)
-    change = Change(set={
-        "failed_tasks": failed, "cancelled_tasks": cancelled, "retrying": retrying,
-        "failed": len(failed), "cancelled": len(cancelled), "pending": pending,
-        "finished_at": None, "exit_status": None, "reason": "",
-    })
+    change.set.update(finished_at=None, exit_status=None, reason="")
     return history.add(change, "R", who, len(keys))
 

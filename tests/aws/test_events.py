@@ -8,6 +8,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from hyperbatch.core import tasks
 from hyperbatch.adapters.aws import stream
 from hyperbatch.services import stream_release
 from hyperbatch.adapters.aws.items import encode
@@ -117,7 +118,8 @@ def test_what_the_stream_says_to_send_is_what_the_documents_say(aws):
     step(job["id"], Expect.state(JobState.RUNNING), Change(set={"state": JobState.QUEUED, "attempt": 2}))
     step(arr["id"], Expect.move(JobState.RUNNING), Change(set={"state": JobState.RUNNING, "dispatched": [[0, 4]], "pending": 6,
                                           "running": 4}))
-    step(arr["id"], Expect.move(JobState.QUEUED, JobState.RUNNING), Change(set={"dispatched": [[0, 2]], "retrying": {"3": 2, "4": 2}, "running": 0,
+    retries = tasks.pages_by_index("1-10", {"3": 2, "4": 2})
+    step(arr["id"], Expect.move(JobState.QUEUED, JobState.RUNNING), Change(set={"dispatched": [[0, 2]], tasks.RETRY_MAP: retries, "running": 0,
                                           "state": JobState.QUEUED}))
     assert expected == [
         ("batch", job["id"], 0, 1, 1, 0), ("west", arr["id"], 0, 10, 1, 3), ("batch", job["id"], 0, 1, 2, 0),

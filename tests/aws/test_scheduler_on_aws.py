@@ -11,6 +11,7 @@ import time
 import boto3
 import pytest
 
+from hyperbatch.core import tasks
 from hyperbatch.services.agent import EXIT_IDLE, Agent, Settings
 from hyperbatch.adapters.aws.events import events_from_stream
 from hyperbatch.adapters.aws.sqs import SqsWorkQueue
@@ -114,7 +115,7 @@ def test_a_lost_array_chunk_is_settled_and_its_tasks_run_again(aws, flow):
         if not done:  # the chunk was settled before anything ran again: its tasks handed out afresh
             assert [i.id for i in recovered] == [lost.item.id]
             doc = aws.store.get(array["id"])
-            assert doc["retrying"] == {} and doc["lost_tasks"] == {str(i): 1 for i in range(6)}
+            assert tasks.by_index(doc, tasks.RETRY_MAP) == {} and tasks.by_index(doc, tasks.LOST_MAP) == {str(i): 1 for i in range(6)}
         assert run.attempt == 1  # a lost worker uses up no retry
         later.finish_tasks(run, {p: Outcome(0) for p in run.positions})
         done += len(run.positions)
@@ -274,13 +275,13 @@ def test_a_live_array_chunk_keeps_its_id_through_the_copies_and_is_settled_once_
     now[0] = started + 0.4
     watcher.recover_lost(copy)
     doc = aws.store.get(array["id"])
-    assert list(doc["chunks"]) == [lost.item.id] and doc["running"] == 4 and doc["retrying"] == {}
+    assert list(doc["chunks"]) == [lost.item.id] and doc["running"] == 4 and tasks.by_index(doc, tasks.RETRY_MAP) == {}
     time.sleep(1.2)
     copy = aws.queue.claim("batch", "w2", 4, 30)
     now[0] = started + 60
     watcher.recover_lost(copy)
     doc = aws.store.get(array["id"])
-    assert doc["chunks"] == {} and doc["retrying"] == {} and doc["pending"] == 4
+    assert doc["chunks"] == {} and tasks.by_index(doc, tasks.RETRY_MAP) == {} and doc["pending"] == 4
     done = 0
     while (run := work(aws, worker)) is not None:
         assert run.attempt == 1

@@ -5,6 +5,7 @@ import os
 
 
 import hyperbatch.services.stream_release as stream_release
+from hyperbatch.core import tasks
 from hyperbatch.adapters.aws.sqs import _body
 from hyperbatch.adapters.aws.stream import StreamSentQueue
 from hyperbatch.services.dispatch import Dispatcher, Outcome
@@ -91,7 +92,7 @@ def test_a_lost_array_chunk_whose_message_a_duplicate_delivery_took_is_settled_a
     box.start_worker(env={"HYPER_IDLE_TIMEOUT": "10"})
     done = box.wait_state(array["id"], "SUCCEEDED", "FAILED", timeout=25)
     assert (done["state"], done["succeeded"], done["run_count"]) == ("SUCCEEDED", 6, 2)
-    assert done["failed_tasks"] == {} and done["chunks"] == {}
+    assert tasks.by_index(done, tasks.FAILED_MAP) == {} and done["chunks"] == {}
 
 
 def test_a_job_claimed_by_a_worker_that_died_before_starting_it_still_runs(box):

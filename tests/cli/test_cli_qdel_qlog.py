@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hyperbatch.core import tasks
+
 from tests.cli.conftest import SERVER, log_chunk
 
 
@@ -29,7 +31,7 @@ def test_qdel_array_and_task(pbs):
     server = pbs.server
     server.submit(array="1-3")
     assert pbs("qdel", f"1[2].{SERVER}") == (0, "", "")
-    assert server.job("1")["cancelled_tasks"] == {"2": True}
+    assert tasks.by_index(server.job("1"), tasks.CANCELLED_MAP) == {"2": 1}
     assert pbs("qdel", "1[]") == (0, "", "")
     assert server.job("1")["state"] == "CANCELLED"
 

@@ -272,3 +272,35 @@ def test_counts_follow_creates_and_transitions(backend):
     if hasattr(backend.store, "pending_tasks"):
         assert backend.store.pending_tasks("batch") == 6 + 10
         assert backend.store.pending_tasks("west") == 1
+
+
+def test_a_runs_beats_are_kept_apart_from_its_job(backend):
+    doc = job(array="1-4", total=4, pending=4)
+    backend.store.create([doc], [])
+    version = backend.store.get(doc["id"])["version"]
+    backend.store.beat(doc["id"], "c1", 5.0)
+    backend.store.beat(doc["id"], "c2", 6.0)
+    backend.store.beat(doc["id"], "c1", 7.5)
+    assert backend.store.beats(doc["id"]) == {"c1": 7.5, "c2": 6.0}  # the last beat of each run
+    assert backend.store.get(doc["id"])["version"] == version  # the job's document was not written
+    assert backend.store.beats(job()["id"]) == {}
+
+
+def test_an_arrays_task_maps_come_back_as_written(backend):
+    from hyperbatch.core import tasks
+
+    doc = job(array="1-40000", total=40000, pending=40000)
+    backend.store.create([doc], [])
+    failed = tasks.TaskMap(None)
+    for pos in range(0, 40000, 3):  # one run each: pages far longer than a store keeps inline
+        failed.set(pos, 1 + pos % 7)
+    change = Change()
+    failed.write(change, tasks.FAILED_MAP)
+    new = backend.store.update(doc["id"], Expect(version=0), change)
+    assert new[tasks.FAILED_MAP] == failed.pages() == backend.store.get(doc["id"])[tasks.FAILED_MAP]
+    failed = tasks.TaskMap(new[tasks.FAILED_MAP])
+    failed.set_range(0, 20000, None)  # a page emptied, another changed
+    change = Change()
+    failed.write(change, tasks.FAILED_MAP)
+    new = backend.store.update(doc["id"], Expect(version=1), change)
+    assert new[tasks.FAILED_MAP] == failed.pages() == backend.store.get(doc["id"])[tasks.FAILED_MAP]

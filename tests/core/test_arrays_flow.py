@@ -9,6 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import pytest
 
+from hyperbatch.core import tasks
 from hyperbatch.core import arrays
 from hyperbatch.core.errors import JobFinished
 
@@ -56,13 +57,13 @@ def test_failed_tasks_are_retried_alone_then_recorded(harness):
     array = harness.submit(array="1-5", max_attempts=2)
     finish(harness, harness.claim(), failing={2, 4})
     doc = harness.job(array["id"])
-    assert doc["retrying"] == {"2": 2, "4": 2} and doc["pending"] == 2 and doc["state"] == "QUEUED"
+    assert tasks.by_index(doc, tasks.RETRY_MAP) == {"2": 2, "4": 2} and doc["pending"] == 2 and doc["state"] == "QUEUED"
     for _ in range(2):
         run = harness.claim()
         assert run.attempt == 2 and len(run.positions) == 1
         finish(harness, run, failing={2})
     doc = harness.job(array["id"])
-    assert (doc["state"], doc["succeeded"], doc["failed"], doc["failed_tasks"]) == ("FAILED", 4, 1, {"2": 1})
+    assert (doc["state"], doc["succeeded"], doc["failed"], tasks.by_index(doc, tasks.FAILED_MAP)) == ("FAILED", 4, 1, {"2": 1})
     assert doc["reason"] == "1 of 5 tasks failed (indices 2)"
 
 
@@ -134,7 +135,7 @@ def test_a_lost_chunk_runs_again_without_using_a_retry(harness):
     harness.claim()
     harness.lose_lease()
     doc = harness.job(array["id"])
-    assert (doc["running"], doc["pending"], doc["retrying"], doc["dispatched"]) == (0, 3, {}, [])
+    assert (doc["running"], doc["pending"], tasks.by_index(doc, tasks.RETRY_MAP), doc["dispatched"]) == (0, 3, {}, [])
     assert doc["lost_runs"] == 1 and "its tasks requeued to run again" in doc["reason"]
     run = harness.claim()
     assert (run.positions, run.attempt) == ([0, 1, 2], 1)
@@ -149,7 +150,7 @@ def test_a_lost_retry_chunk_keeps_its_attempt(harness):
     run = harness.claim()
     assert (run.positions, run.attempt) == ([1], 2)
     harness.lose_lease()
-    assert harness.job(array["id"])["retrying"] == {"2": 2}
+    assert tasks.by_index(harness.job(array["id"]), tasks.RETRY_MAP) == {"2": 2}
     run = harness.claim()
     assert (run.positions, run.attempt) == ([1], 2)
     finish(harness, run)
@@ -166,7 +167,7 @@ def test_an_array_that_loses_too_many_chunks_fails_them(harness):
     harness.claim()
     harness.lose_lease()
     doc = harness.job(array["id"])
-    assert doc["state"] == "FAILED" and doc["failed_tasks"] == {"1": exits.WORKER_LOST, "2": exits.WORKER_LOST}
+    assert doc["state"] == "FAILED" and tasks.by_index(doc, tasks.FAILED_MAP) == {"1": exits.WORKER_LOST, "2": exits.WORKER_LOST}
 
 
 def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
@@ -174,11 +175,11 @@ def test_a_lost_lease_of_a_chunk_whose_worker_beats_is_left_to_it(harness):
     run = harness.claim()
     harness.worker.recover_lost(run.item)  # its worker is alive: the lease is renewed, nothing else
     doc = harness.job(array["id"])
-    assert (list(doc["chunks"]), doc["running"], doc["retrying"]) == ([run.item.id], 3, {})
+    assert (list(doc["chunks"]), doc["running"], tasks.by_index(doc, tasks.RETRY_MAP)) == ([run.item.id], 3, {})
     assert not harness.worker.heartbeat(run).lease_lost
     harness.lose_lease()  # an hour later it is silent: its tasks are handed out again
     doc = harness.job(array["id"])
-    assert (doc["chunks"], doc["running"], doc["pending"], doc["retrying"]) == ({}, 0, 3, {})
+    assert (doc["chunks"], doc["running"], doc["pending"], tasks.by_index(doc, tasks.RETRY_MAP)) == ({}, 0, 3, {})
 
 
 def test_a_stopping_worker_settles_the_tasks_it_finished_and_hands_back_only_the_rest(harness):
@@ -208,7 +209,7 @@ def test_after_a_crash_only_what_ran_since_the_last_heartbeat_runs_again(harness
         run.done(pos, Outcome(0))  # finished after the last heartbeat, then the worker dies
     harness.lose_lease()
     doc = harness.job(array["id"])
-    assert doc["succeeded"] == 5 and (doc["pending"], doc["retrying"]) == (5, {})  # as they were: no retry used
+    assert doc["succeeded"] == 5 and (doc["pending"], tasks.by_index(doc, tasks.RETRY_MAP)) == (5, {})  # as they were: no retry used
     retried = []
     while (again := harness.claim()) is not None:
         retried += [again.spec.index_at(p) for p in again.positions]
@@ -226,7 +227,7 @@ def test_a_heartbeat_never_settles_a_chunks_last_task(harness):
         run.done(pos, Outcome(1 if pos == 0 else 0))
     harness.worker.heartbeat(run)
     doc = harness.job(array["id"])
-    assert (doc["succeeded"], doc["running"], doc["retrying"]) == (1, 1, {"1": 2})  # task 1's retry is due
+    assert (doc["succeeded"], doc["running"], tasks.by_index(doc, tasks.RETRY_MAP)) == (1, 1, {"1": 2})  # task 1's retry is due
     doc = harness.worker.finish_tasks(run, run.results)
     assert (doc["succeeded"], doc["running"], doc["chunks"]) == (2, 0, {})
 

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from hyperbatch.core import tasks
 from hyperbatch import config
 from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
 from hyperbatch.core import arrays
@@ -156,7 +157,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         if run.positions:
             doc = self.store.get(run.item.job_id)
             skipped = set() if not cancelled else {p for p in run.positions}
-            skipped |= {p for p in run.positions if str(run.spec.index_at(p)) in doc["cancelled_tasks"]}
+            skipped |= {p for p in run.positions if str(run.spec.index_at(p)) in tasks.by_index(doc, tasks.CANCELLED_MAP)}
             results = {p: Outcome(0 if ok else 1, "") for p in run.positions if p not in skipped}
             worker.finish_tasks(run, results)
         else:
@@ -320,7 +321,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert sum(doc[k] for k in ("pending", "running", "succeeded", "failed", "cancelled")) == doc["total"]
         states = Counter(task_state(doc, spec, p)["state"] for p in range(spec.size))
         assert states["SUCCEEDED"] == doc["succeeded"], (states, doc)
-        assert states["FAILED"] == doc["failed"] == len(doc["failed_tasks"]), (states, doc)
+        assert states["FAILED"] == doc["failed"] == len(tasks.by_index(doc, tasks.FAILED_MAP)), (states, doc)
         # a task cancelled while it runs shows RUNNING until its worker stops it and its chunk settles it
         assert states["RUNNING"] == doc["running"], (states, doc)
         assert states["CANCELLED"] == doc["cancelled"], (states, doc)
@@ -333,7 +334,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             if final:
                 self.ever_final.add((job_id, index))
                 assert (job_id, index) not in live, f"{job_id}[{index}] is final yet running"
-            if str(index) in doc["failed_tasks"] or str(index) in doc["retrying"]:
+            if str(index) in tasks.by_index(doc, tasks.FAILED_MAP) or str(index) in tasks.by_index(doc, tasks.RETRY_MAP):
                 assert index not in running_indices, f"{job_id}[{index}] failed or waiting to retry, yet running"
 
     @invariant()

@@ -27,7 +27,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hyperbatch.core import arrays
+from hyperbatch.core import arrays, tasks
 
 from hyperbatch import config
 from hyperbatch.adapters.local import open_local
@@ -47,9 +47,16 @@ def job(**fields):
     return new_job(**{"id": "J", "queue": "batch", **fields})
 
 
-def array(spec="0-9", **fields):
+def array(spec="0-9", retrying=None, **fields):
+    """An array document; `retrying`: {task index: attempt} of the tasks due for a retry."""
     size = arrays.parse_array(spec).size
-    return new_job(**{"id": "A", "queue": "batch", "array": spec, "total": size, "pending": size, **fields})
+    retries = {tasks.RETRY_MAP: tasks.pages_by_index(spec, retrying)} if retrying is not None else {}
+    return new_job(**{"id": "A", "queue": "batch", "array": spec, "total": size, "pending": size, **retries,
+                      **fields})
+
+
+def with_retries(doc, retrying):
+    return dict(doc, **{tasks.RETRY_MAP: tasks.pages_by_index(doc["array"], retrying)})
 
 
 # ---- per transition -----------------------------------------------------------------------------
@@ -133,7 +140,7 @@ def test_an_array_released_from_a_hold_sends_its_gaps_and_its_retries():
 
 def test_nothing_is_sent_for_an_array_being_cancelled_or_finished():
     running = array(state="RUNNING", dispatched=[[0, 4]])
-    assert to_send(running, dict(running, cancel_requested=True, retrying={"1": 2})) == []
+    assert to_send(running, with_retries(dict(running, cancel_requested=True), {"1": 2})) == []
     assert to_send(running, dict(running, state="FAILED", dispatched=[[0, 2]])) == []
 
 
@@ -144,7 +151,7 @@ def test_sendable_and_free_ranges():
     assert free_ranges([[0, 6]], 0, 6) == []
     assert sendable(None) == ([], {})
     assert sendable(array(state="HELD")) == ([], {})
-    assert sendable(array(retrying={"4": 2}, dispatched=[[0, 9]])) == ([(9, 10)], {"4": 2})
+    assert sendable(array(retrying={"4": 2}, dispatched=[[0, 9]])) == ([(9, 10)], {"0": "4=2"})  # position 4
 
 
 # ---- recording the core on the local backend ----------------------------------------------------
@@ -209,8 +216,7 @@ def units(item, doc) -> list[tuple]:
     free, retrying = sendable(doc)
     if attempt == 1:
         return [(queue, job_id, p, 1, priority) for p in range(lo, hi) if any(a <= p < b for a, b in free)]
-    index = str(arrays.parse_array(doc["array"]).index_at(lo))
-    return [(queue, job_id, lo, attempt, priority)] if retrying.get(index) == attempt else []
+    return [(queue, job_id, lo, attempt, priority)] if tasks.TaskMap(retrying).get(lo) == attempt else []
 
 
 def compare(log: Log, never_started_ops=("lose_unstarted",)) -> tuple[Counter, Counter]:
@@ -345,7 +351,7 @@ def test_flows_send_through_to_send_what_the_core_sends(tmp_path):
     flow.log.op("lose")
     flow.later.recover_lost(run.item)
     doc = flow.backend.store.get(arr["id"])
-    assert doc["retrying"] == {"2": 2, "3": 2}  # the lost tasks use up no retry: positions 7 and 8 are free again
+    assert tasks.by_index(doc, tasks.RETRY_MAP) == {"2": 2, "3": 2}  # the lost tasks use up no retry: positions 7 and 8 are free again
     assert not any(lo <= 7 < hi or lo <= 8 < hi for lo, hi in doc["dispatched"])
     # hold and release: an array with retries waiting, a job held at submission
     flow.log.op("hold")

@@ -57,6 +57,15 @@ A script over a few KB is not in the item: it is in the script bucket and the
 item's `script_ref` names it (hyperbatch.adapters.aws.scripts), so items,
 writes and stream records stay small.
 
+An array's task maps (hyperbatch.core.tasks.TaskMap) are pages of text in
+its item; a page longer than a few hundred bytes is kept in an item of its
+own, written once under a new token and never changed, and the job item holds
+"@<token>" in its place (items.spill), so the job item stays small however its
+tasks end. A chunk's heartbeat is an item of its own too (`beat`):
+
+    pk = <array id>   sk = "page#<token>"      text = the page
+    pk = <array id>   sk = "beat#<chunk id>"   at = its last beat   expires_at = a day later
+
 Only job items (sk = "job") are jobs in the stream; `hyperbatch.adapters.aws.events`
 and the counters skip every other item (the sequence counter's too).
 
@@ -91,12 +100,14 @@ from hyperbatch.core.ids import (
 from hyperbatch.core.model import Change, Expect
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.ports import Page
+from hyperbatch.core.tasks import BEAT_KEPT_SECONDS
 from hyperbatch.adapters.aws import counters
 from hyperbatch.adapters.aws.scripts import SCRIPT_REF, S3Scripts
 from hyperbatch.adapters.aws.items import (
-    ALL_STATES, JOB_SK, MEMBERS, OWNERS_PK, PUT_TOKEN, SUBMISSION_EXTRA_SECONDS, SUBMISSION_PREFIX,
-    WAITING_STATES, Expression, decode, doc_from_item, edge_item, item_bytes, job_item, needs_queue,
-    owner_item, sequence_request, state_value, submission_item, update_request, waiting_key,
+    ALL_STATES, BEAT_SK_PREFIX, FINAL_STATES, JOB_SK, MEMBERS, OWNERS_PK, PAGE_SK_PREFIX, PUT_TOKEN,
+    SUBMISSION_EXTRA_SECONDS, SUBMISSION_PREFIX, TTL_ATTRIBUTE, WAITING_STATES, Expression, decode, doc_from_item,
+    edge_item, expiry, item_bytes, job_item, needs_queue, owner_item, page_item, sequence_request, spill,
+    state_value, stubs, submission_item, update_request, waiting_key,
 )
 
 log = logging.getLogger("hyperbatch.dynamo")
@@ -110,6 +121,8 @@ BATCH_GET_KEYS = 100  # BatchGetItem limit
 QUERY_PAGE_MAX = 1000  # index entries per Query call at most (pages grow to this)
 UNPROCESSED_RETRIES = 8
 QUEUE_CACHE_SIZE = 100_000
+PAGE_CACHE_SIZE = 2_000  # task pages kept apart (at most about 200 KB each) this process remembers
+READ_RETRIES = 10  # reads of an array whose pages changed under them, before giving up
 
 
 # ---- the store ------------------------------------------------------------------------------
@@ -140,6 +153,11 @@ class DynamoJobStore:
         self._queues: OrderedDict[str, str] = OrderedDict()
         # Owners known to be in the registry: each is written once per store object, not per create.
         self._owners: set[str] = set()
+        # Task pages kept apart (token -> text): a page item never changes, so a page read once is
+        # known for good; and each array's stubs as last seen (job id -> (version, stubs)), so that a
+        # write that replaces a page can delete the page item it replaced.
+        self._page_texts: OrderedDict[str, str] = OrderedDict()
+        self._stubs: OrderedDict[str, tuple[int, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
     # ---- queue cache --------------------------------------------------------------------
@@ -360,10 +378,113 @@ class DynamoJobStore:
 
     # ---- read ---------------------------------------------------------------------------
     def get(self, job_id: str) -> dict:
-        response = self.client.get_item(TableName=self.table, Key=self._key(job_id), ConsistentRead=True)
-        if "Item" not in response:
-            raise NotFound(f"Unknown Job Id {job_id}")
-        return self._remember(doc_from_item(response["Item"]))
+        for _ in range(READ_RETRIES):
+            response = self.client.get_item(TableName=self.table, Key=self._key(job_id), ConsistentRead=True)
+            if "Item" not in response:
+                raise NotFound(f"Unknown Job Id {job_id}")
+            doc = self._resolved(self._remember(doc_from_item(response["Item"])))
+            if doc is not None:
+                return doc
+        raise StaleTransition(f"job {job_id}: its task pages kept changing while read")
+
+    # ---- task pages kept apart --------------------------------------------------------------
+    def _resolved(self, doc: dict) -> dict | None:
+        """The document with its task pages kept apart read back in (hyperbatch.adapters.aws.items.spill):
+        from this process's cache, else with one strongly consistent BatchGetItem per 100. None when a
+        page is gone (a later write replaced it since the item was read): the caller reads again."""
+        found = stubs(doc)
+        if not found:
+            return doc
+        with self._lock:
+            self._stubs[doc["id"]] = (doc["version"], found)
+            self._stubs.move_to_end(doc["id"])
+            while len(self._stubs) > QUEUE_CACHE_SIZE:
+                self._stubs.popitem(last=False)
+            texts = {t: self._page_texts[t] for t in found.values() if t in self._page_texts}
+        missing = [t for t in found.values() if t not in texts]
+        for start in range(0, len(missing), BATCH_GET_KEYS):
+            keys = [{"pk": {"S": doc["id"]}, "sk": {"S": PAGE_SK_PREFIX + t}} for t in missing[start:start + BATCH_GET_KEYS]]
+            for attempt in range(UNPROCESSED_RETRIES):
+                response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
+                for item in response.get("Responses", {}).get(self.table, []):
+                    texts[item["sk"]["S"][len(PAGE_SK_PREFIX):]] = item["text"]["S"]
+                keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+                if not keys:
+                    break
+                backoff.pause(attempt, 0.05)
+        if any(t not in texts for t in found.values()):
+            return None
+        self._cache_pages({t: texts[t] for t in missing})
+        out = dict(doc)
+        for (name, page), token in found.items():
+            out[name] = {**out[name], page: texts[token]}
+        return out
+
+    def _cache_pages(self, pages: dict[str, str]) -> None:
+        with self._lock:
+            self._page_texts.update(pages)
+            while len(self._page_texts) > PAGE_CACHE_SIZE:
+                self._page_texts.popitem(last=False)
+
+    def _put_pages(self, job_id: str, pages: dict[str, str]) -> None:
+        items = [page_item(job_id, token, text) for token, text in pages.items()]
+        for start in range(0, len(items), BATCH_WRITE_ITEMS):
+            self._batch_write([{"PutRequest": {"Item": item}} for item in items[start:start + BATCH_WRITE_ITEMS]])
+
+    def _drop_pages(self, job_id: str, tokens) -> None:
+        """Best effort: delete page items no stub stands for any more (what is left over is deleted
+        when the array finishes: `_pages_at_end`)."""
+        self._delete([{"pk": {"S": job_id}, "sk": {"S": PAGE_SK_PREFIX + t}} for t in tokens])
+
+    def _after_write(self, job_id: str, expect: Expect, doc: dict) -> None:
+        """A write of an array landed: delete the page items it replaced (known when the write expected the
+        version this process last read), and once the array is final, give the pages it keeps the job's
+        expiry and delete any other (`_pages_at_end`)."""
+        with self._lock:
+            seen = self._stubs.get(job_id)
+        now = stubs(doc)
+        if seen is not None and expect.version is not None and seen[0] == expect.version:
+            gone = set(seen[1].values()) - set(now.values())
+            if gone:
+                self._drop_pages(job_id, gone)
+        with self._lock:
+            self._stubs[job_id] = (doc["version"], now)
+        if doc["state"] in FINAL_STATES and doc.get("array") is not None:
+            self._pages_at_end(job_id, doc, set(now.values()))
+
+    def _pages_at_end(self, job_id: str, doc: dict, kept: set[str]) -> None:
+        params = {
+            "TableName": self.table, "KeyConditionExpression": "#pk = :p AND begins_with(#sk, :s)",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"}, "ProjectionExpression": "#sk",
+            "ExpressionAttributeValues": {":p": {"S": job_id}, ":s": {"S": PAGE_SK_PREFIX}}, "ConsistentRead": True,
+        }
+        tokens = [item["sk"]["S"][len(PAGE_SK_PREFIX):] for items in self._pages(params, None) for item in items]
+        self._drop_pages(job_id, [t for t in tokens if t not in kept])
+        at = expiry(doc.get("finished_at"), self.retention_seconds, self.clock())
+        for token in sorted(kept & set(tokens)):
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": job_id}, "sk": {"S": PAGE_SK_PREFIX + token}},
+                UpdateExpression="SET #t = :t", ExpressionAttributeNames={"#t": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":t": {"N": str(at)}},
+            )
+
+    # ---- beats ----------------------------------------------------------------------------
+    def beat(self, job_id: str, run: str, at: float) -> None:
+        """One PutItem of a small item of the job's own (`beat#<run>`), never the job item: a beat writes
+        1 WRU however big the array is, and no stream record of the job."""
+        self.client.put_item(TableName=self.table, Item={
+            "pk": {"S": job_id}, "sk": {"S": BEAT_SK_PREFIX + run}, "at": {"N": repr(float(at))},
+            TTL_ATTRIBUTE: {"N": str(int(at + BEAT_KEPT_SECONDS))},
+        })
+
+    def beats(self, job_id: str) -> dict[str, float]:
+        params = {
+            "TableName": self.table, "KeyConditionExpression": "#pk = :p AND begins_with(#sk, :s)",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},
+            "ExpressionAttributeValues": {":p": {"S": job_id}, ":s": {"S": BEAT_SK_PREFIX}}, "ConsistentRead": True,
+        }
+        return {item["sk"]["S"][len(BEAT_SK_PREFIX):]: decode(item["at"])
+                for items in self._pages(params, None) for item in items}
 
     def script(self, doc: dict) -> str | None:
         """The script: inline, or fetched from the script bucket when the item holds a reference."""
@@ -386,7 +507,7 @@ class DynamoJobStore:
                 )
                 for item in response.get("Responses", {}).get(self.table, []):
                     doc = self._remember(doc_from_item(item))
-                    out[doc["id"]] = doc
+                    out[doc["id"]] = self._resolved(doc) or self.get(doc["id"])
                 keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
                 if not keys:
                     break
@@ -402,7 +523,27 @@ class DynamoJobStore:
         When the condition fails, DynamoDB hands back the old item
         (ReturnValuesOnConditionCheckFailure=ALL_OLD): none means NotFound, one
         means StaleTransition — no second read either way.
+
+        An array's large task pages are put first, as page items of their own,
+        and the job item gets their stubs (`items.spill`): the job item stays
+        small however its tasks end, so every write of it stays cheap.
         """
+        change, pages = spill(change)
+        if pages:  # written first: never changed, and deleted again if the write does not land
+            self._put_pages(job_id, pages)
+            self._cache_pages(pages)
+        try:
+            doc = self._update(job_id, expect, change)
+        except BaseException:
+            if pages:
+                self._drop_pages(job_id, pages)
+            raise
+        if doc.get("array") is not None:
+            self._after_write(job_id, expect, doc)
+        resolved = self._resolved(doc)
+        return resolved if resolved is not None else self.get(job_id)
+
+    def _update(self, job_id: str, expect: Expect, change: Change) -> dict:
         needs = needs_queue(change)
         queue = self.queue_of(job_id) if needs else None
         for _ in range(2):

@@ -9,6 +9,7 @@ else float — `encode`/`decode` are the one place this happens.
 from __future__ import annotations
 
 import math
+import uuid
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -19,6 +20,7 @@ from hyperbatch.core.ids import MAX_SEQUENCE, sort_key
 from hyperbatch.core.model import Change, Expect, check_write
 from hyperbatch.core.names import INDEXES
 from hyperbatch.core.states import FINAL, JobState
+from hyperbatch.core.tasks import CANCELLED_MAP, FAILED_MAP, LOST_MAP
 
 JOB_SK = "job"
 EDGE_SK_PREFIX = "parent#"
@@ -327,3 +329,59 @@ def update_request(
         "ExpressionAttributeNames": ex.names,
         "ExpressionAttributeValues": ex.values,
     }
+
+
+# ---- an array's task pages: large ones in items of their own -----------------------------------
+
+PAGE_SK_PREFIX = "page#"  # pk = <job id>   sk = "page#<token>"   text = a task map page (never changed)
+BEAT_SK_PREFIX = "beat#"  # pk = <job id>   sk = "beat#<run>"     at = its last beat (JobStore.beat)
+STUB = "@"  # a page kept apart is "@<token>" in the job item
+# Task maps whose large pages are kept apart. The retry map stays in the item: the stream's consumer
+# reads it from the item's images (hyperbatch.core.outbox), and a task leaves it when it is claimed again.
+SPILLED_MAPS = (FAILED_MAP, CANCELLED_MAP, LOST_MAP)
+INLINE_PAGE_BYTES = 256  # a page's text longer than this is kept in a page item
+
+
+def is_stub(text: Any) -> bool:
+    return isinstance(text, str) and text.startswith(STUB)
+
+
+def page_item(job_id: str, token: str, text: str) -> dict:
+    return {"pk": {"S": job_id}, "sk": {"S": PAGE_SK_PREFIX + token}, "text": {"S": text}}
+
+
+def spill(change: Change) -> tuple[Change, dict[str, str]]:
+    """`change` with every large task page it writes replaced by a stub, and the pages to put first
+    (token -> text). Each page item is written once under a new token and never changed, so a reader
+    that found a stub finds its page for as long as the stub stands."""
+    pages: dict[str, str] = {}
+
+    def kept_apart(entries: dict) -> dict:
+        out = {}
+        for page, text in entries.items():
+            if isinstance(text, str) and len(text) > INLINE_PAGE_BYTES and not is_stub(text):
+                token = uuid.uuid4().hex
+                pages[token] = text
+                text = STUB + token
+            out[page] = text
+        return out
+
+    sets = {k: (kept_apart(v) if k in SPILLED_MAPS and isinstance(v, dict) else v) for k, v in change.set.items()}
+    map_set = {k: (kept_apart(v) if k in SPILLED_MAPS else v) for k, v in change.map_set.items()}
+    if not pages:
+        return change, {}
+    return Change(set=sets, add=change.add, map_set=map_set, map_del=change.map_del, append=change.append), pages
+
+
+def stubs(doc: dict) -> dict[tuple[str, str], str]:
+    """(task map, page) -> token of each page of the document kept apart."""
+    return {(name, page): text[len(STUB):] for name in SPILLED_MAPS
+            for page, text in (doc.get(name) or {}).items() if is_stub(text)}
+
+
+def array_layout(doc: dict) -> list[dict]:
+    """The items a job document is kept in: its job item, then its page items (what `DynamoJobStore.update`
+    writes for a change that sets every task map whole; the item limits hold of each)."""
+    change, pages = spill(Change(set={name: doc.get(name) or {} for name in SPILLED_MAPS}))
+    item = job_item({**doc, **change.set}, 0, 0)
+    return [item, *(page_item(doc["id"], token, text) for token, text in pages.items())]

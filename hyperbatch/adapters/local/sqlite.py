@@ -35,6 +35,7 @@ from hyperbatch.core.model import Change, Expect, apply
 from hyperbatch.core import resources
 from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
 from hyperbatch.core.resources import Amount, Candidate
+from hyperbatch.core.tasks import BEAT_KEPT_SECONDS
 
 if TYPE_CHECKING:
     from hyperbatch.adapters.local.machine import Machine
@@ -62,6 +63,9 @@ CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, last INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS queue_counts (
     queue TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (queue, state)
 );
+-- Array chunks' heartbeats, apart from the jobs (JobStore.beat); a beat older than a day is forgotten.
+CREATE TABLE IF NOT EXISTS beats (job_id TEXT NOT NULL, run TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (job_id, run));
+CREATE INDEX IF NOT EXISTS beats_at ON beats (at);
 CREATE TABLE IF NOT EXISTS edges (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, queue TEXT NOT NULL,
@@ -197,6 +201,15 @@ class SqliteJobStore:
         if row is None:
             raise NotFound(f"Unknown Job Id {job_id}")
         return json.loads(row[0])
+
+    def beat(self, job_id: str, run: str, at: float) -> None:
+        with self.db.write() as conn:
+            conn.execute("INSERT INTO beats (job_id, run, at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (job_id, run) DO UPDATE SET at = excluded.at", (job_id, run, at))
+            conn.execute("DELETE FROM beats WHERE at < ?", (at - BEAT_KEPT_SECONDS,))
+
+    def beats(self, job_id: str) -> dict[str, float]:
+        return dict(self.db.conn.execute("SELECT run, at FROM beats WHERE job_id = ?", (job_id,)).fetchall())
 
     def script(self, doc: dict) -> str | None:
         return doc["script"]  # kept in the document: SQLite has no item size limit to mind
