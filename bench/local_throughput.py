@@ -27,8 +27,8 @@ HyperQueue: LocalCluster (server and worker inside this process) with ONE worker
 of W cores: that is how HyperQueue runs on a W-core machine (one worker per
 node, using its cores), and it runs W tasks at a time, as W HyperBatch workers
 do. N `program(["true"])` tasks in one job (the Python API has no array
-shorthand), default stdout/stderr files per task, as HyperBatch also writes two
-log files per task. Timed: `client.submit(job)` until every task has finished.
+shorthand), default stdout/stderr files per task, as HyperBatch also delivers
+NAME.oSEQ.INDEX and NAME.eSEQ.INDEX per task into the submit directory. Timed: `client.submit(job)` until every task has finished.
 HyperQueue's `wait_for_jobs` checks only once a second, so its return time is
 up to ~1 s late; the precise end is taken as the newest mtime among the tasks'
 output files (each opened as its `true` starts, microseconds before it exits),
@@ -45,7 +45,7 @@ on this (shared, 2-core) machine, 10,000 tasks, 2 workers:
   - bench/profile_local.py says why: a chunk's store round (claim, start with
     update_array, finish with update_array, ack: ~5 SQLite write transactions and
     the array document's JSON) costs ~1 ms, against ~2-4 ms per task (fork/exec
-    and two new log files), so any chunk >= 64 leaves bookkeeping under ~1%.
+    and, then, two new log files), so any chunk >= 64 leaves bookkeeping under ~1%.
   - What a big chunk costs is the tail: when the array runs out, one worker can
     still be busy with up to a whole chunk (<= ~1 s of work here) while the
     other idles; and a lost worker's chunk is re-run.

@@ -193,7 +193,11 @@ class LogSink(Protocol):
     stdout: int  # file descriptors handed to the child process
     stderr: int
 
-    def close(self) -> None: ...
+    def close(self, kept: bool = True, lingering: bool = False) -> None:
+        """The run is over. `kept` False: it did not run to its end for the run's sake (its worker stopped
+        it, or its lease was lost), so it has no result and a store need not keep its output. `lingering`:
+        processes the run started outlived it and may still write; a store that reuses its files for the
+        next run must give that run fresh ones."""
 
 
 class LogStore(Protocol):
