@@ -65,7 +65,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _localmode import LocalMode, install_signal_cleanup  # noqa: E402
+from _localmode import LocalMode, cpu_of, install_signal_cleanup  # noqa: E402
 
 POLL = 0.05
 
@@ -90,20 +90,6 @@ def fork_exec_rate(procs: int, seconds: float = 2.0) -> float:
     for w in workers:
         w.join()
     return total / (time.perf_counter() - start)
-
-
-# ---- CPU accounting from /proc --------------------------------------------------------------------
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_of(pid: int) -> tuple[float, float]:
-    """(own user+sys seconds, reaped children's user+sys seconds) of a live process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime) / TICK, (cutime + cstime) / TICK
 
 
 # ---- HyperBatch ----------------------------------------------------------------------------------

@@ -143,6 +143,11 @@ class WorkQueue(Protocol):
         receive up to that many items in one call and hand them out in turn.
         """
 
+    def wait(self, queue: str, timeout: float) -> bool:
+        """An idle worker's pause between claims that found nothing: until work may have been sent to
+        `queue` (True) or `timeout` passed (False). The local queue wakes its waiters when work is
+        committed; SQS long-polls in `claim` instead, and this only sleeps."""
+
     def extend(self, item: WorkItem, lease_seconds: float) -> bool:
         """Heartbeat: push the lease out; False if the lease was lost."""
 

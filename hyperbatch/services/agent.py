@@ -69,7 +69,9 @@ class Settings:
     host: str = field(default_factory=socket.gethostname)
     assigns_gpus: bool = False  # claims hand out GPUs (local mode on a machine with some): CUDA_VISIBLE_DEVICES
     poll_min: float = 0.002
-    poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
+    # The longest pause between an idle worker's claims (`WorkQueue.wait`): a queue that wakes its
+    # waiters on work (local mode) makes this a slow fallback; elsewhere an idle poll is one cheap read.
+    poll_max: float = 0.02
 
 
 class Lease:
@@ -350,8 +352,8 @@ class Agent:
                     busy = False
                 if time.time() - idle_since > self.settings.idle_timeout:
                     return EXIT_IDLE
-                time.sleep(poll)
-                poll = min(poll * 2, self.settings.poll_max)
+                woken = self.queue.wait(self.settings.queue, poll)
+                poll = self.settings.poll_min if woken else min(poll * 2, self.settings.poll_max)
                 continue
             busy = True
             if item.redelivered:
