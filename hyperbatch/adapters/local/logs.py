@@ -20,7 +20,7 @@ Why a spool and not the pack itself: a run owns its output file whole, as it
 does under PBS. A job may truncate or reopen it (`echo x > /dev/stderr` opens
 the file again with O_TRUNC), which in a shared pack would destroy the output
 of the runs before it. The spool is the same two files for every run of a
-slot, emptied when the next run starts (two ftruncates, no new file); only a
+slot, emptied when the next run starts if the last one wrote (no new file); only a
 run whose processes outlive it (its process group still has members when it
 ends) gets fresh spool files for the next run, so a leftover background
 process never writes into another run's output.
@@ -33,8 +33,8 @@ latest run of the task: the live run of a writer whose process lives, else the
 packed run with the highest (attempt, start). A run that did not run to its
 end for the run's sake (its worker stopped it, or its lease was lost:
 `close(kept=False)`) is not packed: it has no result, and its rerun's output
-replaces it. A run whose writer died mid-run (SIGKILL) shows its output so far
-until a later run of the task exists.
+replaces it. A run whose writer died mid-run (SIGKILL) is lost, and its output
+with it: a read shows the task's packed run before it, if there is one.
 
 A read of a live run checks the generation in the `.now` file before and after
 it reads the spool: the writer packs a finished run before it moves the
@@ -92,6 +92,7 @@ class _Slot:
         self.runs = root / RUNS
         self.gen = 0
         self.fds: dict[str, int] = {}
+        self.written = set(STREAMS)  # spool files that may hold bytes (only those are emptied for the next run)
         self.lingering = False  # the last run's processes may still hold the spool
         self.external = 0  # outputs linked out of the spool so far (their names)
         self.pack: tuple[str, str, int] | None = None  # (job, bucket, fd) of the pack open for appends
@@ -108,6 +109,7 @@ class _Slot:
                 os.close(self.fds[stream])
                 os.unlink(path)  # whoever still holds the old file writes into nothing anyone reads
             self.fds[stream] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.written = set()
 
     def _mark(self, run: _Run | None) -> None:
         self.gen += 1
@@ -123,15 +125,18 @@ class _Slot:
             self._open_spool()
             self.lingering = False
         else:
-            for fd in self.fds.values():
-                os.ftruncate(fd, 0)
+            for stream, fd in self.fds.items():
+                if stream in self.written:
+                    os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
+            self.written = set()
         self.run = _Run(job_id, index, attempt, time.time_ns())
         self._mark(self.run)
 
     def end(self, kept: bool, lingering: bool) -> None:
         run, self.run = self.run, None
         self.last, self.outputs = None, {}
+        self.written = set(STREAMS)  # unless packing finds out
         try:
             if run is not None and kept:
                 self._pack(run)
@@ -143,9 +148,10 @@ class _Slot:
     def _pack(self, run: _Run) -> None:
         """Append the run's outputs to its bucket's pack (a retry's empty stdout too: it hides the last attempt's)."""
         index = -1 if run.index is None else run.index
+        sizes = {stream: os.fstat(fd).st_size for stream, fd in self.fds.items()}
+        self.written = {stream for stream, size in sizes.items() if size}
         for code, stream in enumerate(STREAMS):
-            fd = self.fds[stream]
-            size = os.fstat(fd).st_size
+            fd, size = self.fds[stream], sizes[stream]
             if not size and not (stream == "stdout" and run.attempt > 1):
                 continue
             folder = self.root / run.job_id
