@@ -9,7 +9,11 @@ import sys
 import threading
 
 from hyperbatch.adapters.local import open_local
+from hyperbatch.adapters.local.machine import Machine
 from hyperbatch.adapters.local.wake import Wakeups
+from hyperbatch.core.model import new_job
+from hyperbatch.core.options import resource_list
+from hyperbatch.core.resources import Amount
 from hyperbatch.services.agent import Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
 from tests.polling import wait_for
@@ -84,3 +88,36 @@ def test_a_waiter_whose_process_is_gone_is_forgotten_by_the_next_send(tmp_path):
     assert len(list(folder.iterdir())) == 1  # it died without removing its FIFO
     open_local(tmp_path).queue.send("batch", "1", 0, 1, 1)
     assert list(folder.iterdir()) == []
+
+
+def test_under_placement_by_resources_a_lease_that_ends_wakes_the_waiters_of_every_queue(tmp_path):
+    """A 2-CPU job of queue "west" waits for both CPUs; the 1-CPU job of "batch" that held one is acked."""
+    machine = Machine(Amount(2, 8 << 30, 0), [], starve_after=60)
+    backend = open_local(tmp_path, machine=machine)
+    store, queue = backend.store, backend.queue
+
+    def submit(queue_name: str, ncpus: int) -> str:
+        job_id = str(store.reserve_ids(1))
+        store.create([new_job(id=job_id, owner="u", queue=queue_name, resources=resource_list({"ncpus": ncpus}))], [])
+        queue.send(queue_name, job_id, 0, 1, 1)
+        return job_id
+
+    submit("batch", 1)
+    small = queue.claim("batch", "a", 1, 30)
+    big = submit("west", 2)
+    assert queue.claim("west", "b", 1, 30) is None  # one CPU is taken
+    woken: list[bool] = []
+    ready = threading.Event()
+
+    def wait_for_west():
+        queue.wait("west", HOUR)  # makes the FIFO
+        ready.set()
+        woken.append(queue.wait("west", HOUR))
+
+    waiting = threading.Thread(target=wait_for_west, daemon=True)
+    waiting.start()
+    assert ready.wait(30)
+    queue.ack(small)
+    waiting.join(timeout=30)
+    assert woken == [True]
+    assert queue.claim("west", "b", 1, 30).job_id == big
