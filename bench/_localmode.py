@@ -226,6 +226,19 @@ class LocalMode:
         time.sleep(0.5)  # let the agents go back to polling
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid: int) -> tuple[float, float]:
+    """(own user+sys seconds, reaped children's user+sys seconds) of a live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime) / TICK, (cutime + cstime) / TICK
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank-with-interpolation percentile (p in 0..100)."""
     s = sorted(values)

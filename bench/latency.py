@@ -4,6 +4,10 @@
 
 Prints figures; asserts nothing.
 
+First, what an idle worker costs: its agent's CPU time over IDLE_SECONDS with
+nothing to run, as a share of one core (an agent polling the store every 20 ms
+cost about 2.6 %; woken on work, it claims once a second).
+
 Local mode with exactly one worker (one region, local_max_workers 1, max_workers 1),
 kept alive (HYPER_IDLE_TIMEOUT=600 in the daemon's environment, which its workers
 inherit, and idle_timeout_seconds 600 in the definition). A warm-up job makes
@@ -43,7 +47,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _localmode import BIN, REPO, LocalMode, install_signal_cleanup, percentile  # noqa: E402
+from _localmode import BIN, REPO, LocalMode, cpu_of, install_signal_cleanup, percentile  # noqa: E402
+
+
+IDLE_SECONDS = 10.0
 
 
 def timed_runs(argv: list[str], env: dict, cwd: Path, runs: int, quiet: bool = False) -> list[float]:
@@ -74,6 +81,11 @@ def main() -> int:
         workers = hb.worker_pids()
         print(f"# config: 1 worker (local_max_workers=1, max_workers=1), HYPER_IDLE_TIMEOUT=600; "
               f"agents up before sampling: {len(workers)}; settings.local {hb.config['settings.local']}")
+        before, t0 = sum(cpu_of(pid)[0] for pid in workers), time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        idle = (sum(cpu_of(pid)[0] for pid in workers) - before) / (time.monotonic() - t0)
+        print(f"idle_agent_cpu_percent: {idle * 100:.2f}   # of one core, the worker's agent doing nothing for "
+              f"{IDLE_SECONDS:g} s (/proc, clock ticks)")
 
         latency, post_rtt, pickup, hosts = [], [], [], set()
         for _ in range(args.samples):

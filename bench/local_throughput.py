@@ -5,6 +5,14 @@
 
 Prints figures; asserts nothing.
 
+The spawn limit: as many processes as the machine has cores each fork/exec
+`true` and wait for it, in a loop, for 2 s (`spawn_limit`), measured in the
+same run just before HyperBatch's timing and again just after it (the machine
+is shared: the mean of the two is the figure). No scheduler can run tiny tasks
+faster than the machine starts processes, so `ratio_vs_spawn_limit`
+(HyperBatch's tasks/s over it) says how much of that ceiling HyperBatch's own
+work (claims, bookkeeping, output) leaves; the target is at least 0.9.
+
 HyperBatch: a temp HYPERBATCH_HOME with a temp copy of configurations/ cut down
 to one compute region (local_max_workers = W) and one queue whose definition has
 jobs_to_workers_ratio 1 and max_workers = W, so exactly W workers run. The
@@ -19,8 +27,8 @@ HyperQueue: LocalCluster (server and worker inside this process) with ONE worker
 of W cores: that is how HyperQueue runs on a W-core machine (one worker per
 node, using its cores), and it runs W tasks at a time, as W HyperBatch workers
 do. N `program(["true"])` tasks in one job (the Python API has no array
-shorthand), default stdout/stderr files per task, as HyperBatch also writes two
-log files per task. Timed: `client.submit(job)` until every task has finished.
+shorthand), default stdout/stderr files per task, as HyperBatch also delivers
+NAME.oSEQ.INDEX and NAME.eSEQ.INDEX per task into the submit directory. Timed: `client.submit(job)` until every task has finished.
 HyperQueue's `wait_for_jobs` checks only once a second, so its return time is
 up to ~1 s late; the precise end is taken as the newest mtime among the tasks'
 output files (each opened as its `true` starts, microseconds before it exits),
@@ -37,7 +45,7 @@ on this (shared, 2-core) machine, 10,000 tasks, 2 workers:
   - bench/profile_local.py says why: a chunk's store round (claim, start with
     update_array, finish with update_array, ack: ~5 SQLite write transactions and
     the array document's JSON) costs ~1 ms, against ~2-4 ms per task (fork/exec
-    and two new log files), so any chunk >= 64 leaves bookkeeping under ~1%.
+    and, then, two new log files), so any chunk >= 64 leaves bookkeeping under ~1%.
   - What a big chunk costs is the tail: when the array runs out, one worker can
     still be busy with up to a whole chunk (<= ~1 s of work here) while the
     other idles; and a lost worker's chunk is re-run.
@@ -57,12 +65,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _localmode import LocalMode, install_signal_cleanup  # noqa: E402
+from _localmode import LocalMode, cpu_of, install_signal_cleanup  # noqa: E402
 
 POLL = 0.05
 
 
-# ---- the ceiling: fork/exec of `true` from Python, W processes in parallel ---------------------
+# ---- the ceiling: fork/exec of `true` from Python, N processes in parallel ---------------------
 def _spawn_loop(seconds: float, queue) -> None:
     n, end = 0, time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -72,6 +80,7 @@ def _spawn_loop(seconds: float, queue) -> None:
 
 
 def fork_exec_rate(procs: int, seconds: float = 2.0) -> float:
+    """Processes started (and reaped) per second by `procs` processes that each fork/exec `true` in a loop."""
     queue = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=_spawn_loop, args=(seconds, queue)) for _ in range(procs)]
     start = time.perf_counter()
@@ -81,20 +90,6 @@ def fork_exec_rate(procs: int, seconds: float = 2.0) -> float:
     for w in workers:
         w.join()
     return total / (time.perf_counter() - start)
-
-
-# ---- CPU accounting from /proc --------------------------------------------------------------------
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_of(pid: int) -> tuple[float, float]:
-    """(own user+sys seconds, reaped children's user+sys seconds) of a live process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime) / TICK, (cutime + cstime) / TICK
 
 
 # ---- HyperBatch ----------------------------------------------------------------------------------
@@ -214,7 +209,9 @@ def main() -> int:
 
     print(f"# temp dirs under {args.home_base or tempfile.gettempdir()}")
     print(f"# machine: {os.cpu_count()} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    ceiling = fork_exec_rate(w)
+    cores = os.cpu_count() or 1
+    limit_before = fork_exec_rate(cores)
+    ceiling = limit_before if w == cores else fork_exec_rate(w)
     print(f"fork_exec_true_per_second: {ceiling:.0f}   # subprocess.Popen(['true']).wait() loop, {w} processes, 2 s")
 
     sizes = [int(s) for s in args.chunk_sizes.split(",")] if args.chunk_sizes else [args.chunk_size]
@@ -238,7 +235,12 @@ def main() -> int:
           f"qsub CLI itself {hb['qsub']:.2f} s, first task started at {hb['first_start']:.2f} s")
     print(f"hyperbatch_finished_at_seconds: {hb['precise']:.2f}   # the array's finished_at - qsub start")
     x = n / hb["wall"]
+    limit_after = fork_exec_rate(cores)
+    limit = (limit_before + limit_after) / 2
     print(f"hyperbatch_tasks_per_second: {x:.0f}")
+    print(f"spawn_limit_per_s: {limit:.0f}   # fork/exec of `true` from {cores} processes (one per core), 2 s, "
+          f"mean of {limit_before:.0f} before and {limit_after:.0f} after HyperBatch's timing")
+    print(f"ratio_vs_spawn_limit: {x / limit:.2f}")
     c = hb["cpu"]
     print(f"# hyperbatch cpu seconds during the run: daemon {c['daemon']:.2f}, agents {c['agents']:.2f}, "
           f"tasks (true, reaped by agents) {c['tasks']:.2f}; wall x cores = {hb['wall'] * os.cpu_count():.2f}; "

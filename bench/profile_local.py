@@ -12,8 +12,9 @@ with bench/profiling on PYTHONPATH, whose sitecustomize.py profiles
 writes the result when they exit at `hyper local down`.
 
 Also measured here, for the breakdown: the cost of one agent-style spawn
-(Popen with two new log files, env, cwd, process_group) against a bare
-Popen(["true"]) and against re-opening existing files; and on a temp SQLite
+(Popen with two new log files, env, cwd, process_group: the agent before
+output was packed) against a bare Popen(["true"]) and against re-opening
+existing files (near what the agent's reused spool costs now); and on a temp SQLite
 database, an idle claim (what an idle agent does every poll), an empty write
 transaction and `PRAGMA data_version`.
 
@@ -57,8 +58,9 @@ KEY_FUNCTIONS = [
 def spawn_costs(seconds: float = 1.5, base: str | None = None) -> dict:
     """Per-spawn wall time of a bare Popen(['true']) and of agent-like ones, in this process.
 
-    agent_like creates two new log files per task, as the agent does; agent_like_reused
-    opens the same two existing files again (O_TRUNC), isolating the cost of creating files.
+    agent_like creates two new log files per task, as the agent did before output was packed
+    (hyperbatch/adapters/local/logs.py); agent_like_reused opens the same two existing files again
+    (O_TRUNC), isolating the cost of creating files (the agent now empties its spool's two files).
     """
     import subprocess
 

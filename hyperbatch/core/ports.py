@@ -151,6 +151,11 @@ class WorkQueue(Protocol):
         receive up to that many items in one call and hand them out in turn.
         """
 
+    def wait(self, queue: str, timeout: float) -> bool:
+        """An idle worker's pause between claims that found nothing: until work may have been sent to
+        `queue` (True) or `timeout` passed (False). The local queue wakes its waiters when work is
+        committed; SQS long-polls in `claim` instead, and this only sleeps."""
+
     def extend(self, item: WorkItem, lease_seconds: float) -> bool:
         """Heartbeat: push the lease out; False if the lease was lost."""
 
@@ -201,7 +206,11 @@ class LogSink(Protocol):
     stdout: int  # file descriptors handed to the child process
     stderr: int
 
-    def close(self) -> None: ...
+    def close(self, kept: bool = True, lingering: bool = False) -> None:
+        """The run is over. `kept` False: it did not run to its end for the run's sake (its worker stopped
+        it, or its lease was lost), so it has no result and a store need not keep its output. `lingering`:
+        processes the run started outlived it and may still write; a store that reuses its files for the
+        next run must give that run fresh ones."""
 
 
 class LogStore(Protocol):

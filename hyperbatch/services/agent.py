@@ -40,7 +40,7 @@ from hyperbatch.core.errors import NotFound
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.files import atomic_write
-from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_rss, signal_group
+from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_alive, group_rss, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
 from hyperbatch.core.ports import LogStore, WorkQueue
 
@@ -73,7 +73,9 @@ class Settings:
     host: str = field(default_factory=socket.gethostname)
     assigns_gpus: bool = False  # claims hand out GPUs (local mode on a machine with some): CUDA_VISIBLE_DEVICES
     poll_min: float = 0.002
-    poll_max: float = 0.02  # an idle poll is one indexed read: cheap enough to keep pickup latency low
+    # The longest pause between an idle worker's claims (`WorkQueue.wait`): a queue that wakes its
+    # waiters on work (local mode) makes this a slow fallback; elsewhere an idle poll is one cheap read.
+    poll_max: float = 0.02
 
 
 class Lease:
@@ -361,8 +363,8 @@ class Agent:
                     busy = False
                 if time.time() - idle_since > self.settings.idle_timeout:
                     return EXIT_IDLE
-                time.sleep(poll)
-                poll = min(poll * 2, self.settings.poll_max)
+                woken = self.queue.wait(self.settings.queue, poll)
+                poll = self.settings.poll_min if woken else min(poll * 2, self.settings.poll_max)
                 continue
             busy = True
             if item.redelivered:
@@ -548,9 +550,10 @@ class Agent:
             err_fd = out_fd
         elif job.get("join") == "eo":
             out_fd = err_fd
-        killed_for, started, proc, cpu = None, time.time(), None, 0.0
+        killed_for, started, proc, cpu, returncode = None, time.time(), None, 0.0, 0
         limit_kill: Outcome | None = None
         mem_limit = resources.request_of(job.get("resources")).mem
+        lingering = False
         try:
             self._record(STARTING, run, index)  # a fence that finds this kills the worker's session's jobs
             try:
@@ -573,6 +576,7 @@ class Agent:
                 if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
                     self.current.kill("lease")
                 returncode, usage = _wait(proc)
+                lingering = group_alive(proc.pid)  # its background processes may still write its output
                 self._record(0)  # never kill a recycled pid later
                 killed_for = self.current.killed_for
                 self.current.clear()
@@ -592,13 +596,15 @@ class Agent:
                     with contextlib.suppress(OSError):
                         os.write(err_fd, line.encode())  # as MoM writes it into the job's stderr
         finally:
-            sink.close()
+            # Not run to its end: no result, nothing delivered, no output kept. A lost lease records
+            # nothing whatever the job did; a stop that came after the job had exited on its own (its
+            # exit status is its own, not a signal's) found it finished, and its result stands: run
+            # again, it would run twice.
+            interrupted = killed_for == "lease" or (killed_for == "stop" and returncode < 0)
+            sink.close(kept=not interrupted, lingering=lingering)
         if proc is None:  # its stderr says why; delivered like any output
             return self._ended(run, index, places, Outcome(exits.EXEC_FAILED, reason))
-        # Not run to its end: no result, nothing delivered. A lost lease records nothing whatever the
-        # job did; a stop that came after the job had exited on its own (its exit status is its own,
-        # not a signal's) found it finished, and its result stands: run again, it would run twice.
-        if killed_for == "lease" or (killed_for == "stop" and returncode < 0):
+        if interrupted:
             self._reset(places)
             return None
         if limit_kill is not None:

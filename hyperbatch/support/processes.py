@@ -36,6 +36,19 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether process group `pgid` still has a member (a job's processes that outlived its main one)."""
+    if pgid <= 1:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # members that run as another user (the job user) are members all the same
+    return True
+
+
 def process_alive(pid: int) -> bool:
     """Whether our process `pid` lives: it exists, is ours to signal (else the pid was reused by someone
     else's process), and is not a zombie (an exited process nobody reaped yet: where PID 1 reaps no

@@ -34,6 +34,11 @@ from hyperbatch.support import logs
 log = logging.getLogger("hyperbatch.worker")
 
 
+# An idle local worker is woken when work is sent (hyperbatch.adapters.local.wake); it still claims at
+# least this often, should a wake-up not come (work that was given back with a delay, say).
+LOCAL_FALLBACK_POLL_SECONDS = 1.0
+
+
 def worker_from_environment(env: Mapping[str, str] | None = None):
     """An Agent for the queue, region and worker named in the environment (set by Compute).
 
@@ -66,6 +71,7 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
         job_user=os.environ.get("HYPER_JOB_USER") or None,
         deliver=backend.logs.deliver,  # output files land in the submit directory when a run ends
         assigns_gpus=bool(here.gpus),
+        poll_max=LOCAL_FALLBACK_POLL_SECONDS,
     )
     return Agent(dispatcher, backend.queue, backend.logs, settings)
 

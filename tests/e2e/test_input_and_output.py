@@ -46,6 +46,23 @@ def test_qlog_of_an_array_task_keeps_a_cut_character_and_a_stray_byte(hb):
     assert (out.returncode, out.stdout) == (0, "café ".encode() + b"\xff2\n")
 
 
+
+def test_an_arrays_output_is_exact_per_task_in_a_few_files_and_delivered_as_pbs_names_it(hb):
+    """Item 6 of issue 11: two new log files per task left 2,000,000 files for a million tasks."""
+    script = hb.script("#!/bin/bash\necho \"out $PBS_ARRAY_INDEX\"\n"
+                       "if [ \"$PBS_ARRAY_INDEX\" = 4 ]; then echo \"err 4\" >&2; fi\n", "packed.sh")
+    job_id = hb.submit("-J", "1-120", script)
+    hb.wait_state(job_id, "SUCCEEDED")
+    assert qlog_bytes(hb, task_id(job_id, 7)).stdout == b"out 7\n"
+    assert qlog_bytes(hb, "-e", task_id(job_id, 4)).stdout == b"err 4\n"
+    assert qlog_bytes(hb, "-e", task_id(job_id, 7)).stdout == b""
+    seq = job_id.split(".")[0].rstrip("[]")
+    assert (hb.workdir / f"packed.sh.o{seq}.7").read_bytes() == b"out 7\n"
+    assert (hb.workdir / f"packed.sh.e{seq}.4").read_bytes() == b"err 4\n"
+    assert (hb.workdir / f"packed.sh.e{seq}.7").read_bytes() == b""
+    kept = [p for p in (hb.home / "logs" / seq).rglob("*") if p.is_file()]
+    assert 1 <= len(kept) <= 4  # a pack per worker that ran tasks of it, not 240 files
+
 def _post(hb, body: bytes) -> tuple[int, dict]:
     request = urllib.request.Request(hb.url + "/jobs", data=body, method="POST", headers={
         "Authorization": f"Bearer {hb.token}", "Content-Type": "application/json"})

@@ -29,6 +29,10 @@ class FakeQueue:
         if self.flush_error is not None:
             raise self.flush_error
 
+    def wait(self, queue, timeout):
+        time.sleep(timeout)
+        return False
+
 
 class FakeDispatcher:
     """Starts nothing (every item is stale): enough to drive the agent's loop."""

@@ -240,8 +240,9 @@ class CloudWatchSink:
         for pump in self._pumps:
             pump.start()
 
-    def close(self) -> None:
-        """Close our write ends, then wait for the pumps to ship the rest.
+    def close(self, kept: bool = True, lingering: bool = False) -> None:
+        """Close our write ends, then wait for the pumps to ship the rest (the pipes are this run's own,
+        and its output has been shipped as it came: `kept` and `lingering` change nothing here).
 
         A pump ends at EOF, which comes when every writer is gone; a process
         the job left running in the background may still hold the pipe, so

@@ -283,6 +283,11 @@ class SqsWorkQueue:
         self._delete_batches(full)
         self._flush_due()
 
+    def wait(self, queue: str, timeout: float) -> bool:
+        """Nothing wakes an SQS worker but its claim's long poll (`wait_seconds`): this only sleeps."""
+        time.sleep(timeout)
+        return False
+
     def flush(self) -> None:
         """Delete every buffered ack now, and give back the messages received ahead (a worker going idle,
         running something long (after each heartbeat) or stopping calls this)."""

@@ -30,9 +30,11 @@ def open_local(root: Path | None = None, machine: Machine | None = None) -> Loca
     """The backend over `root`; with `machine`, its queue's claims place work by resources (a worker's)."""
     from hyperbatch.adapters.local.logs import FileLogStore
     from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
+    from hyperbatch.adapters.local.wake import Wakeups
 
     root = Path(root or home())
     for sub in ("logs", "work", "workers"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     db = Database(root / "state.db")
-    return LocalBackend(root, db, SqliteJobStore(db), SqliteWorkQueue(db, machine=machine), FileLogStore(root / "logs"))
+    queue = SqliteWorkQueue(db, machine=machine, wakeups=Wakeups(root / "wake"))
+    return LocalBackend(root, db, SqliteJobStore(db), queue, FileLogStore(root / "logs"))

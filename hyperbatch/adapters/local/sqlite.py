@@ -33,6 +33,7 @@ from hyperbatch.core.errors import Conflict, NotFound, StorageFull
 from hyperbatch.core.ids import check_reservation, valid_job_id
 from hyperbatch.core.model import Change, Expect, apply
 from hyperbatch.core import resources
+from hyperbatch.adapters.local.wake import Waiter, Wakeups
 from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
 from hyperbatch.core.resources import Amount, Candidate
 from hyperbatch.core.tasks import BEAT_KEPT_SECONDS
@@ -342,11 +343,16 @@ class SqliteWorkQueue:
     """A lease table: claiming sets `lease_until`; an item is deleted only by `ack`.
 
     `clock` (wall-clock seconds, time.time by default) times leases and delays; a test passes a fake one.
+    `wakeups` (hyperbatch.adapters.local.wake): every change that makes work claimable wakes the
+    queue's waiting workers once it has committed (under placement by resources, a lease that ends
+    wakes every queue's: work that did not fit may fit now); without it `wait` sleeps its whole timeout.
     """
 
-    def __init__(self, db: Database, clock=time.time, machine: Machine | None = None):
-        self.db, self.clock = db, clock
+    def __init__(self, db: Database, clock=time.time, machine: Machine | None = None,
+                 wakeups: Wakeups | None = None):
+        self.db, self.clock, self.wakeups = db, clock, wakeups
         self.machine = machine  # what jobs may use at once: claims place work by resources (None: one at a time each)
+        self._local = threading.local()  # a waiter per thread and queue (tests run agents as threads)
 
     def send(self, queue, job_id, lo, hi, attempt, priority=0):
         self.send_many([(queue, job_id, lo, hi, attempt, priority)])
@@ -358,6 +364,37 @@ class SqliteWorkQueue:
                 "INSERT INTO work (queue, job_id, lo, hi, attempt, priority, visible_at) VALUES (?,?,?,?,?,?,?)",
                 [(*item, now) for item in items],
             )
+        for queue in {item[0] for item in items}:
+            self._wake(queue)
+
+    def _wake(self, queue: str, freed: bool = False) -> None:
+        """Wake the waiters of `queue`; when a lease ended (`freed`) under placement by resources, those
+        of every queue, since what the lease held may now let another queue's work fit."""
+        if self.wakeups is None:
+            return
+        if freed and self.machine is not None:
+            self.wakeups.wake_all()
+        else:
+            self.wakeups.wake(queue)
+
+    def wait(self, queue: str, timeout: float) -> bool:
+        """Until work is sent to `queue` (True) or `timeout` passes (False), and no later than when an
+        item given back with a delay becomes claimable. The first wait makes the FIFO and returns at once."""
+        if self.wakeups is None:
+            time.sleep(timeout)
+            return False
+        waiters: dict[str, Waiter] = self._local.__dict__.setdefault("waiters", {})
+        waiter = waiters.get(queue)
+        if waiter is None:
+            waiters[queue] = self.wakeups.waiter(queue)
+            return True
+        row = self.db.conn.execute(
+            "SELECT MIN(visible_at) FROM work WHERE queue = ? AND lease_until IS NULL AND visible_at > ?",
+            (queue, self.clock()),
+        ).fetchone()
+        if row[0] is not None:
+            timeout = min(timeout, max(0.0, row[0] - self.clock()))
+        return waiter.wait(timeout)
 
     def reprioritise(self, job_id: str, priority: int) -> None:
         with self.db.write() as conn:
@@ -441,6 +478,8 @@ class SqliteWorkQueue:
     def ack(self, item):
         with self.db.write() as conn:
             conn.execute("DELETE FROM work WHERE id = ? AND worker IS ?", (int(item.id), item.receipt))
+        if self.machine is not None:
+            self._wake(item.queue, freed=True)
 
     def flush(self) -> None:
         """Nothing is buffered here: `ack` deletes at once."""
@@ -455,6 +494,8 @@ class SqliteWorkQueue:
                     "SELECT queue, job_id, ?, ?, attempt, priority, ? FROM work WHERE id = ?",
                     (hi, item.hi, self.clock(), int(item.id)),
                 )
+        if hi < item.hi:
+            self._wake(item.queue)
         return WorkItem(item.id, item.queue, item.job_id, lo, hi, item.attempt, item.receipt)
 
     def release(self, item, lo=None, delay=0.0):
@@ -463,6 +504,8 @@ class SqliteWorkQueue:
                 "UPDATE work SET lo = ?, lease_until = NULL, worker = NULL, visible_at = ? WHERE id = ? AND worker = ?",
                 (item.lo if lo is None else lo, self.clock() + delay, int(item.id), item.receipt),
             )
+        if not delay or self.machine is not None:
+            self._wake(item.queue, freed=True)
 
     def requeue(self, item: WorkItem, lo: int, attempt: int) -> None:
         """Make a lost item claimable again from position `lo` with a new attempt number."""
@@ -471,6 +514,7 @@ class SqliteWorkQueue:
                 "UPDATE work SET lo = ?, attempt = ?, lease_until = NULL, worker = NULL, visible_at = ? WHERE id = ?",
                 (lo, attempt, self.clock(), int(item.id)),
             )
+        self._wake(item.queue, freed=True)
 
     def expired(self, now):
         rows = self.db.conn.execute(
