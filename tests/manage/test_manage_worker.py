@@ -29,7 +29,7 @@ def test_a_local_host_is_refused_with_what_to_do(env):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--queue", "nope"], "no queue 'nope' in "),
-    (["--queue", "batch", "--definition", "huge"], "no definition 'huge' in "),
+    (["--queue", "batch", "--definition", "huge"], "queue batch runs its jobs on standard, not 'huge'"),
     (["--queue", "batch", "--name", "lab/1"], "worker name 'lab/1': use letters"),
     (["--queue", "batch", "--mem", "lots"], "--mem 'lots': give a whole number"),
 ])
