@@ -642,6 +642,12 @@ class Box:
         worker.thread.start()
         return worker
 
+    def submit(self, **request) -> dict:
+        """POST /jobs as Alice; the job as the API answers it (asserts it was accepted)."""
+        status, job = self.api("POST", "/jobs", body=request)
+        assert status == 201, job
+        return job
+
     def submits(self) -> list[tuple[str, dict, str]]:
         """(region, SubmitJob parameters, Batch job id) of every worker the scaler submitted."""
         return [(c.region, c.params, (c.response or {}).get("jobId", ""))

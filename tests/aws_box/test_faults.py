@@ -12,12 +12,6 @@ from hyperbatch.services.dispatch import Dispatcher, Outcome
 from tests.aws_box.harness import internal_id
 
 
-def submit(box, **request):
-    status, job = box.api("POST", "/jobs", body=request)
-    assert status == 201, job
-    return job
-
-
 def worker_dispatcher(box, name):
     """A Dispatcher as a worker holds it: writes the store, the stream sends (hyperbatch.adapters.aws.stream)."""
     return Dispatcher(box.store, StreamSentQueue(box.backend.queue), name, "us-east-1",
@@ -53,7 +47,7 @@ def delayed(box, queue="batch"):
 
 
 def test_a_worker_that_dies_loses_its_lease_and_the_job_runs_again(box):
-    job = submit(box, command=["true"])
+    job = box.submit(command=["true"])
     abandoned_run(box, job["id"])
     box.start_worker(env={"HYPER_IDLE_TIMEOUT": "8"})  # gets the message again once its lease runs out
     done = box.wait_state(job["id"], "SUCCEEDED", timeout=20)
@@ -62,7 +56,7 @@ def test_a_worker_that_dies_loses_its_lease_and_the_job_runs_again(box):
 
 
 def test_a_running_job_whose_message_a_duplicate_delivery_took_is_recovered_when_its_worker_dies(box):
-    job = submit(box, command=["true"])
+    job = box.submit(command=["true"])
     dead, run = abandoned_run(box, job["id"])
     redeliver_now(box, run.item)
     other = worker_dispatcher(box, "other")
@@ -80,7 +74,7 @@ def test_a_running_job_whose_message_a_duplicate_delivery_took_is_recovered_when
 
 
 def test_a_lost_array_chunk_whose_message_a_duplicate_delivery_took_is_settled_and_retried(box):
-    array = submit(box, command=["true"], array="1-6")
+    array = box.submit(command=["true"], array="1-6")
     dead, run = abandoned_run(box, array["id"], max_tasks=4)
     assert run.positions == [0, 1, 2, 3]  # the tail [4, 6) went back to the queue
     redeliver_now(box, run.item)
@@ -96,7 +90,7 @@ def test_a_lost_array_chunk_whose_message_a_duplicate_delivery_took_is_settled_a
 
 
 def test_a_job_claimed_by_a_worker_that_died_before_starting_it_still_runs(box):
-    job = submit(box, command=["true"])
+    job = box.submit(command=["true"])
     claim(box, "doomed")  # received, never started: the worker died at once
     box.start_worker(env={"HYPER_IDLE_TIMEOUT": "8"})  # receives it again once the lease runs out
     done = box.wait_state(job["id"], "SUCCEEDED", timeout=15)
@@ -104,7 +98,7 @@ def test_a_job_claimed_by_a_worker_that_died_before_starting_it_still_runs(box):
 
 
 def test_a_duplicated_message_does_not_run_a_job_twice(box):
-    job = submit(box, command=["sleep", "1.5"])
+    job = box.submit(command=["sleep", "1.5"])
     url = box.plane.queue_urls["batch"]
     box.sqs.send_message(QueueUrl=url, MessageBody=_body(job["seq"], 0, 1, 1, 0))  # the same body again
     box.start_worker()
@@ -132,7 +126,7 @@ def dead_letter(box, receipt=None):
 
 
 def test_a_dead_lettered_job_is_failed_with_its_reason_by_the_reconciler(box):
-    job = submit(box, command=["true"])
+    job = box.submit(command=["true"])
     dead_letter(box)
     assert box.reconcile() == {"dead_lettered": 1, "watched": 0, "redriven": 0, "deferred_released": 0}
     doc = box.wait_state(job["id"], "FAILED")
@@ -142,7 +136,7 @@ def test_a_dead_lettered_job_is_failed_with_its_reason_by_the_reconciler(box):
 
 
 def test_a_dead_letter_of_a_job_still_running_comes_back_a_lease_later_to_check_on_it(box):
-    job = submit(box, command=["true"])
+    job = box.submit(command=["true"])
     dead, run = abandoned_run(box, job["id"])
     dead_letter(box, run.item.receipt)
     dead.heartbeat(run)  # still alive
@@ -169,8 +163,8 @@ def test_a_batch_the_release_function_gave_up_on_is_redriven_and_its_job_runs(bo
         raise RuntimeError("the queue is unreachable")
 
     monkeypatch.setattr(stream_release, "to_send", broken)
-    job = submit(box, command=["true"])
-    other = submit(box, command=["true"], queue="west")
+    job = box.submit(command=["true"])
+    other = box.submit(command=["true"], queue="west")
     box.deliver()  # fails on every try: the mapping parks the batch
     assert box.parked() == 1
     info = parked_body(box)["DDBStreamBatchInfo"]
@@ -195,8 +189,8 @@ def test_a_batch_the_release_function_gave_up_on_is_redriven_and_its_job_runs(bo
 
 
 def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, monkeypatch):
-    parent = submit(box, command=["true"])
-    child = submit(box, command=["true"], depend=f"afterok:{parent['id']}")
+    parent = box.submit(command=["true"])
+    child = box.submit(command=["true"], depend=f"afterok:{parent['id']}")
     box.settle()
     box.stop_stream()
     real = stream_release.on_event
@@ -222,13 +216,13 @@ def test_a_redriven_batch_releases_the_dependents_of_a_job_that_finished(box, mo
 def test_a_release_that_fails_for_a_while_is_retried_from_its_record_and_no_later_record_passes_it(box, monkeypatch):
     """Exactly-once release on AWS: the stream's checkpoint stays at the failed record, so a later record
     handled first cannot carry the checkpoint past it (the local events table's promise, too)."""
-    parent = submit(box, command=["true"])
-    child = submit(box, command=["true"], depend=f"afterok:{parent['id']}")
+    parent = box.submit(command=["true"])
+    child = box.submit(command=["true"], depend=f"afterok:{parent['id']}")
     box.settle()
     box.stop_stream()
     worker = worker_dispatcher(box, "w")
     worker.finish_job(worker.start(claim(box, "w")), Outcome(0))
-    later = submit(box, command=["true"])  # its record comes after the parent's
+    later = box.submit(command=["true"])  # its record comes after the parent's
     real, failures = stream_release.on_event, []
 
     def flaky(scheduler, event):
@@ -250,8 +244,8 @@ def test_a_release_that_fails_for_a_while_is_retried_from_its_record_and_no_late
 def test_a_redriven_batch_failing_again_is_parked_again_from_its_failed_record(box, monkeypatch):
     box.stop_stream()
     box.settle()
-    first = submit(box, command=["true"])
-    second = submit(box, command=["true"])
+    first = box.submit(command=["true"])
+    second = box.submit(command=["true"])
     real = stream_release.to_send
 
     def broken(old, new):
@@ -302,7 +296,7 @@ def test_a_worker_without_its_configuration_is_misconfigured(box):
 # ---- cancel semantics: the cancel request and the end of a run are conditional writes; the first wins -------
 
 def test_a_job_that_ends_after_its_qdel_was_accepted_ends_cancelled(box):
-    job = submit(box, command=["true"])
+    job = box.submit(command=["true"])
     worker = worker_dispatcher(box, "w")
     run = worker.start(claim(box, "w"))
     status, doc = box.api("DELETE", f"/jobs/{job['id']}")
@@ -315,7 +309,7 @@ def test_a_job_that_ends_after_its_qdel_was_accepted_ends_cancelled(box):
 
 
 def test_a_qdel_after_the_end_is_told_the_job_finished_and_changes_nothing(box):
-    job = submit(box, command=["true"], max_attempts=2)
+    job = box.submit(command=["true"], max_attempts=2)
     worker = worker_dispatcher(box, "w")
     run = worker.start(claim(box, "w"))
     worker.finish_job(run, Outcome(0))
@@ -326,7 +320,7 @@ def test_a_qdel_after_the_end_is_told_the_job_finished_and_changes_nothing(box):
 
 
 def test_array_tasks_that_end_after_their_qdel_was_accepted_end_cancelled(box):
-    array = submit(box, command=["true"], array="1-3")
+    array = box.submit(command=["true"], array="1-3")
     worker = worker_dispatcher(box, "w")
     run = worker.start(claim(box, "w", max_tasks=3))
     status, _ = box.api("DELETE", f"/jobs/{array['id']}", query={"index": "2"})

@@ -12,12 +12,6 @@ from hyperbatch.services.dispatch import Dispatcher, Outcome
 from tests.faults import ledger as ledgers
 
 
-def submit(box, **request):
-    status, job = box.api("POST", "/jobs", body=request)
-    assert status == 201, job
-    return job
-
-
 def runs_of(path, job_id):
     return [r for r in ledgers.runs(path) if r.job == job_id]
 
@@ -38,7 +32,7 @@ def cut_off(agent, how: str, release: threading.Event) -> None:
 def test_a_worker_that_cannot_renew_kills_its_job_before_its_lease_ends(box, how):
     lease = box.config.settings.lease_seconds
     ledger = box.work_root / "ledger.csv"
-    job = submit(box, script=ledgers.TASK, max_attempts=2,
+    job = box.submit(script=ledgers.TASK, max_attempts=2,
                  env={"LEDGER": str(ledger), "TICKS": "150", "RETRY_TICKS": "5"})
     frozen = box.start_worker(worker_id="cut-off", env={"HYPER_IDLE_TIMEOUT": "30"})
     box.wait_for("the first run to start", lambda: runs_of(ledger, job["id"]), timeout=20)
@@ -98,7 +92,7 @@ def taken_back(box, run):
 
 
 def test_a_job_run_whose_lease_was_taken_records_nothing(box):
-    job = submit(box, command=["true"], max_attempts=2)
+    job = box.submit(command=["true"], max_attempts=2)
     first = dispatcher(box, "first")
     run = first.start(claim(box, "first"))
     taken_back(box, run)
@@ -112,7 +106,7 @@ def test_a_job_run_whose_lease_was_taken_records_nothing(box):
 
 @pytest.mark.parametrize("late", ["heartbeat", "finish", "give back"])
 def test_a_chunk_whose_lease_was_taken_records_nothing_not_even_a_heartbeat(box, late):
-    array = submit(box, command=["true"], array="1-4", max_attempts=2)
+    array = box.submit(command=["true"], array="1-4", max_attempts=2)
     first = dispatcher(box, "first")
     run = first.start(claim(box, "first", 4))
     assert len(run.positions) == 4

@@ -5,15 +5,9 @@ import base64
 from tests.aws_box.harness import ALICE
 
 
-def submit(box, **request):
-    status, job = box.api("POST", "/jobs", body=request)
-    assert status == 201, job
-    return job
-
-
 def test_a_job_and_a_100_task_array_run_and_their_output_is_readable(box):
-    job = submit(box, command=["sh", "-c", "echo hello from $HYPER_JOB_ID"], name="hello")
-    array = submit(box, command=["sh", "-c", "echo task $HYPER_ARRAY_INDEX"], array="1-100")
+    job = box.submit(command=["sh", "-c", "echo hello from $HYPER_JOB_ID"], name="hello")
+    array = box.submit(command=["sh", "-c", "echo task $HYPER_ARRAY_INDEX"], array="1-100")
     assert (job["state"], array["state"], array["array"]["total"]) == ("QUEUED", "QUEUED", 100)
     for _ in range(3):
         box.start_worker()
@@ -47,11 +41,11 @@ def test_a_job_and_a_100_task_array_run_and_their_output_is_readable(box):
 
 
 def test_an_afterok_chain_is_released_link_by_link_and_a_broken_link_cancels(box):
-    first = submit(box, command=["true"])
-    second = submit(box, command=["true"], depend=f"afterok:{first['id']}")
-    third = submit(box, command=["true"], depend=f"afterok:{second['id']}")
-    failing = submit(box, command=["false"], max_attempts=1)
-    never = submit(box, command=["true"], depend=f"afterok:{failing['id']}")
+    first = box.submit(command=["true"])
+    second = box.submit(command=["true"], depend=f"afterok:{first['id']}")
+    third = box.submit(command=["true"], depend=f"afterok:{second['id']}")
+    failing = box.submit(command=["false"], max_attempts=1)
+    never = box.submit(command=["true"], depend=f"afterok:{failing['id']}")
     assert [j["state"] for j in (second, third, never)] == ["WAITING"] * 3
     box.start_worker()
     assert box.wait_state(third["id"], "SUCCEEDED")["state"] == "SUCCEEDED"
@@ -62,7 +56,7 @@ def test_an_afterok_chain_is_released_link_by_link_and_a_broken_link_cancels(box
 
 
 def test_qdel_of_a_running_job_kills_it_and_it_ends_cancelled(box):
-    job = submit(box, command=["sleep", "30"])
+    job = box.submit(command=["sleep", "30"])
     box.start_worker()
     box.wait_state(job["id"], "RUNNING")
     status, doc = box.api("DELETE", f"/jobs/{job['id']}")
@@ -112,7 +106,7 @@ def test_ids_come_from_reserved_blocks_and_name_the_stack(box):
     counter item: a burst of lone submits writes the counter once per block, a POST of 1,000 once."""
     server = box.config.settings.stack_name
     box.meter.clear()
-    lone = [submit(box, command=["true"])["id"] for _ in range(20)]
+    lone = [box.submit(command=["true"])["id"] for _ in range(20)]
     counter_writes = [c for c in box.meter.calls
                       if c.operation == "UpdateItem" and c.params["Key"]["pk"]["S"] == "sequence"]
     assert lone == [f"{n}.{server}" for n in range(1, 21)]
@@ -126,5 +120,5 @@ def test_ids_come_from_reserved_blocks_and_name_the_stack(box):
     counter_writes = [c for c in box.meter.calls
                       if c.operation == "UpdateItem" and c.params["Key"]["pk"]["S"] == "sequence"]
     assert len(counter_writes) <= 1  # the batch's ids in one conditional ADD (or left in the block)
-    array = submit(box, command=["true"], array="1-3")["id"]
+    array = box.submit(command=["true"], array="1-3")["id"]
     assert array.endswith(f"[].{server}") and int(array.split("[")[0]) > batch[-1]

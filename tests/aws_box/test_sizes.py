@@ -19,17 +19,11 @@ def sized():
         yield box
 
 
-def submit(box, **request):
-    status, job = box.api("POST", "/jobs", body=request)
-    assert status == 201, job
-    return job
-
-
 def test_each_job_goes_to_the_smallest_size_that_fits_and_runs_on_a_worker_of_it(sized):
     box = sized
-    small = submit(box, command=["sh", "-c", "echo $NCPUS on $HYPER_DEFINITION"], resources={"ncpus": 1})
-    wide = submit(box, command=["sh", "-c", "echo $NCPUS on $HYPER_DEFINITION"], resources={"ncpus": 4})
-    roomy = submit(box, command=["true"], resources={"mem": "8gb"})
+    small = box.submit(command=["sh", "-c", "echo $NCPUS on $HYPER_DEFINITION"], resources={"ncpus": 1})
+    wide = box.submit(command=["sh", "-c", "echo $NCPUS on $HYPER_DEFINITION"], resources={"ncpus": 4})
+    roomy = box.submit(command=["true"], resources={"mem": "8gb"})
     assert [box.job(j["id"])["definition"] for j in (small, wide, roomy)] == ["standard", "large", "large"]
     assert box.job(wide["id"])["pool"] == "batch--large"
     box.settle()
@@ -58,7 +52,7 @@ def test_a_request_larger_than_every_size_is_refused_naming_them(sized):
 
 def test_qalter_of_resources_moves_a_queued_job_to_the_size_that_fits(sized):
     box = sized
-    job = submit(box, command=["true"], hold=True)
+    job = box.submit(command=["true"], hold=True)
     status, altered = box.api("PATCH", f"/jobs/{job['id']}", body={"resources": {"ncpus": 3}})
     assert status == 200, altered
     doc = box.job(job["id"])
@@ -68,5 +62,5 @@ def test_qalter_of_resources_moves_a_queued_job_to_the_size_that_fits(sized):
 def test_a_queue_of_one_size_is_unchanged():
     with Box() as box:
         assert [p.name for p in box.config.pools] == ["batch", "west"]
-        job = submit(box, command=["true"])
+        job = box.submit(command=["true"])
         assert box.job(job["id"])["pool"] is None

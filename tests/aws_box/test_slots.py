@@ -18,20 +18,14 @@ def roomy():
         yield box
 
 
-def submit(box, **request):
-    status, job = box.api("POST", "/jobs", body=request)
-    assert status == 201, job
-    return job
-
-
 def _overlap(a: dict, b: dict) -> bool:
     return a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
 
 
 def test_one_four_cpu_worker_runs_four_one_cpu_jobs_at_once_and_a_four_cpu_job_alone(roomy):
     box = roomy
-    small = [submit(box, command=["sh", "-c", "sleep 2; echo $NCPUS"], resources={"ncpus": 1}) for _ in range(4)]
-    wide = submit(box, command=["sh", "-c", "sleep 1; echo $NCPUS"], resources={"ncpus": 4})
+    small = [box.submit(command=["sh", "-c", "sleep 2; echo $NCPUS"], resources={"ncpus": 1}) for _ in range(4)]
+    wide = box.submit(command=["sh", "-c", "sleep 1; echo $NCPUS"], resources={"ncpus": 4})
     box.settle()
     worker = box.start_worker()
     done = [box.wait_state(j["id"], "SUCCEEDED", timeout=60) for j in small + [wide]]
