@@ -29,7 +29,7 @@ from hyperbatch import __version__
 from hyperbatch.core import limits, options
 from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
 from hyperbatch.core.ids import JobRef, parse_job_ref
-from hyperbatch.core.model import view
+from hyperbatch.core.views import view
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
 

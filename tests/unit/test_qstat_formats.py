@@ -22,7 +22,7 @@ T0 = 1775814982.0  # Fri Apr 10 09:56:22 2026 UTC
 
 
 def view(**fields):
-    """A job as the API shows it (hyperbatch.core.model.view), with the fields a test cares about."""
+    """A job as the API shows it (hyperbatch.core.views.view), with the fields a test cares about."""
     job = {
         "id": "123.pbsserver", "seq": "123", "server": "pbsserver", "name": "STDIN", "owner": "alice",
         "queue": "workq", "definition": "standard", "state": "QUEUED", "job_state": "Q", "substate": 10,
