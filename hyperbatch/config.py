@@ -76,9 +76,13 @@ class LocalSettings(_Model):
         except SpecError as exc:
             raise ValueError(str(exc)) from None
 
+    def cpu_count(self) -> int:
+        """The CPUs jobs may use at once: `cpus`, else those this process may run on."""
+        return self.cpus or len(os.sched_getaffinity(0)) or 1
+
     def worker_cap(self) -> int:
         """The most workers local mode runs at once: one a CPU (every job takes at least one)."""
-        return self.max_workers or self.cpus or len(os.sched_getaffinity(0)) or 1
+        return self.max_workers or self.cpu_count()
 
 
 class Settings(_Model):

@@ -4,7 +4,7 @@ that decides whether a request fits, which queued work starts next, and which GP
 A job's request comes from its Resource_List (hyperbatch.core.options.resource_list: ncpus, mem,
 ngpus, one select chunk). A queue adds `default_resources` for what a job did not ask for, and caps
 requests with `max_resources`; a request larger than any worker of its queue could ever give is
-refused at submit (`check_request`), naming what the queue offers, rather than left queued forever.
+refused at submit (`route`), naming what the queue offers, rather than left queued forever.
 
 Placement (`pick`): work is considered in the order it would start (priority, then age); the first
 item that fits the free capacity starts, so small jobs fill cores a larger one cannot use yet
@@ -78,12 +78,6 @@ def with_defaults(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict
         named |= set(parse_select(str(given["select"])))
     out = {k: v for k, v in defaults.items() if k not in named and not (k == "select" and named & set(CHUNK_RESOURCES))}
     return {**out, **given}
-
-
-def check_request(request: Amount, queue: str, limits: Mapping[str, int], offer: Amount) -> None:
-    """Refuse (PBS: Job exceeds queue resource limits) a request over the queue's max_resources, or
-    more than the largest worker of the queue (`offer`) could ever give it."""
-    route(request, queue, limits, [("", offer)])
 
 
 def route(request: Amount, queue: str, limits: Mapping[str, int], offers: Sequence[tuple[str, Amount]]) -> str:

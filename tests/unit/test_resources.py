@@ -6,7 +6,7 @@ import pytest
 from hyperbatch.core.errors import PBSE_EXCQRESC, SpecError
 from hyperbatch.core.options import resource_list
 from hyperbatch.core.resources import (
-    Amount, Candidate, assign_gpus, check_request, format_size, limits_of, pick, request_of, route, with_defaults,
+    Amount, Candidate, assign_gpus, format_size, limits_of, pick, request_of, route, with_defaults,
 )
 
 GB = 1 << 30
@@ -87,26 +87,26 @@ def test_queue_defaults_fill_only_what_the_job_did_not_ask():
 
 def test_a_request_over_what_the_queue_offers_is_refused_naming_the_most_it_runs():
     offer = Amount(2, 8 * GB, 0)
-    check_request(Amount(2, 8 * GB), "batch", {}, offer)
+    route(Amount(2, 8 * GB), "batch", {}, [("", offer)])
     with pytest.raises(SpecError) as caught:
-        check_request(Amount(64), "batch", {}, offer)
+        route(Amount(64), "batch", {}, [("", offer)])
     assert caught.value.pbs_errno == PBSE_EXCQRESC
     assert str(caught.value) == ("Job exceeds queue resource limits: ncpus=64 asked, and queue batch runs jobs of "
                                  "at most ncpus=2,mem=8gb,ngpus=0")
     with pytest.raises(SpecError, match="ngpus=1 asked"):
-        check_request(Amount(1, 0, 1), "batch", {}, offer)
+        route(Amount(1, 0, 1), "batch", {}, [("", offer)])
     with pytest.raises(SpecError, match="mem=16gb asked"):
-        check_request(Amount(1, 16 * GB), "batch", {}, offer)
+        route(Amount(1, 16 * GB), "batch", {}, [("", offer)])
 
 
 def test_max_resources_lower_what_a_queue_runs():
     limits = limits_of({"ncpus": 1, "mem": "1gb"})
     assert limits == {"ncpus": 1, "mem": GB}
     with pytest.raises(SpecError, match="ncpus=2 asked, and queue small runs jobs of at most ncpus=1,mem=1gb"):
-        check_request(Amount(2), "small", limits, Amount(2, 8 * GB, 0))
+        route(Amount(2), "small", limits, [("", Amount(2, 8 * GB, 0))])
     # Memory a worker does not count is still capped by the queue's limit.
     with pytest.raises(SpecError, match="mem=2gb asked"):
-        check_request(Amount(1, 2 * GB), "small", limits, Amount(2, 0, 0))
+        route(Amount(1, 2 * GB), "small", limits, [("", Amount(2, 0, 0))])
 
 
 def test_sizes_print_in_the_largest_whole_unit():

@@ -6,7 +6,6 @@ it starts (`to_environment`/`from_environment`), so a worker's claims count the 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -30,10 +29,9 @@ class Machine:
 
 
 def offer(settings: LocalSettings) -> Machine:
-    """The machine's CPUs (those this process may run on), memory and GPUs, each capped by settings."""
-    cpus = len(os.sched_getaffinity(0)) or 1
-    if settings.cpus:
-        cpus = min(cpus, settings.cpus) if settings.cpus <= cpus else settings.cpus
+    """What jobs may use: `local.cpus`, else the CPUs this process may run on; MemTotal, capped by
+    `local.mem`; `local.gpus`, else the NVIDIA GPUs found."""
+    cpus = settings.cpu_count()
     mem = memory_bytes()
     if settings.mem:
         mem = min(mem, size_bytes(settings.mem)) if mem else size_bytes(settings.mem)
