@@ -74,7 +74,6 @@ class Slots:
 
     def __init__(self, agents: list):
         self.agents = agents
-        self.dispatcher = agents[0].dispatcher  # what a test harness reaches for on a worker
 
     def stop(self) -> None:
         for agent in self.agents:
