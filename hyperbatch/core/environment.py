@@ -69,10 +69,8 @@ def job_environment(job: dict, index: int | None, attempt: int, *, definition_en
         if variables.get(f"PBS_O_{name}"):
             env[name] = variables[f"PBS_O_{name}"]
     env.update(variables)
-    full_id = display_id(job, index)  # exactly what qsub printed: 1234.server, 1234[7].server
     count = str(threads(resources))
     env.update(
-        PBS_JOBID=full_id,
         PBS_JOBNAME=job["name"],
         PBS_QUEUE=job["queue"],
         PBS_ENVIRONMENT="PBS_BATCH",
@@ -84,7 +82,6 @@ def job_environment(job: dict, index: int | None, attempt: int, *, definition_en
         TMPDIR=tmpdir,
         NCPUS=count,
         OMP_NUM_THREADS=count,
-        HYPER_JOB_ID=full_id,
         HYPER_JOB_NAME=job["name"],
         HYPER_ATTEMPT=str(attempt),
         HYPER_QUEUE=job["queue"],
@@ -99,6 +96,16 @@ def job_environment(job: dict, index: int | None, attempt: int, *, definition_en
         env["PBS_ACCOUNT"] = job["account"]
     if job.get("array") is not None:
         env["PBS_ARRAY_ID"] = env["HYPER_ARRAY_ID"] = display_id(job)  # 1234[].server
-    if index is not None:
-        env.update(PBS_ARRAY_INDEX=str(index), HYPER_ARRAY_INDEX=str(index))
+    env.update(task_variables(job, index))
     return env
+
+
+def task_variables(job: dict, index: int | None) -> dict[str, str]:
+    """The variables of a run's environment that differ between the tasks of one array (a plain
+    job's: its id), set last: all the rest is the same for every task, so a worker builds it once
+    per chunk (hyperbatch.support.spawn)."""
+    full_id = display_id(job, index)  # exactly what qsub printed: 1234.server, 1234[7].server
+    if index is None:
+        return {"PBS_JOBID": full_id, "HYPER_JOB_ID": full_id}
+    return {"PBS_JOBID": full_id, "HYPER_JOB_ID": full_id, "PBS_ARRAY_INDEX": str(index),
+            "HYPER_ARRAY_INDEX": str(index)}

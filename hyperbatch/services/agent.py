@@ -39,6 +39,7 @@ from hyperbatch.core import environment, exits, isolation, limits, outputs, reso
 from hyperbatch.core.errors import NotFound
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
+from hyperbatch.support import spawn
 from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_alive, group_rss, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
@@ -130,7 +131,7 @@ class Current:
     def __init__(self, signal_job=signal_group):
         self.signal_job = signal_job  # (process group, signal): JobUser.signal when jobs run as their own user
         self.lock = threading.Lock()
-        self.proc: subprocess.Popen | None = None
+        self.proc: spawn.Child | subprocess.Popen | None = None
         self.index: int | None = None
         self.deadline: float | None = None
         self.killed_for: str | None = None  # "walltime", "mem", "cancel", "lease" or "stop"
@@ -317,6 +318,8 @@ class Agent:
         # Set when this agent is one slot of a worker that runs several jobs at once (hyperbatch.services.slots).
         self.room: Room | None = None
         self._room_gpus: list[str] = []  # the GPUs the current run holds of the room
+        self._prepared: tuple[tuple, spawn.Program] | None = None  # the current item's program (`_program`)
+        self._undelivered: list[tuple[dict, int | None, str]] = []  # runs whose output files are to write (`_deliver`)
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -452,6 +455,7 @@ class Agent:
             else:
                 started = time.time()
                 outcome = self._run_one(run, None)
+                self._deliver()
                 if outcome is None:
                     self._abandon(run)
                 else:
@@ -488,20 +492,36 @@ class Agent:
         the chunk reports what finished; the rest goes back untouched, so that a
         graceful stop neither loses a task nor runs a finished one again. Lease
         lost: nothing is recorded, the work is someone else's now.
+
+        A task's output files are written while the next task runs (or once
+        the chunk ends), not between the two: making files in the submit
+        directory is the most a tiny task costs beyond its fork and exec, and
+        is done while the next task's process starts up. Only then is the task
+        noted done, so a task is never recorded finished before its files are there.
         """
         spec = run.spec
         started = time.time()
+        ended: list[tuple[int, Outcome]] = []  # ran to their end, their files not written yet
+
+        def note() -> None:
+            self._deliver()
+            for done_pos, done_outcome in ended:
+                run.done(done_pos, done_outcome)
+            ended.clear()
+
         for pos in run.positions:
             index = spec.index_at(pos)
             if self.supervisor.cancelled_all or self.stopping or self.supervisor.lease_lost:
                 break
             if index in self.supervisor.cancelled:
+                note()
                 run.passed(pos)  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
                 continue
-            outcome = self._run_one(run, index)
+            outcome = self._run_one(run, index, meanwhile=note)
             if outcome is None:
                 break  # stopped half way: no result, it goes back (or, lease lost, stays with its new owner)
-            run.done(pos, outcome)
+            ended.append((pos, outcome))
+        note()
         if self.supervisor.lease_lost:
             return
         self.dispatcher.finish_tasks(run, dict(run.results))
@@ -526,10 +546,10 @@ class Agent:
         if not self.supervisor.lease_lost:
             self.dispatcher.give_back(run)
 
-    def _run_one(self, run: Run, index: int | None) -> Outcome | None:
+    def _run_one(self, run: Run, index: int | None, meanwhile: Callable[[], None] | None = None) -> Outcome | None:
         """Run the job (or the task `index`) once; None if it was not run to its end for the run's sake:
         the worker is stopping, or the lease was lost (it is then checked before the start, and again
-        right after it, for a worker stopped in between)."""
+        right after it, for a worker stopped in between). `meanwhile` is called once its process started."""
         if self.stopping or self.supervisor.lost():
             return None
         job, argv = run.job, self.argv
@@ -538,7 +558,6 @@ class Agent:
         except OSError as exc:
             return Outcome(exits.JOB_EXEC_FAIL1, str(exc.strerror or exc))
         self.current.set(None, index, None)  # nothing of the last run's ending carries over
-        argv, env, as_user = self.job_user.popen(argv, self._environment(run, index, places))
         try:
             sink = self.logs.sink(job["id"], index, run.attempt)
         except OSError as exc:  # the disk is full, say: running it would lose its output unseen
@@ -550,17 +569,17 @@ class Agent:
             err_fd = out_fd
         elif job.get("join") == "eo":
             out_fd = err_fd
-        killed_for, started, proc, cpu, returncode = None, time.time(), None, 0.0, 0
+        proc: spawn.Child | subprocess.Popen | None = None
+        killed_for, started, cpu, returncode = None, time.time(), 0.0, 0
         limit_kill: Outcome | None = None
         mem_limit = resources.request_of(job.get("resources")).mem
         lingering = False
         try:
             self._record(STARTING, run, index)  # a fence that finds this kills the worker's session's jobs
             try:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=places["cwd"],
-                    env=env, process_group=0, umask=int(job.get("umask") or "077", 8), **as_user,
-                )
+                program = self._program(run, index, places)
+                argv = program.argv
+                proc = program.start(environment.task_variables(job, index), out_fd, err_fd)
             except (OSError, ValueError) as exc:
                 # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
                 # stored before it did still fails with the true reason, not a worker crash.
@@ -575,6 +594,8 @@ class Agent:
                 self._record(proc.pid, run, index)
                 if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
                     self.current.kill("lease")
+                if meanwhile is not None:
+                    meanwhile()
                 returncode, usage = _wait(proc)
                 lingering = group_alive(proc.pid)  # its background processes may still write its output
                 self._record(0)  # never kill a recycled pid later
@@ -645,11 +666,25 @@ class Agent:
         if job.get("sandbox") == "PRIVATE":
             jobdir = self.workdir / (f"jobdir.{index}" if index is not None else "jobdir")
             jobdir.mkdir(parents=True, exist_ok=True)
-            private = jobdir
-        else:
-            jobdir, private = Path(item["home"]), None
-        cwd = jobdir if jobdir.is_dir() else self.workdir
-        return {**item, "jobdir": jobdir, "private": private, "cwd": cwd}
+            return {**item, "jobdir": jobdir, "private": jobdir, "cwd": jobdir if jobdir.is_dir() else self.workdir}
+        if "cwd" not in item:  # the same for every task of the item: looked at once
+            home = Path(item["home"])
+            item.update(jobdir=home, private=None, cwd=home if home.is_dir() else self.workdir)
+        return item
+
+    def _program(self, run: Run, index: int | None, places: dict) -> spawn.Program:
+        """What starts the run's process: its argv, environment, directory and umask, made once for
+        the tasks of an item that share their places (all but those of -W sandbox=PRIVATE, whose
+        PBS_JOBDIR is the task's own); each task adds its own variables (environment.task_variables)."""
+        key = (run.item.id, run.attempt, str(places["jobdir"]), str(places["cwd"]))
+        if self._prepared is None or self._prepared[0] != key:
+            self._prepared = None
+            argv, env, as_user = self.job_user.popen(self.argv, self._environment(run, index, places))
+            for name in environment.task_variables(run.job, index):
+                env.pop(name, None)
+            umask = int(run.job.get("umask") or "077", 8)
+            self._prepared = (key, spawn.Program(argv, env, str(places["cwd"]), umask, as_user))
+        return self._prepared[1]
 
     def _environment(self, run: Run, index: int | None, places: dict) -> dict:
         """The run's whole environment (core/environment.py): nothing of the worker's own but the
@@ -670,18 +705,27 @@ class Agent:
         return run.item.gpus if self.settings.assigns_gpus else None
 
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
-        """After a run that has a result: deliver its output files (locally), remove its scratch places."""
+        """After a run that has a result: its output files to write (locally: `_deliver`), its scratch
+        places removed."""
         if self.settings.deliver is not None:
-            job = run.job
+            self._undelivered.append((run.job, index, places["home"]))
+        self._reset(places)
+        return outcome
+
+    def _deliver(self) -> None:
+        """Write the output files of the runs that ended since the last call (hyperbatch.core.outputs)."""
+        deliver, pending = self.settings.deliver, self._undelivered
+        if deliver is None or not pending:
+            return
+        self._undelivered = []
+        for job, index, home in pending:
             mode = outputs.file_mode(job.get("umask"))
-            for stream, path in outputs.destinations(job, index, places["home"]):
+            for stream, path in outputs.destinations(job, index, home):
                 try:
-                    self.settings.deliver(job["id"], index, stream, path, mode)
+                    deliver(job["id"], index, stream, path, mode)
                 except (OSError, ValueError) as exc:  # ValueError: a NUL byte in a path stored before the API refused it
                     print(f"{display_id(job, index)}: cannot deliver {stream} to {path}: "
                           f"{_why(exc)}", file=sys.stderr, flush=True)
-        self._reset(places)
-        return outcome
 
     @staticmethod
     def _reset(places: dict) -> None:
@@ -700,6 +744,7 @@ class Agent:
 
     def _clean_item(self) -> None:
         """After the item: TMPDIR and PBS_NODEFILE removed."""
+        self._prepared = None
         if self.places is None:
             return
         shutil.rmtree(self.places["tmpdir"], ignore_errors=True)
@@ -727,7 +772,7 @@ class Agent:
         return [str(path)] if shebang else [environment.shell_of(job), str(path)]
 
 
-def _wait(proc: subprocess.Popen) -> tuple[int, resource.struct_rusage]:
+def _wait(proc: spawn.Child | subprocess.Popen) -> tuple[int, resource.struct_rusage]:
     """Wait for the job's process: its returncode (as Popen gives it) and its own resource usage (its
     CPU time and peak memory, with those of the children it waited for)."""
     _, status, usage = os.wait4(proc.pid, 0)

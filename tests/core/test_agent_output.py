@@ -169,3 +169,26 @@ def test_two_agents_in_one_process_keep_their_tasks_apart(harness):
         agent.join(timeout=120)
     assert all(qlog(harness, job_id, i) == f"{i}\n".encode() for i in range(1, 61))
     assert os.listdir(harness.backend.home / "logs" / job_id)  # packs, one per writer
+
+
+def test_a_tasks_files_are_there_while_the_next_task_runs_and_before_it_counts_as_done(harness, tmp_path):
+    """Files are written while the next task runs (hyperbatch.services.agent._run_tasks), never after
+    the task was recorded finished, and never held back for the rest of the chunk."""
+    submit_dir = tmp_path / "submit"
+    submit_dir.mkdir()
+    script = f"""\
+printf 'task %s\\n' "$PBS_ARRAY_INDEX"
+if [ "$PBS_ARRAY_INDEX" = 2 ]; then printf 'waiting\\n' >&2; while [ ! -e {tmp_path}/go ]; do sleep 0.02; done; fi
+"""
+    job_id = submit_array(harness, script, "1-3", workdir=str(submit_dir), name="gate")
+    seq = job_id.split(".")[0]
+    agent = run_agent(harness, chunk=8)
+    first = submit_dir / f"gate.o{seq}.1"
+    wait_for(lambda: harness.job(job_id)["succeeded"] == 1, 10, 0.02, "task 1 recorded while task 2 runs")
+    assert first.read_bytes() == b"task 1\n" and (submit_dir / f"gate.e{seq}.1").read_bytes() == b""
+    assert not (submit_dir / f"gate.o{seq}.2").exists()
+    (tmp_path / "go").touch()
+    agent.join(timeout=30)
+    assert harness.job(job_id)["state"] == "SUCCEEDED"
+    assert [(submit_dir / f"gate.o{seq}.{i}").read_bytes() for i in (1, 2, 3)] == [b"task 1\n", b"task 2\n", b"task 3\n"]
+    assert (submit_dir / f"gate.e{seq}.2").read_bytes() == b"waiting\n"

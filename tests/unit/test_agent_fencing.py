@@ -19,7 +19,7 @@ from hyperbatch.core.model import new_job
 from hyperbatch.core.ports import WorkItem
 from hyperbatch.services.agent import Agent, Lease, Settings
 from hyperbatch.services.dispatch import Run, Signals
-from hyperbatch.support.processes import STARTING, JobRecord, read_job_record, signal_session_jobs
+from hyperbatch.support.processes import STARTING, JobRecord, group_alive, read_job_record, signal_session_jobs
 from tests import polling
 
 LEASE, HEARTBEAT = 3.0, 1.0
@@ -116,7 +116,7 @@ def test_a_worker_that_cannot_renew_kills_its_job_when_its_lease_runs_out_and_re
     thread = execute_in_background(agent, run, Lease(LEASE, 0.05, clock=clock))
     proc = running_proc(agent)
     polling.wait_for(lambda: len(agent.dispatcher.seen) >= 2, 10, 0.01, "two heartbeats")  # both failed
-    assert proc.poll() is None
+    assert proc.returncode is None and group_alive(proc.pid)  # still running
     clock.now += LEASE
     finish(agent, thread)
     assert proc.returncode == -signal.SIGKILL  # no grace: it must be dead before the lease ends

@@ -64,6 +64,7 @@ BIG = 1 << 20  # an output larger than this keeps a file of its own (linked in w
 RUNS = ".runs"
 NOW_BYTES = 128  # the .now record, written whole at offset 0
 COPY = 1 << 20
+RECENT = 16384  # finished runs whose outputs' places a store remembers (a chunk is at most 10,000 tasks)
 
 # A record: magic, index (-1: a plain job), start (ns), attempt, stream (0 stdout, 1 stderr), flags, length.
 HEADER = struct.Struct("<4sqqIBBQ")
@@ -222,7 +223,8 @@ class FileLogStore:
         self._lock = threading.Lock()
         self._free_slots: list[_Slot] = []
         self._made = False  # logs/.runs made (and dead writers' spools tidied) by this store
-        self._last: tuple[tuple[str, int | None] | None, dict] = (None, {})  # the run packed last, its outputs
+        # The runs this process packed lately and where their outputs lie, for `deliver` (newest last).
+        self._recent: dict[tuple[str, int | None], dict[str, tuple[str, int, int]]] = {}
 
     # ---- writing ----------------------------------------------------------------------------------
     def sink(self, job_id: str, index: int | None, attempt: int) -> FileSink:
@@ -246,29 +248,33 @@ class FileLogStore:
 
     def _free(self, slot: _Slot) -> None:
         with self._lock:
-            self._last = (slot.last, slot.outputs)
+            if slot.last is not None:
+                self._recent.pop(slot.last, None)
+                self._recent[slot.last] = slot.outputs
+                if len(self._recent) > RECENT:
+                    del self._recent[next(iter(self._recent))]
             self._free_slots.append(slot)
 
     def deliver(self, job_id: str, index: int | None, stream: str, path: str, mode: int) -> None:
         """Write a finished run's stream to `path` (its output file in the submit directory): the whole
-        file replaced, created with `mode` (an empty stream still makes its file, as PBS does). The run
-        this process packed last is copied from where it lies, without looking for it."""
-        last, outputs = self._last
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as dst:
-            if last == (job_id, index):
-                if stream not in outputs:
-                    return  # it wrote nothing there
-                file, start, length = outputs[stream]
-                with open(file, "rb") as src:
-                    src.seek(start)
-                    _copy(src, dst, length)
+        file replaced, created with `mode` (an empty stream still makes its file, as PBS does). A run
+        this process packed lately (a chunk's worth) is copied from where it lies, without looking for it."""
+        outputs = self._recent.get((job_id, index))
+        dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            if outputs is not None:
+                if stream in outputs:  # else it wrote nothing there: the empty file is all there is to do
+                    file, start, length = outputs[stream]
+                    _copy(file, start, length, dst)
                 return
             offset = 0
             while True:
                 data, offset = self.read(job_id, index, stream, offset, COPY)
                 if not data:
                     return
-                dst.write(data)
+                _write_all(dst, data, offset - len(data))
+        finally:
+            os.close(dst)
 
     # ---- reading ----------------------------------------------------------------------------------
     def read(self, job_id: str, index: int | None, stream: str, offset: int, limit: int) -> tuple[bytes, int]:
@@ -384,13 +390,19 @@ def _pread_path(path: str | Path, offset: int, limit: int) -> bytes:
         os.close(fd)
 
 
-def _copy(src, dst, length: int) -> None:
-    while length > 0:
-        data = src.read(min(COPY, length))
-        if not data:
-            return
-        dst.write(data)
-        length -= len(data)
+def _copy(file: str, start: int, length: int, dst: int) -> None:
+    """`length` bytes of `file` from `start` to the start of the descriptor `dst`."""
+    src = os.open(file, os.O_RDONLY)
+    try:
+        done = 0
+        while done < length:
+            data = os.pread(src, min(COPY, length - done), start + done)
+            if not data:
+                return
+            _write_all(dst, data, done)
+            done += len(data)
+    finally:
+        os.close(src)
 
 
 def _tidy(runs: Path) -> None:
