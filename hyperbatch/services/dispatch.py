@@ -28,6 +28,7 @@ chunk was settled, and the read that follows it tells the worker so.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -111,13 +112,20 @@ class Dispatcher:
     processes (the local daemon: hyperbatch.adapters.local.compute.LocalCompute.fence), kills the job
     that worker `host` runs for that run, if it still runs it; it is called before a silent worker's run
     is taken back. Elsewhere (AWS) it is None: workers fence themselves (hyperbatch.services.agent.Lease).
+
+    `together()`, where the store and the queue are one database (local mode: `Database.together`),
+    makes the writes inside it one transaction: a run's result and its item's ack commit as one (a
+    group commit: one write where there were two or three), so a worker killed in between leaves
+    neither half. Elsewhere each write stands alone, as DynamoDB and SQS have it; every step is
+    written to be safe either way (the ack comes last).
     """
 
     def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float,
-                 clock=time.time, fence: Fence | None = None):
+                 clock=time.time, fence: Fence | None = None,
+                 together: Callable[[], AbstractContextManager] = nullcontext):
         self.store, self.queue = store, queue
         self.worker, self.region, self.lease_seconds = worker, region, lease_seconds
-        self.clock, self.fence = clock, fence
+        self.clock, self.fence, self.together = clock, fence, together
 
     @property
     def host(self) -> str:
@@ -280,7 +288,12 @@ class Dispatcher:
         Unless a cancel was recorded first: then the job ends CANCELLED whatever
         its result (`_end_run`), as the `qdel` that was answered 0 promised.
         None if the run was taken back (its lease lost): its item is no longer ours.
+        The result, the retry's work and the ack are one commit where the store allows (`together`).
         """
+        with self.together():
+            return self._finish_job(run, outcome)
+
+    def _finish_job(self, run: Run, outcome: Outcome) -> dict | None:
         job, attempt = run.job, run.attempt
         done = {"finished_at": self.clock(), "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
         if outcome.cancelled:
@@ -348,7 +361,11 @@ class Dispatcher:
     def finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
         """Record a chunk's results (`tasks.finish_chunk`): cancelled tasks end CANCELLED whatever they
         returned; positions with no result (the worker stopped first) go back untouched and the item is
-        handed back for them; otherwise the item is acknowledged."""
+        handed back for them; otherwise the item is acknowledged. One commit where the store allows."""
+        with self.together():
+            return self._finish_tasks(run, results)
+
+    def _finish_tasks(self, run: Run, results: dict[int, Outcome]) -> dict:
         statuses = {pos: o.exit_status for pos, o in results.items()}
         found: dict = {}
 

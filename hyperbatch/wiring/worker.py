@@ -57,7 +57,8 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
     here = machine.from_environment(os.environ) or machine.offer(local)
     backend = open_local(machine=here)
     dispatcher = Dispatcher(
-        backend.store, backend.queue, os.environ["HYPER_WORKER_ID"], os.environ["HYPER_REGION"], local.lease_seconds
+        backend.store, backend.queue, os.environ["HYPER_WORKER_ID"], os.environ["HYPER_REGION"], local.lease_seconds,
+        together=backend.db.together,  # a run's result and its ack: one commit
     )
     settings = Settings(
         queue=os.environ["HYPER_QUEUE"],

@@ -65,5 +65,6 @@ def harness(tmp_path):
     backend = open_local(tmp_path)
     cfg = config.load(CONFIG_DIR)
     scheduler = Scheduler(cfg, backend.store, backend.queue, backend.logs)
-    worker = Dispatcher(backend.store, backend.queue, "w-test", "us-east-1", lease_seconds=30)
+    worker = Dispatcher(backend.store, backend.queue, "w-test", "us-east-1", lease_seconds=30,
+                        together=backend.db.together)  # as a local worker is built (hyperbatch.wiring.worker)
     return Harness(scheduler, worker, backend)

@@ -18,7 +18,8 @@ from tests.polling import wait_for
 
 def run_agent(harness, name: str = "w1", chunk: int = 64, idle: float = 1.0) -> threading.Thread:
     backend = harness.backend
-    dispatcher = Dispatcher(backend.store, backend.queue, name, "us-east-1", lease_seconds=30)
+    dispatcher = Dispatcher(backend.store, backend.queue, name, "us-east-1", lease_seconds=30,
+                            together=backend.db.together)
     settings = Settings(queue="batch", idle_timeout=idle, lease_seconds=30, heartbeat_seconds=0.1,
                         chunk_size=chunk, work_root=backend.home / "work", definition_env={},
                         deliver=backend.logs.deliver)

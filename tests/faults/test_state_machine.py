@@ -103,7 +103,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.scheduler = Scheduler(CONFIG, self.store, self.queue, None)
         self.reconciler = Dispatcher(self.store, self.queue, "reconciler", "local", LEASE, clock=self.clock,
                                      fence=self.fence)
-        self.workers = {w: Dispatcher(self.store, self.queue, w, "local", LEASE, clock=self.clock) for w in WORKERS}
+        self.workers = {w: Dispatcher(self.store, self.queue, w, "local", LEASE, clock=self.clock,
+                                      together=self.db.together) for w in WORKERS}
 
     def teardown(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

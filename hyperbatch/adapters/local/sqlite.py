@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS work (
     visible_at REAL NOT NULL, lease_until REAL, worker TEXT
 );
 CREATE INDEX IF NOT EXISTS work_ready ON work (queue, priority DESC, id) WHERE lease_until IS NULL;
+-- Queued work of every queue in start order: a claim's placement walks it and stops at the first that fits.
+CREATE INDEX IF NOT EXISTS work_start ON work (priority DESC, id) WHERE lease_until IS NULL;
 CREATE INDEX IF NOT EXISTS work_leased ON work (lease_until) WHERE lease_until IS NOT NULL;
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, pid INTEGER NOT NULL, region TEXT NOT NULL, queue TEXT NOT NULL,
@@ -139,8 +141,22 @@ class Database:
     @contextmanager
     def write(self):
         """One write transaction. A full disk (or a store that may grow no more) is StorageFull, which the
-        API answers 507: the write did not happen, and the caller is told why in words."""
+        API answers 507: the write did not happen, and the caller is told why in words.
+
+        Inside `together` it is a savepoint of that transaction instead: all or nothing of it
+        stays, and it is committed with the rest."""
         conn = self.conn
+        if getattr(self._local, "after", None) is not None:
+            conn.execute("SAVEPOINT one_write")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO one_write")
+                    conn.execute("RELEASE one_write")
+                raise
+            conn.execute("RELEASE one_write")
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -155,6 +171,32 @@ class Database:
                 raise StorageFull(f"the job store's disk is full ({exc}): nothing was changed; "
                                   f"free some space on it and try again") from None
             raise
+
+    @contextmanager
+    def together(self):
+        """The writes made in it (this thread's, by the store and the queue alike) as one transaction:
+        a group commit, all of it or none of it, whatever stops the process half way. What is to happen
+        once they are committed (`after_commit`: waking idle workers) waits for the commit."""
+        if getattr(self._local, "after", None) is not None:
+            yield  # already inside one: part of it
+            return
+        after: list = []
+        try:
+            with self.write():  # begins the transaction; the writes inside join it (savepoints)
+                self._local.after = after
+                yield
+        finally:
+            self._local.after = None
+        for call in after:
+            call()
+
+    def after_commit(self, call) -> None:
+        """Call `call` once what this thread writes now is committed: at once outside `together`."""
+        after = getattr(self._local, "after", None)
+        if after is None:
+            call()
+        else:
+            after.append(call)
 
 
 class SqliteJobStore:
@@ -368,14 +410,16 @@ class SqliteWorkQueue:
             self._wake(queue)
 
     def _wake(self, queue: str, freed: bool = False) -> None:
-        """Wake the waiters of `queue`; when a lease ended (`freed`) under placement by resources, those
-        of every queue, since what the lease held may now let another queue's work fit."""
-        if self.wakeups is None:
+        """Wake the waiters of `queue` once the change is committed; when a lease ended (`freed`) under
+        placement by resources, those of every queue, since what the lease held may now let another
+        queue's work fit."""
+        wakeups = self.wakeups
+        if wakeups is None:
             return
         if freed and self.machine is not None:
-            self.wakeups.wake_all()
+            self.db.after_commit(wakeups.wake_all)
         else:
-            self.wakeups.wake(queue)
+            self.db.after_commit(lambda: wakeups.wake(queue))
 
     def wait(self, queue: str, timeout: float) -> bool:
         """Until work is sent to `queue` (True) or `timeout` passes (False), and no later than when an
@@ -448,17 +492,21 @@ class SqliteWorkQueue:
         taken = {g for g in (used[2] or "").split(",") if g}
         free_gpus = [g for g in machine.gpus if g not in taken]
         free = machine.amount.minus(Amount(used[0], used[1], 0))._replace(gpus=len(free_gpus))
+        # Stepped through lazily, in the order of the work_start index: a claim reads (and decodes the
+        # request of) only the items before the one it takes, not the whole backlog.
         rows = conn.execute(
             "SELECT w.id, w.job_id, w.lo, w.hi, w.attempt, w.priority, w.queue, w.visible_at, "
-            "json_extract(j.doc, '$.resources') FROM work w LEFT JOIN jobs j ON j.id = CAST(w.job_id AS INTEGER) "
+            "json_extract(j.doc, '$.resources') FROM work w INDEXED BY work_start "
+            "LEFT JOIN jobs j ON j.id = CAST(w.job_id AS INTEGER) "
             "WHERE w.lease_until IS NULL AND w.visible_at <= ? ORDER BY w.priority DESC, w.id LIMIT ?",
             (now, PLACEMENT_WINDOW),
-        ).fetchall()
+        )
         candidates = (
             Candidate(r, resources.request_of(json.loads(r[8]) if r[8] else None), now - r[7], r[6] == queue)
             for r in rows
         )
         chosen = resources.pick(candidates, free, machine.starve_after, machine.amount)
+        rows.close()  # done with the walk before the claim writes to the table it walks
         if chosen is None:
             return None, Amount(0), ""
         request = chosen.request
