@@ -34,6 +34,11 @@ up to ~1 s late; the precise end is taken as the newest mtime among the tasks'
 output files (each opened as its `true` starts, microseconds before it exits),
 and the rate uses that precise figure (the less flattering one for HyperBatch).
 
+Single jobs (`--single-jobs`, default 2,000): plain jobs of `true`, each a job
+of its own in the store (a claim, a start, a finish and an ack each), submitted
+over the API in batches with the submit directory qsub sends, so each also
+delivers its two output files. `single_jobs_per_second` is that rate.
+
 Chunk size (definition.chunk_size, the most array tasks a worker claims at once;
 the agent grows its claim 1, 2, 4, ... up to it, and never beyond ~1 s of work,
 TARGET_CHUNK_SECONDS in hyperbatch/agent.py): 256. Why, from the measurements
@@ -43,8 +48,8 @@ on this (shared, 2-core) machine, 10,000 tasks, 2 workers:
     at one size (other sessions' tests share the cores and the disk) was as
     large as that spread (walls of 8.6-14.1 s at one size).
   - bench/profile_local.py says why: a chunk's store round (claim, start with
-    update_array, finish with update_array, ack: ~5 SQLite write transactions and
-    the array document's JSON) costs ~1 ms, against ~2-4 ms per task (fork/exec
+    update_array, then finish with update_array and the ack in one commit: ~4
+    SQLite write transactions and the array document's JSON) costs ~1 ms, against ~2-4 ms per task (fork/exec
     and, then, two new log files), so any chunk >= 64 leaves bookkeeping under ~1%.
   - What a big chunk costs is the tail: when the array runs out, one worker can
     still be busy with up to a whole chunk (<= ~1 s of work here) while the
@@ -126,6 +131,37 @@ def run_hyperbatch(tasks: int, workers: int, chunk_size: int, base: str | None =
         }
 
 
+def run_single_jobs(jobs: int, workers: int, base: str | None = None) -> dict:
+    """`jobs` plain jobs of `true` (no array), submitted in POST /jobs batches of 1,000, each with the
+    submit directory qsub would send, so each delivers its NAME.oSEQ/NAME.eSEQ as an array task does.
+    Timed: the first POST until the queue counts them all SUCCEEDED (GET /queues, every 50 ms)."""
+    with LocalMode(workers=workers, base_dir=base) as hb:
+        hb.warm_up()
+        agents = hb.worker_pids()
+        before = _succeeded(hb)
+        cpu0 = {pid: cpu_of(pid) for pid in [hb.daemon_pid, *agents]}
+        t0 = time.time()
+        for start in range(0, jobs, 1000):
+            hb.submit({"jobs": [{"command": ["true"], "name": "single", "workdir": str(hb.workdir)}
+                                for _ in range(min(1000, jobs - start))]})
+        deadline = time.monotonic() + 600
+        while _succeeded(hb) - before < jobs:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{jobs} jobs not all SUCCEEDED after 600 s")
+            time.sleep(POLL)
+        wall = time.time() - t0
+        cpu1 = {pid: cpu_of(pid) for pid in cpu0}
+        return {"wall": wall, "cpu": {
+            "daemon": cpu1[hb.daemon_pid][0] - cpu0[hb.daemon_pid][0],
+            "agents": sum(cpu1[p][0] - cpu0[p][0] for p in agents),
+            "tasks": sum(cpu1[p][1] - cpu0[p][1] for p in agents)}}
+
+
+def _succeeded(hb: LocalMode) -> int:
+    _, body = hb.api("GET", "/queues")
+    return sum(q["counts"].get("SUCCEEDED", 0) for q in body["queues"])
+
+
 # ---- HyperQueue ----------------------------------------------------------------------------------
 class _Quiet:
     """Send fds 1 and 2 to a file while HyperQueue's Rust side runs (it prints a server table)."""
@@ -200,6 +236,8 @@ def main() -> int:
                         help="comma-separated chunk sizes: run HyperBatch once per size and report each")
     parser.add_argument("--repeat", type=int, default=1, help="HyperBatch runs per chunk size; the best counts")
     parser.add_argument("--skip-hyperqueue", action="store_true")
+    parser.add_argument("--single-jobs", type=int, default=2000,
+                        help="plain (non-array) jobs to time as well (0: none)")
     parser.add_argument("--home-base", default=None,
                         help="experiment: temp dirs (HYPERBATCH_HOME, HyperQueue's task dir) under this directory, "
                              "e.g. /dev/shm to take file-creation cost out; default: the system temp dir")
@@ -246,6 +284,14 @@ def main() -> int:
           f"tasks (true, reaped by agents) {c['tasks']:.2f}; wall x cores = {hb['wall'] * os.cpu_count():.2f}; "
           f"{sum(c.values()) / n * 1000:.2f} ms cpu per task -> cpu-bound rate on {os.cpu_count()} idle cores "
           f"~{os.cpu_count() * n / sum(c.values()):.0f} tasks/s")
+
+    if args.single_jobs:
+        single = run_single_jobs(args.single_jobs, w, args.home_base)
+        c = single["cpu"]
+        print(f"single_jobs_per_second: {args.single_jobs / single['wall']:.0f}   # {args.single_jobs} plain jobs "
+              f"of `true` in POST /jobs batches, {w} warm workers, first POST -> all SUCCEEDED (50 ms polls); "
+              f"{sum(c.values()) / args.single_jobs * 1000:.2f} ms cpu per job (daemon {c['daemon']:.2f} s, "
+              f"agents {c['agents']:.2f} s, jobs {c['tasks']:.2f} s)")
 
     if args.skip_hyperqueue:
         return 0

@@ -647,9 +647,13 @@ class Agent:
         first = run.spec.index_at(run.positions[0]) if run.positions else None
         run_id = display_id(job, first)
         tmpdir = self.settings.work_root / "tmp" / f"pbs.{run_id}"
-        tmpdir.mkdir(parents=True, exist_ok=True)
         aux = self.settings.work_root.parent / "aux"
-        aux.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(tmpdir)  # one call, as a rule: its parents are there from the item before
+            os.stat(aux)
+        except OSError:
+            tmpdir.mkdir(parents=True, exist_ok=True)
+            aux.mkdir(parents=True, exist_ok=True)
         nodefile = aux / run_id
         nodefile.write_text(environment.nodefile(job.get("resources") or {}, self.settings.host))
         home = environment.home_of(job, self._home)
@@ -747,7 +751,10 @@ class Agent:
         self._prepared = None
         if self.places is None:
             return
-        shutil.rmtree(self.places["tmpdir"], ignore_errors=True)
+        try:
+            os.rmdir(self.places["tmpdir"])  # emptied after each task (`_reset`): one call, as a rule
+        except OSError:
+            shutil.rmtree(self.places["tmpdir"], ignore_errors=True)
         try:
             self.places["nodefile"].unlink()
         except FileNotFoundError:
