@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import pwd
+from queue import Queue
 import resource
 import shutil
 import signal
@@ -320,6 +321,7 @@ class Agent:
         self._room_gpus: list[str] = []  # the GPUs the current run holds of the room
         self._prepared: tuple[tuple, spawn.Program] | None = None  # the current item's program (`_program`)
         self._undelivered: list[tuple[dict, int | None, str]] = []  # runs whose output files are to write (`_deliver`)
+        self._deliveries: Queue | None = None  # what the delivery thread is to write (`_hand_over`)
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -493,21 +495,21 @@ class Agent:
         graceful stop neither loses a task nor runs a finished one again. Lease
         lost: nothing is recorded, the work is someone else's now.
 
-        A task's output files are written while the next task runs (or once
-        the chunk ends), not between the two: making files in the submit
-        directory is the most a tiny task costs beyond its fork and exec, and
-        is done while the next task's process starts up. Only then is the task
-        noted done, so a task is never recorded finished before its files are there.
+        A task's output files are written by the delivery thread
+        (`_hand_over`), handed to it once the next task has started: making
+        files in the submit directory is the most a tiny task costs beyond its
+        fork and exec, and it waits on the file system (the longer the busier
+        the machine), which must not hold up the next start. That thread notes
+        the task done only once they are written, so a task is never recorded
+        finished before its files are there; the chunk's results are recorded
+        once it has written them all (`_delivered`).
         """
         spec = run.spec
         started = time.time()
-        ended: list[tuple[int, Outcome]] = []  # ran to their end, their files not written yet
+        ended: list[tuple[int, Outcome]] = []  # ran to their end, not handed to the delivery thread yet
 
         def note() -> None:
-            self._deliver()
-            for done_pos, done_outcome in ended:
-                run.done(done_pos, done_outcome)
-            ended.clear()
+            self._hand_over(run, ended)
 
         for pos in run.positions:
             index = spec.index_at(pos)
@@ -515,6 +517,7 @@ class Agent:
                 break
             if index in self.supervisor.cancelled:
                 note()
+                self._delivered()
                 run.passed(pos)  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
                 continue
             outcome = self._run_one(run, index, meanwhile=note)
@@ -522,6 +525,7 @@ class Agent:
                 break  # stopped half way: no result, it goes back (or, lease lost, stays with its new owner)
             ended.append((pos, outcome))
         note()
+        self._delivered()
         if self.supervisor.lease_lost:
             return
         self.dispatcher.finish_tasks(run, dict(run.results))
@@ -716,12 +720,46 @@ class Agent:
         self._reset(places)
         return outcome
 
-    def _deliver(self) -> None:
-        """Write the output files of the runs that ended since the last call (hyperbatch.core.outputs)."""
-        deliver, pending = self.settings.deliver, self._undelivered
-        if deliver is None or not pending:
+    def _hand_over(self, run: Run, ended: list[tuple[int, Outcome]]) -> None:
+        """Hand the output files of the runs that ended since the last call to the delivery thread,
+        and the tasks of `ended` (emptied) to note done on `run` once those are written."""
+        pending, self._undelivered = self._undelivered, []
+        done, ended[:] = list(ended), []
+        if not pending and not done:
             return
-        self._undelivered = []
+        if self._deliveries is None:
+            self._deliveries = Queue()
+            threading.Thread(target=self._deliver_forever, daemon=True, name="deliver").start()
+        self._deliveries.put((pending, run, done))
+
+    def _delivered(self) -> None:
+        """Wait until the delivery thread has written all it was handed, and noted those tasks done."""
+        if self._deliveries is not None:
+            self._deliveries.join()
+
+    def _deliver_forever(self) -> None:
+        assert self._deliveries is not None
+        while True:
+            pending, run, done = self._deliveries.get()
+            try:
+                self._write_outputs(pending)
+            except Exception:  # never leave the chunk waiting: its tasks ran, whatever became of their files
+                log.exception("writing output files failed")
+            finally:
+                for pos, outcome in done:
+                    run.done(pos, outcome)
+                self._deliveries.task_done()
+
+    def _deliver(self) -> None:
+        """Write the output files of the runs that ended since the last call, on this thread."""
+        pending, self._undelivered = self._undelivered, []
+        self._write_outputs(pending)
+
+    def _write_outputs(self, pending: list[tuple[dict, int | None, str]]) -> None:
+        """Write the output files of `pending` runs (job, index, home): hyperbatch.core.outputs."""
+        deliver = self.settings.deliver
+        if deliver is None:
+            return
         for job, index, home in pending:
             mode = outputs.file_mode(job.get("umask"))
             for stream, path in outputs.destinations(job, index, home):
