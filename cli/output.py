@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Mapping, Sequence
 
 from hyperbatch.cli.pbs.common import ACTIVE_STATES, FINAL_STATES, PBS_VERSION  # noqa: F401 (used by the commands)
+from hyperbatch.core import staging
 
 DEFAULT_PROJECT = "_pbs_project_default"
 LINE_LIMIT = 78  # CHAR_LINE_LIMIT: -f folds values at commas to stay within it
@@ -131,6 +132,8 @@ def job_attributes(job: Mapping[str, Any], now: float | None = None) -> list[Att
     ]
     out += [("Resource_List", name, value) for name, value in sorted(_resource_list(job).items())]
     out += [
+        ("stagein", None, staging.pbs_text(job.get("stagein"))),
+        ("stageout", None, staging.pbs_text(job.get("stageout"))),
         ("stime", None, ctime(started)),
         ("obittime", None, ctime(finished) if isinstance(started, (int, float)) else None),
         ("substate", None, job.get("substate")),
@@ -139,6 +142,7 @@ def job_attributes(job: Mapping[str, Any], now: float | None = None) -> list[Att
         ("etime", None, ctime(submitted)),
         ("run_count", None, job.get("run_count") or 0),
         ("Exit_status", None, job.get("exit_status") if state in FINAL_STATES else None),
+        ("stageout_files", None, staging.files_text(job.get("stageout_files"))),  # HyperBatch: what went out
     ]
     array = job.get("array")
     if isinstance(array, dict):

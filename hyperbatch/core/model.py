@@ -58,6 +58,9 @@ def new_job(**fields: Any) -> dict:
         "mail_users": None,
         "umask": None,
         "sandbox": None,
+        "stagein": [],  # staging pairs, canonical PBS text (core/staging.py)
+        "stageout": [],
+        "stageout_files": [],  # what the last run staged out: [{"path", "dest", "size"}]
         "state": JobState.QUEUED.value,
         "attempt": 1,
         "run_count": 0,

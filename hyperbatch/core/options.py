@@ -24,6 +24,7 @@ import re
 import time
 from collections import namedtuple
 
+from hyperbatch.core import staging
 from hyperbatch.core.patterns import lazy
 from hyperbatch.core.arrays import ArraySpec, parse_array
 from hyperbatch.core.dependencies import format_depend, parse_depend
@@ -681,19 +682,21 @@ def _block(value: str) -> dict[str, Any]:
     return {"block": True} if _bool_word("block")(value) else {}
 
 
-W_ATTRIBUTES: dict[str, tuple[Callable[[str], dict[str, Any]] | None, str]] = {
-    "depend": (lambda v: {"depend": _apply_depend(v)},
+W_ATTRIBUTES: dict[str, tuple[Callable[[str, Context], dict[str, Any]] | None, str]] = {
+    "depend": (lambda v, ctx: {"depend": _apply_depend(v)},
                "run after other jobs: afterok:ID[:ID...], afterany:ID, afternotok:ID"),
-    "block": (_block, "true: qsub waits for the job to end and exits with its exit status"),
-    "umask": (lambda v: {"umask": parse_umask(v)}, "the job's umask, octal (default 077, as PBS)"),
-    "sandbox": (lambda v: {"sandbox": parse_sandbox(v)},
+    "block": (lambda v, ctx: _block(v), "true: qsub waits for the job to end and exits with its exit status"),
+    "umask": (lambda v, ctx: {"umask": parse_umask(v)}, "the job's umask, octal (default 077, as PBS)"),
+    "sandbox": (lambda v, ctx: {"sandbox": parse_sandbox(v)},
                 "HOME: start in your home directory (default); PRIVATE: in a fresh per-job directory"),
-    "max_run_subjobs": (_max_run, "an array's tasks running at once (as -J ...%N)"),
-    "interactive": (_interactive, "only false: interactive jobs are not supported"),
+    "max_run_subjobs": (lambda v, ctx: _max_run(v), "an array's tasks running at once (as -J ...%N)"),
+    "interactive": (lambda v, ctx: _interactive(v), "only false: interactive jobs are not supported"),
     "group_list": (None, "jobs run with the submitting user's own groups; -W group_list cannot change them"),
-    "stagein": (None, "no file staging: jobs read and write files where they are"),
-    "stageout": (None, "no file staging: jobs read and write files where they are"),
-    "release_nodes_on_stageout": (None, "no file staging: jobs read and write files where they are"),
+    "stagein": (lambda v, ctx: {"stagein": staging.check_field(v, "stagein", ctx.host)},
+                "files copied into the job's directory before it starts: LOCAL@HOST:REMOTE[,...]"),
+    "stageout": (lambda v, ctx: {"stageout": staging.check_field(v, "stageout", ctx.host)},
+                 "files copied out of the job's directory after it ends: LOCAL@HOST:REMOTE[,...]"),
+    "release_nodes_on_stageout": (None, "a job runs on one host; it holds no other nodes to release"),
     "tolerate_node_failures": (None, "a job runs on one host; there are no sister nodes to tolerate"),
     "run_count": (None, "run_count counts runs; it cannot be set"),
     "cred": (None, "credentials are not forwarded to jobs"),
@@ -730,8 +733,7 @@ def _apply_w(value: str, ctx: Context) -> dict[str, Any]:
             raise SpecError(f"-W {key}: not supported: {reason}")
         if not raw.strip():
             raise SpecError(f"illegal -W value: {key}= needs a value")
-        for name, parsed in parse(raw).items():
-            out[name] = _join_depend(out[name], parsed) if name == "depend" and name in out else parsed
+        merge_into(out, parse(raw, ctx))
     return out
 
 
@@ -812,7 +814,9 @@ OPTIONS: tuple[Option, ...] = (
            "AUTH as a word; AWS_*, SSH_*, GPG_*, HYPERBATCH_*, PBS_O_*; DISPLAY, SHLVL, ...). -v values win.",
            _apply_export),
     Option("-W", "ATTR=VALUE", "depend=afterok:ID[:ID],afterany:ID,afternotok:ID; block=true (wait for the "
-           "job and exit with its status); umask=022; sandbox=HOME|PRIVATE; max_run_subjobs=N. Repeatable.",
+           "job and exit with its status); umask=022; sandbox=HOME|PRIVATE; max_run_subjobs=N; "
+           "stagein=LOCAL@HOST:REMOTE[,...] and stageout=LOCAL@HOST:REMOTE[,...] (LOCAL in the job's directory, "
+           "HOST:REMOTE on the submit host or s3://bucket/key). Repeatable.",
            _apply_w),
     Option("-X", None, "X11 forwarding: not supported.", refused=INTERACTIVE_REFUSED),
     Option("-G", None, "GUI session: not supported.", refused=INTERACTIVE_REFUSED),
@@ -820,6 +824,13 @@ OPTIONS: tuple[Option, ...] = (
     # HyperBatch's own
     Option("-d", "DEFINITION", "Job definition (image and sizing) to run under (HyperBatch).",
            _one("definition", lambda t: _text(t, "definition", MAX_QUEUE)), aliases=("--definition",), pbs=False),
+    Option("--stage-in", "SRC[:DEST]", "Copy SRC (a file or directory here, or s3://bucket/key) into the job's "
+           "directory before it starts, as DEST (default: its name). Repeatable (HyperBatch).",
+           lambda v, ctx: {"stagein": [staging.parse_stage_in(v, ctx.host).text()]}, pbs=False),
+    Option("--stage-out", "PATTERN[:DEST]", "After the job, whatever its exit status, move what PATTERN (a path "
+           "or glob in the job's directory, as in results/*.csv) matches to DEST (a path here, or "
+           "s3://bucket/prefix/; default: the submit directory). Repeatable (HyperBatch).",
+           lambda v, ctx: {"stageout": [staging.parse_stage_out(v, ctx.host).text()]}, pbs=False),
     Option("--retries", "N", f"Run again up to N more times after a non-zero exit (0-{MAX_RETRIES}; default 0, "
            "as PBS) (HyperBatch).", _apply_retries, pbs=False),
     Option("--wait", None, "After printing the id, wait until the job finishes and exit with its exit status "
@@ -857,7 +868,8 @@ def occurrence(flag: str, value: str | None, ctx: Context, *, directive: bool = 
 class Field(namedtuple("Field", "name check kind merge help examples", defaults=(str, "last", "", ()))):
     """One field of a job request: `check` reads an API value (JSON, or PBS text) into its canonical
     value or raises SpecError; `kind` is the JSON type(s) the API takes (its schema); `merge` says how
-    occurrences combine: "last", "update" (objects merge per key) or "join" (depend lists)."""
+    occurrences combine: "last", "update" (objects merge per key), "join" (depend lists) or "extend"
+    (lists: staging pairs)."""
 
     __slots__ = ()
 
@@ -930,13 +942,18 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("mail_users", _str_or(lambda t: _text(t, "mail users")), help="Mail_Users (-M; stored only)"),
     Field("umask", kind=str | int, check=_str_or(parse_umask, parse_umask), help="umask (-W umask)"),
     Field("sandbox", _str_or(parse_sandbox), help="sandbox (-W sandbox)"),
+    Field("stagein", kind=list[str] | str, check=lambda v: staging.check_field(v, "stagein"), merge="extend",
+          help="stagein (-W stagein, --stage-in): LOCAL@HOST:REMOTE pairs", examples=(["in.txt@myhost:/data/in.txt"],)),
+    Field("stageout", kind=list[str] | str, check=lambda v: staging.check_field(v, "stageout"), merge="extend",
+          help="stageout (-W stageout, --stage-out): LOCAL@HOST:REMOTE pairs, LOCAL may be a glob",
+          examples=(["out.txt@myhost:/data/results/"],)),
 )}
 OPTION_FIELDS = tuple(FIELDS)
 
 # Option fields stored on the job as they are (the others become its name, queue, array, ...).
 ATTRIBUTES = (
     "account", "project", "checkpoint", "output_path", "error_path", "join", "keep", "remove_files", "shell",
-    "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox",
+    "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox", "stagein", "stageout",
 )
 # What qalter may change on a job that has not started, by the name PBS gives the attribute (the
 # words of its history entry): qalter, its request model and Scheduler.alter all read this.
@@ -958,6 +975,8 @@ def merge_into(out: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = {**out[key], **value}
         elif key in out and rule == "join":
             out[key] = _join_depend(out[key], value)
+        elif key in out and rule == "extend":
+            out[key] = [*out[key], *value]
         else:
             out[key] = value
     return out
@@ -1012,6 +1031,10 @@ def finish(fields: Mapping[str, Any], *, workdir: str | None = None) -> dict[str
             if not workdir:
                 raise SpecError(f"{key} '{path}': give an absolute path (no submit directory is known)")
             out[key] = os.path.normpath(os.path.join(workdir, path)) + ("/" if path.endswith("/") else "")
+    submit_host = (out.get("env") or {}).get("PBS_O_HOST")
+    for key in (staging.STAGEIN, staging.STAGEOUT):
+        if out.get(key):
+            out[key] = staging.resolve(out[key], workdir, key, submit_host)
     return out
 
 

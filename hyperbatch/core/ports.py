@@ -8,6 +8,7 @@ tests/contract run the same assertions against both.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Protocol
 
 from hyperbatch.core.model import Change, Expect
@@ -250,3 +251,43 @@ class WorkerRegistry(Protocol):
 
     def workers(self) -> list[dict]:
         """Every record, live or not (hyperbatch.core.onprem.live picks the live ones)."""
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A file staged out: `path` in the job's directory, where it went (`dest`: a path or an s3://
+    URI) and its size in bytes. A directory staged out is one entry, its size the sum of its files'."""
+
+    path: str
+    dest: str
+    size: int
+
+    def record(self) -> dict:
+        """As the job document keeps it (`stageout_files`, hyperbatch.core.staging)."""
+        return {"path": self.path, "dest": self.dest, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What a stage-in or stage-out did: the files copied, and one line for each that failed
+    (`LOCAL@REMOTE: why`). No failures: all went."""
+
+    files: tuple[StagedFile, ...] = ()
+    failures: tuple[str, ...] = ()
+
+
+class Stager(Protocol):
+    """Copies a job's files in before it starts and out after it ends (hyperbatch.core.staging: the
+    pairs, their syntax and PBS's rules). The agent calls it for each run, with the directory the run
+    starts in (its home directory, or PBS_JOBDIR with -W sandbox=PRIVATE); `index` is an array
+    task's (its `^array_index^`), else None. Local mode copies on this machine; on AWS the worker
+    copies from and to S3."""
+
+    def stage_in(self, job: dict, index: int | None, directory: Path) -> Staged:
+        """Copy the job's stage-in files into `directory`. Any failure: the files already copied
+        are removed again and the job must not run (the agent fails it, staging.STAGEIN_FAILED)."""
+
+    def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
+        """After the run, whatever its exit status: copy what each stage-out pair matches to its
+        destination, removing each file from `directory` once copied (PBS); then remove the files
+        staged in. A failure leaves its file where it is and does not stop the others."""

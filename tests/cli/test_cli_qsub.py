@@ -122,7 +122,7 @@ SAMPLES = {
     "-l": "walltime=10:00,select=1:ncpus=2:mem=2gb", "-m": "be", "-M": "me@example.com", "-N": "named",
     "-o": "out/", "-p": "7", "-P": "proj", "-q": "west", "-r": "n", "-R": "oe", "-S": "/bin/sh",
     "-v": "A=1,B='x,y'", "-W": "depend=afterany:1234,umask=027,sandbox=private", "-d": "standard",
-    "--retries": "3",
+    "--retries": "3", "--stage-in": "data/in.txt:in.txt", "--stage-out": "results/*.csv",
 }
 
 
@@ -165,7 +165,7 @@ def _refused_cases():
     yield ("-X",)
     yield ("-u", "bob")
     yield ("-W", "group_list=staff")
-    yield ("-W", "stagein=in@host:/data")
+    yield ("-W", "stagein=in@elsewhere.example:/data")
     yield ("-W", "interactive=true")
     yield ("-l", "nodes=2:ppn=4")
     yield ("-l", "select=2:ncpus=4")

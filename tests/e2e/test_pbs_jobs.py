@@ -235,7 +235,7 @@ def test_interactive_is_refused_with_one_line(hb, unchanged):
         ("-l select=2:ncpus=1", "2 chunks need 2 hosts"),
         ("-W group_list=staff", "-W group_list: not supported"),
         ("-u bob", "-u: jobs run as the submitting user"),
-        ("-W stagein=/a@h:/b", "-W stagein: not supported: no file staging"),
+        ("-W stagein=in@elsewhere.example:/b", "stagein host 'elsewhere.example': files are staged"),
     ],
 )
 def test_a_refused_directive_is_one_line_naming_the_line(hb, unchanged, directive, reason):

@@ -16,7 +16,7 @@ SAMPLES = {
     "-l": "walltime=1:00:00,select=1:ncpus=2:mem=4GB", "-m": "abe", "-M": "me@example.com", "-N": "sweep",
     "-o": "out.txt", "-p": "-5", "-P": "proj", "-q": "west", "-r": "n", "-R": "e", "-S": "/bin/zsh",
     "-u": "bob", "-v": "DEBUG,A='x,y'", "-W": "depend=afterok:1234,umask=022,block=true", "-d": "big",
-    "--retries": "2",
+    "--retries": "2", "--stage-in": "data/in.txt:input.txt", "--stage-out": "results/*.csv",
 }
 
 
@@ -77,6 +77,10 @@ def test_refused_options_are_exactly_these():
         ("--retries", "2", {"max_attempts": 3}),
         ("-k", "oe", {"keep": "oe"}),
         ("-c", "w=10", {"checkpoint": "w=10"}),
+        ("-W", "stagein=in.txt@login1:/data/in.txt,b\\,c@login1:/d/b\\,c",
+         {"stagein": ["in.txt@login1:/data/in.txt", "b\\,c@login1:/d/b\\,c"]}),
+        ("--stage-in", "s3://bucket/k/in.csv", {"stagein": ["in.csv@s3://bucket/k/in.csv"]}),
+        ("--stage-out", "results/*.csv:s3://bucket/out/", {"stageout": ["results/*.csv@s3://bucket/out/"]}),
     ],
 )
 def test_values_become_canonical_fields(flag, value, fields):
@@ -96,7 +100,7 @@ def test_values_become_canonical_fields(flag, value, fields):
         ("-W", "block=maybe", "block=maybe: use true or false"),
         ("-W", "umask=999", "umask '999'"),
         ("-W", "sandbox=tmp", "sandbox 'tmp'"),
-        ("-W", "stageout=a@b:c", "-W stageout: not supported: no file staging"),
+        ("-W", "stageout=a@b:c", "illegal -W value: stageout host 'b': files are staged from and to the submit host"),
         ("-W", "=x", "illegal -W value '=x'"),
         ("-v", "UNSET_HERE", "cannot send environment with the job: UNSET_HERE is not set"),
     ],
@@ -139,6 +143,7 @@ def test_every_field_reads_its_canonical_value_back(name):
         "project": "p", "checkpoint": "n", "output_path": "/o", "error_path": "/e/", "join": "oe", "keep": "n",
         "remove_files": "oe", "shell": "/bin/sh", "rerunnable": "n", "execution_time": 1775814994.0,
         "mail_points": "n", "mail_users": "me", "umask": "22", "sandbox": "HOME",
+        "stagein": "a@h:/x/a,b@h:/x/b", "stageout": ["*.csv@s3://b/out/"],
     }
     once = options.check_field(name, samples[name])
     assert options.check_field(name, once) == once
