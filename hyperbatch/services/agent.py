@@ -750,8 +750,7 @@ class Agent:
 
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
         """After a run that has a result: its files staged out, its output files to write (locally:
-        `_deliver`),
-        its scratch places removed."""
+        `_deliver`), its scratch places removed."""
         outcome = self._stage_out(run.job, index, places, outcome)
         if self.settings.deliver is not None:
             self._undelivered.append((run.job, index, places["home"]))
