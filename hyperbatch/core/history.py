@@ -17,7 +17,7 @@ next attempt or 0) · h hold (user) · u release (user)
 · d delete (user) · a alter (user, attribute names) · m move (user, queue)
 · R rerun (user, tasks) · s signal (user, name, target, delivered) · q
 dependencies met · n dependencies never met (reason) · L worker lost (host,
-next attempt or 0).
+next attempt or 0) · f files not staged in or out (the line, core/staging.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 
 FIELD = "history"
-WORKER_CODES = frozenset("rx")
+WORKER_CODES = frozenset("rxf")
 
 
 def event(code: str, *args, at: float | None = None) -> list:
@@ -70,6 +70,8 @@ def _text(doc: dict, code: str, args: list) -> str:
         return f"Job Rerun at request of {user}" + (f" ({args[1]} tasks)" if len(args) > 1 and args[1] else "")
     if code == "s":
         return f"Signal {args[1]} sent to {args[2]} at request of {user}" + (" (delivered)" if args[3] else "")
+    if code == "f":
+        return str(args[0])
     if code == "q":
         return "Dependencies met: job queued"
     if code == "n":

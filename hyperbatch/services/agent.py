@@ -31,18 +31,18 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from hyperbatch.core import environment, exits, isolation, limits, outputs, resources
+from hyperbatch.core import environment, exits, isolation, limits, outputs, resources, staging
 from hyperbatch.core.errors import NotFound
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_alive, group_rss, signal_group
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
-from hyperbatch.core.ports import LogStore, WorkQueue
+from hyperbatch.core.ports import LogStore, Staged, Stager, WorkQueue
 
 if TYPE_CHECKING:
     from hyperbatch.services.slots import Room
@@ -70,6 +70,9 @@ class Settings:
     job_user: str | None = None  # run jobs as this user (HYPER_JOB_USER), not as the agent's
     # Writes a finished run's stream to its file (stream, path, mode): local mode's output delivery.
     deliver: Callable[[str, int | None, str, str, int], None] | None = None
+    # Copies a job's files in before each run and out after it (core/staging.py); None: this worker
+    # cannot stage, and a job that asks for staging fails before it runs rather than run without its files.
+    stager: Stager | None = None
     host: str = field(default_factory=socket.gethostname)
     assigns_gpus: bool = False  # claims hand out GPUs (local mode on a machine with some): CUDA_VISIBLE_DEVICES
     poll_min: float = 0.002
@@ -537,6 +540,10 @@ class Agent:
             places = self._task_places(job, index)
         except OSError as exc:
             return Outcome(exits.JOB_EXEC_FAIL1, str(exc.strerror or exc))
+        not_staged = self._stage_in(job, index, places)
+        if not_staged is not None:
+            self._reset(places)
+            return not_staged
         self.current.set(None, index, None)  # nothing of the last run's ending carries over
         argv, env, as_user = self.job_user.popen(argv, self._environment(run, index, places))
         try:
@@ -669,8 +676,39 @@ class Agent:
             return ",".join(self._room_gpus)
         return run.item.gpus if self.settings.assigns_gpus else None
 
+    def _stage_in(self, job: dict, index: int | None, places: dict) -> Outcome | None:
+        """Before the run: its stage-in files copied into the directory it starts in. An Outcome when
+        they could not all be (PBS: the job does not run, and says why), else None."""
+        if not (job.get(staging.STAGEIN) or job.get(staging.STAGEOUT)):
+            return None
+        if self.settings.stager is None:
+            failures: tuple[str, ...] = ("this worker cannot stage files",)
+        else:
+            try:
+                failures = self.settings.stager.stage_in(job, index, Path(places["cwd"])).failures
+            except (OSError, ValueError) as exc:  # a stager's own fault: the job must not run without its files
+                failures = (_why(exc),)
+        if not failures:
+            return None
+        note = f"{staging.STAGEIN_COMMENT}: {'; '.join(failures)}"
+        return Outcome(staging.STAGEIN_FAILED, note, staging_note=note)
+
+    def _stage_out(self, job: dict, index: int | None, places: dict, outcome: Outcome) -> Outcome:
+        """After the run, whatever its exit status: its stage-out files copied out, the outcome
+        telling which went (stageout_files) and which could not (comment, tracejob)."""
+        if self.settings.stager is None or not (job.get(staging.STAGEIN) or job.get(staging.STAGEOUT)):
+            return outcome
+        try:
+            done = self.settings.stager.stage_out(job, index, Path(places["cwd"]))
+        except (OSError, ValueError) as exc:
+            done = Staged(failures=(_why(exc),))
+        note = f"{staging.STAGEOUT_COMMENT}: {'; '.join(done.failures)}" if done.failures else ""
+        return replace(outcome, staged_out=done.files if job.get(staging.STAGEOUT) else None, staging_note=note)
+
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
-        """After a run that has a result: deliver its output files (locally), remove its scratch places."""
+        """After a run that has a result: its files staged out, its output files delivered (locally),
+        its scratch places removed."""
+        outcome = self._stage_out(run.job, index, places, outcome)
         if self.settings.deliver is not None:
             job = run.job
             mode = outputs.file_mode(job.get("umask"))

@@ -34,7 +34,7 @@ from typing import Callable
 from hyperbatch.core import arrays, exits, history, outbox, pools
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
-from hyperbatch.core.ports import JobStore, WorkItem, WorkQueue
+from hyperbatch.core.ports import JobStore, StagedFile, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
 from hyperbatch.core.tasks import (CANCELLED_MAP, Claim, claim_chunk, finish_chunk, lose_chunk, record_progress,
                                    task_map, update_array)
@@ -88,6 +88,10 @@ class Outcome:
     reason: str = ""
     cancelled: bool = False
     cpu_seconds: float = 0.0
+    # File staging (hyperbatch.core.staging): what the run staged out (None: it stages nothing out),
+    # and the line that says which files could not be staged in or out (comment and tracejob).
+    staged_out: tuple[StagedFile, ...] | None = None
+    staging_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -283,21 +287,27 @@ class Dispatcher:
         """
         job, attempt = run.job, run.attempt
         done = {"finished_at": self.clock(), "exit_status": outcome.exit_status, "cpu_seconds": outcome.cpu_seconds}
+        if outcome.staged_out is not None:
+            done["stageout_files"] = [f.record() for f in outcome.staged_out]
+        note = outcome.staging_note
+        also = f"; {note}" if note and note != outcome.reason else ""  # a failed stage-out, after the exit's words
         if outcome.cancelled:
             change = None
         elif outcome.exit_status == 0:
-            change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": ""})
+            change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": note})
         elif outcome.exit_status is not None and exits.retry_after_exit(
                 outcome.exit_status, attempt, job.get("lost_runs", 0), job["max_attempts"]):
-            reason = f"attempt {attempt} failed ({outcome.reason}); re-queued as attempt {attempt + 1}"
+            reason = f"attempt {attempt} failed ({outcome.reason}){also}; re-queued as attempt {attempt + 1}"
             change = Change(set={**done, "state": JobState.QUEUED, "attempt": attempt + 1, "reason": reason,
                                  "finished_at": None})
         else:
-            change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job)})
+            change = Change(set={**done, "state": JobState.FAILED, "reason": _final_reason(outcome, job) + also})
         again = change.set["attempt"] if change is not None and change.set.get("state") == JobState.QUEUED else 0
-        new = self._end_run(job["id"], attempt, change, done,
-                            entry=("x", outcome.exit_status, round(outcome.cpu_seconds or 0, 2),
-                                   round(done["finished_at"] - (job["started_at"] or done["finished_at"])), again))
+        entries: list[tuple] = [("x", outcome.exit_status, round(outcome.cpu_seconds or 0, 2),
+                    round(done["finished_at"] - (job["started_at"] or done["finished_at"])), again)]
+        if note:
+            entries.append(("f", note))
+        new = self._end_run(job["id"], attempt, change, done, note=also, entries=tuple(entries))
         if new is None:
             return None
         if new["state"] == JobState.QUEUED.value:
@@ -306,7 +316,7 @@ class Dispatcher:
         return new
 
     def _end_run(self, job_id: str, attempt: int, change: Change | None, done: dict, note: str = "",
-                 entry: tuple = ()) -> dict | None:
+                 entries: tuple[tuple, ...] = ()) -> dict | None:
         """End a plain job's run at `attempt` with `change` (None: cancelled), unless its cancel came first.
 
         The cancel request (`Scheduler.cancel`) and the end of a run are both
@@ -316,12 +326,12 @@ class Dispatcher:
         CANCELLED (`done`: its exit status and times; `note` added to the
         reason), never SUCCEEDED, FAILED or re-queued; a cancel that comes after
         the end finds the job finished. None if the job is no longer RUNNING at
-        `attempt` (the run was taken back). `entry`: the history event (code, arguments) the write
+        `attempt` (the run was taken back). `entries`: the history events (code, arguments) the write
         records, whichever end it writes (hyperbatch.core.history).
         """
         running = Expect.state(JobState.RUNNING, attempt=attempt)
         if change is not None:
-            if entry:
+            for entry in entries:
                 history.add(change, *entry, at=done.get("finished_at"))
             target = JobState(change.set["state"])
             expect = Expect.move(target, JobState.RUNNING, attempt=attempt, fields=(("cancel_requested", False),))
@@ -337,7 +347,7 @@ class Dispatcher:
             return None  # taken back, or ended already
         reason = doc["reason"].replace("cancel requested", "cancelled") or "cancelled"
         cancelled = Change(set={**done, "state": JobState.CANCELLED, "reason": reason + note})
-        if entry:
+        for entry in entries:
             history.add(cancelled, *entry, at=done.get("finished_at"))
         try:
             return self.store.update(job_id, Expect.move(JobState.CANCELLED, JobState.RUNNING, attempt=attempt),
@@ -463,7 +473,7 @@ class Dispatcher:
             change = Change(set={"state": JobState.FAILED, "finished_at": now, "exit_status": exits.WORKER_LOST,
                                  "reason": f"job deleted, {lost}; not rerunnable (-r n)"})
         new = self._end_run(doc["id"], attempt, change, {"finished_at": now}, note=f"; {lost}",
-                            entry=("L", doc["exec_host"], change.set.get("attempt", 0)))
+                            entries=(("L", doc["exec_host"], change.set.get("attempt", 0)),))
         if new is None:
             return  # the worker finished after all: the item, if it comes back, finds the job final
         if new["state"] == JobState.QUEUED.value:

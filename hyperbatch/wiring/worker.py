@@ -24,6 +24,7 @@ from hyperbatch import config as config_models
 from hyperbatch.services.agent import EXIT_MISCONFIGURED, Agent, Settings
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.adapters.local import machine, open_local
+from hyperbatch.adapters.local.staging import LocalStager
 from hyperbatch.core.resources import Amount
 from hyperbatch.services.slots import Room, Slots, slots_of
 from hyperbatch.config import configuration_from_environment
@@ -70,6 +71,7 @@ def worker_from_environment(env: Mapping[str, str] | None = None):
         pid_file=backend.home / "workers" / f"{os.environ['HYPER_WORKER_ID']}.job",
         job_user=os.environ.get("HYPER_JOB_USER") or None,
         deliver=backend.logs.deliver,  # output files land in the submit directory when a run ends
+        stager=LocalStager(),  # stage-in and stage-out on this machine
         assigns_gpus=bool(here.gpus),
         poll_max=LOCAL_FALLBACK_POLL_SECONDS,
     )

@@ -1,0 +1,100 @@
+"""Local mode's Stager (hyperbatch.core.ports): files staged in and out on this machine.
+
+The worker runs where the job was submitted, so a pair's HOST must be this machine (localhost or
+its own name); any other host, and S3, it cannot reach, and it says so in the job's comment. What
+the pairs mean, and PBS's rules for failures, are hyperbatch.core.staging's.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from hyperbatch.core import staging
+from hyperbatch.core.ports import Staged, StagedFile
+from hyperbatch.core.staging import Stage
+from hyperbatch.support import stage_files
+
+
+class Unreachable(Exception):
+    """A pair names a place this machine cannot copy from or to."""
+
+
+class LocalStager:
+    """Copies (or links, or moves) files between the job's directory and this machine's paths.
+
+    It remembers, for each run it staged in, what it created, so that after the run it removes
+    those and only those: a file or directory that was already in the job's directory is
+    replaced by the staged one (as PBS does) but never removed.
+    """
+
+    def __init__(self, host: str | None = None):
+        self.host = host or socket.gethostname()
+        self._created: dict[tuple[str, int | None], list[Path]] = {}
+
+    def stage_in(self, job: dict, index: int | None, directory: Path) -> Staged:
+        created: list[Path] = []
+        files: list[StagedFile] = []
+        self._created[(job["id"], index)] = created
+        for stage in staging.stages(job, staging.STAGEIN, index):
+            dest = directory / stage.local
+            try:
+                source = self._reachable(stage)
+                existed = dest.exists() or dest.is_symlink()
+                size = stage_files.place(Path(source), dest)
+            except (OSError, Unreachable) as exc:
+                for path in reversed(created):  # PBS: a failed stage-in removes what it copied
+                    stage_files.remove(path)
+                self._created.pop((job["id"], index), None)
+                return Staged(tuple(files), (f"{stage.text()}: {_why(exc)}",))
+            if not existed:
+                created.append(dest)
+            files.append(StagedFile(stage.local, stage.remote, size))
+        return Staged(tuple(files))
+
+    def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
+        files: list[StagedFile] = []
+        failures: list[str] = []
+        for stage in staging.stages(job, staging.STAGEOUT, index):
+            try:
+                dest = self._reachable(stage)
+            except Unreachable as exc:
+                failures.append(f"{stage.text()}: {exc}")
+                continue
+            found = stage_files.matches(directory, stage.local)
+            if not found:
+                failures.append(f"{stage.text()}: no such file in the job's directory")
+                continue
+            several = stage_files.is_pattern(stage.local)
+            for path in found:
+                name = path.relative_to(directory).as_posix()
+                to = Path(stage_files.target(dest, path.name, several))
+                try:
+                    if stage_files.same_file(path, to):
+                        size = stage_files.size_of(path)  # staged out onto itself: nothing to copy or remove
+                    else:
+                        size = stage_files.move(path, to)
+                except OSError as exc:
+                    failures.append(f"{name}@{stage.host}:{to}: {_why(exc)}")  # the file stays where it is
+                    continue
+                files.append(StagedFile(name, str(to), size))
+        for path in self._created.pop((job["id"], index), []):
+            stage_files.remove(path)  # the files staged in, as PBS removes them after the job
+        return Staged(tuple(files), tuple(failures))
+
+    def _reachable(self, stage: Stage) -> str:
+        """The pair's path on this machine; Unreachable for S3 or another host."""
+        if stage.is_s3:
+            raise Unreachable("local mode stages files on this machine only; s3:// needs a deployment on AWS")
+        host = stage.host or ""
+        if not staging.same_host(host, self.host):
+            raise Unreachable(f"host '{host}' is not this machine ({self.host}); local mode stages files "
+                              "on this machine only")
+        return stage.path
+
+
+def _why(exc: Exception) -> str:
+    """An OS error's own words, with the file it names; else the exception's message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

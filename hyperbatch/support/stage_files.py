@@ -1,0 +1,134 @@
+"""The file work of staging on one machine: what a stage-out pattern matches in a job's directory,
+where each match goes, and copying, linking or moving files and directories into place.
+
+The rules of staging are hyperbatch.core.staging's; this module only touches files, so that every
+stager (local mode's, and a worker's own directory on AWS) finds and names files the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def matches(directory: Path, pattern: str) -> list[Path]:
+    """What `pattern` (a path or glob relative to `directory`) names there, sorted; [] for nothing.
+    Hidden files match a wildcard only when the pattern says so, as in a shell."""
+    if not glob.has_magic(pattern):
+        path = directory / pattern
+        return [path] if path.exists() or path.is_symlink() else []
+    return sorted(Path(p) for p in glob.glob(os.path.join(glob.escape(str(directory)), pattern)))
+
+
+def is_pattern(pattern: str) -> bool:
+    """Whether a stage-out's path is a glob (its destination is then a directory)."""
+    return glob.has_magic(pattern)
+
+
+def target(dest: str, name: str, several: bool) -> str:
+    """Where a file `name` staged out to `dest` lands: inside `dest` when it names a directory (it
+    ends in '/', is one already, or a pattern may match several files), else `dest` itself."""
+    if several or dest.endswith("/") or os.path.isdir(dest):
+        return os.path.join(dest, name)
+    return dest
+
+
+def size_of(path: Path) -> int:
+    """Bytes in a file, or in every file under a directory (links not followed)."""
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+
+
+def place(src: Path, dest: Path) -> int:
+    """Copy a file or directory from `src` to `dest` (made, with its parents; replaced if there),
+    hard-linking files that nothing can write through the link (read-only to all) when both sides
+    are on one filesystem; returns the bytes placed. A file appears whole or not at all."""
+    _make_parent(dest)
+    if src.is_dir():
+        shutil.copytree(src, dest, symlinks=True, copy_function=_link_or_copy, dirs_exist_ok=True)
+    else:
+        _link_or_copy(str(src), str(dest))
+    return size_of(dest)
+
+
+def move(src: Path, dest: Path) -> int:
+    """Move a file or directory to `dest` (made, with its parents; a file there is replaced): a
+    rename on one filesystem, else a copy and then the removal of `src`; returns the bytes moved."""
+    _make_parent(dest)
+    size = size_of(src)
+    try:
+        if not (src.is_dir() and dest.exists()):
+            os.replace(src, dest)
+            return size
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # another filesystem: copied below
+            raise
+    if src.is_dir():
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        _copy(str(src), str(dest))
+    remove(src)
+    return size
+
+
+def remove(path: Path) -> None:
+    """Remove a file or directory; nothing if it is gone."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _make_parent(dest: Path) -> None:
+    """`dest`'s directory, made with its parents; a file in the way is 'Not a directory'."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(dest.parent)) from None
+
+
+def _link_or_copy(src: str, dest: str) -> str:
+    """A hard link when the file is read-only to all and on dest's filesystem, else a copy: a job
+    writing into a linked file in place would change the original."""
+    info = os.stat(src)
+    if not info.st_mode & 0o222 and info.st_dev == os.stat(os.path.dirname(dest) or ".").st_dev:
+        tmp = f"{dest}.{os.getpid()}.link"
+        try:
+            os.link(src, tmp)
+            os.replace(tmp, dest)
+            return dest
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    _copy(src, dest)
+    return dest
+
+
+def _copy(src: str, dest: str) -> None:
+    """Copy a file beside `dest`, then rename it into place: readers never see half of it."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".", prefix=f".{os.path.basename(dest)}.")
+    os.close(fd)
+    try:
+        shutil.copy2(src, tmp, follow_symlinks=True)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
