@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 
-from hyperbatch.core.names import SCRIPT_PREFIX as PREFIX
+from hyperbatch.core.bucket import SCRIPT_PREFIX as PREFIX
 
 INLINE_SCRIPT_BYTES = 4096  # scripts up to this size stay in the job item
 SCRIPT_REF = "script_ref"  # the job item's attribute naming the object
