@@ -146,3 +146,15 @@ def test_a_missing_input_fails_the_job_and_a_failed_stage_out_keeps_what_went(bo
                                                                  "STDIN.o" + second.split(".")[0], "a.csv", "b.csv"]
     assert (work / "got" / "b.csv").read_text() == "b\n"
     assert not (work / "a.csv").exists()  # --dest: everything under it, nothing where the pairs named
+
+
+def test_qsub_wait_leaves_the_jobs_files_in_the_submit_directory(box, cli):
+    work: Path = cli.workdir
+    box.start_worker()
+    code, out, err = cli("alice", "qsub", "--wait", "--stage-out", "out.txt", "--",
+                         "sh", "-c", "echo result > out.txt; echo done; exit 4")
+    assert (code, err) == (4, "")  # the job's exit status, as a shell reports it
+    seq = out.strip().split(".")[0]
+    assert (work / "out.txt").read_text() == "result\n"
+    assert (work / f"STDIN.o{seq}").read_text() == "done\n"
+    assert (work / f"STDIN.e{seq}").read_text() == ""

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import S3Transfer, TransferConfig
 from botocore.exceptions import ClientError
 
 from hyperbatch.core import bucket as layout
@@ -74,6 +74,15 @@ class S3Transfers:
 
     def __init__(self, client, bucket: str):
         self.client, self.bucket = client, bucket
+        self._manager: S3Transfer | None = None
+
+    @property
+    def manager(self) -> S3Transfer:
+        """One transfer manager for all transfers: its threads are started once, not per file (a
+        directory of a thousand small files would otherwise start a thousand pools)."""
+        if self._manager is None:
+            self._manager = S3Transfer(self.client, TRANSFER)
+        return self._manager
 
     def download(self, uri: S3Uri, dest: Path) -> list[Path]:
         """The object to `dest`, or every object under a prefix (a key ending in '/') into the
@@ -81,7 +90,7 @@ class S3Transfers:
         if not uri.key.endswith("/"):
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self.client.download_file(uri.bucket, uri.key, str(dest), Config=TRANSFER)
+                self.manager.download_file(uri.bucket, uri.key, str(dest))
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                     raise FileNotFoundError(f"{uri} does not exist") from None
@@ -94,7 +103,7 @@ class S3Transfers:
                 continue  # a "folder" object the console makes
             target = dest / layout.check_relative(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download_file(uri.bucket, key, str(target), Config=TRANSFER)
+            self.manager.download_file(uri.bucket, key, str(target))
             got.append(target)
         if not got:
             raise FileNotFoundError(f"{uri} holds no objects")
@@ -103,7 +112,7 @@ class S3Transfers:
     def upload(self, path: Path, uri: S3Uri) -> int:
         """The file at `path` to `uri` (a key ending in '/': the file's name under that prefix); its size."""
         key = uri.key + path.name if uri.key.endswith("/") or not uri.key else uri.key
-        self.client.upload_file(str(path), uri.bucket, key, Config=TRANSFER)
+        self.manager.upload_file(str(path), uri.bucket, key)
         return path.stat().st_size
 
     def put(self, key: str, data: bytes) -> None:
