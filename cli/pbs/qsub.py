@@ -63,6 +63,7 @@ Examples:
   qsub -a 2330 -l select=1:ncpus=4:mem=8gb nightly.sh
   qsub -v INPUT=/data/a.csv,HOME -- python3 analyse.py
   qsub -W block=true -- make test && echo passed
+  qsub --stage-in data/in.csv --stage-out 'results/*.csv' analyse.sh
 
 \b
 Exit status: 0 once submitted; 2 for bad or refused options or a request the

@@ -827,7 +827,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--stage-in", "SRC[:DEST]", "Copy SRC (a file or directory here, or s3://bucket/key) into the job's "
            "directory before it starts, as DEST (default: its name). Repeatable (HyperBatch).",
            lambda v, ctx: {"stagein": [staging.parse_stage_in(v, ctx.host).text()]}, pbs=False),
-    Option("--stage-out", "PATTERN[:DEST]", "After the job, whatever its exit status, copy what PATTERN (a path "
+    Option("--stage-out", "PATTERN[:DEST]", "After the job, whatever its exit status, move what PATTERN (a path "
            "or glob in the job's directory, as in results/*.csv) matches to DEST (a path here, or "
            "s3://bucket/prefix/; default: the submit directory). Repeatable (HyperBatch).",
            lambda v, ctx: {"stageout": [staging.parse_stage_out(v, ctx.host).text()]}, pbs=False),

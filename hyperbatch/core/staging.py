@@ -130,10 +130,9 @@ def parse_stage_in(text: str, host: str | None = None) -> Stage:
     """`--stage-in SRC[:DEST]`: SRC a path (on the submit host `host`) or an s3:// URI; DEST its path
     in the job's directory, by default SRC's own name."""
     source, dest = _split_arg(text, "--stage-in", "SRC[:DEST], as in data/in.txt or s3://bucket/in.txt:input.txt")
-    name = dest or posixpath.basename(source.rstrip("/")) or ""
+    name = dest or posixpath.basename(source.rstrip("/"))
     if source.startswith(S3):
         remote = _s3(source, "--stage-in")
-        name = dest or posixpath.basename(remote.rstrip("/"))
         if not remote[len(S3):].partition("/")[2]:
             raise SpecError(f"--stage-in '{text.strip()}': name an object, as in s3://bucket/in.txt")
     else:

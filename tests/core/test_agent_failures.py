@@ -101,3 +101,14 @@ def test_a_worker_whose_store_is_full_says_so_and_exits(monkeypatch, caplog):
     monkeypatch.setattr(worker, "worker_from_environment", lambda: StoreFull())
     assert worker.main() == 1
     assert "stopping: the job store's disk is full" in caplog.text
+
+
+def test_a_worker_that_cannot_stage_fails_a_staging_job_before_it_runs(harness, tmp_path):
+    """No stager (an AWS worker before S3 staging): the job must not run without its files."""
+    marker = tmp_path / "ran"
+    job_id = store_job(harness, command=["touch", str(marker)], stagein=[f"in.txt@localhost:{tmp_path}/in.txt"])
+    run_next(harness, tmp_path)
+    job = harness.job(job_id)
+    assert (job["state"], job["exit_status"]) == ("FAILED", exits.JOB_EXEC_FAIL1)
+    assert job["reason"] == "File stage in failed: this worker cannot stage files"
+    assert not marker.exists()

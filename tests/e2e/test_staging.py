@@ -3,7 +3,10 @@ against a real daemon; files go into the directory the job starts in (its home, 
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -119,3 +122,28 @@ def test_directives_carry_staging_and_bad_values_store_nothing(hb):
         assert (proc.returncode, proc.stdout) == (2, "")
         assert one_line(proc.stderr).startswith(("qsub: illegal -W value: ", "qsub: --stage-in ")), proc.stderr
     assert len(hb.jobs()) == before
+
+
+def _post(hb, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(hb.url + "/jobs", data=json.dumps(body).encode(), method="POST", headers={
+        "Authorization": f"Bearer {hb.token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_api_reads_the_same_pairs_and_refuses_bad_ones_storing_nothing(hb):
+    before = len(hb.jobs())
+    status, answer = _post(hb, {"command": ["true"], "stagein": "in.txt"})
+    assert status == 400 and "illegal -W value: stagein 'in.txt': give LOCAL@HOST:REMOTE" in json.dumps(answer)
+    status, answer = _post(hb, {"command": ["true"], "stageout": ["a@far.example:/r/"],
+                                "env": {"PBS_O_HOST": HOST}})
+    assert status == 400 and "stageout host 'far.example'" in json.dumps(answer)
+    assert len(hb.jobs()) == before
+    status, job = _post(hb, {"command": ["true"], "workdir": str(hb.workdir),
+                             "stagein": ["x.txt@localhost:data/x.txt"], "stageout": "y@localhost:out/"})
+    assert status == 201, job
+    assert (job["stagein"], job["stageout"]) == ([f"x.txt@localhost:{hb.workdir}/data/x.txt"],
+                                                 [f"y@localhost:{hb.workdir}/out/"])
