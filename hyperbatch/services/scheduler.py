@@ -102,7 +102,8 @@ class Scheduler:
                                              writing=writing)
                     except SpecError as exc:
                         raise SpecError(f"{where}{field} {stage.local}: {exc}") from None
-                    if uri.bucket == self.files.bucket:
+                    if uri.bucket == self.files.bucket and staging.ARRAY_INDEX not in uri.key:
+                        # (a task's own upload, named through ^array_index^, is looked for when the task runs)
                         uploads[uri] = f"{where}stagein {stage.text()}"
         for uri in self.files.missing(list(uploads)):
             raise SpecError(f"{uploads[uri]}: nothing was uploaded there (qsub uploads the file before it submits)")
