@@ -40,3 +40,12 @@ EVENTBRIDGE_SCHEDULER_PER_INVOCATION = 1.00 / 1e6
 
 # AWS Batch has no charge of its own (its EC2/Fargate capacity is the workers' cost, not the scheduler's).
 BATCH_PER_REQUEST = 0.0
+
+# S3 Standard (bench/staging.py): PUT, COPY, POST and LIST requests; GET, HEAD and the rest; storage per
+# GB-month (first 50 TB); data transfer out to the internet (first 10 TB a month; a `hyper fetch` to a
+# laptop) and between regions (a worker in a hub region reading the main region's bucket).
+S3_PUT_PER_REQUEST = 0.005 / 1000
+S3_GET_PER_REQUEST = 0.0004 / 1000
+S3_STORAGE_PER_GB_MONTH = 0.023
+DATA_TRANSFER_OUT_PER_GB = 0.09
+S3_INTER_REGION_PER_GB = 0.02

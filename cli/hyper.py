@@ -245,6 +245,32 @@ def local_down() -> None:
     click.echo(f"HyperBatch local mode did not stop in {STOP_TIMEOUT:g}s; killed pid {pid}")
 
 
+@hyper.command(context_settings=CONTEXT)
+@click.argument("job_id")
+@click.option("--dest", type=click.Path(file_okay=False), default=None,
+              help="Put every file under this directory (default: output files into the submit directory, "
+                   "files staged out where their stage-out named).")
+def fetch(job_id: str, dest: str | None) -> int:
+    """Download what a job on AWS left: its output files (NAME.oN, NAME.eN) and its stage-out files."""
+    from hyperbatch.cli.client import current_client, job_path
+    from hyperbatch.cli.errors import ApiError
+    from hyperbatch.cli.files import fetch as download
+    from hyperbatch.cli.pbs.common import job_error
+
+    client = current_client()
+    try:
+        _, job = client.request("GET", job_path(job_id))
+        written = download(client, job, dest)
+    except ApiError as exc:
+        return job_error("hyper fetch", job_id, exc)
+    for path, size in written:
+        click.echo(f"{path} ({size} bytes)")
+    if not written:
+        click.echo(f"hyper fetch: {job['id']} has left no files yet (it is {job.get('state')})", err=True)
+        return 1
+    return 0
+
+
 def main() -> int:
     from hyperbatch.cli import manage
     from hyperbatch.cli.runner import run

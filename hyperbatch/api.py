@@ -27,8 +27,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter,
 
 from hyperbatch import __version__
 from hyperbatch.core import limits, options
-from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
+from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_NOSUP, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
 from hyperbatch.core.ids import JobRef, parse_job_ref
+from hyperbatch.core.ports import FileBucket
 from hyperbatch.core.views import view
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
@@ -36,6 +37,8 @@ from hyperbatch.core.states import JobState
 log = logging.getLogger("hyperbatch.api")
 
 MAX_PAGE = 1000
+MAX_UPLOAD_FILES = 1000  # files one upload may name (a directory's tree counts file by file)
+NO_BUCKET = "this host keeps no job files: local mode reads stage-in files where they are and writes outputs to the submit directory"
 
 
 def _option_model(name: str, doc: str, option_fields: Iterable[str], **fields: Any) -> type[BaseModel]:
@@ -100,6 +103,14 @@ class SignalRequest(BaseModel):
 class MoveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     queue: str = Field(min_length=1, max_length=limits.MAX_REF_CHARS)
+
+
+class UploadRequest(BaseModel):
+    """The relative paths of the files `qsub` is about to upload for a job's stage-in."""
+
+    model_config = ConfigDict(extra="forbid")
+    files: list[Annotated[str, AfterValidator(limits.no_nul)]] = Field(
+        min_length=1, max_length=MAX_UPLOAD_FILES, examples=[["in.txt", "data/a.csv"]])
 
 
 class BatchRequest(BaseModel):
@@ -174,12 +185,14 @@ def build_app(
     unauthenticated_status: int = 401,
     status: Callable[[], dict] | None = None,
     nodes: Callable[[], list[dict]] | None = None,
+    files: FileBucket | None = None,
 ) -> APIGatewayHttpResolver:
     """`unauthenticated_status`: what a request that `authorize` refuses gets — 401 locally (bad bearer
     token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request. `status`: fields
     GET /queues adds (local mode: `parked_events`, the events whose handling failed every try). `nodes`
     lists the workers (GET /nodes, pbsnodes: rows of id, region, queue, definition, started_at); without
-    it the workers are found from the running jobs."""
+    it the workers are found from the running jobs. `files`: the deployment's files bucket (AWS), for
+    stage-in uploads and a job's files (POST /uploads, GET /jobs/ID/files)."""
     app = APIGatewayHttpResolver(enable_validation=True)
     refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
 
@@ -322,6 +335,22 @@ def build_app(
     ) -> dict:
         chunk = on_job(job_id, lambda ref: scheduler.read_log(ref.seq, caller(), stream, offset, _index(ref, index)))
         return {**chunk, "data": base64.b64encode(chunk["data"]).decode("ascii"), "encoding": "base64"}
+
+    @app.post("/uploads", summary="PUT URLs for files qsub uploads for a job's stage-in (AWS)",
+              description="The files go under the caller's own prefix; a job names them by the s3:// URIs "
+                          "under `prefix`, and is accepted only once they are there.")
+    def upload(body: UploadRequest):
+        if files is None:
+            raise NotFound(NO_BUCKET, pbs_errno=PBSE_NOSUP)
+        answer = files.upload(caller().name, body.files)
+        return Response(201, content_types.APPLICATION_JSON, json.dumps(answer))
+
+    @app.get("/jobs/<job_id>/files", summary="The files a job left (stdout, stderr, stage-out) with GET URLs (AWS)")
+    def job_files(job_id: str) -> dict:
+        if files is None:
+            raise NotFound(NO_BUCKET, pbs_errno=PBSE_NOSUP)
+        doc = on_job(job_id, lambda ref: scheduler.get(_whole(ref), caller()))  # the owner's (or an admin's) only
+        return {"job": view(doc)["id"], "files": files.job_files(doc["id"])}
 
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
     def queues() -> dict:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping, NamedTuple
 
-from hyperbatch.core import access, onprem, options, pools, resources
+from hyperbatch.core import access, bucket, onprem, options, pools, resources
 from hyperbatch.core.errors import ConfigError, SpecError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,6 +99,19 @@ class Settings(_Model):
     heartbeat_seconds: float = Field(15, gt=0)
     scaler_interval_minutes: int = Field(1, ge=1)
     deletion_protection: bool = True
+    staging_locations: list[str] = Field(
+        default_factory=list,
+        description="S3 locations (s3://BUCKET/PREFIX) jobs may stage files from and to besides the deployment's "
+                    "own bucket; workers may read and write there")
+
+    @field_validator("staging_locations")
+    @classmethod
+    def _staging_locations(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            uri = bucket.parse_s3(entry)  # SpecError is a ValueError: pydantic reports it on the field
+            if uri.key and not uri.key.endswith("/"):
+                raise ValueError(f"'{entry}': a location is a bucket or a prefix ending in '/'")
+        return value
 
     @field_validator("main_region")
     @classmethod

@@ -11,7 +11,7 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 
 from hyperbatch.config import Configuration
-from hyperbatch.core.names import SCALER_LEASE_KEY, SCRIPT_PREFIX
+from hyperbatch.core.names import SCALER_LEASE_KEY
 
 from stacks import naming
 from stacks.nag import allow
@@ -73,13 +73,35 @@ def job_logs(principal: iam.IGrantable, config: Configuration, actions: tuple[st
     )
 
 
-def script_objects(principal: iam.IGrantable, config: Configuration, actions: tuple[str, ...]) -> None:
-    """Objects under the script prefix of this deployment's script bucket (hyperbatch/adapters/aws/scripts.py)."""
-    bucket = naming.script_bucket(config.settings.stack_name, config.settings.main_region)
+def bucket_objects(principal: iam.IGrantable, config: Configuration, prefix: str, actions: tuple[str, ...]) -> None:
+    """Objects under one prefix of this deployment's files bucket (hyperbatch/core/bucket.py)."""
+    bucket = naming.files_bucket(config.settings.stack_name, config.settings.main_region)
     allow(
         principal,
         actions,
-        [f"arn:{Aws.PARTITION}:s3:::{bucket}/{SCRIPT_PREFIX}*"],
-        wildcard_reason="Scripts are staged under keys made at submit time (the hash of each script); the "
-        "wildcard is confined to the script prefix of this deployment's script bucket.",
+        [f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"],
+        wildcard_reason=f"Object keys under {prefix} are made at run time (a script's hash, an upload's or a job's "
+        "id); the wildcard is confined to that prefix of this deployment's files bucket.",
     )
+
+
+def bucket_listing(principal: iam.IGrantable, config: Configuration, prefixes: tuple[str, ...]) -> None:
+    """ListBucket of this deployment's files bucket, only under `prefixes` (the s3:prefix condition)."""
+    bucket = naming.files_bucket(config.settings.stack_name, config.settings.main_region)
+    allow(principal, ["s3:ListBucket"], [f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+          conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}})
+
+
+def staging_locations(principal: iam.IGrantable, config: Configuration) -> None:
+    """Read and write the S3 locations settings.staging_locations allows jobs to stage from and to."""
+    for number, location in enumerate(config.settings.staging_locations):
+        bucket, _, prefix = location[len("s3://"):].partition("/")
+        allow(
+            principal,
+            ("s3:GetObject", "s3:PutObject"),
+            [f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"],
+            wildcard_reason="Jobs stage files under the locations settings.staging_locations names; the wildcard "
+            "is confined to each of them.",
+        )
+        allow(principal, ["s3:ListBucket"], [f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+              conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}})

@@ -34,6 +34,8 @@ ROUTES = (
     ("POST", "/jobs/{id}/move"),
     ("GET", "/jobs/{id}/log"),
     ("GET", "/jobs/{id}/tasks"),
+    ("GET", "/jobs/{id}/files"),
+    ("POST", "/uploads"),
     ("GET", "/queues"),
     ("GET", "/nodes"),
     ("GET", "/health"),

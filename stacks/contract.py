@@ -58,7 +58,7 @@ def shared_environment(config: Configuration, account: str = Aws.ACCOUNT_ID) -> 
             {p.name: naming.queue_url(main, naming.queue(deployment, p.name), account) for p in config.pools}
         ),
         "HYPER_LOG_GROUP_PREFIX": naming.log_group_prefix(deployment),
-        "HYPER_SCRIPT_BUCKET": naming.script_bucket(deployment, main, account),
+        "HYPER_FILES_BUCKET": naming.files_bucket(deployment, main, account),
         # The agent reads its lease, heartbeat, idle timeout and chunk size from it too.
         "HYPER_CONFIG": config_json(config),
     }

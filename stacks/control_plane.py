@@ -1,4 +1,4 @@
-"""The main region's stack: API, functions, job table, work queues, script bucket, monitoring."""
+"""The main region's stack: API, functions, job table, work queues, files bucket, monitoring."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from hyperbatch.config import Configuration
+from hyperbatch.core.names import JOB_PREFIX, SCRIPT_PREFIX, UPLOAD_PREFIX
 
 from stacks import access, compute_plan, contract, naming, storage, worker_roles
 from stacks.api import HyperApi
@@ -29,7 +30,7 @@ class ControlPlaneStack(Stack):
 
         self.table = storage.job_table(self, config)
         self.queues = storage.work_queues(self, config)
-        self.bucket = storage.script_bucket(self, config)
+        self.bucket = storage.files_bucket(self, config)
         # Job output: one log group per queue (so retention is managed here), one stream per job.
         self.job_logs = {
             q.name: log_group(self, f"JobLogs-{q.name}", config, naming.job_log_group(deployment, q.name))
@@ -80,8 +81,13 @@ class ControlPlaneStack(Stack):
         # It only writes the store (the release function sends from the stream); GET /queues counts.
         access.work_queues(function, config, ("sqs:GetQueueAttributes",))
         access.job_logs(function, config, access.LOG_READ)
-        # Scripts over a few KB go to the script bucket at submit; only workers read them back.
-        access.script_objects(function, config, ("s3:PutObject",))
+        # Scripts over a few KB go to the files bucket at submit; only workers read them back. Users reach
+        # the bucket only through URLs the API presigns: PUT for their uploads, GET for their jobs' files;
+        # it reads the uploads a job names (HeadObject) and lists a job's files (hyperbatch/core/bucket.py).
+        access.bucket_objects(function, config, SCRIPT_PREFIX, ("s3:PutObject",))
+        access.bucket_objects(function, config, UPLOAD_PREFIX, ("s3:PutObject", "s3:GetObject"))
+        access.bucket_objects(function, config, JOB_PREFIX, ("s3:GetObject",))
+        access.bucket_listing(function, config, (UPLOAD_PREFIX, JOB_PREFIX))
         return function
 
     def _release_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
@@ -196,7 +202,7 @@ class ControlPlaneStack(Stack):
             "TableName": naming.table(deployment),
             "QueueUrls": env["HYPER_QUEUE_URLS"],
             "LogGroupPrefix": naming.log_group_prefix(deployment),
-            "ScriptBucket": naming.script_bucket(deployment, main),
+            "FilesBucket": naming.files_bucket(deployment, main),
             # For people: attach to the role or group they use (docs/deployment.md).
             "SubmitterPolicyArn": self.people.submitters.managed_policy_arn,
             "AdminPolicyArn": self.people.admins.managed_policy_arn,

@@ -32,11 +32,11 @@ from hyperbatch.core.names import (  # noqa: F401 (re-exported for the stacks)
 
 
 
-def script_bucket(deployment: str, region: str, account: str = Aws.ACCOUNT_ID) -> str:
+def files_bucket(deployment: str, region: str, account: str = Aws.ACCOUNT_ID) -> str:
     """Globally unique by account and region; lower case as S3 requires."""
-    name = f"{deployment.lower()}-scripts-{account}-{region}"
+    name = f"{deployment.lower()}-files-{account}-{region}"
     # AWS::AccountId renders as 12 digits; check the length it will have.
-    _checked(name.replace(Aws.ACCOUNT_ID, "0" * 12), _S3_NAME_MAX, "the script bucket")
+    _checked(name.replace(Aws.ACCOUNT_ID, "0" * 12), _S3_NAME_MAX, "the files bucket")
     return name
 
 

@@ -1,4 +1,4 @@
-"""The control plane's state: the job table, the work queues and the script bucket."""
+"""The control plane's state: the job table, the work queues and the files bucket."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from hyperbatch.config import Configuration
+from hyperbatch.core.names import INPUT_EXTRA_DAYS, JOB_PREFIX, SCRIPT_PREFIX, UPLOAD_PREFIX
 
 from stacks import naming
 from stacks.nag import acknowledge, allow
@@ -136,35 +137,34 @@ def work_queues(scope: Construct, config: Configuration) -> dict[str, WorkQueue]
     return queues
 
 
-# A staged script must outlive every job that may still run it: a job waits up to the work queue's
-# retention (10 days) and its dead letter 4 more, then runs; its item expires job_retention_days
-# after it finished. Each put of a script renews its object.
-SCRIPT_EXTRA_DAYS = 14
-
-
-def script_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
-    """Scripts over a few KB that the API stages for workers (hyperbatch/adapters/aws/scripts.py); they
-    expire after the jobs that may run them."""
+def files_bucket(scope: Construct, config: Configuration) -> s3.Bucket:
+    """Job files (hyperbatch/core/bucket.py): large scripts, stage-in uploads and what runs left, each
+    under its prefix. Users have no access of their own (the API hands out presigned URLs). Each
+    prefix expires on its own: a job's files with the job's record (job_retention_days after it ended),
+    what jobs read (scripts, uploads) INPUT_EXTRA_DAYS later, since a job may wait that long to run."""
+    retention = config.settings.job_retention_days
+    inputs = Duration.days(retention + INPUT_EXTRA_DAYS)
     bucket = s3.Bucket(
         scope,
-        "Scripts",
-        bucket_name=naming.script_bucket(config.settings.stack_name, config.settings.main_region),
+        "Files",
+        bucket_name=naming.files_bucket(config.settings.stack_name, config.settings.main_region),
         encryption=s3.BucketEncryption.S3_MANAGED,
         enforce_ssl=True,
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         removal_policy=removal_policy(config),
         lifecycle_rules=[
-            s3.LifecycleRule(
-                expiration=Duration.days(config.settings.job_retention_days + SCRIPT_EXTRA_DAYS),
-                abort_incomplete_multipart_upload_after=Duration.days(1),
-            )
+            s3.LifecycleRule(id="scripts", prefix=SCRIPT_PREFIX, expiration=inputs),
+            s3.LifecycleRule(id="uploads", prefix=UPLOAD_PREFIX, expiration=inputs),
+            s3.LifecycleRule(id="jobs", prefix=JOB_PREFIX, expiration=Duration.days(retention)),
+            s3.LifecycleRule(id="unfinished-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
         ],
     )
     acknowledge(
         bucket,
-        "Only the API function writes here (job scripts, keyed by their hash) and only workers read; access is "
-        "already recorded by the API access log and CloudTrail, so S3 server access logs would duplicate it.",
+        "Only the API function (scripts; presigned URLs for uploads and job files) and workers reach this "
+        "bucket; access is already recorded by the API access log and CloudTrail, so S3 server access logs "
+        "would duplicate it.",
         "AwsSolutions-S1",
     )
     return bucket

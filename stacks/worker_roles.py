@@ -1,7 +1,8 @@
 """IAM for workers in a compute region.
 
 The job role is what the worker agent runs as: it reaches the main region's
-queues, job table, job logs and staged scripts, by ARN, and nothing else.
+queues, job table, job logs and the files bucket's prefixes it uses (and the S3
+locations the settings allow), by ARN, and nothing else.
 The execution role is what ECS uses to pull the image and ship container logs.
 """
 
@@ -12,6 +13,8 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from hyperbatch.config import Configuration
+
+from hyperbatch.core.names import JOB_PREFIX, SCRIPT_PREFIX, UPLOAD_PREFIX
 
 from stacks import access, naming
 from stacks.nag import allow
@@ -33,7 +36,14 @@ def grant_worker(principal: iam.IGrantable | iam.ManagedPolicy, config: Configur
     access.work_queues(principal, config, WORKER_QUEUE_ACTIONS)
     access.job_table(principal, config, WORKER_TABLE_ACTIONS)
     access.job_logs(principal, config, access.LOG_WRITE)
-    access.script_objects(principal, config, ("s3:GetObject",))
+    # Files: the agent stages, never the job (it holds no credentials: hyperbatch.core.isolation). It reads
+    # scripts and uploads, writes what runs leave under the job prefix, and reaches the locations
+    # settings.staging_locations allows; nothing else of S3.
+    access.bucket_objects(principal, config, SCRIPT_PREFIX, ("s3:GetObject",))
+    access.bucket_objects(principal, config, UPLOAD_PREFIX, ("s3:GetObject",))
+    access.bucket_objects(principal, config, JOB_PREFIX, ("s3:PutObject",))
+    access.bucket_listing(principal, config, (UPLOAD_PREFIX,))  # a directory staged in is a prefix
+    access.staging_locations(principal, config)
 
 
 def onprem_worker_policy(scope: Construct, config: Configuration) -> iam.ManagedPolicy:

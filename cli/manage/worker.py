@@ -26,7 +26,7 @@ from hyperbatch.cli.errors import CliError, UsageError
 from hyperbatch.cli.manage.common import config_option, configuration_dir
 
 OUTPUTS = {"TableName": "HYPER_TABLE", "QueueUrls": "HYPER_QUEUE_URLS", "LogGroupPrefix": "HYPER_LOG_GROUP_PREFIX",
-           "ScriptBucket": "HYPER_SCRIPT_BUCKET", "Region": "HYPER_MAIN_REGION", "StackName": "HYPER_STACK"}
+           "FilesBucket": "HYPER_FILES_BUCKET", "Region": "HYPER_MAIN_REGION", "StackName": "HYPER_STACK"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

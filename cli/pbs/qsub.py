@@ -155,6 +155,11 @@ def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command
         request["workdir"] = cwd
 
     client = api_client()
+    on_aws = getattr(client, "kind", "local") == "aws"
+    if on_aws and request.get("stagein"):  # a worker on AWS reads this machine's files only once uploaded
+        from hyperbatch.cli.files import upload_stage_in
+
+        request["stagein"] = upload_stage_in(client, request["stagein"])
     _, job = client.request("POST", "/jobs", body=request)
     if not isinstance(job, dict) or not job.get("id"):
         raise CliError(f"the server accepted the job but sent no id: {job!r}")
@@ -162,10 +167,20 @@ def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command
         sys.stdout.write(f"{job['id']}\n")
         sys.stdout.flush()
     if client_side.get("block"):
-        return _block_exit(_wait_final(client, str(job["id"]), job))
+        return _block_exit(_fetched(client, _wait_final(client, str(job["id"]), job), on_aws))
     if client_side.get("wait"):
-        return exit_code_for(_wait_final(client, str(job["id"]), job))
+        return exit_code_for(_fetched(client, _wait_final(client, str(job["id"]), job), on_aws))
     return 0
+
+
+def _fetched(client: Any, job: dict[str, Any], on_aws: bool) -> dict[str, Any]:
+    """On AWS, a job waited for leaves its files here as a local one would: its output files into the
+    submit directory, its stage-out files where their pairs named (hyperbatch.cli.files)."""
+    if on_aws:
+        from hyperbatch.cli.files import fetch
+
+        fetch(client, job, None)
+    return job
 
 
 def _fields(parse) -> dict[str, Any]:

@@ -42,9 +42,14 @@ SCALER_LEASE_KEY = "lease#scaler"
 # worker's name; hyperbatch/adapters/aws/onprem.py): one Query lists them for the scaler and pbsnodes.
 ONPREM_WORKERS_KEY = "workers#onprem"
 
-# Where the API puts large job scripts in the script bucket and workers get them
-# (hyperbatch/adapters/aws/scripts.py); the grants name only this prefix (stacks/access.py).
-SCRIPT_PREFIX = "scripts/"
+# The prefixes of the files bucket (what each holds: hyperbatch/core/bucket.py); grants and
+# lifecycle rules name them (stacks/access.py, stacks/storage.py).
+SCRIPT_PREFIX = "scripts/"  # large job scripts: the API puts, workers get (hyperbatch/adapters/aws/scripts.py)
+UPLOAD_PREFIX = "uploads/"  # stage-in files qsub uploads through presigned URLs: workers get
+JOB_PREFIX = "jobs/"  # what runs left (stdout, stderr, stage-out files): workers put, owners get through the API
+# A job may wait up to a work message's life (10 days) and its dead letter's 4 more before it runs,
+# so what it reads (its script, its uploads) is kept this much longer than the job's record.
+INPUT_EXTRA_DAYS = 14
 
 _SQS_NAME_MAX = 80  # SQS rejects longer queue names
 _BATCH_NAME_MAX = 128  # job queue, job definition and compute environment names

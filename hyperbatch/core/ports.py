@@ -107,7 +107,7 @@ class JobStore(Protocol):
 
     def script(self, doc: dict) -> str | None:
         """The job's script text (None for a command). A store may keep large scripts apart from the
-        document (the AWS store: in the script bucket) and fetch them here; only a worker needs them."""
+        document (the AWS store: in the files bucket) and fetch them here; only a worker needs them."""
 
 
 @dataclass(frozen=True)
@@ -291,3 +291,20 @@ class Stager(Protocol):
         """After the run, whatever its exit status: copy what each stage-out pair matches to its
         destination, removing each file from `directory` once copied (PBS); then remove the files
         staged in. A failure leaves its file where it is and does not stop the others."""
+
+
+class FileBucket(Protocol):
+    """The API's side of a deployment's files bucket (hyperbatch.core.bucket): presigned URLs, so the
+    API stays the only door and users need no S3 permissions. AWS only (adapters/aws/files.S3Files);
+    local mode reads stage-in files where they are and writes outputs to the submit directory."""
+
+    bucket: str
+
+    def upload(self, owner: str, paths: list[str]) -> dict:
+        """A new upload of `owner`: {"prefix": its s3:// URI, "urls": {path: PUT URL}, "expires_in"}."""
+
+    def missing(self, uris: list) -> list:
+        """Which of these S3Uris of the bucket (objects, or prefixes ending in '/') hold nothing."""
+
+    def job_files(self, job_id: str) -> list[dict]:
+        """The files a job's runs left: {"name", "size", "url"} (a GET URL) each."""

@@ -20,7 +20,8 @@ from hyperbatch.core.errors import (
     Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
 )
 from hyperbatch.core.model import Change, Expect, is_array, new_job
-from hyperbatch.core.ports import JobStore, LogStore, WorkerRegistry, WorkQueue
+from hyperbatch.core import bucket as layout, staging
+from hyperbatch.core.ports import FileBucket, JobStore, LogStore, WorkerRegistry, WorkQueue
 from hyperbatch.core.states import FINAL, JobState, task_letter
 from hyperbatch.core import tasks
 from hyperbatch.core.tasks import cancel_tasks, running_chunk, task_state, update_array
@@ -40,8 +41,11 @@ class Scheduler:
                  server: str = "", sequence: ids.SequenceBlocks | None = None,
                  deliver: Callable[[dict, str, int | None], bool] | None = None,
                  offer: Callable[[str], resources.Amount] | None = None,
-                 registry: WorkerRegistry | None = None):
+                 registry: WorkerRegistry | None = None, files: FileBucket | None = None):
         self.config, self.store, self.queue, self.logs = config, store, queue, logs
+        # The deployment's files bucket (AWS): the S3 locations a job stages from and to are checked
+        # against it at submit (hyperbatch.core.bucket). None: local mode, whose stager copies on this machine.
+        self.files = files
         # The records of workers on your own machines (hyperbatch.core.onprem), listed as nodes.
         self.registry = registry
         # offer(definition): the most one worker gives a job (local mode: the machine; default: the
@@ -64,6 +68,8 @@ class Scheduler:
                 raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc),
                                 pbs_errno=exc.pbs_errno) from None
         docs = [doc for doc, _ in built]
+        if self.files is not None:
+            self._check_staging(docs, caller)
         # One run of consecutive ids for the whole submit (a batch is one submission on DynamoDB).
         for doc, job_id in zip(docs, self.sequence.take(len(docs))):
             doc["id"] = job_id
@@ -74,6 +80,33 @@ class Scheduler:
             if doc["state"] == JobState.WAITING.value:
                 doc.update(self.reevaluate(doc["id"]) or {})
         return docs
+
+    def _check_staging(self, docs: list[dict], caller: Caller) -> None:
+        """On AWS: every S3 location a job stages from or to is one it may use (its owner's uploads in
+        the files bucket, or where settings.staging_locations allow), and every upload it names is there,
+        so a job never starts before its inputs exist (hyperbatch.core.bucket)."""
+        assert self.files is not None
+        allowed, uploads = self.config.settings.staging_locations, {}
+        for number, doc in enumerate(docs):
+            where = f"job #{number + 1}: " if len(docs) > 1 else ""
+            for field, writing in ((staging.STAGEIN, False), (staging.STAGEOUT, True)):
+                for stage in staging.stages(doc, field):
+                    if not stage.is_s3:
+                        if not writing:
+                            raise SpecError(f"{where}stagein {stage.text()}: a worker on AWS cannot reach {stage.host}; "
+                                            "qsub uploads the submit host's files, or name an s3:// URI")
+                        continue
+                    uri = layout.parse_s3(stage.remote)
+                    try:
+                        layout.check_job_uri(uri, bucket=self.files.bucket, owner=caller.name, allowed=allowed,
+                                             writing=writing)
+                    except SpecError as exc:
+                        raise SpecError(f"{where}{field} {stage.local}: {exc}") from None
+                    if uri.bucket == self.files.bucket and staging.ARRAY_INDEX not in uri.key:
+                        # (a task's own upload, named through ^array_index^, is looked for when the task runs)
+                        uploads[uri] = f"{where}stagein {stage.text()}"
+        for uri in self.files.missing(list(uploads)):
+            raise SpecError(f"{uploads[uri]}: nothing was uploaded there (qsub uploads the file before it submits)")
 
     def _build(self, request: dict, caller: Caller) -> tuple[dict, list[str]]:
         script, command = request.get("script"), request.get("command")

@@ -92,7 +92,8 @@ class Runtime:
         # costs one counter write per block, a trickle one per submit, and a POST of 1,000 one in all.
         sequence = SequenceBlocks(self.backend.store.reserve_ids, block=1, max_block=1000, lifetime=ID_BLOCK_SECONDS)
         return Scheduler(self.config, self.backend.store, self.stream_sent, self.backend.logs,
-                         server=self.config.settings.stack_name, sequence=sequence, registry=self.registry)
+                         server=self.config.settings.stack_name, sequence=sequence, registry=self.registry,
+                         files=self.files)
 
     @cached_property
     def registry(self):
@@ -133,7 +134,17 @@ class Runtime:
 
         # Counting workers needs Batch permissions the API function does not have: GET /queues
         # shows none (the scaler publishes WorkersRunning per region instead).
-        return build_app(self.scheduler, self.authorize, lambda: {}, unauthenticated_status=403)
+        return build_app(self.scheduler, self.authorize, lambda: {}, unauthenticated_status=403, files=self.files)
+
+    @cached_property
+    def files(self):
+        """The files bucket (hyperbatch.core.bucket): presigned URLs for uploads and job files."""
+        if not self.env.get("HYPER_FILES_BUCKET"):
+            return None
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.files import S3Files
+
+        return S3Files(clients.client("s3", self.env["HYPER_MAIN_REGION"]), self.env["HYPER_FILES_BUCKET"])
 
     @cached_property
     def compute(self):

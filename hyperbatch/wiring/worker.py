@@ -141,8 +141,23 @@ def _aws_agent(env: Mapping[str, str], config, worker: str):
         definition_env=dict(definition.environment),
         pid_file=work_root / f"{worker.replace('/', '_')}.job",
         job_user=env.get("HYPER_JOB_USER") or None,  # the worker image's `hyperjob`
+        **_files_bucket(env, backend.logs),
     )
     return Agent(dispatcher, queue_port, backend.logs, agent_settings)
+
+
+def _files_bucket(env: Mapping[str, str], logs) -> dict:
+    """The agent's settings that reach the files bucket (hyperbatch.core.bucket), when the deployment
+    has one: `stager`, the job's files between S3 and its directory; `deliver`, a run's output files
+    kept under its job's prefix."""
+    if not env.get("HYPER_FILES_BUCKET"):
+        return {}
+    from hyperbatch.adapters.aws import clients
+    from hyperbatch.adapters.aws.files import OutputsToBucket, S3Transfers
+    from hyperbatch.adapters.aws.staging import S3Stager
+
+    transfers = S3Transfers(clients.client("s3", env["HYPER_MAIN_REGION"]), env["HYPER_FILES_BUCKET"])
+    return {"stager": S3Stager(transfers), "deliver": OutputsToBucket(transfers, logs)}
 
 
 def presence_from_environment(env: Mapping[str, str]):

@@ -1,4 +1,4 @@
-"""Large scripts live in the script bucket (moto S3); the job item, and so the stream, keeps a reference."""
+"""Large scripts live in the files bucket (moto S3); the job item, and so the stream, keeps a reference."""
 
 import boto3
 import pytest

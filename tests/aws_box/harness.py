@@ -19,7 +19,7 @@ and then plays the parts AWS would play around our code:
   to run must have the stream delivered (`start_stream`, or `deliver`).
 - EventBridge: `scale()` and `reconcile()` call the scheduled handlers (`scale()`
   settles a running stream first, as a minute's wait would).
-- The script bucket: created as the stack names it; the API puts scripts
+- The files bucket: created as the stack names it; the API puts scripts
   over a few KB there and workers get them (moto S3).
 - AWS Batch: moto records the scaler's SubmitJob calls but runs nothing;
   `start_submitted_workers()` starts one agent thread per submitted worker,
@@ -186,6 +186,68 @@ def moto_server():
     finally:
         server.shutdown()
         thread.join(10)
+
+
+@contextlib.contextmanager
+def http_api(box: "Box", principals: dict[str, str]):
+    """The box's API over HTTP on a free local port (its URL), as API Gateway fronts the function: the
+    PBS commands and `hyper` reach it as an AWS host. API Gateway verifies each request's SigV4
+    signature and hands the function the signer's ARN; here the signer is the access key id the
+    request names, looked up in `principals` (an unknown one gets no principal: 403)."""
+    import re
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qsl, urlsplit
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else None
+            key = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization") or "")
+            principal = principals.get(key.group(1)) if key else None
+            event = api_event(self.command, parts.path, principal, body, dict(parse_qsl(parts.query)))
+            response = box.invoke("api", event, request_bytes=length)
+            data = (response.get("body") or "").encode()
+            self.send_response(response["statusCode"])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="box-http-api", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def s3_opener(moto_url: str) -> Callable[[Any], Any]:
+    """What `hyperbatch.cli.files._open` becomes in the box: a request to a presigned S3 URL goes to
+    moto's server (`moto_server`), with the URL's host in the Host header, by which moto finds the
+    service and the bucket, as S3 itself would."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    base = urlsplit(moto_url)
+
+    def open_(request):
+        parts = urlsplit(request.full_url)
+        local = urllib.request.Request(
+            f"{base.scheme}://{base.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else ""),
+            data=request.data, method=request.get_method(),
+            headers={**dict(request.header_items()), "Host": parts.netloc},
+        )
+        return urllib.request.urlopen(local, timeout=60)
+
+    return open_
 
 
 # ---- metering -----------------------------------------------------------------------------------
@@ -386,14 +448,14 @@ class Box:
         self.lambda_env = env
         os.environ.update(env)
         self._contract = contract
-        # The script bucket (stacks/storage.py), where the API stages scripts over a few KB.
+        # The files bucket (stacks/storage.py), where the API stages scripts over a few KB.
         self.s3 = self.client("s3")
-        self.script_bucket = env["HYPER_SCRIPT_BUCKET"]
-        self.s3.create_bucket(Bucket=self.script_bucket)
+        self.files_bucket = env["HYPER_FILES_BUCKET"]
+        self.s3.create_bucket(Bucket=self.files_bucket)
         from hyperbatch.adapters.aws.scripts import S3Scripts
 
         self.backend = bootstrap.open_backend(self.plane, self.dynamodb, self.sqs, self.logs,
-                                              scripts=S3Scripts(self.s3, self.script_bucket))
+                                              scripts=S3Scripts(self.s3, self.files_bucket))
         self.store = self.backend.store
         self.meter.clear()
         stack.callback(self._shutdown)

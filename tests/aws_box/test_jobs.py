@@ -69,7 +69,7 @@ def test_qdel_of_a_running_job_kills_it_and_it_ends_cancelled(box):
 
 def test_a_batch_of_1000_jobs_of_an_8kb_script_fits_every_limit_and_runs_from_the_bucket(box):
     """One POST of 1,000 jobs that share an 8 KB script (sent once): the request stays far under
-    Lambda's 6 MB, the script is put in the script bucket once, and no job item (so no stream record)
+    Lambda's 6 MB, the script is put in the files bucket once, and no job item (so no stream record)
     carries it; a worker fetches it to run the job."""
     from hyperbatch.adapters.aws.items import item_bytes
 

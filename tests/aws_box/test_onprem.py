@@ -39,7 +39,7 @@ def machine(onprem_box, tmp_path):
         outputs = {"ApiUrl": "https://box.execute-api.us-east-1.amazonaws.com/", "Region": box.region,
                    "StackName": box.config.settings.stack_name, "TableName": box.plane.table,
                    "QueueUrls": json.dumps(box.plane.queue_urls), "LogGroupPrefix": box.plane.log_group_prefix,
-                   "ScriptBucket": box.script_bucket}
+                   "FilesBucket": box.files_bucket}
         template = {"Resources": {"Handle": {"Type": "AWS::SQS::Queue"}},
                     "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
         boto3.client("cloudformation", region_name=box.region).create_stack(

@@ -111,8 +111,15 @@ def test_worker_role_reaches_only_the_main_region_control_plane(synth, region):
     indexes = ("by_owner", "by_queue_state", "by_parent")
     assert by_service["dynamodb"] == {table} | {f"{table}/index/{index}" for index in indexes}
     assert all(":logs:us-east-1:" in r and "/hyperbatch/HyperBatch/jobs/" in r for r in by_service["logs"])
-    # Scripts over a few KB come from the script bucket's script prefix, read-only.
-    assert by_service["s3"] == {f"arn:${{AWS::Partition}}:s3:::hyperbatch-scripts-{account}-us-east-1/scripts/*"}
+    # The files bucket: scripts and uploads read, what runs leave written under the job prefix, uploads
+    # listed (a directory staged in); nothing else of S3, no other bucket (no staging_locations here).
+    bucket = f"arn:${{AWS::Partition}}:s3:::hyperbatch-files-{account}-us-east-1"
+    s3_grants = {(a, flat(r)) for s in found for a in as_list(s["Action"]) if a.startswith("s3:")
+                 for r in as_list(s["Resource"])}
+    assert s3_grants == {("s3:GetObject", f"{bucket}/scripts/*"), ("s3:GetObject", f"{bucket}/uploads/*"),
+                         ("s3:PutObject", f"{bucket}/jobs/*"), ("s3:ListBucket", bucket)}
+    (listing,) = [s for s in found if "s3:ListBucket" in as_list(s["Action"])]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}
     actions = {a for s in found for a in as_list(s["Action"])}
     assert actions == {
         "sqs:ReceiveMessage",
@@ -128,6 +135,8 @@ def test_worker_role_reaches_only_the_main_region_control_plane(synth, region):
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
     }
 
 

@@ -72,7 +72,7 @@ def test_retained_resources_are_kept_except_when_their_first_create_fails(synth)
         for logical_id, resource in resources(template, type_).items()
         if name_property in resource["Properties"]
     }
-    assert len(named) == 2 + len(synth.config.queues)  # job table, script bucket, a job log group per queue
+    assert len(named) == 2 + len(synth.config.queues)  # job table, files bucket, a job log group per queue
     assert synth.config.settings.deletion_protection
     for logical_id in named:
         assert policies[(synth.control_name, logical_id)] == ("RetainExceptOnCreate", "Retain"), logical_id
@@ -162,7 +162,7 @@ def test_functions_share_the_environment_contract(synth):
         "HYPER_MAIN_REGION",
         "HYPER_STACK",
         "HYPER_ADMINS",
-        "HYPER_SCRIPT_BUCKET",
+        "HYPER_FILES_BUCKET",
         "HYPER_CONFIG",
         "HYPER_COMPUTE",
         "POWERTOOLS_SERVICE_NAME",
@@ -243,7 +243,7 @@ def test_schedules_drive_the_scaler_and_reconciler(control, synth):
     assert len(found) == 2
 
 
-def test_script_bucket_is_private_encrypted_tls_only_and_expires(control, synth):
+def test_files_bucket_is_private_encrypted_tls_only_and_expires(control, synth):
     control.has_resource_properties(
         "AWS::S3::Bucket",
         {
@@ -254,12 +254,17 @@ def test_script_bucket_is_private_encrypted_tls_only_and_expires(control, synth)
                 "RestrictPublicBuckets": True,
             },
             "BucketEncryption": {"ServerSideEncryptionConfiguration": [Match.object_like({})]},
-            "LifecycleConfiguration": {
-                # Past the jobs that may still run a script: they wait up to 14 days (queue and DLQ).
-                "Rules": [Match.object_like({"ExpirationInDays": synth.config.settings.job_retention_days + 14})]
-            },
         },
     )
+    (bucket,) = resources(synth.templates[synth.control_name], "AWS::S3::Bucket").values()
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiry = {(r.get("Prefix") or "*"): r.get("ExpirationInDays") for r in rules if r["Status"] == "Enabled"}
+    days = synth.config.settings.job_retention_days
+    # A job's prefix goes with its record; what jobs read (scripts, uploads) outlives the jobs that may
+    # still wait to run (up to 14 days in a queue and its DLQ); unfinished multipart uploads after a day.
+    assert expiry == {"jobs/": days, "scripts/": days + 14, "uploads/": days + 14, "*": None}
+    assert [r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for r in rules
+            if "AbortIncompleteMultipartUpload" in r] == [1]
     control.has_resource_properties(
         "AWS::S3::BucketPolicy",
         {
@@ -316,7 +321,7 @@ def test_job_log_groups_exist_per_queue_with_retention(control, synth):
 
 def test_outputs_the_cli_imports_are_exported_per_deployment(synth):
     outputs = synth.templates[synth.control_name]["Outputs"]
-    for key in ("ApiUrl", "Region", "StackName", "TableName", "QueueUrls", "LogGroupPrefix", "ScriptBucket"):
+    for key in ("ApiUrl", "Region", "StackName", "TableName", "QueueUrls", "LogGroupPrefix", "FilesBucket"):
         assert outputs[key]["Export"]["Name"] == f"HyperBatch-Control-{key}"
     assert outputs["Region"]["Value"] == "us-east-1"
     assert outputs["TableName"]["Value"] == "HyperBatch-jobs"

@@ -20,7 +20,9 @@ def policies(synth) -> dict[str, dict]:
 def granted(policy: dict) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for statement in policy["PolicyDocument"]["Statement"]:
-        assert statement["Effect"] == "Allow" and "Condition" not in statement
+        # The one condition allowed narrows a bucket listing to prefixes (the files bucket's uploads).
+        assert statement["Effect"] == "Allow" and ("Condition" not in statement or (
+            as_list(statement["Action"]) == ["s3:ListBucket"] and set(statement["Condition"]) == {"StringLike"}))
         for action in as_list(statement["Action"]):
             found.setdefault(action, set()).update(flat(r) for r in as_list(statement["Resource"]))
     return found

@@ -47,9 +47,13 @@ def test_api_reads_and_writes_jobs_but_never_touches_compute_or_sends_work(synth
     assert not any(a.startswith(("batch:", "ec2:", "autoscaling:")) for a in granted)
     # It writes the store only: the release function sends the work from the table's stream.
     assert not {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"} & set(granted)
-    # Scripts over a few KB: it puts them under the script prefix and neither reads nor deletes any.
-    scripts = {a: r for a, r in granted.items() if a.startswith("s3:")}
-    assert scripts == {"s3:PutObject": {"arn:${AWS::Partition}:s3:::hyperbatch-scripts-${AWS::AccountId}-us-east-1/scripts/*"}}
+    # The files bucket: it puts scripts, presigns PUTs of uploads and GETs of job files (and reads both to
+    # check and list them); it never deletes, and never reaches another bucket.
+    bucket = "arn:${AWS::Partition}:s3:::hyperbatch-files-${AWS::AccountId}-us-east-1"
+    files = {a: r for a, r in granted.items() if a.startswith("s3:")}
+    assert files == {"s3:PutObject": {f"{bucket}/scripts/*", f"{bucket}/uploads/*"},
+                     "s3:GetObject": {f"{bucket}/uploads/*", f"{bucket}/jobs/*"},
+                     "s3:ListBucket": {bucket}}
 
 
 def test_scaler_writes_only_its_lease_item_and_submits_to_named_batch_targets(synth):

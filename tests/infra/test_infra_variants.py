@@ -33,6 +33,7 @@ VARIANT = {
         "monitoring": {"dashboard": False, "alarms": False},
         "scaler_interval_minutes": 2,
         "deletion_protection": False,
+        "staging_locations": ["s3://lab-datasets/inputs/", "s3://lab-results/"],
     },
     "regions": [
         {"name": "us-west-2", "vpc": {"cidr": "10.1.0.0/16", "subnet_type": "private", "max_azs": 3}},
@@ -110,6 +111,26 @@ def test_variant_passes_nag_and_cfn_lint(variant):
     for name, template in variant.templates.items():
         region = "eu-west-1" if name.endswith("eu-west-1") else "us-west-2"
         assert lint_errors(template, region) == [], name
+
+
+def test_workers_reach_the_staging_locations_the_settings_allow_and_no_other_bucket(variant):
+    found = role_statements(variant.templates["Lab-Compute-eu-west-1"], "WorkersJobRole")
+    s3 = {(a, flat(r), json.dumps(s.get("Condition"), sort_keys=True)) for s in found for a in as_list(s["Action"])
+          if a.startswith("s3:") for r in as_list(s["Resource"])}
+    like = '{"StringLike": {"s3:prefix": [%s]}}'
+    files = "arn:${AWS::Partition}:s3:::lab-files-${AWS::AccountId}-us-west-2"
+    assert s3 == {
+        ("s3:GetObject", f"{files}/scripts/*", "null"),
+        ("s3:GetObject", f"{files}/uploads/*", "null"),
+        ("s3:PutObject", f"{files}/jobs/*", "null"),
+        ("s3:ListBucket", files, like % '"uploads/*"'),
+        ("s3:GetObject", "arn:${AWS::Partition}:s3:::lab-datasets/inputs/*", "null"),
+        ("s3:PutObject", "arn:${AWS::Partition}:s3:::lab-datasets/inputs/*", "null"),
+        ("s3:ListBucket", "arn:${AWS::Partition}:s3:::lab-datasets", like % '"inputs/*"'),
+        ("s3:GetObject", "arn:${AWS::Partition}:s3:::lab-results/*", "null"),
+        ("s3:PutObject", "arn:${AWS::Partition}:s3:::lab-results/*", "null"),
+        ("s3:ListBucket", "arn:${AWS::Partition}:s3:::lab-results", like % '"*"'),
+    }
 
 
 def test_fargate_environments_and_job_definitions(variant):

@@ -62,7 +62,7 @@ OUTPUTS = {
     "TableName": "HyperBatch-jobs",
     "QueueUrls": "{}",
     "LogGroupPrefix": "/hyperbatch/HyperBatch/jobs/",
-    "ScriptBucket": "hyperbatch-scripts-123456789012-us-east-1",
+    "FilesBucket": "hyperbatch-files-123456789012-us-east-1",
 }
 
 

@@ -41,7 +41,7 @@ class AwsBackend:
 def from_environment(env: Mapping[str, str] | None = None, *, queues: list[str] | None = None,
                      retention_days: float = 30, wait_seconds: int = 10) -> AwsBackend:
     """Store, queue and logs from HYPER_MAIN_REGION, HYPER_TABLE, HYPER_QUEUE_URLS, HYPER_DLQ_URLS
-    (optional), HYPER_SCRIPT_BUCKET (optional: where the store keeps large scripts) and
+    (optional), HYPER_FILES_BUCKET (optional: where the store keeps large scripts) and
     HYPER_LOG_GROUP_PREFIX. Compute (BatchCompute) needs the configuration and
     HYPER_COMPUTE as well, and only the scaler uses it: build it there.
     """
@@ -54,10 +54,10 @@ def from_environment(env: Mapping[str, str] | None = None, *, queues: list[str] 
     region = env["HYPER_MAIN_REGION"]
     urls = json.loads(env["HYPER_QUEUE_URLS"])
     scripts = None
-    if env.get("HYPER_SCRIPT_BUCKET"):
+    if env.get("HYPER_FILES_BUCKET"):
         from hyperbatch.adapters.aws.scripts import S3Scripts
 
-        scripts = S3Scripts(clients.client("s3", region), env["HYPER_SCRIPT_BUCKET"])
+        scripts = S3Scripts(clients.client("s3", region), env["HYPER_FILES_BUCKET"])
     store = DynamoJobStore(
         env["HYPER_TABLE"], clients.client("dynamodb", region),
         queues=queues if queues is not None else list(urls), retention_days=retention_days, scripts=scripts,

@@ -32,6 +32,10 @@ CONFIG = Config(
     tcp_keepalive=True,
 )
 
+# S3 signs with SigV4 everywhere: presigned URLs (hyperbatch/adapters/aws/files.py) are accepted in
+# every region only then.
+S3_CONFIG = CONFIG.merge(Config(signature_version="s3v4"))
+
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], BaseClient] = {}
 
@@ -52,7 +56,8 @@ def client(service: str, region: str | None = None) -> BaseClient:
         return found
     with _lock:
         if key not in _clients:
-            _clients[key] = boto3.session.Session().client(service, region_name=key[1], config=CONFIG)
+            config = S3_CONFIG if service == "s3" else CONFIG
+            _clients[key] = boto3.session.Session().client(service, region_name=key[1], config=config)
         return _clients[key]
 
 

@@ -53,7 +53,7 @@ in the child's item collection:
 
     pk = <child id>   sk = "parent#<parent id>"   gsi3pk = parent id   gsi3sk = child id   (index by_parent)
 
-A script over a few KB is not in the item: it is in the script bucket and the
+A script over a few KB is not in the item: it is in the files bucket and the
 item's `script_ref` names it (hyperbatch.adapters.aws.scripts), so items,
 writes and stream records stay small.
 
@@ -141,7 +141,7 @@ class DynamoJobStore:
         clock: Callable[[], float] = time.time, scripts: S3Scripts | None = None,
     ):
         self.table, self.client = table, client
-        # Large scripts go to the script bucket, the item keeps a reference (aws/scripts.py);
+        # Large scripts go to the files bucket, the item keeps a reference (aws/scripts.py);
         # without one (tests of the store alone) they stay inline.
         self.scripts = scripts
         self.queues = list(queues)
@@ -487,13 +487,13 @@ class DynamoJobStore:
                 for items in self._pages(params, None) for item in items}
 
     def script(self, doc: dict) -> str | None:
-        """The script: inline, or fetched from the script bucket when the item holds a reference."""
+        """The script: inline, or fetched from the files bucket when the item holds a reference."""
         key = doc.get(SCRIPT_REF)
         if key is None:
             return doc["script"]
         if self.scripts is None:
-            raise RuntimeError(f"job {doc['id']}'s script is in the script bucket, but no bucket is configured "
-                               "(HYPER_SCRIPT_BUCKET)")
+            raise RuntimeError(f"job {doc['id']}'s script is in the files bucket, but no bucket is configured "
+                               "(HYPER_FILES_BUCKET)")
         return self.scripts.fetch(key)
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""Job scripts larger than a few KB live in the script bucket; the job item keeps only a reference.
+"""Job scripts larger than a few KB live in the files bucket; the job item keeps only a reference.
 
 Why: a job item is written at submit, start and finish, and each write (and
 each stream record, which carries the old and the new image) bills by the
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 
-from hyperbatch.core.names import SCRIPT_PREFIX as PREFIX
+from hyperbatch.core.bucket import SCRIPT_PREFIX as PREFIX
 
 INLINE_SCRIPT_BYTES = 4096  # scripts up to this size stay in the job item
 SCRIPT_REF = "script_ref"  # the job item's attribute naming the object
@@ -37,7 +37,7 @@ def script_key(text: str) -> str:
 
 
 class S3Scripts:
-    """The script bucket (HYPER_SCRIPT_BUCKET): `stage` before a create, `fetch` when a worker runs a job."""
+    """The files bucket (HYPER_FILES_BUCKET): `stage` before a create, `fetch` when a worker runs a job."""
 
     def __init__(self, client, bucket: str, *, inline_bytes: int = INLINE_SCRIPT_BYTES):
         self.client, self.bucket, self.inline_bytes = client, bucket, inline_bytes
