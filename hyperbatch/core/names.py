@@ -42,6 +42,10 @@ SCALER_LEASE_KEY = "lease#scaler"
 # worker's name; hyperbatch/adapters/aws/onprem.py): one Query lists them for the scaler and pbsnodes.
 ONPREM_WORKERS_KEY = "workers#onprem"
 
+# The partition key of the registered runs in the job table (sort key: the worker's exec_host;
+# hyperbatch/adapters/aws/runs.py): one Query a minute lists them for the reconciler.
+REGISTERED_RUNS_KEY = "runs#registered"
+
 # Where the API puts large job scripts in the script bucket and workers get them
 # (hyperbatch/adapters/aws/scripts.py); the grants name only this prefix (stacks/access.py).
 SCRIPT_PREFIX = "scripts/"
