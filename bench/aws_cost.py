@@ -1,11 +1,11 @@
 """What a million jobs cost on AWS: every AWS call of the scheduler, counted in AWS-in-a-box, priced.
 
-    .venv/bin/python bench/aws_cost.py [--jobs N] [--array N] [--beats N] [--jobs-per-day R]
+    .venv/bin/python bench/aws_cost.py [--jobs N] [--array N] [--beats N] [--entries N] [--jobs-per-day R]
 
 Four runs, each in a fresh box (tests/aws_box/harness.py: the Lambda handlers
 and worker agents on moto): N single jobs submitted one per POST; N jobs
 submitted in POSTs of up to 1,000; one array of --array tasks (20,000 by
-default); and --beats heartbeats of one running job. Each job and task echoes
+default); and what one running job does while it runs (`measure_run`). Each job and task echoes
 one line.
 
 - The array figure is what an array pays per task at the configured chunk size
@@ -13,10 +13,12 @@ one line.
   machine's load; the chunks' ramp-up (each worker starts at one task a chunk
   and doubles while tasks are quick, up to about a second of work: how far
   depends on the load) and what an array pays once are reported apart.
-- A long job: a job's figure plus the heartbeats it makes while it runs (one
-  every heartbeat_seconds, as configurations/settings.json sets it), each
-  priced from the calls that many heartbeats of a running job made in the box,
-  the release function's handling of the records they wrote included:
+- A long job: a job's figure plus what it does while it runs
+  (hyperbatch.core.cadence says how many of each; each priced from --beats
+  of them made in the box, the release function's handling of the records
+  they write included): its looks (reads), its registrations (the first
+  also hides its message) and its share of the reconciler's Query of the
+  registered runs (measured with --entries of them):
   `cost_per_million_jobs_1min_usd` and `cost_per_million_jobs_1h_usd`.
 Every AWS call made through botocore is counted by service, operation and
 actor; the price model (bench/prices.py) turns calls into money:
@@ -71,6 +73,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import prices  # noqa: E402
+from hyperbatch.config import Settings  # noqa: E402
 from hyperbatch.core.names import INDEX_PROJECTIONS, INDEXES  # noqa: E402
 from tests.aws_box.harness import Box, Call  # noqa: E402
 
@@ -442,7 +445,8 @@ class Phase:
         return bill, scheduled
 
 
-PRODUCTION_SETTINGS = {"lease_seconds": 60, "heartbeat_seconds": 15}  # configurations/settings.json's
+# configurations/settings.json's; the looks' cap and the run lease at their defaults (hyperbatch.config)
+PRODUCTION_SETTINGS = {"lease_seconds": 60, "heartbeat_seconds": 15}
 
 
 def run_phase(name: str, n: int, batch: int, memory: dict[str, int], chunk_size: int | None) -> Phase:
@@ -488,42 +492,105 @@ def run_phase(name: str, n: int, batch: int, memory: dict[str, int], chunk_size:
                      time.perf_counter() - started, box.config.definition("standard").chunk_size)
 
 
-def measure_heartbeats(memory: dict[str, int], beats: int) -> Phase:
-    """`beats` heartbeats of one running job, as its worker's heartbeat thread makes them (the dispatcher's
-    `heartbeat`, then the queue's ack flush), with the release function handling the records they make:
-    the calls of one heartbeat interval, from the code itself, without waiting out the intervals."""
+@dataclass
+class RunCosts:
+    """What a running job pays while it runs (hyperbatch.core.cadence), each priced from calls made in a box."""
+
+    check: float  # one look at the store (an eventually consistent read), with the flush that follows it
+    first_registration: float  # the registration half way through the claim's lease, hiding the message
+    renewal: float  # each later registration
+    entry_minute: float  # the reconciler's run a minute, per registered run it lists
+    calls: dict  # what each was measured from, for the report
+
+
+def measure_run(memory: dict[str, int], looks: int, entries: int) -> RunCosts:
+    """A running job's looks and registrations, made as its worker's heartbeat thread makes them (the
+    dispatcher's `check`, `register`, then the queue's ack flush), with the release function handling
+    the records they write; and the reconciler's run with `entries` registered runs of live Batch
+    workers against one with none: the calls of a run's whole life, from the code itself, without
+    waiting out the intervals."""
     from hyperbatch.wiring.worker import worker_from_environment
     from tests.aws_box.harness import acting_as
 
     box = Box(settings=PRODUCTION_SETTINGS, definitions={"idle_timeout_seconds": 1.5}, claim_wait=1,
               stream_interval=1.0, memory_mb=memory, keep_output=False)
-    started = time.perf_counter()
     with box:
         box.start_stream()
         status, job = box.api("POST", "/jobs", body={"command": JOB})
         assert status == 201, job
         box.wait_for("the job's work sent", lambda: box.backend.queue.backlog("batch") > 0, timeout=30)
-        agent = worker_from_environment(box.worker_env("batch", box.region, "meter"))
+        target = box.targets[box.region]["default"]
+        batch = box.client("batch")
+
+        def batch_worker() -> str:
+            job_id = batch.submit_job(jobName="hb-5-batch-1", jobQueue=target["job_queue"],
+                                      jobDefinition=next(iter(target["job_definitions"].values())))["jobId"]
+            box.set_batch_status(job_id, "RUNNING")
+            return job_id
+
+        worker = batch_worker()
+        agent = worker_from_environment(box.worker_env("batch", box.region, worker))
+        box.stop_stream()  # delivered by hand from here on: each measurement gets the records it wrote
+
+        def measured(what, n: int) -> Phase:
+            while box.deliver():  # what came before, handled before the calls are counted
+                pass
+            calls, invocations = len(box.meter.calls), len(box.invocations)
+            started = time.perf_counter()
+            for _ in range(n):
+                what()
+            while box.deliver():
+                pass
+            return Phase("run", n, list(box.meter.calls[calls:]), list(box.invocations[invocations:]), Counter(),
+                         time.perf_counter() - started, 1)
+
         with acting_as("worker"):
             item = agent.queue.claim("batch", agent.dispatcher.worker, 1, PRODUCTION_SETTINGS["lease_seconds"])
             run = agent.dispatcher.start(item)
             assert run is not None
-            box.deliver()  # the start's record, handled before the beats are counted
-            calls, invocations = len(box.meter.calls), len(box.invocations)
-            for _ in range(beats):
-                signals = agent.dispatcher.heartbeat(run)
-                assert not signals.lease_lost
+
+            def look():
+                assert not agent.dispatcher.check(run).lease_lost
                 agent.flush()
-        box.stop_stream()
-        while box.deliver():
-            pass
-        return Phase("heartbeats", beats, list(box.meter.calls[calls:]), list(box.invocations[invocations:]),
-                     Counter(), time.perf_counter() - started, 1)
+
+            def register(first: bool):
+                agent.dispatcher.register(run, first=first)
+                agent.flush()
+
+            checks = measured(look, looks)
+            first = measured(lambda: register(True), 1)
+            renewals = measured(lambda: register(False), looks)
+        empty = measured(box.reconcile, 1)
+        now = time.time()
+        for _ in range(entries):  # live workers' registered runs (their jobs' ids are never read: they live)
+            box.runs.hold({"host": f"{box.region}/{batch_worker()}", "job_id": run.job["id"], "attempt": 1,
+                           "chunk": "", "queue": "batch", "item": "m", "receipt": "r", "at": now, "lease": 3600})
+        full = measured(box.reconcile, 1)
+    # The Query's bytes per entry, and the Lambda time they add (noisy: never taken as negative).
+    calls, no_calls = Bill(), Bill()
+    price_calls([c for c in full.calls if c.actor in SCHEDULED], DynamoModel(), calls)
+    price_calls([c for c in empty.calls if c.actor in SCHEDULED], DynamoModel(), no_calls)
+    lambda_time = (full.price(memory)[1].total() - calls.total()) - (empty.price(memory)[1].total() - no_calls.total())
+    reconciler = (calls.total() - no_calls.total() + max(0.0, lambda_time)) / entries
+    return RunCosts(
+        check=checks.price(memory)[0].total() / looks,
+        first_registration=first.price(memory)[0].total(),
+        renewal=renewals.price(memory)[0].total() / looks,
+        entry_minute=max(0.0, reconciler),
+        calls={"look": dict(checks.count(MEASURED)), "first registration": dict(first.count(MEASURED)),
+               "registration": dict(renewals.count(MEASURED)),
+               "reconciler, per registered run": {k: round(v / entries, 3) for k, v in
+                                                  (full.count(SCHEDULED) - empty.count(SCHEDULED)).items()}},
+    )
 
 
-def beats_within(seconds: float) -> int:
-    """Heartbeats a job running `seconds` makes: one every heartbeat_seconds after its start, before its end."""
-    return max(0, math.ceil(seconds / PRODUCTION_SETTINGS["heartbeat_seconds"]) - 1)
+def while_running(costs: RunCosts, cadence, seconds: float) -> tuple[float, str]:
+    """USD a job running `seconds` pays for its looks, registrations and the reconciler's watch, and how."""
+    looks, writes = cadence.checks_within(seconds), cadence.renewals_within(seconds)
+    watched_minutes = max(0.0, seconds - cadence.register_at) / 60 if writes else 0.0
+    usd = (looks * costs.check + (costs.first_registration if writes else 0.0)
+           + max(0, writes - 1) * costs.renewal + watched_minutes * costs.entry_minute)
+    return usd, f"{looks} looks, {writes} registrations, {watched_minutes:.1f} minutes watched by the reconciler"
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -606,7 +673,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="jobs per POST in the batched run (max 1000)")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="array tasks a worker claims at most (default: the configured definition's)")
-    parser.add_argument("--beats", type=int, default=10, help="heartbeats of one running job to measure")
+    parser.add_argument("--beats", type=int, default=10, help="looks and registrations of one running job to measure")
+    parser.add_argument("--entries", type=int, default=50, help="registered runs the reconciler lists, to price one")
     parser.add_argument("--jobs-per-day", type=float, default=1_000_000,
                         help="throughput the scheduled functions' cost is spread over")
     args = parser.parse_args(argv)
@@ -617,18 +685,28 @@ def main(argv=None) -> int:
           f"jobs a minute ({args.jobs_per_day:,.0f} a day)")
     phases = [run_phase("single", args.jobs, args.batch, memory, args.chunk_size),
               run_phase("batched", args.jobs, args.batch, memory, args.chunk_size),
-              run_phase("array", args.array, args.batch, memory, args.chunk_size),
-              measure_heartbeats(memory, args.beats)]
+              run_phase("array", args.array, args.batch, memory, args.chunk_size)]
+    costs = measure_run(memory, args.beats, args.entries)
     x = report(phases[0], memory, jobs_per_minute, "single jobs, one POST each")
     y = report(phases[1], memory, jobs_per_minute, f"jobs in POSTs of up to {args.batch}")
     z = report(phases[2], memory, jobs_per_minute, "one array")
-    beat = phases[3].price(memory)[0].total() / phases[3].units
-    print(f"\n== a running job's heartbeat, every {PRODUCTION_SETTINGS['heartbeat_seconds']} s: "
-          f"{beat * 1e6:.3f} µUSD ({dict(phases[3].count(MEASURED))} over {phases[3].units} beats, "
-          f"invocations {dict(Counter(i.function for i in phases[3].invocations))})")
-    long_jobs = {label: x + per_million(beat * beats_within(seconds), 1) for label, seconds in (("1min", 60), ("1h", 3600))}
+    cadence = Settings(main_region=prices.REGION, **PRODUCTION_SETTINGS).cadence()
+    print(f"\n== a running job (heartbeat {cadence.first_check:g} s, looks at most {cadence.most_between_checks:g} s "
+          f"apart, registered at {cadence.register_at:g} s with a {cadence.run_lease:g} s lease, renewed every "
+          f"{cadence.renew_every:g} s)")
+    print(f"   a look {costs.check * 1e6:.3f} µUSD, the first registration {costs.first_registration * 1e6:.3f} µUSD, "
+          f"a later one {costs.renewal * 1e6:.3f} µUSD, a registered run watched by the reconciler "
+          f"{costs.entry_minute * 1e6:.4f} µUSD a minute")
+    for what, calls in costs.calls.items():
+        print(f"   {what}: {calls}")
+    long_jobs = {}
     for label, seconds in (("1min", 60), ("1h", 3600)):
-        print(f"   a {label} job: {beats_within(seconds)} heartbeats, ${long_jobs[label]:.2f} per million such jobs")
+        usd, how = while_running(costs, cadence, seconds)
+        long_jobs[label] = x + per_million(usd, 1)
+        print(f"   a {label} job: {how}: {usd * 1e6:.2f} µUSD while it runs, ${long_jobs[label]:.2f} per million such jobs")
+    print(f"   a qdel reaches a running job within {cadence.first_check:g} s in its first "
+          f"{2 * cadence.first_check:g} s, within half its age later, within {cadence.longest_silence():g} s at most; "
+          f"a worker whose Batch job ended loses its registered run within a reconciler minute")
     print()
     print(f"cost_per_million_jobs_usd: {x:.2f}")
     print(f"cost_per_million_batched_jobs_usd: {y:.2f}")

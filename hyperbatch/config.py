@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal, Mapping, NamedTuple
 
 from hyperbatch.core import access, bucket, onprem, options, pools, resources
+from hyperbatch.core.cadence import Cadence
 from hyperbatch.core.errors import ConfigError, SpecError
 from hyperbatch.support.files import atomic_write
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -95,8 +96,13 @@ class Settings(_Model):
     local: LocalSettings = LocalSettings()
     job_retention_days: int = Field(30, ge=1, le=3650)
     log_retention_days: int = Field(30, ge=1)
-    lease_seconds: float = Field(60, gt=0, description="a worker that misses this long loses its job")
-    heartbeat_seconds: float = Field(15, gt=0)
+    lease_seconds: float = Field(60, gt=0, description="a claim's lease: a worker that misses this long loses its job")
+    heartbeat_seconds: float = Field(15, gt=0, description="a run's first look at the store (qdel, qsig) after its start")
+    # AWS only (hyperbatch.core.cadence): looks at the store grow apart with a run's age up to this, and
+    # a run that outlasts half its claim's lease is registered with this long a lease, renewed half way.
+    heartbeat_max_seconds: float = Field(300, gt=0, description="the longest a running job goes between looks")
+    run_lease_seconds: float = Field(
+        3600, gt=0, description="the lease a registered run holds: a worker that is hung this long loses its job")
     scaler_interval_minutes: int = Field(1, ge=1)
     deletion_protection: bool = True
     staging_locations: list[str] = Field(
@@ -143,7 +149,17 @@ class Settings(_Model):
     def _heartbeat_within_lease(self) -> "Settings":
         for where in (self, self.local):
             _check_heartbeat(where.heartbeat_seconds, where.lease_seconds)
+        if self.heartbeat_max_seconds < self.heartbeat_seconds:
+            raise ValueError(f"heartbeat_max_seconds ({self.heartbeat_max_seconds:g}) must be at least "
+                             f"heartbeat_seconds ({self.heartbeat_seconds:g}): looks at a run only grow apart")
+        if self.run_lease_seconds < 2 * self.lease_seconds:
+            raise ValueError(f"run_lease_seconds ({self.run_lease_seconds:g}) must be at least twice lease_seconds "
+                             f"({self.lease_seconds:g}): a long run's registered lease is what spares it renewals")
         return self
+
+    def cadence(self) -> Cadence:
+        """How an AWS run looks at the store and renews its lease (hyperbatch.core.cadence)."""
+        return Cadence(self.lease_seconds, self.heartbeat_seconds, self.heartbeat_max_seconds, self.run_lease_seconds)
 
 
 class Vpc(_Model):

@@ -134,7 +134,8 @@ class ControlPlaneStack(Stack):
                                  environment=environment)
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
         # Sends to the work queues (copies of dead letters, re-driven work); reads and deletes dead letters.
-        access.work_queues(function, config, ("sqs:SendMessage",))
+        # Deletes the hidden message of a registered run it took back (its receipt is in the run's entry).
+        access.work_queues(function, config, ("sqs:SendMessage", "sqs:DeleteMessage"))
         access.dead_letter_queues(function, config, ("sqs:ReceiveMessage", "sqs:DeleteMessage"))
         # Parked stream batches: read from the release-failures queue (one failing again is parked
         # again from its first failed record), their records read back from the table's stream.
@@ -142,6 +143,10 @@ class ControlPlaneStack(Stack):
         failures = naming.queue_arn(main, naming.stream_failures_queue(deployment))
         allow(function, ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage"), [failures])
         allow(function, ("dynamodb:GetShardIterator", "dynamodb:GetRecords"), [self.table.table_stream_arn])
+        # Registered runs: is each one's worker still running (hyperbatch.adapters.aws.census)?
+        allow(function, ["batch:DescribeJobs"], ["*"],
+              wildcard_reason="DescribeJobs supports no resource-level permissions (IAM service authorization "
+                              "reference), so the resource must be '*'; it only reads.")
         self._schedule("ReconcilerSchedule", function, 1)
         return function
 

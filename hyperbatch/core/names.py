@@ -42,6 +42,10 @@ SCALER_LEASE_KEY = "lease#scaler"
 # worker's name; hyperbatch/adapters/aws/onprem.py): one Query lists them for the scaler and pbsnodes.
 ONPREM_WORKERS_KEY = "workers#onprem"
 
+# The partition key of the registered runs in the job table (sort key: the worker's exec_host;
+# hyperbatch/adapters/aws/runs.py): one Query a minute lists them for the reconciler.
+REGISTERED_RUNS_KEY = "runs#registered"
+
 # The prefixes of the files bucket (what each holds: hyperbatch/core/bucket.py); grants and
 # lifecycle rules name them (stacks/access.py, stacks/storage.py).
 SCRIPT_PREFIX = "scripts/"  # large job scripts: the API puts, workers get (hyperbatch/adapters/aws/scripts.py)

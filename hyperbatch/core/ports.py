@@ -73,8 +73,9 @@ class JobStore(Protocol):
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         """More (parent, child) dependency edges for existing jobs (qalter -W depend)."""
 
-    def get(self, job_id: str) -> dict:
-        """The job document; raises NotFound."""
+    def get(self, job_id: str, consistent: bool = True) -> dict:
+        """The job document; raises NotFound. `consistent=False`: a read that may lag the last writes by
+        a moment, at half the price on AWS (a running job's looks for qdel and qsig)."""
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, dict]:
         """Documents of the ids that exist."""
@@ -108,6 +109,36 @@ class JobStore(Protocol):
     def script(self, doc: dict) -> str | None:
         """The job's script text (None for a command). A store may keep large scripts apart from the
         document (the AWS store: in the files bucket) and fetch them here; only a worker needs them."""
+
+
+class RunRegister(Protocol):
+    """Runs that outlast half their claim's lease on AWS, one entry per worker (hyperbatch.core.cadence).
+
+    An entry is {"host", "job_id", "attempt", "chunk" (an array chunk's id, else ""), "queue",
+    "item" (the work item's id), "receipt" (its message's), "at", "lease"}: worker `host` promises
+    to run that run until `at + lease` at least (it kills its job before). The reconciler lists
+    them all, each minute, to take back the runs of workers that are gone.
+    """
+
+    def hold(self, entry: dict) -> None:
+        """Write the worker's entry (unconditionally: a worker runs one run at a time)."""
+
+    def entry(self, host: str) -> dict | None:
+        """Worker `host`'s entry, if it has one."""
+
+    def entries(self) -> list[dict]:
+        """Every entry (read eventually consistent: a moment old at most)."""
+
+    def drop(self, host: str, at: float) -> None:
+        """Remove `host`'s entry if it still says `at` (a newer registration stays)."""
+
+
+class Census(Protocol):
+    """Which workers are known to be gone: their container or machine stopped, so nothing of theirs
+    runs. A worker it cannot tell about is not gone (its run's promised lease decides then)."""
+
+    def gone(self, hosts: set[str]) -> set[str]:
+        """The subset of `hosts` (exec_host names, `region/worker`) known to have stopped."""
 
 
 @dataclass(frozen=True)

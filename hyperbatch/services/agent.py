@@ -5,7 +5,10 @@ Exit codes tell start.sh what to do next: 0 idle (stop), 3 misconfigured (stop),
 anything else a crash (restart).
 
 Two threads watch the current run: the heartbeat thread renews its lease and
-learns of cancels and of a lease taken back; the supervisor, which does no
+learns of cancels and of a lease taken back, at the cadence of
+hyperbatch.core.cadence (a beat a second locally; on AWS reads that grow
+apart with the run's age and a registration once it outlasts half its
+claim's lease); the supervisor, which does no
 I/O (a store that hangs cannot hold it up), enforces walltime, stop requests
 and the lease (`Lease`: fencing) by killing the job's process group. The main
 thread only starts processes and waits for them, so a tiny task costs little
@@ -37,13 +40,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from hyperbatch.core import environment, exits, isolation, limits, outputs, resources, staging
+from hyperbatch.core.cadence import FENCE_MARGIN, Cadence
 from hyperbatch.core.errors import NotFound
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support import spawn
 from hyperbatch.support.files import atomic_write
 from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_alive, group_rss, signal_group
-from hyperbatch.services.dispatch import Dispatcher, Outcome, Run
+from hyperbatch.services.dispatch import Dispatcher, Outcome, Run, Signals
 from hyperbatch.core.ports import LogStore, Staged, Stager, WorkQueue
 
 if TYPE_CHECKING:
@@ -56,7 +60,6 @@ KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
 SUPERVISOR_POLL = 0.05  # seconds between the supervisor's looks (at most a quarter of the heartbeat)
 MEM_POLL = 0.2  # seconds between looks at a job's resident memory (only jobs that ask for -l mem)
-FENCE_MARGIN = 0.5  # heartbeats: a worker that cannot renew kills its job this long before its lease ends
 
 
 @dataclass
@@ -108,6 +111,12 @@ class Lease:
     configuration keeps the heartbeat at most a third of the lease, so a
     worker gives up only after two beats in a row did not come back in time.
 
+    On AWS a run that registers (hyperbatch.core.cadence) is renewed with
+    the long run lease instead (`renew(sent, run_lease)`), and may then also
+    be taken back when its worker is gone: its container stopped, so its job
+    with it. A registration is never sent once the lease has lapsed
+    (`lapsed_at`): it would promise more time to a job being killed.
+
     A worker whose agent cannot run (SIGSTOP) cannot fence itself: in local
     mode the daemon kills its job before taking the run back (Dispatcher's
     `fence`); on AWS a frozen machine freezes its job with it, and once it
@@ -118,12 +127,20 @@ class Lease:
     """
 
     def __init__(self, lease_seconds: float, heartbeat_seconds: float, clock=time.monotonic):
-        self.budget, self.clock = lease_seconds - FENCE_MARGIN * heartbeat_seconds, clock
+        self.margin, self.clock = FENCE_MARGIN * heartbeat_seconds, clock
+        self.budget = lease_seconds - self.margin
         self.renewed = clock()
 
-    def renew(self, sent: float) -> None:
-        """A renewal sent at `sent` (this clock, read before the request) succeeded."""
+    def renew(self, sent: float, lease_seconds: float | None = None) -> None:
+        """A renewal sent at `sent` (this clock, read before the request) succeeded; `lease_seconds`:
+        the lease it promised, when that is not the one before (a run registered: hyperbatch.core.cadence)."""
+        if lease_seconds is not None:
+            self.budget = lease_seconds - self.margin
         self.renewed = max(self.renewed, sent)
+
+    def lapsed_at(self, sent: float) -> bool:
+        """Whether the lease had run out by `sent`: a promise sent after that must not revive it."""
+        return sent - self.renewed >= self.budget
 
     def expired(self) -> bool:
         return self.clock() - self.renewed >= self.budget
@@ -238,11 +255,19 @@ class Supervisor(threading.Thread):
 
 
 class Heartbeat(threading.Thread):
-    """Renews the watched run's lease every `every` seconds and acts on what the store answers.
+    """Beats for the watched run and acts on what the store answers (hyperbatch.core.cadence).
 
-    Beats start `every` seconds apart, however long each one takes (a slow
-    store does not stretch the interval, which the lease's margin counts on);
-    one that takes longer than that delays only the next.
+    Fine-grained (local mode, a dispatcher with no cadence): a renewal
+    (`Dispatcher.heartbeat`) every `every` seconds. On AWS (the dispatcher's
+    cadence registers runs): checks (`Dispatcher.check`, a read) that grow
+    apart with the run's age, and the run's registration half way through
+    its claim's lease, renewed each half run lease (`Dispatcher.register`);
+    a failed one is tried again a heartbeat later, never once the lease has
+    run out on this worker's clock (the job is being killed then).
+
+    Beats are due at fixed times, however long each one takes (a slow store
+    does not stretch the interval, which the lease's margin counts on); one
+    that takes longer delays only the next.
     """
 
     def __init__(self, supervisor: Supervisor, dispatcher: Dispatcher, every: float, flush=None):
@@ -261,21 +286,43 @@ class Heartbeat(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
-        due: float | None = None  # when the next beat is due (monotonic); None: an interval from now
+        cadence = self.dispatcher.cadence
+        registers = cadence is not None and cadence.registers
+        began = time.monotonic()
+        check_at: float | None = None  # when the next check (a beat, fine-grained) is due; None: none yet
+        renew_at: float | None = None  # when the run's next registration is due (AWS)
+        registered = False
         while not self._halted.is_set():
+            due = min((t for t in (check_at, renew_at) if t is not None), default=None)
             if self._wake.wait(self.every if due is None else max(0.0, due - time.monotonic())):
                 self._wake.clear()
-                due = None
-                continue  # woken for a new run (or to end): wait a whole interval from now
+                began = time.monotonic()  # woken for a new run (or to end): its beats count from now
+                check_at, registered = began + self.every, False
+                renew_at = began + cadence.register_at if registers and cadence is not None else None
+                continue
             supervisor = self.supervisor
             run, lease = supervisor.run_, supervisor.lease
             if run is None:
-                due = None
+                check_at = renew_at = None
                 continue
-            due = time.monotonic() + self.every
+            now = time.monotonic()
+            if check_at is None:
+                check_at = now + self.every
+                continue
+            if registers and cadence is not None and renew_at is not None and now >= renew_at:
+                renew_at, done = self._register(run, lease, cadence, registered)
+                registered = registered or done
+            if now < check_at:
+                continue
+            if registers and cadence is not None:
+                check_at = now + cadence.check_gap(now - began)
+                beat = self.dispatcher.check
+            else:
+                check_at = now + self.every
+                beat = self.dispatcher.heartbeat
             sent = lease.clock() if lease is not None else 0.0
             try:
-                signals = self.dispatcher.heartbeat(run)
+                signals = beat(run)
             except Exception as exc:  # a store hiccup must not kill the job; the next beat retries
                 log.warning("heartbeat failed: %s", exc)
                 continue
@@ -288,17 +335,36 @@ class Heartbeat(threading.Thread):
                 continue  # that run ended while we were beating: the answer is about work that is done
             if signals.lease_lost:
                 supervisor.lease_lost = True
-            elif lease is not None:
+            elif lease is not None and not registers:
                 lease.renew(sent)
-            supervisor.cancelled_all |= signals.cancel_all
-            supervisor.cancelled = signals.cancelled_indices
-            current = supervisor.current
-            for name, index in signals.deliver:  # qsig
-                current.signal(signal_number(name), index)
-            if signals.lease_lost:
-                current.kill("lease")
-            elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
-                current.kill("cancel")
+            self._act(signals)
+
+    def _register(self, run: Run, lease: Lease | None, cadence: Cadence, again: bool) -> tuple[float | None, bool]:
+        """Register the run (or renew its registration): (when the next one is due, whether this one was made)."""
+        sent = lease.clock() if lease is not None else 0.0
+        if lease is not None and lease.lapsed_at(sent):
+            return None, False  # the supervisor kills the job: nothing may promise it more time
+        try:
+            self.dispatcher.register(run, first=not again)
+        except Exception as exc:  # tried again a heartbeat later, while the lease lasts
+            log.warning("registering the run failed: %s", exc)
+            return time.monotonic() + self.every, False
+        if lease is not None and self.supervisor.run_ is run:
+            lease.renew(sent, cadence.run_lease)
+        return time.monotonic() + cadence.renew_every, True
+
+    def _act(self, signals: Signals) -> None:
+        """Kill, stop tasks, deliver qsig: what a beat's answer asks of the running job."""
+        supervisor = self.supervisor
+        supervisor.cancelled_all |= signals.cancel_all
+        supervisor.cancelled = signals.cancelled_indices
+        current = supervisor.current
+        for name, index in signals.deliver:  # qsig
+            current.signal(signal_number(name), index)
+        if signals.lease_lost:
+            current.kill("lease")
+        elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
+            current.kill("cancel")
 
 
 class Agent:
@@ -333,6 +399,7 @@ class Agent:
         no other); an agent served from another thread is stopped with `stop()`.
         """
         self._kill_orphan()
+        self._take_back_orphan()
         self._pid_fd = os.open(self.settings.pid_file, os.O_RDWR | os.O_CREAT, 0o600) if self.settings.pid_file else None
         self.supervisor.start()
         if threading.current_thread() is threading.main_thread():
@@ -423,6 +490,14 @@ class Agent:
         except (FileNotFoundError, ValueError, IndexError):
             return
         self.job_user.signal(pgid, signal.SIGKILL)
+
+    def _take_back_orphan(self) -> None:
+        """The run a crashed agent of this name had registered (AWS): taken back, its job killed above."""
+        try:
+            if self.dispatcher.take_back_own():
+                log.warning("took back the run the agent before this one left")
+        except Exception as exc:  # the reconciler takes it back once its promise has passed
+            log.warning("could not take back the run the agent before this one left: %s", exc)
 
     def _stop(self, signum, frame) -> None:
         self.stop()

@@ -29,8 +29,21 @@ once a minute) does two things:
    parked again from its first failed record; one the stream no longer has
    is logged as lost and dropped.
 
+3. Registered runs (hyperbatch.core.cadence). A run that outlasts half its
+   claim's lease is registered by its worker, and from then on its message
+   stays hidden for hours: SQS no longer watches it, this does. An entry
+   whose worker is gone (`Census`: its Batch job ended, its on-premises
+   record went stale) or whose promised lease has passed has its run taken
+   back as a lost worker's (`Dispatcher._recover_job`, `_recover_chunk`:
+   the PBS rerun rules, `lost_runs`), if the store still gives the run to
+   that worker, and its message deleted (the entry holds its receipt);
+   then the entry is dropped. A live worker's entry costs nothing here but
+   its share of the one Query.
+
 Costs per run: one ReceiveMessage per queue's DLQ and one on the
-release-failures queue; nothing else when there is nothing to repair (a
+release-failures queue, one Query of the registered runs (eventually
+consistent: half a read unit per 4 KB, about twenty entries) and DescribeJobs
+(no charge); nothing else when there is nothing to repair (a
 dead letter costs a GetItem and an UpdateItem or a SendMessage; a parked
 batch a GetShardIterator, a GetRecords and what the release function would
 have spent on it).
@@ -47,7 +60,7 @@ from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.services.metrics import JobMetrics
 from hyperbatch.services.release import release_due
 from hyperbatch.core.model import Change, Expect, is_array
-from hyperbatch.core.ports import WorkItem
+from hyperbatch.core.ports import Census, RunRegister, WorkItem
 from hyperbatch.services.scheduler import Scheduler
 from hyperbatch.core.states import JobState
 from hyperbatch.core.tasks import fail_tasks, update_array
@@ -59,6 +72,7 @@ MAX_DEAD_LETTERS = 1000  # per queue and run; the rest wait for the next run
 MAX_PARKED_BATCHES = 20  # per run (each up to the mapping's batch size of records)
 
 FAILED, WATCHED, LEFTOVER = "failed", "watched", "leftover"
+WORKER_STOPPED = "its container or machine stopped"
 
 
 def dead_letter_reason(receives: int) -> str:
@@ -69,11 +83,14 @@ class Reconciler:
     """`scheduler` and `dispatcher` hold the stream-sent queue (their store writes send through the
     stream); `queue` is the SqsWorkQueue itself (dead letters, copies of letters, re-driven sends).
     `parked` reads the release-failures queue and the stream (None: no re-drive), `decode` reads one of
-    its records (hyperbatch.adapters.aws.stream: ParkedBatches, decode_record)."""
+    its records (hyperbatch.adapters.aws.stream: ParkedBatches, decode_record). `runs` are the
+    registered runs and `census` says which of their workers are gone (None: no such step)."""
 
-    def __init__(self, scheduler: Scheduler, dispatcher: Dispatcher, queue, parked=None, decode=None):
+    def __init__(self, scheduler: Scheduler, dispatcher: Dispatcher, queue, parked=None, decode=None,
+                 runs: RunRegister | None = None, census: Census | None = None):
         self.scheduler, self.dispatcher = scheduler, dispatcher
         self.store, self.queue, self.parked, self.decode = scheduler.store, queue, parked, decode
+        self.runs, self.census = runs, census
         self.metrics = JobMetrics()  # of the records re-driven by the last run
 
     def run_once(self) -> dict[str, int]:
@@ -86,6 +103,8 @@ class Reconciler:
         out["deferred_released"] = release_due(self.scheduler)  # qsub -a jobs whose time has come
         if self.parked is not None:
             out["redriven"] = self.redrive()["records"]
+        if self.runs is not None:
+            out["runs_taken_back"] = self.registered_runs()
         return out
 
     # ---- 1. dead letters --------------------------------------------------------------------
@@ -131,7 +150,7 @@ class Reconciler:
         state = doc["state"]
         if doc["attempt"] != item.attempt or state not in (JobState.QUEUED.value, JobState.RUNNING.value):
             return LEFTOVER  # moved on since
-        if state == JobState.RUNNING.value and self.dispatcher.alive(doc["heartbeat_at"]):
+        if state == JobState.RUNNING.value and self.dispatcher.job_alive(doc):
             return WATCHED  # its worker still runs it and will record the result
         change = Change(set={"state": JobState.FAILED, "finished_at": time.time(),
                              "exit_status": exits.SCHEDULER_FAILURE, "reason": dead_letter_reason(self.queue.max_receive_count)})
@@ -158,6 +177,30 @@ class Reconciler:
 
         update_array(self.store, item.job_id, decide)
         return verdict.get("last", LEFTOVER)
+
+    # ---- 3. registered runs -----------------------------------------------------------------
+    def registered_runs(self) -> int:
+        """Take back the registered runs whose worker is gone or whose promise passed; returns how many."""
+        assert self.runs is not None
+        entries = self.runs.entries()
+        if not entries:
+            return 0
+        gone = self.census.gone({e["host"] for e in entries}) if self.census is not None else set()
+        now, taken = time.time(), 0
+        for entry in entries:
+            if entry["host"] in gone:
+                why = WORKER_STOPPED
+            elif now >= entry["at"] + entry["lease"]:
+                why = f"no renewal for {entry['lease']:g}s"
+            else:
+                continue  # its worker runs and renews: nothing to do
+            if self.dispatcher.take_back(entry, why):
+                taken += 1
+                log.warning("took back job %s %s: worker %s lost (%s)", entry["job_id"], entry["chunk"] or "",
+                            entry["host"], why)
+            self.runs.drop(entry["host"], entry["at"])
+        self.queue.flush()
+        return taken
 
     # ---- 2. parked stream batches -----------------------------------------------------------
     def redrive(self) -> dict[str, int]:

@@ -11,7 +11,9 @@ every running job keeps an item that will come back to check on it.
 
 Fencing: at no moment do two runs of one job or array task overlap. A run is
 taken back (`recover_lost`) only once its worker has been silent for a whole
-lease (`alive`), and its worker kills its own job once it has gone
+lease (`alive`) and holds no registration still good (`registered`; AWS:
+hyperbatch.core.cadence), or (`take_back`) once its worker is known to be gone
+or its registration has passed, and its worker kills its own job once it has gone
 `lease - heartbeat / 2` seconds without a renewal (hyperbatch.services.agent.Lease),
 so the copy that was fenced off is dead before another can start. A worker
 that cannot act at all (its agent stopped, SIGSTOP) cannot fence itself: where
@@ -33,14 +35,17 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from hyperbatch.core import arrays, exits, history, outbox, pools
+from hyperbatch.core.cadence import Cadence
 from hyperbatch.core.errors import NotFound, StaleTransition
 from hyperbatch.core.model import Change, Expect, holds, is_array
-from hyperbatch.core.ports import JobStore, StagedFile, WorkItem, WorkQueue
+from hyperbatch.core.ports import JobStore, RunRegister, StagedFile, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
 from hyperbatch.core.tasks import (CANCELLED_MAP, Claim, claim_chunk, finish_chunk, lose_chunk, record_progress,
                                    task_map, update_array)
 
 CONCURRENCY_LIMIT_BACKOFF = 0.2  # seconds an array at its %limit waits before its item is claimable again
+# What a registered run's message is hidden for (SQS: never more than 12 hours after it was received).
+MESSAGE_HOLD_SECONDS = 11 * 3600
 
 
 @dataclass
@@ -122,14 +127,19 @@ class Dispatcher:
     group commit: one write where there were two or three), so a worker killed in between leaves
     neither half. Elsewhere each write stands alone, as DynamoDB and SQS have it; every step is
     written to be safe either way (the ack comes last).
+
+    `runs` and `cadence` (AWS): runs that outlast half their claim's lease are registered there with
+    the cadence's run lease (`register`), and a run's promise is read there too (`job_alive`,
+    `chunk_alive`). Without them (local mode) every beat renews the claim's lease in the job itself.
     """
 
     def __init__(self, store: JobStore, queue: WorkQueue, worker: str, region: str, lease_seconds: float,
-                 clock=time.time, fence: Fence | None = None,
-                 together: Callable[[], AbstractContextManager] = nullcontext):
+                 clock=time.time, fence: Fence | None = None, runs: RunRegister | None = None,
+                 cadence: Cadence | None = None, together: Callable[[], AbstractContextManager] = nullcontext):
         self.store, self.queue = store, queue
         self.worker, self.region, self.lease_seconds = worker, region, lease_seconds
         self.clock, self.fence, self.together = clock, fence, together
+        self.runs, self.cadence = runs, cadence
 
     @property
     def host(self) -> str:
@@ -225,6 +235,87 @@ class Dispatcher:
         except StaleTransition:
             return Signals(lease_lost=True)  # the job was taken back: whatever runs here must stop
         self.queue.extend(run.item, self.lease_seconds)
+        return self._signals(run, doc)
+
+    def check(self, run: Run) -> Signals:
+        """A look at the store that writes nothing (AWS, between renewals): cancel, qsig, taken back.
+
+        One eventually consistent read of the job (half a read unit), or, for a chunk that finished
+        tasks since the last look, the settling of their results (`_record_progress`). A read that
+        says the run is no longer this worker's may lag a write: it is read again, consistently,
+        before the worker is told to stop.
+        """
+        try:
+            if run.is_array and run.upto > run.recorded:
+                doc = self._record_progress(run)
+            else:
+                doc = self.store.get(run.item.job_id, consistent=False)
+            if not self._ours(run, doc):
+                doc = self.store.get(run.item.job_id)
+                if not self._ours(run, doc):
+                    return Signals(lease_lost=True)
+        except NotFound:
+            return Signals(lease_lost=True)
+        return self._signals(run, doc)
+
+    def register(self, run: Run, first: bool) -> None:
+        """Promise, in the run register, that this worker runs `run` for one more run lease (AWS).
+
+        The first registration (half way through the claim's lease) also hides the run's message
+        for MESSAGE_HOLD_SECONDS: from then on the reconciler, not SQS's redelivery, watches the run,
+        and deletes the message (its receipt is in the entry) should it take the run back.
+        """
+        assert self.runs is not None and self.cadence is not None and self.cadence.run_lease is not None
+        self.runs.hold({"host": self.host, "job_id": run.item.job_id, "attempt": run.attempt,
+                        "chunk": run.item.id if run.is_array else "", "queue": run.item.queue, "item": run.item.id,
+                        "receipt": run.item.receipt, "at": self.clock(), "lease": self.cadence.run_lease})
+        if first:
+            self.queue.extend(run.item, MESSAGE_HOLD_SECONDS)
+
+    def take_back(self, entry: dict, why: str) -> bool:
+        """Take back a registered run (`entry`, hyperbatch.core.ports.RunRegister) whose worker is lost for
+        `why`, if the store still gives the run to that worker; then delete its hidden message (the
+        recovery sent the work anew). True if it was taken back."""
+        try:
+            doc = self.store.get(entry["job_id"])
+        except NotFound:
+            return False
+        host, attempt = entry["host"], entry["attempt"]
+        if entry["chunk"]:
+            chunk = doc["chunks"].get(entry["chunk"])
+            if chunk is None or (chunk["worker"], chunk["attempt"]) != (host, attempt):
+                return False
+            self._recover_chunk(doc["id"], entry["chunk"], why=why)
+        else:
+            if (doc["state"], doc["attempt"], doc["exec_host"]) != (JobState.RUNNING.value, attempt, host):
+                return False
+            self._recover_job(doc, attempt, why=why)
+        self.queue.ack(WorkItem(entry["item"], entry["queue"], doc["id"], 0, 1, attempt, entry["receipt"]))
+        return True
+
+    def take_back_own(self) -> bool:
+        """A worker starting under a name that still holds a registration: the agent before it under that
+        name (start.sh restarts a crashed agent in the same container) left that run, whose job it
+        killed (hyperbatch.services.agent.Agent._kill_orphan). Take it back now: its worker lives on,
+        so the reconciler would wait for its promise, and this worker's next registration would
+        overwrite its entry. True if a run was taken back."""
+        if self.runs is None:
+            return False
+        entry = self.runs.entry(self.host)
+        if entry is None:
+            return False
+        taken = self.take_back(entry, "its agent was restarted")
+        self.runs.drop(self.host, entry["at"])
+        return taken
+
+    def _ours(self, run: Run, doc: dict) -> bool:
+        """Whether the document still gives the run to this worker (RUNNING at its attempt, or its chunk)."""
+        if run.is_array:
+            return run.item.id in doc["chunks"]
+        return holds(doc, Expect.state(JobState.RUNNING, attempt=run.attempt))
+
+    def _signals(self, run: Run, doc: dict) -> Signals:
+        """What the worker of `run` must do, by the job's document: stop all, stop tasks, deliver qsig."""
         if doc["cancel_requested"] or doc["state"] == JobState.CANCELLED.value:
             return Signals(cancel_all=True)
         entries = doc.get("signals") or []
@@ -246,9 +337,13 @@ class Dispatcher:
         recoverer that took it judged an older beat, and this run records nothing more.
         """
         self.store.beat(run.item.job_id, run.item.id, now)
-        upto = run.upto
-        if upto <= run.recorded:
+        if run.upto <= run.recorded:
             return self.store.get(run.item.job_id)
+        return self._record_progress(run)
+
+    def _record_progress(self, run: Run) -> dict:
+        """Settle the tasks the chunk finished since the last beat (`tasks.record_progress`), send their retries."""
+        upto = run.upto
         statuses = {pos: outcome.exit_status for pos, outcome in dict(run.results).items()}
         retries: list[int] = []
 
@@ -276,14 +371,28 @@ class Dispatcher:
         """
         return beat is not None and self.clock() - beat < self.lease_seconds
 
+    def job_alive(self, doc: dict) -> bool:
+        """Whether the worker of a RUNNING job may still run it: its last beat is less than a lease old,
+        or it registered the run and its promise still holds (`registered`)."""
+        return self.alive(doc["heartbeat_at"]) or self.registered(doc["exec_host"], doc["id"], doc["attempt"])
+
     def chunk_alive(self, doc: dict, chunk_id: str) -> bool:
         """Whether the worker of an array chunk still beats (a chunk with no beat yet counts from its start;
-        beats are kept apart from the array: `JobStore.beats`)."""
+        beats are kept apart from the array: `JobStore.beats`), or registered the chunk and its promise holds."""
         chunk = doc["chunks"].get(chunk_id)
         if chunk is None:
             return False
         beat = self.store.beats(doc["id"]).get(chunk_id)
-        return self.alive(max(chunk["started"], beat or 0.0))
+        return (self.alive(max(chunk["started"], beat or 0.0))
+                or self.registered(chunk["worker"], doc["id"], chunk["attempt"], chunk_id))
+
+    def registered(self, host: str | None, job_id: str, attempt: int, chunk: str = "") -> bool:
+        """Whether worker `host` registered this run and promised it until later than now (`register`)."""
+        if self.runs is None or not host:
+            return False
+        entry = self.runs.entry(host)
+        return (entry is not None and (entry["job_id"], entry["attempt"], entry["chunk"]) == (job_id, attempt, chunk)
+                and self.clock() < entry["at"] + entry["lease"])
 
     # ---- finish -------------------------------------------------------------------------
     def finish_job(self, run: Run, outcome: Outcome) -> dict | None:
@@ -436,35 +545,44 @@ class Dispatcher:
             self.queue.ack(item)
             return
         if is_array(doc):
-            if self.chunk_alive(doc, item.id):
-                self._check_later(item)  # a duplicate delivery: the chunk's worker is still beating
+            chunk = doc["chunks"].get(item.id)
+            if chunk is not None and self.chunk_alive(doc, item.id):
+                # a duplicate delivery: the chunk's worker is still beating
+                self._check_later(item, hold=self.registered(chunk["worker"], doc["id"], chunk["attempt"], item.id))
                 return
             self._recover_chunk(item.job_id, item.id, item)
         else:
             running = doc["state"] == JobState.RUNNING.value and doc["attempt"] == item.attempt
-            if running and self.alive(doc["heartbeat_at"]):
-                self._check_later(item)  # a duplicate delivery: the job's worker is still beating
+            if running and self.job_alive(doc):
+                # a duplicate delivery: the job's worker is still beating
+                self._check_later(item, hold=self.registered(doc["exec_host"], doc["id"], doc["attempt"]))
                 return
             self._recover_job(doc, item.attempt, item)
 
-    def _check_later(self, item: WorkItem) -> None:
-        """Have a live run's item come back after one lease, unchanged (no attempt is used up).
+    def _check_later(self, item: WorkItem, hold: bool = False) -> None:
+        """Have a live run's item come back later, unchanged (no attempt is used up).
 
-        A redelivered item (SQS) is released: a new copy visible after the
-        lease (SQS: at most 900 s), which comes back to `recover_lost` under
-        the same item id (see `SqsWorkQueue.release`), and the original
-        deleted. A lease table's item (listed by `expired()`) is its worker's
-        own lease: releasing it would take the work from a live worker and
-        hand it to the next claimer, so its lease is pushed out by one lease
-        instead; should the worker stop beating, it expires and is listed again.
+        A redelivered item (SQS) whose run is registered (`hold`: the
+        reconciler watches it) is hidden again for MESSAGE_HOLD_SECONDS: a run
+        longer than SQS's 12-hour limit costs a receive and a visibility change
+        every 11 hours. Any other redelivered item is released: a new copy
+        visible after the lease (SQS: at most 900 s), which comes back to
+        `recover_lost` under the same item id (see `SqsWorkQueue.release`),
+        and the original deleted. A lease table's item (listed by `expired()`)
+        is its worker's own lease: releasing it would take the work from a live
+        worker and hand it to the next claimer, so its lease is pushed out by
+        one lease instead; should the worker stop beating, it expires and is listed again.
         """
         if item.redelivered:
+            if hold and self.queue.extend(item, MESSAGE_HOLD_SECONDS):
+                return
             self.queue.release(item, delay=self.lease_seconds)
         else:
             self.queue.extend(item, self.lease_seconds)
 
-    def _recover_job(self, doc: dict, attempt: int, item: WorkItem | None = None) -> None:
-        """Re-queue or fail the lost run of `doc` at `attempt`; `item` is its work item, if one is at hand."""
+    def _recover_job(self, doc: dict, attempt: int, item: WorkItem | None = None, why: str = "") -> None:
+        """Re-queue or fail the lost run of `doc` at `attempt`; `item` is its work item, if one is at hand;
+        `why` the worker counts as lost (default: it did not beat for a lease)."""
         if doc["state"] == JobState.QUEUED.value and doc["attempt"] == attempt:
             if item is not None:
                 self._hand_out_again(item)
@@ -475,7 +593,7 @@ class Dispatcher:
             return
         if item is not None:
             self._fence(doc["exec_host"], doc["id"], item.id, attempt)
-        lost = f"worker {doc['exec_host']} lost (no heartbeat for {self.lease_seconds:g}s)"
+        lost = f"worker {doc['exec_host']} lost ({why or self._silent()})"
         now = self.clock()
         then = exits.after_lost_worker(doc.get("rerunnable", True), doc["run_count"])
         lost_runs = doc.get("lost_runs", 0) + 1
@@ -511,7 +629,10 @@ class Dispatcher:
         fresh work, not as a redelivery (which would come back to `recover_lost` instead of running)."""
         self.queue.release(replace(item, redelivered=False))
 
-    def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None) -> None:
+    def _silent(self) -> str:
+        return f"no heartbeat for {self.lease_seconds:g}s"
+
+    def _recover_chunk(self, job_id: str, chunk_id: str, item: WorkItem | None = None, why: str = "") -> None:
         """Settle a lost chunk (`tasks.lose_chunk`): its tasks run again as they were (an array is
         rerunnable; a lost worker uses up no retry), except a task lost exits.MAX_RUNS times, which
         fails. `item` is the chunk's work item, if one is at hand."""
@@ -524,7 +645,7 @@ class Dispatcher:
             if settled is None:
                 return None
             self._fence(chunk["worker"], job_id, chunk_id, chunk["attempt"])  # idempotent, if this is retried
-            lost = f"worker {chunk['worker']} lost (no heartbeat for {self.lease_seconds:g}s)"
+            lost = f"worker {chunk['worker']} lost ({why or self._silent()})"
             settled.change.set["reason"] = (
                 f"{lost}; its tasks requeued to run again" if settled.back else f"{lost}; {exits.TOO_MANY_RUNS}"
             )

@@ -179,7 +179,23 @@ class Runtime:
         from hyperbatch.services.dispatch import Dispatcher
 
         settings = self.config.settings
-        return Dispatcher(self.store, self.stream_sent, "reconciler", settings.main_region, settings.lease_seconds)
+        return Dispatcher(self.store, self.stream_sent, "reconciler", settings.main_region, settings.lease_seconds,
+                          runs=self.runs, cadence=settings.cadence())
+
+    @cached_property
+    def runs(self):
+        """The registered runs (hyperbatch.adapters.aws.runs): the reconciler's list of long runs."""
+        from hyperbatch.adapters.aws import run_register
+
+        return run_register(self.env)
+
+    @cached_property
+    def census(self):
+        """Which workers are gone (hyperbatch.adapters.aws.census): Batch in their regions, on-premises records."""
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.census import WorkerCensus
+
+        return WorkerCensus(lambda region: clients.client("batch", region), self.registry)
 
     @cached_property
     def parked(self):
@@ -196,7 +212,8 @@ class Runtime:
         from hyperbatch.adapters.aws.stream import decode_record
         from hyperbatch.services.dead_letters import Reconciler
 
-        return Reconciler(self.scheduler, self.dispatcher, self.queue, self.parked, decode_record)
+        return Reconciler(self.scheduler, self.dispatcher, self.queue, self.parked, decode_record,
+                          runs=self.runs, census=self.census)
 
 
 _lock = threading.Lock()

@@ -92,7 +92,8 @@ def _aws_worker(env: Mapping[str, str]):
     HYPER_TABLE / HYPER_QUEUE_URLS / HYPER_LOG_GROUP_PREFIX; optionally AWS_BATCH_JOB_ID (the
     worker's id, else HYPER_WORKER_ID, else the host name), HYPER_WORK_ROOT (default /tmp/hyperbatch),
     HYPER_IDLE_TIMEOUT, HYPER_CLAIM_WAIT_SECONDS and HYPER_JOB_USER (run jobs as that user).
-    Lease and heartbeat come from the settings, the same ones the reconciler judges heartbeats by. Dispatcher and agent hold the stream-sent
+    Lease, heartbeat and the run cadence come from the settings, the same ones the reconciler judges runs by.
+    Dispatcher and agent hold the stream-sent
     queue (hyperbatch.adapters.aws.stream.StreamSentQueue): what a finish or a recovery re-queues is sent
     by the release function from the table's stream, not by the worker.
     """
@@ -116,7 +117,7 @@ def _aws_worker(env: Mapping[str, str]):
 def _aws_agent(env: Mapping[str, str], config, worker: str):
     """One agent of an AWS worker, with adapters of its own (a slot's acks are its own to flush)."""
     from hyperbatch.services.agent import Agent, Settings
-    from hyperbatch.adapters.aws import from_environment
+    from hyperbatch.adapters.aws import from_environment, run_register
     from hyperbatch.adapters.aws.stream import StreamSentQueue
     from hyperbatch.services.dispatch import Dispatcher
 
@@ -130,7 +131,9 @@ def _aws_agent(env: Mapping[str, str], config, worker: str):
     (work_root / "work").mkdir(parents=True, exist_ok=True)
     # The worker writes the store; the work its changes make runnable is sent from the table's stream.
     queue_port = StreamSentQueue(backend.queue)
-    dispatcher = Dispatcher(backend.store, queue_port, worker, env["HYPER_REGION"], settings.lease_seconds)
+    # Runs longer than half a claim's lease are registered (hyperbatch.core.cadence): the reconciler watches them.
+    dispatcher = Dispatcher(backend.store, queue_port, worker, env["HYPER_REGION"], settings.lease_seconds,
+                            runs=run_register(env), cadence=settings.cadence())
     agent_settings = Settings(
         queue=queue,
         idle_timeout=float(env.get("HYPER_IDLE_TIMEOUT", definition.idle_timeout_seconds)),

@@ -23,7 +23,10 @@ and then plays the parts AWS would play around our code:
   over a few KB there and workers get them (moto S3).
 - AWS Batch: moto records the scaler's SubmitJob calls but runs nothing;
   `start_submitted_workers()` starts one agent thread per submitted worker,
-  `start_worker()` one more. Agents are the real `hyperbatch.services.agent.Agent`
+  `start_worker()` one more. A worker's Batch job (moto's, when its name is
+  one) says RUNNING while its agent serves and SUCCEEDED (FAILED after a
+  crash) once it returns, as Batch would; `set_batch_status` changes it (a
+  container that stopped). moto's own status progression is off. Agents are the real `hyperbatch.services.agent.Agent`
   from `worker_from_environment` with a worker's environment, serving in
   threads (short idle timeout, short long poll).
 
@@ -368,7 +371,9 @@ class Worker:
 
 @dataclass
 class Box:
-    settings: dict = field(default_factory=lambda: {"lease_seconds": 3, "heartbeat_seconds": 1})
+    # Short leases: a run registers after 1.5 s, looks at the store at most 2 s apart, renews every 3 s.
+    settings: dict = field(default_factory=lambda: {"lease_seconds": 3, "heartbeat_seconds": 1,
+                                                    "heartbeat_max_seconds": 2, "run_lease_seconds": 6})
     definitions: dict = field(default_factory=lambda: {"idle_timeout_seconds": 2})
     queues: dict = field(default_factory=dict)
     more_definitions: list = field(default_factory=list)
@@ -413,6 +418,11 @@ class Box:
                           # does not route; the regional endpoint reaches the same backend.
                           AWS_ENDPOINT_URL_DYNAMODB_STREAMS=STREAMS_ENDPOINT.format(region="us-east-1"))
         stack.enter_context(mock_aws(config={"batch": {"use_docker": False}}))
+        from moto.moto_api import state_manager
+
+        # Batch jobs keep the status they are given (`set_batch_status`), not moto's progression.
+        state_manager.set_transition("batch::job", {"progression": "manual", "times": 10**9})
+        stack.callback(lambda: state_manager.unset_transition("batch::job"))
         BotocoreStubber.process_request = _serialized_process
         stack.callback(lambda: setattr(BotocoreStubber, "process_request", _original_process))
         clients.reset()
@@ -457,6 +467,9 @@ class Box:
         self.backend = bootstrap.open_backend(self.plane, self.dynamodb, self.sqs, self.logs,
                                               scripts=S3Scripts(self.s3, self.files_bucket))
         self.store = self.backend.store
+        from hyperbatch.adapters.aws.runs import TableRunRegister
+
+        self.runs = TableRunRegister(self.dynamodb, self.plane.table)  # the registered runs (the reconciler's)
         self.meter.clear()
         stack.callback(self._shutdown)
         return self
@@ -692,17 +705,32 @@ class Box:
         worker = Worker(worker_id, region, queue, agent, None)  # type: ignore[arg-type]
 
         def serve():
+            self.set_batch_status(worker_id, "RUNNING", region)
             with acting_as("worker"):
                 try:
                     worker.exit_code = agent.serve()
                 except BaseException as exc:  # reported by the test that waits for it
                     worker.error = exc
                     raise
+                finally:
+                    self.set_batch_status(worker_id, "SUCCEEDED" if worker.exit_code == 0 else "FAILED", region)
 
         worker.thread = threading.Thread(target=serve, name=f"agent-{worker_id}", daemon=True)
         self.workers.append(worker)
         worker.thread.start()
         return worker
+
+    def set_batch_status(self, job_id: str, status: str, region: str | None = None) -> bool:
+        """Give moto's Batch job `job_id` this status (RUNNING, or SUCCEEDED/FAILED: its container
+        stopped); False if moto has no such job (a worker named otherwise: `box-1`)."""
+        from moto.batch.models import batch_backends
+
+        job = batch_backends[ACCOUNT][region or self.region]._jobs.get(job_id)
+        if job is None:
+            return False
+        job.status = status
+        job.job_stopped = status in ("SUCCEEDED", "FAILED")
+        return True
 
     def submit(self, **request) -> dict:
         """POST /jobs as Alice; the job as the API answers it (asserts it was accepted)."""

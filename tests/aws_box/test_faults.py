@@ -128,7 +128,8 @@ def dead_letter(box, receipt=None):
 def test_a_dead_lettered_job_is_failed_with_its_reason_by_the_reconciler(box):
     job = box.submit(command=["true"])
     dead_letter(box)
-    assert box.reconcile() == {"dead_lettered": 1, "watched": 0, "redriven": 0, "deferred_released": 0}
+    assert box.reconcile() == {"dead_lettered": 1, "watched": 0, "redriven": 0, "deferred_released": 0,
+                               "runs_taken_back": 0}
     doc = box.wait_state(job["id"], "FAILED")
     assert (doc["reason"], doc["exit_status"]) == ("dead-lettered after 5 receives", -1)
     assert box.sqs.receive_message(QueueUrl=box.plane.dead_letter_urls["batch"]).get("Messages") is None
@@ -140,7 +141,8 @@ def test_a_dead_letter_of_a_job_still_running_comes_back_a_lease_later_to_check_
     dead, run = abandoned_run(box, job["id"])
     dead_letter(box, run.item.receipt)
     dead.heartbeat(run)  # still alive
-    assert box.reconcile() == {"dead_lettered": 0, "watched": 1, "redriven": 0, "deferred_released": 0}
+    assert box.reconcile() == {"dead_lettered": 0, "watched": 1, "redriven": 0, "deferred_released": 0,
+                               "runs_taken_back": 0}
     assert box.job(job["id"])["state"] == "RUNNING" and delayed(box) == 1
     assert box.sqs.receive_message(QueueUrl=box.plane.dead_letter_urls["batch"]).get("Messages") is None
     # Its worker dies: the copy comes back, finds the heartbeat stale, and the job runs again.

@@ -17,20 +17,29 @@ def runs_of(path, job_id):
 
 
 def cut_off(agent, how: str, release: threading.Event) -> None:
-    """From now on this worker's heartbeats fail (the table out of reach) or hang (a request never answered)."""
-    def failing(run):
+    """From now on this worker cannot reach the store: its renewals (registrations) and looks fail (the
+    table out of reach) or hang (a request never answered)."""
+    def failing(*args, **kwargs):
         raise RuntimeError("DynamoDB out of reach")
 
-    def hanging(run):
+    def hanging(*args, **kwargs):
         release.wait(60)
         raise RuntimeError("timed out")
 
-    agent.dispatcher.heartbeat = failing if how == "fail" else hanging
+    for beat in ("heartbeat", "check", "register"):
+        setattr(agent.dispatcher, beat, failing if how == "fail" else hanging)
+
+
+def promised_until(box, doc: dict) -> float:
+    """The end of the lease the store holds for the job's run: its beat's, or its registration's."""
+    lease = box.config.settings.lease_seconds
+    entry = box.runs.entry(doc["exec_host"])
+    registered = entry["at"] + entry["lease"] if entry and entry["job_id"] == doc["id"] else 0.0
+    return max(doc["heartbeat_at"] + lease, registered)
 
 
 @pytest.mark.parametrize("how", ["fail", "hang"])
 def test_a_worker_that_cannot_renew_kills_its_job_before_its_lease_ends(box, how):
-    lease = box.config.settings.lease_seconds
     ledger = box.work_root / "ledger.csv"
     job = box.submit(script=ledgers.TASK, max_attempts=2,
                  env={"LEDGER": str(ledger), "TICKS": "150", "RETRY_TICKS": "5"})
@@ -41,13 +50,15 @@ def test_a_worker_that_cannot_renew_kills_its_job_before_its_lease_ends(box, how
     try:
         first = box.wait_for("the first run's job to be killed",
                              lambda: (r := runs_of(ledger, job["id"])[0]) and not _alive(r.pid) and r, timeout=20)
-        last_beat = box.job(job["id"])["heartbeat_at"]  # no beat of this worker lands any more
-        assert first.end < last_beat + lease, "the job outlived its lease"
+        # No beat or registration of this worker lands any more.
+        assert first.end < promised_until(box, box.job(job["id"])), "the job outlived its lease"
         assert not first.done
-        # The run is taken back once its lease ran out (SQS redelivers the message to another worker).
+        # The run is taken back once its lease ran out: by SQS's redelivery to another worker, or (a
+        # registered run) by the reconciler.
         box.start_worker(worker_id="other", env={"HYPER_IDLE_TIMEOUT": "15"})
-        taken = box.wait_for("the run to be taken back", lambda: (d := box.job(job["id"]))["attempt"] == 2 and d,
-                             timeout=30)
+        taken = box.wait_for("the run to be taken back",
+                             lambda: box.reconcile() and (d := box.job(job["id"]))["attempt"] == 2 and d,
+                             timeout=30, every=0.5)
         assert "lost" in taken["reason"]  # by the recovery: the cut-off worker recorded nothing
         done = box.wait_state(job["id"], "SUCCEEDED", "FAILED", timeout=30)
     finally:

@@ -86,10 +86,12 @@ def test_scaler_writes_only_its_lease_item_and_submits_to_named_batch_targets(sy
 
 def test_reconciler_consumes_dead_letters_and_parked_stream_batches_and_sends_work(synth):
     granted = actions_of(synth, "FunctionsReconcilerRole")
-    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):  # dead letters and parked batches only
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):  # dead letters and parked batches
         assert any(r.endswith(":HyperBatch-batch-dlq") for r in granted[action])
         assert any(r.endswith(":HyperBatch-release-failures") for r in granted[action])
-        assert not any(r.endswith(":HyperBatch-batch") for r in granted[action])
+    assert not any(r.endswith(":HyperBatch-batch") for r in granted["sqs:ReceiveMessage"])
+    # A registered run taken back has its hidden message deleted (by the receipt in its entry).
+    assert any(r.endswith(":HyperBatch-batch") for r in granted["sqs:DeleteMessage"])
     # Copies of dead letters and re-driven work go to the work queues; a batch failing again is parked again.
     assert any(r.endswith(":HyperBatch-batch") for r in granted["sqs:SendMessage"])
     assert any(r.endswith(":HyperBatch-release-failures") for r in granted["sqs:SendMessage"])
@@ -99,7 +101,10 @@ def test_reconciler_consumes_dead_letters_and_parked_stream_batches_and_sends_wo
     for action in ("dynamodb:GetShardIterator", "dynamodb:GetRecords"):
         assert granted[action] and all('"StreamArn"' in r for r in granted[action]), granted[action]
     assert {"dynamodb:UpdateItem", "dynamodb:Query"} <= set(granted)
-    assert not any(a.startswith(("batch:", "s3:", "ec2:", "autoscaling:")) for a in granted)
+    # Whether registered runs' workers still run: Batch's DescribeJobs, which reads only.
+    assert granted["batch:DescribeJobs"] == {"*"}
+    assert not any(a.startswith(("s3:", "ec2:", "autoscaling:")) for a in granted)
+    assert {a for a in granted if a.startswith("batch:")} == {"batch:DescribeJobs"}
 
 
 def test_release_writes_jobs_and_sends_work(synth):

@@ -38,6 +38,7 @@ class Recorder:
 
     worker = "w1"
     region = "r1"
+    cadence = None  # fine-grained: every beat a renewal (local mode's)
 
     def __init__(self, beat):
         self.beat, self.calls, self.seen = beat, [], []

@@ -38,9 +38,13 @@ class FakeDispatcher:
     """Starts nothing (every item is stale): enough to drive the agent's loop."""
 
     worker = "w1"
+    cadence = None  # fine-grained beats (local mode's)
 
     def __init__(self, queue):
         self.queue = queue
+
+    def take_back_own(self):
+        return False  # no run left by an agent before this one
 
     def start(self, item):
         self.queue.calls.append("start")
@@ -133,6 +137,8 @@ def test_the_supervisor_flushes_after_each_heartbeat():
     beats, flushes = [], []
 
     class Beating:
+        cadence = None  # fine-grained beats (local mode's)
+
         def heartbeat(self, run):
             beats.append(run)
             return Signals()
@@ -145,6 +151,8 @@ def test_a_failed_flush_after_a_heartbeat_is_reported_not_fatal(caplog):
     flushes = []
 
     class Beating:
+        cadence = None  # fine-grained beats (local mode's)
+
         def heartbeat(self, run):
             return Signals()
 

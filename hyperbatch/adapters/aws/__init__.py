@@ -7,6 +7,8 @@
 | LogStore   | logs.CloudWatchLogStore                   |
 | Compute    | batch.BatchCompute                        |
 | Events     | events.events_from_stream (stream -> Event) |
+| RunRegister | runs.TableRunRegister                    |
+| Census     | census.WorkerCensus (Batch, on-premises records) |
 
 plus stream (sends from the table's stream: `StreamSentQueue`, the queue the
 Scheduler and the Dispatcher hold on AWS; `StreamBatch`/`handle`, what the
@@ -68,3 +70,11 @@ def from_environment(env: Mapping[str, str] | None = None, *, queues: list[str] 
     )
     logs = CloudWatchLogStore(clients.client("logs", region), env["HYPER_LOG_GROUP_PREFIX"], store.queue_of)
     return AwsBackend(store, queue, logs)
+
+
+def run_register(env: Mapping[str, str]):
+    """The registered runs (hyperbatch.adapters.aws.runs), in the job table of HYPER_MAIN_REGION/HYPER_TABLE."""
+    from hyperbatch.adapters.aws import clients
+    from hyperbatch.adapters.aws.runs import TableRunRegister
+
+    return TableRunRegister(clients.client("dynamodb", env["HYPER_MAIN_REGION"]), env["HYPER_TABLE"])

@@ -377,9 +377,9 @@ class DynamoJobStore:
         raise RuntimeError(f"{len(requests)} writes stayed unprocessed")
 
     # ---- read ---------------------------------------------------------------------------
-    def get(self, job_id: str) -> dict:
+    def get(self, job_id: str, consistent: bool = True) -> dict:
         for _ in range(READ_RETRIES):
-            response = self.client.get_item(TableName=self.table, Key=self._key(job_id), ConsistentRead=True)
+            response = self.client.get_item(TableName=self.table, Key=self._key(job_id), ConsistentRead=consistent)
             if "Item" not in response:
                 raise NotFound(f"Unknown Job Id {job_id}")
             doc = self._resolved(self._remember(doc_from_item(response["Item"])))

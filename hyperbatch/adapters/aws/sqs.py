@@ -45,8 +45,9 @@ the expiry, so `expired()` is always empty here. Instead a claimed item says
 whether its message was received before (`WorkItem.redelivered`, from
 ApproximateReceiveCount > 1): the AWS agent hands such an item to
 `Dispatcher.recover_lost` instead of running it. That re-queues or fails the
-work of a worker gone silent; for a worker that still beats it `release`s the
-item with a delay of one lease: a copy of a redelivered item says so in its
+work of a worker gone silent; a run its worker registered (hyperbatch.core.cadence)
+has its message hidden again (`extend`, 11 hours); for any other worker that
+still beats it `release`s the item with a delay of one lease: a copy of a redelivered item says so in its
 body (`"copy_of": <the item id>`), and comes back as a redelivered item with
 the original id (so an array chunk, keyed by it, is still found), to be
 checked again, not run. A copy is a new message: waiting for a long job does

@@ -239,7 +239,7 @@ class SqliteJobStore:
         with self.db.write() as conn:
             conn.executemany("INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)", edges)
 
-    def get(self, job_id: str) -> dict:
+    def get(self, job_id: str, consistent: bool = True) -> dict:
         row = self.db.conn.execute("SELECT doc FROM jobs WHERE id = ?", (_key(job_id),)).fetchone()
         if row is None:
             raise NotFound(f"Unknown Job Id {job_id}")
