@@ -27,34 +27,20 @@ from hyperbatch.core.bucket import S3Uri, parse_s3
 from hyperbatch.core.ports import Staged, StagedFile
 from hyperbatch.support import stage_files
 from hyperbatch.adapters.aws.files import S3Transfers
+from hyperbatch.adapters.staging import RunStager, why
+from hyperbatch.core.staging import Stage
 
 
-class S3Stager:
+class S3Stager(RunStager):
     def __init__(self, transfers: S3Transfers):
+        super().__init__()
         self.transfers = transfers
-        self._created: dict[tuple[str, int | None], list[Path]] = {}  # what each run's stage-in made
 
-    def stage_in(self, job: dict, index: int | None, directory: Path) -> Staged:
-        created: list[Path] = []
-        files: list[StagedFile] = []
-        self._created[(job["id"], index)] = created
-        for stage in staging.stages(job, staging.STAGEIN, index):
-            target = directory / stage.local.rstrip("/")
-            try:
-                if not stage.is_s3:
-                    raise FileNotFoundError(f"{stage.host} is not reachable from AWS: qsub uploads the submit "
-                                            "host's files when it submits")
-                existed = target.exists()
-                got = self.transfers.download(parse_s3(stage.remote), target)
-            except Exception as exc:  # boto's errors are no OSError; any of them: the job must not run
-                for path in reversed(created):  # PBS: a failed stage-in removes what it copied
-                    stage_files.remove(path)
-                self._created.pop((job["id"], index), None)
-                return Staged(tuple(files), (f"{stage.text()}: {_why(exc)}",))
-            if not existed:
-                created.append(target)
-            files.append(StagedFile(stage.local, stage.remote, sum(p.stat().st_size for p in got)))
-        return Staged(tuple(files))
+    def _fetch(self, stage: Stage, target: Path) -> int:
+        if not stage.is_s3:
+            raise FileNotFoundError(f"{stage.host} is not reachable from AWS: qsub uploads the submit "
+                                    "host's files when it submits")
+        return sum(p.stat().st_size for p in self.transfers.download(parse_s3(stage.remote), target))
 
     def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
         files: list[StagedFile] = []
@@ -76,12 +62,11 @@ class S3Stager:
                 try:
                     size = self._upload(path, uri)
                 except Exception as exc:  # a failure names its file, which stays; the others still go (PBS)
-                    failures.append(f"{name}@{dest}: {_why(exc)}")
+                    failures.append(f"{name}@{dest}: {why(exc)}")
                     continue
                 files.append(StagedFile(name, dest, size))
                 stage_files.remove(path)
-        for path in self._created.pop((job["id"], index), []):
-            stage_files.remove(path)  # the files staged in, as PBS removes them after the job
+        self._remove_staged_in(job, index)  # the files staged in, as PBS removes them after the job
         return Staged(tuple(files), tuple(failures))
 
     def _upload(self, path: Path, uri: S3Uri) -> int:
@@ -113,8 +98,3 @@ def _host_target(dest: str, name: str, several: bool) -> str:
     inside when `dest` is a directory there)."""
     return os.path.join(dest, name) if several or dest.endswith("/") else dest
 
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

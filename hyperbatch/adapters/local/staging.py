@@ -14,13 +14,14 @@ from hyperbatch.core import staging
 from hyperbatch.core.ports import Staged, StagedFile
 from hyperbatch.core.staging import Stage
 from hyperbatch.support import stage_files
+from hyperbatch.adapters.staging import RunStager, why
 
 
 class Unreachable(Exception):
     """A pair names a place this machine cannot copy from or to."""
 
 
-class LocalStager:
+class LocalStager(RunStager):
     """Copies (or links, or moves) files between the job's directory and this machine's paths.
 
     It remembers, for each run it staged in, what it created, so that after the run it removes
@@ -29,28 +30,11 @@ class LocalStager:
     """
 
     def __init__(self, host: str | None = None):
+        super().__init__()
         self.host = host or socket.gethostname()
-        self._created: dict[tuple[str, int | None], list[Path]] = {}
 
-    def stage_in(self, job: dict, index: int | None, directory: Path) -> Staged:
-        created: list[Path] = []
-        files: list[StagedFile] = []
-        self._created[(job["id"], index)] = created
-        for stage in staging.stages(job, staging.STAGEIN, index):
-            dest = directory / stage.local
-            try:
-                source = self._reachable(stage)
-                existed = dest.exists() or dest.is_symlink()
-                size = stage_files.place(Path(source), dest)
-            except (OSError, Unreachable) as exc:
-                for path in reversed(created):  # PBS: a failed stage-in removes what it copied
-                    stage_files.remove(path)
-                self._created.pop((job["id"], index), None)
-                return Staged(tuple(files), (f"{stage.text()}: {_why(exc)}",))
-            if not existed:
-                created.append(dest)
-            files.append(StagedFile(stage.local, stage.remote, size))
-        return Staged(tuple(files))
+    def _fetch(self, stage: Stage, target: Path) -> int:
+        return stage_files.place(Path(self._reachable(stage)), target)
 
     def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
         files: list[StagedFile] = []
@@ -75,11 +59,10 @@ class LocalStager:
                     else:
                         size = stage_files.move(path, to)
                 except OSError as exc:
-                    failures.append(f"{name}@{stage.host}:{to}: {_why(exc)}")  # the file stays where it is
+                    failures.append(f"{name}@{stage.host}:{to}: {why(exc)}")  # the file stays where it is
                     continue
                 files.append(StagedFile(name, str(to), size))
-        for path in self._created.pop((job["id"], index), []):
-            stage_files.remove(path)  # the files staged in, as PBS removes them after the job
+        self._remove_staged_in(job, index)
         return Staged(tuple(files), tuple(failures))
 
     def _reachable(self, stage: Stage) -> str:
@@ -92,9 +75,3 @@ class LocalStager:
                               "on this machine only")
         return stage.path
 
-
-def _why(exc: Exception) -> str:
-    """An OS error's own words, with the file it names; else the exception's message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
