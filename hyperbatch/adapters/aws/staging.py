@@ -26,8 +26,8 @@ from hyperbatch.core import staging
 from hyperbatch.core.bucket import S3Uri, parse_s3
 from hyperbatch.core.ports import Staged, StagedFile
 from hyperbatch.support import stage_files
+from hyperbatch.support.stage_files import RunStager, why
 from hyperbatch.adapters.aws.files import S3Transfers
-from hyperbatch.adapters.staging import RunStager, why
 from hyperbatch.core.staging import Stage
 
 

@@ -14,7 +14,7 @@ from hyperbatch.core import staging
 from hyperbatch.core.ports import Staged, StagedFile
 from hyperbatch.core.staging import Stage
 from hyperbatch.support import stage_files
-from hyperbatch.adapters.staging import RunStager, why
+from hyperbatch.support.stage_files import RunStager, why
 
 
 class Unreachable(Exception):
