@@ -182,13 +182,8 @@ def moto_server():
 
     server = make_server("127.0.0.1", 0, _SerializedApp(DomainDispatcherApplication(create_backend_app)),
                          threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with _serving(server, "moto-server") as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -222,8 +217,14 @@ def http_api(box: "Box", principals: dict[str, str]):
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="box-http-api", daemon=True)
+    with _serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "box-http-api") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(server: Any, name: str):
+    """Serve `server` (bound to a free local port) on a thread of its own: its URL, until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
