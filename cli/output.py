@@ -180,6 +180,7 @@ def task_attributes(task: Mapping[str, Any], now: float | None = None) -> list[A
         ("Exit_status", None, task.get("exit_status") if state in FINAL_STATES else None),
         ("array_id", None, task.get("array_id")),
         ("array_index", None, task.get("index")),
+        ("comment", None, outcome_text(state, task.get("exit_status"))),  # HyperBatch: why a task did not succeed
         ("project", None, DEFAULT_PROJECT),
         ("hyper_state", None, state),
     ]
@@ -266,7 +267,7 @@ def table(rows: Iterable[Mapping[str, Any]], wide: bool = False, header: bool = 
         job_id = short_id(str(row["id"]))
         name = str(row.get("Job_Name") or "")
         user = user_of(str(row.get("Job_Owner") or ""))
-        timeu = percent_done(row) if percent else str(row.get("resources_used.cput") or "0")
+        timeu = percent_done(row) if percent else time_use(row)
         state = str(row.get("job_state") or "")[:1]
         queue = str(row.get("queue") or "").split("@", 1)[0]
         if wide:
@@ -284,6 +285,53 @@ def table(rows: Iterable[Mapping[str, Any]], wide: bool = False, header: bool = 
     else:
         head = _HEADER_WIDE if wide else _HEADER
     return (head if header else "") + "".join(lines)
+
+
+def time_use(row: Mapping[str, Any]) -> str:
+    """The default table's Time Use column: cput, as PBS prints it, except where HyperBatch has more to
+    say in the same 8 characters, so that every PBS column keeps its place (tools split these rows):
+    an array shows how many of its tasks finished (`412/1000`; `41%` when that is too wide), and a
+    finished task that did not succeed what became of it (`exit=3`, `sig=9`, `deleted`), where PBS
+    shows every finished task alike (state X)."""
+    counts = row.get("array_state_count")
+    if counts:
+        numbers = {k: int(v) for k, _, v in (part.partition(":") for part in str(counts).split()) if v.isdigit()}
+        total, done = sum(numbers.values()), numbers.get("Expired", 0)
+        text = f"{done}/{total}"
+        return text if len(text) <= 8 else f"{done * 100 // total}%"
+    mark = task_outcome(str(row.get("hyper_state") or ""), row.get("Exit_status")) if row.get("array_id") else None
+    return mark or str(row.get("resources_used.cput") or "0")
+
+
+def task_outcome(state: str, exit_status: Any) -> str | None:
+    """One word for a finished job or task that did not succeed, which a script can match: `exit=N`
+    (a non-zero exit, or the scheduler's negative status), `sig=N` (killed by signal N: PBS's exit
+    status 256+N), `deleted` (qdel); None for any other state."""
+    if state == "CANCELLED":
+        return "deleted"
+    if state != "FAILED":
+        return None
+    if isinstance(exit_status, int) and not isinstance(exit_status, bool):
+        return f"sig={exit_status - 256}" if exit_status > 256 else f"exit={exit_status}"
+    return "failed"
+
+
+def outcome_text(state: str, exit_status: Any) -> str | None:
+    """`task_outcome` in words, for people (qstat -f's comment of a task, `hyper top`'s failures)."""
+    mark = task_outcome(state, exit_status)
+    if mark is None or mark == "failed":
+        return mark
+    if mark == "deleted":
+        return "deleted before it finished"
+    kind, _, number = mark.partition("=")
+    if kind == "sig":
+        import signal
+
+        try:
+            return f"killed by signal {number} ({signal.Signals(int(number)).name})"
+        except ValueError:
+            return f"killed by signal {number}"
+    return f"exit status {number}"
 
 
 _HEADER_P = ("Job id            Name             User               % done  S Queue\n"

@@ -13,6 +13,10 @@ job you may see (all users' in local mode), oldest first; -x adds finished
 ones. An ID names a job, an array (`1234[]`) or one task (`1234[7]`), with or
 without `.SERVER`. A finished job named without -x or -H is reported as PBS
 reports it (exit 35); an unknown id exits 153.
+
+The default table says more than PBS inside PBS's own columns (output.time_use): an
+array's Time Use is its progress (`412/1000`), a task that did not succeed shows
+`exit=N`, `sig=N` or `deleted` there, its state staying PBS's X.
 """
 
 from __future__ import annotations
