@@ -3,6 +3,7 @@
     hyper local up [--port N] [--config DIR]   start the local daemon in the background
     hyper local status                         URL, pid, workers per region, jobs per state, parked events
     hyper local down                           stop it and every worker it started
+    hyper top [--once] [--user U] [--queue Q]  watch queues, workers, arrays' progress, failures (cli/top.py)
 """
 
 from __future__ import annotations
@@ -275,7 +276,10 @@ def main() -> int:
     from hyperbatch.cli import manage
     from hyperbatch.cli.runner import run
 
+    from hyperbatch.cli.top import top
+
     manage.register(hyper)  # hosts, deploy and the resource groups live in their own modules
+    hyper.add_command(top)
     return run(hyper, "hyper")
 
 

@@ -18,7 +18,7 @@ import time
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds, and only checkers need it
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
 
 from hyperbatch.cli.errors import CliError, UsageError
 from hyperbatch.cli.pbs.common import (
@@ -169,7 +169,7 @@ def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command
     if client_side.get("block"):
         return _block_exit(_fetched(client, _wait_final(client, str(job["id"]), job), on_aws))
     if client_side.get("wait"):
-        return exit_code_for(_fetched(client, _wait_final(client, str(job["id"]), job), on_aws))
+        return exit_code_for(_fetched(client, _wait_watched(client, job), on_aws))
     return 0
 
 
@@ -280,7 +280,9 @@ def _user() -> str | None:
         return None
 
 
-def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+def _wait_final(client: Any, job_id: str, job: dict[str, Any],
+                seen: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Poll until the job is final; `seen` is shown each answer."""
     delay, outage = 0.2, Outage()
     path = job_path(job_id)
     while job.get("state") not in FINAL_STATES:
@@ -289,7 +291,23 @@ def _wait_final(client: Any, job_id: str, job: dict[str, Any]) -> dict[str, Any]
         answer = outage.call(lambda: client.request("GET", path))
         if answer is not None and isinstance(answer[1], dict):
             job = answer[1]
+            if seen is not None:
+                seen(job)
     return job
+
+
+def _wait_watched(client: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """--wait: an array's progress bar while it runs when stdout is a terminal (hyperbatch.cli.top);
+    anywhere else nothing more than the id already printed, as scripts parse it."""
+    if job.get("array") is None or not sys.stdout.isatty():
+        return _wait_final(client, str(job["id"]), job)
+    from hyperbatch.cli.top import ArrayBar
+
+    bar = ArrayBar(job)
+    try:
+        return _wait_final(client, str(job["id"]), job, bar.show)
+    finally:
+        bar.close()
 
 
 def _split_dashdash(args: list[str]) -> tuple[list[str], list[str], bool]:
