@@ -162,11 +162,23 @@ class Filters:
     queue: str | None = None
 
     def admits(self, job: Mapping[str, Any]) -> bool:
-        owner = str(job.get("owner") or "").split("@", 1)[0]
-        return (self.user is None or owner == self.user) and (self.queue is None or job.get("queue") == self.queue)
+        return (self.user is None or owner_of(job) == self.user) and (self.queue is None or job.get("queue") == self.queue)
 
     def text(self) -> str:
-        return f"user {self.user or 'all'} · queue {self.queue or 'all'}"
+        return f"user {short_user(self.user) if self.user else 'all'} · queue {self.queue or 'all'}"
+
+
+def owner_of(job: Mapping[str, Any]) -> str:
+    """A job's owner as the API's `owner=` names it: the login name locally (`alice`, without a
+    `@host`), the IAM principal's ARN on AWS."""
+    owner = str(job.get("owner") or "")
+    return owner if owner.startswith("arn:") else owner.split("@", 1)[0]
+
+
+def short_user(owner: str) -> str:
+    """An owner as a person reads it: the ARN's last part on AWS (`user/alice`: alice; an assumed role's
+    session name), else the login name."""
+    return owner.rsplit("/", 1)[-1] if owner.startswith("arn:") else owner.split("@", 1)[0]
 
 
 def cycle(current: str | None, choices: Iterable[str]) -> str | None:

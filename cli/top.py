@@ -25,7 +25,8 @@ import click
 
 from hyperbatch.cli import output
 from hyperbatch.cli.errors import CliError, Unreachable
-from hyperbatch.cli.progress import Counts, Filters, Rate, Tracker, cycle, duration_text, rate_text
+from hyperbatch.cli.progress import (Counts, Filters, Rate, Tracker, cycle, duration_text, owner_of, rate_text,
+                                     short_user)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -129,7 +130,7 @@ def build_view(snap: Snapshot, filters: Filters, tracker: Tracker) -> View:
     everyone = snap.active + snap.finished
     return View(server=snap.server, filters=filters, queues=queues, workers=dict(sorted(workers.items())),
                 arrays=arrays, failures=_failures(active + finished, tracker, snap.at),
-                users=sorted({_user(j) for j in everyone} - {""}),
+                users=sorted({owner_of(j) for j in everyone} - {""}),
                 queue_names=sorted({str(q["name"]) for q in snap.queues}))
 
 
@@ -157,7 +158,7 @@ def _failures(jobs: list[dict], tracker: Tracker, now: float) -> list[Failure]:
 
 
 def _user(job: Mapping[str, Any]) -> str:
-    return str(job.get("owner") or "").split("@", 1)[0]
+    return short_user(str(job.get("owner") or ""))
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def progress_line(counts: Counts, rate: float | None, eta: float | None) -> Text
     return line
 
 
-def render(view: View, problem: str | None = None, keys: bool = True, width: int = 80) -> RenderableType:
+def render(view: View, problem: str | None = None, width: int = 80) -> RenderableType:
     """The screen for `view`, for a console `width` cells wide."""
     from rich import box
     from rich.console import Group
@@ -199,13 +200,14 @@ def render(view: View, problem: str | None = None, keys: bool = True, width: int
 
     title = Text.assemble(("HyperBatch", "bold"), f" {view.server} · ", time.strftime("%H:%M:%S"),
                           f" · {view.filters.text()}")
-    queues = Table(box=box.SIMPLE_HEAD, title="Queues", title_justify="left", expand=False)
+    compact = {"box": box.SIMPLE_HEAD, "title_justify": "left", "show_edge": False, "pad_edge": False}
+    queues = Table(title="Queues", **compact)
     queues.add_column("queue")
     for heading in (*QUEUE_COLUMNS.values(), "backlog"):
         queues.add_column(heading, justify="right")
     for name, counts, backlog in view.queues:
         queues.add_row(name, *(str(counts.get(c, 0)) for c in QUEUE_COLUMNS), str(backlog))
-    workers = Table(box=box.SIMPLE_HEAD, title="Workers", title_justify="left")
+    workers = Table(title="Workers", **compact)
     workers.add_column("region")
     workers.add_column("workers", justify="right")
     workers.add_column("busy", justify="right")
@@ -213,21 +215,21 @@ def render(view: View, problem: str | None = None, keys: bool = True, width: int
         workers.add_row("on premises" if region == "onprem" else region, str(total), str(busy))
     if not view.workers:
         workers.add_row("none", "0", "0")
-    arrays = Table(box=box.SIMPLE_HEAD, title="Arrays", title_justify="left", show_edge=False, pad_edge=False)
+    arrays = Table(title="Arrays", **compact)
     headings = ("array", "name", "user", "progress", "done", "fail", "run", "pend", "rate", "ETA")
     cells = [(row.id, row.name[:12], row.owner[:10], "", row.counts.done_text(), str(row.counts.unsuccessful),
               str(row.counts.running), str(row.counts.pending), rate_text(row.rate), duration_text(row.eta))
              for row in view.arrays]
     widths = [max([len(h), *(len(c[n]) for c in cells)]) for n, h in enumerate(headings)]
-    # Every column keeps its text whole; the bar takes what is left of the screen's width, 10 to 30 cells.
-    widths[3] = max(10, min(BAR_WIDTH, width - 3 * (len(headings) - 1) - sum(widths)))  # 3: a separator, 2 pads
+    # Every column keeps its text whole; the bar takes what is left of the screen's width, 8 to 30 cells.
+    widths[3] = max(8, min(BAR_WIDTH, width - 3 * (len(headings) - 1) - sum(widths)))  # 3: a separator, 2 pads
     for number, heading in enumerate(headings):
         arrays.add_column(heading, justify="right" if number > 3 else "left", no_wrap=True, width=widths[number])
     for c, row in zip(cells, view.arrays):
         arrays.add_row(*c[:3], bar(row.counts, widths[3]), c[4], Text(c[5], style="red" if c[5] != "0" else ""),
                        *c[6:])
     parts: list[Any] = [title, queues, workers, arrays if view.arrays else Text("Arrays: none", style="italic")]
-    failures = Table(box=box.SIMPLE_HEAD, title="Newest failures", title_justify="left")
+    failures = Table(title="Newest failures", **compact)
     for name in ("job", "user", "queue", "reason"):
         failures.add_column(name)
     for failure in view.failures:
@@ -235,8 +237,6 @@ def render(view: View, problem: str | None = None, keys: bool = True, width: int
     parts.append(failures if view.failures else Text("Newest failures: none", style="italic"))
     if problem:
         parts.append(Text(problem, style="bold red"))
-    if keys:
-        parts.append(Text(KEYS, style="reverse"))
     return Group(*parts)
 
 
@@ -266,7 +266,7 @@ def top(once: bool, interval: float, user: str | None, queue: str | None) -> int
         view = build_view(take(client, filters), filters, tracker)
         width = None if os.environ.get("COLUMNS") or sys.stdout.isatty() else SNAPSHOT_WIDTH
         console = Console(highlight=False, width=width)
-        console.print(render(view, keys=False, width=console.width))
+        console.print(render(view, width=console.width))
         return 0
     return Screen(lambda f: take(client, f), filters, tracker, interval).run()
 
@@ -307,11 +307,14 @@ class Screen:
         return True
 
     def renderable(self, width: int) -> RenderableType:
+        """The view above, the keys on the last line: a view taller than the screen is cut, never the keys."""
+        from rich.layout import Layout
         from rich.text import Text
 
-        if self.view is None:
-            return Text(self.problem or "reading…")
-        return render(self.view, self.problem, width=width)
+        body = Text(self.problem or "reading…") if self.view is None else render(self.view, self.problem, width)
+        layout = Layout()
+        layout.split_column(Layout(body), Layout(Text(KEYS, style="reverse"), size=1))
+        return layout
 
     def run(self) -> int:
         from rich.console import Console

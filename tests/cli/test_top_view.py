@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hyperbatch.cli import output
-from hyperbatch.cli.progress import Counts, Filters, Rate, Tracker, cycle, duration_text, rate_text
+from hyperbatch.cli.progress import (Counts, Filters, Rate, Tracker, cycle, duration_text, owner_of, rate_text,
+                                     short_user)
 from hyperbatch.cli.top import Snapshot, bar, build_view
 
 
@@ -75,6 +76,14 @@ def test_filters_and_the_keys_that_step_through_them():
     assert cycle("bob", ["bob", "alice"]) is None  # then everyone again
     assert cycle("carol", ["alice"]) is None  # a filter given on the command line stays in the turn
     assert cycle(None, []) is None
+
+
+def test_owners_as_the_api_names_them_and_as_people_read_them():
+    arn = "arn:aws:iam::111122223333:user/alice"
+    assert owner_of({"owner": arn}) == arn and short_user(arn) == "alice"
+    assert short_user("arn:aws:sts::111122223333:assumed-role/Ops/jo") == "jo"
+    assert owner_of({"owner": "bob@login1"}) == "bob" and short_user("bob@login1") == "bob"
+    assert Filters(user=arn).admits({"owner": arn}) and Filters(user=arn).text() == "user alice · queue all"
 
 
 def snapshot(at: float, active: list[dict], finished: list[dict] = ()) -> Snapshot:
