@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 RECENT_FINISHED = 50  # finished jobs read each refresh: arrays that just ended, the newest failures
 SHOWN_FAILURES = 8
+RECENT_ARRAYS = 5  # arrays that ended stay in view (at 100%) while among the newest finished jobs
 BAR_WIDTH = 30
 KEYS = "q quit · u user · Q queue"
 ACTIVE = "WAITING,HELD,QUEUED,RUNNING"
@@ -76,7 +77,6 @@ class ArrayRow:
     id: str
     name: str
     owner: str
-    state: str
     counts: Counts
     rate: float | None
     eta: float | None
@@ -109,15 +109,15 @@ def build_view(snap: Snapshot, filters: Filters, tracker: Tracker) -> View:
     active = [j for j in snap.active if filters.admits(j)]
     finished = [j for j in snap.finished if filters.admits(j)]
     arrays_now = [j for j in active if Counts.of(j) is not None]
-    arrays_done = [j for j in finished if Counts.of(j) is not None][:5]  # the newest that ended stay a while
+    arrays_done = [j for j in finished if Counts.of(j) is not None][:RECENT_ARRAYS]
     tracker.observe(snap.at, arrays_now + arrays_done)
     arrays = []
     for job in sorted(arrays_now, key=lambda j: int(j.get("seq") or 0)) + arrays_done:
         counts = Counts.of(job)
         assert counts is not None
         rate = tracker.rate(str(job["id"]))
-        arrays.append(ArrayRow(str(job["id"]), str(job.get("name") or ""), _user(job), str(job.get("state") or ""),
-                               counts, rate.per_second(), rate.eta(counts.remaining)))
+        arrays.append(ArrayRow(str(job["id"]), str(job.get("name") or ""), _user(job), counts, rate.per_second(),
+                               rate.eta(counts.remaining)))
     workers: dict[str, tuple[int, int]] = {}
     for node in snap.nodes:
         if filters.queue is not None and node.get("queue") != filters.queue:
@@ -279,6 +279,7 @@ class Screen:
         self.sample, self.filters, self.tracker, self.interval = sample, filters, tracker, interval
         self.view: View | None = None
         self.problem: str | None = None
+        self.users: set[str] = set()  # every owner seen, for `u` to step through
 
     def refresh(self) -> None:
         try:
@@ -291,13 +292,14 @@ class Screen:
             return
         self.problem = None
         self.view = build_view(snap, self.filters, self.tracker)
+        self.users |= set(self.view.users)  # a view filtered by user lists only that user: remember the others
 
     def press(self, key: str) -> bool:
         """Act on a key; False to quit."""
         if key in ("q", "\x1b"):
             return False
         if self.view is not None and key == "u":
-            self.filters = Filters(cycle(self.filters.user, self.view.users), self.filters.queue)
+            self.filters = Filters(cycle(self.filters.user, self.users), self.filters.queue)
         elif self.view is not None and key == "Q":
             self.filters = Filters(self.filters.user, cycle(self.filters.queue, self.view.queue_names))
         else:

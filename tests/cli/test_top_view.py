@@ -182,13 +182,16 @@ def test_screen_keys_step_the_filters_and_q_quits():
         asked.append(filters)
         if failure:
             raise failure.pop()
-        return snapshot(1.0, [array(1, owner="alice", pending=1), array(2, owner="bob", pending=1)])
+        everyone = [array(1, owner="alice", pending=1), array(2, owner="bob", pending=1)]
+        return snapshot(1.0, [a for a in everyone if filters.admits(a)])  # the server filters, as GET /jobs does
 
     screen = Screen(sample, Filters(), Tracker(), interval=2)
     screen.refresh()
     assert screen.press("u") and screen.filters == Filters(user="alice") and asked[-1] == Filters(user="alice")
-    assert screen.press("Q") and screen.filters == Filters(user="alice", queue="batch")
-    assert screen.press("x") and len(asked) == 3  # any other key: nothing asked
+    assert screen.press("u") and screen.filters == Filters(user="bob")  # seen before the view was alice's only
+    assert screen.press("u") and screen.filters == Filters()
+    assert screen.press("u") and screen.press("Q") and screen.filters == Filters(user="alice", queue="batch")
+    assert screen.press("x") and len(asked) == 6  # any other key: nothing asked
     failure.append(ApiError(403, "Forbidden", "only admins may list other users' jobs"))
     assert screen.press("u") and screen.problem == "only admins may list other users' jobs"
     assert screen.view is not None  # the last view stays on the screen
