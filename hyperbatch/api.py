@@ -7,13 +7,19 @@ Bad input is refused with one message that says what to fix and changes nothing:
 request that breaks a rule (the message starts with the field, as in `env: ...`; every bound is
 hyperbatch.core.limits'), 413 for a body over 10 MiB, 404/409 for a job that is not there or not
 in a state that allows the request; 507 when the store's disk is full. A 500 is a bug.
+
+GET /openapi.json describes every route (`openapi_document`: the request models here, the answers of
+hyperbatch.core.responses, the platform's sign-in) and GET /swagger is Swagger UI over it, served
+whole by the API: no CDN.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
+from pathlib import Path
 from urllib.parse import unquote
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable
 
@@ -21,12 +27,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
                       create_model, field_validator)
 
 from hyperbatch import __version__
-from hyperbatch.core import limits, options
+from hyperbatch.core import limits, options, responses
 from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_NOSUP, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
 from hyperbatch.core.ids import JobRef, parse_job_ref
 from hyperbatch.core.ports import FileBucket
@@ -36,12 +43,48 @@ from hyperbatch.core.states import JobState
 
 log = logging.getLogger("hyperbatch.api")
 
+LOCAL, AWS = "local", "aws"  # build_app's platforms: how a caller proves who it is
+SESSION_COOKIE = "hyperbatch_session"  # the dashboard's sign-in, which authorizes the API as the token does
+SECURITY_SCHEMES: dict[str, dict[str, dict[str, Any]]] = {
+    LOCAL: {
+        "bearerAuth": {"type": "http", "scheme": "bearer",
+                       "description": "the token the daemon writes to $HYPERBATCH_HOME/token (mode 0600)"},
+        "sessionCookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                          "description": "the dashboard's session: set when you sign in there with the token"},
+    },
+    AWS: {
+        "sigv4": {"type": "apiKey", "in": "header", "name": "Authorization",
+                  "x-amazon-apigateway-authtype": "awsSigv4",
+                  "description": "AWS Signature Version 4 with your IAM credentials (service execute-api); "
+                                 "the CLI signs with your AWS profile"},
+    },
+}
+DESCRIPTION = {
+    LOCAL: "HyperBatch's job API in local mode: on 127.0.0.1, for the holder of the daemon's token.",
+    AWS: "HyperBatch's job API on AWS: API Gateway with IAM authorization on every route.",
+}
+ERRORS = {  # what each error status means, for the document (the body is always responses.ErrorBody)
+    400: "the request breaks a rule: the message names the field and says what to fix",
+    401: "missing or invalid credentials (the bearer token, or the dashboard's session cookie)",
+    403: "the request is not signed (SigV4), or not allowed to the caller",
+    404: "no such job (PBS's Unknown Job Id), task or route",
+    409: "the job's state does not allow the request",
+    413: "the request body is over 10 MiB",
+    500: "a bug: the message names the exception",
+    507: "the store's disk is full",
+}
+SWAGGER_ASSETS = {  # served at /swagger/NAME: (content type, the file powertools bundles)
+    "swagger-ui.js": ("text/javascript; charset=utf-8", "swagger-ui-bundle.min.js"),
+    "swagger-ui.css": ("text/css; charset=utf-8", "swagger-ui.min.css"),
+}
+ASSET_MAX_AGE = 86400  # seconds a browser may keep the assets: they change only with powertools' pin
+
 MAX_PAGE = 1000
 MAX_UPLOAD_FILES = 1000  # files one upload may name (a directory's tree counts file by file)
 NO_BUCKET = "this host keeps no job files: local mode reads stage-in files where they are and writes outputs to the submit directory"
 
 
-def _option_model(name: str, doc: str, option_fields: Iterable[str], **fields: Any) -> type[BaseModel]:
+def _option_model(name: str, doc: str, option_fields: Iterable[str], example: dict, **fields: Any) -> type[BaseModel]:
     """A request model whose option fields are the option table's (core/options.FIELDS): each takes
     its canonical JSON value or PBS text, read by the table's own parser; `fields` are the others."""
     bounds = {"priority": (limits.PRIORITY_MIN, limits.PRIORITY_MAX), "max_attempts": (1, limits.MAX_ATTEMPTS)}
@@ -56,11 +99,15 @@ def _option_model(name: str, doc: str, option_fields: Iterable[str], **fields: A
 
     return create_model(
         name,
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example]}),
         __doc__=doc,
         __validators__={"check_options": field_validator(*names, mode="before")(check)},
         **fields,
     )
+
+
+JOB_EXAMPLE = {"script": "#!/bin/bash\n#PBS -N sweep\necho hello\n", "script_name": "run.sh", "queue": "batch",
+               "resources": {"ncpus": 1, "mem": "1gb"}, "walltime": "01:00:00", "workdir": "/home/alice"}
 
 
 def _job_request_model() -> type[BaseModel]:
@@ -72,6 +119,7 @@ def _job_request_model() -> type[BaseModel]:
         "JobRequest",
         "One job: a script or a command, and options (the option table's fields) that win over the script's header.",
         options.FIELDS,
+        JOB_EXAMPLE,
         script=(Annotated[str, AfterValidator(limits.check_script)] | None,
                 Field(None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})),
         script_name=(Annotated[str, AfterValidator(limits.no_nul)] | None,
@@ -92,23 +140,27 @@ else:
     JobRequest = _job_request_model()
     # qalter: the attributes of a job that has not started (options.ALTERABLE); absent fields stay as they are.
     AlterRequest = _option_model("AlterRequest", "qalter: the attributes to change of a job that has not started.",
-                                 options.ALTERABLE)
+                                 options.ALTERABLE, {"walltime": "02:00:00", "priority": 10})
 
 
 class SignalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """qsig: the signal, by name (with or without SIG) or number."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"signal": "SIGUSR1"}]})
     signal: str = Field(min_length=1, max_length=32, examples=["SIGUSR1", "USR1", "10"])
 
 
 class MoveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """qmove: the queue to move the job to."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"queue": "west"}]})
     queue: str = Field(min_length=1, max_length=limits.MAX_REF_CHARS)
 
 
 class UploadRequest(BaseModel):
     """The relative paths of the files `qsub` is about to upload for a job's stage-in."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"files": ["in.txt", "data/a.csv"]}]})
     files: list[Annotated[str, AfterValidator(limits.no_nul)]] = Field(
         min_length=1, max_length=MAX_UPLOAD_FILES, examples=[["in.txt", "data/a.csv"]])
 
@@ -118,7 +170,8 @@ class BatchRequest(BaseModel):
     script nor a command, sent once: 1,000 jobs of one 8 KB script would otherwise be an 8 MB request,
     over Lambda's 6 MB."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "script": "#!/bin/bash\necho $PBS_JOBNAME\n", "jobs": [{"name": "a"}, {"name": "b", "priority": 5}]}]})
     jobs: list[JobRequest] = Field(min_length=1, max_length=limits.MAX_BATCH_JOBS)
     script: Annotated[str, AfterValidator(limits.check_script)] | None = Field(
         None, json_schema_extra={"minLength": 1, "maxLength": limits.MAX_SCRIPT_BYTES})
@@ -182,19 +235,32 @@ def build_app(
     scheduler: Scheduler,
     authorize: Callable[[dict], Caller | None],
     workers: Callable[[], dict[tuple[str, str], int]],
-    unauthenticated_status: int = 401,
+    platform: str = LOCAL,
     status: Callable[[], dict] | None = None,
     nodes: Callable[[], list[dict]] | None = None,
     files: FileBucket | None = None,
 ) -> APIGatewayHttpResolver:
-    """`unauthenticated_status`: what a request that `authorize` refuses gets — 401 locally (bad bearer
-    token); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request. `status`: fields
+    """`platform` (LOCAL or AWS) says how callers prove who they are, for the OpenAPI document's security
+    schemes and for what a request that `authorize` refuses gets: 401 locally (bad bearer token or
+    session cookie); 403 on AWS, as API Gateway's IAM authorizer answers an unsigned request. `status`: fields
     GET /queues adds (local mode: `parked_events`, the events whose handling failed every try). `nodes`
     lists the workers (GET /nodes, pbsnodes: rows of id, region, queue, definition, started_at); without
     it the workers are found from the running jobs. `files`: the deployment's files bucket (AWS), for
     stage-in uploads and a job's files (POST /uploads, GET /jobs/ID/files)."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    unauthenticated_status = 401 if platform == LOCAL else 403
     refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
+
+    def answers(model: Any, *errors: int, status: int = 200, description: str = "OK") -> dict[int, Any]:
+        """A route's `responses`: its 2xx body, the errors it may answer and those every route may."""
+        codes = sorted({*errors, 400, unauthenticated_status, 500})
+        return {status: {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}},
+                **{code: {"description": ERRORS[code],
+                          "content": {content_types.APPLICATION_JSON: {"model": responses.ErrorBody}}}
+                   for code in codes}}
+
+    job_read = (404,)  # a job that is not there (or not the caller's: PBS's Unknown Job Id)
+    job_write = (404, 409, 507)  # ... or in a state that does not allow the request; a full disk
 
     def caller() -> Caller:
         return app.context["caller"]
@@ -230,7 +296,9 @@ def build_app(
         log.exception("unhandled error")
         return error(500, "InternalError", f"{type(exc).__name__}: {exc}")
 
-    @app.post("/jobs", summary="Submit one job, or a batch of up to 1,000 as {'jobs': [...]}")
+    @app.post("/jobs", summary="Submit one job, or a batch of up to 1,000 as {'jobs': [...]}",
+              responses=answers(responses.JobView | responses.JobBatch, 404, 409, 413, 507, status=201,
+                                description="the job (or the batch's jobs, in order), as submitted"))
     def submit():
         raw = read_json_body(app.current_event)
         if not isinstance(raw, dict):
@@ -246,7 +314,8 @@ def build_app(
         payload: Any = {"jobs": [view(d) for d in docs]} if isinstance(body, BatchRequest) else view(docs[0])
         return Response(201, content_types.APPLICATION_JSON, json.dumps(payload))
 
-    @app.get("/jobs", summary="List jobs newest first; the caller's own unless owner is given")
+    @app.get("/jobs", summary="List jobs newest first; the caller's own unless owner is given",
+             responses=answers(responses.JobPage))
     def list_jobs(
         owner: Annotated[str | None, Query(max_length=256)] = None,
         queue: Annotated[str | None, Query(max_length=64)] = None,
@@ -276,7 +345,8 @@ def build_app(
             exc.job_id = ids_expanded(text, scheduler.server)
             raise
 
-    @app.get("/jobs/<job_id>", summary="One job, or one array task (ID[INDEX])")
+    @app.get("/jobs/<job_id>", summary="One job, or one array task (ID[INDEX])",
+             responses=answers(responses.JobView | responses.TaskView, *job_read))
     def get_job(job_id: str) -> dict:
         def look(ref: JobRef) -> dict:
             if ref.index is not None:
@@ -285,7 +355,8 @@ def build_app(
 
         return on_job(job_id, look)
 
-    @app.get("/jobs/<job_id>/tasks", summary="An array's tasks with their states")
+    @app.get("/jobs/<job_id>/tasks", summary="An array's tasks with their states",
+             responses=answers(responses.TaskPage, *job_read, 409))
     def get_tasks(
         job_id: str,
         offset: Annotated[int, Query(ge=0, le=limits.MAX_OFFSET)] = 0,
@@ -294,39 +365,47 @@ def build_app(
         rows, nxt = on_job(job_id, lambda ref: scheduler.tasks(_whole(ref), caller(), offset, limit))
         return {"tasks": rows, "next": nxt}
 
-    @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (ID[INDEX], or ?index=N)")
+    @app.delete("/jobs/<job_id>", summary="Cancel a job, an array, or one task (ID[INDEX], or ?index=N)",
+                responses=answers(responses.JobView, *job_write))
     def cancel(job_id: str, index: Annotated[int | None, Query(ge=0, le=limits.MAX_OFFSET)] = None) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.cancel(ref.seq, caller(), _index(ref, index))))
 
-    @app.post("/jobs/<job_id>/hold", summary="Hold a queued or waiting job")
+    @app.post("/jobs/<job_id>/hold", summary="Hold a queued or waiting job",
+                responses=answers(responses.JobView, *job_write))
     def hold(job_id: str) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.hold(_whole(ref), caller())))
 
-    @app.post("/jobs/<job_id>/release", summary="Release a held job")
+    @app.post("/jobs/<job_id>/release", summary="Release a held job",
+                responses=answers(responses.JobView, *job_write))
     def release(job_id: str) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.release(_whole(ref), caller())))
 
-    @app.patch("/jobs/<job_id>", summary="Alter a job that has not started (qalter)")
+    @app.patch("/jobs/<job_id>", summary="Alter a job that has not started (qalter)",
+                responses=answers(responses.JobView, *job_write, 413))
     def alter(job_id: str, body: AlterRequest) -> dict:
         changes = body.model_dump(exclude_none=True)
         return on_job(job_id, lambda ref: view(scheduler.alter(_whole(ref), changes, caller())))
 
-    @app.post("/jobs/<job_id>/rerun", summary="Re-run a running job, or an array's failed and cancelled tasks")
+    @app.post("/jobs/<job_id>/rerun", summary="Re-run a running job, or an array's failed and cancelled tasks",
+                responses=answers(responses.JobView, *job_write))
     def rerun(job_id: str) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.rerun(ref.seq, caller(), ref.index)))
 
-    @app.post("/jobs/<job_id>/signal", summary="Send a signal to a running job or array task (qsig)")
+    @app.post("/jobs/<job_id>/signal", summary="Send a signal to a running job or array task (qsig)",
+                responses=answers(responses.JobView, *job_write, 413))
     def signal(job_id: str, body: SignalRequest) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.signal(ref.seq, body.signal, caller(), ref.index)))
 
-    @app.post("/jobs/<job_id>/move", summary="Move a job that has not started to another queue (qmove)")
+    @app.post("/jobs/<job_id>/move", summary="Move a job that has not started to another queue (qmove)",
+                responses=answers(responses.JobView, *job_write, 413))
     def move(job_id: str, body: MoveRequest) -> dict:
         return on_job(job_id, lambda ref: view(scheduler.move(_whole(ref), body.queue, caller())))
 
     @app.get("/jobs/<job_id>/log", summary="stdout or stderr from a byte offset (poll for live output)",
              description="`data` is base64: the bytes exactly as the job wrote them (output need not be text). "
                          "`offset` is the byte offset to ask for next; `final` says no more output will come; "
-                         "`state` is the job's (or task's) state.")
+                         "`state` is the job's (or task's) state.",
+             responses=answers(responses.LogChunk, *job_read))
     def read_log(
         job_id: str,
         stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
@@ -338,51 +417,115 @@ def build_app(
 
     @app.post("/uploads", summary="PUT URLs for files qsub uploads for a job's stage-in (AWS)",
               description="The files go under the caller's own prefix; a job names them by the s3:// URIs "
-                          "under `prefix`, and is accepted only once they are there.")
+                          "under `prefix`, and is accepted only once they are there.",
+              responses=answers(responses.UploadUrls, 404, 413, status=201,
+                                description="a PUT URL for each file (404 where the host keeps no job files)"))
     def upload(body: UploadRequest):
         if files is None:
             raise NotFound(NO_BUCKET, pbs_errno=PBSE_NOSUP)
         answer = files.upload(caller().name, body.files)
         return Response(201, content_types.APPLICATION_JSON, json.dumps(answer))
 
-    @app.get("/jobs/<job_id>/files", summary="The files a job left (stdout, stderr, stage-out) with GET URLs (AWS)")
+    @app.get("/jobs/<job_id>/files", summary="The files a job left (stdout, stderr, stage-out) with GET URLs (AWS)",
+             responses=answers(responses.JobFiles, *job_read))
     def job_files(job_id: str) -> dict:
         if files is None:
             raise NotFound(NO_BUCKET, pbs_errno=PBSE_NOSUP)
         doc = on_job(job_id, lambda ref: scheduler.get(_whole(ref), caller()))  # the owner's (or an admin's) only
         return {"job": view(doc)["id"], "files": files.job_files(doc["id"])}
 
-    @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue")
+    @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue",
+             responses=answers(responses.Queues))
     def queues() -> dict:
         return {"server": scheduler.server, "queues": scheduler.queues(workers()),
                 **(status() if status is not None else {})}
 
-    @app.get("/nodes", summary="The workers, as PBS nodes (pbsnodes)")
+    @app.get("/nodes", summary="The workers, as PBS nodes (pbsnodes)", responses=answers(responses.Nodes))
     def list_nodes() -> dict:
         return {"server": scheduler.server, "nodes": scheduler.nodes(nodes() if nodes is not None else None)}
 
-    @app.get("/health", summary="Liveness")
+    @app.get("/health", summary="Liveness", responses=answers(responses.Health))
     def health() -> dict:
         return {"status": "ok", "version": __version__, "server": scheduler.server}
 
+    document = functools.cache(lambda: json.dumps(openapi_document(app, platform)))  # the routes are all in
+
     @app.get("/openapi.json", include_in_schema=False)
     def openapi():
-        return Response(200, content_types.APPLICATION_JSON, json.dumps(openapi_document(app)))
+        return Response(200, content_types.APPLICATION_JSON, document())
 
-    app.enable_swagger(path="/swagger", title="HyperBatch", version=__version__)
+    @app.get("/swagger", include_in_schema=False)
+    def swagger():
+        return Response(200, "text/html; charset=utf-8", swagger_page(document()))
+
+    for asset in SWAGGER_ASSETS:
+        _serve_asset(app, asset)
     return app
 
 
-def openapi_document(app: APIGatewayHttpResolver) -> dict:
-    """Powertools' description of the routes, plus the body of POST /jobs: `submit` reads that body
-    itself (its size and depth first, then the shape its keys name), so powertools cannot see it."""
-    doc = json.loads(app.get_openapi_json_schema(title="HyperBatch"))
+def openapi_document(app: APIGatewayHttpResolver, platform: str = LOCAL) -> dict:
+    """Powertools' description of the routes, with what it cannot know: the body of POST /jobs (`submit`
+    reads it itself: its size and depth first, then the shape its keys name), how callers sign in on
+    `platform` (every route, /health too, requires it), and 400 where powertools says 422 (the API
+    answers a request that breaks its models with 400 and the error body)."""
+    doc = json.loads(app.get_openapi_json_schema(
+        title="HyperBatch", version=__version__, description=DESCRIPTION[platform]))
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schema = TypeAdapter(JobRequest | BatchRequest).json_schema(ref_template="#/components/schemas/{model}")
-    doc.setdefault("components", {}).setdefault("schemas", {}).update(schema.pop("$defs", {}))
+    schemas.update(schema.pop("$defs", {}))
     doc["paths"]["/jobs"]["post"]["requestBody"] = {
-        "required": True, "content": {"application/json": {"schema": schema}},
+        "required": True, "content": {"application/json": {"schema": schema, "examples": {
+            "one job": {"value": JOB_EXAMPLE},
+            "a batch": {"value": BatchRequest.model_config["json_schema_extra"]["examples"][0]},  # type: ignore[index]
+        }}},
     }
+    for item in doc["paths"].values():
+        for operation in item.values():
+            operation["responses"].pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):  # nothing refers to them
+        schemas.pop(name, None)
+    doc["components"]["securitySchemes"] = SECURITY_SCHEMES[platform]
+    doc["security"] = [{name: []} for name in SECURITY_SCHEMES[platform]]  # any one of them
     return doc
+
+
+def swagger_page(document: str) -> str:
+    """Swagger UI over the document, its script and style served by the API itself (no CDN: local
+    mode runs on machines without internet). The paths are relative, so the page works under any
+    prefix; the browser sends the dashboard's session cookie with every request the page makes."""
+    spec = document.replace("</", "<\\/")  # no `</script>` inside the script
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>HyperBatch API</title>
+<link rel="stylesheet" type="text/css" href="swagger/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="swagger/swagger-ui.js"></script>
+<script>
+SwaggerUIBundle({{dom_id: "#swagger-ui", spec: {spec}, deepLinking: true, withCredentials: true,
+                 presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout"}});
+</script>
+</body>
+</html>
+"""
+
+
+def _serve_asset(app: APIGatewayHttpResolver, asset: str) -> None:
+    content_type, source = SWAGGER_ASSETS[asset]
+
+    @app.get(f"/swagger/{asset}", include_in_schema=False)
+    def serve():
+        return Response(200, content_type, _asset_text(source),
+                        headers={"Cache-Control": f"public, max-age={ASSET_MAX_AGE}"})
+
+
+@functools.cache
+def _asset_text(source: str) -> str:
+    """Swagger UI's bundled file, as aws-lambda-powertools (pinned) ships it: read once per process."""
+    return (Path(swagger_ui.__file__).parent / source).read_text(encoding="utf-8")
 
 
 

@@ -41,6 +41,8 @@ ROUTES = (
     ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("GET", "/swagger"),
+    ("GET", "/swagger/swagger-ui.js"),  # Swagger UI's script and style, served by the API (no CDN)
+    ("GET", "/swagger/swagger-ui.css"),
 )
 
 # One JSON line per request; the caller's ARN ties a request to a job owner.

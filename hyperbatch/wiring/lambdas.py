@@ -130,11 +130,11 @@ class Runtime:
 
     @cached_property
     def api(self):
-        from hyperbatch.api import build_app
+        from hyperbatch.api import AWS, build_app
 
         # Counting workers needs Batch permissions the API function does not have: GET /queues
         # shows none (the scaler publishes WorkersRunning per region instead).
-        return build_app(self.scheduler, self.authorize, lambda: {}, unauthenticated_status=403, files=self.files)
+        return build_app(self.scheduler, self.authorize, lambda: {}, platform=AWS, files=self.files)
 
     @cached_property
     def files(self):

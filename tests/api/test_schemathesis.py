@@ -1,4 +1,7 @@
-"""schemathesis against the API as the local server serves it: no request it makes gets a 5xx.
+"""schemathesis against the API as the local server serves it: no request it makes gets a 5xx, and
+every answer is one the document describes: a status code it lists for the operation, its content
+type, and a body that fits that status's schema (the response models of hyperbatch.core.responses,
+the error body for every 4xx).
 
 The schema is the application's own GET /openapi.json (powertools' routes plus the submit body,
 hyperbatch.api.openapi_document). Requests go over HTTP to the local server on 127.0.0.1, with
@@ -18,10 +21,14 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
 
 from tests.api.conftest import TOKEN
 
 MAX_EXAMPLES = 25
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture
@@ -40,8 +47,9 @@ def operations(schema) -> list:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_request_gets_a_server_error(api_schema, mode):
+def test_no_request_gets_a_server_error_nor_an_answer_the_document_does_not_describe(api_schema, mode):
     server_errors: list[str] = []
+    undescribed: list[str] = []
     tried: list[str] = []
     for operation in operations(api_schema):
 
@@ -52,6 +60,11 @@ def test_no_request_gets_a_server_error(api_schema, mode):
             response = case.call(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
             if response.status_code >= 500:
                 server_errors.append(f"{response.status_code} {response.text[:300]}\n  {case.as_curl_command()}")
+            try:
+                case.validate_response(response, checks=CONFORMANCE)
+            except FailureGroup as exc:  # what broke, each failure with the schema and the value
+                undescribed.append(f"{operation.label} {response.status_code} {response.text[:200]}: "
+                                   f"{str(exc)[:400]}\n  {case.as_curl_command()}")
 
         try:
             call()
@@ -61,3 +74,4 @@ def test_no_request_gets_a_server_error(api_schema, mode):
         tried.append(operation.label)
     assert "POST /jobs" in tried
     assert server_errors == []
+    assert undescribed == []

@@ -4,7 +4,7 @@ import re
 
 from stacks.api import ROUTES
 
-from hyperbatch.api import build_app
+from hyperbatch.api import SWAGGER_ASSETS, build_app
 
 
 def test_the_http_api_routes_every_path_of_the_application():
@@ -13,4 +13,5 @@ def test_the_http_api_routes_every_path_of_the_application():
     served = {(method.upper(), re.sub(r"\{\w+\}", "{id}", path))
               for path, item in schema.paths.items() for method in item.model_dump(exclude_none=True)}
     served |= {("GET", "/openapi.json"), ("GET", "/swagger")}  # served, but kept out of the schema
+    served |= {("GET", f"/swagger/{asset}") for asset in SWAGGER_ASSETS}
     assert served == set(ROUTES)
