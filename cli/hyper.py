@@ -275,7 +275,10 @@ def main() -> int:
     from hyperbatch.cli import manage
     from hyperbatch.cli.runner import run
 
+    from hyperbatch.cli.workflow import workflow
+
     manage.register(hyper)  # hosts, deploy and the resource groups live in their own modules
+    hyper.add_command(workflow)
     return run(hyper, "hyper")
 
 
