@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from hyperbatch.cli.errors import CliError
+from hyperbatch.cli.workflow import workflow
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 START_TIMEOUT = 20.0
@@ -271,14 +272,14 @@ def fetch(job_id: str, dest: str | None) -> int:
     return 0
 
 
+hyper.add_command(workflow)  # hyper workflow submit|status|show (cli/workflow.py)
+
+
 def main() -> int:
     from hyperbatch.cli import manage
     from hyperbatch.cli.runner import run
 
-    from hyperbatch.cli.workflow import workflow
-
     manage.register(hyper)  # hosts, deploy and the resource groups live in their own modules
-    hyper.add_command(workflow)
     return run(hyper, "hyper")
 
 

@@ -69,13 +69,37 @@ def submit(file: str, variables: tuple[str, ...]) -> None:
         own_env = defaults.get("env")
         defaults["env"] = {**submitter, **own_env} if isinstance(own_env, dict) else own_env or submitter
         request["defaults"] = defaults
+    client = current_client()
     try:
-        _, shown = current_client().request("POST", "/workflows", body=request)
+        if getattr(client, "kind", "local") == "aws":  # a worker on AWS reads this machine's files only once uploaded
+            _upload_stage_in(client, found, submitter)
+        _, shown = client.request("POST", "/workflows", body=request)
     except ApiError as exc:
         raise CliError(found.locate(exc.message) if exc.status == 400 else exc.message,
                        exit_code=exc.exit_code) from None
     for row in shown["steps"]:
         click.echo(f"{row['step']}\t{row['job']}")
+
+
+def _upload_stage_in(client: Any, found: Any, submitter: dict[str, str]) -> None:
+    """On AWS, as qsub does: each step's (and the defaults') stage-in files on this machine are uploaded
+    and named by their s3:// URIs (hyperbatch.cli.files). Relative paths are the submit directory's."""
+    from hyperbatch.cli.files import upload_stage_in
+    from hyperbatch.core import staging
+    from hyperbatch.core.errors import SpecError
+
+    jobs = found.request.get("jobs")
+    places = [("defaults", found.request.get("defaults"))]
+    places += [(f"jobs.{step}", spec) for step, spec in (jobs.items() if isinstance(jobs, dict) else ())]
+    for path, spec in places:
+        if not isinstance(spec, dict) or not spec.get("stagein"):
+            continue
+        try:
+            pairs = staging.resolve(staging.check_field(spec["stagein"], "stagein"), found.request.get("workdir"),
+                                    "stagein", submitter.get("PBS_O_HOST"))
+        except SpecError as exc:
+            raise UsageError(found.locate(f"{path}.stagein: {exc}")) from None
+        spec["stagein"] = upload_stage_in(client, pairs)
 
 
 def _status(name: str) -> dict:
