@@ -1,12 +1,13 @@
 """Workflows: a DAG of jobs submitted in one request, all created or none (hyperbatch.core.workflows).
 
 The steps' dependencies are resolved here, on the server: the job ids do not exist before the
-request. Every step is first built alone (its options, queue, resources and any `depend` on jobs
-that exist already), so a bad value is refused before an id is reserved; then one run of
-consecutive ids is taken, parents first, each step's `depends_on` becomes its `depend` on its
-parents' ids, and the store writes every job, every edge and the workflow's record at once
-(`JobStore.create`). From there the jobs are ordinary jobs: release, cancel and arrays follow the
-dependency rules they always follow (a failed step cancels its afterok dependents, runs its afterany ones).
+request. Every step is first built alone (its options, queue, resources, any `depend` on jobs that
+exist already and, on AWS, its staging places), so a bad value is refused before an id is reserved;
+then one run of consecutive ids is taken, parents first, each step's `depends_on` becomes its
+`depend` on its parents' ids, and the store writes every job, every edge and the workflow's record
+at once (`JobStore.create`). From there the jobs are ordinary jobs: release, cancel and arrays
+follow the dependency rules they always follow (a failed step cancels its afterok dependents and
+runs its afterany ones).
 
 A name submitted again by the same owner makes a new workflow; `status NAME` shows the newest.
 """
@@ -31,7 +32,12 @@ def submit(scheduler: Scheduler, body: dict, caller: Caller) -> dict:
     steps = workflows.order(jobs)
     requests = {step: _request(body, step) for step in steps}
     for step in steps:  # each alone first: nothing reserved, nothing written, for a bad value
-        _built(scheduler, requests[step], step, caller, {})
+        doc, _ = _built(scheduler, requests[step], step, caller, {})
+        if scheduler.files is not None:  # AWS: its S3 stage-in and stage-out places are its owner's to use
+            try:
+                scheduler.check_staging([doc], caller)
+            except SpecError as exc:
+                raise SpecError(f"jobs.{step}: {exc}", pbs_errno=exc.pbs_errno) from None
     ids = dict(zip(steps, scheduler.sequence.take(len(steps))))  # parents first: lower ids
     docs: dict[str, dict] = {}
     edges: list[tuple[str, str]] = []
@@ -46,8 +52,6 @@ def submit(scheduler: Scheduler, body: dict, caller: Caller) -> dict:
         docs[step] = doc
         edges += [(parent, doc["id"]) for parent in parents]
     ordered = [docs[step] for step in steps]
-    if scheduler.files is not None:
-        scheduler.check_staging(ordered, caller)
     record = {"name": body["name"], "owner": caller.name, "created_at": time.time(),
               "steps": {step: ids[step] for step in jobs}}
     scheduler.store_new(ordered, edges, record)

@@ -40,6 +40,9 @@ def test_a_refused_workflow_writes_nothing_and_a_missing_one_is_404(box):
     bad = {**FLOW, "jobs": {**FLOW["jobs"], "publish": {"command": ["true"], "queue": "nosuch"}}}
     status, answer = box.api("POST", "/workflows", body=bad)
     assert status == 400 and answer["message"].startswith("jobs.publish: unknown queue 'nosuch'"), answer
+    elsewhere = {**FLOW, "jobs": {**FLOW["jobs"], "tidy": {"command": ["true"], "stagein": ["in.txt@s3://elsewhere/in.txt"]}}}
+    status, answer = box.api("POST", "/workflows", body=elsewhere)
+    assert status == 400 and answer["message"].startswith("jobs.tidy: stagein in.txt: "), answer
     cycle = {"name": "loop", "jobs": {"a": {"command": ["true"], "depends_on": ["b"]},
                                       "b": {"command": ["true"], "depends_on": ["a"]}}}
     status, answer = box.api("POST", "/workflows", body=cycle)
