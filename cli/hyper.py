@@ -3,6 +3,7 @@
     hyper local up [--port N] [--config DIR]   start the local daemon in the background
     hyper local status                         URL, pid, workers per region, jobs per state, parked events
     hyper local down                           stop it and every worker it started
+    hyper workflow submit|status|show ...      a DAG of jobs from one YAML file (cli/workflow.py)
 """
 
 from __future__ import annotations
