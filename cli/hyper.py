@@ -4,6 +4,7 @@
     hyper local status                         URL, pid, workers per region, jobs per state, parked events
     hyper local down                           stop it and every worker it started
     hyper top [--once] [--user U] [--queue Q]  watch queues, workers, arrays' progress, failures (cli/top.py)
+    hyper workflow submit|status|show ...      a DAG of jobs from one YAML file (cli/workflow.py)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import click
 
 from hyperbatch.cli.errors import CliError
+from hyperbatch.cli.workflow import workflow
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 START_TIMEOUT = 20.0
@@ -270,6 +272,9 @@ def fetch(job_id: str, dest: str | None) -> int:
         click.echo(f"hyper fetch: {job['id']} has left no files yet (it is {job.get('state')})", err=True)
         return 1
     return 0
+
+
+hyper.add_command(workflow)  # hyper workflow submit|status|show (cli/workflow.py)
 
 
 def main() -> int:

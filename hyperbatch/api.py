@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 from urllib.parse import unquote
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Literal, Optional
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -29,15 +29,16 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
-                      create_model, field_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
+                      ValidationInfo, create_model, field_validator)
 
 from hyperbatch import __version__
-from hyperbatch.core import limits, options, responses
+from hyperbatch.core import dependencies, limits, options, responses, workflows
 from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_NOSUP, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
 from hyperbatch.core.ids import JobRef, parse_job_ref
 from hyperbatch.core.ports import FileBucket
 from hyperbatch.core.views import view
+from hyperbatch.services import workflows as workflow_service
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
 
@@ -186,6 +187,75 @@ class BatchRequest(BaseModel):
         return out
 
 
+def _depends_on(value: Any) -> Any:
+    """`depends_on`: a list of step names (afterok), or a map of step name to afterok, afterany or
+    afternotok. Checked here in words, so a wrong shape is one line rather than a union's two."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("give a list of step names, as in [prepare]")
+        return value
+    if isinstance(value, dict):
+        for step, kind in value.items():
+            if kind not in dependencies.KINDS:
+                raise ValueError(f"{step}: '{kind}' is not a dependency kind; use afterok, afterany or afternotok")
+        return value
+    raise ValueError("give a list of steps (afterok), or a map of step to afterok, afterany or afternotok")
+
+
+def _workflow_models() -> type[BaseModel]:
+    """A workflow file (hyperbatch.core.workflows), as `hyper workflow submit` sends it: the CLI has
+    replaced each `script` path by the script's text and substituted `-v` variables. Its JSON schema
+    is docs/workflow.schema.json."""
+    step = _option_model(
+        "WorkflowStep",
+        "One step: a job request (a script or a command, and any option field) and the steps it depends on.",
+        options.FIELDS,
+        script=(Annotated[str, AfterValidator(limits.check_script)] | None,
+                Field(None, description="in the file: the script's path, relative to the file; "
+                      "in the request: its text (its #PBS header is read; the step's keys win)")),
+        script_name=(Annotated[str, AfterValidator(limits.no_nul)] | None,
+                     Field(None, min_length=1, max_length=limits.MAX_SCRIPT_NAME_CHARS)),
+        command=(Annotated[list[str], AfterValidator(limits.check_command)] | None,
+                 Field(None, json_schema_extra={"minItems": 1, "maxItems": limits.MAX_ARGS})),
+        depends_on=(Annotated[list[str] | dict[str, Literal["afterok", "afterany", "afternotok"]] | None,
+                              BeforeValidator(_depends_on)],
+                    Field(None, description="steps this one waits for: a list (afterok), or step -> afterok, "
+                          "afterany or afternotok")),
+    )
+    defaults = _option_model("WorkflowDefaults", "Option fields every step takes unless it gives its own.",
+                             options.FIELDS)
+
+    def step_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str) or not workflows.STEP_RE.match(key):
+                    raise ValueError(f"step name '{key}': use letters, digits, _ and - (at most 64), not starting with -")
+        return value
+
+    return create_model(
+        "WorkflowRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A workflow: a DAG of jobs, created all at once or not at all.",
+        __validators__={"step_names": field_validator("jobs", mode="before")(step_names)},
+        name=(str, Field(pattern=workflows.NAME_PATTERN, examples=["sweep"],
+                         description="the workflow's name: `hyper workflow status NAME` shows the newest of a name")),
+        defaults=(Optional[defaults], None),  # type: ignore[arg-type,valid-type]
+        jobs=(dict[Annotated[str, Field(pattern=workflows.STEP_PATTERN)], step],  # type: ignore[valid-type]
+              Field(min_length=1, max_length=workflows.MAX_STEPS, description="step name -> step")),
+        workdir=(Annotated[str, AfterValidator(limits.check_workdir)] | None,
+                 Field(None, min_length=1, max_length=limits.MAX_PATH_BYTES,
+                       description="the steps' submit directory, PBS_O_WORKDIR (the CLI sends where it runs)")),
+    )
+
+
+if TYPE_CHECKING:
+    WorkflowRequest = BaseModel
+else:
+    WorkflowRequest = _workflow_models()
+
+
 def read_json_body(event: Any) -> Any:
     """The request body as JSON, within the limits of hyperbatch.core.limits (413 for size, 400 for the rest)."""
     try:
@@ -229,6 +299,17 @@ def describe_validation(errors: list[dict]) -> str:
     if not loc or msg.startswith((f"{loc[-1]} ", f"{loc[-1]}:")):  # the rule's message names the field already
         return f"{'.'.join(loc[:-1])}: {msg}" if loc[:-1] else msg
     return f"{'.'.join(loc)}: {msg}"
+
+
+def describe_field(errors: list[dict]) -> str:
+    """As describe_validation, always naming the whole field path (`jobs.square.array: ...`): the CLI
+    maps that path to the line of a workflow file."""
+    text = describe_validation(errors)
+    loc = [str(p) for p in errors[0].get("loc", ()) if p != "body"]
+    whole, parent = ".".join(loc), ".".join(loc[:-1])
+    if loc[:-1] and text.startswith(parent + ": ") and not text.startswith(whole + ":"):
+        return f"{whole}: {text[len(parent) + 2:]}"
+    return text
 
 
 def build_app(
@@ -434,6 +515,24 @@ def build_app(
         doc = on_job(job_id, lambda ref: scheduler.get(_whole(ref), caller()))  # the owner's (or an admin's) only
         return {"job": view(doc)["id"], "files": files.job_files(doc["id"])}
 
+    @app.post("/workflows", summary="Submit a workflow: a DAG of jobs, all created or none",
+              description="The body is a workflow file as `hyper workflow submit` sends it (docs/workflow.schema.json); "
+                          "the answer is the workflow as GET /workflows/NAME shows it.",
+              responses=answers(responses.Workflow, 404, status=201, description="the workflow, each step with its job"))
+    def submit_workflow():
+        raw = read_json_body(app.current_event)
+        try:
+            body = WorkflowRequest.model_validate(raw)
+        except ValidationError as exc:
+            return error(400, "ValidationError", describe_field(exc.errors()))
+        shown = workflow_service.submit(scheduler, body.model_dump(exclude_none=True), caller())
+        return Response(201, content_types.APPLICATION_JSON, json.dumps(shown))
+
+    @app.get("/workflows/<name>", summary="The caller's newest workflow of that name, each step with its job's state",
+             responses=answers(responses.Workflow, 404))
+    def workflow_status(name: str) -> dict:
+        return workflow_service.status(scheduler, unquote(name), caller())
+
     @app.get("/queues", summary="Jobs per state, backlog and workers per region, for each queue",
              responses=answers(responses.Queues))
     def queues() -> dict:
@@ -478,6 +577,12 @@ def openapi_document(app: APIGatewayHttpResolver, platform: str = LOCAL) -> dict
             "one job": {"value": JOB_EXAMPLE},
             "a batch": {"value": BatchRequest.model_config["json_schema_extra"]["examples"][0]},  # type: ignore[index]
         }}},
+    }
+    flow = WorkflowRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    doc["components"]["schemas"].update(flow.pop("$defs", {}))
+    doc["components"]["schemas"]["WorkflowRequest"] = flow
+    doc["paths"]["/workflows"]["post"]["requestBody"] = {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WorkflowRequest"}}},
     }
     for item in doc["paths"].values():
         for operation in item.values():

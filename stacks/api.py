@@ -36,6 +36,8 @@ ROUTES = (
     ("GET", "/jobs/{id}/tasks"),
     ("GET", "/jobs/{id}/files"),
     ("POST", "/uploads"),
+    ("POST", "/workflows"),
+    ("GET", "/workflows/{id}"),
     ("GET", "/queues"),
     ("GET", "/nodes"),
     ("GET", "/health"),

@@ -64,11 +64,16 @@ class JobStore(Protocol):
         """Reserve n consecutive job sequence numbers no one else will get; returns the first
         (hyperbatch.core.ids: one conditional write, whatever n)."""
 
-    def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
+    def create(self, docs: list[dict], edges: list[tuple[str, str]], workflow: dict | None = None) -> None:
         """Insert new jobs and their (parent, child) dependency edges; all or nothing (Conflict if an id exists).
 
         Ids come from `reserve_ids`; the jobs of one submit have consecutive ids (hyperbatch.core.ids).
+        `workflow`: the record of the workflow these jobs are ({"owner", "name", "created_at", "steps":
+        step -> job id}), written with them, all or nothing; it replaces the owner's record of that name.
         """
+
+    def workflow(self, owner: str, name: str) -> dict:
+        """The record of `owner`'s workflow `name` (the newest submitted); raises NotFound."""
 
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         """More (parent, child) dependency edges for existing jobs (qalter -W depend)."""

@@ -269,3 +269,27 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     server: str
+
+
+class WorkflowStep(BaseModel):
+    """One step of a workflow and its job now."""
+
+    model_config = ConfigDict(extra="allow")
+    step: str
+    job: str = Field(description="the step's job, as PBS names it (1234.myhost)")
+    state: str = Field(description="the job's state, or UNKNOWN once its retention has passed")
+    exit_status: int | None
+    depends_on: dict[str, str] = Field(description="step -> afterok, afterany or afternotok")
+    array: ArrayView | None
+
+
+class Workflow(BaseModel):
+    """A workflow as submitted: its name, owner, when, and each step's job."""
+
+    model_config = _example(name="sweep", owner="alice", created_at=1765000000.0, steps=[
+        {"step": "prepare", "job": "1234.myhost", "state": "SUCCEEDED", "exit_status": 0, "depends_on": {},
+         "array": None}])
+    name: str
+    owner: str
+    created_at: float
+    steps: list[WorkflowStep]

@@ -63,25 +63,29 @@ class Scheduler:
         built = []
         for number, request in enumerate(requests):
             try:
-                built.append(self._build(request, caller))
+                built.append(self.build(request, caller))
             except SpecError as exc:
                 raise SpecError(f"job #{number + 1}: {exc}" if len(requests) > 1 else str(exc),
                                 pbs_errno=exc.pbs_errno) from None
         docs = [doc for doc, _ in built]
         if self.files is not None:
-            self._check_staging(docs, caller)
+            self.check_staging(docs, caller)
         # One run of consecutive ids for the whole submit (a batch is one submission on DynamoDB).
         for doc, job_id in zip(docs, self.sequence.take(len(docs))):
             doc["id"] = job_id
-        self.store.create(docs, [(p, doc["id"]) for doc, parents in built for p in parents])
+        self.store_new(docs, [(p, doc["id"]) for doc, parents in built for p in parents])
+        return docs
+
+    def store_new(self, docs: list[dict], edges: list[tuple[str, str]], workflow: dict | None = None) -> None:
+        """Write new jobs (with their ids) and their edges, all or none, then queue the runnable ones."""
+        self.store.create(docs, edges, workflow)
         self.send_work(docs)
         # A parent may have finished between our look and the edge write: look again.
         for doc in docs:
             if doc["state"] == JobState.WAITING.value:
                 doc.update(self.reevaluate(doc["id"]) or {})
-        return docs
 
-    def _check_staging(self, docs: list[dict], caller: Caller) -> None:
+    def check_staging(self, docs: list[dict], caller: Caller) -> None:
         """On AWS: every S3 location a job stages from or to is one it may use (its owner's uploads in
         the files bucket, or where settings.staging_locations allow), and every upload it names is there,
         so a job never starts before its inputs exist (hyperbatch.core.bucket)."""
@@ -108,7 +112,11 @@ class Scheduler:
         for uri in self.files.missing(list(uploads)):
             raise SpecError(f"{uploads[uri]}: nothing was uploaded there (qsub uploads the file before it submits)")
 
-    def _build(self, request: dict, caller: Caller) -> tuple[dict, list[str]]:
+    def build(self, request: dict, caller: Caller, known: dict[str, dict] | None = None,
+               default_name: str | None = None) -> tuple[dict, list[str]]:
+        """A new job's document (no id yet) and its parents' ids. `known`: parents not stored yet
+        (a workflow's earlier steps), by id; `default_name`: the name when neither the request nor the
+        script's header gives one."""
         script, command = request.get("script"), request.get("command")
         if (script is None) == (not command):
             raise SpecError("give exactly one of 'script' (the job script's text) or 'command' (a list of arguments)")
@@ -131,11 +139,11 @@ class Scheduler:
         # The API's models checked the request; the directives merged in are checked by the same rules.
         limits.check_request(fields)
         deps = dependencies.parse_depend(fields.get("depend") or "")
-        parents = self._visible_parents(deps, caller)
+        parents = self._visible_parents(deps, caller, known)
         spec = arrays.parse_array(fields["array"]) if fields.get("array") else None
         env = {**(fields.get("env") or {}), "PBS_O_QUEUE": queue}  # the server adds the queue, as PBS's does
 
-        name = fields.get("name") or options.default_name(request.get("script_name") if script is not None else None)
+        name = fields.get("name") or default_name or options.default_name(request.get("script_name") if script is not None else None)
         attributes = {k: fields[k] for k in options.ATTRIBUTES if k in fields}
         doc = new_job(
             server=self.server,
@@ -192,8 +200,10 @@ class Scheduler:
     def _waiting_for(self, depend: str) -> str:
         return f"waiting for {self._pbs_depend(depend)}"
 
-    def _visible_parents(self, deps, caller: Caller) -> dict[str, dict]:
-        found = self.store.get_many(d.job_id for d in deps)
+    def _visible_parents(self, deps, caller: Caller, known: dict[str, dict] | None = None) -> dict[str, dict]:
+        known = known or {}
+        found = {**self.store.get_many(d.job_id for d in deps if d.job_id not in known),
+                 **{d.job_id: known[d.job_id] for d in deps if d.job_id in known}}
         for dep in deps:
             parent = found.get(dep.job_id)
             if parent is None or not _may_see(caller, parent):

@@ -169,6 +169,24 @@ def test_a_failed_batch_write_undoes_the_submission(aws):
     assert aws.store.query(owner="alice").items == []
 
 
+def test_a_workflows_record_that_cannot_be_put_undoes_its_jobs_edges_and_submission(aws):
+    docs = block(3)
+    edges = [(docs[0]["id"], docs[1]["id"]), (docs[1]["id"], docs[2]["id"])]
+    record = {"name": "sweep", "owner": "alice", "created_at": 1.0, "steps": {f"s{i}": d["id"] for i, d in enumerate(docs)}}
+
+    def fail_record(model, params, **kwargs):
+        if params["Key" if "Key" in params else "Item"]["pk"]["S"].startswith("workflow#"):
+            raise RuntimeError("network down")
+
+    aws.dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", fail_record)
+    with pytest.raises(RuntimeError, match="network down"):
+        aws.store.create(docs, edges, record)
+    assert aws.store.get_many(d["id"] for d in docs) == {}
+    assert aws.store.dependents(docs[0]["id"]) == [] and submission(aws, docs[0]["id"]) is None
+    assert aws.store.query(owner="alice").items == []
+    assert item(aws, "workflow#alice", "sweep") is None
+
+
 def test_unprocessed_batch_items_are_sent_again(aws):
     docs = block(5)
     answered = []

@@ -158,3 +158,21 @@ def test_qsub_wait_leaves_the_jobs_files_in_the_submit_directory(box, cli):
     assert (work / "out.txt").read_text() == "result\n"
     assert (work / f"STDIN.o{seq}").read_text() == "done\n"
     assert (work / f"STDIN.e{seq}").read_text() == ""
+
+
+def test_a_workflow_step_s_input_is_uploaded_by_hyper_workflow_submit_and_read_by_its_worker(box, cli):
+    work: Path = cli.workdir
+    (work / "in.txt").write_text("seven\n")
+    (work / "flow.yaml").write_text(
+        "name: staged\n"
+        "jobs:\n"
+        "  read: {command: [sh, -c, 'test \"$(cat in.txt)\" = seven'], stagein: ['in.txt@localhost:in.txt']}\n"
+        "  after: {command: ['true'], depends_on: [read]}\n")
+    code, out, err = cli("alice", "hyper", "workflow", "submit", "flow.yaml")
+    assert (code, err) == (0, ""), err
+    jobs = dict(line.split("\t") for line in out.splitlines())
+    (stage_in,) = box.job(jobs["read"])["stagein"]
+    assert stage_in.startswith(f"in.txt@s3://{box.files_bucket}/{bucket.UPLOAD_PREFIX}{bucket.owner_key(ALICE)}/")
+    box.start_worker()
+    assert box.wait_state(jobs["after"], "SUCCEEDED", "CANCELLED")["state"] == "SUCCEEDED"
+    assert box.job(jobs["read"])["exit_status"] == 0

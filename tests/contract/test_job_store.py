@@ -304,3 +304,27 @@ def test_an_arrays_task_maps_come_back_as_written(backend):
     failed.write(change, tasks.FAILED_MAP)
     new = backend.store.update(doc["id"], Expect(version=1), change)
     assert new[tasks.FAILED_MAP] == failed.pages() == backend.store.get(doc["id"])[tasks.FAILED_MAP]
+
+
+def test_a_workflows_record_is_written_with_its_jobs_and_the_newest_of_a_name_is_read(backend):
+    first, second = job(), job()
+    record = {"name": "sweep", "owner": "alice", "created_at": 1.5, "steps": {"a": first["id"], "b": second["id"]}}
+    backend.store.create([first, second], [(first["id"], second["id"])], record)
+    assert backend.store.workflow("alice", "sweep") == record
+    assert backend.store.dependents(first["id"]) == [second["id"]]
+    again = job()
+    newer = {**record, "created_at": 2.5, "steps": {"a": again["id"]}}
+    backend.store.create([again], [], newer)
+    assert backend.store.workflow("alice", "sweep") == newer
+    with pytest.raises(NotFound):
+        backend.store.workflow("bob", "sweep")  # a name is the owner's own
+
+
+def test_a_create_that_fails_writes_no_workflow_record(backend):
+    doc = job()
+    backend.store.create([doc], [])
+    record = {"name": "clash", "owner": "alice", "created_at": 1.0, "steps": {"a": doc["id"]}}
+    with pytest.raises(Conflict):
+        backend.store.create([job(), {**doc, "name": "again"}], [], record)  # not one block: each id checked
+    with pytest.raises(NotFound):
+        backend.store.workflow("alice", "clash")

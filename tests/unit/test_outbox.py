@@ -170,8 +170,8 @@ class RecordingStore:
     def __init__(self, inner, log: Log):
         self.inner, self.log = inner, log
 
-    def create(self, docs, edges):
-        self.inner.create(docs, edges)
+    def create(self, docs, edges, workflow=None):
+        self.inner.create(docs, edges, workflow)
         for doc in docs:
             self.log.entries.append(("write", None, copy.deepcopy(self.inner.get(doc["id"]))))
 

@@ -36,6 +36,7 @@ job's id lies between a submission's first and last member, so by_owner's
 entries, newest first by their lowest id, list ids newest first (`_owner_ids`).
 
     pk = "owners"   sk = <owner>          (every owner that ever created a job: admin listings)
+    pk = "workflow#<owner>"   sk = <name> (a workflow's record, put after its jobs: JobStore.create)
     pk = "counts#<queue>"   sk = "counts" (jobs per state and tasks_pending, kept from the stream:
                                            hyperbatch.adapters.aws.counters, `tally`)
 
@@ -82,6 +83,7 @@ from __future__ import annotations
 
 import logging
 import functools
+import json
 import heapq
 import itertools
 import threading
@@ -107,7 +109,7 @@ from hyperbatch.adapters.aws.items import (
     ALL_STATES, BEAT_SK_PREFIX, FINAL_STATES, JOB_SK, MEMBERS, OWNERS_PK, PAGE_SK_PREFIX, PUT_TOKEN,
     SUBMISSION_EXTRA_SECONDS, SUBMISSION_PREFIX, TTL_ATTRIBUTE, WAITING_STATES, Expression, decode, doc_from_item,
     edge_item, expiry, item_bytes, job_item, needs_queue, owner_item, page_item, sequence_request, spill,
-    state_value, stubs, submission_item, update_request, waiting_key,
+    state_value, stubs, submission_item, update_request, waiting_key, workflow_item, WORKFLOW_PREFIX,
 )
 
 log = logging.getLogger("hyperbatch.dynamo")
@@ -203,7 +205,7 @@ class DynamoJobStore:
         return last - n + 1
 
     # ---- create -------------------------------------------------------------------------
-    def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
+    def create(self, docs: list[dict], edges: list[tuple[str, str]], workflow: dict | None = None) -> None:
         """Write new jobs and their edges, all or nothing; Conflict if an id (or a submission) is taken.
 
         Three ways, cheapest first:
@@ -232,6 +234,9 @@ class DynamoJobStore:
 
         Every owner is put in the owners registry (unconditionally) the first
         time this object sees it, before its jobs, so an admin listing finds them.
+
+        A workflow's record is put (unconditionally: the newest of a name wins) once every job is
+        written; if that put fails, the jobs, their edges and their submission are deleted again.
         """
         ids = [d["id"] for d in docs]
         if len(set(ids)) != len(ids):
@@ -253,8 +258,27 @@ class DynamoJobStore:
             else:
                 claim = submission_item(docs, None, expires_at) if block else None
                 self._create_transacted(docs, edges, claim, now)
+        if workflow is not None:
+            try:
+                expires_at = int(now + 2 * self.retention_seconds + SUBMISSION_EXTRA_SECONDS)
+                self.client.put_item(TableName=self.table, Item=workflow_item(workflow, expires_at))
+            except BaseException:
+                written = [job_item(d, self.retention_seconds, now) for d in docs]
+                written += [edge_item(p, c) for p, c in dict.fromkeys(edges)]
+                if len(docs) > 1 and consecutive(ids):
+                    written.append(submission_item(docs, None, 0))
+                self._delete(written)
+                raise
         for doc in docs:
             self._remember(doc)
+
+    def workflow(self, owner: str, name: str) -> dict:
+        """The owner's workflow record of that name: one strongly consistent GetItem."""
+        response = self.client.get_item(TableName=self.table, ConsistentRead=True,
+                                        Key={"pk": {"S": WORKFLOW_PREFIX + owner}, "sk": {"S": name}})
+        if "Item" not in response:
+            raise NotFound(f"no workflow {name} of {owner}")
+        return json.loads(response["Item"]["doc"]["S"])
 
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         """Dependency edge items (BatchWriteItem, 25 a call): an edge is keyed by its pair, so writing one twice is harmless."""

@@ -8,6 +8,7 @@ else float — `encode`/`decode` are the one place this happens.
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from decimal import Decimal
@@ -161,6 +162,21 @@ def sequence_request(table: str, n: int) -> dict:
         "ExpressionAttributeNames": {"#last": "last"},
         "ExpressionAttributeValues": {":n": {"N": str(n)}, ":most": {"N": str(MAX_SEQUENCE - n)}},
         "ReturnValues": "UPDATED_NEW",
+    }
+
+
+WORKFLOW_PREFIX = "workflow#"
+
+
+def workflow_item(record: dict, expires_at: int) -> dict:
+    """A workflow's record (hyperbatch.core.workflows): pk = "workflow#<owner>", sk = its name, the record
+    as JSON text (a map of step -> job id; at most 1,000 steps of short names, far under 400 KB). In no
+    index: `status NAME` knows both keys. It expires as a submission does."""
+    return {
+        "pk": {"S": WORKFLOW_PREFIX + record["owner"]},
+        "sk": {"S": record["name"]},
+        "doc": {"S": json.dumps(record)},
+        TTL_ATTRIBUTE: {"N": str(expires_at)},
     }
 
 

@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS queue_counts (
 CREATE TABLE IF NOT EXISTS beats (job_id TEXT NOT NULL, run TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (job_id, run));
 CREATE INDEX IF NOT EXISTS beats_at ON beats (at);
 CREATE TABLE IF NOT EXISTS edges (parent TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (parent, child));
+-- Workflows (hyperbatch.core.workflows): an owner's newest of each name, written with its jobs.
+CREATE TABLE IF NOT EXISTS workflows (owner TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (owner, name));
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, queue TEXT NOT NULL,
     old_state TEXT, new_state TEXT NOT NULL,
@@ -216,8 +218,11 @@ class SqliteJobStore:
             )
         return first
 
-    def create(self, docs: list[dict], edges: list[tuple[str, str]]) -> None:
+    def create(self, docs: list[dict], edges: list[tuple[str, str]], workflow: dict | None = None) -> None:
         with self.db.write() as conn:
+            if workflow is not None:
+                conn.execute("INSERT OR REPLACE INTO workflows (owner, name, doc) VALUES (?, ?, ?)",
+                             (workflow["owner"], workflow["name"], json.dumps(workflow)))
             try:
                 conn.executemany(
                     "INSERT INTO jobs (id, owner, queue, state, doc) VALUES (?, ?, ?, ?, ?)",
@@ -234,6 +239,12 @@ class SqliteJobStore:
             for d in docs:
                 tally[(d["queue"], d["state"])] = tally.get((d["queue"], d["state"]), 0) + 1
             _count(conn, tally)
+
+    def workflow(self, owner: str, name: str) -> dict:
+        row = self.db.conn.execute("SELECT doc FROM workflows WHERE owner = ? AND name = ?", (owner, name)).fetchone()
+        if row is None:
+            raise NotFound(f"no workflow {name} of {owner}")
+        return json.loads(row[0])
 
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         with self.db.write() as conn:

@@ -1,0 +1,124 @@
+"""Workflow files through the installed `hyper` against a real daemon: submit, status, show."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_workflows")]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def status(hb, name: str) -> dict:
+    return json.loads(hb.run("hyper", "workflow", "status", name, "--json").stdout)
+
+
+def wait_steps_final(hb, name: str, timeout: float = 60) -> dict:
+    from tests.e2e.conftest import FINAL, wait_for
+
+    def finished() -> dict | None:
+        shown = status(hb, name)
+        return shown if all(r["state"] in FINAL for r in shown["steps"]) else None
+
+    return wait_for(finished, timeout=timeout, interval=0.3, what=f"workflow {name} to finish")
+
+
+def step_states(svg: Path) -> dict[str, tuple[str, str]]:
+    """step -> (data-state, fill) of each box in the picture."""
+    root = ET.parse(svg).getroot()
+    return {g.get("data-step"): (g.get("data-state"), g.find(f"{SVG}rect").get("fill"))
+            for g in root.iter(f"{SVG}g") if g.get("class") == "step"}
+
+
+def test_the_example_runs_with_small_arrays_and_is_drawn(hb):
+    shutil.copy(EXAMPLES / "sweep.yaml", hb.workdir)
+    shutil.copy(EXAMPLES / "square.sh", hb.workdir)
+    plan = hb.workdir / "plan.svg"
+    hb.run("hyper", "workflow", "show", "sweep.yaml", "-v", "N=5", "--svg", plan)
+    assert step_states(plan) == {s: ("PLANNED", "#e0e0e0") for s in ("prepare", "square", "report", "cleanup")}
+
+    out = hb.run("hyper", "workflow", "submit", "sweep.yaml", "-v", "N=5").stdout
+    submitted = dict(line.split("\t") for line in out.splitlines())
+    assert list(submitted) == ["prepare", "square", "report", "cleanup"]
+    assert submitted["square"].split(".")[0].endswith("[]")  # the array step is an array job
+
+    done = wait_steps_final(hb, "sweep")
+    assert {r["step"]: r["state"] for r in done["steps"]} == dict.fromkeys(submitted, "SUCCEEDED")
+    square = next(r for r in done["steps"] if r["step"] == "square")
+    assert square["array"]["succeeded"] == 5 and square["depends_on"] == {"prepare": "afterok"}
+    assert (hb.workdir / "report").read_text() == "1\n4\n9\n16\n25\n"
+    assert not (hb.workdir / "numbers").exists()  # cleanup ran last, in the shared PBS_O_WORKDIR
+    # The jobs are ordinary jobs: qstat shows them by the ids the submit printed.
+    job = hb.job(submitted["report"])
+    assert job["name"] == "report" and job["depend"] == f"afterok:{submitted['square'].replace('[]', '')}"
+    assert job["walltime"] == 600  # the file's defaults
+
+    table = hb.run("hyper", "workflow", "status", "sweep").stdout.splitlines()
+    assert table[0].startswith("workflow sweep of ")
+    assert table[1].split() == ["STEP", "JOB", "STATE", "EXIT", "TASKS", "DEPENDS", "ON"]
+    assert table[3].split() == ["square", submitted["square"], "SUCCEEDED", "0", "5/5", "done", "prepare", "(afterok)"]
+
+    live = hb.workdir / "live.svg"
+    hb.run("hyper", "workflow", "show", "sweep", "--svg", live)
+    assert step_states(live) == {s: ("SUCCEEDED", "#9be59b") for s in submitted}
+
+
+def test_a_failing_step_cancels_its_afterok_dependents_and_runs_its_afterany_ones(hb):
+    (hb.workdir / "fails.yaml").write_text(
+        "name: fails\n"
+        "jobs:\n"
+        "  build: {command: [sh, -c, 'exit 3']}\n"
+        "  test:  {command: [sh, -c, 'touch \"$PBS_O_WORKDIR/tested\"'], depends_on: [build]}\n"
+        "  deploy: {command: ['true'], depends_on: {test: afterok}}\n"
+        "  notify: {command: [sh, -c, 'touch \"$PBS_O_WORKDIR/notified\"'], depends_on: {build: afterany}}\n"
+        "  rescue: {command: ['true'], depends_on: {build: afternotok}}\n"
+    )
+    hb.run("hyper", "workflow", "submit", "fails.yaml")
+    done = wait_steps_final(hb, "fails")
+    states = {r["step"]: (r["state"], r["exit_status"]) for r in done["steps"]}
+    assert states == {"build": ("FAILED", 3), "test": ("CANCELLED", None), "deploy": ("CANCELLED", None),
+                      "notify": ("SUCCEEDED", 0), "rescue": ("SUCCEEDED", 0)}
+    assert (hb.workdir / "notified").exists() and not (hb.workdir / "tested").exists()
+
+    picture = hb.workdir / "fails.svg"
+    hb.run("hyper", "workflow", "show", "fails", "--svg", picture)
+    assert step_states(picture)["build"] == ("FAILED", "#ff8a8a")
+    assert step_states(picture)["deploy"] == ("CANCELLED", "#c8c8c8")
+
+
+def test_an_invalid_file_is_refused_with_its_line_and_field_and_nothing_is_created(hb):
+    before = hb.jobs()
+    (hb.workdir / "bad.yaml").write_text(
+        "name: bad\n"
+        "jobs:\n"
+        "  first: {command: ['true']}\n"
+        "  second:\n"
+        "    command: ['true']\n"
+        "    array: 1-x\n"
+        "    depends_on: [first]\n"
+    )
+    proc = hb.run("hyper", "workflow", "submit", "bad.yaml", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("hyper: bad.yaml:6: jobs.second.array: array range '1-x'"), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+    (hb.workdir / "loop.yaml").write_text(
+        "name: loop\njobs:\n  a: {command: ['true'], depends_on: [b]}\n  b: {command: ['true'], depends_on: [a]}\n")
+    proc = hb.run("hyper", "workflow", "submit", "loop.yaml", check=False)
+    assert proc.returncode == 2 and "loop.yaml:3: jobs.a.depends_on: a cycle: a -> b -> a" in proc.stderr
+
+    (hb.workdir / "queue.yaml").write_text(
+        "name: q\njobs:\n  a: {command: ['true']}\n  b: {command: ['true'], queue: nosuch}\n")
+    proc = hb.run("hyper", "workflow", "submit", "queue.yaml", check=False)
+    assert proc.returncode != 0 and proc.stderr.startswith("hyper: queue.yaml:4: jobs.b: unknown queue 'nosuch'")
+
+    assert hb.jobs() == before  # all or none: the valid steps were not created either
+    missing = hb.run("hyper", "workflow", "status", "bad", check=False)
+    assert missing.returncode == 1 and missing.stderr == "hyper: no workflow named bad: submit one with hyper " \
+                                                        "workflow submit FILE.yaml\n"
