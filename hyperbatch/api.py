@@ -211,7 +211,7 @@ def _workflow_models() -> type[BaseModel]:
     step = _option_model(
         "WorkflowStep",
         "One step: a job request (a script or a command, and any option field) and the steps it depends on.",
-        options.FIELDS,
+        options.FIELDS, {"command": ["sh", "-c", "seq 1 100 > numbers"], "depends_on": ["prepare"]},
         script=(Annotated[str, AfterValidator(limits.check_script)] | None,
                 Field(None, description="in the file: the script's path, relative to the file; "
                       "in the request: its text (its #PBS header is read; the step's keys win)")),
@@ -225,7 +225,7 @@ def _workflow_models() -> type[BaseModel]:
                           "afterany or afternotok")),
     )
     defaults = _option_model("WorkflowDefaults", "Option fields every step takes unless it gives its own.",
-                             options.FIELDS)
+                             options.FIELDS, {"queue": "batch", "walltime": "00:10:00"})
 
     def step_names(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -236,7 +236,11 @@ def _workflow_models() -> type[BaseModel]:
 
     return create_model(
         "WorkflowRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+            "name": "sweep", "defaults": {"queue": "batch", "walltime": "00:10:00"},
+            "jobs": {"prepare": {"command": ["sh", "-c", "seq 1 100 > numbers"]},
+                     "square": {"script": "#!/bin/sh\necho $PBS_ARRAY_INDEX\n", "array": "1-100%10",
+                                "depends_on": ["prepare"]}}}]}),
         __doc__="A workflow: a DAG of jobs, created all at once or not at all.",
         __validators__={"step_names": field_validator("jobs", mode="before")(step_names)},
         name=(str, Field(pattern=workflows.NAME_PATTERN, examples=["sweep"],
@@ -518,7 +522,7 @@ def build_app(
     @app.post("/workflows", summary="Submit a workflow: a DAG of jobs, all created or none",
               description="The body is a workflow file as `hyper workflow submit` sends it (docs/workflow.schema.json); "
                           "the answer is the workflow as GET /workflows/NAME shows it.",
-              responses=answers(responses.Workflow, 404, status=201, description="the workflow, each step with its job"))
+              responses=answers(responses.WorkflowStatus, 404, status=201, description="the workflow, each step with its job"))
     def submit_workflow():
         raw = read_json_body(app.current_event)
         try:
@@ -529,7 +533,7 @@ def build_app(
         return Response(201, content_types.APPLICATION_JSON, json.dumps(shown))
 
     @app.get("/workflows/<name>", summary="The caller's newest workflow of that name, each step with its job's state",
-             responses=answers(responses.Workflow, 404))
+             responses=answers(responses.WorkflowStatus, 404))
     def workflow_status(name: str) -> dict:
         return workflow_service.status(scheduler, unquote(name), caller())
 

@@ -271,10 +271,12 @@ class Health(BaseModel):
     server: str
 
 
-class WorkflowStep(BaseModel):
+class StepStatus(BaseModel):
     """One step of a workflow and its job now."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"step": "square", "job": "1235[].myhost", "state": "RUNNING", "exit_status": None,
+         "depends_on": {"prepare": "afterok"}, "array": None}]})
     step: str
     job: str = Field(description="the step's job, as PBS names it (1234.myhost)")
     state: str = Field(description="the job's state, or UNKNOWN once its retention has passed")
@@ -283,7 +285,7 @@ class WorkflowStep(BaseModel):
     array: ArrayView | None
 
 
-class Workflow(BaseModel):
+class WorkflowStatus(BaseModel):
     """A workflow as submitted: its name, owner, when, and each step's job."""
 
     model_config = _example(name="sweep", owner="alice", created_at=1765000000.0, steps=[
@@ -292,4 +294,4 @@ class Workflow(BaseModel):
     name: str
     owner: str
     created_at: float
-    steps: list[WorkflowStep]
+    steps: list[StepStatus]
