@@ -147,7 +147,12 @@ def put_parts(client: Any, uri: str, path: str, size: int, multipart: dict) -> N
             sent = {u["number"]: pool.submit(put_part, u["url"], path, (u["number"] - 1) * part,
                                              min(part, size - (u["number"] - 1) * part), u["number"])
                     for u in page["urls"]}
-            etags.update((number, future.result()) for number, future in sent.items())
+            try:
+                etags.update((number, future.result()) for number, future in sent.items())
+            except BaseException:
+                for future in sent.values():
+                    future.cancel()  # the parts not started yet: the upload is given up
+                raise
     client.request("POST", "/uploads/complete", body={
         "uri": uri, "upload_id": upload_id, "parts": [{"number": n, "etag": etags[n]} for n in sorted(etags)]})
 
