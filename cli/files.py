@@ -4,17 +4,24 @@
 - `upload_stage_in`: qsub to an AWS host. Each stage-in pair whose source is a file or directory on
   this machine is uploaded under one new upload of the caller (POST /uploads, then a PUT per file),
   and the pair is rewritten to name the upload's `s3://` URI; the API accepts the job only once its
-  uploads are there. Pairs naming S3 already are left as they are.
+  uploads are there. Pairs naming S3 already are left as they are. In an array, a path naming
+  `^array_index^` is uploaded for each index whose file exists, under `PAIR/INDEX/`, and the pair names
+  `PAIR/^array_index^/NAME`, which each task turns into its own (at most MAX_STAGED_FILES files and
+  MAX_STAGED_BYTES: past that the inputs belong in S3, named by an s3:// URI with `^array_index^`).
 - `fetch`: `hyper fetch` and `qsub --wait`. What the job's runs left (GET /jobs/ID/files): the output
   files (NAME.oN, NAME.eN) go to the submit directory, files staged out to the destination their pair
   named on this machine; with a DEST directory, everything goes under it by its name in the job's prefix.
 
-Transfers go in one request each, retried with backoff (a presigned PUT takes up to 5 GB), and a
-download lands under a temporary name first, so a file is never left half written. Standard library only.
+A file under the multipart threshold (core/bucket.py, 64 MiB) goes in one PUT; a larger one in parts
+(POST /uploads/parts, /uploads/complete, or /uploads/abort when qsub gives up), a few at once. Each
+request is retried with backoff on a broken connection, 429 and 5xx, so a failure costs one part, not
+the file. A download lands under a temporary name first, so a file is never left half written.
+Standard library only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
@@ -24,6 +31,7 @@ import urllib.error
 import urllib.request
 
 from hyperbatch.cli.errors import CliError
+from hyperbatch.core import bucket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -92,6 +100,63 @@ def get_file(url: str, dest: str) -> int:
 
 # ---- qsub: stage-in uploads ----------------------------------------------------------------------
 
+PARALLEL = 4  # parts of a large file put at once
+PART_BATCH = 32  # UploadPart URLs asked for at a time: fresh when their parts go (a URL lasts an hour)
+
+
+class _Slice:
+    """`length` bytes of an open file from where it stands: one part's body, read as it is sent."""
+
+    def __init__(self, file: Any, length: int):
+        self.file, self.left = file, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.file.read(size)
+        self.left -= len(data)
+        return data
+
+
+def put_part(url: str, path: str, offset: int, length: int, number: int) -> str:
+    """One part of `path` (`length` bytes from `offset`) by its presigned UploadPart URL; its ETag."""
+
+    def attempt() -> str:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            request = urllib.request.Request(url, data=_Slice(file, length), method="PUT",
+                                             headers={"Content-Length": str(length),
+                                                      "Content-Type": "application/octet-stream"})
+            with _open(request) as response:
+                response.read()
+                return str(response.headers["ETag"])
+
+    return _retried(f"cannot upload {path} (part {number})", attempt)
+
+
+def put_parts(client: Any, uri: str, path: str, size: int, multipart: dict) -> None:
+    """A large file as a multipart upload (POST /uploads gave its id and part size): parts a few at a
+    time, each retried on its own, by URLs asked for a batch at a time; then the API completes it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    upload_id, part, count = multipart["upload_id"], multipart["part_size"], multipart["parts"]
+    etags: dict[int, str] = {}
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        for first in range(1, count + 1, PART_BATCH):
+            _, page = client.request("POST", "/uploads/parts", body={
+                "uri": uri, "upload_id": upload_id, "first": first, "count": min(PART_BATCH, count - first + 1)})
+            sent = {u["number"]: pool.submit(put_part, u["url"], path, (u["number"] - 1) * part,
+                                             min(part, size - (u["number"] - 1) * part), u["number"])
+                    for u in page["urls"]}
+            try:
+                etags.update((number, future.result()) for number, future in sent.items())
+            except BaseException:
+                for future in sent.values():
+                    future.cancel()  # the parts not started yet: the upload is given up
+                raise
+    client.request("POST", "/uploads/complete", body={
+        "uri": uri, "upload_id": upload_id, "parts": [{"number": n, "etag": etags[n]} for n in sorted(etags)]})
+
+
 def _local_files(source: str) -> list[tuple[str, str]]:
     """(path on this machine, relative name) of the file at `source`, or of every file under a directory."""
     if os.path.isdir(source):
@@ -109,33 +174,103 @@ def _local_files(source: str) -> list[tuple[str, str]]:
     return [(source, posixpath.basename(source))]
 
 
-def upload_stage_in(client: Any, pairs: list[str]) -> list[str]:
-    """The stage-in pairs with this machine's files uploaded and named by their s3:// URIs."""
+def _per_index(source: str, folder: str, indices: Any) -> tuple[str, list[tuple[str, str]]]:
+    """An array's stage-in whose path names `^array_index^`: each index's file (or directory) that
+    exists on this machine, under `folder`/INDEX/; and the pair's name relative to the upload, with
+    `^array_index^` still in it, which each task's own stage-in turns into its index (core/staging)."""
+    from hyperbatch.core.staging import ARRAY_INDEX
+
+    found: list[tuple[str, str]] = []
+    kinds = set()
+    for index in indices:
+        path = source.replace(ARRAY_INDEX, str(index))
+        if not os.path.exists(path):
+            continue  # that task fails with its stage-in status when it runs
+        kinds.add(os.path.isdir(path))
+        found += [(p, f"{folder}{index}/{name}") for p, name in _local_files(path)]
+        if len(found) > bucket.MAX_STAGED_FILES:
+            break
+    if not found:
+        raise CliError(f"stagein: {source}: no such file on this machine for any index of the array")
+    if len(kinds) > 1:
+        raise CliError(f"stagein: {source}: a file for some indices and a directory for others; give one kind")
+    directory = kinds.pop()
+    return f"{folder}{ARRAY_INDEX}/" + ("" if directory else posixpath.basename(source.rstrip("/"))), found
+
+
+def upload_stage_in(client: Any, pairs: list[str], array: str | None = None) -> list[str]:
+    """The stage-in pairs with this machine's files uploaded and named by their s3:// URIs. In an array
+    (`array`: its range), a path naming `^array_index^` is uploaded for each index whose file exists."""
     from hyperbatch.core import staging
+    from hyperbatch.core.arrays import parse_array
 
     stages = [staging.parse(text) for text in pairs]
-    plan: list[tuple[int, str, list[tuple[str, str]]]] = []  # (pair, its upload folder, files)
+    names: dict[int, str] = {}  # pair -> its name relative to the upload
+    files: list[tuple[str, str, int]] = []  # (path here, name in the upload, size)
     for number, stage in enumerate(stages):
         if stage.is_s3:
             continue
-        source = stage.path
-        folder = f"{number}/"
-        plan.append((number, folder, [(path, folder + name) for path, name in _local_files(source)]))
-    if not plan:
+        source, folder = stage.path, f"{number}/"
+        if array and staging.ARRAY_INDEX in source:
+            names[number], found = _per_index(source, folder, parse_array(array).indices())
+            sizes = [os.path.getsize(path) for path, _ in found]
+            if sum(sizes) > bucket.MAX_STAGED_BYTES or len(files) + len(found) > bucket.MAX_STAGED_FILES:
+                raise CliError(f"stagein: {source}: the array's inputs are more than qsub uploads "
+                               f"({bucket.MAX_STAGED_FILES} files, {bucket.MAX_STAGED_BYTES >> 30} GiB); put them "
+                               f"in S3 and name s3://BUCKET/KEY with {staging.ARRAY_INDEX} in it instead")
+        else:
+            found = [(path, folder + name) for path, name in _local_files(source)]
+            names[number] = folder if os.path.isdir(source) else found[0][1]
+            sizes = [os.path.getsize(path) for path, _ in found]
+        files += [(path, name, size) for (path, name), size in zip(found, sizes)]
+    if len(files) > bucket.MAX_STAGED_FILES:
+        raise CliError(f"stagein: {len(files)} files are more than qsub uploads ({bucket.MAX_STAGED_FILES}); "
+                       "put them in S3 and name an s3:// source instead")
+    if not files:
         return list(pairs)
-    names = [name for _, _, files in plan for _, name in files]
-    _, answer = client.request("POST", "/uploads", body={"files": names})
-    prefix, urls = answer["prefix"], answer["urls"]
-    for _, _, files in plan:
-        for path, name in files:
-            put_file(urls[name], path)
+    prefix, urls, multipart = _ask_upload(client, files)
+    _send(client, prefix, files, urls, multipart)
     out = list(pairs)
-    for number, folder, files in plan:
-        stage = stages[number]
-        source = stage.path
-        remote = prefix + (folder if os.path.isdir(source) else files[0][1])
-        out[number] = staging.Stage(stage.local, remote).text()
+    for number, name in names.items():
+        out[number] = staging.Stage(stages[number].local, prefix + name).text()
     return out
+
+
+def _ask_upload(client: Any, files: list[tuple[str, str, int]]) -> tuple[str, dict, dict]:
+    """One upload for all the files (POST /uploads, up to MAX_UPLOAD_FILES a request): its s3:// prefix,
+    the PUT URL of each small file and the multipart upload of each large one."""
+    upload: str | None = None
+    prefix, urls, multipart = "", {}, {}
+    for start in range(0, len(files), bucket.MAX_UPLOAD_FILES):
+        chunk = [{"path": name, "size": size} for _, name, size in files[start:start + bucket.MAX_UPLOAD_FILES]]
+        _, answer = client.request("POST", "/uploads", body={"files": chunk, **({"upload": upload} if upload else {})})
+        prefix, upload = answer["prefix"], answer["upload"]
+        urls.update(answer["urls"])
+        multipart.update(answer.get("multipart") or {})
+    return prefix, urls, multipart
+
+
+def _send(client: Any, prefix: str, files: list[tuple[str, str, int]], urls: dict, multipart: dict) -> None:
+    """Every file: a small one by its PUT URL (a few at once), a large one in parts. On a failure every
+    multipart upload not completed is aborted, so that no part is left in the bucket (the bucket's
+    lifecycle also drops unfinished uploads after a day)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    open_uploads = [(path, name, size) for path, name, size in files if name in multipart]
+    try:
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            for future in [pool.submit(put_file, urls[name], path) for path, name, _ in files if name in urls]:
+                future.result()
+        while open_uploads:
+            path, name, size = open_uploads[0]
+            put_parts(client, prefix + name, path, size, multipart[name])
+            open_uploads.pop(0)
+    except BaseException:
+        for _, name, _ in open_uploads:
+            with contextlib.suppress(Exception):
+                client.request("POST", "/uploads/abort", body={"uri": prefix + name,
+                                                               "upload_id": multipart[name]["upload_id"]})
+        raise
 
 
 # ---- hyper fetch ---------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def _upload_stage_in(client: Any, found: Any, submitter: dict[str, str]) -> None
                                     "stagein", submitter.get("PBS_O_HOST"))
         except SpecError as exc:
             raise UsageError(found.locate(f"{path}.stagein: {exc}")) from None
-        spec["stagein"] = upload_stage_in(client, pairs)
+        spec["stagein"] = upload_stage_in(client, pairs, spec.get("array"))
 
 
 def _status(name: str) -> dict:

@@ -33,7 +33,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationInfo, create_model, field_validator)
 
 from hyperbatch import __version__
-from hyperbatch.core import dependencies, limits, options, responses, workflows
+from hyperbatch.core import bucket, dependencies, limits, options, responses, workflows
 from hyperbatch.core.errors import PBSE_IVALREQ, PBSE_NOSUP, PBSE_UNKJOBID, HyperError, NotFound, PayloadTooLarge, SpecError
 from hyperbatch.core.ids import JobRef, parse_job_ref
 from hyperbatch.core.ports import FileBucket
@@ -81,7 +81,6 @@ SWAGGER_ASSETS = {  # served at /swagger/NAME: (content type, the file powertool
 ASSET_MAX_AGE = 86400  # seconds a browser may keep the assets: they change only with powertools' pin
 
 MAX_PAGE = 1000
-MAX_UPLOAD_FILES = 1000  # files one upload may name (a directory's tree counts file by file)
 NO_BUCKET = "this host keeps no job files: local mode reads stage-in files where they are and writes outputs to the submit directory"
 
 
@@ -158,12 +157,64 @@ class MoveRequest(BaseModel):
     queue: str = Field(min_length=1, max_length=limits.MAX_REF_CHARS)
 
 
-class UploadRequest(BaseModel):
-    """The relative paths of the files `qsub` is about to upload for a job's stage-in."""
+UploadPath = Annotated[str, AfterValidator(limits.no_nul), Field(min_length=1, max_length=limits.MAX_PATH_BYTES)]
+UploadUri = Annotated[str, AfterValidator(limits.no_nul), Field(min_length=1, max_length=2 * limits.MAX_PATH_BYTES)]
+UPLOAD_EXAMPLE: dict[str, Any] = {"uri": "s3://hyperbatch-files/uploads/alice/0f3c/data/big.bin", "upload_id": "2~mY5Lq0r"}
+UploadId = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9._~=+/-]+$")]
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"files": ["in.txt", "data/a.csv"]}]})
-    files: list[Annotated[str, AfterValidator(limits.no_nul)]] = Field(
-        min_length=1, max_length=MAX_UPLOAD_FILES, examples=[["in.txt", "data/a.csv"]])
+
+class UploadFile(BaseModel):
+    """A file qsub is about to upload, with its size: one of `bucket.MULTIPART_THRESHOLD` or more goes in parts."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: UploadPath
+    size: int = Field(ge=0, le=bucket.MAX_OBJECT)
+
+
+class UploadRequest(BaseModel):
+    """The files (relative paths, or {path, size}) `qsub` is about to upload for a job's stage-in; `upload`:
+    more files of one of the caller's uploads (its id), when one request cannot name them all."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"files": ["in.txt", {"path": "data/big.bin", "size": 200_000_000}]}]})
+    files: list[UploadPath | UploadFile] = Field(
+        min_length=1, max_length=bucket.MAX_UPLOAD_FILES,
+        examples=[["in.txt", {"path": "data/big.bin", "size": 200_000_000}]])
+    upload: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+
+
+class PartsRequest(BaseModel):
+    """UploadPart URLs for parts `first` .. `first` + `count` - 1 of a multipart upload of the caller's."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{**UPLOAD_EXAMPLE, "first": 1, "count": 100}]})
+    uri: UploadUri
+    upload_id: UploadId
+    first: int = Field(1, ge=1, le=bucket.MAX_PARTS)
+    count: int = Field(bucket.PART_PAGE, ge=1, le=bucket.PART_PAGE)
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"number": 1, "etag": '"9b2cf535f27731c974343645a3985328"'}]})
+    number: int = Field(ge=1, le=bucket.MAX_PARTS)
+    etag: str = Field(min_length=1, max_length=128)
+
+
+class CompleteRequest(BaseModel):
+    """A multipart upload of the caller's made one object of its parts (number and ETag each)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {**UPLOAD_EXAMPLE, "parts": [{"number": 1, "etag": '"9b2cf535f27731c974343645a3985328"'}]}]})
+    uri: UploadUri
+    upload_id: UploadId
+    parts: list[Part] = Field(min_length=1, max_length=bucket.MAX_PARTS)
+
+
+class AbortRequest(BaseModel):
+    """A multipart upload of the caller's dropped with the parts it has."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [UPLOAD_EXAMPLE]})
+    uri: UploadUri
+    upload_id: UploadId
 
 
 class BatchRequest(BaseModel):
@@ -500,24 +551,47 @@ def build_app(
         chunk = on_job(job_id, lambda ref: scheduler.read_log(ref.seq, caller(), stream, offset, _index(ref, index)))
         return {**chunk, "data": base64.b64encode(chunk["data"]).decode("ascii"), "encoding": "base64"}
 
-    @app.post("/uploads", summary="PUT URLs for files qsub uploads for a job's stage-in (AWS)",
-              description="The files go under the caller's own prefix; a job names them by the s3:// URIs "
-                          "under `prefix`, and is accepted only once they are there.",
-              responses=answers(responses.UploadUrls, 404, 413, status=201,
-                                description="a PUT URL for each file (404 where the host keeps no job files)"))
-    def upload(body: UploadRequest):
+    def bucket_files() -> FileBucket:
         if files is None:
             raise NotFound(NO_BUCKET, pbs_errno=PBSE_NOSUP)
-        answer = files.upload(caller().name, body.files)
+        return files
+
+    @app.post("/uploads", summary="PUT URLs for files qsub uploads for a job's stage-in (AWS)",
+              description="The files go under the caller's own prefix; a job names them by the s3:// URIs "
+                          "under `prefix`, and is accepted only once they are there. A file given with a size "
+                          "of `multipart threshold` or more gets a multipart upload instead of a URL "
+                          "(POST /uploads/parts, /uploads/complete, /uploads/abort).",
+              responses=answers(responses.UploadUrls, 404, 413, status=201,
+                                description="a PUT URL for each file, or a multipart upload for each large one "
+                                            "(404 where the host keeps no job files)"))
+    def upload(body: UploadRequest):
+        listed: list[tuple[str, int | None]] = [(f, None) if isinstance(f, str) else (f.path, f.size) for f in body.files]
+        answer = bucket_files().upload(caller().name, listed, body.upload)
         return Response(201, content_types.APPLICATION_JSON, json.dumps(answer))
+
+    @app.post("/uploads/parts", summary="UploadPart URLs of a multipart upload of the caller's, a page at a time (AWS)",
+              responses=answers(responses.PartUrls, 404))
+    def upload_parts(body: PartsRequest) -> dict:
+        return {"urls": bucket_files().part_urls(caller().name, body.uri, body.upload_id, body.first, body.count)}
+
+    @app.post("/uploads/complete", summary="A multipart upload of the caller's made one object of its parts (AWS)",
+              responses=answers(responses.UploadDone, 404))
+    def upload_complete(body: CompleteRequest) -> dict:
+        bucket_files().complete(caller().name, body.uri, body.upload_id, [(p.number, p.etag) for p in body.parts])
+        return {"uri": body.uri}
+
+    @app.post("/uploads/abort", summary="A multipart upload of the caller's dropped with its parts (AWS)",
+              responses=answers(responses.UploadDone, 404))
+    def upload_abort(body: AbortRequest) -> dict:
+        bucket_files().abort(caller().name, body.uri, body.upload_id)
+        return {"uri": body.uri}
 
     @app.get("/jobs/<job_id>/files", summary="The files a job left (stdout, stderr, stage-out) with GET URLs (AWS)",
              responses=answers(responses.JobFiles, *job_read))
     def job_files(job_id: str) -> dict:
-        if files is None:
-            raise NotFound(NO_BUCKET, pbs_errno=PBSE_NOSUP)
+        kept = bucket_files()
         doc = on_job(job_id, lambda ref: scheduler.get(_whole(ref), caller()))  # the owner's (or an admin's) only
-        return {"job": view(doc)["id"], "files": files.job_files(doc["id"])}
+        return {"job": view(doc)["id"], "files": kept.job_files(doc["id"])}
 
     @app.post("/workflows", summary="Submit a workflow: a DAG of jobs, all created or none",
               description="The body is a workflow file as `hyper workflow submit` sends it (docs/workflow.schema.json); "

@@ -92,13 +92,20 @@ def bucket_listing(principal: iam.IGrantable, config: Configuration, prefixes: t
           conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}})
 
 
+def bucket_uploads_in_progress(principal: iam.IGrantable, config: Configuration) -> None:
+    """ListMultipartUploads of this deployment's files bucket (keys and upload ids, no data); S3 offers
+    no prefix condition on it, so the API narrows each listing to the caller's key itself."""
+    bucket = naming.files_bucket(config.settings.stack_name, config.settings.main_region)
+    allow(principal, ["s3:ListBucketMultipartUploads"], [f"arn:{Aws.PARTITION}:s3:::{bucket}"])
+
+
 def staging_locations(principal: iam.IGrantable, config: Configuration) -> None:
     """Read and write the S3 locations settings.staging_locations allows jobs to stage from and to."""
     for number, location in enumerate(config.settings.staging_locations):
         bucket, _, prefix = location[len("s3://"):].partition("/")
         allow(
             principal,
-            ("s3:GetObject", "s3:PutObject"),
+            ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"),
             [f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"],
             wildcard_reason="Jobs stage files under the locations settings.staging_locations names; the wildcard "
             "is confined to each of them.",

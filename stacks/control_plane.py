@@ -85,9 +85,12 @@ class ControlPlaneStack(Stack):
         # the bucket only through URLs the API presigns: PUT for their uploads, GET for their jobs' files;
         # it reads the uploads a job names (HeadObject) and lists a job's files (hyperbatch/core/bucket.py).
         access.bucket_objects(function, config, SCRIPT_PREFIX, ("s3:PutObject",))
-        access.bucket_objects(function, config, UPLOAD_PREFIX, ("s3:PutObject", "s3:GetObject"))
+        # A large upload is a multipart one: it starts, completes (PutObject) and aborts it, and finds
+        # whether an upload id is one in progress for the key named (ListBucketMultipartUploads).
+        access.bucket_objects(function, config, UPLOAD_PREFIX, ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"))
         access.bucket_objects(function, config, JOB_PREFIX, ("s3:GetObject",))
         access.bucket_listing(function, config, (UPLOAD_PREFIX, JOB_PREFIX))
+        access.bucket_uploads_in_progress(function, config)
         return function
 
     def _release_function(self, functions: Functions, config: Configuration) -> lambda_.Function:

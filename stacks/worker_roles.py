@@ -41,7 +41,8 @@ def grant_worker(principal: iam.IGrantable | iam.ManagedPolicy, config: Configur
     # settings.staging_locations allows; nothing else of S3.
     access.bucket_objects(principal, config, SCRIPT_PREFIX, ("s3:GetObject",))
     access.bucket_objects(principal, config, UPLOAD_PREFIX, ("s3:GetObject",))
-    access.bucket_objects(principal, config, JOB_PREFIX, ("s3:PutObject",))
+    # (a stage-out over 16 MB goes in parts: one that fails is aborted, not left to the lifecycle rule)
+    access.bucket_objects(principal, config, JOB_PREFIX, ("s3:PutObject", "s3:AbortMultipartUpload"))
     access.bucket_listing(principal, config, (UPLOAD_PREFIX,))  # a directory staged in is a prefix
     access.staging_locations(principal, config)
 

@@ -159,7 +159,7 @@ def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command
     if on_aws and request.get("stagein"):  # a worker on AWS reads this machine's files only once uploaded
         from hyperbatch.cli.files import upload_stage_in
 
-        request["stagein"] = upload_stage_in(client, request["stagein"])
+        request["stagein"] = upload_stage_in(client, request["stagein"], request.get("array"))
     _, job = client.request("POST", "/jobs", body=request)
     if not isinstance(job, dict) or not job.get("id"):
         raise CliError(f"the server accepted the job but sent no id: {job!r}")

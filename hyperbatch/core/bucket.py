@@ -22,6 +22,13 @@ are random, so one user's uploads never collide either.
 
 Any other `s3://` location must be one the deployment's settings allow
 (`settings.staging_locations`): the workers' role may read and write only there.
+
+A file of MULTIPART_THRESHOLD or more goes up in parts (`part_size`): the API
+starts an S3 multipart upload and presigns each UploadPart, a page of URLs at a
+time; qsub puts the parts, a few at once, each retried on its own, and the API
+completes the upload with the parts' ETags (or aborts it when qsub gives up).
+Each of those steps names the upload's key, which must lie under the caller's
+own uploads (`owned_upload`): a multipart upload is its owner's as its key is.
 """
 
 from __future__ import annotations
@@ -30,8 +37,18 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from hyperbatch.core.errors import SpecError
+from hyperbatch.core.errors import Forbidden, SpecError
 from hyperbatch.core.names import JOB_PREFIX, SCRIPT_PREFIX, UPLOAD_PREFIX  # noqa: F401 (the stacks' names too)
+
+MIB = 1 << 20
+MULTIPART_THRESHOLD = 64 * MIB  # a file this large or larger goes up in parts (a single PUT takes up to 5 GB)
+MIN_PART = 64 * MIB  # parts are at least this large: 10,000 of them reach 625 GiB before parts must grow
+MAX_PARTS = 10_000  # S3's most parts in one upload
+MAX_OBJECT = 5 * (1 << 40)  # S3's largest object, 5 TiB
+MAX_UPLOAD_FILES = 1000  # files one POST /uploads may name; qsub sends more to the same upload in several
+MAX_STAGED_FILES = 10_000  # files one qsub uploads (an array's ^array_index^ inputs count one by one)
+MAX_STAGED_BYTES = 100 * (1 << 30)  # bytes of ^array_index^ inputs one qsub uploads: beyond, name them in S3
+PART_PAGE = 500  # UploadPart URLs the API presigns per request (each ~1.5 KB: far under a response's 6 MB)
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -76,6 +93,32 @@ def owner_key(owner: str) -> str:
 
 def upload_prefix(owner: str, upload_id: str) -> str:
     return f"{UPLOAD_PREFIX}{owner_key(owner)}/{upload_id}/"
+
+
+def part_size(size: int, minimum: int = MIN_PART) -> int:
+    """The part size of a multipart upload of `size` bytes: `minimum`, or larger (whole MiB) when
+    `size` would otherwise need more than S3's 10,000 parts."""
+    if size > MAX_OBJECT:
+        raise SpecError(f"a file of {size} bytes is larger than S3's largest object (5 TiB)")
+    needed = -(-size // MAX_PARTS)
+    return minimum if needed <= minimum else -(-needed // MIB) * MIB
+
+
+def part_count(size: int, part: int) -> int:
+    """How many parts of `part` bytes carry `size` bytes (an empty file: one empty part)."""
+    return max(1, -(-size // part))
+
+
+def owned_upload(uri: str, bucket: str, owner: str) -> S3Uri:
+    """An upload's object named by a multipart step: in the deployment's bucket and under `owner`'s
+    own uploads (uploads/<owner key>/<upload id>/<path>), else Forbidden (PBS's "Unauthorized Request")."""
+    target = parse_s3(uri)
+    mine = f"{UPLOAD_PREFIX}{owner_key(owner)}/"
+    upload_id, _, path = target.key[len(mine):].partition("/") if target.key.startswith(mine) else ("", "", "")
+    if target.bucket != bucket or not upload_id or not path:
+        raise Forbidden(f"{uri} is not one of your uploads")
+    check_relative(path)
+    return target
 
 
 def job_prefix(job_id: str, index: int | None = None) -> str:

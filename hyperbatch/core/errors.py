@@ -122,3 +122,10 @@ class StaleTransition(Exception):
 
 class ConfigError(ValueError):
     """A configuration file is missing, malformed or inconsistent; the message names file, entry and field."""
+
+
+def why(exc: BaseException) -> str:
+    """What went wrong in a user's words: an OS error's own ('No space left on device', without the
+    errno and path the job's comment names already), else the exception's message, else its kind.
+    The one wording of a failure in a job's comment, whichever part of a worker saw it."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__

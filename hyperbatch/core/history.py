@@ -10,7 +10,9 @@ side and "M" for the worker's (PBS's MoM). The submit line is not stored:
 it follows from the job's own fields. A user named "" is the job's owner.
 An array records its own events (held, cancelled, re-run), not one per task
 or chunk (its start is rendered from started_at), so a job gains a few
-events per run.
+events per run; the one exception is a task's files not staged in or out
+(`add_task_files`), the only place a task's reason is kept, and only for its
+first MAX_TASK_FILE_EVENTS such tasks, so that the item stays small.
 
 Codes: r run (host, attempt) · x exit (status, cpu seconds, wall seconds,
 next attempt or 0) · h hold (user) · u release (user)
@@ -35,6 +37,18 @@ def event(code: str, *args, at: float | None = None) -> list:
 def add(change, code: str, *args, at: float | None = None):
     """Append one event to `change` (a core.model.Change) and return the change."""
     change.append.setdefault(FIELD, []).append(event(code, *args, at=at))
+    return change
+
+
+MAX_TASK_FILE_EVENTS = 20
+
+
+def add_task_files(change, doc: dict, notes: list[tuple[int, str]], at: float | None = None):
+    """Append an `f` event for each (task index, staging note) to an array's `change`, while the array
+    `doc` holds fewer than MAX_TASK_FILE_EVENTS of them; the change."""
+    room = MAX_TASK_FILE_EVENTS - sum(1 for e in doc.get(FIELD) or () if e[1] == "f")
+    for index, note in notes[:max(0, room)]:
+        add(change, "f", f"task {index}: {note}", at=at)
     return change
 
 

@@ -336,8 +336,19 @@ class FileBucket(Protocol):
 
     bucket: str
 
-    def upload(self, owner: str, paths: list[str]) -> dict:
-        """A new upload of `owner`: {"prefix": its s3:// URI, "urls": {path: PUT URL}, "expires_in"}."""
+    def upload(self, owner: str, files: list[tuple[str, int | None]], upload_id: str | None = None) -> dict:
+        """Files (relative path, size if known) of a new upload of `owner`, or more of their upload
+        `upload_id`: {"prefix": its s3:// URI, "upload": its id, "urls": {path: PUT URL}, "multipart":
+        {path: {"upload_id", "part_size", "parts"}} for large files, "expires_in"}."""
+
+    def part_urls(self, owner: str, uri: str, upload_id: str, first: int, count: int) -> list[dict]:
+        """UploadPart URLs ({"number", "url"}) of `owner`'s multipart upload at `uri`."""
+
+    def complete(self, owner: str, uri: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """`owner`'s multipart upload at `uri` made one object of its parts (number, ETag)."""
+
+    def abort(self, owner: str, uri: str, upload_id: str) -> None:
+        """`owner`'s multipart upload at `uri` dropped, with its parts."""
 
     def missing(self, uris: list) -> list:
         """Which of these S3Uris of the bucket (objects, or prefixes ending in '/') hold nothing."""

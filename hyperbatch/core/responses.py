@@ -189,15 +189,46 @@ class LogChunk(BaseModel):
     state: JobState
 
 
+class Multipart(BaseModel):
+    """A large file's multipart upload: qsub asks POST /uploads/parts for its parts' URLs."""
+
+    model_config = _example(upload_id="2~mY5Lq0r", part_size=67108864, parts=3)
+    upload_id: str
+    part_size: int = Field(description="bytes in each part but the last")
+    parts: int = Field(description="how many parts the file makes")
+
+
 class UploadUrls(BaseModel):
     """Where qsub PUTs each stage-in file; a job names them by the s3:// URIs under `prefix`."""
 
-    model_config = _example(prefix="s3://hyperbatch-files/uploads/alice/0f3c/",
+    model_config = _example(prefix="s3://hyperbatch-files/uploads/alice/0f3c/", upload="0f3c" * 8,
                             urls={"in.txt": "https://hyperbatch-files.s3.amazonaws.com/uploads/alice/0f3c/in.txt?..."},
+                            multipart={"data/big.bin": {"upload_id": "2~mY5Lq0r", "part_size": 67108864, "parts": 3}},
                             expires_in=3600)
     prefix: str
+    upload: str = Field(description="the upload's id: POST /uploads with it adds files under the same prefix")
     urls: dict[str, str] = Field(description="a presigned PUT URL by relative path")
+    multipart: dict[str, Multipart] = Field(description="by relative path, each file too large for one PUT")
     expires_in: int = Field(description="seconds the URLs stay valid")
+
+
+class PartUrl(BaseModel):
+    number: int
+    url: str = Field(description="a presigned UploadPart URL: PUT the part's bytes there, keep the ETag answered")
+
+
+class PartUrls(BaseModel):
+    """A page of a multipart upload's part URLs."""
+
+    model_config = _example(urls=[{"number": 1, "url": "https://hyperbatch-files.s3.amazonaws.com/uploads/...?partNumber=1&..."}])
+    urls: list[PartUrl]
+
+
+class UploadDone(BaseModel):
+    """The object a multipart upload completed (or aborted) was for."""
+
+    model_config = _example(uri="s3://hyperbatch-files/uploads/alice/0f3c/data/big.bin")
+    uri: str
 
 
 class JobFile(BaseModel):

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable
 
 from hyperbatch.core import environment, exits, isolation, limits, outputs, resources, staging
 from hyperbatch.core.cadence import FENCE_MARGIN, Cadence
-from hyperbatch.core.errors import NotFound
+from hyperbatch.core.errors import NotFound, why
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support import spawn
@@ -528,7 +528,7 @@ class Agent:
                 self._prepare(run)
             except OSError as exc:  # the disk is full, say: this worker cannot run the work, so it fails
                 self._fail_all(run, Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's files "
-                                                                     f"({_why(exc)})"))
+                                                                     f"({why(exc)})"))
                 return
             if run.is_array:
                 self._run_tasks(run)
@@ -648,7 +648,7 @@ class Agent:
             sink = self.logs.sink(job["id"], index, run.attempt)
         except OSError as exc:  # the disk is full, say: running it would lose its output unseen
             self._reset(places)
-            return Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's output ({_why(exc)})")
+            return Outcome(exits.SCHEDULER_FAILURE, f"the worker could not write the job's output ({why(exc)})")
         # -j oe: stderr into the output stream (as PBS does it, so the two stay in order); -j eo the other way.
         out_fd, err_fd = sink.stdout, sink.stderr
         if job.get("join") == "oe":
@@ -670,9 +670,9 @@ class Agent:
                 # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
                 # stored before it did still fails with the true reason, not a worker crash.
                 self._record(0)
-                reason = f"could not start {argv[0]!r}: {_why(exc)}"
+                reason = f"could not start {argv[0]!r}: {why(exc)}"
                 with contextlib.suppress(OSError):
-                    os.write(err_fd, f"hyperbatch: cannot start {argv[0]!r}: {_why(exc)}\n".encode())
+                    os.write(err_fd, f"hyperbatch: cannot start {argv[0]!r}: {why(exc)}\n".encode())
             if proc is not None:
                 walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
                 deadline = time.time() + walltime if walltime else None
@@ -805,7 +805,7 @@ class Agent:
             try:
                 failures = self.settings.stager.stage_in(job, index, Path(places["cwd"])).failures
             except (OSError, ValueError) as exc:  # a stager's own fault: the job must not run without its files
-                failures = (_why(exc),)
+                failures = (why(exc),)
         if not failures:
             return None
         note = f"{staging.STAGEIN_COMMENT}: {'; '.join(failures)}"
@@ -819,7 +819,7 @@ class Agent:
         try:
             done = self.settings.stager.stage_out(job, index, Path(places["cwd"]))
         except (OSError, ValueError) as exc:
-            done = Staged(failures=(_why(exc),))
+            done = Staged(failures=(why(exc),))
         note = f"{staging.STAGEOUT_COMMENT}: {'; '.join(done.failures)}" if done.failures else ""
         return replace(outcome, staged_out=done.files if job.get(staging.STAGEOUT) else None, staging_note=note)
 
@@ -879,7 +879,7 @@ class Agent:
                     deliver(job["id"], index, stream, path, mode)
                 except (OSError, ValueError) as exc:  # ValueError: a NUL byte in a path stored before the API refused it
                     print(f"{display_id(job, index)}: cannot deliver {stream} to {path}: "
-                          f"{_why(exc)}", file=sys.stderr, flush=True)
+                          f"{why(exc)}", file=sys.stderr, flush=True)
 
     @staticmethod
     def _reset(places: dict) -> None:
@@ -936,7 +936,3 @@ def _wait(proc: spawn.Child | subprocess.Popen) -> tuple[int, resource.struct_ru
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage
 
-
-def _why(exc: Exception) -> str:
-    """An OS error's own words ('No space left on device'), else the exception's message."""
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__

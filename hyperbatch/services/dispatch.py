@@ -494,7 +494,9 @@ class Dispatcher:
                 return None  # recovered as lost already
             cpu = sum(o.cpu_seconds for o in results.values())
             settled.change.set["cpu_seconds"] = (doc["cpu_seconds"] or 0.0) + cpu
-            return settled.change
+            spec = arrays.parse_array(doc["array"])
+            notes = [(spec.index_at(pos), o.staging_note) for pos, o in sorted(results.items()) if o.staging_note]
+            return history.add_task_files(settled.change, doc, notes, at=self.clock())
 
         doc = update_array(self.store, run.item.job_id, change)
         settled = found.get("settled")

@@ -8,8 +8,11 @@ stager (local mode's, and a worker's own directory on AWS) finds and names files
 copies pair after pair into the run's directory and stops at the first that fails, removing what it
 had copied (PBS); it remembers what each run's stage-in created, so that after the run those files,
 and only those, are removed (a file already in the job's directory is replaced by the staged one, as
-PBS does, but never removed). A platform's stager says only how one pair's source reaches its
-target (`_fetch`) and how files leave (`stage_out`).
+PBS does, but never removed). Stage-out is shared too: each pair's pattern is matched in the job's directory (a
+pair that matches nothing is named in the failures), and every match is sent on its own, so that
+one that cannot go stays where the job left it and does not stop the others (PBS). A platform's
+stager says only how one pair's source reaches its target (`_fetch`), whether a stage-out pair can
+go at all (`_unusable`) and where and how one matched file goes (`_destination`).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from hyperbatch.core import staging
+from hyperbatch.core.errors import why
 from hyperbatch.core.ports import Staged, StagedFile
 from hyperbatch.core.staging import Stage
 
@@ -144,6 +149,15 @@ def _copy(src: str, dest: str) -> None:
         raise
 
 
+class Destination(NamedTuple):
+    """Where one stage-out file goes: `dest`, recorded in `stageout_files`; `shown`, how a failure
+    names it (PBS's LOCAL@HOST:PATH); `send`, which moves it there and returns its bytes."""
+
+    dest: str
+    shown: str
+    send: Callable[[], int]
+
+
 class RunStager:
     def __init__(self) -> None:
         self._created: dict[tuple[str, int | None], list[Path]] = {}  # what each run's stage-in made
@@ -171,14 +185,43 @@ class RunStager:
             files.append(StagedFile(stage.local, stage.remote, size))
         return Staged(tuple(files))
 
+    def _unusable(self, stage: Stage) -> str | None:
+        """Why no file of this stage-out pair can go (a place this platform cannot reach); None: it can."""
+        return None
+
+    def _destination(self, job: dict, index: int | None, stage: Stage, path: Path, name: str,
+                     several: bool) -> Destination:
+        """Where the matched file `path` (`name` in the job's directory) of this pair goes, and how
+        (`several`: the pattern may match more than one)."""
+        raise NotImplementedError
+
+    def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
+        files: list[StagedFile] = []
+        failures: list[str] = []
+        for stage in staging.stages(job, staging.STAGEOUT, index):
+            unusable = self._unusable(stage)
+            if unusable:
+                failures.append(f"{stage.text()}: {unusable}")
+                continue
+            found = matches(directory, stage.local)
+            if not found:
+                failures.append(f"{stage.text()}: no such file in the job's directory")
+                continue
+            several = is_pattern(stage.local)
+            for path in found:
+                name = path.relative_to(directory).as_posix()
+                out = self._destination(job, index, stage, path, name, several)
+                try:
+                    size = out.send()
+                except Exception as exc:  # a failure names its file, which stays; the others still go (PBS)
+                    failures.append(f"{name}@{out.shown}: {why(exc)}")
+                    continue
+                files.append(StagedFile(name, out.dest, size))
+        self._remove_staged_in(job, index)  # the files staged in, as PBS removes them after the job
+        return Staged(tuple(files), tuple(failures))
+
     def _remove_staged_in(self, job: dict, index: int | None) -> None:
         """After the run: the files its stage-in created, as PBS removes them after the job."""
         for path in self._created.pop((job["id"], index), []):
             remove(path)
 
-
-def why(exc: Exception) -> str:
-    """An OS error's own words; else the exception's message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__

@@ -9,6 +9,7 @@ whose signer's access key names the caller); their presigned S3 transfers go to 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from pathlib import Path
@@ -176,3 +177,142 @@ def test_a_workflow_step_s_input_is_uploaded_by_hyper_workflow_submit_and_read_b
     box.start_worker()
     assert box.wait_state(jobs["after"], "SUCCEEDED", "CANCELLED")["state"] == "SUCCEEDED"
     assert box.job(jobs["read"])["exit_status"] == 0
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Multipart uploads from 1 KiB, in parts of 1 KiB, two URLs asked for at a time (the API's setting
+    and qsub's batch lowered, and moto's smallest part with them), so that a test's file is small."""
+    from hyperbatch.cli import files
+    from hyperbatch.wiring import lambdas
+
+    bucket_files = lambdas.get().files
+    monkeypatch.setattr(bucket_files, "threshold", 1024)
+    monkeypatch.setattr(bucket_files, "min_part", 1024)
+    monkeypatch.setattr(files, "PART_BATCH", 2)
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 1024)
+
+
+def _failing(monkeypatch, fails) -> list[str]:
+    """qsub's S3 requests go through `fails(url)` first (it may raise); the URLs of every request tried."""
+    from hyperbatch.cli import files
+
+    tried, real = [], files._open
+
+    def open_(request):
+        tried.append(request.full_url)
+        fails(request.full_url)
+        return real(request)
+
+    monkeypatch.setattr(files, "_open", open_)
+    return tried
+
+
+def _unfinished(box) -> list:
+    return box.s3.list_multipart_uploads(Bucket=box.files_bucket).get("Uploads", [])
+
+
+def test_a_large_input_goes_up_in_parts_and_a_part_that_fails_once_is_sent_again(box, cli, small_parts, monkeypatch):
+    import urllib.error
+
+    work: Path = cli.workdir
+    data = bytes(range(256)) * 18 + b"end"  # 4,611 bytes: parts of 1,024 and a last of 515
+    (work / "big.bin").write_bytes(data)
+    failed = []
+
+    def fails(url: str) -> None:
+        if "partNumber=3&" in url + "&" and not failed:
+            failed.append(url)
+            raise urllib.error.HTTPError(url, 503, "Slow Down", {}, None)  # type: ignore[arg-type]
+
+    tried = _failing(monkeypatch, fails)
+    code, out, err = cli("alice", "qsub", "--stage-in", "big.bin", "--", "sh", "-c", "wc -c < big.bin; md5sum big.bin")
+    assert (code, err) == (0, "")
+    job_id = out.strip()
+    parts = [url for url in tried if "partNumber=" in url]
+    assert len(parts) == 6 and sum("partNumber=3&" in url + "&" for url in parts) == 2  # 5 parts, the third twice
+    (stage_in,) = box.job(job_id)["stagein"]
+    key = bucket.parse_s3(stage_in.partition("@")[2]).key
+    stored = box.s3.get_object(Bucket=box.files_bucket, Key=key)
+    assert stored["Body"].read() == data and stored["ETag"].strip('"').endswith("-5")  # one object of 5 parts
+    assert _unfinished(box) == []
+
+    box.start_worker()
+    done = box.wait_state(job_id, "SUCCEEDED", "FAILED")
+    assert done["state"] == "SUCCEEDED", done["reason"]
+    code, out, err = cli("alice", "hyper", "fetch", job_id)
+    output = (work / f"STDIN.o{job_id.split('.')[0]}").read_text()
+    assert output == f"4611\n{hashlib.md5(data).hexdigest()}  big.bin\n"  # noqa: S324 (a checksum)
+
+
+def test_a_part_that_cannot_go_aborts_the_upload_and_submits_nothing(box, cli, small_parts, monkeypatch):
+    import urllib.error
+
+    (cli.workdir / "big.bin").write_bytes(b"x" * 3000)
+
+    def fails(url: str) -> None:
+        if "partNumber=2&" in url + "&":
+            raise urllib.error.HTTPError(url, 403, "Forbidden", {}, None)  # type: ignore[arg-type]
+
+    _failing(monkeypatch, fails)
+    code, out, err = cli("alice", "qsub", "--stage-in", "big.bin", "--", "true")
+    assert (code, out) == (1, "")
+    assert err == f"qsub: cannot upload {cli.workdir}/big.bin (part 2): S3 answered 403 Forbidden\n"
+    assert _unfinished(box) == [] and box.api("GET", "/jobs")[1]["jobs"] == []
+
+
+def test_each_step_of_a_multipart_upload_is_its_owners_only(box, small_parts):
+    status, alices = box.api("POST", "/uploads", body={"files": [{"path": "big.bin", "size": 5000}, "small.txt"]})
+    assert status == 201 and list(alices["urls"]) == ["small.txt"]
+    assert alices["multipart"]["big.bin"]["part_size"] == 1024 and alices["multipart"]["big.bin"]["parts"] == 5
+    mine = {"uri": alices["prefix"] + "big.bin", "upload_id": alices["multipart"]["big.bin"]["upload_id"]}
+    status, page = box.api("POST", "/uploads/parts", body={**mine, "first": 4, "count": 2})
+    assert status == 200 and [u["number"] for u in page["urls"]] == [4, 5]
+
+    # Bob names Alice's object: refused at every step, in PBS's words.
+    for step, body in (("parts", mine), ("complete", {**mine, "parts": [{"number": 1, "etag": "x"}]}), ("abort", mine)):
+        status, answer = box.api("POST", f"/uploads/{step}", principal=BOB, body=body)
+        assert (status, answer["pbs_errno"], answer["message"]) == (403, PBSE_PERM, f"{mine['uri']} is not one of your uploads")
+    # Bob names his own object with Alice's upload id: no such upload there.
+    status, bobs = box.api("POST", "/uploads", principal=BOB, body={"files": [{"path": "big.bin", "size": 5000}]})
+    status, answer = box.api("POST", "/uploads/parts", principal=BOB,
+                             body={"uri": bobs["prefix"] + "big.bin", "upload_id": mine["upload_id"]})
+    assert status == 404 and f"no multipart upload {mine['upload_id']} is in progress there" in answer["message"]
+    # Bob continuing "Alice's" upload id writes under his own prefix, never hers.
+    status, more = box.api("POST", "/uploads", principal=BOB, body={"files": ["x.txt"], "upload": alices["upload"]})
+    assert status == 201 and more["prefix"] != alices["prefix"] and bucket.owner_key(BOB) in more["prefix"]
+
+    # Alice aborts hers: it is gone, and nothing of it stays.
+    assert box.api("POST", "/uploads/abort", body=mine)[0] == 200
+    status, answer = box.api("POST", "/uploads/parts", body=mine)
+    assert status == 404
+    assert [u["Key"] for u in _unfinished(box)] == [bucket.parse_s3(bobs["prefix"]).key + "big.bin"]
+
+
+def test_an_arrays_inputs_are_uploaded_per_index_and_a_task_whose_input_is_missing_fails(box, cli, monkeypatch):
+    work: Path = cli.workdir
+    for index in (1, 3):
+        (work / f"part{index}.txt").write_text(f"p{index}\n")
+    pair = f"in.txt@localhost:{work}/part^array_index^.txt"
+    with monkeypatch.context() as m:  # past the limit: refused in one line, nothing uploaded nor submitted
+        m.setattr(bucket, "MAX_STAGED_FILES", 1)
+        code, out, err = cli("alice", "qsub", "-J", "1-3", "-W", f"stagein={pair}", "--", "cat", "in.txt")
+    assert (code, out, err) == (1, "", f"qsub: stagein: {work}/part^array_index^.txt: the array's inputs are more than "
+                                       "qsub uploads (1 files, 100 GiB); put them in S3 and name s3://BUCKET/KEY with "
+                                       "^array_index^ in it instead\n")
+    assert box.s3.list_objects_v2(Bucket=box.files_bucket, Prefix=bucket.UPLOAD_PREFIX)["KeyCount"] == 0
+
+    code, out, err = cli("alice", "qsub", "-J", "1-3", "-W", f"stagein={pair}", "--", "cat", "in.txt")
+    assert (code, err) == (0, "")
+    job_id = out.strip()
+    (stage_in,) = box.job(job_id)["stagein"]
+    assert stage_in.endswith("/0/^array_index^/part^array_index^.txt")
+    box.start_worker()
+    done = box.wait_state(job_id, "FAILED", "SUCCEEDED")
+    assert done["exit_status"] == -1
+    status, view = box.api("GET", f"/jobs/{job_id}")
+    assert view["array"]["failed_tasks"] == {"2": -1}, view["array"]
+    # Its reason is in the array's history (tracejob), as a plain job's would be.
+    (line,) = [text for _, source, text in view["history"] if "File stage in failed" in text]
+    assert line.startswith("task 2: File stage in failed: in.txt@s3://") and "/0/2/part2.txt does not exist" in line
+    code, out, err = cli("alice", "hyper", "fetch", job_id, "--dest", str(work / "got"))
+    seq = job_id.split("[")[0]
+    assert [(work / "got" / str(i) / f"STDIN.o{seq}.{i}").read_text() for i in (1, 3)] == ["p1\n", "p3\n"]

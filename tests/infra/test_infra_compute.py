@@ -117,7 +117,8 @@ def test_worker_role_reaches_only_the_main_region_control_plane(synth, region):
     s3_grants = {(a, flat(r)) for s in found for a in as_list(s["Action"]) if a.startswith("s3:")
                  for r in as_list(s["Resource"])}
     assert s3_grants == {("s3:GetObject", f"{bucket}/scripts/*"), ("s3:GetObject", f"{bucket}/uploads/*"),
-                         ("s3:PutObject", f"{bucket}/jobs/*"), ("s3:ListBucket", bucket)}
+                         ("s3:PutObject", f"{bucket}/jobs/*"), ("s3:AbortMultipartUpload", f"{bucket}/jobs/*"),
+                         ("s3:ListBucket", bucket)}
     (listing,) = [s for s in found if "s3:ListBucket" in as_list(s["Action"])]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}
     actions = {a for s in found for a in as_list(s["Action"])}
@@ -136,6 +137,7 @@ def test_worker_role_reaches_only_the_main_region_control_plane(synth, region):
         "logs:PutLogEvents",
         "s3:GetObject",
         "s3:PutObject",
+        "s3:AbortMultipartUpload",
         "s3:ListBucket",
     }
 

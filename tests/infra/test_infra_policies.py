@@ -53,7 +53,8 @@ def test_api_reads_and_writes_jobs_but_never_touches_compute_or_sends_work(synth
     files = {a: r for a, r in granted.items() if a.startswith("s3:")}
     assert files == {"s3:PutObject": {f"{bucket}/scripts/*", f"{bucket}/uploads/*"},
                      "s3:GetObject": {f"{bucket}/uploads/*", f"{bucket}/jobs/*"},
-                     "s3:ListBucket": {bucket}}
+                     "s3:AbortMultipartUpload": {f"{bucket}/uploads/*"},  # a large upload qsub gave up
+                     "s3:ListBucket": {bucket}, "s3:ListBucketMultipartUploads": {bucket}}
 
 
 def test_scaler_writes_only_its_lease_item_and_submits_to_named_batch_targets(synth):

@@ -123,12 +123,15 @@ def test_workers_reach_the_staging_locations_the_settings_allow_and_no_other_buc
         ("s3:GetObject", f"{files}/scripts/*", "null"),
         ("s3:GetObject", f"{files}/uploads/*", "null"),
         ("s3:PutObject", f"{files}/jobs/*", "null"),
+        ("s3:AbortMultipartUpload", f"{files}/jobs/*", "null"),
         ("s3:ListBucket", files, like % '"uploads/*"'),
         ("s3:GetObject", "arn:${AWS::Partition}:s3:::lab-datasets/inputs/*", "null"),
         ("s3:PutObject", "arn:${AWS::Partition}:s3:::lab-datasets/inputs/*", "null"),
+        ("s3:AbortMultipartUpload", "arn:${AWS::Partition}:s3:::lab-datasets/inputs/*", "null"),
         ("s3:ListBucket", "arn:${AWS::Partition}:s3:::lab-datasets", like % '"inputs/*"'),
         ("s3:GetObject", "arn:${AWS::Partition}:s3:::lab-results/*", "null"),
         ("s3:PutObject", "arn:${AWS::Partition}:s3:::lab-results/*", "null"),
+        ("s3:AbortMultipartUpload", "arn:${AWS::Partition}:s3:::lab-results/*", "null"),
         ("s3:ListBucket", "arn:${AWS::Partition}:s3:::lab-results", like % '"*"'),
     }
 

@@ -3,7 +3,7 @@
 import pytest
 
 from hyperbatch.core import bucket
-from hyperbatch.core.errors import SpecError
+from hyperbatch.core.errors import Forbidden, SpecError
 
 OURS = "hb-files-123456789012-us-east-1"
 ALICE = "arn:aws:iam::123456789012:user/alice"
@@ -64,3 +64,26 @@ def test_staging_locations_are_checked_in_the_settings():
     for bad, words in (("shared-data/in/", "not an S3 URI"), ("s3://shared-data/in", "a prefix ending in '/'")):
         with pytest.raises(ValidationError, match=words):
             Settings(main_region="us-east-1", staging_locations=[bad])
+
+
+def test_parts_are_64_mib_or_more_and_never_more_than_s3s_ten_thousand():
+    mib = bucket.MIB
+    assert bucket.part_size(200 * mib) == 64 * mib and bucket.part_count(200 * mib, 64 * mib) == 4
+    assert bucket.part_count(0, 64 * mib) == 1  # an empty file is one empty part
+    for size in (640 * 1024 * mib, 640 * 1024 * mib + 1, 3 * (1 << 40), bucket.MAX_OBJECT):
+        part = bucket.part_size(size)
+        assert part % mib == 0 and bucket.part_count(size, part) <= bucket.MAX_PARTS
+    assert bucket.part_size(bucket.MAX_OBJECT) == 525 * mib  # 5 TiB: parts grow to 525 MiB
+    with pytest.raises(SpecError, match="larger than S3's largest object"):
+        bucket.part_size(bucket.MAX_OBJECT + 1)
+
+
+def test_a_multipart_step_names_an_object_of_the_callers_own_uploads():
+    mine = f"s3://{OURS}/{bucket.upload_prefix(ALICE, 'u1')}data/big.bin"
+    assert bucket.owned_upload(mine, OURS, ALICE) == bucket.parse_s3(mine)
+    for uri in (mine.replace(OURS, "other-bucket"), f"s3://{OURS}/{bucket.upload_prefix(ALICE, 'u1')}",
+                f"s3://{OURS}/{bucket.UPLOAD_PREFIX}{bucket.owner_key(ALICE)}/u1", f"s3://{OURS}/jobs/7/out.txt"):
+        with pytest.raises(Forbidden, match="is not one of your uploads"):
+            bucket.owned_upload(uri, OURS, ALICE)
+    with pytest.raises(Forbidden):
+        bucket.owned_upload(mine, OURS, BOB)  # Alice's, named by Bob

@@ -40,6 +40,17 @@ def test_history_events_are_appended_by_the_same_write_and_rendered_for_tracejob
     assert history.who("alice", doc) == "" and history.who("root", doc) == "root"
 
 
+def test_an_arrays_tasks_keep_their_staging_reasons_up_to_a_bound():
+    doc = new_job(id="1", owner="alice", name="a", queue="batch", submitted_at=1.0)
+    notes = [(i, f"File stage in failed: in.txt@s3://b/{i}: missing") for i in range(1, 16)]
+    doc = apply(doc, Expect(), history.add_task_files(Change(), doc, notes, at=2.0))
+    doc = apply(doc, Expect(), history.add_task_files(Change(), doc, notes, at=3.0))  # only 5 more fit
+    shown = [text for _, _, text in history.render(doc)[1:]]
+    assert len(shown) == history.MAX_TASK_FILE_EVENTS == 20
+    assert shown[0] == "task 1: File stage in failed: in.txt@s3://b/1: missing" and shown[-1].startswith("task 5: ")
+    assert history.add_task_files(Change(), doc, notes).append == {}
+
+
 def test_a_job_item_stays_under_one_kilobyte_with_its_history():
     """DynamoDB bills a write per KB of item: a finished job's history must not push it over."""
     import sys

@@ -4,7 +4,12 @@ hyperbatch.core.bucket's.
 The API side (`S3Files`) hands out presigned URLs and looks at what is there:
 PUT URLs for a new upload under the caller's own prefix, GET URLs for a job's
 files, and whether the uploads a submitted job names exist. A URL is signed
-with the API function's role, so users need no S3 permissions at all.
+with the API function's role, so users need no S3 permissions at all. A file
+of `threshold` bytes or more gets a multipart upload instead of a PUT URL:
+UploadPart URLs a page at a time, then the API completes (or aborts) it. Every
+step names the object's key, which must be the caller's (core/bucket.owned_upload),
+and the upload id must be one in progress for that very key (S3 would also
+refuse another key's id; the listing says so in words, and moto does not check).
 
 The worker side (`S3Transfers`) moves files between the job's directory and S3
 with boto3's transfer manager: objects over TRANSFER.multipart_threshold go in
@@ -25,23 +30,75 @@ from botocore.exceptions import ClientError
 
 from hyperbatch.core import bucket as layout
 from hyperbatch.core.bucket import S3Uri
+from hyperbatch.core.errors import NotFound, SpecError
 
 URL_SECONDS = 3600  # a presigned URL's life: an upload or a download started within the hour
-TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=8)
-MAX_UPLOAD_FILES = 1000  # files one upload may name (a directory's tree counts file by file)
+# A worker's transfers: parts of 16 MiB above 16 MiB (s3transfer grows them for objects over 160 GB, to
+# stay within 10,000 parts), 8 at once; each request retried by botocore (aws/clients.py), a download's
+# broken stream retried 5 times.
+TRANSFER = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=8,
+                          num_download_attempts=5)
 
 
 class S3Files:
     """The API's view of the bucket: presigned URLs, and what is there."""
 
-    def __init__(self, client, bucket: str, *, url_seconds: int = URL_SECONDS):
+    def __init__(self, client, bucket: str, *, url_seconds: int = URL_SECONDS,
+                 threshold: int = layout.MULTIPART_THRESHOLD, min_part: int = layout.MIN_PART):
         self.client, self.bucket, self.url_seconds = client, bucket, url_seconds
+        self.threshold, self.min_part = threshold, min_part  # lowered by tests, to keep their files small
 
-    def upload(self, owner: str, paths: list[str]) -> dict:
-        """A new upload of `owner`: its S3 prefix and a PUT URL per relative path."""
-        prefix = layout.upload_prefix(owner, uuid.uuid4().hex)
-        urls = {path: self._url("put_object", prefix + layout.check_relative(path)) for path in paths}
-        return {"prefix": f"s3://{self.bucket}/{prefix}", "urls": urls, "expires_in": self.url_seconds}
+    def upload(self, owner: str, files: list[tuple[str, int | None]], upload_id: str | None = None) -> dict:
+        """Files (relative path, size if known) of an upload of `owner`: a new one, or more of one of
+        theirs (`upload_id`: its prefix is made from the caller, so it can only be their own). A PUT
+        URL for each file under the threshold; a multipart upload for each file at or above it."""
+        upload_id = upload_id or uuid.uuid4().hex
+        prefix = layout.upload_prefix(owner, upload_id)
+        urls, multipart = {}, {}
+        for path, size in files:
+            key = prefix + layout.check_relative(path)
+            if size is None or size < self.threshold:
+                urls[path] = self._url("put_object", {"Key": key})
+                continue
+            part = layout.part_size(size, self.min_part)
+            started = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
+            multipart[path] = {"upload_id": started["UploadId"], "part_size": part,
+                               "parts": layout.part_count(size, part)}
+        return {"prefix": f"s3://{self.bucket}/{prefix}", "upload": upload_id, "urls": urls,
+                "multipart": multipart, "expires_in": self.url_seconds}
+
+    def part_urls(self, owner: str, uri: str, upload_id: str, first: int, count: int) -> list[dict]:
+        """UploadPart URLs for parts first .. first+count-1 of `owner`'s multipart upload at `uri`."""
+        key = self._in_progress(owner, uri, upload_id)
+        last = min(first + count - 1, layout.MAX_PARTS)
+        return [{"number": n, "url": self._url("upload_part", {"Key": key, "UploadId": upload_id, "PartNumber": n})}
+                for n in range(first, last + 1)]
+
+    def complete(self, owner: str, uri: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """The object at `uri` made of its parts (number, ETag), in order."""
+        key = self._in_progress(owner, uri, upload_id)
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in sorted(parts)]})
+        except ClientError as exc:  # a part missing or too small, an ETag that is not the part's
+            error = exc.response.get("Error", {})
+            raise SpecError(f"{uri}: S3 refused to complete the upload: {error.get('Code')} "
+                            f"{error.get('Message') or ''}".rstrip()) from None
+
+    def abort(self, owner: str, uri: str, upload_id: str) -> None:
+        """Drop `owner`'s unfinished multipart upload at `uri` and the parts it holds."""
+        key = self._in_progress(owner, uri, upload_id)
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def _in_progress(self, owner: str, uri: str, upload_id: str) -> str:
+        """The key of `uri` if it is `owner`'s and `upload_id` is a multipart upload in progress for it."""
+        key = layout.owned_upload(uri, self.bucket, owner).key
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=key)
+        if not any(u["Key"] == key and u["UploadId"] == upload_id for page in pages for u in page.get("Uploads", [])):
+            raise NotFound(f"{uri}: no multipart upload {upload_id} is in progress there (finished, aborted, "
+                           "or dropped after a day)")
+        return key
 
     def missing(self, uris: list[S3Uri]) -> list[S3Uri]:
         """Which of these objects (or prefixes, ending in '/') of the bucket hold nothing."""
@@ -50,11 +107,11 @@ class S3Files:
     def job_files(self, job_id: str) -> list[dict]:
         """A job's files (its tasks' too), each with its size and a GET URL: {"name", "size", "url"}."""
         prefix = layout.job_prefix(job_id)
-        return [{"name": key[len(prefix):], "size": size, "url": self._url("get_object", key)}
+        return [{"name": key[len(prefix):], "size": size, "url": self._url("get_object", {"Key": key})}
                 for key, size in _objects(self.client, self.bucket, prefix)]
 
-    def _url(self, method: str, key: str) -> str:
-        return self.client.generate_presigned_url(method, Params={"Bucket": self.bucket, "Key": key},
+    def _url(self, method: str, params: dict) -> str:
+        return self.client.generate_presigned_url(method, Params={"Bucket": self.bucket, **params},
                                                   ExpiresIn=self.url_seconds)
 
     def _exists(self, uri: S3Uri) -> bool:

@@ -22,13 +22,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hyperbatch.core import staging
 from hyperbatch.core.bucket import S3Uri, parse_s3
-from hyperbatch.core.ports import Staged, StagedFile
-from hyperbatch.support import stage_files
-from hyperbatch.support.stage_files import RunStager, why
-from hyperbatch.adapters.aws.files import S3Transfers
 from hyperbatch.core.staging import Stage
+from hyperbatch.support import stage_files
+from hyperbatch.support.stage_files import Destination, RunStager
+from hyperbatch.adapters.aws.files import S3Transfers
 
 
 class S3Stager(RunStager):
@@ -42,32 +40,21 @@ class S3Stager(RunStager):
                                     "host's files when it submits")
         return sum(p.stat().st_size for p in self.transfers.download(parse_s3(stage.remote), target))
 
-    def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
-        files: list[StagedFile] = []
-        failures: list[str] = []
-        for stage in staging.stages(job, staging.STAGEOUT, index):
-            found = stage_files.matches(directory, stage.local.rstrip("/"))
-            if not found:
-                failures.append(f"{stage.text()}: no such file in the job's directory")
-                continue
-            several = stage_files.is_pattern(stage.local)
-            for path in found:
-                name = path.relative_to(directory).as_posix()
-                if stage.is_s3:
-                    uri = _under(parse_s3(stage.remote), path.name, several)
-                    dest = str(uri)
-                else:
-                    uri = self.transfers.job_uri(job["id"], index, name)
-                    dest = _host_target(stage.path, path.name, several)
-                try:
-                    size = self._upload(path, uri)
-                except Exception as exc:  # a failure names its file, which stays; the others still go (PBS)
-                    failures.append(f"{name}@{dest}: {why(exc)}")
-                    continue
-                files.append(StagedFile(name, dest, size))
-                stage_files.remove(path)
-        self._remove_staged_in(job, index)  # the files staged in, as PBS removes them after the job
-        return Staged(tuple(files), tuple(failures))
+    def _destination(self, job: dict, index: int | None, stage: Stage, path: Path, name: str,
+                     several: bool) -> Destination:
+        if stage.is_s3:
+            uri = _under(parse_s3(stage.remote), path.name, several)
+            dest = str(uri)
+        else:  # kept under the job's prefix at its path in the job's directory, for `hyper fetch`
+            uri = self.transfers.job_uri(job["id"], index, name)
+            dest = _host_target(stage.path, path.name, several)
+
+        def send() -> int:
+            size = self._upload(path, uri)
+            stage_files.remove(path)
+            return size
+
+        return Destination(dest, dest, send)
 
     def _upload(self, path: Path, uri: S3Uri) -> int:
         """The file, or every file under the directory (as `cp -r` would put it at `uri`); the bytes sent."""

@@ -11,10 +11,9 @@ import socket
 from pathlib import Path
 
 from hyperbatch.core import staging
-from hyperbatch.core.ports import Staged, StagedFile
 from hyperbatch.core.staging import Stage
 from hyperbatch.support import stage_files
-from hyperbatch.support.stage_files import RunStager, why
+from hyperbatch.support.stage_files import Destination, RunStager
 
 
 class Unreachable(Exception):
@@ -36,34 +35,23 @@ class LocalStager(RunStager):
     def _fetch(self, stage: Stage, target: Path) -> int:
         return stage_files.place(Path(self._reachable(stage)), target)
 
-    def stage_out(self, job: dict, index: int | None, directory: Path) -> Staged:
-        files: list[StagedFile] = []
-        failures: list[str] = []
-        for stage in staging.stages(job, staging.STAGEOUT, index):
-            try:
-                dest = self._reachable(stage)
-            except Unreachable as exc:
-                failures.append(f"{stage.text()}: {exc}")
-                continue
-            found = stage_files.matches(directory, stage.local)
-            if not found:
-                failures.append(f"{stage.text()}: no such file in the job's directory")
-                continue
-            several = stage_files.is_pattern(stage.local)
-            for path in found:
-                name = path.relative_to(directory).as_posix()
-                to = Path(stage_files.target(dest, path.name, several))
-                try:
-                    if stage_files.same_file(path, to):
-                        size = stage_files.size_of(path)  # staged out onto itself: nothing to copy or remove
-                    else:
-                        size = stage_files.move(path, to)
-                except OSError as exc:
-                    failures.append(f"{name}@{stage.host}:{to}: {why(exc)}")  # the file stays where it is
-                    continue
-                files.append(StagedFile(name, str(to), size))
-        self._remove_staged_in(job, index)
-        return Staged(tuple(files), tuple(failures))
+    def _unusable(self, stage: Stage) -> str | None:
+        try:
+            self._reachable(stage)
+        except Unreachable as exc:
+            return str(exc)
+        return None
+
+    def _destination(self, job: dict, index: int | None, stage: Stage, path: Path, name: str,
+                     several: bool) -> Destination:
+        to = Path(stage_files.target(stage.path, path.name, several))
+
+        def send() -> int:
+            if stage_files.same_file(path, to):
+                return stage_files.size_of(path)  # staged out onto itself: nothing to copy or remove
+            return stage_files.move(path, to)
+
+        return Destination(str(to), f"{stage.host}:{to}", send)
 
     def _reachable(self, stage: Stage) -> str:
         """The pair's path on this machine; Unreachable for S3 or another host."""
