@@ -166,7 +166,7 @@ UploadId = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-
 class UploadFile(BaseModel):
     """A file qsub is about to upload, with its size: one of `bucket.MULTIPART_THRESHOLD` or more goes in parts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"path": "data/big.bin", "size": 200000000}]})
     path: UploadPath
     size: int = Field(ge=0, le=bucket.MAX_OBJECT)
 

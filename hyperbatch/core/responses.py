@@ -213,6 +213,7 @@ class UploadUrls(BaseModel):
 
 
 class PartUrl(BaseModel):
+    model_config = _example(number=1, url="https://hyperbatch-files.s3.amazonaws.com/uploads/...?partNumber=1&...")
     number: int
     url: str = Field(description="a presigned UploadPart URL: PUT the part's bytes there, keep the ETag answered")
 
