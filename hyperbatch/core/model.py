@@ -65,6 +65,7 @@ def new_job(**fields: Any) -> dict:
         "attempt": 1,
         "run_count": 0,
         "lost_runs": 0,  # runs that ended with their worker lost (they use up no --retries)
+        "reruns": 0,  # runs ended by qrerun (they use up no --retries either)
         "exit_status": None,
         "reason": "",
         "submitted_at": time.time(),
@@ -73,6 +74,11 @@ def new_job(**fields: Any) -> dict:
         "exec_host": None,
         "cpu_seconds": None,
         "cancel_requested": False,
+        # True once qrerun asked to run a running job again: it stays RUNNING until its worker has killed
+        # the run, and only then goes QUEUED (docs/architecture.md §4.5). None, not False, when not asked:
+        # a document written before the field existed has none, and a write's expectation of None
+        # (`holds`; DynamoDB: attribute_not_exists OR NULL) admits both.
+        "rerun_requested": None,
         "heartbeat_at": None,
         "version": 0,
         # Arrays only: counters, failures by index, per-lease chunks in flight.
@@ -96,6 +102,11 @@ def new_job(**fields: Any) -> dict:
     }
     doc.update(fields)
     return doc
+
+
+# What a write expects of a running job when neither qdel nor qrerun may have been asked of it since: every
+# end of its run but the one asked for (hyperbatch.services.dispatch), and qrerun itself.
+NO_REQUEST: tuple[tuple[str, Any], ...] = (("cancel_requested", False), ("rerun_requested", None))
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class Current:
         self.proc: spawn.Child | subprocess.Popen | None = None
         self.index: int | None = None
         self.deadline: float | None = None
-        self.killed_for: str | None = None  # "walltime", "mem", "cancel", "lease" or "stop"
+        self.killed_for: str | None = None  # "walltime", "mem", "cancel", "rerun", "lease" or "stop"
         self.killed_at = 0.0
         self.mem_limit = 0  # bytes the job asked for (-l mem); 0: not watched
         self.mem_peak = 0  # the most its process group held, as the supervisor saw it
@@ -365,6 +365,8 @@ class Heartbeat(threading.Thread):
             current.kill("lease")
         elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
             current.kill("cancel")
+        elif signals.rerun:
+            current.kill("rerun")  # qrerun: the run ends here, and its end re-queues the job
 
 
 class Agent:
@@ -718,6 +720,8 @@ class Agent:
             outcome = Outcome(limit_kill.exit_status, limit_kill.reason, cpu_seconds=cpu)
         elif killed_for == "cancel":
             outcome = Outcome(exits.from_returncode(returncode), "cancelled", cancelled=True, cpu_seconds=cpu)
+        elif killed_for == "rerun":
+            outcome = Outcome(exits.RERUN, "rerun", rerun=True, cpu_seconds=cpu)
         else:
             status = exits.from_returncode(returncode)
             outcome = Outcome(status, exits.describe(status), cpu_seconds=cpu)
