@@ -65,7 +65,6 @@ def new_job(**fields: Any) -> dict:
         "attempt": 1,
         "run_count": 0,
         "lost_runs": 0,  # runs that ended with their worker lost (they use up no --retries)
-        "reruns": 0,  # runs ended by qrerun (they use up no --retries either)
         "exit_status": None,
         "reason": "",
         "submitted_at": time.time(),
@@ -74,11 +73,6 @@ def new_job(**fields: Any) -> dict:
         "exec_host": None,
         "cpu_seconds": None,
         "cancel_requested": False,
-        # True once qrerun asked to run a running job again: it stays RUNNING until its worker has killed
-        # the run, and only then goes QUEUED (docs/architecture.md §4.5). None, not False, when not asked:
-        # a document written before the field existed has none, and a write's expectation of None
-        # (`holds`; DynamoDB: attribute_not_exists OR NULL) admits both.
-        "rerun_requested": None,
         "heartbeat_at": None,
         "version": 0,
         # Arrays only: counters, failures by index, per-lease chunks in flight.
@@ -96,9 +90,14 @@ def new_job(**fields: Any) -> dict:
         "task_retry": {},
         "task_lost": {},
         "chunks": {},  # chunk id -> the chunk; its worker's heartbeats are apart (JobStore.beat)
-        # Appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
+        # Set or appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
         # "history": [[time, code, args...], ...] for tracejob (hyperbatch.core.history),
         # "signals": [[time, name, task index, delivered], ...] asked for by qsig, for the worker to deliver.
+        # "rerun_requested": True once qrerun asked to run the running job again: it stays RUNNING until its
+        # worker has killed the run, and only then goes QUEUED (docs/architecture.md §4.5); None after.
+        # Absent (or None) when not asked, so a write expects None (`NO_REQUEST`; `holds` reads a missing
+        # field as None, DynamoDB's condition is attribute_not_exists OR NULL).
+        # "reruns": runs ended by qrerun (like lost_runs, they use up no --retries: exits.free_runs).
     }
     doc.update(fields)
     return doc

@@ -170,7 +170,7 @@ def test_qrerun_asks_the_worker_and_requeues_the_job_once_its_run_is_killed(pbs)
     server.submit(name="queued")
     assert pbs("qrerun", "2") == (0, "", "")
     doc = server.job("2")
-    assert (doc["state"], doc["attempt"], doc["rerun_requested"]) == ("RUNNING", 1, True)
+    assert (doc["state"], doc["attempt"], doc.get("rerun_requested")) == ("RUNNING", 1, True)
     assert server.backend.queue.claim("batch", "w-other", 1, 30).job_id == "3"  # nothing of job 2 to claim
     assert server.backend.queue.claim("batch", "w-other", 1, 30) is None
     full = pbs("qstat", "-f", "2")[1]
@@ -181,8 +181,8 @@ def test_qrerun_asks_the_worker_and_requeues_the_job_once_its_run_is_killed(pbs)
     assert server.worker.heartbeat(run).rerun  # what the worker's next look tells it: kill the run
     server.finish(run, status=exits.RERUN, rerun=True)
     doc = server.job("2")
-    assert (doc["state"], doc["attempt"], doc["exit_status"], doc["reruns"]) == ("QUEUED", 2, -11, 1)
-    assert doc["rerun_requested"] is None and doc["reason"] == "rerun requested by alice; re-queued as attempt 2"
+    assert (doc["state"], doc["attempt"], doc["exit_status"], doc.get("reruns", 0)) == ("QUEUED", 2, -11, 1)
+    assert doc.get("rerun_requested") is None and doc["reason"] == "rerun requested by alice; re-queued as attempt 2"
     assert pbs("qstat", "2")[1].splitlines()[2].split()[4] == "Q"
     again = server.start()
     assert again.attempt == 2
@@ -204,7 +204,7 @@ def test_qdel_after_qrerun_wins(pbs):
     assert signals.cancel_all and not signals.rerun
     server.finish(run, status=271, cancelled=True)
     doc = server.job("1")
-    assert (doc["state"], doc["attempt"], doc["reruns"]) == ("CANCELLED", 1, 0)
+    assert (doc["state"], doc["attempt"], doc.get("reruns", 0)) == ("CANCELLED", 1, 0)
     assert server.backend.queue.claim("batch", "w-other", 1, 30) is None
     assert pbs("qrerun", "1") == (35, "", "qrerun: Job has finished\n")
 
@@ -230,7 +230,7 @@ def test_qrerun_refuses_a_job_that_is_not_rerunnable(pbs):
     server.start()
     server.backend.store.update(job["id"], Expect(), Change(set={"rerunnable": False}))  # qsub -r n (option table)
     assert pbs("qrerun", "1") == (190, "", f"qrerun: job is not rerunnable 1.{SERVER}\n")
-    assert server.job("1")["rerun_requested"] is None
+    assert server.job("1").get("rerun_requested") is None
     assert pbs("qrerun", "-W", "force", "1") == (0, "", "")  # as PBS: force re-runs it all the same
     assert server.job("1")["rerun_requested"] is True
 

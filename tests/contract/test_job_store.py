@@ -86,8 +86,8 @@ def test_update_refuses_when_the_job_moved_on(backend, expect):
 def test_a_field_expected_none_holds_when_absent_or_none_and_not_once_set(backend):
     """How a run's end expects no qrerun (`rerun_requested` None, hyperbatch.core.model.NO_REQUEST):
     a document written before the field existed has none, and must still end; one flagged must not."""
-    before, after = job(state=JobState.RUNNING), job(state=JobState.RUNNING)
-    del before["rerun_requested"]
+    before, after = job(state=JobState.RUNNING), job(state=JobState.RUNNING, rerun_requested=None)
+    assert "rerun_requested" not in before
     backend.store.create([before, after], [])
     no_request = Expect(states=frozenset({JobState.RUNNING}), attempt=1, fields=(("rerun_requested", None),))
     for doc in (before, after):
