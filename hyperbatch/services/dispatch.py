@@ -130,7 +130,7 @@ class Dispatcher:
     neither half. Elsewhere each write stands alone, as DynamoDB and SQS have it; every step is
     written to be safe either way (the ack comes last).
 
-    `runs` and `cadence` (AWS): runs that outlast half their claim's lease are registered there with
+    `runs` and `cadence` (AWS): runs that outlast a third of their claim's lease are registered there with
     the cadence's run lease (`register`), and a run's promise is read there too (`job_alive`,
     `chunk_alive`). Without them (local mode) every beat renews the claim's lease in the job itself.
     """
@@ -263,7 +263,7 @@ class Dispatcher:
     def register(self, run: Run, first: bool) -> None:
         """Promise, in the run register, that this worker runs `run` for one more run lease (AWS).
 
-        The first registration (half way through the claim's lease) also hides the run's message
+        The first registration (a third of the way through the claim's lease) also hides the run's message
         for MESSAGE_HOLD_SECONDS: from then on the reconciler, not SQS's redelivery, watches the run,
         and deletes the message (its receipt is in the entry) should it take the run back.
         """
