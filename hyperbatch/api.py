@@ -523,9 +523,12 @@ def build_app(
         return on_job(job_id, lambda ref: view(scheduler.alter(_whole(ref), changes, caller())))
 
     @app.post("/jobs/<job_id>/rerun", summary="Re-run a running job, or an array's failed and cancelled tasks",
-                responses=answers(responses.JobView, *job_write))
-    def rerun(job_id: str) -> dict:
-        return on_job(job_id, lambda ref: view(scheduler.rerun(ref.seq, caller(), ref.index)))
+              description="A running job stays RUNNING (substate 60) until its worker has killed the run, then "
+                          "goes QUEUED at a new attempt. `force` (qrerun -W force) re-runs a job submitted "
+                          "with -r n too.",
+              responses=answers(responses.JobView, *job_write))
+    def rerun(job_id: str, force: Annotated[bool, Query()] = False) -> dict:
+        return on_job(job_id, lambda ref: view(scheduler.rerun(ref.seq, caller(), ref.index, force=force)))
 
     @app.post("/jobs/<job_id>/signal", summary="Send a signal to a running job or array task (qsig)",
                 responses=answers(responses.JobView, *job_write, 413))

@@ -99,7 +99,7 @@ class Settings(_Model):
     lease_seconds: float = Field(60, gt=0, description="a claim's lease: a worker that misses this long loses its job")
     heartbeat_seconds: float = Field(15, gt=0, description="a run's first look at the store (qdel, qsig) after its start")
     # AWS only (hyperbatch.core.cadence): looks at the store grow apart with a run's age up to this, and
-    # a run that outlasts half its claim's lease is registered with this long a lease, renewed half way.
+    # a run that outlasts a third of its claim's lease is registered with this long a lease, renewed half way.
     heartbeat_max_seconds: float = Field(300, gt=0, description="the longest a running job goes between looks")
     run_lease_seconds: float = Field(
         3600, gt=0, description="the lease a registered run holds: a worker that is hung this long loses its job")

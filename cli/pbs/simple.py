@@ -15,15 +15,18 @@ QMOVE_USAGE = "usage: qmove destination job_identifier...\n       qmove --versio
 
 
 def qrerun(args: list[str]) -> int:
-    """A running job goes back to the queue at a new attempt (its worker stops it at the next
-    heartbeat); `ID[]` re-runs an array's failed and cancelled tasks, `ID[7]` one of them."""
+    """A running job is killed by its worker at its next look at the store and then goes back to the
+    queue at a new attempt; `ID[]` re-runs an array's failed and cancelled tasks, `ID[7]` one of them.
+    `-W force` re-runs a job submitted with -r n too (as PBS)."""
     opts, ids = parse(args, "W:")
+    query = {}
     for _, value in opts:
         if (value or "").lower() != "force":
             raise ShowUsage("qrerun: illegal -W value")
+        query["force"] = "true"
     if not ids:
         raise ShowUsage()
-    return each_job("qrerun", ids, lambda client, text: client.request("POST", job_path(text, "rerun")))
+    return each_job("qrerun", ids, lambda client, text: client.request("POST", job_path(text, "rerun"), query=query))
 
 
 def qsig(args: list[str]) -> int:

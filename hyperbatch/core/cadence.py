@@ -12,14 +12,21 @@ Two kinds of beat (docs/architecture.md §4.6):
   the store is free (local mode, `run_lease` None) every beat is one, a
   heartbeat apart, with the claim's lease (fine-grained: as before). On AWS
   a run first lives on its claim's lease (the SQS message's visibility,
-  `claim_lease`); half way through it the worker registers the run
+  `claim_lease`); a third of the way through it the worker registers the run
   (hyperbatch.core.ports.RunRegister) with the long `run_lease`, and renews
-  that registration each half run lease. Runs shorter than half a claim
-  lease write nothing; an hour-long one writes twice.
+  that registration each half run lease. Runs shorter than a third of a
+  claim lease write nothing; an hour-long one writes twice.
 
 The worker fences itself by the same numbers (hyperbatch.services.agent.Lease):
-it kills its job once a whole lease, less a margin, has passed since the
-last renewal that reached the store.
+it kills its job once a whole lease, less a margin (`margin`), has passed
+since the last renewal that reached the store. An unregistered run's last
+renewal is its start, so its registration must land before `fenced_at`, or
+the run kills itself and runs again (in turn, never at once). Registering at
+a third of the claim lease leaves, within the configuration's bounds (a
+heartbeat at most a third of the lease), a lease/2 - heartbeat/2 >= 1.5
+heartbeats for it: a registration that fails, or comes a heartbeat late on a
+loaded machine, is tried again before the fence (`registration_tries` >= 2).
+At half the lease the first try could be the only one.
 """
 
 from __future__ import annotations
@@ -48,7 +55,14 @@ class Cadence:
 
     @property
     def margin(self) -> float:
+        """How long before its lease ends a worker that could not renew kills its job: half a heartbeat,
+        which must exceed the clock difference between the worker and whoever takes the run back."""
         return FENCE_MARGIN * self.first_check
+
+    @property
+    def fenced_at(self) -> float:
+        """Age at which a run that renewed nothing since its start kills itself: its claim lease less the margin."""
+        return self.claim_lease - self.margin
 
     def check_gap(self, age: float) -> float:
         """Seconds from a check at `age` (seconds since the run started) to the next one."""
@@ -58,8 +72,13 @@ class Cadence:
 
     @property
     def register_at(self) -> float:
-        """Age at which a run registers: half its claim lease."""
-        return self.claim_lease / 2
+        """Age at which a run registers: a third of its claim lease (see the module's note)."""
+        return self.claim_lease / 3
+
+    def registration_tries(self) -> int:
+        """Registrations a run can try before it fences itself: the first at `register_at`, a failed one
+        again a heartbeat later, none at or after `fenced_at`."""
+        return max(0, math.ceil((self.fenced_at - self.register_at) / self.first_check))
 
     @property
     def renew_every(self) -> float:

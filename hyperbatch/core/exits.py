@@ -43,6 +43,7 @@ JOB_EXEC_JOINJOB = -30  # join job error
 SCHEDULER_FAILURE = JOB_EXEC_FAIL1  # its work could not be started, again and again (dead letters)
 EXEC_FAILED = JOB_EXEC_FAIL2  # the script or command could not be started
 WORKER_LOST = JOB_EXEC_RERUN_MS_FAIL  # the worker (PBS: mother superior) stopped answering
+RERUN = JOB_EXEC_RERUN  # the run was killed for qrerun (as MoM reports a job killed by SIG_RERUN)
 WALLTIME_EXCEEDED = JOB_EXEC_KILL_WALLTIME
 MEM_EXCEEDED = JOB_EXEC_KILL_MEM
 NCPUS_EXCEEDED = JOB_EXEC_KILL_NCPUS_SUM
@@ -76,13 +77,19 @@ def limit_exceeded(resource: str, used: int | str, limit: int | str) -> tuple[in
     return _LIMITS[resource], f"job killed: {text}", f"=>> PBS: job killed: {text}\n"
 
 
-def retry_after_exit(status: int, attempt: int, lost_runs: int, max_attempts: int) -> bool:
+def retry_after_exit(status: int, attempt: int, free: int, max_attempts: int) -> bool:
     """Whether a run that ended with `status` is followed by another: a non-zero exit (a limit
-    kill included) is final unless --retries asked for more (max_attempts = retries + 1). Runs
-    whose worker was lost do not use up a retry."""
+    kill included) is final unless --retries asked for more (max_attempts = retries + 1). The
+    `free` runs before this attempt do not use up a retry: runs whose worker was lost, and runs
+    ended by qrerun (`free_runs`)."""
     if status == 0:
         return False
-    return attempt - lost_runs < max_attempts
+    return attempt - free < max_attempts
+
+
+def free_runs(job: dict) -> int:
+    """A job's runs that used up no retry: lost with their worker, or ended by qrerun."""
+    return job.get("lost_runs", 0) + job.get("reruns", 0)
 
 
 def after_lost_worker(rerunnable: bool, run_count: int) -> str:
@@ -108,6 +115,7 @@ _NAMES = {
     JOB_EXEC_FAIL1: "job could not be started",
     JOB_EXEC_FAIL2: "job could not be started",
     JOB_EXEC_RERUN_MS_FAIL: "worker lost",
+    JOB_EXEC_RERUN: "job rerun",
     JOB_EXEC_KILL_WALLTIME: "exceeded resource walltime",
     JOB_EXEC_KILL_MEM: "exceeded resource mem",
     JOB_EXEC_KILL_VMEM: "exceeded resource vmem",

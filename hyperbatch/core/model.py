@@ -90,12 +90,22 @@ def new_job(**fields: Any) -> dict:
         "task_retry": {},
         "task_lost": {},
         "chunks": {},  # chunk id -> the chunk; its worker's heartbeats are apart (JobStore.beat)
-        # Appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
+        # Set or appended to when something happens, absent until then (a DynamoDB write is billed by the KB):
         # "history": [[time, code, args...], ...] for tracejob (hyperbatch.core.history),
         # "signals": [[time, name, task index, delivered], ...] asked for by qsig, for the worker to deliver.
+        # "rerun_requested": True once qrerun asked to run the running job again: it stays RUNNING until its
+        # worker has killed the run, and only then goes QUEUED (docs/architecture.md §4.5); None after.
+        # Absent (or None) when not asked, so a write expects None (`NO_REQUEST`; `holds` reads a missing
+        # field as None, DynamoDB's condition is attribute_not_exists OR NULL).
+        # "reruns": runs ended by qrerun (like lost_runs, they use up no --retries: exits.free_runs).
     }
     doc.update(fields)
     return doc
+
+
+# What a write expects of a running job when neither qdel nor qrerun may have been asked of it since: every
+# end of its run but the one asked for (hyperbatch.services.dispatch), and qrerun itself.
+NO_REQUEST: tuple[tuple[str, Any], ...] = (("cancel_requested", False), ("rerun_requested", None))
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ class JobStore(Protocol):
 
 
 class RunRegister(Protocol):
-    """Runs that outlast half their claim's lease on AWS, one entry per worker (hyperbatch.core.cadence).
+    """Runs that outlast a third of their claim's lease on AWS, one entry per worker (hyperbatch.core.cadence).
 
     An entry is {"host", "job_id", "attempt", "chunk" (an array chunk's id, else ""), "queue",
     "item" (the work item's id), "receipt" (its message's), "at", "lease"}: worker `host` promises

@@ -56,6 +56,7 @@ SUBSTATES = {
     JobState.CANCELLED: 91,  # JOB_SUBSTATE_TERMINATED
 }
 SUBSTATE_BEGUN = 70  # an array with a subjob started
+SUBSTATE_RERUN = 60  # JOB_SUBSTATE_RERUN: qrerun asked, the run not yet killed (still R)
 SUBSTATE_WAITING = 30  # waiting for its execution time
 
 
@@ -63,9 +64,13 @@ def pbs_state(doc: dict) -> tuple[str, int]:
     """The PBS state letter and substate of a job document (or its API view).
 
     An array is B once one of its tasks has started and until it finishes; a
-    job waiting for its execution time (`execution_time`, qsub -a) is W.
+    job waiting for its execution time (`execution_time`, qsub -a) is W. A running job that qrerun
+    asked to run again stays R, in substate 60, until its worker has killed the run (as PBS shows
+    it while MoM kills it), unless a qdel came since (which wins).
     """
     state = JobState(doc["state"])
+    if state == JobState.RUNNING and doc.get("rerun_requested") and not doc.get("cancel_requested"):
+        return LETTERS[state], SUBSTATE_RERUN
     if state not in FINAL and doc.get("array") is not None and doc.get("started_at") is not None:
         return "B", SUBSTATE_BEGUN
     if state == JobState.WAITING and doc.get("execution_time"):
@@ -99,8 +104,9 @@ def task_letter(state: str) -> str:
 # RUNNING -> SUCCEEDED / FAILED   its run ended (any exit status ends it, as PBS Pro: a non-zero
 #                        exit is not run again; FAILED also: walltime, a lost worker of a job that
 #                        may not be rerun)
-# RUNNING -> QUEUED      a rerun (a lost worker of a rerunnable job, with reruns left; bumps the
-#                        attempt), or work handed back untouched by a stopping worker; an array whose
+# RUNNING -> QUEUED      a rerun (qrerun, once the worker has killed the run; a lost worker of a
+#                        rerunnable job, with reruns left; both bump the attempt), or work handed
+#                        back untouched by a stopping worker; an array whose
 #                        running chunks all settled with tasks left to run
 # RUNNING -> HELD        a job whose worker was lost once too often (PBS holds it)
 # RUNNING -> CANCELLED   qdel seen by its worker (or by whoever settles the run)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from hyperbatch.core import environment, exits, isolation, limits, outputs, resources, staging
-from hyperbatch.core.cadence import FENCE_MARGIN, Cadence
+from hyperbatch.core.cadence import Cadence
 from hyperbatch.core.errors import NotFound, why
 from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
@@ -93,8 +93,8 @@ class Lease:
     the store: at creation and by `renew(sent)`, with the monotonic time
     taken *before* that request went out, so a renewal never counts from
     later than the moment the store recorded it. `expired()` once `lease - margin` seconds have
-    passed since the last renewal, the margin being half a heartbeat
-    (FENCE_MARGIN): the supervisor then kills the job, and the main thread
+    passed since the last renewal, the margin being the cadence's (`Cadence.margin`, half a
+    heartbeat): the supervisor then kills the job, and the main thread
     starts nothing more for the run.
 
     The timing argument. Let r be when the last successful renewal was sent.
@@ -126,9 +126,9 @@ class Lease:
     writes are conditional: hyperbatch.services.dispatch).
     """
 
-    def __init__(self, lease_seconds: float, heartbeat_seconds: float, clock=time.monotonic):
-        self.margin, self.clock = FENCE_MARGIN * heartbeat_seconds, clock
-        self.budget = lease_seconds - self.margin
+    def __init__(self, cadence: Cadence, clock=time.monotonic):
+        self.margin, self.clock = cadence.margin, clock
+        self.budget = cadence.claim_lease - self.margin
         self.renewed = clock()
 
     def renew(self, sent: float, lease_seconds: float | None = None) -> None:
@@ -155,7 +155,7 @@ class Current:
         self.proc: spawn.Child | subprocess.Popen | None = None
         self.index: int | None = None
         self.deadline: float | None = None
-        self.killed_for: str | None = None  # "walltime", "mem", "cancel", "lease" or "stop"
+        self.killed_for: str | None = None  # "walltime", "mem", "cancel", "rerun", "lease" or "stop"
         self.killed_at = 0.0
         self.mem_limit = 0  # bytes the job asked for (-l mem); 0: not watched
         self.mem_peak = 0  # the most its process group held, as the supervisor saw it
@@ -260,7 +260,7 @@ class Heartbeat(threading.Thread):
     Fine-grained (local mode, a dispatcher with no cadence): a renewal
     (`Dispatcher.heartbeat`) every `every` seconds. On AWS (the dispatcher's
     cadence registers runs): checks (`Dispatcher.check`, a read) that grow
-    apart with the run's age, and the run's registration half way through
+    apart with the run's age, and the run's registration a third of the way through
     its claim's lease, renewed each half run lease (`Dispatcher.register`);
     a failed one is tried again a heartbeat later, never once the lease has
     run out on this worker's clock (the job is being killed then).
@@ -365,6 +365,8 @@ class Heartbeat(threading.Thread):
             current.kill("lease")
         elif signals.cancel_all or (current.index is not None and current.index in signals.cancelled_indices):
             current.kill("cancel")
+        elif signals.rerun:
+            current.kill("rerun")  # qrerun: the run ends here, and its end re-queues the job
 
 
 class Agent:
@@ -391,6 +393,8 @@ class Agent:
         self._prepared: tuple[tuple, spawn.Program] | None = None  # the current item's program (`_program`)
         self._undelivered: list[tuple[dict, int | None, str]] = []  # runs whose output files are to write (`_deliver`)
         self._deliveries: Queue | None = None  # what the delivery thread is to write (`_hand_over`)
+        # How its runs renew and fence (AWS: the dispatcher's; locally a renewal every heartbeat).
+        self._cadence = dispatcher.cadence or Cadence.fine(settings.lease_seconds, settings.heartbeat_seconds)
 
     def serve(self) -> int:
         """Claim and run work until idle for `idle_timeout` (or stopped); the exit code for start.sh.
@@ -449,7 +453,7 @@ class Agent:
                 held = self._hold_room(item)
                 if held is not None:
                     try:
-                        lease = Lease(self.settings.lease_seconds, self.settings.heartbeat_seconds)  # from before
+                        lease = Lease(self._cadence)  # from before
                         run = self.dispatcher.start(item)  # the start, which stamps the run's first beat
                         if run is not None:
                             self.execute(run, lease)
@@ -718,6 +722,8 @@ class Agent:
             outcome = Outcome(limit_kill.exit_status, limit_kill.reason, cpu_seconds=cpu)
         elif killed_for == "cancel":
             outcome = Outcome(exits.from_returncode(returncode), "cancelled", cancelled=True, cpu_seconds=cpu)
+        elif killed_for == "rerun":
+            outcome = Outcome(exits.RERUN, "rerun", rerun=True, cpu_seconds=cpu)
         else:
             status = exits.from_returncode(returncode)
             outcome = Outcome(status, exits.describe(status), cpu_seconds=cpu)

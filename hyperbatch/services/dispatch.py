@@ -37,7 +37,7 @@ from typing import Callable
 from hyperbatch.core import arrays, exits, history, outbox, pools
 from hyperbatch.core.cadence import Cadence
 from hyperbatch.core.errors import NotFound, StaleTransition
-from hyperbatch.core.model import Change, Expect, holds, is_array
+from hyperbatch.core.model import NO_REQUEST, Change, Expect, holds, is_array
 from hyperbatch.core.ports import JobStore, RunRegister, StagedFile, WorkItem, WorkQueue
 from hyperbatch.core.states import JobState
 from hyperbatch.core.tasks import (CANCELLED_MAP, Claim, claim_chunk, finish_chunk, lose_chunk, record_progress,
@@ -93,6 +93,7 @@ class Outcome:
     exit_status: int | None
     reason: str = ""
     cancelled: bool = False
+    rerun: bool = False  # killed for qrerun (the job's `rerun_requested`)
     cpu_seconds: float = 0.0
     # File staging (hyperbatch.core.staging): what the run staged out (None: it stages nothing out),
     # and the line that says which files could not be staged in or out (comment and tracejob).
@@ -106,6 +107,7 @@ class Signals:
 
     lease_lost: bool = False
     cancel_all: bool = False
+    rerun: bool = False  # qrerun: kill the job, whose end then re-queues it (`Dispatcher._end_run`)
     cancelled_indices: frozenset[int] = frozenset()
     deliver: tuple[tuple[str, int | None], ...] = ()  # qsig: (signal name, task index or None for all), in order
 
@@ -128,7 +130,7 @@ class Dispatcher:
     neither half. Elsewhere each write stands alone, as DynamoDB and SQS have it; every step is
     written to be safe either way (the ack comes last).
 
-    `runs` and `cadence` (AWS): runs that outlast half their claim's lease are registered there with
+    `runs` and `cadence` (AWS): runs that outlast a third of their claim's lease are registered there with
     the cadence's run lease (`register`), and a run's promise is read there too (`job_alive`,
     `chunk_alive`). Without them (local mode) every beat renews the claim's lease in the job itself.
     """
@@ -261,7 +263,7 @@ class Dispatcher:
     def register(self, run: Run, first: bool) -> None:
         """Promise, in the run register, that this worker runs `run` for one more run lease (AWS).
 
-        The first registration (half way through the claim's lease) also hides the run's message
+        The first registration (a third of the way through the claim's lease) also hides the run's message
         for MESSAGE_HOLD_SECONDS: from then on the reconciler, not SQS's redelivery, watches the run,
         and deletes the message (its receipt is in the entry) should it take the run back.
         """
@@ -325,7 +327,7 @@ class Dispatcher:
             spec, cancelled = arrays.parse_array(doc["array"]), task_map(doc, CANCELLED_MAP)
             indices = frozenset(spec.index_at(pos) for pos, _ in cancelled.items(run.item.lo, run.item.hi))
             return Signals(cancelled_indices=indices, deliver=deliver)
-        return Signals(deliver=deliver)
+        return Signals(deliver=deliver, rerun=bool(doc.get("rerun_requested")))
 
     def _beat_chunk(self, run: Run, now: float) -> dict:
         """A chunk's beat: recorded apart from the array (`JobStore.beat`: the array's document is
@@ -413,12 +415,12 @@ class Dispatcher:
             done["stageout_files"] = [f.record() for f in outcome.staged_out]
         note = outcome.staging_note
         also = f"; {note}" if note and note != outcome.reason else ""  # a failed stage-out, after the exit's words
-        if outcome.cancelled:
-            change = None
+        if outcome.cancelled or outcome.rerun:
+            change = None  # the end the job's request asks for (`_end_run`)
         elif outcome.exit_status == 0:
             change = Change(set={**done, "state": JobState.SUCCEEDED, "reason": note})
         elif outcome.exit_status is not None and exits.retry_after_exit(
-                outcome.exit_status, attempt, job.get("lost_runs", 0), job["max_attempts"]):
+                outcome.exit_status, attempt, exits.free_runs(job), job["max_attempts"]):
             reason = f"attempt {attempt} failed ({outcome.reason}){also}; re-queued as attempt {attempt + 1}"
             change = Change(set={**done, "state": JobState.QUEUED, "attempt": attempt + 1, "reason": reason,
                                  "finished_at": None})
@@ -439,24 +441,26 @@ class Dispatcher:
 
     def _end_run(self, job_id: str, attempt: int, change: Change | None, done: dict, note: str = "",
                  entries: tuple[tuple, ...] = ()) -> dict | None:
-        """End a plain job's run at `attempt` with `change` (None: cancelled), unless its cancel came first.
+        """End a plain job's run at `attempt` with `change` (None: the end its request asks for), unless
+        a request came first.
 
-        The cancel request (`Scheduler.cancel`) and the end of a run are both
-        conditional writes on the job RUNNING at this attempt, and every end
-        other than CANCELLED also expects no cancel request: whichever lands
-        first is the truth. A run that ends after its cancel was recorded ends
-        CANCELLED (`done`: its exit status and times; `note` added to the
-        reason), never SUCCEEDED, FAILED or re-queued; a cancel that comes after
-        the end finds the job finished. None if the job is no longer RUNNING at
-        `attempt` (the run was taken back). `entries`: the history events (code, arguments) the write
-        records, whichever end it writes (hyperbatch.core.history).
+        A request (qdel: `cancel_requested`; qrerun: `rerun_requested`, both by `Scheduler`) and the
+        end of a run are all conditional writes on the job RUNNING at this attempt, and every end
+        but the requested one also expects no request: whichever lands first is the truth. A run
+        that ends after a request was recorded, however it ended (its exit, its worker stopping or
+        lost), ends as asked (`_requested_end`): CANCELLED, or for a qrerun QUEUED at attempt + 1,
+        never SUCCEEDED, FAILED or re-queued otherwise. A cancel wins over a rerun. A request that
+        comes after the end finds the job moved on. `done`: the run's exit status and times; `note`
+        added to the reason. None if the job is no longer RUNNING at `attempt` (the run was taken
+        back). `entries`: the history events (code, arguments) the write records, whichever end it
+        writes (hyperbatch.core.history).
         """
         running = Expect.state(JobState.RUNNING, attempt=attempt)
         if change is not None:
             for entry in entries:
                 history.add(change, *entry, at=done.get("finished_at"))
             target = JobState(change.set["state"])
-            expect = Expect.move(target, JobState.RUNNING, attempt=attempt, fields=(("cancel_requested", False),))
+            expect = Expect.move(target, JobState.RUNNING, attempt=attempt, fields=NO_REQUEST)
             try:
                 return self.store.update(job_id, expect, change)
             except StaleTransition:
@@ -465,15 +469,14 @@ class Dispatcher:
             doc = self.store.get(job_id)
         except NotFound:
             return None
-        if not holds(doc, running) or (change is not None and not doc["cancel_requested"]):
+        if not holds(doc, running):
             return None  # taken back, or ended already
-        reason = doc["reason"].replace("cancel requested", "cancelled") or "cancelled"
-        cancelled = Change(set={**done, "state": JobState.CANCELLED, "reason": reason + note})
-        for entry in entries:
-            history.add(cancelled, *entry, at=done.get("finished_at"))
+        requested = _requested_end(doc, attempt, done, note, entries)
+        if requested is None:
+            return None
         try:
-            return self.store.update(job_id, Expect.move(JobState.CANCELLED, JobState.RUNNING, attempt=attempt),
-                                     cancelled)
+            return self.store.update(job_id, Expect.move(JobState(requested.set["state"]), JobState.RUNNING,
+                                                         attempt=attempt), requested)
         except StaleTransition:
             return None
 
@@ -523,8 +526,8 @@ class Dispatcher:
             new = self._end_run(run.job["id"], run.attempt, change, {"finished_at": self.clock()})
             if new is None:
                 return
-            if new["state"] == JobState.QUEUED.value:
-                self.queue.requeue(run.item, run.item.lo, run.attempt)
+            if new["state"] == JobState.QUEUED.value:  # at a new attempt if a qrerun came first
+                self.queue.requeue(run.item, run.item.lo, new["attempt"])
             else:
                 self.queue.ack(run.item)  # its cancel came first: it ended CANCELLED
             return
@@ -665,6 +668,32 @@ class Dispatcher:
             self.queue.send_many(items)
         if item is not None:
             self.queue.ack(item)
+
+
+def _requested_end(doc: dict, attempt: int, done: dict, note: str, entries: tuple[tuple, ...]) -> Change | None:
+    """The end a running job's request asks for (`Dispatcher._end_run`): CANCELLED for a qdel (it wins),
+    QUEUED at attempt + 1 for a qrerun, with PBS's rerun exit status (JOB_EXEC_RERUN), no retry used
+    up (`reruns`: exits.free_runs) and not held for too many runs; None if nothing was asked. `entries`
+    are the history of the end the run found; a rerun's tells of the rerun instead."""
+    if doc["cancel_requested"]:
+        reason = doc["reason"].replace("cancel requested", "cancelled") or "cancelled"
+        change = Change(set={**done, "state": JobState.CANCELLED, "reason": reason + note})
+    elif doc.get("rerun_requested"):
+        again = attempt + 1
+        change = Change(set={**done, "state": JobState.QUEUED, "attempt": again, "exit_status": exits.RERUN,
+                             "finished_at": None, "rerun_requested": None,
+                             "reason": f"{doc['reason'] or 'rerun requested'}; re-queued as attempt {again}{note}"},
+                        add={"reruns": 1})
+        ended = done.get("finished_at") or 0.0
+        wall = round(ended - (doc["started_at"] or ended))
+        lost = [entry for entry in entries if entry[0] == "L"]
+        entries = ((lost[0][0], lost[0][1], again),) if lost else (
+            ("x", exits.RERUN, round(done.get("cpu_seconds") or 0, 2), wall, again),)
+    else:
+        return None
+    for entry in entries:
+        history.add(change, *entry, at=done.get("finished_at"))
+    return change
 
 
 def _final_reason(outcome: Outcome, job: dict) -> str:

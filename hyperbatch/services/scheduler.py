@@ -19,7 +19,7 @@ from hyperbatch.core.errors import (
     PBSE_BADATVAL, PBSE_BADDEPEND, PBSE_IVALREQ, PBSE_MODATRRUN, PBSE_NOHISTARRAYSUBJOB, PBSE_NORERUN, PBSE_UNKQUE, Conflict,
     Forbidden, JobFinished, NotFound, SpecError, StaleTransition,
 )
-from hyperbatch.core.model import Change, Expect, is_array, new_job
+from hyperbatch.core.model import NO_REQUEST, Change, Expect, is_array, new_job
 from hyperbatch.core import bucket as layout, staging
 from hyperbatch.core.ports import FileBucket, JobStore, LogStore, WorkerRegistry, WorkQueue
 from hyperbatch.core.states import FINAL, JobState, task_letter
@@ -597,13 +597,23 @@ class Scheduler:
             self.queue.send_many(items)
         return new
 
-    def rerun(self, job_id: str, caller: Caller, index: int | None = None) -> dict:
-        """qrerun: a running job is re-queued at a new attempt (its worker stops it at its next
-        heartbeat, as when its lease is taken back); an array not yet finished re-runs its failed and
-        cancelled tasks (or the one task `index` names). A finished job or array stays finished (PBS:
-        "Job has finished"). A job submitted with -r n cannot be re-run (PBS: 190)."""
+    def rerun(self, job_id: str, caller: Caller, index: int | None = None, force: bool = False) -> dict:
+        """qrerun: a running job is asked to run again; an array not yet finished re-runs its failed
+        and cancelled tasks (or the one task `index` names). A finished job or array stays finished
+        (PBS: "Job has finished"). A job submitted with -r n cannot be re-run (PBS: 190) unless
+        `force` (qrerun -W force).
+
+        A running job is not re-queued here: that would let another worker start the new attempt
+        while the old run goes on until its worker's next look at the store. As a qdel of a running
+        job (`cancel`), the request is flagged (`rerun_requested`, on RUNNING at its attempt, with no
+        cancel asked) and the job stays RUNNING (PBS: R, substate 60); its worker kills the run and
+        its end writes QUEUED at attempt + 1 (`Dispatcher._end_run`), as does the recovery of a
+        run whose worker was lost meanwhile. A qdel, before or after, wins. PBS's force, which
+        re-queues without waiting for MoM, is not followed there: nothing may start the job again
+        before its run is known dead.
+        """
         doc = self.get(job_id, caller)
-        if doc.get("rerunable") is False:
+        if doc.get("rerunnable") is False and not force:
             raise Conflict(f"job {ids.display_id(doc)} was submitted as not rerunnable (-r n)", pbs_errno=PBSE_NORERUN)
         who = history.who(caller.name, doc)
         if JobState(doc["state"]) in FINAL:  # final stays final (the transition table); PBS says the same
@@ -620,17 +630,17 @@ class Scheduler:
         state = JobState(doc["state"])
         if state != JobState.RUNNING:
             raise Conflict(f"job {ids.display_id(doc)} is {state.value}: only running jobs can be re-run")
-        attempt = doc["attempt"]
-        change = history.add(
-            Change(set={"state": JobState.QUEUED, "attempt": attempt + 1, "reason": f"re-run at request of {caller.name}",
-                        "cancel_requested": False}),
-            "R", who, 0)
+        if doc["cancel_requested"]:
+            raise Conflict(f"job {ids.display_id(doc)} is being deleted: it cannot be re-run")
+        if doc.get("rerun_requested"):
+            return doc  # asked already: the worker is on it
+        change = history.add(Change(set={"rerun_requested": True, "reason": f"rerun requested by {caller.name}"}),
+                             "R", who, 0)
+        expect = Expect(states=frozenset({JobState.RUNNING}), attempt=doc["attempt"], fields=NO_REQUEST)
         try:
-            new = self.store.update(job_id, Expect.move(JobState.QUEUED, JobState.RUNNING, attempt=attempt), change)
+            return self.store.update(job_id, expect, change)
         except StaleTransition:
-            return self.rerun(job_id, caller)
-        self.send_work([new])
-        return new
+            return self.rerun(job_id, caller, force=force)  # it moved on: look again (ended, cancelled)
 
     def signal(self, job_id: str, name: str, caller: Caller, index: int | None = None) -> dict:
         """qsig: ask for `name` (SIGUSR1, USR1, 10 ...) to be sent to the running job's process group

@@ -131,7 +131,7 @@ def _aws_agent(env: Mapping[str, str], config, worker: str):
     (work_root / "work").mkdir(parents=True, exist_ok=True)
     # The worker writes the store; the work its changes make runnable is sent from the table's stream.
     queue_port = StreamSentQueue(backend.queue)
-    # Runs longer than half a claim's lease are registered (hyperbatch.core.cadence): the reconciler watches them.
+    # Runs longer than a third of a claim's lease are registered (hyperbatch.core.cadence): the reconciler watches them.
     dispatcher = Dispatcher(backend.store, queue_port, worker, env["HYPER_REGION"], settings.lease_seconds,
                             runs=run_register(env), cadence=settings.cadence())
     agent_settings = Settings(

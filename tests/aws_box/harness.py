@@ -372,7 +372,7 @@ class Worker:
 
 @dataclass
 class Box:
-    # Short leases: a run registers after 1.5 s, looks at the store at most 2 s apart, renews every 3 s.
+    # Short leases: a run registers after 1 s, looks at the store at most 2 s apart, renews every 3 s.
     settings: dict = field(default_factory=lambda: {"lease_seconds": 3, "heartbeat_seconds": 1,
                                                     "heartbeat_max_seconds": 2, "run_lease_seconds": 6})
     definitions: dict = field(default_factory=lambda: {"idle_timeout_seconds": 2})

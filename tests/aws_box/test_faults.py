@@ -98,10 +98,10 @@ def test_a_job_claimed_by_a_worker_that_died_before_starting_it_still_runs(box):
 
 
 def test_a_duplicated_message_does_not_run_a_job_twice(box):
-    # A run shorter than half the box's 3 s claim lease: it needs no registration to stay alive, so a
-    # slow machine cannot make its one chance to register come after its own fence (it would then stop
-    # itself and run again: safe, but a second run all the same).
-    job = box.submit(command=["sleep", "1"])
+    # A run shorter than a third of the box's 3 s claim lease: it needs no registration to stay alive, so
+    # a slow machine cannot make its registration come after its own fence (it would then stop itself
+    # and run again: safe, but a second run all the same).
+    job = box.submit(command=["sleep", "0.5"])
     url = box.plane.queue_urls["batch"]
     box.sqs.send_message(QueueUrl=url, MessageBody=_body(job["seq"], 0, 1, 1, 0))  # the same body again
     box.start_worker()

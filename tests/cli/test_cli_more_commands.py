@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.cli.conftest import SERVER
-from hyperbatch.core import history
+from hyperbatch.core import exits, history
 from hyperbatch.core.model import Change, Expect
 
 
@@ -159,12 +159,53 @@ def test_qalter_a_defers_a_queued_job_until_its_time_and_back(pbs, mix):
 
 # ---- qrerun -----------------------------------------------------------------------------------
 
-def test_qrerun_requeues_a_running_job_at_a_new_attempt(pbs, mix):
+def test_qrerun_asks_the_worker_and_requeues_the_job_once_its_run_is_killed(pbs):
+    """As PBS: the job stays R (substate 60) until its run is killed; only then is it queued again,
+    at a new attempt, with Exit_status -11 (JOB_EXEC_RERUN) and no retry used up."""
+    server = pbs.server
+    server.submit(name="done")
+    server.run_next()
+    server.submit(name="long", walltime="01:00:00", max_attempts=2)
+    run = server.start()
+    server.submit(name="queued")
     assert pbs("qrerun", "2") == (0, "", "")
-    doc = mix.job("2")
-    assert (doc["state"], doc["attempt"]) == ("QUEUED", 2)
+    doc = server.job("2")
+    assert (doc["state"], doc["attempt"], doc.get("rerun_requested")) == ("RUNNING", 1, True)
+    assert server.backend.queue.claim("batch", "w-other", 1, 30).job_id == "3"  # nothing of job 2 to claim
+    assert server.backend.queue.claim("batch", "w-other", 1, 30) is None
+    full = pbs("qstat", "-f", "2")[1]
+    assert "    job_state = R\n" in full and "    substate = 60\n" in full
+    assert pbs("qrerun", "2") == (0, "", "")  # asked again: nothing changes
+    assert server.job("2")["version"] == doc["version"]
+
+    assert server.worker.heartbeat(run).rerun  # what the worker's next look tells it: kill the run
+    server.finish(run, status=exits.RERUN, rerun=True)
+    doc = server.job("2")
+    assert (doc["state"], doc["attempt"], doc["exit_status"], doc.get("reruns", 0)) == ("QUEUED", 2, -11, 1)
+    assert doc.get("rerun_requested") is None and doc["reason"] == "rerun requested by alice; re-queued as attempt 2"
     assert pbs("qstat", "2")[1].splitlines()[2].split()[4] == "Q"
+    again = server.start()
+    assert again.attempt == 2
+    server.finish(again, status=1)  # fails: its one retry (max_attempts 2) was not used up by the rerun
+    assert (server.job("2")["state"], server.job("2")["attempt"]) == ("QUEUED", 3)
+    assert "Exit_status=-11" in pbs("tracejob", "2")[1]
     assert pbs("qrerun", "3") == (168, "", f"qrerun: Request invalid for state of job 3.{SERVER}\n")
+    assert pbs("qrerun", "1") == (35, "", "qrerun: Job has finished\n")
+
+
+def test_qdel_after_qrerun_wins(pbs):
+    server = pbs.server
+    server.submit()
+    run = server.start()
+    assert pbs("qrerun", "1") == (0, "", "")
+    assert pbs("qdel", "1") == (0, "", "")
+    assert pbs("qstat", "-f", "1")[1].count("substate = 42") == 1
+    signals = server.worker.heartbeat(run)
+    assert signals.cancel_all and not signals.rerun
+    server.finish(run, status=271, cancelled=True)
+    doc = server.job("1")
+    assert (doc["state"], doc["attempt"], doc.get("reruns", 0)) == ("CANCELLED", 1, 0)
+    assert server.backend.queue.claim("batch", "w-other", 1, 30) is None
     assert pbs("qrerun", "1") == (35, "", "qrerun: Job has finished\n")
 
 
@@ -187,8 +228,11 @@ def test_qrerun_refuses_a_job_that_is_not_rerunnable(pbs):
     server = pbs.server
     job = server.submit()
     server.start()
-    server.backend.store.update(job["id"], Expect(), Change(set={"rerunable": False}))  # qsub -r n (option table)
+    server.backend.store.update(job["id"], Expect(), Change(set={"rerunnable": False}))  # qsub -r n (option table)
     assert pbs("qrerun", "1") == (190, "", f"qrerun: job is not rerunnable 1.{SERVER}\n")
+    assert server.job("1").get("rerun_requested") is None
+    assert pbs("qrerun", "-W", "force", "1") == (0, "", "")  # as PBS: force re-runs it all the same
+    assert server.job("1")["rerun_requested"] is True
 
 
 # ---- qsig -------------------------------------------------------------------------------------

@@ -83,6 +83,22 @@ def test_update_refuses_when_the_job_moved_on(backend, expect):
     assert backend.store.get(doc["id"]) == doc
 
 
+def test_a_field_expected_none_holds_when_absent_or_none_and_not_once_set(backend):
+    """How a run's end expects no qrerun (`rerun_requested` None, hyperbatch.core.model.NO_REQUEST):
+    a document written before the field existed has none, and must still end; one flagged must not."""
+    before, after = job(state=JobState.RUNNING), job(state=JobState.RUNNING, rerun_requested=None)
+    assert "rerun_requested" not in before
+    backend.store.create([before, after], [])
+    no_request = Expect(states=frozenset({JobState.RUNNING}), attempt=1, fields=(("rerun_requested", None),))
+    for doc in (before, after):
+        assert backend.store.update(doc["id"], no_request, Change(set={"reason": "beat"}))["reason"] == "beat"
+    flagged = backend.store.update(after["id"], no_request, Change(set={"rerun_requested": True}))
+    assert flagged["rerun_requested"] is True
+    with pytest.raises(StaleTransition):
+        backend.store.update(after["id"], no_request, Change(set={"reason": "end"}))
+    assert backend.store.get(after["id"]) == flagged
+
+
 def test_map_fields_are_set_and_deleted_by_key(backend):
     doc = job(failed_tasks={"1": 3})
     backend.store.create([doc], [])

@@ -5,6 +5,7 @@ go through submit, run, retry, loss, hold, release, dependencies, cancels and
 arrays, and every (old, new) pair they produced must be in the table.
 """
 
+from hyperbatch.core import exits
 from hyperbatch.core.states import TRANSITIONS, JobState
 from hyperbatch.services.dispatch import Outcome
 from tests.core.conftest import ALICE
@@ -53,6 +54,11 @@ def test_every_move_the_code_makes_is_in_the_table(harness):
     stopping = harness.submit()
     harness.worker.give_back(claim(harness))
     run_job(harness)
+    rerun = harness.submit()  # qrerun of a running job: killed by its worker, then queued again
+    run = claim(harness)
+    s.rerun(rerun["id"], ALICE)
+    harness.worker.finish_job(run, Outcome(exits.RERUN, rerun=True))
+    run_job(harness)
     # Dependencies: released, never met, held while waiting.
     parent = harness.submit(hold=True)
     child = harness.submit(depend=f"afterok:{parent['id']}")
@@ -79,7 +85,7 @@ def test_every_move_the_code_makes_is_in_the_table(harness):
     s.cancel(cancelled_array["id"], ALICE)
     harness.lose_lease()
 
-    final = {j["id"]: harness.job(j["id"])["state"] for j in (succeeded, retried, lost, queued, running, held, stopping, child,
+    final = {j["id"]: harness.job(j["id"])["state"] for j in (succeeded, retried, lost, queued, running, held, stopping, rerun, child,
                                                         doomed, array, cancelled_array)}
     assert all(JobState(state).final for state in final.values()), final
     seen = moves(harness)

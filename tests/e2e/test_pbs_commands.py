@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.e2e.conftest import FINAL, one_line, task_id, wait_for
+from tests.faults import ledger as ledgers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_pbs_commands")]
 
@@ -124,6 +125,25 @@ def test_qsig_reaches_the_running_job_and_qrerun_runs_it_again(hb):
     assert (proc.returncode, proc.stderr) == (35, "qsig: Job has finished\n")
     history = hb.run("tracejob", job_id).stdout
     assert "Job Rerun at request of" in history and "Signal SIGUSR1 sent to" in history
+
+
+def test_qrerun_of_a_running_job_never_runs_it_twice_at_once_and_it_finishes_once_more(hb, tmp_path):
+    """The job's old run is killed by its worker before the new attempt can start anywhere: the
+    ledger (tests/faults/ledger.py: the run's PBS_JOBID, attempt and pid, start to last line) shows
+    attempt 1 cut short, then attempt 2 run to its end, and no overlap."""
+    ledger = tmp_path / "ledger.csv"
+    task = hb.script(ledgers.TASK, "ledger-task.sh")
+    job_id = hb.submit("-v", f"LEDGER={ledger},TICK=0.1,TICKS=600,RETRY_TICKS=5", task)
+    wait_for(lambda: ledgers.runs(ledger), 30, what="the job to start")
+    # Quick jobs enough for a second worker, left idle once they are done: it would claim the new
+    # attempt within milliseconds, were it queued before the old run was killed.
+    hb.wait_all_final([hb.submit("--", "true") for _ in range(4)])
+    assert hb.run("qrerun", job_id).returncode == 0
+    done = hb.wait_state(job_id, FINAL, timeout=60)
+    assert (done["state"], done["attempt"], done["run_count"], done["exit_status"]) == ("SUCCEEDED", 2, 2, 0)
+    runs = ledgers.check(ledger, {job_id: None})
+    assert [(r.attempt, r.done) for r in runs] == [(1, False), (2, True)]
+    assert "Exit_status=-11" in hb.run("tracejob", job_id).stdout
 
 
 def test_qrerun_of_an_array_reruns_its_failed_tasks_until_it_has_finished(hb):

@@ -37,6 +37,7 @@ from hyperbatch.core import tasks
 from hyperbatch import config
 from hyperbatch.adapters.local.sqlite import Database, SqliteJobStore, SqliteWorkQueue
 from hyperbatch.core import arrays
+from hyperbatch.core.cadence import Cadence
 from hyperbatch.core.errors import Conflict, NotFound, SpecError
 from hyperbatch.core.model import is_array
 from hyperbatch.core.states import FINAL, JobState
@@ -189,7 +190,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     def claim(self, worker, most):
         if any(h.worker == worker for h in self.live()):
             return  # a worker runs its work in series
-        lease = Lease(LEASE, HEARTBEAT, clock=self.clock)
+        lease = Lease(Cadence.fine(LEASE, HEARTBEAT), clock=self.clock)
         item = self.queue.claim("batch", worker, most, LEASE)
         if item is None:
             return

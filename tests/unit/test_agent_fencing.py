@@ -15,6 +15,7 @@ import pytest
 from hyperbatch.adapters.local import open_local
 from hyperbatch.adapters.local.compute import LocalCompute
 from hyperbatch.adapters.local.logs import FileLogStore
+from hyperbatch.core.cadence import Cadence
 from hyperbatch.core.model import new_job
 from hyperbatch.core.ports import WorkItem
 from hyperbatch.services.agent import Agent, Lease, Settings
@@ -98,7 +99,7 @@ def finish(agent, thread):
 
 def test_the_lease_runs_out_half_a_heartbeat_before_the_lease_counted_from_the_last_renewal_sent():
     clock = FakeClock()
-    lease = Lease(LEASE, HEARTBEAT, clock=clock)
+    lease = Lease(Cadence.fine(LEASE, HEARTBEAT), clock=clock)
     clock.now += LEASE - HEARTBEAT / 2 - 0.25
     assert not lease.expired()
     clock.now += 0.25
@@ -114,7 +115,7 @@ def test_a_worker_that_cannot_renew_kills_its_job_when_its_lease_runs_out_and_re
     clock = FakeClock()
     agent = agent_with(tmp_path, unreachable, heartbeat=0.05)
     run = a_run(tmp_path, ["sleep", "60"])
-    thread = execute_in_background(agent, run, Lease(LEASE, 0.05, clock=clock))
+    thread = execute_in_background(agent, run, Lease(Cadence.fine(LEASE, 0.05), clock=clock))
     proc = running_proc(agent)
     polling.wait_for(lambda: len(agent.dispatcher.seen) >= 2, 10, 0.01, "two heartbeats")  # both failed
     assert proc.returncode is None and group_alive(proc.pid)  # still running
@@ -127,7 +128,7 @@ def test_a_worker_that_cannot_renew_kills_its_job_when_its_lease_runs_out_and_re
 def test_a_run_taken_back_is_killed_at_the_next_heartbeat_and_records_nothing(tmp_path):
     agent = agent_with(tmp_path, lambda run: Signals(lease_lost=True), heartbeat=0.05)
     run = a_run(tmp_path, ["sleep", "60"])
-    thread = execute_in_background(agent, run, Lease(LEASE, 0.05, clock=FakeClock()))
+    thread = execute_in_background(agent, run, Lease(Cadence.fine(LEASE, 0.05), clock=FakeClock()))
     proc = running_proc(agent)
     finish(agent, thread)
     assert proc.returncode == -signal.SIGKILL
@@ -145,7 +146,7 @@ def test_renewals_keep_the_job_alive_past_its_first_deadline(tmp_path):
     agent = agent_with(tmp_path, beat, heartbeat=0.05)
     go = tmp_path / "go"
     run = a_run(tmp_path, ["bash", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"])
-    thread = execute_in_background(agent, run, Lease(LEASE, 0.05, clock=clock))
+    thread = execute_in_background(agent, run, Lease(Cadence.fine(LEASE, 0.05), clock=clock))
     proc = running_proc(agent)
     clock.now += 2.0
     # Three beats sent at the new time: the second one was sent (and the first renewed) after the move.
@@ -162,7 +163,7 @@ def test_a_worker_held_up_past_its_lease_starts_no_task_and_records_nothing(tmp_
     agent = agent_with(tmp_path, lambda run: Signals())
     marker = tmp_path / "ran"
     run = a_run(tmp_path, ["bash", "-c", f"echo $PBS_ARRAY_INDEX >> {marker}"], array="1-3", positions=[0, 1, 2])
-    lease = Lease(LEASE, HEARTBEAT, clock=clock)
+    lease = Lease(Cadence.fine(LEASE, HEARTBEAT), clock=clock)
     clock.now += LEASE  # e.g. stopped between the start in the store and the first task
     agent.execute(run, lease)
     agent.supervisor.halt()
@@ -174,7 +175,7 @@ def test_the_job_file_names_the_running_group_and_run_and_says_0_after(tmp_path)
     agent = agent_with(tmp_path, lambda run: Signals())
     go = tmp_path / "go"
     run = a_run(tmp_path, ["bash", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"])
-    thread = execute_in_background(agent, run, Lease(LEASE, HEARTBEAT, clock=FakeClock()))
+    thread = execute_in_background(agent, run, Lease(Cadence.fine(LEASE, HEARTBEAT), clock=FakeClock()))
     proc = running_proc(agent)
     assert read_job_record(tmp_path / "w1.job") == JobRecord(proc.pid, "J1", "7", 1)
     go.touch()

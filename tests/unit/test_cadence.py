@@ -15,9 +15,24 @@ def test_looks_start_a_heartbeat_apart_and_grow_with_the_runs_age_to_the_cap():
 
 def test_an_hour_long_run_makes_about_twenty_looks_and_two_writes_a_short_one_none():
     assert AWS.checks_within(3600) == 19
-    assert AWS.renewals_within(3600) == 2  # registered at 30 s, renewed at 30 min 30 s
+    assert AWS.renewals_within(3600) == 2  # registered at 20 s, renewed at 30 min 20 s
     assert (AWS.checks_within(10), AWS.renewals_within(10)) == (0, 0)
     assert (AWS.checks_within(60), AWS.renewals_within(60)) == (3, 1)
+
+
+def test_a_run_registers_early_enough_to_try_again_before_it_fences_itself():
+    """A run fences itself a claim lease less half a heartbeat after its start, unless registered:
+    registering at a third of the claim lease leaves time for a second try (a heartbeat later) even
+    at the configuration's bound (heartbeat = claim lease / 3), with half a heartbeat to spare."""
+    assert (AWS.register_at, AWS.margin, AWS.fenced_at) == (20, 7.5, 52.5)
+    assert AWS.registration_tries() == 3  # at 20, 35 and 50 s
+    for lease in (3, 60, 90):
+        bound = Cadence(lease, lease / 3, lease, 2 * lease)
+        assert bound.registration_tries() == 2
+        second_try = bound.register_at + bound.first_check
+        assert bound.fenced_at - second_try == bound.first_check / 2 == bound.margin
+    for heartbeat in (0.5, 1, 5, 10, 19.9):
+        assert Cadence(60, heartbeat, 300, 3600).registration_tries() >= 2
 
 
 def test_local_mode_renews_at_every_beat_as_before():

@@ -82,6 +82,14 @@ def test_a_job_is_sent_when_it_becomes_queued_at_a_new_attempt_or_again():
     assert to_send(queued, None) == []  # deleted (TTL, the undo of a failed create)
 
 
+def test_a_rerun_is_sent_only_once_its_run_has_ended():
+    """qrerun flags the running job: nothing is sent until its end makes it QUEUED at a new attempt."""
+    running = job(state="RUNNING")
+    flagged = job(state="RUNNING", rerun_requested=True)
+    assert to_send(running, flagged) == []
+    assert to_send(flagged, job(attempt=2, exit_status=-11)) == [("batch", "J", 0, 1, 2, 0)]
+
+
 def test_a_job_moved_to_another_queue_is_sent_there():
     assert to_send(job(), job(queue="west")) == [("west", "J", 0, 1, 1, 0)]  # qmove of a queued job
     assert to_send(job(state="HELD"), job(state="HELD", queue="west")) == []  # held: sent once released
@@ -372,6 +380,22 @@ def test_flows_send_through_to_send_what_the_core_sends(tmp_path):
     assert set(final.values()) == {"SUCCEEDED"}, final
     outbox, core = compare(flow.log)
     assert outbox == core and sum(outbox.values()) > 25
+
+
+def test_a_rerun_job_is_sent_once_by_the_end_of_its_run(tmp_path):
+    flow = Flow(tmp_path)
+    doc = flow.submit()[0]
+    run = flow.claim()
+    flow.log.op("rerun")
+    flow.scheduler.rerun(doc["id"], ALICE)
+    assert flow.claim() is None  # nothing to claim while the run goes on
+    flow.finish(run)  # it ended on its own after the request: re-queued all the same
+    again = flow.claim()
+    assert (again.job["id"], again.attempt) == (doc["id"], 2)
+    flow.finish(again)
+    assert flow.backend.store.get(doc["id"])["state"] == "SUCCEEDED"
+    outbox, core = compare(flow.log)
+    assert outbox == core and sum(outbox.values()) == 2
 
 
 def test_an_array_released_by_reevaluate_keeps_its_waiting_retries(tmp_path):

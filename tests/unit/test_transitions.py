@@ -5,7 +5,7 @@ import pytest
 from hyperbatch.adapters.aws.items import update_request
 from hyperbatch.core.errors import IllegalTransition
 from hyperbatch.core.model import Change, Expect, apply, new_job
-from hyperbatch.core.states import ACTIVE, FINAL, TRANSITIONS, JobState, allowed, sources
+from hyperbatch.core.states import ACTIVE, FINAL, TRANSITIONS, JobState, allowed, pbs_state, sources
 
 MOVES = [(a, b) for a in JobState for b in JobState if b in TRANSITIONS[a]]  # in a fixed order, for xdist
 FORBIDDEN = [(a, b) for a in JobState for b in JobState if a != b and b not in TRANSITIONS[a]]
@@ -53,3 +53,12 @@ def test_a_state_change_must_say_what_it_moves_from():
 def test_the_default_sources_are_the_tables():
     assert Expect.move(JobState.QUEUED).states == {JobState.WAITING, JobState.HELD, JobState.RUNNING}
     assert Expect.move(JobState.CANCELLED).states == ACTIVE
+
+
+def test_a_running_job_asked_to_rerun_shows_pbs_substate_60_unless_deleted_since():
+    """OpenPBS req_rerunjob2: the job stays R in JOB_SUBSTATE_RERUN while MoM kills it."""
+    running = new_job(id="J", state="RUNNING")
+    assert pbs_state(running) == ("R", 42)
+    assert pbs_state({**running, "rerun_requested": True}) == ("R", 60)
+    assert pbs_state({**running, "rerun_requested": True, "cancel_requested": True}) == ("R", 42)  # qdel wins
+    assert pbs_state({**running, "state": "QUEUED", "attempt": 2}) == ("Q", 10)
