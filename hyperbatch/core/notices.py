@@ -166,10 +166,6 @@ def signature(secret: bytes, body: bytes) -> str:
 
 # ---- EventBridge -------------------------------------------------------------------------------
 
-SOURCE = "hyperbatch"
-DETAIL_TYPE = "HyperBatch Job State Change"
-
-
 def state_change_detail(new: dict, old_state: str | None) -> dict:
     """An EventBridge event's detail for a job's new state, shaped like AWS Batch's "Batch Job State Change"."""
     detail: dict[str, Any] = {
