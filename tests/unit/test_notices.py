@@ -171,3 +171,68 @@ def test_without_smtp_settings_mail_is_dropped_and_said_once(caplog):
     assert box.rows == {} and len(posted) == 2
     assert [r.getMessage() for r in caplog.records] == [
         "mail is not configured: job 42.srv's begin notice (and any later) not sent"]
+
+
+# ---- on AWS: the release function's batch ------------------------------------------------------
+
+def test_a_batch_puts_its_state_changes_after_its_sends_and_before_its_counts():
+    from types import SimpleNamespace
+
+    from hyperbatch.services.stream_release import StreamBatch
+
+    calls = []
+
+    class Notices:
+        def __init__(self, fail):
+            self.fail = fail
+
+        def publish(self, changes, deliveries):
+            calls.append(("publish", [(c["previousStatus"], c["status"]) for c in changes],
+                          [(d.channel, d.notice.event) for d in deliveries]))
+            if self.fail:
+                raise OSError("EventBridge unreachable")
+
+    queued = job("QUEUED", notify=["https://h.example/x"])
+    running = moved(queued, "RUNNING", started_at=3.0)
+    beat = moved(running, "RUNNING", heartbeat_at=4.0)
+    records = [(None, queued), (queued, running), (running, beat)]
+    decode = lambda pair: SimpleNamespace(events=[], old=pair[0], new=pair[1], submitted_at=None,  # noqa: E731
+                                          started_at=None, started_before=None)
+    queue = SimpleNamespace(send_many=lambda items: calls.append(("send", len(items))))
+    store = SimpleNamespace(tally=lambda handled: calls.append(("tally", len(handled))))
+    for fail in (False, True):
+        calls.clear()
+        batch = StreamBatch(None, queue, store, decode, Notices(fail))
+        for record in records:
+            batch.handle_record(record)
+        if fail:
+            with pytest.raises(OSError):
+                batch.finish()  # the batch comes again: nothing was counted
+        else:
+            batch.finish()
+        assert calls[:2] == [("send", 1), ("publish", [(None, "QUEUED"), ("QUEUED", "RUNNING")],
+                                          [("webhook", "begin")])]
+        assert calls[2:] == ([] if fail else [("tally", 3)])
+
+
+def test_eventbridge_refusing_an_entry_is_an_error():
+    from hyperbatch.adapters.aws.notices import EventBridgeNotices, EventsRefused
+
+    class Client:
+        def __init__(self):
+            self.calls = []
+
+        def put_events(self, Entries):  # noqa: N803 (boto3's name)
+            self.calls.append(Entries)
+            return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException"}] + [{}] * (len(Entries) - 1)}
+
+    client = Client()
+    details = [notices.state_change_detail(job("QUEUED"), None)] * 12
+    with pytest.raises(EventsRefused, match="refused 1 events: ThrottlingException"):
+        EventBridgeNotices(client).publish(details, [])
+    assert [len(c) for c in client.calls] == [10]
+    assert client.calls[0][0]["Source"] == "hyperbatch" and client.calls[0][0]["DetailType"] == \
+        "HyperBatch Job State Change"
+    quiet = Client()
+    EventBridgeNotices(quiet, state_changes=False).publish(details, [])
+    assert quiet.calls == []
