@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from hyperbatch.core.errors import SpecError
@@ -142,7 +141,7 @@ def mail_to(doc: dict) -> list[str]:
 
 # ---- webhooks ----------------------------------------------------------------------------------
 
-def check_url(text: Any) -> str:
+def check_url(text: object) -> str:
     """A `--notify` URL: http or https with a host. SpecError in one line otherwise."""
     url = str(text).strip()
     parts = urlsplit(url)
@@ -152,8 +151,8 @@ def check_url(text: Any) -> str:
     return url
 
 
-def check_urls(value: Any) -> list[str]:
-    values = [value] if isinstance(value, str) else list(value or [])
+def check_urls(value: object) -> list[str]:
+    values = [value] if isinstance(value, str) else list(value or []) if isinstance(value, (list, tuple)) else [value]
     if len(values) > 5:
         raise SpecError("--notify: at most 5 URLs a job")
     return [check_url(v) for v in values]
@@ -168,7 +167,7 @@ def signature(secret: bytes, body: bytes) -> str:
 
 def state_change_detail(new: dict, old_state: str | None) -> dict:
     """An EventBridge event's detail for a job's new state, shaped like AWS Batch's "Batch Job State Change"."""
-    detail: dict[str, Any] = {
+    detail: dict[str, object] = {
         "jobName": new["name"], "jobId": display_id(new), "jobQueue": new["queue"], "status": new["state"],
         "previousStatus": old_state, "statusReason": new.get("reason") or "", "owner": new["owner"],
         "createdAt": _millis(new.get("submitted_at")), "startedAt": _millis(new.get("started_at")),
