@@ -8,7 +8,9 @@ twin of DynamoDB Streams, tailed by the daemon. An event stays in the table
 until its handling has committed (`events_done`); one whose handling failed
 waits for its retry (`next_at`), and after the last try it is parked there
 (`parked`), counted by `hyper local status`, never dropped
-(hyperbatch.services.release.release_events).
+(hyperbatch.services.release.release_events). The same transaction appends
+the mail and webhooks the change makes (hyperbatch.core.notices) to `notices`,
+the outbox the daemon's notify thread delivers from.
 
 Job ids are sequence numbers from the one-row `sequence` table
 (`reserve_ids`: one write transaction per reservation, so ids are unique and,
@@ -371,7 +373,6 @@ class SqliteJobStore:
         """Give every parked event a fresh round of tries (the daemon does at start); returns how many."""
         with self.db.write() as conn:
             return conn.execute("UPDATE events SET parked = 0, tries = 0, next_at = 0 WHERE parked = 1").rowcount
-
 
     # The local outbox of notices (mail, webhooks), delivered by the daemon (hyperbatch.services.notify).
     def due_notices(self, now: float, limit: int = 100) -> list[tuple[int, notices.Delivery, int]]:
