@@ -39,6 +39,7 @@ actor; the price model (bench/prices.py) turns calls into money:
   finishes). Reads: per 4 KB, strongly consistent 1, eventually consistent
   (queries) 0.5, queries by the total size of the index entries they read.
 - SQS: one request per call and 64 KB chunk of payload.
+- EventBridge: one event per PutEvents entry and 64 KB chunk (job state changes and notices).
 - CloudWatch Logs: the functions' own lines (Powertools logs, EMF metrics, and
   an assumed 600 bytes of Lambda platform lines per invocation unless the stack
   sets the system log level to WARN) and one API
@@ -368,6 +369,10 @@ def price_calls(calls: list[Call], model: DynamoModel, bill: Bill) -> None:
             payload = _sqs_payload(call)
             requests = max(1, math.ceil(payload / prices.SQS_CHUNK_BYTES))
             bill.add(line, requests * prices.SQS_PER_REQUEST, "requests", requests)
+        elif call.service == "events" and call.operation == "PutEvents":
+            events = sum(max(1, math.ceil(len(json.dumps(e).encode()) / prices.EVENTBRIDGE_CHUNK_BYTES))
+                         for e in call.params.get("Entries", []))
+            bill.add(line, events * prices.EVENTBRIDGE_PER_EVENT, "events", events)
         elif call.service == "logs" and call.operation == "PutLogEvents":
             bill.add("logs:job output (not per job)", 0.0)
         else:

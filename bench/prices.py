@@ -38,6 +38,11 @@ CLOUDWATCH_LOGS_EVENT_OVERHEAD_BYTES = 26
 # rate(): charged here at the Scheduler's price as an upper bound.
 EVENTBRIDGE_SCHEDULER_PER_INVOCATION = 1.00 / 1e6
 
+# EventBridge custom events (PutEvents): per event, each 64 KB chunk of an entry counting as one. Job state
+# changes and notices on the default bus (hyperbatch/adapters/aws/notices.py).
+EVENTBRIDGE_PER_EVENT = 1.00 / 1e6
+EVENTBRIDGE_CHUNK_BYTES = 64 * 1024
+
 # AWS Batch has no charge of its own (its EC2/Fargate capacity is the workers' cost, not the scheduler's).
 BATCH_PER_REQUEST = 0.0
 

@@ -86,6 +86,29 @@ class LocalSettings(_Model):
         return self.max_workers or self.cpu_count()
 
 
+class SmtpSettings(_Model):
+    """The mail server local mode sends PBS mail (-m, -M) through."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password_file: str | None = Field(None, description="a file holding the password (kept out of settings.json)")
+
+
+class NotificationSettings(_Model):
+    """Mail, webhooks and EventBridge (hyperbatch.core.notices)."""
+
+    mail_from: str = Field("hyperbatch", description="the From address of job mail")
+    smtp: SmtpSettings | None = Field(None, description="local mode: without it no mail is sent")
+    ses_sender: str | None = Field(None, description="AWS: an SES-verified address job mail is sent from; "
+                                                     "without it no mail is sent")
+    webhook_secret_parameter: str | None = Field(
+        None, pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$",
+        description="AWS: the SSM SecureString parameter holding the webhooks' HMAC secret")
+    event_bus: bool = Field(True, description="AWS: put every job state change on the default EventBridge bus")
+
+
 class Settings(_Model):
     stack_name: str = Field("HyperBatch", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,100}$")
     main_region: str
@@ -94,6 +117,7 @@ class Settings(_Model):
     api: ApiSettings = ApiSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     local: LocalSettings = LocalSettings()
+    notifications: NotificationSettings = NotificationSettings()
     job_retention_days: int = Field(30, ge=1, le=3650)
     log_retention_days: int = Field(30, ge=1)
     lease_seconds: float = Field(60, gt=0, description="a claim's lease: a worker that misses this long loses its job")

@@ -1,7 +1,8 @@
 """The release function: the job table's stream -> dependency release, work sent, job counters and metrics.
 
 Records are handled in order (Powertools BatchProcessor, hyperbatch.services.stream_release.StreamBatch):
-dependency release, then what the change made runnable (hyperbatch.core.outbox.to_send).
+dependency release, then what the change made runnable (hyperbatch.core.outbox.to_send), and
+for a change of state its EventBridge events (hyperbatch.adapters.aws.notices).
 Once a record fails, every later record of the batch is reported failed too
 (report_batch_item_failures), so Lambda's checkpoint is the first failed
 record and no record is handled twice. For the records handled, the work goes
@@ -28,7 +29,7 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @logger.inject_lambda_context
 def handler(event: dict, context) -> dict:
     rt = runtime.get()
-    batch = StreamBatch(rt.scheduler, rt.queue, rt.store, decode_record)
+    batch = StreamBatch(rt.scheduler, rt.queue, rt.store, decode_record, rt.notices)
 
     def record_handler(record: DynamoDBRecord) -> None:
         batch.handle_record(record.raw_event)

@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from hyperbatch.config import Configuration
-from hyperbatch.core.names import JOB_PREFIX, SCRIPT_PREFIX, UPLOAD_PREFIX
+from hyperbatch.core.names import EVENT_SOURCE, JOB_PREFIX, NOTICE_DETAIL_TYPE, SCRIPT_PREFIX, UPLOAD_PREFIX
 
 from stacks import access, compute_plan, contract, naming, storage, worker_roles
 from stacks.api import HyperApi
@@ -21,6 +21,10 @@ from stacks.people import PeoplePolicies
 from stacks.retention import log_group
 
 RELEASE_RETRY_ATTEMPTS = 5  # then the batch goes to the release-failures queue
+
+
+def _default_bus(config: Configuration) -> str:
+    return naming.arn("events", config.settings.main_region, "event-bus/default")
 
 
 class ControlPlaneStack(Stack):
@@ -52,6 +56,7 @@ class ControlPlaneStack(Stack):
         self.scaler_function = self._scaler_function(functions, config)
         self.reconciler_function = self._reconciler_function(
             functions, config, contract.reconciler_environment(config, compute))
+        self.notifier_function = self._notifier_function(functions, config)
 
         self.api = HyperApi(self, "Api", config=config, handler=self.api_function)
         self.people = PeoplePolicies(self, "People", config=config, api_id=self.api.http_api.api_id)
@@ -98,6 +103,7 @@ class ControlPlaneStack(Stack):
         access.job_table(function, config, access.TABLE_READ + access.TABLE_WRITE)
         # It sends the work every change makes runnable (hyperbatch.adapters.aws.stream).
         access.work_queues(function, config, access.QUEUE_SEND)
+        allow(function, ["events:PutEvents"], [_default_bus(config)])  # job state changes and notices
         # The mapping grants the stream reads (and the failure queue's sends) itself.
         function.add_event_source(
             sources.DynamoEventSource(
@@ -150,7 +156,30 @@ class ControlPlaneStack(Stack):
         allow(function, ["batch:DescribeJobs"], ["*"],
               wildcard_reason="DescribeJobs supports no resource-level permissions (IAM service authorization "
                               "reference), so the resource must be '*'; it only reads.")
+        # Stream batches it re-drives put their state changes and notices, as the release function does.
+        allow(function, ["events:PutEvents"], [_default_bus(config)])
         self._schedule("ReconcilerSchedule", function, 1)
+        return function
+
+    def _notifier_function(self, functions: Functions, config: Configuration) -> lambda_.Function:
+        """Mail (SES) and webhooks for the notices the release function puts on the default bus
+        (hyperbatch.adapters.aws.notices); a failed delivery is tried again by Lambda, twice."""
+        function = functions.add("Notifier", "lambdas.notifier.handler", timeout_seconds=30)
+        settings, main = config.settings.notifications, config.settings.main_region
+        if settings.ses_sender:
+            allow(function, ["ses:SendEmail"], [naming.arn("ses", main, "identity/*")],
+                  wildcard_reason="SES authorizes a send against the sender's identity and every recipient's "
+                                  "(any address a job's -M names); the From address is fixed by settings.",
+                  conditions={"StringEquals": {"ses:FromAddress": settings.ses_sender}})
+        if settings.webhook_secret_parameter:
+            allow(function, ["ssm:GetParameter"],
+                  [naming.arn("ssm", main, f"parameter{settings.webhook_secret_parameter}")])
+        events.Rule(
+            self,
+            "NoticeRule",
+            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[NOTICE_DETAIL_TYPE]),
+            targets=[targets.LambdaFunction(function, retry_attempts=3, max_event_age=Duration.hours(6))],
+        )
         return function
 
     def _allow_compute(self, function: lambda_.Function, config: Configuration) -> None:

@@ -56,6 +56,7 @@ def new_job(**fields: Any) -> dict:
         "execution_time": None,
         "mail_points": "a",
         "mail_users": None,
+        "notify": [],  # webhook URLs (--notify): told of begin, end and abort (hyperbatch.core.notices)
         "umask": None,
         "sandbox": None,
         "stagein": [],  # staging pairs, canonical PBS text (core/staging.py)

@@ -103,6 +103,14 @@ def batch_job_queue(deployment: str, cluster: str) -> str:
     return _checked(f"{deployment}-{cluster}", _BATCH_NAME_MAX, f"cluster '{cluster}'")
 
 
+# The events the release function puts on the main region's default EventBridge bus (hyperbatch.core.notices):
+# every job state change, shaped like AWS Batch's, for users' rules; and one per mail or webhook a change
+# makes, for the stack's rule that hands them to the notifier function.
+EVENT_SOURCE = "hyperbatch"
+STATE_CHANGE_DETAIL_TYPE = "HyperBatch Job State Change"
+NOTICE_DETAIL_TYPE = "HyperBatch Job Notice"
+
+
 def batch_job_definition(deployment: str, definition: str, platform: str, arch: str) -> str:
     """One job definition per (definition, EC2 or Fargate, CPU architecture) a region needs."""
     name = f"{deployment}-{definition}-{platform}-{arch}"

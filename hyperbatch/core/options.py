@@ -24,7 +24,7 @@ import re
 import time
 from collections import namedtuple
 
-from hyperbatch.core import staging
+from hyperbatch.core import notices, staging
 from hyperbatch.core.patterns import lazy
 from hyperbatch.core.arrays import ArraySpec, parse_array
 from hyperbatch.core.dependencies import format_depend, parse_depend
@@ -783,9 +783,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("-l", "RESOURCES", "Resources: walltime=HH:MM:SS (enforced), ncpus=N, mem=SIZE, ngpus=N, "
            "select=1:ncpus=N:mem=SIZE:ngpus=N, place=...; stored as Resource_List. Repeatable.",
            lambda v, ctx: _illegal("-l", lambda t: _apply_resources(t, ctx))(v)),
-    Option("-m", "MAIL_EVENTS", "Mail events: a, b, e, j or n (stored as Mail_Points; no mail is sent yet).",
+    Option("-m", "MAIL_EVENTS", "Mail when the job is aborted (a, the default), begins (b), ends (e); n: no "
+           "mail; j is accepted (an array mails once, not per task). Stored as Mail_Points.",
            _one("mail_points", parse_mail_points)),
-    Option("-M", "USERS", "Mail recipients, user[@host][,...] (stored as Mail_Users; no mail is sent yet).",
+    Option("-M", "USERS", "Mail recipients, user[@host][,...] (default: you at the submit host); stored as "
+           "Mail_Users.",
            _one("mail_users", _illegal("-M", lambda t: _text(t, "mail users")))),
     Option("-N", "NAME", "Job name (default: the script's file name; STDIN for stdin or -- COMMAND).",
            _one("name", _illegal("-N", check_name)), aliases=("--name",)),
@@ -833,6 +835,8 @@ OPTIONS: tuple[Option, ...] = (
            lambda v, ctx: {"stageout": [staging.parse_stage_out(v, ctx.host).text()]}, pbs=False),
     Option("--retries", "N", f"Run again up to N more times after a non-zero exit (0-{MAX_RETRIES}; default 0, "
            "as PBS) (HyperBatch).", _apply_retries, pbs=False),
+    Option("--notify", "URL", "POST a signed JSON event to URL (http or https) when the job begins, ends or is "
+           "aborted. Repeatable (HyperBatch).", lambda v, ctx: {"notify": [notices.check_url(v)]}, pbs=False),
     Option("--wait", None, "After printing the id, wait until the job finishes and exit with its exit status "
            "as a shell reports it (HyperBatch).", lambda v, ctx: {"wait": True}, pbs=False, directive=False,
            in_directive_refused="--wait belongs on the command line"),
@@ -938,8 +942,11 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
           help="Rerunable (-r): true reruns a job whose worker was lost"),
     Field("execution_time", kind=float | str, check=check_execution_time, help="Execution_Time (-a): epoch seconds or "
           "[[[[CC]YY]MM]DD]hhmm[.SS]"),
-    Field("mail_points", _str_or(parse_mail_points), help="Mail_Points (-m; stored only)"),
-    Field("mail_users", _str_or(lambda t: _text(t, "mail users")), help="Mail_Users (-M; stored only)"),
+    Field("mail_points", _str_or(parse_mail_points), help="Mail_Points (-m)"),
+    Field("mail_users", _str_or(lambda t: _text(t, "mail users")), help="Mail_Users (-M)"),
+    Field("notify", kind=list[str] | str, check=notices.check_urls, merge="extend",
+          help="webhook URLs told when the job begins, ends or is aborted (--notify)",
+          examples=(["https://example.com/hook"],)),
     Field("umask", kind=str | int, check=_str_or(parse_umask, parse_umask), help="umask (-W umask)"),
     Field("sandbox", _str_or(parse_sandbox), help="sandbox (-W sandbox)"),
     Field("stagein", kind=list[str] | str, check=lambda v: staging.check_field(v, "stagein"), merge="extend",
@@ -954,6 +961,7 @@ OPTION_FIELDS = tuple(FIELDS)
 ATTRIBUTES = (
     "account", "project", "checkpoint", "output_path", "error_path", "join", "keep", "remove_files", "shell",
     "rerunnable", "execution_time", "mail_points", "mail_users", "umask", "sandbox", "stagein", "stageout",
+    "notify",
 )
 # What qalter may change on a job that has not started, by the name PBS gives the attribute (the
 # words of its history entry): qalter, its request model and Scheduler.alter all read this.

@@ -28,7 +28,7 @@ def view(doc: dict) -> dict:
             "finished_at", "exec_host", "walltime", "env", "resources", "command",
             "script_name", "cpu_seconds", "workdir", "account", "project", "checkpoint", "output_path",
             "error_path", "join", "keep", "remove_files", "shell", "rerunnable", "execution_time", "mail_points",
-            "mail_users", "umask", "sandbox", "stagein", "stageout", "stageout_files",
+            "mail_users", "notify", "umask", "sandbox", "stagein", "stageout", "stageout_files",
         )
     }
     server = doc.get("server") or ""

@@ -87,10 +87,11 @@ class Reconciler:
     registered runs and `census` says which of their workers are gone (None: no such step)."""
 
     def __init__(self, scheduler: Scheduler, dispatcher: Dispatcher, queue, parked=None, decode=None,
-                 runs: RunRegister | None = None, census: Census | None = None):
+                 runs: RunRegister | None = None, census: Census | None = None, notices=None):
         self.scheduler, self.dispatcher = scheduler, dispatcher
         self.store, self.queue, self.parked, self.decode = scheduler.store, queue, parked, decode
         self.runs, self.census = runs, census
+        self.notices = notices  # where re-driven state changes are told (hyperbatch.services.stream_release)
         self.metrics = JobMetrics()  # of the records re-driven by the last run
 
     def run_once(self) -> dict[str, int]:
@@ -206,4 +207,4 @@ class Reconciler:
     def redrive(self) -> dict[str, int]:
         """Stream batches the release function gave up on, handled again (hyperbatch.services.stream_release.redrive)."""
         return redrive(self.parked, self.scheduler, self.queue, self.store, self.decode, most=MAX_PARKED_BATCHES,
-                       metrics=self.metrics)
+                       metrics=self.metrics, notices=self.notices)

@@ -4,12 +4,14 @@ On AWS the Scheduler and the Dispatcher only write the store; every change
 reaches the release function through the table's stream, and this use case
 handles each batch of records in order. For each record: dependency release
 (hyperbatch.services.release.on_event), what the change made runnable
-(hyperbatch.core.outbox.to_send of the old and new documents), job metrics.
+(hyperbatch.core.outbox.to_send of the old and new documents), job metrics,
+and, for a change of state, its EventBridge event and the mail and webhooks
+it makes (hyperbatch.core.notices).
 Once a record fails, every later record fails too without being looked at,
 so the mapping's checkpoint (the first failed record) is exact and nothing
 is handled twice. Then, for the records handled: one `send_many` on the real
-queue (SendMessageBatch, 10 a call), then the store's per-queue counters
-(`tally`), once per batch. `redrive` handles again the batches the mapping
+queue (SendMessageBatch, 10 a call), the events (PutEvents, 10 a call), then
+the store's per-queue counters (`tally`), once per batch. `redrive` handles again the batches the mapping
 gave up on (parked on the release-failures queue; the reconciler calls it).
 
 Reading a record (DynamoDB images, the parked batches' shard iterators) is
@@ -23,6 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hyperbatch.core import notices as rules
 from hyperbatch.core.outbox import SendItem, to_send
 from hyperbatch.services.metrics import JobMetrics
 from hyperbatch.services.release import on_event
@@ -48,9 +51,12 @@ class StreamBatch:
     queue: Any
     store: Any
     decode: Callable[[dict], Any]
+    notices: Any = None  # hyperbatch.adapters.aws.notices.EventBridgeNotices; None: nobody is told
     metrics: JobMetrics = field(default_factory=JobMetrics)
     handled: list[dict] = field(default_factory=list)
     items: list[SendItem] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)  # EventBridge details of the state changes handled
+    deliveries: list[rules.Delivery] = field(default_factory=list)  # mail and webhooks they make
     failed: bool = False
 
     def handle_record(self, record: dict) -> None:
@@ -66,18 +72,25 @@ class StreamBatch:
             raise
         self.handled.append(record)
         self.items += items
+        old, new = change.old, change.new
+        if new is not None and (old is None or old["state"] != new["state"]):
+            self.changes.append(rules.state_change_detail(new, old["state"] if old else None))
+            self.deliveries += rules.of_change(old, new)
         for event in change.events:
             self.metrics.add(event, change.submitted_at, change.started_at, change.started_before)
 
     def finish(self) -> int:
-        """Send the work of the handled records, then count them in the store; returns how many items went out.
+        """Send the work of the handled records, put their state changes and notices on EventBridge, then
+        count them in the store; returns how many items went out.
 
-        Sends come first: if counting fails the function fails and the batch
-        comes again (sends are at least once anyway); counted, it is never
+        Sends come first: if the events or counting fail the function fails and the batch
+        comes again (sends and events are at least once anyway); counted, it is never
         counted again, since the records handled are behind the checkpoint.
         """
         if self.items:
             self.queue.send_many(self.items)
+        if self.notices is not None and (self.changes or self.deliveries):
+            self.notices.publish(self.changes, self.deliveries)
         if self.handled:
             self.store.tally(self.handled)
         return len(self.items)
@@ -92,9 +105,9 @@ class Handled:
     error: BaseException | None = None
 
 
-def handle(records: list[dict], scheduler, queue, store, decode) -> Handled:
+def handle(records: list[dict], scheduler, queue, store, decode, notices=None) -> Handled:
     """A batch of stream records, in order, as the release function handles it (see StreamBatch)."""
-    batch = StreamBatch(scheduler, queue, store, decode)
+    batch = StreamBatch(scheduler, queue, store, decode, notices)
     failed: list[dict] = []
     error = None
     for number, record in enumerate(records):
@@ -110,7 +123,7 @@ def handle(records: list[dict], scheduler, queue, store, decode) -> Handled:
 # ---- batches the mapping gave up on -------------------------------------------------------------
 
 def redrive(parked, scheduler, queue, store, decode, *, most: int = 10,
-            metrics: JobMetrics | None = None) -> dict[str, int]:
+            metrics: JobMetrics | None = None, notices=None) -> dict[str, int]:
     """Handle parked batches again: {"batches": handled whole, "records": handled, "lost": no longer in the stream}.
 
     `parked` is hyperbatch.adapters.aws.stream.ParkedBatches.
@@ -129,7 +142,7 @@ def redrive(parked, scheduler, queue, store, decode, *, most: int = 10,
                 parked.done(batch)
                 out["lost"] += 1
                 continue
-            result = handle(records, scheduler, queue, store, decode)
+            result = handle(records, scheduler, queue, store, decode, notices)
         except Exception:
             # Nothing was counted (the counters come last): the whole batch is tried again when its
             # message shows up again (its sends are at least once anyway).

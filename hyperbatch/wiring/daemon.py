@@ -26,18 +26,21 @@ from hyperbatch.adapters.local import machine, open_local
 from hyperbatch.core.ids import short_host
 from hyperbatch.services.dispatch import Dispatcher
 from hyperbatch.services.lease_recovery import reconcile_once
+from hyperbatch.services.notify import Notifier
 from hyperbatch.services.release import MAX_EVENT_TRIES, release_events
 from hyperbatch.services.scale import scale_once
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.adapters.local.compute import LocalCompute
 from hyperbatch.adapters.local.http import make_server
 from hyperbatch.adapters.local.sqlite import StaleState
-from hyperbatch.support import local_home, logs
+from hyperbatch.core import notices
+from hyperbatch.support import local_home, logs, mail, webhooks
 from hyperbatch.support.files import atomic_write
 
 log = logging.getLogger("hyperbatch.daemon")
 
 EVENT_POLL_SECONDS = 0.02
+NOTIFY_POLL_SECONDS = 0.2
 GAP_CHECK_EVERY = 10.0
 
 
@@ -69,6 +72,7 @@ class Daemon:
         self.wake_scaler = threading.Event()
         self.started_at = time.time()
         self.event_tries = MAX_EVENT_TRIES
+        self.notifier = Notifier(self.backend.store, {notices.MAIL: self._mailer(), notices.WEBHOOK: self._post})
 
     @property
     def url(self) -> str:
@@ -110,6 +114,27 @@ class Daemon:
                 log.exception("event processing failed")
                 self.stopping.wait(1)
 
+    def _notify(self) -> None:
+        """Deliver mail and webhook notices from the store's outbox, off the scheduling threads."""
+        self._loop(NOTIFY_POLL_SECONDS, self.notifier.deliver_due, "notify")
+
+    def _mailer(self):
+        """Mail through the SMTP server of settings.json; None (no mail, said once in the log) without one."""
+        settings = self.config.settings.notifications
+        smtp = settings.smtp
+        if smtp is None:
+            return None
+        sender = settings.mail_from if "@" in settings.mail_from else f"{settings.mail_from}@{socket.getfqdn()}"
+
+        def send(delivery: notices.Delivery) -> None:
+            mail.send_smtp(delivery.notice, delivery.target.split(","), sender=sender, host=smtp.host,
+                           port=smtp.port, starttls=smtp.starttls, username=smtp.username,
+                           password_file=smtp.password_file)
+        return send
+
+    def _post(self, delivery: notices.Delivery) -> None:
+        webhooks.post(delivery.target, delivery.notice, webhooks.local_secret(self.home))
+
     def _scaler(self) -> None:
         local = self.config.settings.local
         cap = local.worker_cap()  # the machine's cores unless configured
@@ -150,7 +175,7 @@ class Daemon:
         unparked = self.backend.store.unpark_events()
         if unparked:
             log.warning("%d parked events get another round of tries", unparked)
-        for target in (self._events, self._scaler, self._reconciler):
+        for target in (self._events, self._scaler, self._reconciler, self._notify):
             threading.Thread(target=target, daemon=True, name=target.__name__).start()
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=self.shutdown).start())
         signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=self.shutdown).start())

@@ -213,7 +213,26 @@ class Runtime:
         from hyperbatch.services.dead_letters import Reconciler
 
         return Reconciler(self.scheduler, self.dispatcher, self.queue, self.parked, decode_record,
-                          runs=self.runs, census=self.census)
+                          runs=self.runs, census=self.census, notices=self.notices)
+
+    @cached_property
+    def notices(self):
+        """Where the release function puts state changes and notices: the main region's default event bus."""
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.notices import EventBridgeNotices
+
+        return EventBridgeNotices(clients.client("events", self.env["HYPER_MAIN_REGION"]),
+                                  state_changes=self.config.settings.notifications.event_bus)
+
+    @cached_property
+    def notice_sender(self):
+        """The notifier function's: SES mail and signed webhooks (hyperbatch.adapters.aws.notices)."""
+        from hyperbatch.adapters.aws import clients
+        from hyperbatch.adapters.aws.notices import NoticeSender
+
+        settings, region = self.config.settings.notifications, self.env["HYPER_MAIN_REGION"]
+        return NoticeSender(clients.client("ses", region), clients.client("ssm", region), sender=settings.ses_sender,
+                            secret_parameter=settings.webhook_secret_parameter)
 
 
 _lock = threading.Lock()

@@ -123,6 +123,7 @@ SAMPLES = {
     "-o": "out/", "-p": "7", "-P": "proj", "-q": "west", "-r": "n", "-R": "oe", "-S": "/bin/sh",
     "-v": "A=1,B='x,y'", "-W": "depend=afterany:1234,umask=027,sandbox=private", "-d": "standard",
     "--retries": "3", "--stage-in": "data/in.txt:in.txt", "--stage-out": "results/*.csv",
+    "--notify": "https://hooks.example.com/jobs",
 }
 
 

@@ -11,7 +11,8 @@ from infra_templates import as_list, flat, resources, statements
 
 from stacks import api, naming
 
-HANDLERS = ("lambdas.api.handler", "lambdas.release.handler", "lambdas.scaler.handler", "lambdas.reconciler.handler")
+HANDLERS = ("lambdas.api.handler", "lambdas.release.handler", "lambdas.scaler.handler", "lambdas.reconciler.handler",
+            "lambdas.notifier.handler")
 
 
 def lambda_functions(synth) -> dict[str, dict]:
@@ -238,9 +239,19 @@ def test_schedules_drive_the_scaler_and_reconciler(control, synth):
     minutes = synth.config.settings.scaler_interval_minutes
     scaler_rate = f"rate({minutes} minute{'s' if minutes > 1 else ''})"
     found = resources(synth.templates[synth.control_name], "AWS::Events::Rule")
-    rules = {r["Properties"]["ScheduleExpression"] for r in found.values()}
+    rules = [r["Properties"]["ScheduleExpression"] for r in found.values() if "ScheduleExpression" in r["Properties"]]
     assert scaler_rate in rules and "rate(1 minute)" in rules
-    assert len(found) == 2
+    assert len(rules) == 2
+
+
+def test_notices_on_the_default_bus_go_to_the_notifier_retried(control, synth):
+    """The release function puts a notice event per mail or webhook; one rule hands them to the notifier."""
+    found = resources(synth.templates[synth.control_name], "AWS::Events::Rule")
+    [rule] = [r["Properties"] for r in found.values() if "EventPattern" in r["Properties"]]
+    assert rule["EventPattern"] == {"source": ["hyperbatch"], "detail-type": ["HyperBatch Job Notice"]}
+    [target] = rule["Targets"]
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 21600, "MaximumRetryAttempts": 3}
+    assert "Notifier" in flat(target["Arn"])
 
 
 def test_files_bucket_is_private_encrypted_tls_only_and_expires(control, synth):

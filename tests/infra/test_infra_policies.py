@@ -111,5 +111,11 @@ def test_reconciler_consumes_dead_letters_and_parked_stream_batches_and_sends_wo
 def test_release_writes_jobs_and_sends_work(synth):
     granted = actions_of(synth, "FunctionsReleaseRole")
     assert {"dynamodb:UpdateItem", "sqs:SendMessage", "dynamodb:GetRecords"} <= set(granted)
+    assert granted["events:PutEvents"] == {"arn:${AWS::Partition}:events:us-east-1:${AWS::AccountId}:event-bus/default"}
     assert any(r.endswith(":HyperBatch-batch") for r in granted["sqs:SendMessage"])
     assert not any(a.startswith(("batch:", "s3:", "ec2:")) for a in granted)
+
+
+def test_notifier_without_mail_or_webhook_settings_may_only_write_its_logs(synth):
+    granted = actions_of(synth, "FunctionsNotifierRole")
+    assert set(granted) == {"logs:CreateLogStream", "logs:PutLogEvents"}

@@ -34,6 +34,7 @@ VARIANT = {
         "scaler_interval_minutes": 2,
         "deletion_protection": False,
         "staging_locations": ["s3://lab-datasets/inputs/", "s3://lab-results/"],
+        "notifications": {"ses_sender": "hpc@lab.example.org", "webhook_secret_parameter": "/lab/webhook-secret"},
     },
     "regions": [
         {"name": "us-west-2", "vpc": {"cidr": "10.1.0.0/16", "subnet_type": "private", "max_azs": 3}},
@@ -241,6 +242,18 @@ def test_scaler_may_size_the_fleet_by_name(variant):
         "gpu": "Lab-gpu-ec2-x86_64",
     }
     assert json.loads(env["HYPER_ADMINS"]) == VARIANT["settings"]["admins"]
+
+
+def test_notifier_sends_mail_only_from_the_configured_sender_and_reads_only_the_webhook_secret(variant):
+    found = role_statements(variant.templates["Lab-Control"], "FunctionsNotifierRole")
+    granted = {(a, flat(r), json.dumps(s.get("Condition"), sort_keys=True)) for s in found
+               for a in as_list(s["Action"]) if not a.startswith("logs:") for r in as_list(s["Resource"])}
+    assert granted == {
+        ("ses:SendEmail", "arn:${AWS::Partition}:ses:us-west-2:${AWS::AccountId}:identity/*",
+         '{"StringEquals": {"ses:FromAddress": "hpc@lab.example.org"}}'),
+        ("ssm:GetParameter", "arn:${AWS::Partition}:ssm:us-west-2:${AWS::AccountId}:parameter/lab/webhook-secret",
+         "null"),
+    }
 
 
 def test_imported_vpc_creates_no_network_and_places_workers_in_its_private_subnets(variant):

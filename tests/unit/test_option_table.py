@@ -17,6 +17,7 @@ SAMPLES = {
     "-o": "out.txt", "-p": "-5", "-P": "proj", "-q": "west", "-r": "n", "-R": "e", "-S": "/bin/zsh",
     "-u": "bob", "-v": "DEBUG,A='x,y'", "-W": "depend=afterok:1234,umask=022,block=true", "-d": "big",
     "--retries": "2", "--stage-in": "data/in.txt:input.txt", "--stage-out": "results/*.csv",
+    "--notify": "https://hooks.example.com/jobs",
 }
 
 
@@ -81,6 +82,7 @@ def test_refused_options_are_exactly_these():
          {"stagein": ["in.txt@login1:/data/in.txt", "b\\,c@login1:/d/b\\,c"]}),
         ("--stage-in", "s3://bucket/k/in.csv", {"stagein": ["in.csv@s3://bucket/k/in.csv"]}),
         ("--stage-out", "results/*.csv:s3://bucket/out/", {"stageout": ["results/*.csv@s3://bucket/out/"]}),
+        ("--notify", " http://127.0.0.1:8080/hook ", {"notify": ["http://127.0.0.1:8080/hook"]}),
     ],
 )
 def test_values_become_canonical_fields(flag, value, fields):
@@ -143,7 +145,7 @@ def test_every_field_reads_its_canonical_value_back(name):
         "project": "p", "checkpoint": "n", "output_path": "/o", "error_path": "/e/", "join": "oe", "keep": "n",
         "remove_files": "oe", "shell": "/bin/sh", "rerunnable": "n", "execution_time": 1775814994.0,
         "mail_points": "n", "mail_users": "me", "umask": "22", "sandbox": "HOME",
-        "stagein": "a@h:/x/a,b@h:/x/b", "stageout": ["*.csv@s3://b/out/"],
+        "stagein": "a@h:/x/a,b@h:/x/b", "stageout": ["*.csv@s3://b/out/"], "notify": "https://h.example/x",
     }
     once = options.check_field(name, samples[name])
     assert options.check_field(name, once) == once

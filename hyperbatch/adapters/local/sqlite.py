@@ -8,7 +8,9 @@ twin of DynamoDB Streams, tailed by the daemon. An event stays in the table
 until its handling has committed (`events_done`); one whose handling failed
 waits for its retry (`next_at`), and after the last try it is parked there
 (`parked`), counted by `hyper local status`, never dropped
-(hyperbatch.services.release.release_events).
+(hyperbatch.services.release.release_events). The same transaction appends
+the mail and webhooks the change makes (hyperbatch.core.notices) to `notices`,
+the outbox the daemon's notify thread delivers from.
 
 Job ids are sequence numbers from the one-row `sequence` table
 (`reserve_ids`: one write transaction per reservation, so ids are unique and,
@@ -26,13 +28,14 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from hyperbatch.core.errors import Conflict, NotFound, StorageFull
 from hyperbatch.core.ids import check_reservation, valid_job_id
 from hyperbatch.core.model import Change, Expect, apply
-from hyperbatch.core import resources
+from hyperbatch.core import notices, resources
 from hyperbatch.adapters.local.wake import Waiter, Wakeups
 from hyperbatch.core.ports import Event, Page, PendingEvent, WorkItem
 from hyperbatch.core.resources import Amount, Candidate
@@ -75,6 +78,11 @@ CREATE TABLE IF NOT EXISTS events (
     old_state TEXT, new_state TEXT NOT NULL,
     tries INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0, parked INTEGER NOT NULL DEFAULT 0,
     error TEXT
+);
+-- Notices to deliver (mail, webhooks: hyperbatch.core.notices), written with the change that makes them.
+CREATE TABLE IF NOT EXISTS notices (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, target TEXT NOT NULL, notice TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0, error TEXT
 );
 CREATE TABLE IF NOT EXISTS work (
     id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, job_id TEXT NOT NULL,
@@ -235,6 +243,7 @@ class SqliteJobStore:
                 "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, NULL, ?)",
                 [(d["id"], d["queue"], d["state"]) for d in docs],
             )
+            _notices(conn, [n for d in docs for n in notices.of_change(None, d)])
             tally: dict[tuple[str, str], int] = {}
             for d in docs:
                 tally[(d["queue"], d["state"])] = tally.get((d["queue"], d["state"]), 0) + 1
@@ -295,6 +304,7 @@ class SqliteJobStore:
                     "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, ?, ?)",
                     (job_id, new["queue"], old["state"], new["state"]),
                 )
+                _notices(conn, notices.of_change(old, new))
                 _count(conn, {(old["queue"], old["state"]): -1, (new["queue"], new["state"]): 1})
         return new
 
@@ -374,6 +384,29 @@ class SqliteJobStore:
         """Give every parked event a fresh round of tries (the daemon does at start); returns how many."""
         with self.db.write() as conn:
             return conn.execute("UPDATE events SET parked = 0, tries = 0, next_at = 0 WHERE parked = 1").rowcount
+
+    # The local outbox of notices (mail, webhooks), delivered by the daemon (hyperbatch.services.notify).
+    def due_notices(self, now: float, limit: int = 100) -> list[tuple[int, notices.Delivery, int]]:
+        """(seq, delivery, failed tries) of the notices whose (next) try is due, oldest first."""
+        rows = self.db.conn.execute(
+            "SELECT seq, channel, target, notice, tries FROM notices WHERE next_at <= ? ORDER BY seq LIMIT ?",
+            (now, limit))
+        return [(r[0], notices.Delivery(r[1], r[2], notices.Notice(**json.loads(r[3]))), r[4]) for r in rows]
+
+    def notice_done(self, seq: int) -> None:
+        """Forget a notice: delivered, or given up on."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM notices WHERE seq = ?", (seq,))
+
+    def notice_failed(self, seq: int, error: str, retry_at: float) -> None:
+        with self.db.write() as conn:
+            conn.execute("UPDATE notices SET tries = tries + 1, next_at = ?, error = ? WHERE seq = ?",
+                         (retry_at, error[:1000], seq))
+
+
+def _notices(conn: sqlite3.Connection, deliveries: list[notices.Delivery]) -> None:
+    conn.executemany("INSERT INTO notices (channel, target, notice) VALUES (?, ?, ?)",
+                     [(d.channel, d.target, json.dumps(asdict(d.notice))) for d in deliveries])
 
 
 def _key(job_id: object) -> int | None:
