@@ -3,6 +3,7 @@
     hyper local up [--port N] [--config DIR]   start the local daemon in the background
     hyper local status                         URL, pid, workers per region, jobs per state, parked events
     hyper local down                           stop it and every worker it started
+    hyper dashboard [--host NAME]              the web dashboard (AWS hosts: through a local signing proxy)
 """
 
 from __future__ import annotations
@@ -269,6 +270,19 @@ def fetch(job_id: str, dest: str | None) -> int:
         click.echo(f"hyper fetch: {job['id']} has left no files yet (it is {job.get('state')})", err=True)
         return 1
     return 0
+
+
+@hyper.command(context_settings=CONTEXT)
+@click.option("--host", "host", default=None, help="The host whose dashboard to open (default: the current host).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port",
+              help="AWS hosts: the local port of the signing proxy.")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; open no browser.")
+def dashboard(host: str | None, port: int, no_browser: bool) -> int:
+    """Open the web dashboard: a local host's own, or an AWS host's through a local proxy that signs each
+    request with your AWS credentials (it runs until Ctrl-C)."""
+    from hyperbatch.cli.dashboard import open_dashboard
+
+    return open_dashboard(host, port, browse=not no_browser)
 
 
 def main() -> int:

@@ -41,6 +41,12 @@ ROUTES = (
     ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("GET", "/swagger"),
+    # The dashboard's pages (hyperbatch/web: AWS_PAGES), opened through `hyper dashboard`'s signing proxy.
+    ("GET", "/"),
+    ("GET", "/ui/jobs"),
+    ("GET", "/ui/jobs/{id}"),
+    ("GET", "/ui/workers"),
+    ("GET", "/ui/static/{name}"),
 )
 
 # One JSON line per request; the caller's ARN ties a request to a job owner.

@@ -5,6 +5,7 @@ import re
 from stacks.api import ROUTES
 
 from hyperbatch.api import build_app
+from hyperbatch.web.routes import AWS_PAGES
 
 
 def test_the_http_api_routes_every_path_of_the_application():
@@ -13,4 +14,5 @@ def test_the_http_api_routes_every_path_of_the_application():
     served = {(method.upper(), re.sub(r"\{\w+\}", "{id}", path))
               for path, item in schema.paths.items() for method in item.model_dump(exclude_none=True)}
     served |= {("GET", "/openapi.json"), ("GET", "/swagger")}  # served, but kept out of the schema
+    served |= set(AWS_PAGES)  # the dashboard's pages, likewise
     assert served == set(ROUTES)
