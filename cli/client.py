@@ -180,6 +180,11 @@ class Client:
 
     # -- auth -------------------------------------------------------------------------------
 
+    def signed_headers(self, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
+        """The headers that authenticate a request to `target` (a path on this host, its stage included):
+        what `request` adds; `hyper dashboard`'s proxy adds them to what a browser sends."""
+        return self._auth_headers(method, target, data, headers)
+
     def _auth_headers(self, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
         if self.kind == "aws":
             return self._sigv4(method, target, data, headers)

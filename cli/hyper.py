@@ -5,6 +5,7 @@
     hyper local down                           stop it and every worker it started
     hyper top [--once] [--user U] [--queue Q]  watch queues, workers, arrays' progress, failures (cli/top.py)
     hyper workflow submit|status|show ...      a DAG of jobs from one YAML file (cli/workflow.py)
+    hyper dashboard [--host NAME]              the web dashboard (AWS hosts: through a local signing proxy)
 """
 
 from __future__ import annotations
@@ -275,6 +276,17 @@ def fetch(job_id: str, dest: str | None) -> int:
 
 
 hyper.add_command(workflow)  # hyper workflow submit|status|show (cli/workflow.py)
+@hyper.command(context_settings=CONTEXT)
+@click.option("--host", "host", default=None, help="The host whose dashboard to open (default: the current host).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port",
+              help="AWS hosts: the local port of the signing proxy.")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; open no browser.")
+def dashboard(host: str | None, port: int, no_browser: bool) -> int:
+    """Open the web dashboard: a local host's own, or an AWS host's through a local proxy that signs each
+    request with your AWS credentials (it runs until Ctrl-C)."""
+    from hyperbatch.cli.dashboard import open_dashboard
+
+    return open_dashboard(host, port, browse=not no_browser)
 
 
 def main() -> int:

@@ -41,6 +41,8 @@ from hyperbatch.core.views import view
 from hyperbatch.services import workflows as workflow_service
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
+from hyperbatch.support.sessions import Sessions
+from hyperbatch.web import routes as dashboard
 
 log = logging.getLogger("hyperbatch.api")
 
@@ -375,6 +377,7 @@ def build_app(
     status: Callable[[], dict] | None = None,
     nodes: Callable[[], list[dict]] | None = None,
     files: FileBucket | None = None,
+    sessions: Sessions | None = None,
 ) -> APIGatewayHttpResolver:
     """`platform` (LOCAL or AWS) says how callers prove who they are, for the OpenAPI document's security
     schemes and for what a request that `authorize` refuses gets: 401 locally (bad bearer token or
@@ -382,7 +385,8 @@ def build_app(
     GET /queues adds (local mode: `parked_events`, the events whose handling failed every try). `nodes`
     lists the workers (GET /nodes, pbsnodes: rows of id, region, queue, definition, started_at); without
     it the workers are found from the running jobs. `files`: the deployment's files bucket (AWS), for
-    stage-in uploads and a job's files (POST /uploads, GET /jobs/ID/files)."""
+    stage-in uploads and a job's files (POST /uploads, GET /jobs/ID/files). `sessions`: local mode's
+    dashboard sign-ins (hyperbatch.web); the dashboard's pages are served either way."""
     app = APIGatewayHttpResolver(enable_validation=True)
     unauthenticated_status = 401 if platform == LOCAL else 403
     refused = "Unauthorized" if unauthenticated_status == 401 else "Forbidden"
@@ -402,8 +406,13 @@ def build_app(
         return app.context["caller"]
 
     def auth_middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+        path = app.current_event.path
+        if dashboard.is_public(path):
+            return next_middleware(app)
         who = authorize(app.current_event.raw_event)
         if who is None:
+            if dashboard.is_page(path):
+                return dashboard.refused_page(sessions, unauthenticated_status)
             return error(unauthenticated_status, refused, "missing or invalid credentials")
         app.append_context(caller=who)
         return next_middleware(app)
@@ -412,6 +421,8 @@ def build_app(
 
     @app.exception_handler(HyperError)
     def _hyper_error(exc: HyperError) -> Response:
+        if dashboard.is_page(app.current_event.path):
+            return dashboard.problem_page(str(exc), exc.status)
         return error(exc.status, exc.code, str(exc), exc.pbs_errno, exc.job_id)
 
     @app.exception_handler(RequestValidationError)
@@ -640,6 +651,8 @@ def build_app(
 
     for asset in SWAGGER_ASSETS:
         _serve_asset(app, asset)
+
+    dashboard.register(app, scheduler, caller, workers, nodes, sessions)
     return app
 
 

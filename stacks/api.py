@@ -48,6 +48,12 @@ ROUTES = (
     ("GET", "/swagger"),
     ("GET", "/swagger/swagger-ui.js"),  # Swagger UI's script and style, served by the API (no CDN)
     ("GET", "/swagger/swagger-ui.css"),
+    # The dashboard's pages (hyperbatch/web: AWS_PAGES), opened through `hyper dashboard`'s signing proxy.
+    ("GET", "/"),
+    ("GET", "/ui/jobs"),
+    ("GET", "/ui/jobs/{id}"),
+    ("GET", "/ui/workers"),
+    ("GET", "/ui/static/{name}"),
 )
 
 # One JSON line per request; the caller's ARN ties a request to a job owner.

@@ -35,6 +35,7 @@ from hyperbatch.adapters.local.http import make_server
 from hyperbatch.adapters.local.sqlite import StaleState
 from hyperbatch.core import notices
 from hyperbatch.support import local_home, logs, mail, webhooks
+from hyperbatch.support.sessions import Sessions, same_origin, session_id
 from hyperbatch.support.files import atomic_write
 
 log = logging.getLogger("hyperbatch.daemon")
@@ -64,8 +65,9 @@ class Daemon:
                                      fence=self.compute.fence)
         self.token = secrets.token_urlsafe(32)
         self.user = getpass.getuser()
+        self.sessions = Sessions(self.token)  # the dashboard's sign-ins, traded for the token once
         self.app = build_app(self.scheduler, self.authorize, self.compute.running, status=self.status,
-                             nodes=self.compute.workers)
+                             nodes=self.compute.workers, sessions=self.sessions)
         self.server = make_server(self.app, port)
         self.port = self.server.server_address[1]
         self.stopping = threading.Event()
@@ -79,11 +81,16 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}"
 
     def authorize(self, event: dict) -> Caller | None:
-        """Local mode: the bearer token in a 0600 file proves the caller is the daemon's user."""
-        given = event.get("headers", {}).get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-            return None
-        return Caller(event["headers"].get("x-hyper-user") or self.user, admin=True)
+        """Local mode: the bearer token in a 0600 file proves the caller is the daemon's user; so does a
+        dashboard session cookie, for a read or for a change sent from the dashboard's own origin."""
+        headers = event.get("headers") or {}
+        given = headers.get("authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            return Caller(headers.get("x-hyper-user") or self.user, admin=True)
+        method = event.get("requestContext", {}).get("http", {}).get("method", "")
+        if self.sessions.valid(session_id(headers)) and same_origin(method, headers):
+            return Caller(self.user, admin=True)
+        return None
 
     def status(self) -> dict:
         """What GET /queues adds in local mode: events whose handling failed every try (`hyper local status`)."""

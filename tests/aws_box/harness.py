@@ -207,7 +207,8 @@ def http_api(box: "Box", principals: dict[str, str]):
             response = box.invoke("api", event, request_bytes=length)
             data = (response.get("body") or "").encode()
             self.send_response(response["statusCode"])
-            self.send_header("Content-Type", "application/json")
+            answered = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+            self.send_header("Content-Type", answered.get("content-type", "application/json"))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

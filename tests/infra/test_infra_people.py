@@ -31,7 +31,7 @@ def granted(policy: dict) -> dict[str, set[str]]:
 def expected_routes(synth) -> set[str]:
     (api_id,) = resources(synth.templates[synth.control_name], "AWS::ApiGatewayV2::Api")
     prefix = f"arn:${{AWS::Partition}}:execute-api:us-east-1:${{AWS::AccountId}}:${{{api_id}}}/*"
-    return {f"{prefix}/{method}{re.sub(r'{id}', '*', path)}" for method, path in api.ROUTES}
+    return {f"{prefix}/{method}{re.sub(r'{[^}]+}', '*', path)}" for method, path in api.ROUTES}
 
 
 def test_both_policies_are_exported_and_attached_to_no_one(synth):

@@ -5,7 +5,8 @@ support   small OS helpers: core only
 config    the configuration models: core and support
 services  use cases over the ports: core, config, support (never an adapter)
 adapters  one backend each: core, config, support, their own package (never a service)
-api       the HTTP application: core, config, support, services
+api       the HTTP application: core, config, support, services, web
+web       the dashboard's pages and routes (beside api, which adds them): core, config, support, services
 wiring    one module per kind of process: anything but the CLI
 cli       hyperbatch.cli, the pure core, config, defaults, support: the scheduler only through HTTP
 stacks    the CDK app: hyperbatch.config and hyperbatch.core.names
@@ -36,7 +37,8 @@ LAYERS = {
     "adapters.local": ("hyperbatch.core", "hyperbatch.config", "hyperbatch.support", "hyperbatch.adapters.local"),
     "adapters.aws": ("hyperbatch.core", "hyperbatch.config", "hyperbatch.support", "hyperbatch.adapters.aws"),
     "api": ("hyperbatch.core", "hyperbatch.config", "hyperbatch.support", "hyperbatch.services", "hyperbatch.api",
-            "hyperbatch"),
+            "hyperbatch.web", "hyperbatch"),
+    "web": ("hyperbatch.core", "hyperbatch.config", "hyperbatch.support", "hyperbatch.services", "hyperbatch.web"),
     "wiring": ("hyperbatch.core", "hyperbatch.config", "hyperbatch.support", "hyperbatch.services",
                "hyperbatch.adapters", "hyperbatch.api", "hyperbatch.wiring", "hyperbatch.defaults",
                "hyperbatch.worker_image"),

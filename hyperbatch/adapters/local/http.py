@@ -133,14 +133,16 @@ def make_server(app, port: int) -> ThreadingHTTPServer:
                 result = {"statusCode": 500, "headers": {"content-type": "application/json"},
                           "body": json.dumps({"error": "InternalError", "message": "the server failed; see daemon.log"})}
             self._reply(result["statusCode"], result.get("headers") or {}, result.get("body") or "",
-                        result.get("isBase64Encoded", False))
+                        result.get("isBase64Encoded", False), result.get("cookies") or [])
 
-        def _reply(self, status: int, headers: dict, body: str, encoded: bool = False) -> None:
+        def _reply(self, status: int, headers: dict, body: str, encoded: bool = False, cookies: list | tuple = ()) -> None:
             data = base64.b64decode(body) if encoded else body.encode() if isinstance(body, str) else body
             self.send_response(status)
             for key, value in headers.items():
                 if key.lower() not in ("content-length", "connection"):
                     self.send_header(key, value)
+            for cookie in cookies:  # payload 2.0 answers carry cookies apart, one Set-Cookie each
+                self.send_header("Set-Cookie", cookie)
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
