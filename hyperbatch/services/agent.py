@@ -61,7 +61,6 @@ KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
 SUPERVISOR_POLL = 0.05  # seconds between the supervisor's looks (at most a quarter of the heartbeat)
 MEM_POLL = 0.2  # seconds between looks at a job's resident memory (only jobs that ask for -l mem)
-HAND_OVER_SECONDS = 0.01  # an array's ended tasks go to the delivery thread at most this often (`_run_tasks`)
 STILL_NS = 50_000_000  # a TMPDIR unchanged this long is known empty by its modification time (`_reset`)
 
 
@@ -583,28 +582,21 @@ class Agent:
         the machine), which must not hold up the next start. That thread notes
         the task done only once they are written, so a task is never recorded
         finished before its files are there; the chunk's results are recorded
-        once it has written them all (`_delivered`). Tasks are handed over
-        HAND_OVER_SECONDS apart at most often, several at once when they are
-        tiny: each hand-over wakes that thread, and a wake-up a task cost more
-        CPU than the task's two files.
+        once it has written them all (`_delivered`).
         """
         spec = run.spec
         started = time.time()
         ended: list[tuple[int, Outcome]] = []  # ran to their end, not handed to the delivery thread yet
-        handed = [0.0]  # when the last hand-over was (monotonic)
 
-        def note(now: bool = False) -> None:
-            at = time.monotonic()
-            if now or at - handed[0] >= HAND_OVER_SECONDS:
-                handed[0] = at
-                self._hand_over(run, ended)
+        def note() -> None:
+            self._hand_over(run, ended)
 
         for pos in run.positions:
             index = spec.index_at(pos)
             if self.supervisor.cancelled_all or self.stopping or self.supervisor.lease_lost:
                 break
             if index in self.supervisor.cancelled:
-                note(now=True)
+                note()
                 self._delivered()
                 run.passed(pos)  # this task alone was cancelled (qdel ID[index]): the rest of the chunk still runs
                 continue
@@ -612,7 +604,7 @@ class Agent:
             if outcome is None:
                 break  # stopped half way: no result, it goes back (or, lease lost, stays with its new owner)
             ended.append((pos, outcome))
-        note(now=True)
+        note()
         self._delivered()
         if self.supervisor.lease_lost:
             return
