@@ -13,6 +13,41 @@ faster than the machine starts processes, so `ratio_vs_spawn_limit`
 (HyperBatch's tasks/s over it) says how much of that ceiling HyperBatch's own
 work (claims, bookkeeping, output) leaves; the target is at least 0.9.
 
+CPU, counted rather than timed, because the machine is shared and wall-clock
+rates move with whatever else runs: `cpu_ms_per_spawn` is the user+system CPU
+one start of the spawn limit's loop costs (the loop's own Python and its
+`true`, from getrusage of each loop process and its reaped children), and
+`cpu_ms_per_task` what one array task costs HyperBatch over the timed run
+(the daemon, the agents and the `true`s they reaped, from /proc/PID/stat).
+`cpu_ratio` is the first over the second: the ratio_vs_spawn_limit that both
+would reach where CPU is all that bounds them. It is steadier than the timed
+ratio, not immune: on this VM a busy machine inflates the system time of every
+call (file creation most), so compare figures taken in the same hour.
+
+Where a tiny task's CPU goes (2026-12-08, load 11-28: each figure +-15%):
+about 0.8 ms in the `true` itself (its exec, the same as in the spawn limit's
+loop), 0.03-0.08 ms in the daemon (a chunk's claim, start and finish, the
+heartbeats, and this benchmark's 50 ms polls), and 0.32-0.47 ms in its agent
+(one thread each for the tasks, their output files, the supervisor and the
+heartbeat): the vfork/exec and the reap (~0.1 ms),
+two new files in the submit directory (`NAME.oSEQ.INDEX`, `NAME.eSEQ.INDEX`:
+~0.02 ms on a quiet disk, 0.1-0.4 ms of system time at load 10-20), and the
+bookkeeping that live output, fencing and qsig read (the spool's offsets and
+sizes, the `.now` and job-file records). The spawn limit's loop spends
+0.15 ms in Popen's Python instead, so 0.9 needs the agent's share near 0.2 ms.
+Counted with `strace -c` on one worker's main, supervisor and heartbeat
+threads over 3,000 tasks: 27.3 system calls a task before 2026-12-08, 22.8
+after (TMPDIR's listing, 3 calls, replaced by a stat of it; futex calls, the
+GIL traded with the delivery thread, vary run to run). What is left is near
+the floor of what a task needs: wait4, vfork, the exec-error pipe (pipe2,
+read, 2 closes), Python's signal mask around vfork (2), 2 lseeks and 2 fstats
+of the spool, 2 `.now` and 3 job-file records, kill(-pgid, 0) for lingering
+processes. Tried and dropped: delivering the files on the main thread (no
+thread at all) saved no CPU measurably and lost a third of the rate at load
+20, where creating a file waits; handing tasks to the delivery thread in 10 ms
+batches (fewer wake-ups) held a tiny task's files back for as long as the
+task after it ran.
+
 HyperBatch: a temp HYPERBATCH_HOME with a temp copy of configurations/ cut down
 to one compute region (local_max_workers = W) and one queue whose definition has
 jobs_to_workers_ratio 1 and max_workers = W, so exactly W workers run. The
@@ -63,6 +98,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -76,25 +112,33 @@ POLL = 0.05
 
 
 # ---- the ceiling: fork/exec of `true` from Python, N processes in parallel ---------------------
+def _cpu_seconds() -> float:
+    """User+system CPU of this process and of the children it reaped."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _spawn_loop(seconds: float, queue) -> None:
-    n, end = 0, time.perf_counter() + seconds
+    n, end, cpu = 0, time.perf_counter() + seconds, _cpu_seconds()
     while time.perf_counter() < end:
         subprocess.Popen(["true"]).wait()
         n += 1
-    queue.put(n)
+    queue.put((n, _cpu_seconds() - cpu))
 
 
-def fork_exec_rate(procs: int, seconds: float = 2.0) -> float:
-    """Processes started (and reaped) per second by `procs` processes that each fork/exec `true` in a loop."""
+def fork_exec_rate(procs: int, seconds: float = 2.0) -> tuple[float, float]:
+    """Processes started (and reaped) per second by `procs` processes that each fork/exec `true` in a
+    loop, and the CPU seconds one such start costs (the starter's and the child's)."""
     queue = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=_spawn_loop, args=(seconds, queue)) for _ in range(procs)]
     start = time.perf_counter()
     for w in workers:
         w.start()
-    total = sum(queue.get() for _ in workers)
+    counts = [queue.get() for _ in workers]
     for w in workers:
         w.join()
-    return total / (time.perf_counter() - start)
+    total = sum(n for n, _ in counts)
+    return total / (time.perf_counter() - start), sum(cpu for _, cpu in counts) / max(1, total)
 
 
 # ---- HyperBatch ----------------------------------------------------------------------------------
@@ -248,8 +292,8 @@ def main() -> int:
     print(f"# temp dirs under {args.home_base or tempfile.gettempdir()}")
     print(f"# machine: {os.cpu_count()} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     cores = os.cpu_count() or 1
-    limit_before = fork_exec_rate(cores)
-    ceiling = limit_before if w == cores else fork_exec_rate(w)
+    limit_before, spawn_cpu_before = fork_exec_rate(cores)
+    ceiling = limit_before if w == cores else fork_exec_rate(w)[0]
     print(f"fork_exec_true_per_second: {ceiling:.0f}   # subprocess.Popen(['true']).wait() loop, {w} processes, 2 s")
 
     sizes = [int(s) for s in args.chunk_sizes.split(",")] if args.chunk_sizes else [args.chunk_size]
@@ -273,7 +317,7 @@ def main() -> int:
           f"qsub CLI itself {hb['qsub']:.2f} s, first task started at {hb['first_start']:.2f} s")
     print(f"hyperbatch_finished_at_seconds: {hb['precise']:.2f}   # the array's finished_at - qsub start")
     x = n / hb["wall"]
-    limit_after = fork_exec_rate(cores)
+    limit_after, spawn_cpu_after = fork_exec_rate(cores)
     limit = (limit_before + limit_after) / 2
     print(f"hyperbatch_tasks_per_second: {x:.0f}")
     print(f"spawn_limit_per_s: {limit:.0f}   # fork/exec of `true` from {cores} processes (one per core), 2 s, "
@@ -281,9 +325,14 @@ def main() -> int:
     print(f"ratio_vs_spawn_limit: {x / limit:.2f}")
     c = hb["cpu"]
     print(f"# hyperbatch cpu seconds during the run: daemon {c['daemon']:.2f}, agents {c['agents']:.2f}, "
-          f"tasks (true, reaped by agents) {c['tasks']:.2f}; wall x cores = {hb['wall'] * os.cpu_count():.2f}; "
-          f"{sum(c.values()) / n * 1000:.2f} ms cpu per task -> cpu-bound rate on {os.cpu_count()} idle cores "
-          f"~{os.cpu_count() * n / sum(c.values()):.0f} tasks/s")
+          f"tasks (true, reaped by agents) {c['tasks']:.2f}; wall x cores = {hb['wall'] * os.cpu_count():.2f}")
+    per_task = sum(c.values()) / n * 1000
+    per_spawn = (spawn_cpu_before + spawn_cpu_after) / 2 * 1000
+    print(f"cpu_ms_per_task: {per_task:.3f}   # daemon + agents + their tasks, over the timed run "
+          f"(agents alone {c['agents'] / n * 1000:.3f})")
+    print(f"cpu_ms_per_spawn: {per_spawn:.3f}   # one start of the spawn limit's loop, its Python and its `true`")
+    print(f"cpu_ratio: {per_spawn / per_task:.2f}   # what ratio_vs_spawn_limit reaches where CPU is all that "
+          f"bounds both (counted, not timed: a busy machine distorts it less)")
 
     if args.single_jobs:
         single = run_single_jobs(args.single_jobs, w, args.home_base)

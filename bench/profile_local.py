@@ -119,7 +119,7 @@ def report_cprofile(files: list[Path], label: str, per: int, per_label: str) -> 
         print(f"{desc:58} {nc:>8} {ct:>8.2f} {tt:>8.2f} {ct / per * 1000:>14.3f}")
     buf = io.StringIO()
     stats.stream = buf
-    stats.sort_stats("tottime").print_stats(18)
+    stats.sort_stats("tottime").print_stats(int(os.environ.get("HB_TOP", "18")))
     lines = [l for l in buf.getvalue().splitlines() if l.strip()]
     start = next((i for i, l in enumerate(lines) if l.strip().startswith("ncalls")), 0)
     print("# top by own time:")

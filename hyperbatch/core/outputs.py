@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 
 from hyperbatch.core.ids import display_id
 
 ARRAY_INDEX = "^array_index^"
 
 
+@lru_cache(maxsize=64)  # asked once per array task, of a few jobs
 def sequence(job_id: str) -> str:
     """SEQ in NAME.oSEQ: the sequence number of a job's id (`123`, or `123` of `123.server` or
     `123[].server`). The one place output names take the sequence from."""
@@ -66,6 +68,7 @@ def destinations(job: dict, index: int | None, home: str | None) -> list[tuple[s
     return out
 
 
+@lru_cache(maxsize=64)
 def file_mode(umask: str | None) -> int:
     """Permissions of a delivered file: 0666 less the job's umask (077 unless -W umask, as PBS)."""
     return 0o666 & ~int(umask or "077", 8)

@@ -46,7 +46,8 @@ from hyperbatch.core.ids import display_id
 from hyperbatch.core.signals import number as signal_number
 from hyperbatch.support import spawn
 from hyperbatch.support.files import atomic_write
-from hyperbatch.support.processes import STARTING, JobRecord, JobUser, group_alive, group_rss, signal_group
+from hyperbatch.support.processes import (STARTING, JobRecord, JobUser, group_alive, group_rss, record_bytes,
+                                          signal_group)
 from hyperbatch.services.dispatch import Dispatcher, Outcome, Run, Signals
 from hyperbatch.core.ports import LogStore, Staged, Stager, WorkQueue
 
@@ -60,6 +61,7 @@ KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 TARGET_CHUNK_SECONDS = 1.0  # array chunks grow until one takes about this long
 SUPERVISOR_POLL = 0.05  # seconds between the supervisor's looks (at most a quarter of the heartbeat)
 MEM_POLL = 0.2  # seconds between looks at a job's resident memory (only jobs that ask for -l mem)
+STILL_NS = 50_000_000  # a TMPDIR unchanged this long is known empty by its modification time (`_reset`)
 
 
 @dataclass
@@ -665,7 +667,8 @@ class Agent:
         mem_limit = resources.request_of(job.get("resources")).mem
         lingering = False
         try:
-            self._record(STARTING, run, index)  # a fence that finds this kills the worker's session's jobs
+            run_text = self._run_text(run, index)
+            self._record(STARTING, run_text)  # a fence that finds this kills the worker's session's jobs
             try:
                 program = self._program(run, index, places)
                 argv = program.argv
@@ -681,7 +684,7 @@ class Agent:
                 walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
                 deadline = time.time() + walltime if walltime else None
                 self.current.set(proc, index, deadline, mem_limit)
-                self._record(proc.pid, run, index)
+                self._record(proc.pid, run_text)
                 if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
                     self.current.kill("lease")
                 if meanwhile is not None:
@@ -889,14 +892,24 @@ class Agent:
 
     @staticmethod
     def _reset(places: dict) -> None:
-        """After a run: its TMPDIR emptied for the next task, its private job directory removed."""
+        """After a run: its TMPDIR emptied for the next task, its private job directory removed.
+
+        A TMPDIR whose modification time is the one it had when last seen empty is not listed (one
+        stat, not four calls): that time is trusted only once it lay STILL_NS in the past when it was
+        read, so that any entry made or removed since moved it, however coarse the file system's clock."""
+        tmpdir = places["tmpdir"]
         try:
-            with os.scandir(places["tmpdir"]) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        os.unlink(entry.path)
+            if places.get("tmp_still") is None or os.stat(tmpdir).st_mtime_ns != places["tmp_still"]:
+                places["tmp_still"] = None
+                with os.scandir(tmpdir) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(entry.path, ignore_errors=True)
+                        else:
+                            os.unlink(entry.path)
+                still = os.stat(tmpdir).st_mtime_ns
+                if time.time_ns() - still > STILL_NS:
+                    places["tmp_still"] = still
         except OSError:
             pass
         if places["private"] is not None:
@@ -917,12 +930,15 @@ class Agent:
             pass
         self.places = None
 
-    def _record(self, pgid: int, run: Run | None = None, index: int | None = None) -> None:
-        """Write the job file: which process group runs which run, and which task of it (read by the
-        daemon's fence and by qsig in local mode: hyperbatch.adapters.local.compute)."""
+    def _record(self, pgid: int, run_text: str = "") -> None:
+        """Write the job file: which process group runs which run, and which task of it (`run_text`:
+        `_run_text`), read by the daemon's fence and by qsig in local mode (hyperbatch.adapters.local.compute)."""
         if self._pid_fd is not None:
-            record = JobRecord(pgid, run.job["id"], str(run.item.id), run.attempt, index) if run else JobRecord(pgid)
-            os.pwrite(self._pid_fd, record.encode(), 0)
+            os.pwrite(self._pid_fd, record_bytes(pgid, run_text), 0)
+
+    @staticmethod
+    def _run_text(run: Run, index: int | None) -> str:
+        return JobRecord(0, run.job["id"], str(run.item.id), run.attempt, index).run_text()
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         """The script runs as itself when it starts with `#!`, else under -S or the submitter's shell."""

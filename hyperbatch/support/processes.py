@@ -94,13 +94,23 @@ class JobRecord:
     index: int | None = None  # the array task running, if the run is a chunk
 
     def encode(self) -> bytes:
-        text = f"{self.pgid} {self.job_id} {self.item_id} {self.attempt}" if self.job_id else f"{self.pgid}"
-        if self.job_id and self.index is not None:
-            text += f" {self.index}"
-        return text.encode().ljust(RECORD_BYTES - 1)[: RECORD_BYTES - 1] + b"\n"
+        return record_bytes(self.pgid, self.run_text())
+
+    def run_text(self) -> str:
+        """What the record says after the group: which run (and task) it is, or nothing."""
+        if not self.job_id:
+            return ""
+        text = f" {self.job_id} {self.item_id} {self.attempt}"
+        return text if self.index is None else f"{text} {self.index}"
 
     def names(self, job_id: str, item_id: str, attempt: int) -> bool:
         return (self.job_id, self.item_id, self.attempt) == (job_id, str(item_id), attempt)
+
+
+def record_bytes(pgid: int, run_text: str = "") -> bytes:
+    """A job file's record, as `JobRecord.encode` writes it, from the group and the run's part of it
+    (`JobRecord.run_text`): a worker writes three per array task, so it makes the run's part once."""
+    return f"{pgid}{run_text}".encode().ljust(RECORD_BYTES - 1)[: RECORD_BYTES - 1] + b"\n"
 
 
 def read_job_record(path: Path) -> JobRecord | None:

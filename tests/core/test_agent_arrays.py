@@ -125,3 +125,16 @@ def test_a_worker_stopped_mid_chunk_settles_what_finished_and_nothing_finished_r
     assert sorted(ledger.ran()) == ["1", "2", "3", "4", "5", "6"]  # each ended once: none ran again
     doc = harness.job(array["id"])
     assert (doc["state"], doc["succeeded"], doc["run_count"]) == ("SUCCEEDED", 6, 1)  # no attempt used up
+
+
+def test_every_task_of_a_chunk_finds_tmpdir_empty_whatever_the_task_before_left_in_it(harness, tmp_path):
+    """Tasks 1-2 leave TMPDIR alone long enough for the agent to stop listing it (its modification
+    time says it is unchanged); tasks 3-5 leave a file and a directory in it all the same."""
+    seen = tmp_path / "seen"
+    task = (f'echo "$PBS_ARRAY_INDEX $(ls -A "$TMPDIR" | wc -l)" >> {seen}\n'
+            'if [ "$PBS_ARRAY_INDEX" -ge 3 ]; then touch "$TMPDIR/f"; mkdir "$TMPDIR/d"; fi\n'
+            'sleep 0.1\n')
+    array = harness.submit(script=task, command=None, array="1-6")
+    start_agent(harness, tmp_path, "w", chunk=8).join(timeout=30)
+    assert harness.job(array["id"])["state"] == "SUCCEEDED"
+    assert seen.read_text().split("\n")[:-1] == [f"{index} 0" for index in range(1, 7)]
