@@ -682,7 +682,12 @@ def main(argv=None) -> int:
     parser.add_argument("--entries", type=int, default=50, help="registered runs the reconciler lists, to price one")
     parser.add_argument("--jobs-per-day", type=float, default=1_000_000,
                         help="throughput the scheduled functions' cost is spread over")
+    parser.add_argument("--no-event-bus", action="store_true",
+                        help="price a deployment with settings.notifications.event_bus false (no EventBridge "
+                             "state changes: three events, $3, per million plain jobs)")
     args = parser.parse_args(argv)
+    if args.no_event_bus:  # what the scheduler itself costs, without the optional feed of state changes
+        PRODUCTION_SETTINGS["notifications"] = {"event_bus": False}
     memory = function_memory()
     jobs_per_minute = args.jobs_per_day / 1440
     print(f"prices: {prices.PRICES_AS_OF}; function memory (MiB, stacks/control_plane.py): {memory}")
