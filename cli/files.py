@@ -26,18 +26,19 @@ import os
 import posixpath
 import shutil
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 from hyperbatch.cli.errors import CliError
 from hyperbatch.core import bucket
+from hyperbatch.support import backoff
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 TRIES = 5
+RETRY_BASE_SECONDS = 0.2  # then 0.4, 0.8, 1.6 (hyperbatch.support.backoff)
 CHUNK = 1 << 20
 TIMEOUT = 60.0
 
@@ -48,7 +49,6 @@ def _open(request: urllib.request.Request) -> Any:
 
 
 def _retried(what: str, attempt) -> Any:
-    delay = 0.2
     for number in range(TRIES):
         try:
             return attempt()
@@ -59,8 +59,7 @@ def _retried(what: str, attempt) -> Any:
             if number == TRIES - 1:
                 reason = getattr(exc, "reason", None) or exc
                 raise CliError(f"{what}: {reason}") from None
-        time.sleep(delay)
-        delay *= 2
+        backoff.pause(number, RETRY_BASE_SECONDS)
     raise AssertionError("unreachable")
 
 

@@ -7,6 +7,7 @@ Everything it keeps lives under $HYPERBATCH_HOME, so state survives a restart.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import hmac
 import json
@@ -140,7 +141,12 @@ class Daemon:
         return send
 
     def _post(self, delivery: notices.Delivery) -> None:
-        webhooks.post(delivery.target, delivery.notice, webhooks.local_secret(self.home))
+        webhooks.post(delivery.target, delivery.notice, self._webhook_secret)
+
+    @functools.cached_property
+    def _webhook_secret(self) -> bytes:
+        """Read (or made) once, as the notifier function on AWS reads its SSM secret once."""
+        return webhooks.local_secret(self.home)
 
     def _scaler(self) -> None:
         local = self.config.settings.local
