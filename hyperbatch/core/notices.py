@@ -176,8 +176,10 @@ def state_change_detail(new: dict, old_state: str | None) -> dict:
         "eventId": f"{new['id']}.{new.get('version', 0)}",
     }
     if new.get("array") is not None:
+        from hyperbatch.core.model import ARRAY_COUNTERS  # here: qsub imports this module, and model imports typing
+
         detail["arrayProperties"] = {"size": new.get("total"), "statusSummary": {
-            k.upper(): new.get(k, 0) for k in ("pending", "running", "succeeded", "failed", "cancelled")}}
+            k.upper(): new.get(k, 0) for k in ARRAY_COUNTERS}}
     return detail
 
 

@@ -121,12 +121,11 @@ def progress(array: dict | None) -> str:
     if not array:
         return ""
     total = max(int(array.get("total") or 0), 1)
-    done = sum(int(array.get(k) or 0) for k in ("succeeded", "failed", "cancelled"))
-    segments = "".join(
-        f'<span class="seg s-{k}" style="width:{100 * int(array.get(k) or 0) / total:.2f}%" title="{k} {int(array.get(k) or 0)}"></span>'
-        for k in ARRAY_COUNTERS if int(array.get(k) or 0)
-    )
-    legend = " · ".join(f"{k} {int(array.get(k) or 0)}" for k in ARRAY_COUNTERS if int(array.get(k) or 0))
+    counts = {k: int(array.get(k) or 0) for k in ARRAY_COUNTERS if int(array.get(k) or 0)}
+    done = sum(counts.get(k, 0) for k in ("succeeded", "failed", "cancelled"))  # will not run again
+    segments = "".join(f'<span class="seg s-{k}" style="width:{100 * n / total:.2f}%" title="{k} {n}"></span>'
+                       for k, n in counts.items())
+    legend = " · ".join(f"{k} {n}" for k, n in counts.items())
     return (f'<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="{total}" aria-valuenow="{done}">'
             f'<div class="bar">{segments}</div><small>{done}/{total} done · {e(legend)}</small></div>')
 
