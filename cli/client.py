@@ -87,7 +87,7 @@ class Client:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        headers.update(self._auth_headers(method, target, data, headers))
+        headers.update(self.signed_headers(method, target, data, headers))
         status, raw, reason = self._send(method, target, data, headers)
         return status, self._decode(status, raw, reason)
 
@@ -183,9 +183,6 @@ class Client:
     def signed_headers(self, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
         """The headers that authenticate a request to `target` (a path on this host, its stage included):
         what `request` adds; `hyper dashboard`'s proxy adds them to what a browser sends."""
-        return self._auth_headers(method, target, data, headers)
-
-    def _auth_headers(self, method: str, target: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
         if self.kind == "aws":
             return self._sigv4(method, target, data, headers)
         return {"Authorization": f"Bearer {self._read_token()}", "X-Hyper-User": _login_name()}
