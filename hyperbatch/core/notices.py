@@ -18,8 +18,13 @@ The events are PBS's mail points (OpenPBS svr_mail.c):
   be met), or FAILED with a negative exit status (walltime or memory exceeded,
   the worker lost and the job not rerunnable, the program could not start,
   stage-in failed, dead-lettered again and again). PBS's default, `-m a`.
-- `n` no mail. `j` (mail for each array task too) is accepted and stored;
-  an array still mails once for the array, not per task.
+- `n` no mail.
+- `j` each array task is told too (PBS: mail for subjobs): its own begin when
+  a chunk starts it (each run), and its end or abort when a run of it ends
+  (not when it goes back for a retry), mailed at the points the other letters
+  name and posted to every `--notify` URL. Without `j` an array is told once
+  (begin, end), whatever its size. Tasks that never started (cancelled while
+  pending) are told only through the array's own abort.
 
 Mail goes to `-M`'s addresses (a name without `@` at the submit host); with
 no `-M`, to the owner at the submit host, as PBS does. A `--notify` URL is told every begin, end and abort, whatever
@@ -31,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -104,19 +110,60 @@ def event_of(old: dict | None, new: dict | None) -> str | None:
     return END
 
 
-def of_change(old: dict | None, new: dict | None) -> list[Delivery]:
-    """The deliveries a change makes: mail as `-m`/`-M` ask, and one POST per `--notify` URL."""
-    event = event_of(old, new)
-    if event is None or new is None:
+def of_change(old: dict | None, new: dict | None, now: float | None = None) -> list[Delivery]:
+    """The deliveries a change makes: mail as `-m`/`-M` ask, and one POST per `--notify` URL; for an array
+    with `-m j`, the same for each task the change started or ended (stamped `now`, default the clock)."""
+    if new is None:
         return []
-    notice = notice_of(event, old, new)
+    event = event_of(old, new)
+    out = _deliveries(new, notice_of(event, old, new)) if event is not None else []
+    if old is not None and new.get("array") is not None and "j" in (new.get("mail_points") or ""):
+        out += [d for notice in task_notices(old, new, time.time() if now is None else now)
+                for d in _deliveries(new, notice)]
+    return out
+
+
+def _deliveries(doc: dict, notice: Notice) -> list[Delivery]:
     out = []
-    to = mail_to(new)
-    if to and MAIL_LETTER[event] in (new.get("mail_points") or "a"):
+    to = mail_to(doc)
+    if to and MAIL_LETTER[notice.event] in (doc.get("mail_points") or "a"):
         out.append(Delivery(MAIL, ",".join(to), notice))
-    for url in new.get("notify") or []:
+    for url in doc.get("notify") or []:
         out.append(Delivery(WEBHOOK, url, notice))
     return out
+
+
+def task_notices(old: dict, new: dict, now: float) -> list[Notice]:
+    """A notice per task of the array that the change from `old` to `new` started (begin) or whose
+    run it ended (end, or abort when HyperBatch ended it), in index order; none for a task going back
+    to be retried. Its id is the task's (`1234[7].server`), its event id the task's and the version's."""
+    from hyperbatch.core import arrays, exits, tasks  # here: qsub imports this module, and tasks imports typing
+
+    started, ended = tasks.moved_tasks(old, new)
+    if not started and not ended:
+        return []
+    spec = arrays.parse_array(new["array"])
+    out = []
+    for pos, chunk in started:
+        out.append(_task_notice(new, spec.index_at(pos), BEGIN, JobState.QUEUED.value, JobState.RUNNING.value,
+                                None, "", float(chunk.get("started") or now)))
+    for _, row in ended:
+        state, status = JobState(row["state"]), row["exit_status"]
+        if state not in FINAL:
+            continue  # back in the queue for a retry: nothing ended
+        cancelled = state is JobState.CANCELLED
+        event = ABORT if cancelled or (status or 0) < 0 else END
+        reason = "task deleted" if cancelled else exits.describe(status) if event == ABORT else ""
+        out.append(_task_notice(new, row["index"], event, JobState.RUNNING.value, state.value, status, reason, now))
+    return out
+
+
+def _task_notice(new: dict, index: int, event: str, old_state: str, new_state: str, status: int | None,
+                 reason: str, at: float) -> Notice:
+    return Notice(
+        event_id=f"{new['id']}[{index}].{new.get('version', 0)}", event=event, job_id=display_id(new, index),
+        name=new["name"], owner=new["owner"], queue=new["queue"], old_state=old_state, new_state=new_state,
+        exit_status=status, reason=reason, time=at)
 
 
 def notice_of(event: str, old: dict | None, new: dict) -> Notice:

@@ -646,6 +646,27 @@ def task_state(doc: dict, spec: arrays.ArraySpec, pos: int) -> dict:
     return row
 
 
+def running_positions(doc: dict) -> dict[int, dict]:
+    """Every task that runs now: its position -> the chunk running it."""
+    return {pos: chunk for chunk in doc["chunks"].values() for pos in chunk_positions(chunk)}
+
+
+def moved_tasks(old: dict, new: dict) -> tuple[list[tuple[int, dict]], list[tuple[int, dict]]]:
+    """The tasks a change of an array's document from `old` to `new` started, and those whose run it
+    ended, each with its chunk (started) or its `task_state` row after the change (ended: SUCCEEDED,
+    FAILED, CANCELLED, or QUEUED when it goes back for a retry), in position order.
+
+    A chunk's tasks leave it only through `settle`, and no change both settles and claims a task, so
+    the difference of the two documents' running tasks is exactly what the change did.
+    """
+    before, after = running_positions(old), running_positions(new)
+    started = [(pos, after[pos]) for pos in sorted(after.keys() - before.keys())]
+    ended_positions = sorted(before.keys() - after.keys())
+    spec = arrays.parse_array(new["array"]) if ended_positions else None
+    ended = [(pos, task_state(new, spec, pos)) for pos in ended_positions if spec is not None]
+    return started, ended
+
+
 REASON_RUNS = 20  # runs of failed indices a final array's reason names at most, so that it stays short
 
 

@@ -75,7 +75,7 @@ class StreamBatch:
         old, new = change.old, change.new
         if new is not None and (old is None or old["state"] != new["state"]):
             self.changes.append(rules.state_change_detail(new, old["state"] if old else None))
-            self.deliveries += rules.of_change(old, new)
+        self.deliveries += rules.of_change(old, new)  # an array's tasks too (-m j), which change no state
         for event in change.events:
             self.metrics.add(event, change.submitted_at, change.started_at, change.started_before)
 

@@ -97,3 +97,28 @@ def test_state_changes_go_to_eventbridge_and_notices_to_ses_and_a_signed_webhook
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_m_j_puts_a_notice_for_each_task_of_an_array_as_well_as_the_array():
+    with Box(settings=SETTINGS) as box:
+        events = box.client("events")
+        queue_url = box.sqs.create_queue(QueueName="job-notices")["QueueUrl"]
+        queue_arn = box.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        events.put_rule(Name="notices", EventPattern=json.dumps({"detail-type": ["HyperBatch Job Notice"]}))
+        events.put_targets(Rule="notices", Targets=[{"Id": "q", "Arn": queue_arn}])
+        box.start_stream()
+        array = box.submit(command=["sh", "-c", "exit $((PBS_ARRAY_INDEX == 2))"], array="1-3", mail_points="ej",
+                           mail_users="dan@example.com", notify=["https://hooks.example/t"])
+        box.start_worker()
+        box.wait_state(array["id"], "FAILED")
+        box.settle()
+
+        told = sorted((e["detail"]["channel"], e["detail"]["notice"]["job_id"], e["detail"]["notice"]["event"],
+                       e["detail"]["notice"]["exit_status"]) for e in _events(box, queue_url))
+        task = array["id"].replace("[]", "[{}]")
+        assert told == sorted(
+            [("webhook", array["id"], "begin", None), ("webhook", array["id"], "end", 1),
+             ("mail", array["id"], "end", 1)]
+            + [("webhook", task.format(i), "begin", None) for i in (1, 2, 3)]
+            + [(channel, task.format(i), "end", int(i == 2)) for i in (1, 2, 3) for channel in ("mail", "webhook")])

@@ -153,3 +153,23 @@ def test_a_notify_url_that_is_not_http_is_refused(hb):
     assert proc.returncode != 0
     assert one_line(proc.stderr) == "qsub: illegal --notify value 'ftp://example.com/x': give an http:// or " \
                                     "https:// URL"
+
+
+def test_m_j_tells_each_task_of_an_array_as_well_as_the_array(hb, hook, smtp):
+    array = hb.submit("-J", "1-4", "-m", "ej", "-M", "carol@example.com", "--notify", f"{hook.url}/tasks",
+                      "-N", "each", "--", "sh", "-c", 'exit $((PBS_ARRAY_INDEX == 3))')
+    hb.wait_state(array, "FAILED")
+    task = array.replace("[]", "[{}]")
+    posts = wait_for(lambda: len(hook.accepted("/tasks")) == 10 and hook.accepted("/tasks"), what="ten events")
+    told = sorted((p["job_id"], p["event"], p["new_state"], p["exit_status"]) for p in posts)
+    assert told == sorted([(array, "begin", "RUNNING", None), (array, "end", "FAILED", 1)] + [
+        (task.format(i), "begin", "RUNNING", None) for i in (1, 2, 3, 4)] + [
+        (task.format(i), "end", "FAILED" if i == 3 else "SUCCEEDED", int(i == 3)) for i in (1, 2, 3, 4)])
+    assert len({p["event_id"] for p in posts}) == 10
+    # -m ej: an end mail for each task and one for the array, no begin mail
+    ours = f"PBS JOB {array.split('[')[0]}["  # the array's subject and its tasks'
+    mails = wait_for(lambda: len(mine := [m for _, m in smtp.messages if m["Subject"].startswith(ours)]) == 5 and mine,
+                     what="five end mails")
+    assert {m["Subject"]: m.get_payload().splitlines()[2:] for m in mails} == {
+        f"PBS JOB {array}": ["Execution terminated", "Exit_status=1", "1 of 4 tasks failed (indices 3)"],
+        **{f"PBS JOB {task.format(i)}": ["Execution terminated", f"Exit_status={int(i == 3)}"] for i in (1, 2, 3, 4)}}

@@ -11,7 +11,8 @@ import pytest
 
 from hyperbatch.core import notices
 from hyperbatch.core.errors import SpecError
-from hyperbatch.core.model import new_job
+from hyperbatch.core import tasks
+from hyperbatch.core.model import Expect, apply, new_job
 from hyperbatch.services.notify import Notifier
 
 
@@ -78,6 +79,74 @@ def test_mail_follows_mail_points_and_users_webhooks_get_every_event():
     [abort] = notices.of_change(plain, moved(plain, "CANCELLED", reason="deleted by ann"))
     assert (abort.channel, abort.target) == ("mail", "ann@login1")
     assert notices.of_change(plain, moved(dict(plain, mail_points="n"), "CANCELLED")) == []  # -m n
+
+
+def array_job(spec="1-4", **fields):
+    size = int(spec.split("-")[1]) - int(spec.split("-")[0]) + 1
+    return job("QUEUED", array=spec, total=size, pending=size, **fields)
+
+
+def written(doc, change):
+    """An array's document after `change`, as update_array writes it (derived state, next version)."""
+    new = apply(doc, Expect(), change)
+    return {**new, **tasks.derived_fields(new), "version": doc["version"] + 1}
+
+
+def told(deliveries, channel="webhook"):
+    return [(d.notice.event, d.notice.job_id, d.notice.new_state, d.notice.exit_status, d.notice.reason)
+            for d in deliveries if d.channel == channel]
+
+
+def test_an_array_is_told_once_not_per_task_unless_m_j_asks():
+    plain = array_job(mail_points="abe", notify=["https://h.example/x"])
+    started = written(plain, tasks.claim_chunk(plain, "c1", 0, 4, 1, "w", 5.0).change)
+    assert told(notices.of_change(plain, started)) == [("begin", "42[].srv", "RUNNING", None, "")]
+    ended = written(started, tasks.finish_chunk(started, "c1", {0: 0, 1: 0, 2: 0, 3: 0}).change)
+    assert told(notices.of_change(started, ended)) == [("end", "42[].srv", "SUCCEEDED", 0, "")]
+
+
+def test_m_j_tells_each_task_its_begin_and_end_and_mail_follows_the_other_letters():
+    doc = array_job("1-4", mail_points="ej", max_attempts=2, notify=["https://h.example/x"])
+    started = written(doc, tasks.claim_chunk(doc, "c1", 0, 3, 1, "w", 5.0).change)
+    deliveries = notices.of_change(doc, started, now=6.0)
+    assert told(deliveries) == [("begin", "42[].srv", "RUNNING", None, "")] + [
+        ("begin", f"42[{i}].srv", "RUNNING", None, "") for i in (1, 2, 3)]
+    assert told(deliveries, "mail") == []  # -m ej: no begin mail, for the array or its tasks
+    assert {d.notice.event_id for d in deliveries} == {"42.1", "42[1].1", "42[2].1", "42[3].1"}
+    assert {d.notice.time for d in deliveries if "[]" not in d.notice.job_id} == {5.0}  # the chunk's start
+
+    # A heartbeat settles tasks 1 and 2 (2 failed: a retry is left, so it goes back, and is told nothing).
+    progressed = written(started, tasks.record_progress(started, "c1", 2, {0: 0, 1: 4}).change)
+    deliveries = notices.of_change(started, progressed, now=7.0)
+    assert told(deliveries) == [("end", "42[1].srv", "SUCCEEDED", 0, "")]
+    assert [(d.target, d.notice.mail()) for d in deliveries if d.channel == "mail"] == [
+        ("ann@login1", ("PBS JOB 42[1].srv", "PBS Job Id: 42[1].srv\nJob Name:   run\nExecution terminated\n"
+                                               "Exit_status=0\n"))]
+
+    # The retry of task 2 starts and ends: told as a second run of the same task.
+    rerun = written(progressed, tasks.claim_chunk(progressed, "c2", 1, 2, 2, "w", 8.0).change)
+    assert told(notices.of_change(progressed, rerun, now=8.5)) == [("begin", "42[2].srv", "RUNNING", None, "")]
+    done = written(rerun, tasks.finish_chunk(rerun, "c2", {1: 0}).change)
+    assert told(notices.of_change(rerun, done)) == [("end", "42[2].srv", "SUCCEEDED", 0, "")]
+
+
+def test_m_j_tells_a_task_that_hyperbatch_stopped_as_an_abort_with_its_reason():
+    doc = array_job("1-3", mail_points="aj")
+    started = written(doc, tasks.claim_chunk(doc, "c1", 0, 3, 1, "w", 5.0).change)
+    cancelled = written(started, tasks.cancel_tasks(started, "deleted", index=3))
+    assert told(notices.of_change(started, cancelled), "mail") == []  # it still runs until its worker stops it
+    ended = written(cancelled, tasks.finish_chunk(cancelled, "c1", {0: 1, 1: -29, 2: 271}).change)
+    deliveries = notices.of_change(cancelled, ended, now=9.0)
+    assert told(deliveries, "mail") == [  # -m aj: aborts only; task 1's own exit 1 is an end
+        ("abort", "42[2].srv", "FAILED", -29, "exceeded resource walltime"),
+        ("abort", "42[3].srv", "CANCELLED", None, "task deleted")]
+    assert [d.notice.event_id for d in deliveries] == ["42[2].3", "42[3].3"]  # the array ends FAILED: -m a not e
+
+
+def test_a_task_not_started_is_told_only_through_the_array():
+    doc = array_job("1-3", mail_points="abej")
+    cancelled = written(doc, tasks.cancel_tasks(doc, "deleted"))
+    assert told(notices.of_change(doc, cancelled), "mail") == [("abort", "42[].srv", "CANCELLED", None, "deleted")]
 
 
 def test_the_notice_says_what_pbs_mails_and_what_a_webhook_reads():

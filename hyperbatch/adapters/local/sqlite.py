@@ -304,8 +304,8 @@ class SqliteJobStore:
                     "INSERT INTO events (job_id, queue, old_state, new_state) VALUES (?, ?, ?, ?)",
                     (job_id, new["queue"], old["state"], new["state"]),
                 )
-                _notices(conn, notices.of_change(old, new))
                 _count(conn, {(old["queue"], old["state"]): -1, (new["queue"], new["state"]): 1})
+            _notices(conn, notices.of_change(old, new))  # an array's tasks too (-m j), which change no state
         return new
 
     def query(self, *, owner=None, queue=None, states=None, limit=100, next=None) -> Page:
@@ -405,6 +405,8 @@ class SqliteJobStore:
 
 
 def _notices(conn: sqlite3.Connection, deliveries: list[notices.Delivery]) -> None:
+    if not deliveries:
+        return  # most writes: nothing to tell, and no statement to run
     conn.executemany("INSERT INTO notices (channel, target, notice) VALUES (?, ?, ?)",
                      [(d.channel, d.target, json.dumps(asdict(d.notice))) for d in deliveries])
 
