@@ -101,10 +101,14 @@ def test_a_batch_of_1000_jobs_of_an_8kb_script_fits_every_limit_and_runs_from_th
     assert any(c.service == "s3" and c.operation == "GetObject" and c.actor == "worker" for c in box.meter.calls)
 
 
-def test_ids_come_from_reserved_blocks_and_name_the_stack(box):
+def test_ids_come_from_reserved_blocks_and_name_the_stack(box, monkeypatch):
     """Ids are PBS ids of the stack; the API function reserves them in blocks from the job table's
     counter item: a burst of lone submits writes the counter once per block, a POST of 1,000 once."""
+    from hyperbatch.wiring import lambdas as runtime
+
     server = box.config.settings.stack_name
+    # A burst: every submit within a block's lifetime, however slowly a loaded machine runs them.
+    monkeypatch.setattr(runtime.get().scheduler.sequence, "_clock", lambda: 0.0)
     box.meter.clear()
     lone = [box.submit(command=["true"])["id"] for _ in range(20)]
     counter_writes = [c for c in box.meter.calls
