@@ -3,6 +3,7 @@
     hyper workflow submit FILE.yaml [-v KEY=VAL ...]      every job created at once, or none
     hyper workflow status NAME [--json]                   each step's job and state
     hyper workflow show FILE.yaml|NAME --svg OUT.svg      the DAG (a file: the plan; a name: live states)
+    hyper workflow cancel NAME                            qdel of every step not finished, dependents first
 
 The format is README's "Workflows" (schema: docs/workflow.schema.json); the file is
 read by hyperbatch.cli.workflow_file, the rules are hyperbatch.core.workflows'.
@@ -134,6 +135,59 @@ def status(name: str, as_json: bool) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+
+
+@workflow.command("cancel", context_settings=CONTEXT)
+@click.argument("name")
+def cancel(name: str) -> None:
+    """Cancel every step of your newest workflow NAME that has not finished (as qdel each).
+
+    Dependents go first: a step is cancelled only once every step that depends on it is, so that
+    no `afterany` or `afternotok` step is released by the cancel of what it waits for and runs.
+    """
+    from hyperbatch.cli.client import current_client
+    from hyperbatch.cli.pbs.common import FINAL_STATES, job_path
+
+    shown = _status(name)
+    open_steps = {row["step"]: row for row in shown["steps"] if row["state"] not in FINAL_STATES}
+    if not open_steps:
+        raise CliError(f"workflow {shown['name']} has finished: no step to cancel")
+    client = current_client()
+    failed = 0
+    for step in dependents_first(shown["steps"]):
+        row = open_steps.get(step)
+        if row is None:
+            continue
+        try:
+            client.request("DELETE", job_path(row["job"]))
+        except ApiError as exc:
+            if exc.status == 409 and "finished" in exc.message:
+                continue  # it finished meanwhile: nothing left to cancel
+            click.echo(f"hyper: {step} ({row['job']}): {exc.message}", err=True)
+            failed += 1
+            continue
+        click.echo(f"{step}\t{row['job']}\tcancelled")
+    if failed:
+        raise CliError(f"{failed} step(s) of workflow {shown['name']} could not be cancelled")
+
+
+def dependents_first(rows: list[dict]) -> list[str]:
+    """The steps ordered so that each comes after every step that depends on it (a DAG: the API checked)."""
+    waiting = {row["step"]: 0 for row in rows}  # per step: its dependents not yet ordered
+    for row in rows:
+        for parent in row["depends_on"]:
+            waiting[parent] = waiting.get(parent, 0) + 1
+    ready = [step for step, n in waiting.items() if n == 0]
+    parents = {row["step"]: list(row["depends_on"]) for row in rows}
+    order: list[str] = []
+    while ready:
+        step = ready.pop()
+        order.append(step)
+        for parent in parents.get(step, ()):
+            waiting[parent] -= 1
+            if waiting[parent] == 0:
+                ready.append(parent)
+    return order
 
 
 @workflow.command("show", context_settings=CONTEXT)

@@ -70,3 +70,16 @@ def test_getopt_is_glibc_getopt():
                           (["--nope"], "unrecognized option '--nope'")):
         with pytest.raises(BadOption, match=message):
             getopt(args, "u:")
+
+
+def test_workflow_cancel_orders_each_step_after_every_step_that_depends_on_it():
+    from hyperbatch.cli.workflow import dependents_first
+
+    rows = [{"step": "a", "depends_on": {}}, {"step": "b", "depends_on": {"a": "afterok"}},
+            {"step": "c", "depends_on": {"a": "afterany"}}, {"step": "d", "depends_on": {"b": "afterok", "c": "afterany"}},
+            {"step": "lone", "depends_on": {}}]
+    order = dependents_first(rows)
+    assert sorted(order) == ["a", "b", "c", "d", "lone"]
+    for row in rows:
+        for parent in row["depends_on"]:
+            assert order.index(row["step"]) < order.index(parent)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import wait_for
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_workflows")]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -20,7 +22,7 @@ def status(hb, name: str) -> dict:
 
 
 def wait_steps_final(hb, name: str, timeout: float = 60) -> dict:
-    from tests.e2e.conftest import FINAL, wait_for
+    from tests.e2e.conftest import FINAL
 
     def finished() -> dict | None:
         shown = status(hb, name)
@@ -122,3 +124,28 @@ def test_an_invalid_file_is_refused_with_its_line_and_field_and_nothing_is_creat
     missing = hb.run("hyper", "workflow", "status", "bad", check=False)
     assert missing.returncode == 1 and missing.stderr == "hyper: no workflow named bad: submit one with hyper " \
                                                         "workflow submit FILE.yaml\n"
+
+
+def test_cancel_stops_every_unfinished_step_and_releases_no_afterany_step(hb):
+    (hb.workdir / "long.yaml").write_text(
+        "name: long\n"
+        "jobs:\n"
+        "  quick: {command: ['true']}\n"
+        "  slow: {command: [sleep, '60'], depends_on: [quick]}\n"
+        "  after: {command: [sh, -c, 'touch \"$PBS_O_WORKDIR/released\"'], depends_on: {slow: afterany}}\n"
+        "  last: {command: ['true'], depends_on: {after: afterany}}\n"
+    )
+    hb.run("hyper", "workflow", "submit", "long.yaml")
+    wait_for(lambda: {r["step"]: r["state"] for r in status(hb, "long")["steps"]}.get("slow") == "RUNNING",
+                what="the slow step running")
+    out = hb.run("hyper", "workflow", "cancel", "long").stdout.splitlines()
+    assert [line.split("\t")[0] for line in out] == ["last", "after", "slow"]  # dependents first; quick had finished
+    done = wait_steps_final(hb, "long")
+    assert {r["step"]: r["state"] for r in done["steps"]} == {
+        "quick": "SUCCEEDED", "slow": "CANCELLED", "after": "CANCELLED", "last": "CANCELLED"}
+    assert not (hb.workdir / "released").exists()
+
+    again = hb.run("hyper", "workflow", "cancel", "long", check=False)
+    assert (again.returncode, again.stderr.strip()) == (1, "hyper: workflow long has finished: no step to cancel")
+    missing = hb.run("hyper", "workflow", "cancel", "nosuch", check=False)
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
