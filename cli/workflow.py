@@ -2,6 +2,7 @@
 
     hyper workflow submit FILE.yaml [-v KEY=VAL ...]      every job created at once, or none
     hyper workflow status NAME [--json]                   each step's job and state
+    hyper workflow list [--json]                          your workflows, newest first
     hyper workflow show FILE.yaml|NAME --svg OUT.svg      the DAG (a file: the plan; a name: live states)
     hyper workflow cancel NAME                            qdel of every step not finished, dependents first
 
@@ -135,6 +136,27 @@ def status(name: str, as_json: bool) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+
+
+@workflow.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as the API answers it.")
+def list_workflows(as_json: bool) -> None:
+    """List your workflows, newest first: the newest of each name, when it was submitted, its steps."""
+    from hyperbatch.cli.client import current_client
+
+    try:
+        _, shown = current_client().request("GET", "/workflows")
+    except ApiError as exc:
+        raise CliError(exc.message, exit_code=exc.exit_code) from None
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    rows = [("NAME", "SUBMITTED", "STEPS")] + [
+        (w["name"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w["created_at"])), str(w["steps"]))
+        for w in shown["workflows"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    for r in rows:
+        click.echo(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2]}")
 
 
 @workflow.command("cancel", context_settings=CONTEXT)

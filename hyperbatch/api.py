@@ -620,6 +620,11 @@ def build_app(
         shown = workflow_service.submit(scheduler, body.model_dump(exclude_none=True), caller())
         return Response(201, content_types.APPLICATION_JSON, json.dumps(shown))
 
+    @app.get("/workflows", summary="The caller's workflows, newest first (the newest of each name)",
+             responses=answers(responses.Workflows))
+    def workflow_list() -> dict:
+        return workflow_service.listing(scheduler, caller())
+
     @app.get("/workflows/<name>", summary="The caller's newest workflow of that name, each step with its job's state",
              responses=answers(responses.WorkflowStatus, 404))
     def workflow_status(name: str) -> dict:

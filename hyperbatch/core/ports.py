@@ -75,6 +75,9 @@ class JobStore(Protocol):
     def workflow(self, owner: str, name: str) -> dict:
         """The record of `owner`'s workflow `name` (the newest submitted); raises NotFound."""
 
+    def workflows(self, owner: str) -> list[dict]:
+        """The records of `owner`'s workflows (the newest of each name), newest first."""
+
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         """More (parent, child) dependency edges for existing jobs (qalter -W depend)."""
 

@@ -317,6 +317,22 @@ class StepStatus(BaseModel):
     array: ArrayView | None
 
 
+class WorkflowSummary(BaseModel):
+    """One of the caller's workflows in a listing."""
+
+    model_config = _example(name="sweep", created_at=1765000000.0, steps=4)
+    name: str
+    created_at: float
+    steps: int = Field(description="how many steps it has")
+
+
+class Workflows(BaseModel):
+    """The caller's workflows (the newest of each name), newest first."""
+
+    model_config = _example(workflows=[{"name": "sweep", "created_at": 1765000000.0, "steps": 4}])
+    workflows: list[WorkflowSummary]
+
+
 class WorkflowStatus(BaseModel):
     """A workflow as submitted: its name, owner, when, and each step's job."""
 

@@ -69,6 +69,13 @@ def status(scheduler: Scheduler, name: str, caller: Caller) -> dict:
     return _shown(scheduler, record, scheduler.store.get_many(record["steps"].values()))
 
 
+def listing(scheduler: Scheduler, caller: Caller) -> dict:
+    """The caller's workflows, newest first: each one's name, when it was submitted and how many steps it has
+    (their states are `status`'s: a listing reads no job)."""
+    return {"workflows": [{"name": r["name"], "created_at": r["created_at"], "steps": len(r["steps"])}
+                          for r in scheduler.store.workflows(caller.name)]}
+
+
 def _request(body: dict, step: str) -> dict:
     """The step's job request: the workflow's defaults under the step's own keys (resources and env
     merge per key, as qsub's levels do), in the submit directory."""

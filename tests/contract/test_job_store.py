@@ -334,6 +334,10 @@ def test_a_workflows_record_is_written_with_its_jobs_and_the_newest_of_a_name_is
     assert backend.store.workflow("alice", "sweep") == newer
     with pytest.raises(NotFound):
         backend.store.workflow("bob", "sweep")  # a name is the owner's own
+    other = {"name": "other", "owner": "alice", "created_at": 3.5, "steps": {"x": job()["id"]}}
+    backend.store.create([job()], [], other)
+    assert backend.store.workflows("alice") == [other, newer]  # newest first, one record a name
+    assert backend.store.workflows("bob") == []
 
 
 def test_a_create_that_fails_writes_no_workflow_record(backend):

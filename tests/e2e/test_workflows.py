@@ -149,3 +149,10 @@ def test_cancel_stops_every_unfinished_step_and_releases_no_afterany_step(hb):
     assert (again.returncode, again.stderr.strip()) == (1, "hyper: workflow long has finished: no step to cancel")
     missing = hb.run("hyper", "workflow", "cancel", "nosuch", check=False)
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+
+    listed = hb.run("hyper", "workflow", "list").stdout.splitlines()
+    assert listed[0].split() == ["NAME", "SUBMITTED", "STEPS"]
+    assert [line.split()[0] for line in listed[1:]][0] == "long"  # newest first
+    assert listed[1].split()[-1] == "4"
+    names = [w["name"] for w in json.loads(hb.run("hyper", "workflow", "list", "--json").stdout)["workflows"]]
+    assert names[0] == "long" and len(names) == len(set(names))

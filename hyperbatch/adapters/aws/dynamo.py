@@ -280,6 +280,16 @@ class DynamoJobStore:
             raise NotFound(f"no workflow {name} of {owner}")
         return json.loads(response["Item"]["doc"]["S"])
 
+    def workflows(self, owner: str) -> list[dict]:
+        """The owner's workflow records: one strongly consistent Query of their partition (a page per MB)."""
+        params = {
+            "TableName": self.table, "KeyConditionExpression": "#pk = :p", "ProjectionExpression": "#d",
+            "ExpressionAttributeNames": {"#pk": "pk", "#d": "doc"},
+            "ExpressionAttributeValues": {":p": {"S": WORKFLOW_PREFIX + owner}}, "ConsistentRead": True,
+        }
+        found = [json.loads(item["doc"]["S"]) for items in self._pages(params, None) for item in items]
+        return sorted(found, key=lambda r: r["created_at"], reverse=True)
+
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         """Dependency edge items (BatchWriteItem, 25 a call): an edge is keyed by its pair, so writing one twice is harmless."""
         items = [edge_item(p, c) for p, c in dict.fromkeys(edges)]

@@ -255,6 +255,10 @@ class SqliteJobStore:
             raise NotFound(f"no workflow {name} of {owner}")
         return json.loads(row[0])
 
+    def workflows(self, owner: str) -> list[dict]:
+        rows = self.db.conn.execute("SELECT doc FROM workflows WHERE owner = ?", (owner,))
+        return sorted((json.loads(doc) for (doc,) in rows), key=lambda r: r["created_at"], reverse=True)
+
     def add_edges(self, edges: list[tuple[str, str]]) -> None:
         with self.db.write() as conn:
             conn.executemany("INSERT OR IGNORE INTO edges (parent, child) VALUES (?, ?)", edges)
