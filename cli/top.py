@@ -3,7 +3,7 @@ with `qsub --wait`.
 
 It reads only the HTTP API, through the CLI's client, so it works against a local daemon and an AWS
 host alike: GET /queues (jobs per state per queue), GET /nodes (workers, per region and on
-premises) and GET /jobs (the unfinished jobs, and the newest finished ones for arrays that just
+premises) and GET /jobs (the newest 2,000 unfinished jobs, and the newest finished ones for arrays that just
 ended and for failures). Rates and times left come from successive samples (hyperbatch.cli.progress).
 
 On a terminal it takes the whole screen (rich's Live, redrawn in place, no flicker) and reads keys
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 RECENT_FINISHED = 50  # finished jobs read each refresh: arrays that just ended, the newest failures
+# Unfinished jobs read each refresh, newest first: a backlog of a million single jobs is counted by
+# GET /queues, not read page after page every two seconds; arrays older than these are not shown.
+ACTIVE_READ = 2000
 SHOWN_FAILURES = 8
 RECENT_ARRAYS = 5  # arrays that ended stay in view (at 100%) while among the newest finished jobs
 BAR_WIDTH = 30
@@ -55,6 +58,7 @@ class Snapshot:
     nodes: list[dict] = field(default_factory=list)
     active: list[dict] = field(default_factory=list)
     finished: list[dict] = field(default_factory=list)  # newest first
+    more_active: bool = False  # more unfinished jobs than were read (ACTIVE_READ)
 
 
 def take(client: Any, filters: Filters) -> Snapshot:
@@ -65,11 +69,11 @@ def take(client: Any, filters: Filters) -> Snapshot:
     _, queues = client.request("GET", "/queues")
     _, nodes = client.request("GET", "/nodes")
     query = {"owner": filters.user or "*", "queue": filters.queue}
-    active = list_jobs(client, {**query, "state": ACTIVE})
+    active = list_jobs(client, {**query, "state": ACTIVE}, most=ACTIVE_READ)
     _, recent = client.request("GET", "/jobs", query={**query, "state": FINISHED, "limit": RECENT_FINISHED})
     return Snapshot(at=time.time(), server=str((queues or {}).get("server") or ""),
                     queues=list((queues or {}).get("queues") or []), nodes=list((nodes or {}).get("nodes") or []),
-                    active=active, finished=list((recent or {}).get("jobs") or []))
+                    active=active, finished=list((recent or {}).get("jobs") or []), more_active=len(active) >= ACTIVE_READ)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class View:
     failures: list[Failure]
     users: list[str]
     queue_names: list[str]
+    partial: bool = False  # arrays among the newest ACTIVE_READ unfinished jobs only
 
 
 def build_view(snap: Snapshot, filters: Filters, tracker: Tracker) -> View:
@@ -131,7 +136,7 @@ def build_view(snap: Snapshot, filters: Filters, tracker: Tracker) -> View:
     return View(server=snap.server, filters=filters, queues=queues, workers=dict(sorted(workers.items())),
                 arrays=arrays, failures=_failures(active + finished, tracker, snap.at),
                 users=sorted({owner_of(j) for j in everyone} - {""}),
-                queue_names=sorted({str(q["name"]) for q in snap.queues}))
+                queue_names=sorted({str(q["name"]) for q in snap.queues}), partial=snap.more_active)
 
 
 def _failures(jobs: list[dict], tracker: Tracker, now: float) -> list[Failure]:
@@ -215,7 +220,8 @@ def render(view: View, problem: str | None = None, width: int = 80) -> Renderabl
         workers.add_row("on premises" if region == "onprem" else region, str(total), str(busy))
     if not view.workers:
         workers.add_row("none", "0", "0")
-    arrays = Table(title="Arrays", **compact)
+    arrays = Table(title=f"Arrays (among the newest {ACTIVE_READ:,} unfinished jobs)" if view.partial else "Arrays",
+                   **compact)
     headings = ("array", "name", "user", "progress", "done", "fail", "run", "pend", "rate", "ETA")
     cells = [(row.id, row.name[:12], row.owner[:10], "", row.counts.done_text(), str(row.counts.unsuccessful),
               str(row.counts.running), str(row.counts.pending), rate_text(row.rate), duration_text(row.eta))

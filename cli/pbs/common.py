@@ -206,17 +206,19 @@ def each_job(prog: str, ids: list[str], act: Callable[[Any, str], Any], raw_id: 
     return rc
 
 
-def list_jobs(client: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every job a listing returns (GET /jobs, page after page), oldest first as PBS lists them."""
+def list_jobs(client: Any, query: dict[str, Any], most: int | None = None) -> list[dict[str, Any]]:
+    """Every job a listing returns (GET /jobs, page after page), or only the newest `most`, oldest
+    first as PBS lists them."""
     seen: set[str] = set()
     token = None
     out: list[dict[str, Any]] = []
     while True:
-        _, page = client.request("GET", "/jobs", query={**query, "limit": LIST_PAGE, "next": token})
+        limit = LIST_PAGE if most is None else min(LIST_PAGE, most - len(out))
+        _, page = client.request("GET", "/jobs", query={**query, "limit": limit, "next": token})
         page = page or {}
         out.extend(page.get("jobs") or [])
         token = page.get("next")
-        if not token or str(token) in seen:
+        if not token or str(token) in seen or (most is not None and len(out) >= most):
             break
         seen.add(str(token))
     out.reverse()

@@ -3,6 +3,8 @@ build_view): progress, rate, time left, filters; and qstat's Time Use column for
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from hyperbatch.cli import output
@@ -201,3 +203,41 @@ def test_screen_keys_step_the_filters_and_q_quits():
     screen.refresh()
     assert screen.problem is None
     assert not screen.press("q")
+
+
+class PagedApi:
+    """GET /jobs over `active` unfinished jobs (newest first, pages by `limit` and a `next` token)."""
+
+    def __init__(self, active: list[dict]):
+        self.active, self.read = active, 0
+
+    def request(self, method, path, query=None):
+        if path == "/queues":
+            return 200, {"server": "srv", "queues": [{"name": "batch", "counts": {"QUEUED": len(self.active)}}]}
+        if path == "/nodes":
+            return 200, {"nodes": []}
+        if "SUCCEEDED" in query["state"]:
+            return 200, {"jobs": [], "next": None}
+        start = int(query.get("next") or 0)
+        page = self.active[start:start + query["limit"]]
+        self.read += len(page)
+        end = start + len(page)
+        return 200, {"jobs": page, "next": str(end) if end < len(self.active) else None}
+
+
+def test_a_big_backlog_is_counted_by_its_queue_not_read_every_refresh():
+    from hyperbatch.cli import top
+
+    backlog = [array(9000)] + [job(n, state="QUEUED") for n in range(8999, 3000, -1)]  # newest first
+    api = PagedApi(backlog)
+    snap = top.take(api, Filters())
+    assert api.read == top.ACTIVE_READ and snap.more_active
+    view = build_view(snap, Filters(), Tracker())
+    assert [a.id for a in view.arrays] == ["9000[].srv"] and view.queues == [("batch", {"QUEUED": 6000}, 0)]
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(top.render(view, width=120))
+    assert "Arrays (among the newest 2,000 unfinished jobs)" in console.export_text()
+    small = PagedApi([array(7, pending=3)])
+    assert not build_view(top.take(small, Filters()), Filters(), Tracker()).partial
