@@ -27,6 +27,16 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
+def _rule_to_queue(box, name: str, pattern: dict) -> str:
+    """A rule on the default bus with `pattern`, targeting a new SQS queue; the queue's URL."""
+    queue_url = box.sqs.create_queue(QueueName=f"{name}-events")["QueueUrl"]
+    queue_arn = box.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = box.client("events")
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": queue_arn}])
+    return queue_url
+
+
 def _events(box, queue_url) -> list[dict]:
     out = []
     while True:
@@ -43,12 +53,7 @@ def test_state_changes_go_to_eventbridge_and_notices_to_ses_and_a_signed_webhook
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with Box(settings=SETTINGS) as box:
-            events = box.client("events")
-            queue_url = box.sqs.create_queue(QueueName="job-events")["QueueUrl"]
-            queue_arn = box.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-                "Attributes"]["QueueArn"]
-            events.put_rule(Name="all-jobs", EventPattern=json.dumps({"source": ["hyperbatch"]}))
-            events.put_targets(Rule="all-jobs", Targets=[{"Id": "q", "Arn": queue_arn}])
+            queue_url = _rule_to_queue(box, "all-jobs", {"source": ["hyperbatch"]})
             box.client("ses").verify_email_identity(EmailAddress="hpc@example.org")
             box.client("ssm").put_parameter(Name="/hyperbatch/webhook", Value="s3cret", Type="SecureString")
             box.start_stream()
@@ -101,12 +106,7 @@ def test_state_changes_go_to_eventbridge_and_notices_to_ses_and_a_signed_webhook
 
 def test_m_j_puts_a_notice_for_each_task_of_an_array_as_well_as_the_array():
     with Box(settings=SETTINGS) as box:
-        events = box.client("events")
-        queue_url = box.sqs.create_queue(QueueName="job-notices")["QueueUrl"]
-        queue_arn = box.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        events.put_rule(Name="notices", EventPattern=json.dumps({"detail-type": ["HyperBatch Job Notice"]}))
-        events.put_targets(Rule="notices", Targets=[{"Id": "q", "Arn": queue_arn}])
+        queue_url = _rule_to_queue(box, "notices", {"detail-type": ["HyperBatch Job Notice"]})
         box.start_stream()
         array = box.submit(command=["sh", "-c", "exit $((PBS_ARRAY_INDEX == 2))"], array="1-3", mail_points="ej",
                            mail_users="dan@example.com", notify=["https://hooks.example/t"])
