@@ -191,9 +191,13 @@ def mail_to(doc: dict) -> list[str]:
 def check_url(text: object) -> str:
     """A `--notify` URL: http or https with a host. SpecError in one line otherwise."""
     url = str(text).strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL or any(
-            c.isspace() for c in url):
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+        parts.port  # noqa: B018 (read for its ValueError: a port that is no number, or out of range)
+    except ValueError:  # a bracketed host left open, a bad port
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host or len(url) > MAX_URL or any(c.isspace() for c in url):
         raise SpecError(f"illegal --notify value '{url[:80]}': give an http:// or https:// URL")
     return url
 

@@ -169,7 +169,8 @@ def test_signature_is_the_hex_hmac_sha256_of_the_body():
         "sha256=" + hmac.new(b"key", b"body", hashlib.sha256).hexdigest()
 
 
-@pytest.mark.parametrize("url", ["ftp://x.example/a", "example.com/hook", "http://", "https://a b.example/", ""])
+@pytest.mark.parametrize("url", ["ftp://x.example/a", "example.com/hook", "http://", "https://a b.example/", "",
+                                 "http://[::1", "http://h.example:abc/", "http://h.example:99999/"])
 def test_notify_urls_must_be_http_or_https(url):
     with pytest.raises(SpecError, match="illegal --notify value"):
         notices.check_url(url)
