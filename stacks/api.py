@@ -37,6 +37,7 @@ ROUTES = (
     ("GET", "/jobs/{id}/files"),
     ("POST", "/uploads"),
     ("POST", "/workflows"),
+    ("GET", "/workflows"),
     ("GET", "/workflows/{id}"),
     ("POST", "/uploads/parts"),
     ("POST", "/uploads/complete"),
