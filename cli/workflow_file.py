@@ -9,6 +9,12 @@ the structure, so a value cannot change the file's shape, and lines stay where t
 are); `$${KEY}` is a literal `${KEY}`; an unknown KEY is an error. A step's
 `script` is a path relative to the file: its text is sent, and the job is named
 after the step unless the step or the script's header names it.
+
+What YAML allows but a workflow cannot mean is refused before anything is built from the file
+(`_check`): a key given twice in one mapping (YAML says keys are unique; PyYAML would keep the
+last silently, so a step pasted twice would vanish), an alias inside the node it names (a value
+with no end), nesting deeper than the API takes, and aliases that expand past MAX_VALUES (ten
+lines of aliases can name 10^9 values).
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from typing import Any
 import yaml
 
 from hyperbatch.cli.errors import UsageError
-from hyperbatch.core import workflows
+from hyperbatch.core import limits, workflows
 from hyperbatch.core.errors import SpecError
+
+MAX_VALUES = 1_000_000  # what a file may hold once its aliases are expanded: more than a 10 MiB body can
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`, whose keys the mapping's own keys override
 
 
 @dataclass
@@ -57,7 +66,11 @@ def load(path: Path, variables: dict[str, str]) -> WorkflowFile:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check(path, node)
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError:  # PyYAML's composer recurses once a level
+        raise UsageError(f"{path}: lists and mappings nest more than {limits.MAX_JSON_DEPTH} deep") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -82,6 +95,46 @@ def load(path: Path, variables: dict[str, str]) -> WorkflowFile:
         except SpecError as exc:
             raise UsageError(found.locate(str(exc))) from None
     return found
+
+
+def _check(path: Path, root: yaml.Node) -> None:
+    """UsageError `FILE:LINE: field: what` for a duplicate key, an alias inside itself, nesting deeper
+    than limits.MAX_JSON_DEPTH or more than MAX_VALUES values once aliases are expanded (see the module)."""
+    count = 0
+    inside: list[int] = []  # the nodes being walked, outermost first: an alias of one of them never ends
+
+    def refuse(node: yaml.Node, field: str, what: str) -> UsageError:
+        return UsageError(f"{path}:{node.start_mark.line + 1}: {field + ': ' if field else ''}{what}")
+
+    def walk(node: yaml.Node, field: str) -> None:
+        nonlocal count
+        count += 1
+        if count > MAX_VALUES:
+            raise refuse(node, field, f"the file's aliases expand to more than {MAX_VALUES:,} values")
+        if id(node) in inside:
+            raise refuse(node, field, "an alias of a value that contains it: the value would have no end")
+        if len(inside) >= limits.MAX_JSON_DEPTH:
+            raise refuse(node, field, f"lists and mappings nest more than {limits.MAX_JSON_DEPTH} deep")
+        inside.append(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                if key.tag == MERGE_TAG:
+                    walk(value, field)
+                    continue
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else None
+                child = f"{field}.{name}" if field else str(name)
+                if name is not None and name in first:
+                    raise refuse(key, child, f"given twice in one mapping (first on line {first[name]}): keep one")
+                if name is not None:
+                    first[name] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{field}.{i}" if field else str(i))
+        inside.pop()
+
+    walk(root, "")
 
 
 def _lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:

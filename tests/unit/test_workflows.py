@@ -134,6 +134,15 @@ def test_a_file_is_read_with_variables_substituted_scripts_inlined_and_each_fiel
     ("name: x\njobs:\n  a: {script: nowhere.sh}\n", {}, ":3: jobs.a.script: cannot read"),
     ("name: x\njobs:\n  a: {command: [x]}\n  b: {command: [x], depends_on: [c]}\n", {},
      ":4: jobs.b.depends_on.c: no step named 'c'"),
+    # What YAML allows but a workflow cannot mean: PyYAML alone keeps the last of two keys silently, and
+    # loops forever or runs out of stack or memory on the next three.
+    ("name: x\njobs:\n  a: {command: [one]}\n  a: {command: [two]}\n", {},
+     ":4: jobs.a: given twice in one mapping (first on line 3)"),
+    ("name: x\njobs:\n  a: {command: [x], env: {A: '1', A: '2'}}\n", {}, ":3: jobs.a.env.A: given twice"),
+    ("name: x\njobs: &j\n  a: {command: [x], env: *j}\n", {}, ":2: jobs.a.env: an alias of a value that contains it"),
+    ("name: x\ndefaults: {env: {A: " + "[" * 40 + "]" * 40 + "}}\njobs: {a: {command: [x]}}\n", {},
+     ":2: defaults.env.A.0." ),
+    ("name: x\ndefaults: {env: {A: " + "[" * 2000 + "]" * 2000 + "}}\n", {}, ": lists and mappings nest more than 32 deep"),
 ])
 def test_a_bad_file_is_one_line_naming_its_line_and_field(tmp_path, text, variables, message):
     path = _file(tmp_path, text)
@@ -141,6 +150,25 @@ def test_a_bad_file_is_one_line_naming_its_line_and_field(tmp_path, text, variab
         load(path, variables)
     assert str(caught.value).startswith(f"{path}{message}"), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_aliases_that_expand_past_a_million_values_are_refused_at_once(tmp_path):
+    text = ("name: x\ndefaults:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"  # 10^9 values in 11 lines
+            + "".join(f"  a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 9))
+            + "jobs: {a: {command: *a8}}\n")
+    path = _file(tmp_path, text)
+    with pytest.raises(UsageError) as caught:
+        load(path, {})
+    assert str(caught.value).startswith(f"{path}:")
+    assert str(caught.value).endswith(": the file's aliases expand to more than 1,000,000 values")
+
+
+def test_anchors_and_merge_keys_still_share_values_and_a_step_s_own_key_wins_over_a_merged_one(tmp_path):
+    text = ("name: x\ndefaults: &d {queue: batch, walltime: '00:01:00'}\n"
+            "jobs:\n  a: {<<: *d, queue: west, command: &c [echo, hi]}\n  b: {command: *c}\n")
+    jobs = load(_file(tmp_path, text), {}).request["jobs"]
+    assert jobs["a"] == {"queue": "west", "walltime": "00:01:00", "command": ["echo", "hi"]}
+    assert jobs["b"] == {"command": ["echo", "hi"]}
 
 
 def test_the_shipped_json_schema_is_the_one_the_api_validates_with():
