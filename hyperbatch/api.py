@@ -436,6 +436,8 @@ def build_app(
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:
+        if dashboard.is_page(app.current_event.path):
+            return dashboard.problem_page(f"no page {app.current_event.path}", 404)
         return error(404, "NotFound", f"no route {app.current_event.http_method} {app.current_event.path}")
 
     @app.exception_handler(Exception)
