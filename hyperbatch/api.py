@@ -287,6 +287,12 @@ def _workflow_models() -> type[BaseModel]:
                     raise ValueError(f"step name '{key}': use letters, digits, _ and - (at most 64), not starting with -")
         return value
 
+    def name_rule(cls, value: Any) -> Any:
+        try:
+            return workflows.check_name(value) if isinstance(value, str) else value
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+
     return create_model(
         "WorkflowRequest",
         __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{
@@ -295,7 +301,8 @@ def _workflow_models() -> type[BaseModel]:
                      "square": {"script": "#!/bin/sh\necho $PBS_ARRAY_INDEX\n", "array": "1-100%10",
                                 "depends_on": ["prepare"]}}}]}),
         __doc__="A workflow: a DAG of jobs, created all at once or not at all.",
-        __validators__={"step_names": field_validator("jobs", mode="before")(step_names)},
+        __validators__={"step_names": field_validator("jobs", mode="before")(step_names),
+                        "name_rule": field_validator("name", mode="before")(name_rule)},
         name=(str, Field(pattern=workflows.NAME_PATTERN, examples=["sweep"],
                          description="the workflow's name: `hyper workflow status NAME` shows the newest of a name")),
         defaults=(Optional[defaults], None),  # type: ignore[arg-type,valid-type]

@@ -122,3 +122,27 @@ def test_an_invalid_file_is_refused_with_its_line_and_field_and_nothing_is_creat
     missing = hb.run("hyper", "workflow", "status", "bad", check=False)
     assert missing.returncode == 1 and missing.stderr == "hyper: no workflow named bad: submit one with hyper " \
                                                         "workflow submit FILE.yaml\n"
+
+
+def test_what_yaml_allows_but_a_workflow_cannot_mean_is_one_line_and_creates_nothing(hb):
+    """A step given twice (PyYAML kept the second silently), an alias inside itself (it recursed), a
+    name that cannot be one; and `status` of a name that cannot be one is one line, not 'no route'."""
+    before = hb.jobs()
+    files = {
+        "twice.yaml": ("name: twice\njobs:\n  a: {command: ['true']}\n  a: {command: ['false']}\n",
+                       "twice.yaml:4: jobs.a: given twice in one mapping (first on line 3): keep one"),
+        "itself.yaml": ("name: itself\njobs: &j\n  a: {command: ['true'], env: *j}\n",
+                        "itself.yaml:2: jobs.a.env: an alias of a value that contains it"),
+        "named.yaml": ("name: ../up\njobs:\n  a: {command: ['true']}\n",
+                       "named.yaml:1: name: workflow name '../up': use letters, digits, _, . and - (at most 64)"),
+    }
+    for name, (text, line) in files.items():
+        (hb.workdir / name).write_text(text)
+        proc = hb.run("hyper", "workflow", "submit", name, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"hyper: {line}"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+    assert hb.jobs() == before
+    for name in ("", "../up", "a\x01b"):
+        proc = hb.run("hyper", "workflow", "status", name, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("hyper: workflow name '"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1

@@ -178,3 +178,17 @@ def test_the_shipped_json_schema_is_the_one_the_api_validates_with():
     assert shipped == WorkflowRequest.model_json_schema(), (
         "regenerate it: .venv/bin/python -c 'import json; from hyperbatch.api import WorkflowRequest; "
         "print(json.dumps(WorkflowRequest.model_json_schema(), indent=2))' > docs/workflow.schema.json")
+
+
+@pytest.mark.parametrize("name", ["sweep", "a.b-c_1", "9" * 64])
+def test_a_workflow_name_as_the_pattern_allows_it(name):
+    assert workflows.check_name(name) == name
+
+
+@pytest.mark.parametrize("name, shown", [("", ""), ("../x", "../x"), ("-x", "-x"), ("a/b", "a/b"), ("x\n", "x\\n"),
+                                         ("a\x00b", "a\\x00b"), ("x" * 500, "x" * 64 + "..."), (7, "7")])
+def test_a_name_that_cannot_be_a_workflow_s_is_refused_saying_what_to_give(name, shown):
+    with pytest.raises(SpecError) as caught:
+        workflows.check_name(name)
+    assert str(caught.value) == (f"workflow name '{shown}': use letters, digits, _, . and - (at most 64), "
+                                 "not starting with . or -")
