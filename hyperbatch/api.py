@@ -307,7 +307,8 @@ def _workflow_models() -> type[BaseModel]:
                          description="the workflow's name: `hyper workflow status NAME` shows the newest of a name")),
         defaults=(Optional[defaults], None),  # type: ignore[arg-type,valid-type]
         jobs=(dict[Annotated[str, Field(pattern=workflows.STEP_PATTERN)], step],  # type: ignore[valid-type]
-              Field(min_length=1, max_length=workflows.MAX_STEPS, description="step name -> step")),
+              Field(min_length=1, max_length=workflows.MAX_STEPS, description="step name -> step",
+                    json_schema_extra={"additionalProperties": False})),  # a name off the pattern is no step
         workdir=(Annotated[str, AfterValidator(limits.check_workdir)] | None,
                  Field(None, min_length=1, max_length=limits.MAX_PATH_BYTES,
                        description="the steps' submit directory, PBS_O_WORKDIR (the CLI sends where it runs)")),

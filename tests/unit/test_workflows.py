@@ -192,3 +192,18 @@ def test_a_name_that_cannot_be_a_workflow_s_is_refused_saying_what_to_give(name,
         workflows.check_name(name)
     assert str(caught.value) == (f"workflow name '{shown}': use letters, digits, _, . and - (at most 64), "
                                  "not starting with . or -")
+
+
+def test_the_shipped_json_schema_takes_the_example_and_refuses_what_the_api_refuses():
+    """What an editor or a linter checks a file with: a step name the API refuses was unconstrained
+    (patternProperties alone lets any other key through, with any value)."""
+    import jsonschema
+    import yaml
+
+    schema = json.loads((REPO / "docs" / "workflow.schema.json").read_text())
+    check = jsonschema.Draft202012Validator(schema)
+    assert not list(check.iter_errors(yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())))
+    for bad in ({"name": "x", "jobs": {"a b": 42}}, {"name": "../x", "jobs": {"a": {"command": ["x"]}}},
+                {"name": "x", "jobs": {"a": {"command": ["x"], "depends_on": {"b": "afterbad"}}}},
+                {"name": "x", "jobs": {"a": {"command": ["x"], "color": "red"}}}):
+        assert list(check.iter_errors(bad)), bad
