@@ -41,13 +41,12 @@ from hyperbatch.core.views import view
 from hyperbatch.services import workflows as workflow_service
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
-from hyperbatch.support.sessions import Sessions
+from hyperbatch.support.sessions import COOKIE as SESSION_COOKIE, Sessions
 from hyperbatch.web import routes as dashboard
 
 log = logging.getLogger("hyperbatch.api")
 
 LOCAL, AWS = "local", "aws"  # build_app's platforms: how a caller proves who it is
-SESSION_COOKIE = "hyperbatch_session"  # the dashboard's sign-in, which authorizes the API as the token does
 SECURITY_SCHEMES: dict[str, dict[str, dict[str, Any]]] = {
     LOCAL: {
         "bearerAuth": {"type": "http", "scheme": "bearer",

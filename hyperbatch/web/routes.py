@@ -140,7 +140,10 @@ def register(app: APIGatewayHttpResolver, scheduler: Scheduler, caller: Callable
         event = app.current_event
         if not same_origin("POST", event.headers):
             return page(pages.sign_in(FOREIGN_FORM), 403)
-        body = event.decoded_body or ""
+        try:
+            body = event.decoded_body or ""
+        except UnicodeDecodeError:  # no token is bytes that are not text
+            return page(pages.sign_in(WRONG_TOKEN), 401)
         if len(body) > limits.MAX_REF_CHARS * 4:
             return page(pages.sign_in(WRONG_TOKEN), 401)
         given = (parse_qs(body).get("token") or [""])[0]

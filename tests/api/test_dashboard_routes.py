@@ -4,6 +4,7 @@ page, and the sign-in trades the token for a session only when posted from the d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,18 @@ def test_the_log_of_a_task_outside_its_array_is_an_unknown_job(dash):
     assert answer["statusCode"] == 404 and '"Unknown Job Id 1[99].host"' in answer["body"], answer
     whole = dash("GET", "/jobs/1/log", BEARER)  # the array itself still asks for a task
     assert whole["statusCode"] == 400 and "name a task, as in 1[1]" in whole["body"]
+
+
+def test_the_openapi_document_names_the_cookie_the_sign_in_sets(dash):
+    """A client built from the document sends the cookie it names: it must be the one the daemon reads."""
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"http://{HOST}"}
+    (cookie,) = dash("POST", "/ui/signin", form, f"token={TOKEN}".encode())["cookies"]
+    doc = json.loads(dash("GET", "/openapi.json", BEARER)["body"])
+    named = doc["components"]["securitySchemes"]["sessionCookie"]["name"]
+    assert cookie.startswith(f"{named}="), (named, cookie)
+
+
+def test_a_sign_in_form_that_is_not_utf8_is_the_form_again(dash):
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"http://{HOST}"}
+    answer = dash("POST", "/ui/signin", form, b"token=\xff\xfe")
+    assert answer["statusCode"] == 401 and 'name="token"' in answer["body"] and "not this daemon" in answer["body"]
