@@ -165,7 +165,10 @@ def _substituted(value: Any, variables: dict[str, str], path: str, found: Workfl
 
 
 def _read_scripts(found: WorkflowFile) -> None:
-    """Each step's `script` path (relative to the file) replaced by the script's text."""
+    """Each step's `script` path (relative to the file) replaced by the script's text, read as qsub reads
+    a script (a regular file of text: a FIFO or /dev/zero would never end)."""
+    from hyperbatch.cli.pbs.qsub import read_script_file
+
     jobs = found.request.get("jobs")
     if not isinstance(jobs, dict):
         return
@@ -174,10 +177,9 @@ def _read_scripts(found: WorkflowFile) -> None:
             continue
         where = found.path.parent / os.path.expanduser(spec["script"])
         try:
-            text = where.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            raise UsageError(found.locate(f"jobs.{step}.script: cannot read {where}: {why}")) from None
+            text = read_script_file(str(where), stdin_hint=False)
+        except UsageError as exc:
+            raise UsageError(found.locate(f"jobs.{step}.script: {exc.message}")) from None
         spec.setdefault("script_name", where.name)
         spec["script"] = text
 

@@ -131,7 +131,9 @@ def test_a_file_is_read_with_variables_substituted_scripts_inlined_and_each_fiel
     (FLOW, {}, ":4: jobs.prepare.command.2: unknown variable ${N}"),
     ("name: x\njobs:\n  a: {command: [true]\n  b: 1\n", {}, ":4: not valid YAML:"),
     ("- a\n- b\n", {}, ":1: a workflow is a mapping of name, defaults and jobs"),
-    ("name: x\njobs:\n  a: {script: nowhere.sh}\n", {}, ":3: jobs.a.script: cannot read"),
+    ("name: x\njobs:\n  a: {script: nowhere.sh}\n", {}, ":3: jobs.a.script: script "),
+    ("name: x\njobs:\n  a: {command: [x]}\n  b: {script: /dev/zero}\n", {},  # read whole, it never ended
+     ":4: jobs.b.script: script /dev/zero is a device, not a file"),
     ("name: x\njobs:\n  a: {command: [x]}\n  b: {command: [x], depends_on: [c]}\n", {},
      ":4: jobs.b.depends_on.c: no step named 'c'"),
     # What YAML allows but a workflow cannot mean: PyYAML alone keeps the last of two keys silently, and
@@ -150,6 +152,16 @@ def test_a_bad_file_is_one_line_naming_its_line_and_field(tmp_path, text, variab
         load(path, variables)
     assert str(caught.value).startswith(f"{path}{message}"), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_script_that_is_a_fifo_is_refused_rather_than_waited_for(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.sh")
+    path = _file(tmp_path, "name: x\njobs:\n  a: {script: pipe.sh}\n")
+    with pytest.raises(UsageError) as caught:
+        load(path, {})
+    assert str(caught.value) == f"{path}:3: jobs.a.script: script {tmp_path / 'pipe.sh'} is a FIFO, not a file"
 
 
 def test_aliases_that_expand_past_a_million_values_are_refused_at_once(tmp_path):
