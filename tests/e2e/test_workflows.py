@@ -141,6 +141,10 @@ def test_what_yaml_allows_but_a_workflow_cannot_mean_is_one_line_and_creates_not
         proc = hb.run("hyper", "workflow", "submit", name, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith(f"hyper: {line}"), proc.stderr
         assert len(proc.stderr.splitlines()) == 1
+    (hb.workdir / "fat.sh").write_text("#!/bin/sh\n# " + "x" * 250_000 + "\ntrue\n")
+    (hb.workdir / "fat.yaml").write_text("name: fat\njobs:\n" + "".join(f"  s{i}: {{script: fat.sh}}\n" for i in range(45)))
+    proc = hb.run("hyper", "workflow", "submit", "fat.yaml", check=False)  # was: cannot reach (Broken pipe)
+    assert (proc.returncode, proc.stderr) == (2, "hyper: the request body is 10.7 MiB, over the API's limit of 10 MiB\n")
     assert hb.jobs() == before
     for name in ("", "../up", "a\x01b"):
         proc = hb.run("hyper", "workflow", "status", name, check=False)
