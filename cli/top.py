@@ -245,9 +245,15 @@ def render(view: View, problem: str | None = None, width: int = 80) -> Renderabl
 
 # ---- the command -----------------------------------------------------------------------------
 
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value != value:  # NaN passes FloatRange (no comparison holds): the screen would never refresh
+        raise click.BadParameter("give a number of seconds, 0.2 to 3600")
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (what happens anyway when stdout is no terminal).")
-@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True, callback=_a_number,
               help="Seconds between refreshes.")
 @click.option("--user", "-u", default=None, help="Only this user's jobs (the `u` key changes it).")
 @click.option("--queue", "-q", default=None, help="Only this queue (the `Q` key changes it).")

@@ -217,3 +217,14 @@ def test_render_shows_names_owners_and_queues_as_text_never_as_rich_markup():
     console.print(render(build_view(snap, Filters(), Tracker()), problem="[/] gone", width=200))
     shown = console.export_text()
     assert shown.count(odd) >= 4 and "[bold]why[/]" in shown and "[/] gone" in shown
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "inf"])
+def test_an_interval_that_is_no_number_of_seconds_is_a_usage_error(value):
+    """NaN passed click's FloatRange, and the screen then spun without ever refreshing."""
+    from click.testing import CliRunner
+
+    from hyperbatch.cli.top import top
+
+    result = CliRunner().invoke(top, ["--interval", value, "--once"])
+    assert result.exit_code == 2 and "--interval" in result.output and "Traceback" not in result.output
