@@ -30,6 +30,14 @@ from hyperbatch.cli.errors import UsageError
 from hyperbatch.core import limits, workflows
 from hyperbatch.core.errors import SpecError
 
+class _Loader(yaml.SafeLoader):
+    """YAML read as the JSON the API takes: a timestamp stays the text it is written as (a job's
+    `RUN_DATE: 2024-01-01` is text, and JSON has no dates)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+JSON_KINDS = (str, int, float, bool, type(None), dict, list)  # what else YAML makes (!!binary, !!set) JSON lacks
+
 MAX_VALUES = 1_000_000  # what a file may hold once its aliases are expanded: more than a 10 MiB body can
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`, whose keys the mapping's own keys override
 
@@ -63,7 +71,7 @@ def load(path: Path, variables: dict[str, str]) -> WorkflowFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -161,6 +169,9 @@ def _substituted(value: Any, variables: dict[str, str], path: str, found: Workfl
         return {k: _substituted(v, variables, f"{path}.{k}" if path else str(k), found) for k, v in value.items()}
     if isinstance(value, list):
         return [_substituted(v, variables, f"{path}.{i}", found) for i, v in enumerate(value)]
+    if not isinstance(value, JSON_KINDS):
+        raise SpecError(f"{path}: give text, a number, true or false, a list or a mapping (YAML's "
+                        f"{type(value).__name__} has no JSON form)")
     return value
 
 

@@ -142,6 +142,9 @@ def test_a_file_is_read_with_variables_substituted_scripts_inlined_and_each_fiel
      ":4: jobs.a: given twice in one mapping (first on line 3)"),
     ("name: x\njobs:\n  a: {command: [x], env: {A: '1', A: '2'}}\n", {}, ":3: jobs.a.env.A: given twice"),
     ("name: x\njobs: &j\n  a: {command: [x], env: *j}\n", {}, ":2: jobs.a.env: an alias of a value that contains it"),
+    ("name: x\njobs:\n  a: {command: [x],\n      env: {A: !!binary aGk=}}\n", {},  # was: TypeError, not JSON serializable
+     ":4: jobs.a.env.A: give text, a number, true or false, a list or a mapping (YAML's bytes has no JSON form)"),
+    ("name: x\njobs:\n  a: {command: [x], env: {A: !!set {b}}}\n", {}, ":3: jobs.a.env.A: give text, a number"),
     ("name: x\ndefaults: {env: {A: " + "[" * 40 + "]" * 40 + "}}\njobs: {a: {command: [x]}}\n", {},
      ":2: defaults.env.A.0." ),
     ("name: x\ndefaults: {env: {A: " + "[" * 2000 + "]" * 2000 + "}}\n", {}, ": lists and mappings nest more than 32 deep"),
@@ -173,6 +176,14 @@ def test_aliases_that_expand_past_a_million_values_are_refused_at_once(tmp_path)
         load(path, {})
     assert str(caught.value).startswith(f"{path}:")
     assert str(caught.value).endswith(": the file's aliases expand to more than 1,000,000 values")
+
+
+def test_a_date_is_the_text_it_is_written_as_since_json_has_no_dates(tmp_path):
+    text = "name: x\njobs:\n  a: {command: [echo, 2024-01-31], env: {DAY: 2024-01-31, AT: 2001-12-14t21:59:43.10-05:00}}\n"
+    request = load(_file(tmp_path, text), {}).request
+    assert request["jobs"]["a"] == {"command": ["echo", "2024-01-31"],
+                                    "env": {"DAY": "2024-01-31", "AT": "2001-12-14t21:59:43.10-05:00"}}
+    json.dumps(request)  # what the CLI sends: it raised TypeError on a date
 
 
 def test_anchors_and_merge_keys_still_share_values_and_a_step_s_own_key_wins_over_a_merged_one(tmp_path):
