@@ -86,6 +86,11 @@ class Client:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if data is not None:
+            from hyperbatch.core.limits import MAX_BODY_BYTES
+
+            if len(data) > MAX_BODY_BYTES:  # refused here in the server's words: sent, it breaks the pipe mid-way
+                raise ApiError(413, "PayloadTooLarge", f"the request body is {len(data) / (1 << 20):.1f} MiB, over the "
+                                                       f"API's limit of {MAX_BODY_BYTES >> 20} MiB")
             headers["Content-Type"] = "application/json"
         headers.update(self.signed_headers(method, target, data, headers))
         status, raw, reason = self._send(method, target, data, headers)

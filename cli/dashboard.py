@@ -126,6 +126,7 @@ def open_dashboard(host: str | None, port: int, browse: bool) -> int:
     name, entry = (host, get(host)) if host else current()
     client = Client(entry, name=name)
     if client.kind != "aws":
+        client.request("GET", "/health")  # a daemon that is not running: one line now, not an error in the browser
         url = client.url.rstrip("/") + "/"
         click.echo(f"HyperBatch dashboard of {name}: {url} (sign in with the token in $HYPERBATCH_HOME/token)")
         _browse(url, browse)

@@ -197,11 +197,15 @@ def progress_line(counts: Counts, rate: float | None, eta: float | None) -> Text
 
 
 def render(view: View, problem: str | None = None, width: int = 80) -> RenderableType:
-    """The screen for `view`, for a console `width` cells wide."""
+    """The screen for `view`, for a console `width` cells wide. Every cell is a Text, never a str: rich
+    reads a str as markup, and owners, names and queues are not ours (`[/bold]` would raise)."""
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
+
+    def row(table: Table, *cells: str | Text) -> None:
+        table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
     title = Text.assemble(("HyperBatch", "bold"), f" {view.server} · ", time.strftime("%H:%M:%S"),
                           f" · {view.filters.text()}")
@@ -211,15 +215,15 @@ def render(view: View, problem: str | None = None, width: int = 80) -> Renderabl
     for heading in (*QUEUE_COLUMNS.values(), "backlog"):
         queues.add_column(heading, justify="right")
     for name, counts, backlog in view.queues:
-        queues.add_row(name, *(str(counts.get(c, 0)) for c in QUEUE_COLUMNS), str(backlog))
+        row(queues, name, *(str(counts.get(c, 0)) for c in QUEUE_COLUMNS), str(backlog))
     workers = Table(title="Workers", **compact)
     workers.add_column("region")
     workers.add_column("workers", justify="right")
     workers.add_column("busy", justify="right")
     for region, (total, busy) in view.workers.items():
-        workers.add_row("on premises" if region == "onprem" else region, str(total), str(busy))
+        row(workers, "on premises" if region == "onprem" else region, str(total), str(busy))
     if not view.workers:
-        workers.add_row("none", "0", "0")
+        row(workers, "none", "0", "0")
     arrays = Table(title=f"Arrays (among the newest {ACTIVE_READ:,} unfinished jobs)" if view.partial else "Arrays",
                    **compact)
     headings = ("array", "name", "user", "progress", "done", "fail", "run", "pend", "rate", "ETA")
@@ -231,15 +235,14 @@ def render(view: View, problem: str | None = None, width: int = 80) -> Renderabl
     widths[3] = max(8, min(BAR_WIDTH, width - 3 * (len(headings) - 1) - sum(widths)))  # 3: a separator, 2 pads
     for number, heading in enumerate(headings):
         arrays.add_column(heading, justify="right" if number > 3 else "left", no_wrap=True, width=widths[number])
-    for c, row in zip(cells, view.arrays):
-        arrays.add_row(*c[:3], bar(row.counts, widths[3]), c[4], Text(c[5], style="red" if c[5] != "0" else ""),
-                       *c[6:])
+    for c, array in zip(cells, view.arrays):
+        row(arrays, *c[:3], bar(array.counts, widths[3]), c[4], Text(c[5], style="red" if c[5] != "0" else ""), *c[6:])
     parts: list[Any] = [title, queues, workers, arrays if view.arrays else Text("Arrays: none", style="italic")]
     failures = Table(title="Newest failures", **compact)
     for name in ("job", "user", "queue", "reason"):
         failures.add_column(name)
     for failure in view.failures:
-        failures.add_row(failure.id, failure.owner, failure.queue, Text(failure.reason, style="red"))
+        row(failures, failure.id, failure.owner, failure.queue, Text(failure.reason, style="red"))
     parts.append(failures if view.failures else Text("Newest failures: none", style="italic"))
     if problem:
         parts.append(Text(problem, style="bold red"))
@@ -248,9 +251,15 @@ def render(view: View, problem: str | None = None, width: int = 80) -> Renderabl
 
 # ---- the command -----------------------------------------------------------------------------
 
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value != value:  # NaN passes FloatRange (no comparison holds): the screen would never refresh
+        raise click.BadParameter("give a number of seconds, 0.2 to 3600")
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (what happens anyway when stdout is no terminal).")
-@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True, callback=_a_number,
               help="Seconds between refreshes.")
 @click.option("--user", "-u", default=None, help="Only this user's jobs (the `u` key changes it).")
 @click.option("--queue", "-q", default=None, help="Only this queue (the `Q` key changes it).")

@@ -106,7 +106,13 @@ def _upload_stage_in(client: Any, found: Any, submitter: dict[str, str]) -> None
 
 def _status(name: str) -> dict:
     from hyperbatch.cli.client import current_client
+    from hyperbatch.core.errors import SpecError
+    from hyperbatch.core.workflows import check_name
 
+    try:
+        check_name(name)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
     try:
         _, shown = current_client().request("GET", "/workflows/" + quote(name, safe=""))
     except ApiError as exc:

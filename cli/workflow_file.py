@@ -9,6 +9,12 @@ the structure, so a value cannot change the file's shape, and lines stay where t
 are); `$${KEY}` is a literal `${KEY}`; an unknown KEY is an error. A step's
 `script` is a path relative to the file: its text is sent, and the job is named
 after the step unless the step or the script's header names it.
+
+What YAML allows but a workflow cannot mean is refused before anything is built from the file
+(`_check`): a key given twice in one mapping (YAML says keys are unique; PyYAML would keep the
+last silently, so a step pasted twice would vanish), an alias inside the node it names (a value
+with no end), nesting deeper than the API takes, and aliases that expand past MAX_VALUES (ten
+lines of aliases can name 10^9 values).
 """
 
 from __future__ import annotations
@@ -21,8 +27,19 @@ from typing import Any
 import yaml
 
 from hyperbatch.cli.errors import UsageError
-from hyperbatch.core import workflows
+from hyperbatch.core import limits, workflows
 from hyperbatch.core.errors import SpecError
+
+class _Loader(yaml.SafeLoader):
+    """YAML read as the JSON the API takes: a timestamp stays the text it is written as (a job's
+    `RUN_DATE: 2024-01-01` is text, and JSON has no dates)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+JSON_KINDS = (str, int, float, bool, type(None), dict, list)  # what else YAML makes (!!binary, !!set) JSON lacks
+
+MAX_VALUES = 1_000_000  # what a file may hold once its aliases are expanded: more than a 10 MiB body can
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<: *defaults`, whose keys the mapping's own keys override
 
 
 @dataclass
@@ -54,10 +71,14 @@ def load(path: Path, variables: dict[str, str]) -> WorkflowFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check(path, node)
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError:  # PyYAML's composer recurses once a level
+        raise UsageError(f"{path}: lists and mappings nest more than {limits.MAX_JSON_DEPTH} deep") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -84,6 +105,46 @@ def load(path: Path, variables: dict[str, str]) -> WorkflowFile:
     return found
 
 
+def _check(path: Path, root: yaml.Node) -> None:
+    """UsageError `FILE:LINE: field: what` for a duplicate key, an alias inside itself, nesting deeper
+    than limits.MAX_JSON_DEPTH or more than MAX_VALUES values once aliases are expanded (see the module)."""
+    count = 0
+    inside: list[int] = []  # the nodes being walked, outermost first: an alias of one of them never ends
+
+    def refuse(node: yaml.Node, field: str, what: str) -> UsageError:
+        return UsageError(f"{path}:{node.start_mark.line + 1}: {field + ': ' if field else ''}{what}")
+
+    def walk(node: yaml.Node, field: str) -> None:
+        nonlocal count
+        count += 1
+        if count > MAX_VALUES:
+            raise refuse(node, field, f"the file's aliases expand to more than {MAX_VALUES:,} values")
+        if id(node) in inside:
+            raise refuse(node, field, "an alias of a value that contains it: the value would have no end")
+        if len(inside) >= limits.MAX_JSON_DEPTH:
+            raise refuse(node, field, f"lists and mappings nest more than {limits.MAX_JSON_DEPTH} deep")
+        inside.append(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                if key.tag == MERGE_TAG:
+                    walk(value, field)
+                    continue
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else None
+                child = f"{field}.{name}" if field else str(name)
+                if name is not None and name in first:
+                    raise refuse(key, child, f"given twice in one mapping (first on line {first[name]}): keep one")
+                if name is not None:
+                    first[name] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{field}.{i}" if field else str(i))
+        inside.pop()
+
+    walk(root, "")
+
+
 def _lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
     """Every field path's line: a mapping entry's is its key's line, a list item's its own."""
     if isinstance(node, yaml.MappingNode):
@@ -108,11 +169,17 @@ def _substituted(value: Any, variables: dict[str, str], path: str, found: Workfl
         return {k: _substituted(v, variables, f"{path}.{k}" if path else str(k), found) for k, v in value.items()}
     if isinstance(value, list):
         return [_substituted(v, variables, f"{path}.{i}", found) for i, v in enumerate(value)]
+    if not isinstance(value, JSON_KINDS):
+        raise SpecError(f"{path}: give text, a number, true or false, a list or a mapping (YAML's "
+                        f"{type(value).__name__} has no JSON form)")
     return value
 
 
 def _read_scripts(found: WorkflowFile) -> None:
-    """Each step's `script` path (relative to the file) replaced by the script's text."""
+    """Each step's `script` path (relative to the file) replaced by the script's text, read as qsub reads
+    a script (a regular file of text: a FIFO or /dev/zero would never end)."""
+    from hyperbatch.cli.pbs.qsub import read_script_file
+
     jobs = found.request.get("jobs")
     if not isinstance(jobs, dict):
         return
@@ -121,10 +188,9 @@ def _read_scripts(found: WorkflowFile) -> None:
             continue
         where = found.path.parent / os.path.expanduser(spec["script"])
         try:
-            text = where.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc)
-            raise UsageError(found.locate(f"jobs.{step}.script: cannot read {where}: {why}")) from None
+            text = read_script_file(str(where), stdin_hint=False)
+        except UsageError as exc:
+            raise UsageError(found.locate(f"jobs.{step}.script: {exc.message}")) from None
         spec.setdefault("script_name", where.name)
         spec["script"] = text
 

@@ -41,13 +41,12 @@ from hyperbatch.core.views import view
 from hyperbatch.services import workflows as workflow_service
 from hyperbatch.services.scheduler import Caller, Scheduler
 from hyperbatch.core.states import JobState
-from hyperbatch.support.sessions import Sessions
+from hyperbatch.support.sessions import COOKIE as SESSION_COOKIE, Sessions
 from hyperbatch.web import routes as dashboard
 
 log = logging.getLogger("hyperbatch.api")
 
 LOCAL, AWS = "local", "aws"  # build_app's platforms: how a caller proves who it is
-SESSION_COOKIE = "hyperbatch_session"  # the dashboard's sign-in, which authorizes the API as the token does
 SECURITY_SCHEMES: dict[str, dict[str, dict[str, Any]]] = {
     LOCAL: {
         "bearerAuth": {"type": "http", "scheme": "bearer",
@@ -287,6 +286,12 @@ def _workflow_models() -> type[BaseModel]:
                     raise ValueError(f"step name '{key}': use letters, digits, _ and - (at most 64), not starting with -")
         return value
 
+    def name_rule(cls, value: Any) -> Any:
+        try:
+            return workflows.check_name(value) if isinstance(value, str) else value
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+
     return create_model(
         "WorkflowRequest",
         __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{
@@ -295,12 +300,14 @@ def _workflow_models() -> type[BaseModel]:
                      "square": {"script": "#!/bin/sh\necho $PBS_ARRAY_INDEX\n", "array": "1-100%10",
                                 "depends_on": ["prepare"]}}}]}),
         __doc__="A workflow: a DAG of jobs, created all at once or not at all.",
-        __validators__={"step_names": field_validator("jobs", mode="before")(step_names)},
+        __validators__={"step_names": field_validator("jobs", mode="before")(step_names),
+                        "name_rule": field_validator("name", mode="before")(name_rule)},
         name=(str, Field(pattern=workflows.NAME_PATTERN, examples=["sweep"],
                          description="the workflow's name: `hyper workflow status NAME` shows the newest of a name")),
         defaults=(Optional[defaults], None),  # type: ignore[arg-type,valid-type]
         jobs=(dict[Annotated[str, Field(pattern=workflows.STEP_PATTERN)], step],  # type: ignore[valid-type]
-              Field(min_length=1, max_length=workflows.MAX_STEPS, description="step name -> step")),
+              Field(min_length=1, max_length=workflows.MAX_STEPS, description="step name -> step",
+                    json_schema_extra={"additionalProperties": False})),  # a name off the pattern is no step
         workdir=(Annotated[str, AfterValidator(limits.check_workdir)] | None,
                  Field(None, min_length=1, max_length=limits.MAX_PATH_BYTES,
                        description="the steps' submit directory, PBS_O_WORKDIR (the CLI sends where it runs)")),
@@ -436,6 +443,8 @@ def build_app(
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response:
+        if dashboard.is_page(app.current_event.path):
+            return dashboard.problem_page(f"no page {app.current_event.path}", 404)
         return error(404, "NotFound", f"no route {app.current_event.http_method} {app.current_event.path}")
 
     @app.exception_handler(Exception)

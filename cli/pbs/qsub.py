@@ -130,7 +130,7 @@ def _submit(pairs: list[tuple[str, str | None]], script_arg: str | None, command
         header: dict[str, Any] = {}
     else:
         if script_arg is not None and script_arg != "-":
-            request["script"] = _read_script_file(script_arg)
+            request["script"] = read_script_file(script_arg)
             request["script_name"] = os.path.basename(script_arg.rstrip("/")) or script_arg
         else:
             request["script"] = _read_script_stdin()
@@ -205,10 +205,11 @@ def _block_exit(job: dict[str, Any]) -> int:
     return 0 if job.get("state") == "SUCCEEDED" else 1
 
 
-def _read_script_file(path: str) -> str:
+def read_script_file(path: str, stdin_hint: bool = True) -> str:
     """The script at `path`, which must be a regular file: opening a FIFO for reading would wait for a
-    writer (qsub hung), and a device is no script. Opened without blocking, then checked, so a FIFO
-    put in its place after a look cannot hang it either."""
+    writer (qsub hung), and a device is no script (/dev/zero never ends). Opened without blocking,
+    then checked, so a FIFO put in its place after a look cannot hang it either. `stdin_hint`: say that
+    qsub reads what a device gives from stdin (not for a workflow's step)."""
     import stat
 
     try:
@@ -225,7 +226,8 @@ def _read_script_file(path: str) -> str:
         if stat.S_ISDIR(mode):
             raise UsageError(f"script {path} is a directory")
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        raise UsageError(f"script {path} is {kind}, not a file; to submit what it gives, use qsub < {path}")
+        hint = f"; to submit what it gives, use qsub < {path}" if stdin_hint else ""
+        raise UsageError(f"script {path} is {kind}, not a file{hint}")
     with os.fdopen(fd, "rb") as f:
         try:
             os.set_blocking(fd, True)

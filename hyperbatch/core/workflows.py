@@ -30,11 +30,21 @@ STEP_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
 STEP_RE = re.compile(STEP_PATTERN)
 # A workflow's name is also a path segment of GET /workflows/NAME.
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+NAME_RE = re.compile(NAME_PATTERN)
 # The jobs of one workflow: what one submission may hold (hyperbatch.core.limits.MAX_BATCH_JOBS); on
 # DynamoDB they are written as one submission, so no transaction's 100-item limit applies (§8.2).
 MAX_STEPS = 1000
 VARIABLE_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
 VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_name(name: object) -> str:
+    """A workflow's name as NAME_PATTERN allows it; SpecError saying what to give (the bad name cut short)."""
+    if isinstance(name, str) and NAME_RE.fullmatch(name):
+        return name
+    shown = repr(name)[1:-1] if isinstance(name, str) else str(name)
+    shown = shown if len(shown) <= 70 else shown[:64] + "..."
+    raise SpecError(f"workflow name '{shown}': use letters, digits, _, . and - (at most 64), not starting with . or -")
 
 
 def parents(depends_on: list[str] | Mapping[str, str] | None) -> dict[str, str]:

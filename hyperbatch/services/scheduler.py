@@ -306,9 +306,11 @@ class Scheduler:
             raise SpecError("stream must be stdout or stderr")
         if is_array(doc):
             spec = arrays.parse_array(doc["array"])
-            position = None if index is None else spec.position_of(index)
-            if position is None:
+            if index is None:
                 raise SpecError(f"job {job_id} is an array: name a task, as in {job_id}[{spec.start}]")
+            position = spec.position_of(index)
+            if position is None:
+                raise NotFound(f"array {job_id} has no task {index}")
             state = task_state(doc, spec, position)["state"]
         else:
             if index is not None:

@@ -60,6 +60,7 @@ def submit(scheduler: Scheduler, body: dict, caller: Caller) -> dict:
 
 def status(scheduler: Scheduler, name: str, caller: Caller) -> dict:
     """The caller's newest workflow of that name, each step with its job's state now."""
+    workflows.check_name(name)
     try:
         record = scheduler.store.workflow(caller.name, name)
     except NotFound:

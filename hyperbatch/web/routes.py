@@ -107,6 +107,8 @@ def register(app: APIGatewayHttpResolver, scheduler: Scheduler, caller: Callable
                 index = int(query("index") or "")
             except ValueError:
                 raise SpecError("index: must be a task's index, a whole number") from None
+        if index is not None:  # a task that is not there is a 404 page, not a page following no output
+            scheduler.task(ref.seq, index, caller())
         stream = "stderr" if query("stream") == "stderr" else "stdout"
         tasks = scheduler.tasks(ref.seq, caller(), 0, TASKS_SHOWN)[0] if doc.get("array") else []
         if doc.get("array") and index is None:  # follow the first task that runs, else the first
@@ -138,7 +140,10 @@ def register(app: APIGatewayHttpResolver, scheduler: Scheduler, caller: Callable
         event = app.current_event
         if not same_origin("POST", event.headers):
             return page(pages.sign_in(FOREIGN_FORM), 403)
-        body = event.decoded_body or ""
+        try:
+            body = event.decoded_body or ""
+        except UnicodeDecodeError:  # no token is bytes that are not text
+            return page(pages.sign_in(WRONG_TOKEN), 401)
         if len(body) > limits.MAX_REF_CHARS * 4:
             return page(pages.sign_in(WRONG_TOKEN), 401)
         given = (parse_qs(body).get("token") or [""])[0]

@@ -4,6 +4,7 @@ page, and the sign-in trades the token for a session only when posted from the d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,42 @@ def test_the_sign_in_sets_a_strict_http_only_cookie_only_for_the_token_from_the_
     (cookie,) = right["cookies"]
     assert cookie.startswith("hyper_session=") and TOKEN not in cookie
     assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= {p.strip() for p in cookie.split(";")}
+
+
+@pytest.mark.parametrize("path, line", [
+    ("/ui/jobs/1%5B99%5D", "array 1 has no task 99"),
+    ("/ui/jobs/1?index=99", "array 1 has no task 99"),
+    ("/ui/jobs/1?index=-1", "array 1 has no task -1"),
+    ("/ui/jobs/2?index=1", "job 2 is not an array job"),
+    ("/ui/jobs/2%5B1%5D", "job 2 is not an array job"),
+    ("/ui/nowhere", "no page /ui/nowhere"),
+])
+def test_a_task_that_does_not_exist_or_an_unknown_page_is_a_404_page(dash, path, line):
+    """Not a page following the output of a task that is not there (its live log only said why later)."""
+    dash.scheduler.submit([{"command": ["true"], "array": "1-4"}, {"command": ["true"]}], Caller(USER, admin=True))
+    answer = dash("GET", path, BEARER)
+    assert answer["statusCode"] == 404 and answer["headers"]["Content-Type"].startswith("text/html"), answer
+    assert f'<p class="error">{line}</p>' in answer["body"] and 'id="log"' not in answer["body"]
+
+
+def test_the_log_of_a_task_outside_its_array_is_an_unknown_job(dash):
+    dash.scheduler.submit([{"command": ["true"], "array": "1-4"}], Caller(USER, admin=True))
+    answer = dash("GET", "/jobs/1%5B99%5D/log", BEARER)
+    assert answer["statusCode"] == 404 and '"Unknown Job Id 1[99].host"' in answer["body"], answer
+    whole = dash("GET", "/jobs/1/log", BEARER)  # the array itself still asks for a task
+    assert whole["statusCode"] == 400 and "name a task, as in 1[1]" in whole["body"]
+
+
+def test_the_openapi_document_names_the_cookie_the_sign_in_sets(dash):
+    """A client built from the document sends the cookie it names: it must be the one the daemon reads."""
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"http://{HOST}"}
+    (cookie,) = dash("POST", "/ui/signin", form, f"token={TOKEN}".encode())["cookies"]
+    doc = json.loads(dash("GET", "/openapi.json", BEARER)["body"])
+    named = doc["components"]["securitySchemes"]["sessionCookie"]["name"]
+    assert cookie.startswith(f"{named}="), (named, cookie)
+
+
+def test_a_sign_in_form_that_is_not_utf8_is_the_form_again(dash):
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"http://{HOST}"}
+    answer = dash("POST", "/ui/signin", form, b"token=\xff\xfe")
+    assert answer["statusCode"] == 401 and 'name="token"' in answer["body"] and "not this daemon" in answer["body"]

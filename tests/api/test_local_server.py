@@ -95,3 +95,29 @@ def test_a_well_framed_request_still_works_and_keeps_the_connection(served_api):
     finally:
         conn.close()
     assert len(served_api.jobs()) == 2
+
+
+def test_head_answers_as_get_without_a_body_and_other_methods_are_a_json_404(served_api):
+    """HEAD (link checkers, `curl -I`) and OPTIONS got the standard library's HTML 501 page; now HEAD has
+    the GET's status and headers, and any other method the one-line 404 every unknown route gets."""
+    parts = urlsplit(served_api.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        conn.request("GET", "/jobs", headers=auth)
+        got = conn.getresponse()
+        length = got.getheader("Content-Length")
+        got.read()
+        conn.request("HEAD", "/jobs", headers=auth)  # on the same connection: no body may follow
+        head = conn.getresponse()
+        assert (head.status, head.getheader("Content-Type"), head.getheader("Content-Length"), head.read()) == (
+            200, "application/json", length, b"")
+        for method in ("OPTIONS", "TRACE", "FROB"):
+            conn.request(method, "/jobs", headers=auth)
+            other = conn.getresponse()
+            assert other.status == 404 and json.loads(other.read()) == {
+                "error": "NotFound", "message": f"no route {method} /jobs"}, method
+        conn.request("GET", "/jobs", headers=auth)  # and the connection still serves
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

@@ -324,3 +324,21 @@ def test_pbsnodes_usage_and_refusals(pbs):
         1, "", "pbsnodes: -o does not apply: workers are started and stopped by the scaler, not marked\n")
     assert pbs("pbsnodes", "-a") == (0, "", "pbsnodes: No nodes found\n")
     assert pbs("pbsnodes", "--version") == (0, "pbs_version = 23.06.06\n", "")
+
+
+def test_hyper_dashboard_of_a_local_host_says_so_when_its_daemon_is_not_running(cli, home):
+    """It printed the URL of a daemon that was not there, exit 0, and the browser showed an error."""
+    import json
+    import socket
+
+    shown = cli("hyper", "dashboard", "--no-browser")
+    assert shown.returncode == 0 and "/ (sign in with the token" in shown.stdout
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hosts = json.loads((home / "hosts.json").read_text())
+    hosts["hosts"]["local"]["url"] = f"http://127.0.0.1:{port}"
+    (home / "hosts.json").write_text(json.dumps(hosts))
+    gone = cli("hyper", "dashboard", "--no-browser")
+    assert gone.returncode == 1 and gone.stdout == ""
+    assert gone.stderr == f"hyper: cannot reach HyperBatch at http://127.0.0.1:{port}: is `hyper local up` running?\n"

@@ -10,7 +10,7 @@ import pytest
 from hyperbatch.cli import output
 from hyperbatch.cli.progress import (Counts, Filters, Rate, Tracker, cycle, duration_text, owner_of, rate_text,
                                      short_user)
-from hyperbatch.cli.top import Snapshot, bar, build_view
+from hyperbatch.cli.top import Snapshot, bar, build_view, render
 
 
 def array(seq: int, owner: str = "alice", queue: str = "batch", state: str = "RUNNING", **counts) -> dict:
@@ -241,3 +241,30 @@ def test_a_big_backlog_is_counted_by_its_queue_not_read_every_refresh():
     assert "Arrays (among the newest 2,000 unfinished jobs)" in console.export_text()
     small = PagedApi([array(7, pending=3)])
     assert not build_view(top.take(small, Filters()), Filters(), Tracker()).partial
+
+
+def test_render_shows_names_owners_and_queues_as_text_never_as_rich_markup():
+    """Owners come from the caller (X-Hyper-User locally) and queue names from the configuration: a
+    `[/bold]` in one is shown as it is, not read as a style (rich's markup raised MarkupError on it)."""
+    from rich.console import Console
+
+    odd = "[/bold]x[red]"
+    active = [array(1, owner=odd, queue=odd, pending=3, failed=1, failed_tasks={"2": 1})]
+    snap = snapshot(1.0, active, [job(4, owner=odd, queue=odd, reason="[bold]why[/]")])
+    snap.queues.append({"name": odd, "counts": {"QUEUED": 1}, "backlog": 0})
+    snap.server = odd
+    console = Console(record=True, width=200, color_system=None)
+    console.print(render(build_view(snap, Filters(), Tracker()), problem="[/] gone", width=200))
+    shown = console.export_text()
+    assert shown.count(odd) >= 4 and "[bold]why[/]" in shown and "[/] gone" in shown
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "inf"])
+def test_an_interval_that_is_no_number_of_seconds_is_a_usage_error(value):
+    """NaN passed click's FloatRange, and the screen then spun without ever refreshing."""
+    from click.testing import CliRunner
+
+    from hyperbatch.cli.top import top
+
+    result = CliRunner().invoke(top, ["--interval", value, "--once"])
+    assert result.exit_code == 2 and "--interval" in result.output and "Traceback" not in result.output

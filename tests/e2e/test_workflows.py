@@ -156,3 +156,31 @@ def test_cancel_stops_every_unfinished_step_and_releases_no_afterany_step(hb):
     assert listed[1].split()[-1] == "4"
     names = [w["name"] for w in json.loads(hb.run("hyper", "workflow", "list", "--json").stdout)["workflows"]]
     assert names[0] == "long" and len(names) == len(set(names))
+
+
+def test_what_yaml_allows_but_a_workflow_cannot_mean_is_one_line_and_creates_nothing(hb):
+    """A step given twice (PyYAML kept the second silently), an alias inside itself (it recursed), a
+    name that cannot be one; and `status` of a name that cannot be one is one line, not 'no route'."""
+    before = hb.jobs()
+    files = {
+        "twice.yaml": ("name: twice\njobs:\n  a: {command: ['true']}\n  a: {command: ['false']}\n",
+                       "twice.yaml:4: jobs.a: given twice in one mapping (first on line 3): keep one"),
+        "itself.yaml": ("name: itself\njobs: &j\n  a: {command: ['true'], env: *j}\n",
+                        "itself.yaml:2: jobs.a.env: an alias of a value that contains it"),
+        "named.yaml": ("name: ../up\njobs:\n  a: {command: ['true']}\n",
+                       "named.yaml:1: name: workflow name '../up': use letters, digits, _, . and - (at most 64)"),
+    }
+    for name, (text, line) in files.items():
+        (hb.workdir / name).write_text(text)
+        proc = hb.run("hyper", "workflow", "submit", name, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"hyper: {line}"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+    (hb.workdir / "fat.sh").write_text("#!/bin/sh\n# " + "x" * 250_000 + "\ntrue\n")
+    (hb.workdir / "fat.yaml").write_text("name: fat\njobs:\n" + "".join(f"  s{i}: {{script: fat.sh}}\n" for i in range(45)))
+    proc = hb.run("hyper", "workflow", "submit", "fat.yaml", check=False)  # was: cannot reach (Broken pipe)
+    assert (proc.returncode, proc.stderr) == (2, "hyper: the request body is 10.7 MiB, over the API's limit of 10 MiB\n")
+    assert hb.jobs() == before
+    for name in ("", "../up", "a\x01b"):
+        proc = hb.run("hyper", "workflow", "status", name, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("hyper: workflow name '"), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1

@@ -131,9 +131,23 @@ def test_a_file_is_read_with_variables_substituted_scripts_inlined_and_each_fiel
     (FLOW, {}, ":4: jobs.prepare.command.2: unknown variable ${N}"),
     ("name: x\njobs:\n  a: {command: [true]\n  b: 1\n", {}, ":4: not valid YAML:"),
     ("- a\n- b\n", {}, ":1: a workflow is a mapping of name, defaults and jobs"),
-    ("name: x\njobs:\n  a: {script: nowhere.sh}\n", {}, ":3: jobs.a.script: cannot read"),
+    ("name: x\njobs:\n  a: {script: nowhere.sh}\n", {}, ":3: jobs.a.script: script "),
+    ("name: x\njobs:\n  a: {command: [x]}\n  b: {script: /dev/zero}\n", {},  # read whole, it never ended
+     ":4: jobs.b.script: script /dev/zero is a device, not a file"),
     ("name: x\njobs:\n  a: {command: [x]}\n  b: {command: [x], depends_on: [c]}\n", {},
      ":4: jobs.b.depends_on.c: no step named 'c'"),
+    # What YAML allows but a workflow cannot mean: PyYAML alone keeps the last of two keys silently, and
+    # loops forever or runs out of stack or memory on the next three.
+    ("name: x\njobs:\n  a: {command: [one]}\n  a: {command: [two]}\n", {},
+     ":4: jobs.a: given twice in one mapping (first on line 3)"),
+    ("name: x\njobs:\n  a: {command: [x], env: {A: '1', A: '2'}}\n", {}, ":3: jobs.a.env.A: given twice"),
+    ("name: x\njobs: &j\n  a: {command: [x], env: *j}\n", {}, ":2: jobs.a.env: an alias of a value that contains it"),
+    ("name: x\njobs:\n  a: {command: [x],\n      env: {A: !!binary aGk=}}\n", {},  # was: TypeError, not JSON serializable
+     ":4: jobs.a.env.A: give text, a number, true or false, a list or a mapping (YAML's bytes has no JSON form)"),
+    ("name: x\njobs:\n  a: {command: [x], env: {A: !!set {b}}}\n", {}, ":3: jobs.a.env.A: give text, a number"),
+    ("name: x\ndefaults: {env: {A: " + "[" * 40 + "]" * 40 + "}}\njobs: {a: {command: [x]}}\n", {},
+     ":2: defaults.env.A.0." ),
+    ("name: x\ndefaults: {env: {A: " + "[" * 2000 + "]" * 2000 + "}}\n", {}, ": lists and mappings nest more than 32 deep"),
 ])
 def test_a_bad_file_is_one_line_naming_its_line_and_field(tmp_path, text, variables, message):
     path = _file(tmp_path, text)
@@ -143,6 +157,43 @@ def test_a_bad_file_is_one_line_naming_its_line_and_field(tmp_path, text, variab
     assert "\n" not in str(caught.value)
 
 
+def test_a_script_that_is_a_fifo_is_refused_rather_than_waited_for(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.sh")
+    path = _file(tmp_path, "name: x\njobs:\n  a: {script: pipe.sh}\n")
+    with pytest.raises(UsageError) as caught:
+        load(path, {})
+    assert str(caught.value) == f"{path}:3: jobs.a.script: script {tmp_path / 'pipe.sh'} is a FIFO, not a file"
+
+
+def test_aliases_that_expand_past_a_million_values_are_refused_at_once(tmp_path):
+    text = ("name: x\ndefaults:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"  # 10^9 values in 11 lines
+            + "".join(f"  a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 9))
+            + "jobs: {a: {command: *a8}}\n")
+    path = _file(tmp_path, text)
+    with pytest.raises(UsageError) as caught:
+        load(path, {})
+    assert str(caught.value).startswith(f"{path}:")
+    assert str(caught.value).endswith(": the file's aliases expand to more than 1,000,000 values")
+
+
+def test_a_date_is_the_text_it_is_written_as_since_json_has_no_dates(tmp_path):
+    text = "name: x\njobs:\n  a: {command: [echo, 2024-01-31], env: {DAY: 2024-01-31, AT: 2001-12-14t21:59:43.10-05:00}}\n"
+    request = load(_file(tmp_path, text), {}).request
+    assert request["jobs"]["a"] == {"command": ["echo", "2024-01-31"],
+                                    "env": {"DAY": "2024-01-31", "AT": "2001-12-14t21:59:43.10-05:00"}}
+    json.dumps(request)  # what the CLI sends: it raised TypeError on a date
+
+
+def test_anchors_and_merge_keys_still_share_values_and_a_step_s_own_key_wins_over_a_merged_one(tmp_path):
+    text = ("name: x\ndefaults: &d {queue: batch, walltime: '00:01:00'}\n"
+            "jobs:\n  a: {<<: *d, queue: west, command: &c [echo, hi]}\n  b: {command: *c}\n")
+    jobs = load(_file(tmp_path, text), {}).request["jobs"]
+    assert jobs["a"] == {"queue": "west", "walltime": "00:01:00", "command": ["echo", "hi"]}
+    assert jobs["b"] == {"command": ["echo", "hi"]}
+
+
 def test_the_shipped_json_schema_is_the_one_the_api_validates_with():
     from hyperbatch.api import WorkflowRequest
 
@@ -150,3 +201,32 @@ def test_the_shipped_json_schema_is_the_one_the_api_validates_with():
     assert shipped == WorkflowRequest.model_json_schema(), (
         "regenerate it: .venv/bin/python -c 'import json; from hyperbatch.api import WorkflowRequest; "
         "print(json.dumps(WorkflowRequest.model_json_schema(), indent=2))' > docs/workflow.schema.json")
+
+
+@pytest.mark.parametrize("name", ["sweep", "a.b-c_1", "9" * 64])
+def test_a_workflow_name_as_the_pattern_allows_it(name):
+    assert workflows.check_name(name) == name
+
+
+@pytest.mark.parametrize("name, shown", [("", ""), ("../x", "../x"), ("-x", "-x"), ("a/b", "a/b"), ("x\n", "x\\n"),
+                                         ("a\x00b", "a\\x00b"), ("x" * 500, "x" * 64 + "..."), (7, "7")])
+def test_a_name_that_cannot_be_a_workflow_s_is_refused_saying_what_to_give(name, shown):
+    with pytest.raises(SpecError) as caught:
+        workflows.check_name(name)
+    assert str(caught.value) == (f"workflow name '{shown}': use letters, digits, _, . and - (at most 64), "
+                                 "not starting with . or -")
+
+
+def test_the_shipped_json_schema_takes_the_example_and_refuses_what_the_api_refuses():
+    """What an editor or a linter checks a file with: a step name the API refuses was unconstrained
+    (patternProperties alone lets any other key through, with any value)."""
+    import jsonschema
+    import yaml
+
+    schema = json.loads((REPO / "docs" / "workflow.schema.json").read_text())
+    check = jsonschema.Draft202012Validator(schema)
+    assert not list(check.iter_errors(yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())))
+    for bad in ({"name": "x", "jobs": {"a b": 42}}, {"name": "../x", "jobs": {"a": {"command": ["x"]}}},
+                {"name": "x", "jobs": {"a": {"command": ["x"], "depends_on": {"b": "afterbad"}}}},
+                {"name": "x", "jobs": {"a": {"command": ["x"], "color": "red"}}}):
+        assert list(check.iter_errors(bad)), bad

@@ -110,7 +110,9 @@ def make_server(app, port: int) -> ThreadingHTTPServer:
 
         timeout = READ_TIMEOUT_SECONDS
 
-        def _handle(self) -> None:
+        def _handle(self, head: bool = False) -> None:
+            """Serve one request through the application; `head`: a HEAD, served as the GET it asks
+            about, with the GET's headers and no body (what a HEAD's answer may not carry)."""
             try:
                 length = content_length(self.headers)
             except Refused as refused:
@@ -125,7 +127,7 @@ def make_server(app, port: int) -> ThreadingHTTPServer:
             if len(body) < length:  # the client stopped sending: what came is not a request to act on
                 self.close_connection = True
                 return
-            event = to_event(self.command, self.path, dict(self.headers.items()), body)
+            event = to_event("GET" if head else self.command, self.path, dict(self.headers.items()), body)
             try:
                 result = app.resolve(event, _Context())
             except Exception:  # the application answers its own errors; this is a last resort
@@ -133,9 +135,10 @@ def make_server(app, port: int) -> ThreadingHTTPServer:
                 result = {"statusCode": 500, "headers": {"content-type": "application/json"},
                           "body": json.dumps({"error": "InternalError", "message": "the server failed; see daemon.log"})}
             self._reply(result["statusCode"], result.get("headers") or {}, result.get("body") or "",
-                        result.get("isBase64Encoded", False), result.get("cookies") or [])
+                        result.get("isBase64Encoded", False), result.get("cookies") or [], head)
 
-        def _reply(self, status: int, headers: dict, body: str, encoded: bool = False, cookies: list | tuple = ()) -> None:
+        def _reply(self, status: int, headers: dict, body: str, encoded: bool = False, cookies: list | tuple = (),
+                   head: bool = False) -> None:
             data = base64.b64decode(body) if encoded else body.encode() if isinstance(body, str) else body
             self.send_response(status)
             for key, value in headers.items():
@@ -147,9 +150,18 @@ def make_server(app, port: int) -> ThreadingHTTPServer:
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(data)
+            if not head:
+                self.wfile.write(data)
 
-        do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
+        def do_HEAD(self) -> None:
+            self._handle(head=True)
+
+        def __getattr__(self, name: str):
+            """`do_GET`, `do_POST`, ... and any other method: the application answers it (an unknown one
+            with the 404 every unknown route gets), not the standard library's HTML 501 page."""
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
         def log_message(self, format, *args):  # access log: quiet by default
             pass
