@@ -38,17 +38,22 @@ def _events(box, queue_url) -> list[dict]:
             {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(found)])
 
 
+def _rule_to_queue(box, name: str, pattern: dict) -> str:
+    """A user's rule on the default bus sending what it matches to a new SQS queue; the queue's URL."""
+    queue_url = box.sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = box.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = box.client("events")
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": queue_arn}])
+    return queue_url
+
+
 def test_state_changes_go_to_eventbridge_and_notices_to_ses_and_a_signed_webhook():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with Box(settings=SETTINGS) as box:
-            events = box.client("events")
-            queue_url = box.sqs.create_queue(QueueName="job-events")["QueueUrl"]
-            queue_arn = box.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-                "Attributes"]["QueueArn"]
-            events.put_rule(Name="all-jobs", EventPattern=json.dumps({"source": ["hyperbatch"]}))
-            events.put_targets(Rule="all-jobs", Targets=[{"Id": "q", "Arn": queue_arn}])
+            queue_url = _rule_to_queue(box, "all-jobs", {"source": ["hyperbatch"]})
             box.client("ses").verify_email_identity(EmailAddress="hpc@example.org")
             box.client("ssm").put_parameter(Name="/hyperbatch/webhook", Value="s3cret", Type="SecureString")
             box.start_stream()
@@ -97,3 +102,43 @@ def test_state_changes_go_to_eventbridge_and_notices_to_ses_and_a_signed_webhook
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_state_changes_are_put_only_once_a_rule_listens_and_the_release_function_has_looked_again():
+    from hyperbatch.wiring import lambdas as runtime
+
+    clock = [1000.0]
+    with Box(settings=SETTINGS) as box:
+        runtime.get().notices.rules.clock = lambda: clock[0]  # the release function's minute, moved by hand
+        box.start_stream()
+
+        def run_one() -> dict:
+            job = box.submit(command=["true"])
+            box.start_worker()
+            box.wait_state(job["id"], "SUCCEEDED")
+            box.settle()
+            return job
+
+        def state_changes_put() -> list[str]:
+            return [json.loads(e["Detail"])["jobId"] for c in box.meter.calls
+                    if (c.service, c.operation) == ("events", "PutEvents") for e in c.params["Entries"]
+                    if e["DetailType"] == "HyperBatch Job State Change"]
+
+        def rule_listings() -> int:
+            return box.meter.by_operation("release")["events:ListRules"]
+
+        run_one()  # the bus has only the stack's notifier rule: nothing is put
+        assert state_changes_put() == [] and rule_listings() == 1
+
+        queue_url = _rule_to_queue(box, "my-jobs", {"source": [{"prefix": "hyper"}], "detail-type": [
+            {"anything-but": "HyperBatch Job Notice"}]})
+        run_one()  # within the minute the release function still goes by what it saw
+        assert state_changes_put() == [] and rule_listings() == 1
+
+        clock[0] += 60
+        job = run_one()
+        assert state_changes_put() == [job["id"]] * 3 and rule_listings() == 2
+        received = _events(box, queue_url)
+        assert [(e["source"], e["detail-type"]) for e in received] == [("hyperbatch", "HyperBatch Job State Change")] * 3
+        assert [(e["detail"]["jobId"], e["detail"]["previousStatus"], e["detail"]["status"]) for e in received] == [
+            (job["id"], None, "QUEUED"), (job["id"], "QUEUED", "RUNNING"), (job["id"], "RUNNING", "SUCCEEDED")]
