@@ -1,6 +1,7 @@
 """What a million jobs cost on AWS: every AWS call of the scheduler, counted in AWS-in-a-box, priced.
 
     .venv/bin/python bench/aws_cost.py [--jobs N] [--array N] [--beats N] [--entries N] [--jobs-per-day R]
+                                       [--event-rule | --no-event-bus]
 
 Four runs, each in a fresh box (tests/aws_box/harness.py: the Lambda handlers
 and worker agents on moto): N single jobs submitted one per POST; N jobs
@@ -40,6 +41,11 @@ actor; the price model (bench/prices.py) turns calls into money:
   (queries) 0.5, queries by the total size of the index entries they read.
 - SQS: one request per call and 64 KB chunk of payload.
 - EventBridge: one event per PutEvents entry and 64 KB chunk (job state changes and notices).
+  The deployment as shipped: the default bus has the stack's notifier rule and
+  no rule of a user's, so the release function puts no state changes (it looks
+  with ListRules, not billed); `--event-rule` adds a user's rule for source
+  hyperbatch, and every state change is put (three events a plain job);
+  `--no-event-bus` prices settings.notifications.event_bus false (never put).
 - CloudWatch Logs: the functions' own lines (Powertools logs, EMF metrics, and
   an assumed 600 bytes of Lambda platform lines per invocation unless the stack
   sets the system log level to WARN) and one API
@@ -75,7 +81,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import prices  # noqa: E402
 from hyperbatch.config import Settings  # noqa: E402
-from hyperbatch.core.names import INDEX_PROJECTIONS, INDEXES  # noqa: E402
+from hyperbatch.core.names import EVENT_SOURCE, INDEX_PROJECTIONS, INDEXES, STATE_CHANGE_DETAIL_TYPE  # noqa: E402
 from tests.aws_box.harness import Box, Call  # noqa: E402
 
 MEASURED = ("api", "release", "worker")  # actors whose calls are per job
@@ -452,6 +458,14 @@ class Phase:
 
 # configurations/settings.json's; the looks' cap and the run lease at their defaults (hyperbatch.config)
 PRODUCTION_SETTINGS = {"lease_seconds": 60, "heartbeat_seconds": 15}
+# --event-rule: a user's rule on the default bus that the job state changes match (main sets it)
+EVENT_RULE: dict | None = None
+
+
+def listen(box: Box) -> None:
+    """Give the box's default bus the user's rule of --event-rule, before any stream record is handled."""
+    if EVENT_RULE is not None:
+        box.client("events").put_rule(Name="job-state-changes", EventPattern=json.dumps(EVENT_RULE))
 
 
 def run_phase(name: str, n: int, batch: int, memory: dict[str, int], chunk_size: int | None) -> Phase:
@@ -460,6 +474,7 @@ def run_phase(name: str, n: int, batch: int, memory: dict[str, int], chunk_size:
               claim_wait=1, stream_interval=1.0, memory_mb=memory, keep_output=False)
     started = time.perf_counter()
     with box:
+        listen(box)
         box.start_stream()  # the mapping: a batch at most once per second (max_batching_window)
         ids = []
         if name == "single":
@@ -520,6 +535,7 @@ def measure_run(memory: dict[str, int], looks: int, entries: int) -> RunCosts:
     box = Box(settings=PRODUCTION_SETTINGS, definitions={"idle_timeout_seconds": 1.5}, claim_wait=1,
               stream_interval=1.0, memory_mb=memory, keep_output=False)
     with box:
+        listen(box)
         box.start_stream()
         status, job = box.api("POST", "/jobs", body={"command": JOB})
         assert status == 201, job
@@ -682,14 +698,27 @@ def main(argv=None) -> int:
     parser.add_argument("--entries", type=int, default=50, help="registered runs the reconciler lists, to price one")
     parser.add_argument("--jobs-per-day", type=float, default=1_000_000,
                         help="throughput the scheduled functions' cost is spread over")
-    parser.add_argument("--no-event-bus", action="store_true",
-                        help="price a deployment with settings.notifications.event_bus false (no EventBridge "
-                             "state changes: three events, $3, per million plain jobs)")
+    feed = parser.add_mutually_exclusive_group()
+    feed.add_argument("--event-rule", action="store_true",
+                      help="price it with a user's rule on the default bus for source hyperbatch: every job "
+                           "state change put on EventBridge (three events, $3, per million plain jobs)")
+    feed.add_argument("--no-event-bus", action="store_true",
+                      help="price a deployment with settings.notifications.event_bus false (state changes "
+                           "never put, and no ListRules)")
     args = parser.parse_args(argv)
+    global EVENT_RULE
     if args.no_event_bus:  # what the scheduler itself costs, without the optional feed of state changes
         PRODUCTION_SETTINGS["notifications"] = {"event_bus": False}
+        deployment = "settings.notifications.event_bus false: job state changes never put"
+    elif args.event_rule:
+        EVENT_RULE = {"source": [EVENT_SOURCE], "detail-type": [STATE_CHANGE_DETAIL_TYPE]}
+        deployment = "a user's rule on the default bus reads the job state changes: every one is put"
+    else:
+        deployment = ("as shipped, no user's rule on the default bus: job state changes not put "
+                      "(--event-rule prices them put)")
     memory = function_memory()
     jobs_per_minute = args.jobs_per_day / 1440
+    print(f"deployment: {deployment}")
     print(f"prices: {prices.PRICES_AS_OF}; function memory (MiB, stacks/control_plane.py): {memory}")
     print(f"scheduled functions: a scaler and a reconciler run a minute, spread over {jobs_per_minute:.0f} "
           f"jobs a minute ({args.jobs_per_day:,.0f} a day)")

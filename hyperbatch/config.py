@@ -106,7 +106,9 @@ class NotificationSettings(_Model):
     webhook_secret_parameter: str | None = Field(
         None, pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$",
         description="AWS: the SSM SecureString parameter holding the webhooks' HMAC secret")
-    event_bus: bool = Field(True, description="AWS: put every job state change on the default EventBridge bus")
+    event_bus: bool = Field(True, description="AWS: put every job state change on the default EventBridge bus "
+                                              "while a rule there could match it (none: none put, nothing paid); "
+                                              "false: never")
 
 
 class Settings(_Model):

@@ -27,6 +27,16 @@ def _default_bus(config: Configuration) -> str:
     return naming.arn("events", config.settings.main_region, "event-bus/default")
 
 
+def _allow_rule_listing(function: lambda_.Function, config: Configuration) -> None:
+    """ListRules: state changes are put only while a rule of the default bus could match them
+    (hyperbatch.adapters.aws.notices.RuleWatch); with `notifications.event_bus` off none are, and none is asked."""
+    if not config.settings.notifications.event_bus:
+        return
+    allow(function, ["events:ListRules"], ["*"],
+          wildcard_reason="ListRules lists the rules of a bus and is not authorized against one rule; it only reads "
+                          "their names and patterns, to put job state changes only while a rule could match them.")
+
+
 class ControlPlaneStack(Stack):
     def __init__(self, scope: Construct, id: str, *, config: Configuration, **props) -> None:
         super().__init__(scope, id, **props)
@@ -104,6 +114,7 @@ class ControlPlaneStack(Stack):
         # It sends the work every change makes runnable (hyperbatch.adapters.aws.stream).
         access.work_queues(function, config, access.QUEUE_SEND)
         allow(function, ["events:PutEvents"], [_default_bus(config)])  # job state changes and notices
+        _allow_rule_listing(function, config)
         # The mapping grants the stream reads (and the failure queue's sends) itself.
         function.add_event_source(
             sources.DynamoEventSource(
@@ -158,6 +169,7 @@ class ControlPlaneStack(Stack):
                               "reference), so the resource must be '*'; it only reads.")
         # Stream batches it re-drives put their state changes and notices, as the release function does.
         allow(function, ["events:PutEvents"], [_default_bus(config)])
+        _allow_rule_listing(function, config)
         self._schedule("ReconcilerSchedule", function, 1)
         return function
 

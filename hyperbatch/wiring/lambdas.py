@@ -217,7 +217,8 @@ class Runtime:
 
     @cached_property
     def notices(self):
-        """Where the release function puts state changes and notices: the main region's default event bus."""
+        """Where the release function puts state changes (while a rule could read them) and notices: the main
+        region's default event bus."""
         from hyperbatch.adapters.aws import clients
         from hyperbatch.adapters.aws.notices import EventBridgeNotices
 

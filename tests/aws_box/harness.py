@@ -18,7 +18,11 @@ and then plays the parts AWS would play around our code:
   sent by the release function from the stream, so a test that expects work
   to run must have the stream delivered (`start_stream`, or `deliver`).
 - EventBridge: `scale()` and `reconcile()` call the scheduled handlers (`scale()`
-  settles a running stream first, as a minute's wait would).
+  settles a running stream first, as a minute's wait would). The default bus
+  has the stack's notifier rule (`NOTICE_RULE`, no target: tests that want a
+  notice delivered invoke the notifier with it) and no rule of a user's, so
+  job state changes are not put until a test adds one (and the release
+  function looks again: hyperbatch.adapters.aws.notices.RuleWatch).
 - The files bucket: created as the stack names it; the API puts scripts
   over a few KB there and workers get them (moto S3).
 - AWS Batch: moto records the scaler's SubmitJob calls but runs nothing;
@@ -76,6 +80,7 @@ ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"
 BOB = f"arn:aws:iam::{ACCOUNT}:user/bob"
 ADMIN = f"arn:aws:sts::{ACCOUNT}:assumed-role/HyperBatchAdmin/ops"
 FUNCTIONS = ("api", "release", "scaler", "reconciler")
+NOTICE_RULE = "HyperBatch-notices"  # the stack's rule on the default bus that hands notices to the notifier
 STREAM_BATCH = 100  # the release mapping's batch_size (stacks/control_plane.py)
 STREAM_RETRIES = 5  # its retry_attempts
 ECHO = os.environ.get("HYPER_BOX_ECHO") == "1"  # show what the functions print (logs, EMF)
@@ -452,6 +457,8 @@ class Box:
             QueueName=physical_names.stream_failures_queue(self.config.settings.stack_name))["QueueUrl"]
         self.targets = compute_plan.compute_targets(self.config)
         self._create_batch()
+        self.client("events").put_rule(Name=NOTICE_RULE, EventPattern=json.dumps(
+            {"source": [physical_names.EVENT_SOURCE], "detail-type": [physical_names.NOTICE_DETAIL_TYPE]}))
 
         # One process plays every function: it gets the union of their environments.
         env = _resolve_tokens({**contract.lambda_environment(self.config, self.targets, account=ACCOUNT),

@@ -122,3 +122,43 @@ def test_m_j_puts_a_notice_for_each_task_of_an_array_as_well_as_the_array():
              ("mail", array["id"], "end", 1)]
             + [("webhook", task.format(i), "begin", None) for i in (1, 2, 3)]
             + [(channel, task.format(i), "end", int(i == 2)) for i in (1, 2, 3) for channel in ("mail", "webhook")])
+
+
+def test_state_changes_are_put_only_once_a_rule_listens_and_the_release_function_has_looked_again():
+    from hyperbatch.wiring import lambdas as runtime
+
+    clock = [1000.0]
+    with Box(settings=SETTINGS) as box:
+        runtime.get().notices.rules.clock = lambda: clock[0]  # the release function's minute, moved by hand
+        box.start_stream()
+
+        def run_one() -> dict:
+            job = box.submit(command=["true"])
+            box.start_worker()
+            box.wait_state(job["id"], "SUCCEEDED")
+            box.settle()
+            return job
+
+        def state_changes_put() -> list[str]:
+            return [json.loads(e["Detail"])["jobId"] for c in box.meter.calls
+                    if (c.service, c.operation) == ("events", "PutEvents") for e in c.params["Entries"]
+                    if e["DetailType"] == "HyperBatch Job State Change"]
+
+        def rule_listings() -> int:
+            return box.meter.by_operation("release")["events:ListRules"]
+
+        run_one()  # the bus has only the stack's notifier rule: nothing is put
+        assert state_changes_put() == [] and rule_listings() == 1
+
+        queue_url = _rule_to_queue(box, "my-jobs", {"source": [{"prefix": "hyper"}], "detail-type": [
+            {"anything-but": "HyperBatch Job Notice"}]})
+        run_one()  # within the minute the release function still goes by what it saw
+        assert state_changes_put() == [] and rule_listings() == 1
+
+        clock[0] += 60
+        job = run_one()
+        assert state_changes_put() == [job["id"]] * 3 and rule_listings() == 2
+        received = _events(box, queue_url)
+        assert [(e["source"], e["detail-type"]) for e in received] == [("hyperbatch", "HyperBatch Job State Change")] * 3
+        assert [(e["detail"]["jobId"], e["detail"]["previousStatus"], e["detail"]["status"]) for e in received] == [
+            (job["id"], None, "QUEUED"), (job["id"], "QUEUED", "RUNNING"), (job["id"], "RUNNING", "SUCCEEDED")]

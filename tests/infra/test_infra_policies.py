@@ -106,12 +106,17 @@ def test_reconciler_consumes_dead_letters_and_parked_stream_batches_and_sends_wo
     assert granted["batch:DescribeJobs"] == {"*"}
     assert not any(a.startswith(("s3:", "ec2:", "autoscaling:")) for a in granted)
     assert {a for a in granted if a.startswith("batch:")} == {"batch:DescribeJobs"}
+    # The stream batches it re-drives put their state changes as the release function does.
+    assert granted["events:ListRules"] == {"*"}
+    assert {a for a in granted if a.startswith("events:")} == {"events:PutEvents", "events:ListRules"}
 
 
 def test_release_writes_jobs_and_sends_work(synth):
     granted = actions_of(synth, "FunctionsReleaseRole")
     assert {"dynamodb:UpdateItem", "sqs:SendMessage", "dynamodb:GetRecords"} <= set(granted)
     assert granted["events:PutEvents"] == {"arn:${AWS::Partition}:events:us-east-1:${AWS::AccountId}:event-bus/default"}
+    # State changes are put only while a rule of the default bus could read them: it lists the rules.
+    assert granted["events:ListRules"] == {"*"}
     assert any(r.endswith(":HyperBatch-batch") for r in granted["sqs:SendMessage"])
     assert not any(a.startswith(("batch:", "s3:", "ec2:")) for a in granted)
 

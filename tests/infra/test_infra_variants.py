@@ -34,7 +34,8 @@ VARIANT = {
         "scaler_interval_minutes": 2,
         "deletion_protection": False,
         "staging_locations": ["s3://lab-datasets/inputs/", "s3://lab-results/"],
-        "notifications": {"ses_sender": "hpc@lab.example.org", "webhook_secret_parameter": "/lab/webhook-secret"},
+        "notifications": {"ses_sender": "hpc@lab.example.org", "webhook_secret_parameter": "/lab/webhook-secret",
+                          "event_bus": False},
     },
     "regions": [
         {"name": "us-west-2", "vpc": {"cidr": "10.1.0.0/16", "subnet_type": "private", "max_azs": 3}},
@@ -254,6 +255,13 @@ def test_notifier_sends_mail_only_from_the_configured_sender_and_reads_only_the_
         ("ssm:GetParameter", "arn:${AWS::Partition}:ssm:us-west-2:${AWS::AccountId}:parameter/lab/webhook-secret",
          "null"),
     }
+
+
+def test_without_the_event_bus_feed_no_function_may_list_the_buss_rules(variant):
+    for role in ("FunctionsReleaseRole", "FunctionsReconcilerRole"):
+        found = role_statements(variant.templates["Lab-Control"], role)
+        events = {a for s in found for a in as_list(s["Action"]) if a.startswith("events:")}
+        assert events == {"events:PutEvents"}, role  # notices still go out; state changes never do
 
 
 def test_imported_vpc_creates_no_network_and_places_workers_in_its_private_subnets(variant):

@@ -292,6 +292,9 @@ def test_eventbridge_refusing_an_entry_is_an_error():
         def __init__(self):
             self.calls = []
 
+        def list_rules(self):  # a rule routes the state changes somewhere
+            return {"Rules": [{"Name": "mine", "State": "ENABLED", "EventPattern": '{"source": ["hyperbatch"]}'}]}
+
         def put_events(self, Entries):  # noqa: N803 (boto3's name)
             self.calls.append(Entries)
             return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException"}] + [{}] * (len(Entries) - 1)}

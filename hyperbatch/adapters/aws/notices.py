@@ -4,25 +4,28 @@ The release function puts, for the state changes of each batch of stream
 records (hyperbatch.services.stream_release), one "HyperBatch Job State Change"
 event each on the main region's default bus (source `hyperbatch`, a detail
 shaped like AWS Batch's: hyperbatch.core.notices.state_change_detail), so a
-deployment's users route them with rules of their own; and one "HyperBatch Job
-Notice" event per mail or webhook delivery a change makes. The stack's rule
-sends those to the notifier function (lambdas/notifier.py), which calls
+deployment's users route them with rules of their own, but only while a rule
+of that bus could match one (`RuleWatch`: EventBridge bills every event put,
+$1 a million, read or not); and one "HyperBatch Job Notice" event per mail or
+webhook delivery a change makes, whoever listens. The stack's rule sends
+those to the notifier function (lambdas/notifier.py), which calls
 `NoticeSender.deliver`: mail through SES from the configured sender, a
 webhook POST signed with the secret in the configured SSM SecureString. A
 delivery that fails raises, and Lambda tries the event again (twice, minutes
 apart); each event carries the change's `event_id`, so a duplicate can be
 dropped. Nothing of this is on a job's path: the release function only adds
-one PutEvents call per 10 events to its batch.
+one PutEvents call per 10 events to its batch, and a ListRules a minute.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
-from hyperbatch.core import notices
+from hyperbatch.core import event_rules, notices
 from hyperbatch.core.names import EVENT_SOURCE, NOTICE_DETAIL_TYPE, STATE_CHANGE_DETAIL_TYPE
 from hyperbatch.support import webhooks
 
@@ -36,13 +39,16 @@ class EventsRefused(Exception):
 
 
 class EventBridgeNotices:
-    """Puts a batch's state changes (when `state_changes`) and notices on the default event bus."""
+    """Puts a batch's state changes (when `state_changes` and a rule could read them) and notices on the
+    default event bus. `clock` is the RuleWatch's (tests move it past the minute)."""
 
-    def __init__(self, client, *, state_changes: bool = True):
+    def __init__(self, client, *, state_changes: bool = True, clock: Callable[[], float] = time.monotonic):
         self.client, self.state_changes = client, state_changes
+        self.rules = RuleWatch(client, clock=clock)
 
     def publish(self, changes: list[dict], deliveries: list[notices.Delivery]) -> None:
-        entries = [_entry(STATE_CHANGE_DETAIL_TYPE, detail) for detail in changes] if self.state_changes else []
+        listened = bool(changes) and self.state_changes and self.rules.listening()
+        entries = [_entry(STATE_CHANGE_DETAIL_TYPE, detail) for detail in changes] if listened else []
         entries += [_entry(NOTICE_DETAIL_TYPE, {"channel": d.channel, "target": d.target, "notice": asdict(d.notice)})
                     for d in deliveries]
         for start in range(0, len(entries), PUT_EVENTS_MAX):
@@ -50,6 +56,45 @@ class EventBridgeNotices:
             if answer.get("FailedEntryCount"):
                 codes = sorted({e.get("ErrorCode") for e in answer["Entries"] if e.get("ErrorCode")})
                 raise EventsRefused(f"EventBridge refused {answer['FailedEntryCount']} events: {', '.join(codes)}")
+
+
+class RuleWatch:
+    """Whether a rule of the default bus could match a state change (hyperbatch.core.event_rules), asked
+    with ListRules (every page) at most once per `every` seconds of `clock` per function instance.
+
+    ListRules is a control-plane call: not billed, but throttled per account, hence the minute's cache;
+    a rule made meanwhile gets its events from the next look on. When ListRules fails (denied by an IAM
+    slip, throttled, unreachable) the answer is yes: events are paid for rather than lost. The first
+    failure is logged, the later ones are not (every minute would be noise)."""
+
+    def __init__(self, client, *, every: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.client, self.every, self.clock = client, every, clock
+        self._answer: bool | None = None
+        self._asked_at = 0.0
+        self._failed_before = False
+
+    def listening(self) -> bool:
+        now = self.clock()
+        if self._answer is None or now - self._asked_at >= self.every:
+            self._answer, self._asked_at = self._ask(), now
+        return self._answer
+
+    def _ask(self) -> bool:
+        try:
+            token = None
+            while True:
+                page = self.client.list_rules(**({"NextToken": token} if token else {}))
+                if any(event_rules.listens(rule) for rule in page.get("Rules", [])):
+                    return True
+                token = page.get("NextToken")
+                if not token:
+                    return False
+        except Exception as exc:  # whatever went wrong, the events go out
+            if not self._failed_before:
+                log.warning("cannot list the default event bus's rules (%s): job state changes are put "
+                            "whether a rule reads them or not", exc)
+                self._failed_before = True
+            return True
 
 
 def _entry(detail_type: str, detail: dict) -> dict:
