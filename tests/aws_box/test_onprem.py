@@ -23,9 +23,12 @@ HYPER = str(BIN / "hyper") if (BIN / "hyper").exists() else str(Path(__file__).r
 
 @pytest.fixture
 def onprem_box():
-    """Jobs of queue `batch` go to on-premises workers first, then us-east-1; one worker per job."""
+    """Jobs of queue `batch` go to on-premises workers first, then us-east-1; one worker per job. Leases
+    are the box's times ten: a lease that lapses on a loaded machine would show the scaler a job twice."""
     with Box(queues={"region_weights": {"onprem": 1, "us-east-1": 1}},
-             definitions={"idle_timeout_seconds": 2, "jobs_to_workers_ratio": 1}) as box:
+             definitions={"idle_timeout_seconds": 2, "jobs_to_workers_ratio": 1},
+             settings={"lease_seconds": 30, "heartbeat_seconds": 10, "heartbeat_max_seconds": 20,
+                       "run_lease_seconds": 60}) as box:
         box.start_stream()
         yield box
 
