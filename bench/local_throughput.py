@@ -24,7 +24,7 @@ would reach where CPU is all that bounds them. It is steadier than the timed
 ratio, not immune: on this VM a busy machine inflates the system time of every
 call (file creation most), so compare figures taken in the same hour.
 
-Where a tiny task's CPU goes (2026-12-08, load 3-12 from other sessions: each
+Where a tiny task's CPU goes (2026-12-08, load 1-12 from other sessions: each
 figure +-15%; measured with perf, py-spy, strace -c, and one agent run
 in-process with and without its output files):
   - 0.61-0.70 ms in the `true` itself, the same in the spawn limit's loop
@@ -33,7 +33,8 @@ in-process with and without its output files):
     intel_check_word: CPUID, which traps to the host). Not the agent's to cut:
     os.posix_spawn's child costs the same, and fork far more (1.4 ms).
   - 0.01-0.05 ms in the daemon (a chunk's claim, start and finish, the
-    heartbeats, and this benchmark's 50 ms polls).
+    heartbeats, and this benchmark's 50 ms polls: a GET of the 20,000-task
+    array costs the daemon ~1 ms, 0.015 ms a task at these rates).
   - 0.24-0.37 ms in its agent: the start and the reap ~0.05 ms (a bare
     `Program.start` + wait4 loop costs that in an agent's own process, and
     ~0.09 ms in Popen, the spawn limit's loop); the bookkeeping that live
@@ -48,7 +49,9 @@ in-process with and without its output files):
     (find_inode_bit -> recently_deleted). A file costs 7 us on a quiet disk
     and 150 us within minutes of a mass delete, such as this benchmark's own
     (each run removes its 40,000 files at the end, and HyperQueue's run, which
-    comes after it, may pay for them). Compare runs spaced minutes apart.
+    comes after it, may pay for them): two runs 20 s apart at load 2 gave
+    the agents 0.28 ms and then 0.62 ms a task. Compare runs spaced minutes
+    apart.
 The spawn limit's loop spends ~0.09 ms in Popen's Python, so 0.9 needs the
 agent's share near 0.15-0.2 ms: with files at their quiet-disk cost that is
 the bookkeeping halved. Counted with `strace -c` on one worker's main,
@@ -66,9 +69,10 @@ Tried and dropped: delivering the files on the main thread (no thread at all)
 saved no CPU measurably and lost a third of the rate at load 20, where creating
 a file waits; again on 2026-12-08, on the main thread while the next task runs
 unless the files' waits passed a tenth of the chunk's time (then to the thread):
-0.02-0.09 ms a task less CPU for one agent in-process, but no difference in
-this benchmark at load 9-11 and 10-25% fewer tasks/s there (with other
-sessions on the cores, two runnable threads get more of them than one);
+0.02-0.09 ms a task less CPU for one agent in-process, but none in this
+benchmark (agents 0.31 against 0.28 ms at load 2; the same at load 9-11,
+with 10-25% fewer tasks/s there: with other sessions on the cores, two
+runnable threads get more of them than one);
 handing tasks to the delivery thread in 10 ms batches (fewer wake-ups) held a
 tiny task's files back for as long as the task after it ran.
 
