@@ -24,29 +24,61 @@ would reach where CPU is all that bounds them. It is steadier than the timed
 ratio, not immune: on this VM a busy machine inflates the system time of every
 call (file creation most), so compare figures taken in the same hour.
 
-Where a tiny task's CPU goes (2026-12-08, load 11-28: each figure +-15%):
-about 0.8 ms in the `true` itself (its exec, the same as in the spawn limit's
-loop), 0.03-0.08 ms in the daemon (a chunk's claim, start and finish, the
-heartbeats, and this benchmark's 50 ms polls), and 0.32-0.47 ms in its agent
-(one thread each for the tasks, their output files, the supervisor and the
-heartbeat): the vfork/exec and the reap (~0.1 ms),
-two new files in the submit directory (`NAME.oSEQ.INDEX`, `NAME.eSEQ.INDEX`:
-~0.02 ms on a quiet disk, 0.1-0.4 ms of system time at load 10-20), and the
-bookkeeping that live output, fencing and qsig read (the spool's offsets and
-sizes, the `.now` and job-file records). The spawn limit's loop spends
-0.15 ms in Popen's Python instead, so 0.9 needs the agent's share near 0.2 ms.
-Counted with `strace -c` on one worker's main, supervisor and heartbeat
-threads over 3,000 tasks: 27.3 system calls a task before 2026-12-08, 22.8
-after (TMPDIR's listing, 3 calls, replaced by a stat of it; futex calls, the
-GIL traded with the delivery thread, vary run to run). What is left is near
-the floor of what a task needs: wait4, vfork, the exec-error pipe (pipe2,
-read, 2 closes), Python's signal mask around vfork (2), 2 lseeks and 2 fstats
-of the spool, 2 `.now` and 3 job-file records, kill(-pgid, 0) for lingering
-processes. Tried and dropped: delivering the files on the main thread (no
-thread at all) saved no CPU measurably and lost a third of the rate at load
-20, where creating a file waits; handing tasks to the delivery thread in 10 ms
-batches (fewer wake-ups) held a tiny task's files back for as long as the
-task after it ran.
+Where a tiny task's CPU goes (2026-12-08, load 1-12 from other sessions: each
+figure +-15%; measured with perf, py-spy, strace -c, and one agent run
+in-process with and without its output files):
+  - 0.61-0.70 ms in the `true` itself, the same in the spawn limit's loop
+    (0.63-0.65 there): on this Firecracker VM over half of an exec of a
+    dynamic binary is ld.so's cache-size probing (init_cacheinfo ->
+    intel_check_word: CPUID, which traps to the host). Not the agent's to cut:
+    os.posix_spawn's child costs the same, and fork far more (1.4 ms).
+  - 0.01-0.05 ms in the daemon (a chunk's claim, start and finish, the
+    heartbeats, and this benchmark's 50 ms polls: a GET of the 20,000-task
+    array costs the daemon ~1 ms, 0.015 ms a task at these rates).
+  - 0.24-0.37 ms in its agent: the start and the reap ~0.05 ms (a bare
+    `Program.start` + wait4 loop costs that in an agent's own process, and
+    ~0.09 ms in Popen, the spawn limit's loop); the bookkeeping that live
+    output, fencing and qsig need (the spool's offsets and sizes, the `.now`
+    and job-file records, the lingering check, TMPDIR's stat) with the Python
+    around them, 0.09-0.12 ms (an agent's main thread costs 0.14-0.17 ms with
+    no output files to write); and the two new files per task in the submit
+    directory, 0.02-0.33 ms. That last figure is this machine's file system,
+    not the agent: its ext4 has no journal, and ext4 without one skips, when it
+    allocates an inode, every inode of the group deleted in the last 60 s (360 s
+    while the inode table block is dirty), reading each one's table block
+    (find_inode_bit -> recently_deleted). A file costs 7 us on a quiet disk
+    and 150 us within minutes of a mass delete, such as this benchmark's own
+    (each run removes its 40,000 files at the end, and HyperQueue's run, which
+    comes after it, may pay for them): two runs 20 s apart at load 2 gave
+    the agents 0.28 ms and then 0.62 ms a task. Compare runs spaced minutes
+    apart.
+The spawn limit's loop spends ~0.09 ms in Popen's Python, so 0.9 needs the
+agent's share near 0.15-0.2 ms: with files at their quiet-disk cost that is
+the bookkeeping halved. On a quiet machine (load 0.1, runs 6 minutes apart,
+2026-12-08): 1,680 tasks/s against a spawn limit of 2,043, 0.82 timed and
+counted, cpu_ms_per_task 1.11 of which the agents 0.28 (the `true`s 0.81),
+ratio_vs_hyperqueue 5.17; before the per-item look-ups below, 1,633 against
+2,045, 0.80, 1.14, 0.31 and 4.96. Counted with `strace -c` on one worker's main,
+supervisor and heartbeat threads over 3,000 tasks: 22.8 system calls a task
+(27.3 before 2026-12-08, when TMPDIR's listing, 3 calls, gave way to a stat
+of it; futex calls, the GIL traded with the delivery thread, vary run to
+run): wait4, vfork, the exec-error pipe (pipe2, read, 2 closes), Python's
+signal mask around vfork (2), 2 lseeks and 2 fstats of the spool, 2 `.now`
+and 3 job-file records, kill(-pgid, 0) for lingering processes. What a run
+of one item shares is looked up once per item (its job-file run text, -l mem,
+walltime, whether it stages: `_Each` in hyperbatch/services/agent.py), and a
+task's own variables are encoded in one call each (`spawn.block`): 0.01-0.02 ms
+of the main thread's share (interleaved in-process runs, 2026-12-08).
+Tried and dropped: delivering the files on the main thread (no thread at all)
+saved no CPU measurably and lost a third of the rate at load 20, where creating
+a file waits; again on 2026-12-08, on the main thread while the next task runs
+unless the files' waits passed a tenth of the chunk's time (then to the thread):
+0.02-0.09 ms a task less CPU for one agent in-process, but none in this
+benchmark (agents 0.31 against 0.28 ms at load 2; the same at load 9-11,
+with 10-25% fewer tasks/s there: with other sessions on the cores, two
+runnable threads get more of them than one);
+handing tasks to the delivery thread in 10 ms batches (fewer wake-ups) held a
+tiny task's files back for as long as the task after it ran.
 
 HyperBatch: a temp HYPERBATCH_HOME with a temp copy of configurations/ cut down
 to one compute region (local_max_workers = W) and one queue whose definition has

@@ -393,6 +393,7 @@ class Agent:
         self.room: Room | None = None
         self._room_gpus: list[str] = []  # the GPUs the current run holds of the room
         self._prepared: tuple[tuple, spawn.Program] | None = None  # the current item's program (`_program`)
+        self._each: _Each | None = None  # what every run of the current item shares (`_prepare`)
         self._undelivered: list[tuple[dict, int | None, str]] = []  # runs whose output files are to write (`_deliver`)
         self._deliveries: Queue | None = None  # what the delivery thread is to write (`_hand_over`)
         # How its runs renew and fence (AWS: the dispatcher's; locally a renewal every heartbeat).
@@ -565,6 +566,7 @@ class Agent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.job_user.share(self.workdir)
         self.argv = job["command"] or self._script_argv(job, self.workdir)
+        self._each = _Each.of(run)
         self.places_error = None
         try:
             self.places = self._item_places(run)
@@ -645,7 +647,9 @@ class Agent:
             places = self._task_places(job, index)
         except OSError as exc:
             return Outcome(exits.JOB_EXEC_FAIL1, str(exc.strerror or exc))
-        not_staged = self._stage_in(job, index, places)
+        each = self._each
+        assert each is not None  # `_prepare` made it for the item
+        not_staged = self._stage_in(job, index, places) if each.stages else None
         if not_staged is not None:
             self._reset(places)
             return not_staged
@@ -664,10 +668,10 @@ class Agent:
         proc: spawn.Child | subprocess.Popen | None = None
         killed_for, started, cpu, returncode = None, time.time(), 0.0, 0
         limit_kill: Outcome | None = None
-        mem_limit = resources.request_of(job.get("resources")).mem
+        mem_limit = each.mem_limit
         lingering = False
         try:
-            run_text = self._run_text(run, index)
+            run_text = each.run_text if index is None else f"{each.run_text} {index}"
             self._record(STARTING, run_text)  # a fence that finds this kills the worker's session's jobs
             try:
                 program = self._program(run, index, places)
@@ -676,13 +680,12 @@ class Agent:
             except (OSError, ValueError) as exc:
                 # ValueError: a NUL byte or an '=' in a name. The API refuses both (core.limits); a job
                 # stored before it did still fails with the true reason, not a worker crash.
-                self._record(0)
+                self._record(IDLE)
                 reason = f"could not start {argv[0]!r}: {why(exc)}"
                 with contextlib.suppress(OSError):
                     os.write(err_fd, f"hyperbatch: cannot start {argv[0]!r}: {why(exc)}\n".encode())
             if proc is not None:
-                walltime = min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None
-                deadline = time.time() + walltime if walltime else None
+                deadline = time.time() + each.walltime if each.walltime else None
                 self.current.set(proc, index, deadline, mem_limit)
                 self._record(proc.pid, run_text)
                 if self.supervisor.lost():  # stopped between the check above and the start: it must not run on
@@ -691,7 +694,7 @@ class Agent:
                     meanwhile()
                 returncode, usage = _wait(proc)
                 lingering = group_alive(proc.pid)  # its background processes may still write its output
-                self._record(0)  # never kill a recycled pid later
+                self._record(IDLE)  # never kill a recycled pid later
                 killed_for = self.current.killed_for
                 self.current.clear()
                 cpu = usage.ru_utime + usage.ru_stime
@@ -835,7 +838,8 @@ class Agent:
     def _ended(self, run: Run, index: int | None, places: dict, outcome: Outcome) -> Outcome:
         """After a run that has a result: its files staged out, its output files to write (locally:
         `_deliver`), its scratch places removed."""
-        outcome = self._stage_out(run.job, index, places, outcome)
+        if self._each is not None and self._each.stages:
+            outcome = self._stage_out(run.job, index, places, outcome)
         if self.settings.deliver is not None:
             self._undelivered.append((run.job, index, places["home"]))
         self._reset(places)
@@ -917,7 +921,7 @@ class Agent:
 
     def _clean_item(self) -> None:
         """After the item: TMPDIR and PBS_NODEFILE removed."""
-        self._prepared = None
+        self._prepared = self._each = None
         if self.places is None:
             return
         try:
@@ -930,15 +934,12 @@ class Agent:
             pass
         self.places = None
 
-    def _record(self, pgid: int, run_text: str = "") -> None:
+    def _record(self, pgid: int | bytes, run_text: str = "") -> None:
         """Write the job file: which process group runs which run, and which task of it (`run_text`:
-        `_run_text`), read by the daemon's fence and by qsig in local mode (hyperbatch.adapters.local.compute)."""
+        JobRecord.run_text), read by the daemon's fence and by qsig in local mode
+        (hyperbatch.adapters.local.compute); IDLE: none."""
         if self._pid_fd is not None:
-            os.pwrite(self._pid_fd, record_bytes(pgid, run_text), 0)
-
-    @staticmethod
-    def _run_text(run: Run, index: int | None) -> str:
-        return JobRecord(0, run.job["id"], str(run.item.id), run.attempt, index).run_text()
+            os.pwrite(self._pid_fd, pgid if isinstance(pgid, bytes) else record_bytes(pgid, run_text), 0)
 
     def _script_argv(self, job: dict, workdir: Path) -> list[str]:
         """The script runs as itself when it starts with `#!`, else under -S or the submitter's shell."""
@@ -949,6 +950,27 @@ class Agent:
         with open(path) as f:
             shebang = f.read(2) == "#!"
         return [str(path)] if shebang else [environment.shell_of(job), str(path)]
+
+
+IDLE = record_bytes(0)  # the job file's record while no job runs
+
+
+@dataclass(frozen=True)
+class _Each:
+    """What every run of a claimed item shares, looked up once per item rather than once per task."""
+
+    run_text: str  # the job file's run part (JobRecord.run_text) but the array index
+    mem_limit: int  # bytes the job asked for (-l mem); 0: not watched
+    walltime: float | None  # seconds it may run (-l walltime, at most limits.MAX_WALLTIME_SECONDS)
+    stages: bool  # it stages files in or out (core/staging.py)
+
+    @classmethod
+    def of(cls, run: Run) -> "_Each":
+        job = run.job
+        return cls(run_text=JobRecord(0, job["id"], str(run.item.id), run.attempt).run_text(),
+                   mem_limit=resources.request_of(job.get("resources")).mem,
+                   walltime=min(job["walltime"], limits.MAX_WALLTIME_SECONDS) if job["walltime"] else None,
+                   stages=bool(job.get(staging.STAGEIN) or job.get(staging.STAGEOUT)))
 
 
 def _wait(proc: spawn.Child | subprocess.Popen) -> tuple[int, resource.struct_rusage]:

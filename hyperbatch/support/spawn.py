@@ -46,14 +46,24 @@ FAST = _fork_exec is not None and sys.version_info[:2] in KNOWN and hasattr(subp
 _devnull: int | None = None
 
 
+_ENCODING, _ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
+
+
 def block(env: Mapping[str, str]) -> list[bytes]:
-    """`env` as exec takes it (NAME=value, encoded as Popen encodes it); a name with '=' is refused as Popen refuses it."""
+    """`env` as exec takes it (NAME=value, encoded as Popen encodes it: os.fsencode); a name with '='
+    is refused as Popen refuses it. Each pair is encoded in one call: a task's own variables are
+    encoded at each start."""
     out = []
     for name, value in env.items():
-        key = os.fsencode(name)
-        if b"=" in key:
+        if type(name) is not str or type(value) is not str:  # bytes, or what os.fsencode refuses as Popen does
+            key = os.fsencode(name)
+            if b"=" in key:
+                raise ValueError("illegal environment variable name")
+            out.append(key + b"=" + os.fsencode(value))
+            continue
+        if "=" in name:
             raise ValueError("illegal environment variable name")
-        out.append(key + b"=" + os.fsencode(value))
+        out.append(f"{name}={value}".encode(_ENCODING, _ERRORS))
     return out
 
 
