@@ -92,7 +92,10 @@ class SigningProxy:
                     return self._reply(303, {"Location": "/", "Set-Cookie": cookie}, b"")
                 if not (proxy.sessions.valid(session_id(headers)) and same_origin(self.command, headers)):
                     return self._reply(401, {"Content-Type": "text/plain"}, NOT_LET_IN)
-                length = int(headers.get("content-length") or 0)
+                text = (headers.get("content-length") or "0").strip()
+                if not text.isdigit():
+                    return self._reply(400, {"Content-Type": "text/plain"}, b"Content-Length is no byte count\n")
+                length = int(text)
                 if length > MAX_BODY_BYTES:
                     return self._reply(413, {"Content-Type": "text/plain"}, b"the request body is over 10 MiB\n")
                 body = self.rfile.read(length) if length else b""

@@ -32,6 +32,7 @@ AWS_PAGES = (("GET", "/"), ("GET", "/ui/jobs"), ("GET", "/ui/jobs/{id}"), ("GET"
              ("GET", "/ui/static/{name}"))
 PUBLIC = ("/ui/signin", "/ui/static/")  # answered without credentials
 TASKS_SHOWN = 200  # an array's tasks listed on its page; the bar counts them all
+MAX_FILTER = 256  # characters of a filter (user, queue, state, name), as the API takes an owner
 NO_SIGN_IN = "this host checks each request's AWS signature: open the dashboard with `hyper dashboard`"
 WRONG_TOKEN = "That token is not this daemon's: copy it again from the token file."
 FOREIGN_FORM = "The sign-in form was sent from another site: open the dashboard and sign in there."
@@ -74,6 +75,8 @@ def register(app: APIGatewayHttpResolver, scheduler: Scheduler, caller: Callable
 
     def query(name: str) -> str | None:
         value = (app.current_event.query_string_parameters or {}).get(name)
+        if value is not None and len(value) > MAX_FILTER:
+            raise SpecError(f"{name}: at most {MAX_FILTER} characters")
         return value.strip() if value and value.strip() else None
 
     @app.get("/", include_in_schema=False)

@@ -68,6 +68,7 @@ def test_pages_with_credentials_show_the_queues_and_a_submitted_job(dash):
     ("/ui/jobs/99", 404, "Unknown Job Id 99"),
     ("/ui/jobs/1?index=x", 404, "Unknown Job Id 1"),
     ("/ui/jobs?queue=nope", 400, "nope"),
+    ("/ui/jobs?user=" + "u" * 300, 400, "user: at most 256 characters"),
 ])
 def test_a_bad_page_request_is_one_line_on_a_page(dash, path, status, line):
     answer = dash("GET", path, BEARER)

@@ -66,6 +66,9 @@ def test_the_proxy_signs_the_launched_browsers_requests_and_no_one_elses(box, pr
 
     # A change from another origin is not signed; from the proxy's own, it is the signer's (Alice's) request.
     assert _call(proxy, "DELETE", f"/jobs/{seq}", cookie | {"Origin": "http://evil.example"})[0] == 401
+    own = {"Origin": f"http://127.0.0.1:{proxy.port}"}
+    status, _, body = _call(proxy, "POST", f"/jobs/{seq}/hold", cookie | own | {"Content-Length": "-5"})
+    assert (status, body) == (400, "Content-Length is no byte count\n")
     assert box.job(seq)["state"] == "QUEUED"
     status, _, body = _call(proxy, "DELETE", f"/jobs/{seq}", cookie | {"Origin": f"http://127.0.0.1:{proxy.port}"})
     assert status == 200 and json.loads(body)["state"] == "CANCELLED"
