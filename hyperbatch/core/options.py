@@ -358,6 +358,23 @@ def parse_mail_points(text: str) -> str:
     return _letters(text, "abej", "-m", "any of a (aborted), b (began), e (ended), j (subjobs too), or n")
 
 
+# One -M item as PBS parses it (OpenPBS parse_at.c, parse_at_item): a name of printable characters but
+# '#' and '@', then optionally '@' and a host of the same.
+_MAIL_USER_RE = lazy(r"[!-\"$-?A-~]+(?:@[!-\"$-?A-~]+)?")
+
+
+def parse_mail_users(text: str) -> str:
+    """-M: `user[@host][,user[@host]...]`; an empty item (`a,,b`, a trailing comma) or an item that is no
+    name is refused, as PBS refuses it (parse_at_list)."""
+    value = _text(text, "mail users")
+    items = [item.strip() for item in value.split(",")]
+    for item in items:
+        if not _MAIL_USER_RE.fullmatch(item):
+            raise SpecError(f"illegal -M value '{value[:80]}': give user[@host][,user[@host]...]"
+                            + (f" ('{item[:40]}' is none)" if item else " with no empty item"))
+    return ",".join(items)
+
+
 def parse_checkpoint(text: str) -> str:
     value = text.strip()
     if value == "u" or not re.fullmatch(r"n|s|c|w|[cw]=[0-9]{1,9}", value):
@@ -784,11 +801,11 @@ OPTIONS: tuple[Option, ...] = (
            "select=1:ncpus=N:mem=SIZE:ngpus=N, place=...; stored as Resource_List. Repeatable.",
            lambda v, ctx: _illegal("-l", lambda t: _apply_resources(t, ctx))(v)),
     Option("-m", "MAIL_EVENTS", "Mail when the job is aborted (a, the default), begins (b), ends (e); n: no "
-           "mail; j is accepted (an array mails once, not per task). Stored as Mail_Points.",
+           "mail; j: each array task too (else an array mails once). Stored as Mail_Points.",
            _one("mail_points", parse_mail_points)),
     Option("-M", "USERS", "Mail recipients, user[@host][,...] (default: you at the submit host); stored as "
            "Mail_Users.",
-           _one("mail_users", _illegal("-M", lambda t: _text(t, "mail users")))),
+           _one("mail_users", _illegal("-M", lambda t: parse_mail_users(t)))),
     Option("-N", "NAME", "Job name (default: the script's file name; STDIN for stdin or -- COMMAND).",
            _one("name", _illegal("-N", check_name)), aliases=("--name",)),
     Option("-o", "PATH", "Standard output file (a directory: JOBID.OU inside it); written when the job ends. "
@@ -943,7 +960,7 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("execution_time", kind=float | str, check=check_execution_time, help="Execution_Time (-a): epoch seconds or "
           "[[[[CC]YY]MM]DD]hhmm[.SS]"),
     Field("mail_points", _str_or(parse_mail_points), help="Mail_Points (-m)"),
-    Field("mail_users", _str_or(lambda t: _text(t, "mail users")), help="Mail_Users (-M)"),
+    Field("mail_users", _str_or(lambda t: parse_mail_users(t)), help="Mail_Users (-M)"),
     Field("notify", kind=list[str] | str, check=notices.check_urls, merge="extend",
           help="webhook URLs told when the job begins, ends or is aborted (--notify)",
           examples=(["https://example.com/hook"],)),

@@ -346,6 +346,8 @@ def test_a_device_is_refused(inproc, api):
         (["-J", "1-4", "-r", "n", "--", "true"], "cannot submit non-rerunable Array Job"),
         (["-m", "j", "--", "true"], "mail option 'j' can not be used without array job"),
         (["-a", "2599", "--", "true"], "illegal -a value"),
+        (["-M", ",,", "--", "true"], "illegal -M value ',,': give user[@host][,user[@host]...] with no empty item"),
+        (["-M", "ann@lab,bob#2", "--", "true"], "('bob#2' is none)"),
         (["--"], "nothing to run"),
         (["a.sh", "b.sh"], "unexpected extra argument"),
     ],
