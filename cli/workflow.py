@@ -120,6 +120,13 @@ def _status(name: str) -> dict:
     return shown
 
 
+def _echo_columns(rows: list[tuple[str, ...]]) -> None:
+    """Rows in columns two spaces apart, each as wide as its widest cell; the last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+
+
 @workflow.command("status", context_settings=CONTEXT)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the workflow as the API answers it.")
@@ -139,9 +146,7 @@ def status(name: str, as_json: bool) -> None:
         exit_status = "-" if row["exit_status"] is None else str(row["exit_status"])
         depends = ", ".join(f"{p} ({k})" for p, k in row["depends_on"].items()) or "-"
         rows.append((row["step"], row["job"], row["state"], exit_status, tasks, depends))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for r in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    _echo_columns(rows)
 
 
 @workflow.command("list", context_settings=CONTEXT)
@@ -160,9 +165,7 @@ def list_workflows(as_json: bool) -> None:
     rows = [("NAME", "SUBMITTED", "STEPS")] + [
         (w["name"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w["created_at"])), str(w["steps"]))
         for w in shown["workflows"]]
-    widths = [max(len(r[i]) for r in rows) for i in range(2)]
-    for r in rows:
-        click.echo(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2]}")
+    _echo_columns(rows)
 
 
 @workflow.command("cancel", context_settings=CONTEXT)

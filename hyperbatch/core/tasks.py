@@ -662,9 +662,10 @@ def moved_tasks(old: dict, new: dict) -> tuple[list[tuple[int, dict]], list[tupl
     before, after = running_positions(old), running_positions(new)
     started = [(pos, after[pos]) for pos in sorted(after.keys() - before.keys())]
     ended_positions = sorted(before.keys() - after.keys())
-    spec = arrays.parse_array(new["array"]) if ended_positions else None
-    ended = [(pos, task_state(new, spec, pos)) for pos in ended_positions if spec is not None]
-    return started, ended
+    if not ended_positions:
+        return started, []
+    spec = arrays.parse_array(new["array"])
+    return started, [(pos, task_state(new, spec, pos)) for pos in ended_positions]
 
 
 REASON_RUNS = 20  # runs of failed indices a final array's reason names at most, so that it stays short

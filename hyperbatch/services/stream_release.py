@@ -5,8 +5,8 @@ reaches the release function through the table's stream, and this use case
 handles each batch of records in order. For each record: dependency release
 (hyperbatch.services.release.on_event), what the change made runnable
 (hyperbatch.core.outbox.to_send of the old and new documents), job metrics,
-and, for a change of state, its EventBridge event and the mail and webhooks
-it makes (hyperbatch.core.notices).
+for a change of state its EventBridge event, and the mail and webhooks any
+change makes (hyperbatch.core.notices: an array's tasks too, with -m j).
 Once a record fails, every later record fails too without being looked at,
 so the mapping's checkpoint (the first failed record) is exact and nothing
 is handled twice. Then, for the records handled: one `send_many` on the real
